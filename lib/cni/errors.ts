@@ -1,0 +1,53 @@
+// CNI error codes (spec 1.1, "Error" section) plus strand's own codes from 100 up.
+// Codes are a const object, not an enum: the project runs TypeScript by type stripping.
+export const Code = {
+  IncompatibleVersion: 1,
+  UnsupportedField: 2,
+  UnknownContainer: 3,
+  InvalidEnvironment: 4,
+  IoFailure: 5,
+  DecodingFailure: 6,
+  InvalidNetworkConfig: 7,
+  TryAgainLater: 11,
+  PluginNotAvailable: 50,
+  PluginLimitedConnectivity: 51,
+  // strand's own
+  NotImplemented: 100,
+  NetlinkFailure: 101,
+  IpamExhausted: 102,
+  IpamConflict: 103,
+  DelegateFailed: 104,
+  CheckFailed: 105,
+  Internal: 999,
+} as const;
+export type CodeValue = (typeof Code)[keyof typeof Code] | number;
+
+/** The error a plugin reports to its runtime: printed as JSON on stdout, exit status 1. */
+export class CniError extends Error {
+  override readonly name = 'CniError';
+  readonly code: number;
+  readonly msg: string;
+  readonly details: string;
+
+  constructor(code: CodeValue, msg: string, details = '', options?: { cause?: unknown }) {
+    super(details ? `${msg}: ${details}` : msg, options);
+    this.code = code;
+    this.msg = msg;
+    this.details = details;
+  }
+
+  /** The spec's error object; `cniVersion` is that of the request. */
+  toJSON(cniVersion: string): { cniVersion: string; code: number; msg: string; details?: string } {
+    const out: { cniVersion: string; code: number; msg: string; details?: string } = {
+      cniVersion,
+      code: this.code,
+      msg: this.msg,
+    };
+    if (this.details) out.details = this.details;
+    return out;
+  }
+}
+
+export function isCniError(e: unknown): e is CniError {
+  return e instanceof CniError;
+}
