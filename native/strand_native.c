@@ -1,0 +1,360 @@
+// strand_native: the only native code in strand. It does what JavaScript cannot:
+// open a netlink socket or a file inside another network namespace, tell whether a path
+// is a network namespace, and take an advisory file lock.
+//
+// Every namespace-entering function enters the target namespace, does one thing and
+// returns to the original namespace inside the same C call, so no JavaScript ever runs
+// while this thread is in another namespace. If returning fails the process aborts:
+// continuing in the wrong namespace would silently configure the wrong network.
+//
+// Plain N-API (node_api.h) only, so the binary is ABI-stable across Node versions.
+// Errors are thrown as Error objects with `code` ("ENOENT"), `errno` (positive) and
+// `syscall` properties.
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <node_api.h>
+
+#ifndef NSFS_MAGIC
+#define NSFS_MAGIC 0x6e736673
+#endif
+#ifndef NS_GET_NSTYPE
+#define NS_GET_NSTYPE _IO(0xb7, 0x3)
+#endif
+#ifndef NETLINK_EXT_ACK
+#define NETLINK_EXT_ACK 11
+#endif
+
+#define PATH_BUF 4096
+
+// ---- error helpers -------------------------------------------------------------------
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  const char *name = strerrorname_np(err);
+  char msg[PATH_BUF + 256];
+  if (path)
+    snprintf(msg, sizeof msg, "%s: %s (%s '%s')", name ? name : "EUNKNOWN", strerror(err), syscall, path);
+  else
+    snprintf(msg, sizeof msg, "%s: %s (%s)", name ? name : "EUNKNOWN", strerror(err), syscall);
+  napi_value code, message, error, errno_v, syscall_v;
+  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, code, message, &error);
+  napi_create_int32(env, err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
+  napi_set_named_property(env, error, "syscall", syscall_v);
+  if (path) {
+    napi_value path_v;
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_v);
+    napi_set_named_property(env, error, "path", path_v);
+  }
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  return NULL;
+}
+
+// ---- argument helpers ----------------------------------------------------------------
+
+// Reads argument `v` as a path string into buf. Returns 1 for a string, 0 for null or
+// undefined (when allow_null), -1 after throwing.
+static int get_path(napi_env env, napi_value v, char *buf, int allow_null, const char *what) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (allow_null && (t == napi_null || t == napi_undefined)) return 0;
+  if (t != napi_string) {
+    throw_type(env, what);
+    return -1;
+  }
+  size_t len;
+  napi_get_value_string_utf8(env, v, NULL, 0, &len);
+  if (len == 0 || len >= PATH_BUF) {
+    throw_errno(env, len == 0 ? ENOENT : ENAMETOOLONG, "open", NULL);
+    return -1;
+  }
+  napi_get_value_string_utf8(env, v, buf, PATH_BUF, &len);
+  if (strlen(buf) != len) {  // embedded NUL
+    throw_errno(env, EINVAL, "open", NULL);
+    return -1;
+  }
+  return 1;
+}
+
+static int get_int(napi_env env, napi_value v, int32_t *out, const char *what) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_number) {
+    throw_type(env, what);
+    return -1;
+  }
+  napi_get_value_int32(env, v, out);
+  return 0;
+}
+
+// ---- namespace scope -----------------------------------------------------------------
+
+// Enters the network namespace at `path`. On success *saved holds a descriptor of the
+// namespace to return to. Returns 0 or an errno (nothing changed on failure).
+static int ns_enter(const char *path, int *saved, const char **failed_syscall) {
+  *saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (*saved < 0) {
+    *failed_syscall = "open";
+    return errno;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int e = errno;
+    close(*saved);
+    *failed_syscall = "open";
+    return e;
+  }
+  if (setns(target, CLONE_NEWNET) < 0) {
+    int e = errno;
+    close(target);
+    close(*saved);
+    *failed_syscall = "setns";
+    return e;
+  }
+  close(target);
+  return 0;
+}
+
+static void ns_leave(int saved) {
+  if (setns(saved, CLONE_NEWNET) < 0) abort();  // never continue in the wrong namespace
+  close(saved);
+}
+
+// ---- netlink -------------------------------------------------------------------------
+
+static int nl_open_here(int protocol) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return -errno;
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  int one = 1;
+  // Extended acks carry the kernel's error message; best effort (old kernels lack it).
+  setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
+  return fd;
+}
+
+// nlOpen(nsPath | null, protocol) -> fd
+static napi_value NlOpen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) return throw_type(env, "nlOpen(nsPath, protocol)");
+  char path[PATH_BUF];
+  int has = get_path(env, argv[0], path, 1, "nsPath must be a string or null");
+  if (has < 0) return NULL;
+  int32_t protocol;
+  if (get_int(env, argv[1], &protocol, "protocol must be a number") < 0) return NULL;
+
+  int fd;
+  if (has) {
+    int saved;
+    const char *sc;
+    int e = ns_enter(path, &saved, &sc);
+    if (e) return throw_errno(env, e, sc, path);
+    fd = nl_open_here(protocol);
+    ns_leave(saved);
+  } else {
+    fd = nl_open_here(protocol);
+  }
+  if (fd < 0) return throw_errno(env, -fd, "socket", NULL);
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+// nlSend(fd, buf) -> bytes sent
+static napi_value NlSend(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) return throw_type(env, "nlSend(fd, buf)");
+  int32_t fd;
+  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
+  bool is_buf = false;
+  napi_is_buffer(env, argv[1], &is_buf);
+  if (!is_buf) return throw_type(env, "buf must be a Buffer");
+  void *data;
+  size_t len;
+  napi_get_buffer_info(env, argv[1], &data, &len);
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do n = sendto(fd, data, len, 0, (struct sockaddr *)&sa, sizeof sa);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "sendto", NULL);
+  napi_value out;
+  napi_create_int64(env, n, &out);
+  return out;
+}
+
+// nlRecv(fd, timeoutMs) -> Buffer with one datagram (one or more netlink messages)
+static napi_value NlRecv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) return throw_type(env, "nlRecv(fd, timeoutMs)");
+  int32_t fd, timeout;
+  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
+  if (get_int(env, argv[1], &timeout, "timeoutMs must be a number") < 0) return NULL;
+
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  int r;
+  do r = poll(&p, 1, timeout);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "poll", NULL);
+  if (r == 0) return throw_errno(env, ETIMEDOUT, "poll", NULL);
+
+  // Peek the datagram's real size so a large dump message is never truncated.
+  char probe[16];
+  ssize_t size;
+  do size = recv(fd, probe, sizeof probe, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+  while (size < 0 && errno == EINTR);
+  if (size < 0) return throw_errno(env, errno, "recv", NULL);
+
+  void *data;
+  napi_value buf;
+  if (napi_create_buffer(env, size > 0 ? (size_t)size : 1, &data, &buf) != napi_ok) return NULL;
+  ssize_t n;
+  do n = recv(fd, data, size > 0 ? (size_t)size : 1, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return throw_errno(env, errno, "recv", NULL);
+  if (n < size) {
+    napi_value sub;
+    // Datagram shrank between peek and read (cannot happen on one reader); slice.
+    napi_create_buffer_copy(env, (size_t)n, data, NULL, &sub);
+    return sub;
+  }
+  return buf;
+}
+
+// close(fd)
+static napi_value Close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_type(env, "close(fd)");
+  int32_t fd;
+  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
+  return NULL;
+}
+
+// ---- files ---------------------------------------------------------------------------
+
+// nsOpenFile(nsPath | null, path, flags, mode) -> fd. The file is opened inside the
+// namespace; /proc/sys/net files keep referring to that namespace after we return.
+static napi_value NsOpenFile(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 4) return throw_type(env, "nsOpenFile(nsPath, path, flags, mode)");
+  char ns[PATH_BUF], path[PATH_BUF];
+  int has = get_path(env, argv[0], ns, 1, "nsPath must be a string or null");
+  if (has < 0) return NULL;
+  if (get_path(env, argv[1], path, 0, "path must be a string") < 0) return NULL;
+  int32_t flags, mode;
+  if (get_int(env, argv[2], &flags, "flags must be a number") < 0) return NULL;
+  if (get_int(env, argv[3], &mode, "mode must be a number") < 0) return NULL;
+
+  int fd, e = 0;
+  if (has) {
+    int saved;
+    const char *sc;
+    e = ns_enter(ns, &saved, &sc);
+    if (e) return throw_errno(env, e, sc, ns);
+    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) e = errno;
+    ns_leave(saved);
+  } else {
+    fd = open(path, flags | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) e = errno;
+  }
+  if (fd < 0) return throw_errno(env, e, "open", path);
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+// isNetns(path) -> boolean: the path is an nsfs file for a network namespace.
+static napi_value IsNetns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) return throw_type(env, "isNetns(path)");
+  char path[PATH_BUF];
+  if (get_path(env, argv[0], path, 0, "path must be a string") < 0) return NULL;
+  struct statfs st;
+  if (statfs(path, &st) < 0) return throw_errno(env, errno, "statfs", path);
+  bool result = false;
+  if ((unsigned long)st.f_type == NSFS_MAGIC) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return throw_errno(env, errno, "open", path);
+    int type = ioctl(fd, NS_GET_NSTYPE);
+    close(fd);
+    // Kernels before 4.11 lack NS_GET_NSTYPE: accept any nsfs file there.
+    result = type == CLONE_NEWNET || (type < 0 && errno == ENOTTY);
+  }
+  napi_value out;
+  napi_get_boolean(env, result, &out);
+  return out;
+}
+
+// flock(fd, op): LOCK_SH=1, LOCK_EX=2, LOCK_NB=4, LOCK_UN=8. Throws EWOULDBLOCK with LOCK_NB.
+static napi_value Flock(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) return throw_type(env, "flock(fd, op)");
+  int32_t fd, op;
+  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
+  if (get_int(env, argv[1], &op, "op must be a number") < 0) return NULL;
+  int r;
+  do r = flock(fd, op);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return throw_errno(env, errno, "flock", NULL);
+  return NULL;
+}
+
+// ---- module --------------------------------------------------------------------------
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"nlOpen", NULL, NlOpen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nlSend", NULL, NlSend, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nlRecv", NULL, NlRecv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nsOpenFile", NULL, NsOpenFile, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"isNetns", NULL, IsNetns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
