@@ -11,7 +11,7 @@
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
 # never sees half a binary. Step 4 is skipped when the bundle, the addon, the SEA
-# config and the base Node are unchanged since the last build.
+# config, this script and the base Node are unchanged since the last build.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,7 +55,7 @@ step "generating validators"
 # 2. native addon
 [ -f native/build.sh ] || die "native/build.sh is missing: cannot build $ADDON"
 step "building the native addon"
-bash native/build.sh
+bash native/build.sh >/dev/null
 [ -f "$ADDON" ] || die "native/build.sh did not produce $ADDON"
 
 # 3. bundle
@@ -67,7 +67,7 @@ base_key="$want $(stat -c '%s %Y' "$NODE_BIN")"
 sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
 inputs_hash=$({
   printf '%s\n%s\n' "$base_key" "$sea_config_template"
-  sha256sum "$tmp/strand.cjs" "$ADDON" | cut -d' ' -f1
+  sha256sum "$tmp/strand.cjs" "$ADDON" scripts/build.sh | cut -d' ' -f1
 } | sha256sum | cut -d' ' -f1)
 stamp=dist/.sea-inputs
 
@@ -85,10 +85,12 @@ else
     printf '%s\n' "$base_key" >"$base.key"
   fi
   step "building the single executable"
+  # Relative main/output, run inside $tmp: the script name recorded in the blob (seen in
+  # stack traces on stderr) is plain "strand.cjs", not a random build directory.
   # shellcheck disable=SC2059
-  printf "$sea_config_template" "$tmp/strand.cjs" "$tmp/strand" "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
+  printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
   # The stripped binary builds its own blob: the blob must come from the same Node.
-  "$ROOT/$base" --build-sea "$tmp/sea-config.json" >/dev/null
+  (cd "$tmp" && "$ROOT/$base" --build-sea sea-config.json >/dev/null)
   chmod 0755 "$tmp/strand"
 fi
 
