@@ -8,6 +8,7 @@ export const Code = {
   IoFailure: 5,
   DecodingFailure: 6,
   InvalidNetworkConfig: 7,
+  InvalidNetNS: 8,
   TryAgainLater: 11,
   PluginNotAvailable: 50,
   PluginLimitedConnectivity: 51,
@@ -50,4 +51,17 @@ export class CniError extends Error {
 
 export function isCniError(e: unknown): e is CniError {
   return e instanceof CniError;
+}
+
+/**
+ * The error to report for anything a handler threw: a CniError as is, anything else as
+ * 999 with the original kept as `cause` and its message in `details` (never its stack).
+ */
+export function toCniError(e: unknown): CniError {
+  if (isCniError(e)) return e;
+  if (e instanceof Error) {
+    const name = e.name && e.name !== 'Error' ? `${e.name}: ` : '';
+    return new CniError(Code.Internal, 'internal error', `${name}${e.message}`, { cause: e });
+  }
+  return new CniError(Code.Internal, 'internal error', String(e), { cause: e });
 }

@@ -1,0 +1,28 @@
+// String formats usable in any schema.ts ("format": "cidr"). The generated validators
+// import this module (scripts/gen-validators.ts), so keep it small and pure.
+import { tryParseCidr, tryParseIP } from '../ip/cidr.ts';
+
+const MAC = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
+
+/** Linux interface name rules (dev_valid_name): 1-15 bytes, not . or .., no / : or whitespace. */
+export function isValidIfName(s: string): boolean {
+  if (s.length === 0 || Buffer.byteLength(s) > 15 || s === '.' || s === '..') return false;
+  return !/[/:\s]/u.test(s);
+}
+
+export const formats = {
+  /** An IPv4 or IPv6 address. */
+  ip: (s: string): boolean => tryParseIP(s) !== undefined,
+  ipv4: (s: string): boolean => tryParseIP(s)?.family === 4,
+  ipv6: (s: string): boolean => tryParseIP(s)?.family === 6,
+  /** An address or network with a prefix length; host bits allowed ("10.1.0.5/24"). */
+  cidr: (s: string): boolean => tryParseCidr(s) !== undefined,
+  /** A network: host bits must be zero ("10.1.0.0/24"). */
+  'cidr-network': (s: string): boolean => tryParseCidr(s, { strict: true }) !== undefined,
+  /** An Ethernet MAC address "aa:bb:cc:dd:ee:ff". */
+  mac: (s: string): boolean => MAC.test(s),
+  /** A Linux interface name. */
+  ifname: isValidIfName,
+} as const satisfies Record<string, (s: string) => boolean>;
+
+export type FormatName = keyof typeof formats;

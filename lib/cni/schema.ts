@@ -1,0 +1,53 @@
+// JSON schemas compiled at build time by scripts/gen-validators.ts into gen/validators.js
+// (one export per key). Plain data only: the generator imports this file.
+
+const NAME_PATTERN = '^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$';
+/** A plugin executable name: no path separators. */
+const TYPE_PATTERN = '^[^/\\\\]+$';
+
+const dns = {
+  type: 'object',
+  properties: {
+    nameservers: { type: 'array', items: { type: 'string', format: 'ip' } },
+    domain: { type: 'string' },
+    search: { type: 'array', items: { type: 'string' } },
+    options: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+export const schemas = {
+  /** The common single-plugin network config (fields of the spec; plugin fields pass). */
+  validateNetConf: {
+    type: 'object',
+    required: ['cniVersion', 'name', 'type'],
+    properties: {
+      cniVersion: { type: 'string', minLength: 1 },
+      cniVersions: { type: 'array', items: { type: 'string' } },
+      name: { type: 'string', minLength: 1, pattern: NAME_PATTERN },
+      type: { type: 'string', minLength: 1, pattern: TYPE_PATTERN },
+      args: {
+        type: 'object',
+        properties: { cni: { type: 'object' } },
+      },
+      runtimeConfig: { type: 'object' },
+      capabilities: { type: 'object', additionalProperties: { type: 'boolean' } },
+      prevResult: { type: 'object' },
+      // `"ipam": {}` is valid (an L2-only network): `type` is optional here.
+      ipam: {
+        type: 'object',
+        properties: { type: { type: 'string', minLength: 1, pattern: TYPE_PATTERN } },
+      },
+      dns,
+      logFile: { type: 'string', minLength: 1 },
+      logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+      'cni.dev/valid-attachments': {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['containerID', 'ifname'],
+          properties: { containerID: { type: 'string' }, ifname: { type: 'string' } },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,258 @@
+// The plugin entry: reads the CNI environment and stdin, checks them as the spec and
+// libcni's skel do, dispatches to the plugin's handlers and prints the result or the error
+// JSON on stdout. Environment, stdin and stdout are injected (PluginIO) so all of this is
+// testable without a process; it never calls process.exit.
+import { statSync } from 'node:fs';
+import { validateNetConf } from '../../gen/validators.js';
+import { CniError, Code, toCniError } from './errors.ts';
+import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
+import { createLogger, isLogLevel, type Logger } from './log.ts';
+import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
+import { validateWith } from './validate.ts';
+import { checkSupported, checkVerbAllowed, isSupportedVersion, selectVersion, versionInfo } from './version.ts';
+
+export { parseCniArgs } from './args.ts';
+export { convertResult } from './convert.ts';
+export { validateWith } from './validate.ts';
+
+export interface PluginIO {
+  env: Record<string, string | undefined>;
+  stdin(): Promise<Buffer>;
+  stdout: { write(s: string): void };
+  stderr: { write(s: string): void };
+}
+
+export interface CmdArgs {
+  containerId: string;
+  netns: string;
+  ifName: string;
+  /** Raw CNI_ARGS. */
+  args: string;
+  /** CNI_PATH split on ":" (empty entries dropped). */
+  path: string[];
+  stdinData: Buffer;
+  env: Record<string, string | undefined>;
+  /** The verb being run. Set by skel. */
+  verb?: Verb;
+  /** Logs to stderr or the configured log file. Set by skel. */
+  log?: Logger;
+}
+
+export interface PluginFuncs<C extends NetConf> {
+  /** Returns the 1.1.0 result; skel converts it to conf.cniVersion and prints it. */
+  add(a: CmdArgs, conf: C): Promise<Result>;
+  del(a: CmdArgs, conf: C): Promise<void>;
+  check(a: CmdArgs, conf: C): Promise<void>;
+  status(a: CmdArgs, conf: C): Promise<void>;
+  /** conf carries the `cni.dev/valid-attachments` key (see gcAttachments()). */
+  gc(a: CmdArgs, conf: C): Promise<void>;
+}
+
+export interface PluginSpec<C extends NetConf> {
+  /** e.g. "strand-bridge" */
+  name: string;
+  /** e.g. "strand bridge plugin v0.1.0" */
+  about: string;
+  /** Plugin-specific validation (a compiled validator via validateWith); throws CniError 7 naming the field. */
+  parseConfig(raw: NetConf): C;
+  /** Versions to advertise and accept; default all of SPEC_VERSIONS. */
+  versions?: readonly string[];
+}
+
+/** Which variables each verb needs (the spec's table; libcni's skel also needs CNI_PATH for ADD/DEL/CHECK). */
+export const REQUIRED_ENV: Readonly<Record<Verb, readonly string[]>> = {
+  ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],
+  CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH'],
+  DEL: ['CNI_CONTAINERID', 'CNI_IFNAME', 'CNI_PATH'],
+  STATUS: ['CNI_PATH'],
+  GC: ['CNI_PATH'],
+  VERSION: [],
+};
+
+const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** Throws CniError 4 unless `id` is a valid CNI container ID (alphanumeric start, then [A-Za-z0-9_.-]). */
+export function validateContainerId(id: string): void {
+  if (!CONTAINER_ID.test(id)) {
+    throw new CniError(Code.InvalidEnvironment, 'invalid characters in CNI_CONTAINERID', JSON.stringify(id));
+  }
+}
+
+/** Throws CniError 4 unless `name` is a valid Linux interface name (libcni's rules). */
+export function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
+  const bad = (why: string): never => {
+    throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: ${why}`);
+  };
+  if (name.length === 0) bad('interface name is empty');
+  if (Buffer.byteLength(name) > 15) bad('interface name is longer than 15 bytes');
+  if (name === '.' || name === '..') bad('interface name is . or ..');
+  if (/[/:\s]/u.test(name)) bad('interface name contains / or : or whitespace');
+}
+
+/** Prints a 1.1.0 result in `version`'s form (libcni's 4-space JSON). */
+export function printResult(result: Result, version: string, out: { write(s: string): void }): void {
+  out.write(`${formatResultJson(result, version)}\n`);
+}
+
+function isVerb(v: string): v is Verb {
+  return (VERBS as readonly string[]).includes(v);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Whether `path` is the network namespace this process runs in (running a plugin on itself). */
+function isOwnNetns(path: string): boolean {
+  try {
+    const target = statSync(path, { throwIfNoEntry: false });
+    const self = statSync('/proc/self/ns/net', { throwIfNoEntry: false });
+    return !!target && !!self && target.dev === self.dev && target.ino === self.ino;
+  } catch {
+    return false; // unreadable: the plugin reports it when it opens the namespace
+  }
+}
+
+/**
+ * Runs one CNI command. Returns the exit status: 0, or 1 after printing the error JSON on
+ * stdout. Logs go to stderr or to STRAND_LOG_FILE / the config's `logFile`.
+ */
+export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec: PluginSpec<C>, io: PluginIO): Promise<number> {
+  const env = io.env;
+  const supported = spec.versions ?? SPEC_VERSIONS;
+  const envLevel = env['STRAND_LOG_LEVEL'];
+  let log = createLogger({
+    name: spec.name,
+    stderr: io.stderr,
+    file: env['STRAND_LOG_FILE'] || undefined,
+    level: isLogLevel(envLevel) ? envLevel : undefined,
+  });
+  let errVersion: string = CURRENT_VERSION;
+  const cmd = env['CNI_COMMAND'] ?? '';
+  try {
+    if (!cmd) {
+      io.stderr.write(`${spec.about}\nCNI protocol versions supported: ${supported.join(', ')}\n`);
+      throw new CniError(Code.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
+    }
+    if (!isVerb(cmd)) throw new CniError(Code.InvalidEnvironment, `unknown CNI_COMMAND: ${cmd}`);
+    if (cmd === 'VERSION') {
+      // stdin is not read: libcni sends {"cniVersion": ...}, a person at a terminal sends nothing
+      io.stdout.write(`${JSON.stringify(versionInfo(supported))}\n`);
+      return 0;
+    }
+
+    const missing = REQUIRED_ENV[cmd].filter((k) => !env[k]);
+    if (missing.length) {
+      throw new CniError(Code.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
+    }
+    const needsAttachment = REQUIRED_ENV[cmd].includes('CNI_IFNAME');
+    if (needsAttachment) {
+      validateContainerId(env['CNI_CONTAINERID'] ?? '');
+      validateIfName(env['CNI_IFNAME'] ?? '');
+    }
+
+    let stdinData: Buffer;
+    try {
+      stdinData = await io.stdin();
+    } catch (e) {
+      throw new CniError(Code.IoFailure, 'error reading from stdin', (e as Error).message, { cause: e });
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(stdinData.toString('utf8'));
+    } catch (e) {
+      throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', (e as Error).message, { cause: e });
+    }
+    if (!isObject(raw)) {
+      throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', 'the network config must be a JSON object');
+    }
+
+    const version = selectVersion(raw['cniVersion'], raw['cniVersions']);
+    checkSupported(version);
+    if (!supported.includes(version)) {
+      throw new CniError(
+        Code.IncompatibleVersion,
+        'incompatible CNI versions',
+        `config is ${JSON.stringify(version)}, plugin supports ${JSON.stringify(supported)}`,
+      );
+    }
+    errVersion = version;
+    checkVerbAllowed(cmd, version);
+
+    validateWith(validateNetConf, raw);
+    const conf = raw as NetConf;
+    conf.cniVersion = version;
+    if (conf.logFile !== undefined || conf.logLevel !== undefined) {
+      log = createLogger({
+        name: spec.name,
+        stderr: io.stderr,
+        file: typeof conf.logFile === 'string' ? conf.logFile : env['STRAND_LOG_FILE'] || undefined,
+        level: isLogLevel(conf.logLevel) ? conf.logLevel : isLogLevel(envLevel) ? envLevel : undefined,
+      });
+    }
+    if (raw['prevResult'] !== undefined) {
+      try {
+        conf.prevResult = parseResult(raw['prevResult'], version);
+      } catch (e) {
+        if (!isResultFormatError(e)) throw e;
+        const field = `prevResult.${e.field}`.replace(/\.$/, '').replace(/\.\[/g, '[');
+        throw new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${e.reason}`, { cause: e });
+      }
+    }
+
+    const netns = env['CNI_NETNS'] ?? '';
+    const override = (env['CNI_NETNS_OVERRIDE'] ?? '').toLowerCase();
+    if (needsAttachment && netns && override !== '1' && override !== 'true' && isOwnNetns(netns)) {
+      throw new CniError(
+        Code.InvalidNetNS,
+        "plugin's netns and netns from CNI_NETNS should not be the same",
+        `CNI_NETNS ${netns} is the plugin's own network namespace`,
+      );
+    }
+
+    const typed = spec.parseConfig(conf);
+    const a: CmdArgs = {
+      containerId: env['CNI_CONTAINERID'] ?? '',
+      netns,
+      ifName: env['CNI_IFNAME'] ?? '',
+      args: env['CNI_ARGS'] ?? '',
+      path: (env['CNI_PATH'] ?? '').split(':').filter(Boolean),
+      stdinData,
+      env,
+      verb: cmd,
+      log,
+    };
+    switch (cmd) {
+      case 'ADD': {
+        const result = await funcs.add(a, typed);
+        const text = formatResultJson(result, version);
+        io.stdout.write(`${text}\n`);
+        break;
+      }
+      case 'DEL':
+        await funcs.del(a, typed);
+        break;
+      case 'CHECK':
+        await funcs.check(a, typed);
+        break;
+      case 'STATUS':
+        await funcs.status(a, typed);
+        break;
+      case 'GC':
+        await funcs.gc(a, typed);
+        break;
+    }
+    return 0;
+  } catch (e) {
+    const err = toCniError(e);
+    const where = `${cmd || '(no CNI_COMMAND)'} ${env['CNI_CONTAINERID'] ?? ''}/${env['CNI_IFNAME'] ?? ''}`;
+    // The full error, stack and causes included, goes to the log; stdout gets only the JSON.
+    log.error(`${where} failed with code ${err.code}: ${err.message}`, err.code === Code.Internal ? err.cause : undefined);
+    try {
+      io.stdout.write(`${JSON.stringify(err.toJSON(isSupportedVersion(errVersion) ? errVersion : CURRENT_VERSION), null, 4)}\n`);
+    } catch (w) {
+      log.error('cannot write the error to stdout', w);
+    }
+    return 1;
+  }
+}

@@ -1,0 +1,102 @@
+// Turns the first error of a compiled (ajv standalone) validator into a CniError 7 that
+// names the offending field in dotted form ("ipam.ranges[0][1].subnet").
+import { CniError, Code } from './errors.ts';
+
+/** The part of an ajv ValidateFunction we use (gen/validators.d.ts declares the same). */
+export interface ValidatorLike {
+  (data: unknown): boolean;
+  errors?: ReadonlyArray<{
+    instancePath: string;
+    keyword: string;
+    params: Record<string, unknown>;
+    message?: string;
+  }> | null;
+}
+
+function unescapePointer(seg: string): string {
+  return seg.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/** "/ipam/ranges/0/1" -> ["ipam", "ranges", 0, 1] (numeric segments of arrays as numbers). */
+function pointerSegments(pointer: string, root: unknown): Array<string | number> {
+  if (!pointer) return [];
+  const out: Array<string | number> = [];
+  let cur: unknown = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = unescapePointer(raw);
+    if (Array.isArray(cur) && /^[0-9]+$/.test(seg)) {
+      out.push(Number(seg));
+      cur = cur[Number(seg)];
+    } else {
+      out.push(seg);
+      cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return out;
+}
+
+/** ["ipam", "ranges", 0, "cni.dev/x"] -> 'ipam.ranges[0]["cni.dev/x"]'. */
+export function fieldPath(segs: ReadonlyArray<string | number>): string {
+  let s = '';
+  for (const seg of segs) {
+    if (typeof seg === 'number') s += `[${seg}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$-]*$/.test(seg)) s += s ? `.${seg}` : seg;
+    else s += `[${JSON.stringify(seg)}]`;
+  }
+  return s;
+}
+
+function valueAt(root: unknown, segs: ReadonlyArray<string | number>): unknown {
+  let cur = root;
+  for (const seg of segs) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[seg];
+  }
+  return cur;
+}
+
+function preview(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = String(v);
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/**
+ * Runs `validator` on `raw`; returns `raw` typed as T when valid, else throws
+ * CniError(7, "invalid config field <path>", "<path>: <reason>"). `prefix` is prepended to
+ * field names (e.g. "ipam" when validating only the ipam section).
+ */
+export function validateWith<T>(validator: ValidatorLike, raw: unknown, prefix: ReadonlyArray<string | number> = []): T {
+  if (validator(raw)) return raw as T;
+  const err = validator.errors?.[0];
+  if (!err) throw new CniError(Code.InvalidNetworkConfig, 'invalid network config', 'validation failed');
+  const segs = pointerSegments(err.instancePath, raw);
+  const p = err.params;
+  if (err.keyword === 'required' && typeof p['missingProperty'] === 'string') {
+    const field = fieldPath([...prefix, ...segs, p['missingProperty']]);
+    throw new CniError(Code.InvalidNetworkConfig, `missing config field ${field}`, `${field}: required`);
+  }
+  if (err.keyword === 'additionalProperties' && typeof p['additionalProperty'] === 'string') {
+    const field = fieldPath([...prefix, ...segs, p['additionalProperty']]);
+    throw new CniError(Code.InvalidNetworkConfig, `unknown config field ${field}`, `${field}: not a known field`);
+  }
+  if (err.keyword === 'dependentRequired' && typeof p['missingProperty'] === 'string') {
+    const field = fieldPath([...prefix, ...segs, p['missingProperty']]);
+    const because = typeof p['property'] === 'string' ? ` (needed with ${p['property']})` : '';
+    throw new CniError(Code.InvalidNetworkConfig, `missing config field ${field}`, `${field}: required${because}`);
+  }
+  const field = fieldPath([...prefix, ...segs]) || '(config)';
+  let reason = err.message ?? err.keyword;
+  if (err.keyword === 'enum' && Array.isArray(p['allowedValues'])) {
+    reason = `must be one of ${p['allowedValues'].map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  throw new CniError(
+    Code.InvalidNetworkConfig,
+    `invalid config field ${field}`,
+    `${field}: ${reason}; got ${preview(valueAt(raw, segs))}`,
+  );
+}
