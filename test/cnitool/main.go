@@ -26,7 +26,9 @@
 // Debian ships libcni 1.1.2, which predates CNI spec 1.1.0: it has no GCNetworkList or
 // GetStatusNetworkList and cannot parse a 1.1.0 result. gc and status are therefore
 // implemented here on libcni's own building blocks (config loading and injection,
-// invoke.FindInPath, invoke.ExecPluginWithoutResult) following SPEC.md 1.1.
+// invoke.FindInPath, invoke.ExecPluginWithoutResult) following SPEC.md 1.1. They send
+// the highest of the list's cniVersion and cniVersions, so one list can say
+// "cniVersion": "1.0.0", "cniVersions": ["1.0.0", "1.1.0"] and work for every verb.
 package main
 
 import (
@@ -176,15 +178,43 @@ func parseCniArgs(s string) ([][2]string, error) {
 	return out, nil
 }
 
-// atLeast110 tells whether the list's cniVersion defines GC and STATUS.
-func (d *driver) atLeast110() (bool, error) {
-	return version.GreaterThanOrEqualTo(d.list.CNIVersion, "1.1.0")
+// verbVersion picks the version for GC and STATUS: the highest of the list's
+// cniVersion and its cniVersions (SPEC 1.1: a runtime uses the highest version it
+// supports). libcni 1.1.2 reads only cniVersion, so add/check/del keep using that.
+func (d *driver) verbVersion() (string, error) {
+	var extra struct {
+		CNIVersions []string `json:"cniVersions"`
+	}
+	if err := json.Unmarshal(d.list.Bytes, &extra); err != nil {
+		return "", err
+	}
+	best := d.list.CNIVersion
+	for _, v := range extra.CNIVersions {
+		ge, err := version.GreaterThanOrEqualTo(v, best)
+		if err != nil {
+			return "", fmt.Errorf("cniVersions: %w", err)
+		}
+		if ge {
+			best = v
+		}
+	}
+	return best, nil
+}
+
+// atLeast110 returns the GC/STATUS version and whether it defines those verbs.
+func (d *driver) atLeast110() (string, bool, error) {
+	v, err := d.verbVersion()
+	if err != nil {
+		return "", false, err
+	}
+	ok, err := version.GreaterThanOrEqualTo(v, "1.1.0")
+	return v, ok, err
 }
 
 // pluginConfig builds the stdin of one plugin for GC/STATUS: the list's name and
 // cniVersion injected as libcni does for the other verbs, plus extra keys.
-func (d *driver) pluginConfig(net *libcni.NetworkConfig, extra map[string]interface{}) ([]byte, string, error) {
-	inject := map[string]interface{}{"name": d.list.Name, "cniVersion": d.list.CNIVersion}
+func (d *driver) pluginConfig(net *libcni.NetworkConfig, cniVersion string, extra map[string]interface{}) ([]byte, string, error) {
+	inject := map[string]interface{}{"name": d.list.Name, "cniVersion": cniVersion}
 	for k, v := range extra {
 		inject[k] = v
 	}
@@ -205,16 +235,16 @@ func (d *driver) verbArgs(verb string) *invoke.Args {
 
 // status sends STATUS to every plugin of the list, first failure wins (SPEC 1.1).
 func (d *driver) status(ctx context.Context) error {
-	ok, err := d.atLeast110()
+	v, ok, err := d.atLeast110()
 	if err != nil {
 		return err
 	}
 	if !ok {
-		fmt.Fprintf(os.Stderr, "cnitool: network %q has cniVersion %s: STATUS needs 1.1.0, nothing sent\n", d.list.Name, d.list.CNIVersion)
+		fmt.Fprintf(os.Stderr, "cnitool: network %q has cniVersion %s: STATUS needs 1.1.0, nothing sent\n", d.list.Name, v)
 		return nil
 	}
 	for _, net := range d.list.Plugins {
-		conf, exe, err := d.pluginConfig(net, nil)
+		conf, exe, err := d.pluginConfig(net, v, nil)
 		if err != nil {
 			return err
 		}
@@ -228,12 +258,12 @@ func (d *driver) status(ctx context.Context) error {
 // gc sends GC with cni.dev/valid-attachments to every plugin of the list, then drops
 // the cached results of attachments that are not valid (as a runtime forgets them).
 func (d *driver) gc(ctx context.Context) error {
-	ok, err := d.atLeast110()
+	v, ok, err := d.atLeast110()
 	if err != nil {
 		return err
 	}
 	if !ok {
-		fmt.Fprintf(os.Stderr, "cnitool: network %q has cniVersion %s: GC needs 1.1.0, nothing sent\n", d.list.Name, d.list.CNIVersion)
+		fmt.Fprintf(os.Stderr, "cnitool: network %q has cniVersion %s: GC needs 1.1.0, nothing sent\n", d.list.Name, v)
 		return nil
 	}
 	cached, err := d.cachedAttachments()
@@ -260,7 +290,7 @@ func (d *driver) gc(ctx context.Context) error {
 		valid = []attachment{}
 	}
 	for _, net := range d.list.Plugins {
-		conf, exe, err := d.pluginConfig(net, map[string]interface{}{"cni.dev/valid-attachments": valid})
+		conf, exe, err := d.pluginConfig(net, v, map[string]interface{}{"cni.dev/valid-attachments": valid})
 		if err != nil {
 			return err
 		}
