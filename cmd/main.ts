@@ -1,0 +1,125 @@
+// The multi-call entry point of the single executable. The name it was started by
+// decides what it is:
+//   strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam   a CNI plugin
+//   anything else (strand)                                     the `strand <command>` CLI
+// Every target is loaded with a dynamic import(): the bundle keeps each one's module
+// initialisation lazy, so a plugin start evaluates only that plugin's code.
+import { readSync } from 'node:fs';
+import { basename } from 'node:path';
+import type { PluginIO } from '../lib/cni/skel.ts';
+
+type PluginMain = (io: PluginIO) => Promise<number>;
+type CommandMain = (argv: string[], io: PluginIO) => Promise<number>;
+
+const plugins: Record<string, () => Promise<PluginMain>> = {
+  'strand-bridge': async () => (await import('../cni/bridge/main.ts')).main,
+  'strand-macvlan': async () => (await import('../cni/macvlan/main.ts')).main,
+  'strand-ipvlan': async () => (await import('../cni/ipvlan/main.ts')).main,
+  'strand-ipam': async () => (await import('../ipam/main.ts')).main,
+};
+
+interface Command {
+  summary: string;
+  load(): Promise<CommandMain>;
+}
+
+// TODO(lead): `ipam` -> ipam/cli.ts, `install` -> cmd/install.ts, `agent` -> the node agent,
+// each `export function main(argv: string[], io: PluginIO): Promise<number>`.
+const commands: Record<string, Command> = {
+  version: {
+    summary: 'version [--json]   strand version, git commit, Node version, CNI spec versions',
+    load: async () => (await import('./version.ts')).main,
+  },
+};
+
+function usage(): string {
+  const lines = Object.values(commands).map((c) => `  strand ${c.summary}`);
+  return [
+    'usage: strand <command> [arguments]',
+    '',
+    ...lines,
+    '',
+    `Started as ${Object.keys(plugins).join(', ')} (hardlinks of this binary),`,
+    'strand is that CNI plugin and reads CNI_COMMAND and the network config as the CNI spec says.',
+    '',
+  ].join('\n');
+}
+
+/** Reads all of fd 0; falls back to the stream API when stdin is non-blocking. */
+async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(64 * 1024);
+      const n = readSync(0, buf, 0, buf.length, null);
+      if (n === 0) return Buffer.concat(chunks);
+      chunks.push(buf.subarray(0, n));
+    }
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EOF' || code === 'EBADF') return Buffer.concat(chunks); // no stdin at all
+    if (code !== 'EAGAIN') throw e;
+  }
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The real process behind PluginIO. process.stdout/stderr writes to pipes and files are
+ * synchronous on Linux, and the exit status goes through process.exitCode, so nothing
+ * written is lost when the process ends.
+ */
+function processIO(): PluginIO {
+  return {
+    env: process.env,
+    stdin: readStdin,
+    stdout: { write: (s) => void process.stdout.write(s) },
+    stderr: { write: (s) => void process.stderr.write(s) },
+  };
+}
+
+/** Picks the plugin or command for argv0 and argv (user arguments only) and runs it. */
+async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<number> {
+  const plugin = plugins[basename(argv0)];
+  if (plugin) return (await plugin())(io);
+
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    io.stderr.write(usage());
+    return 2;
+  }
+  if (name === 'help' || name === '--help' || name === '-h') {
+    io.stdout.write(usage());
+    return 0;
+  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    io.stderr.write(`strand: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  return (await command.load())(rest, io);
+}
+
+// A plugin that fails outside pluginMain (a module that cannot load) still owes its
+// runtime an error object on stdout; details go to stderr, never a stack on stdout.
+function internalError(argv0: string, e: unknown): void {
+  const name = basename(argv0);
+  process.stderr.write(`${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  if (Object.hasOwn(plugins, name)) {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: 'internal error', details: msg })}\n`);
+  }
+}
+
+// In the single executable and under `node cmd/main.ts` alike, argv[0] is the runtime and
+// argv[1] the program; user arguments start at argv[2].
+const argv0 = process.argv0;
+dispatch(argv0, process.argv.slice(2), processIO()).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    internalError(argv0, e);
+    process.exitCode = 1;
+  },
+);
