@@ -1,0 +1,75 @@
+// Runs the netfilter tools (iptables-save/-restore, nft) the masquerade and MAC
+// spoof-check options use, as the reference plugin does. Always an argv array, never a
+// shell; input on stdin; the runtime's PATH with a sane fallback.
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export interface ToolRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function searchPath(env: Record<string, string | undefined>): string {
+  const p = env['PATH'];
+  return p ? `${p}${delimiter}${FALLBACK_PATH}` : FALLBACK_PATH;
+}
+
+/** The full path of `name` on PATH (or the fallback directories), or undefined. */
+export function findTool(name: string, env: Record<string, string | undefined> = process.env): string | undefined {
+  for (const dir of searchPath(env).split(delimiter)) {
+    if (!dir) continue;
+    const f = join(dir, name);
+    try {
+      accessSync(f, constants.X_OK);
+      return f;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+export class ToolError extends Error {
+  override readonly name = 'ToolError';
+  readonly tool: string;
+  readonly code: number;
+  readonly stderr: string;
+
+  constructor(tool: string, args: readonly string[], r: ToolRun) {
+    super(`${tool} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+    this.tool = tool;
+    this.code = r.code;
+    this.stderr = r.stderr;
+  }
+}
+
+/** Runs `tool args` with `input` on stdin; resolves with its exit code and output. */
+export function runTool(tool: string, args: readonly string[], input?: string): Promise<ToolRun> {
+  const exe = findTool(tool);
+  if (!exe) return Promise.resolve({ code: 127, stdout: '', stderr: `${tool}: not found on PATH` });
+  return new Promise((resolve) => {
+    const child = spawn(exe, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: searchPath(process.env), LC_ALL: 'C' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (e) => resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` }));
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+    child.stdin.on('error', () => {});
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Like runTool but throws ToolError on a non-zero exit. */
+export async function mustRunTool(tool: string, args: readonly string[], input?: string): Promise<string> {
+  const r = await runTool(tool, args, input);
+  if (r.code !== 0) throw new ToolError(tool, args, r);
+  return r.stdout;
+}
