@@ -69,11 +69,14 @@ async function main(): Promise<void> {
     sourcemap: false,
     metafile: true,
     logLevel: 'warning',
-    // import.meta is empty in CommonJS; give modules that locate files relative to
-    // themselves (development paths) the bundle's own location instead.
-    banner: { js: 'var __strand_import_meta_url=require("node:url").pathToFileURL(__filename).href;' },
+    // import.meta is empty in CommonJS; modules that locate files relative to themselves
+    // (development paths) get the bundle's own location instead, computed only when read.
+    // The banner comes before esbuild's own "use strict", so it carries the directive.
+    banner: {
+      js: '"use strict";var __strand_import_meta={get url(){return require("node:url").pathToFileURL(__filename).href}};',
+    },
     define: {
-      'import.meta.url': '__strand_import_meta_url',
+      'import.meta.url': '__strand_import_meta.url',
       __STRAND_VERSION__: JSON.stringify(packageVersion()),
       __STRAND_COMMIT__: JSON.stringify(gitCommit()),
       'process.env.NODE_ENV': '"production"',
