@@ -1,0 +1,243 @@
+// `strand install`: puts strand on a node, as the DaemonSet's container does.
+//
+//   strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
+//                  [--template FILE] [--conf-name NAME] [--source FILE]
+//                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR] [--node-name NAME]
+//                  [--sleep]
+//   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+//
+// 1. Reads and checks every input first (binary, template, etcd TLS files, values):
+//    a missing or unreadable secret is an error and nothing is written.
+// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
+//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
+// 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
+//    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory.
+// 4. Writes the conflist filled from the template to <conf-dir>/<conf-name>, mode 0644,
+//    last: a runtime that sees the conflist finds everything it refers to.
+// Every file is written by temp file + rename and only when it changed, so a re-run
+// is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
+// --uninstall removes what install wrote.
+import { readFileSync, rmdirSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { isSea } from 'node:sea';
+import { parseArgs } from 'node:util';
+import type { PluginIO } from '../lib/cni/skel.ts';
+import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
+import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
+
+const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
+                      [--template FILE] [--conf-name NAME] [--source FILE]
+                      [--etcd-endpoints URLS] [--etcd-tls-dir DIR] [--node-name NAME] [--sleep]
+       strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+
+  --bin-dir        CNI plugin directory (default /opt/cni/bin)
+  --conf-dir       CNI config directory to write to (default /etc/cni/net.d)
+  --host-conf-dir  the same directory as the plugins on the host see it, for TLS paths
+                   in the conflist (default: --conf-dir)
+  --template       conflist template (JSON with \${NODE_NAME}, \${ETCD_ENDPOINTS},
+                   \${ETCD_CA}, \${ETCD_CERT}, \${ETCD_KEY}; default /etc/strand/conflist.template)
+  --conf-name      file name of the conflist (default 10-strand.conflist)
+  --source         binary to install (default: this single executable)
+  --etcd-endpoints comma-separated etcd URLs (env STRAND_ETCD_ENDPOINTS)
+  --etcd-tls-dir   directory with ca.crt, tls.crt, tls.key (env STRAND_ETCD_TLS_DIR)
+  --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
+  --sleep          after installing, wait for SIGTERM (DaemonSet)
+  --uninstall      remove the binaries, the conflist and the TLS files
+`;
+
+const TLS_SUBDIR = 'strand-etcd';
+const TLS_FILES = { ETCD_CA: 'ca.crt', ETCD_CERT: 'tls.crt', ETCD_KEY: 'tls.key' } as const;
+
+interface Options {
+  binDir: string;
+  confDir: string;
+  hostConfDir: string;
+  template: string;
+  confName: string;
+  source: string | undefined;
+  etcdEndpoints: string | undefined;
+  etcdTlsDir: string | undefined;
+  nodeName: string | undefined;
+  sleep: boolean;
+  uninstall: boolean;
+}
+
+function parseOptions(argv: string[], env: PluginIO['env']): Options {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: true,
+    options: {
+      'bin-dir': { type: 'string' },
+      'conf-dir': { type: 'string' },
+      'host-conf-dir': { type: 'string' },
+      template: { type: 'string' },
+      'conf-name': { type: 'string' },
+      source: { type: 'string' },
+      'etcd-endpoints': { type: 'string' },
+      'etcd-tls-dir': { type: 'string' },
+      'node-name': { type: 'string' },
+      sleep: { type: 'boolean' },
+      uninstall: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (positionals.length > 0) throw new InstallError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const confDir = values['conf-dir'] ?? '/etc/cni/net.d';
+  const confName = values['conf-name'] ?? '10-strand.conflist';
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*\.(conflist|conf|json)$/.test(confName)) {
+    throw new InstallError(`--conf-name ${JSON.stringify(confName)}: a plain file name ending in .conflist`);
+  }
+  return {
+    binDir: values['bin-dir'] ?? '/opt/cni/bin',
+    confDir,
+    hostConfDir: values['host-conf-dir'] ?? confDir,
+    template: values.template ?? '/etc/strand/conflist.template',
+    confName,
+    source: values.source,
+    etcdEndpoints: values['etcd-endpoints'] ?? (env['STRAND_ETCD_ENDPOINTS'] || undefined),
+    etcdTlsDir: values['etcd-tls-dir'] ?? (env['STRAND_ETCD_TLS_DIR'] || undefined),
+    nodeName: values['node-name'] ?? (env['K8S_NODE_NAME'] || env['NODENAME'] || undefined),
+    sleep: values.sleep ?? false,
+    uninstall: values.uninstall ?? false,
+  };
+}
+
+function readInput(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'error';
+    throw new InstallError(`cannot read ${what} ${path}: ${code}`, { cause: e });
+  }
+}
+
+/** Everything install will write, read and checked before anything is written. */
+interface Plan {
+  source: string;
+  tls: Array<{ name: string; data: Buffer }>;
+  conflist: Buffer;
+}
+
+function plan(o: Options): Plan {
+  let source = o.source;
+  if (source === undefined) {
+    if (!isSea()) throw new InstallError('not running as the strand single executable: pass --source <path to dist/strand>');
+    source = process.execPath;
+  }
+  try {
+    if (!statSync(source).isFile()) throw new InstallError(`--source ${source} is not a regular file`);
+  } catch (e) {
+    if (e instanceof InstallError) throw e;
+    throw new InstallError(`cannot read binary ${source}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`, { cause: e });
+  }
+
+  const template = readInput('template', o.template).toString('utf8');
+  const used = placeholdersIn(template);
+  const values: TemplateValues = { NODE_NAME: o.nodeName ?? hostname() };
+  if (o.etcdEndpoints !== undefined) values.ETCD_ENDPOINTS = parseEndpoints(o.etcdEndpoints);
+
+  const tls: Plan['tls'] = [];
+  if (o.etcdTlsDir !== undefined) {
+    for (const [key, file] of Object.entries(TLS_FILES) as Array<[keyof typeof TLS_FILES, string]>) {
+      const data = readInput('etcd TLS file', join(o.etcdTlsDir, file));
+      if (!data.includes('-----BEGIN ')) throw new InstallError(`etcd TLS file ${join(o.etcdTlsDir, file)} is not PEM`);
+      tls.push({ name: file, data });
+      values[key] = join(o.hostConfDir, TLS_SUBDIR, file);
+    }
+    if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
+  }
+  const { text } = fillTemplate(template, values);
+  return { source, tls, conflist: Buffer.from(text) };
+}
+
+function install(o: Options, log: (s: string) => void): void {
+  const p = plan(o);
+  ensureParent(o.binDir);
+  ensureParent(o.confDir);
+  const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
+  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
+  if (p.tls.length > 0) {
+    const dir = join(o.confDir, TLS_SUBDIR);
+    ensureDir(dir, 0o700);
+    for (const f of p.tls) report(join(dir, f.name), writeFileAtomic(join(dir, f.name), f.data, 0o600));
+  }
+  report(join(o.confDir, o.confName), writeFileAtomic(join(o.confDir, o.confName), p.conflist, 0o644));
+  // TLS files of an earlier install go only after the conflist stopped naming them.
+  if (p.tls.length === 0 && removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)} (no TLS configured)`);
+}
+
+function ensureParent(dir: string): void {
+  try {
+    if (!statSync(dir).isDirectory()) throw new InstallError(`${dir} is not a directory`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    ensureDir(dir, 0o755);
+  }
+}
+
+/** Removes our TLS files and then their directory if that left it empty. */
+function removeTlsDir(confDir: string): boolean {
+  const dir = join(confDir, TLS_SUBDIR);
+  let any = false;
+  for (const f of Object.values(TLS_FILES)) any = removeIfPresent(join(dir, f)) || any;
+  try {
+    rmdirSync(dir); // only an empty directory: files someone else put there stay
+    any = true;
+  } catch {
+    // absent or not empty
+  }
+  return any;
+}
+
+function uninstall(o: Options, log: (s: string) => void): void {
+  for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
+  if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
+  if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
+}
+
+/** Resolves on SIGTERM or SIGINT (the kubelet stopping the DaemonSet pod). */
+function sleepUntilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {}, 1 << 30);
+    const stop = () => {
+      clearInterval(timer);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      resolve();
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+export async function main(argv: string[], io: PluginIO): Promise<number> {
+  const log = (s: string) => io.stderr.write(`strand install: ${s}\n`);
+  let o: Options;
+  try {
+    if (argv.includes('--help') || argv.includes('-h')) {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    o = parseOptions(argv, io.env);
+    if (o.uninstall) uninstall(o, log);
+    else install(o, log);
+  } catch (e) {
+    if (e instanceof InstallError || e instanceof TemplateError) {
+      log(e.message);
+      return 1;
+    }
+    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`strand install: ${(e as Error).message}\n${USAGE}`);
+      return 2;
+    }
+    log(`failed: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+  if (o.sleep) {
+    log('installed; sleeping until SIGTERM');
+    await sleepUntilSignal();
+  }
+  return 0;
+}

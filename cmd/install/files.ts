@@ -1,0 +1,154 @@
+// File operations of `strand install`: every write goes to a temp file in the target
+// directory and is renamed into place, so a runtime never sees half a file, and
+// replacing a binary that is running never fails with ETXTBSY (the old inode lives on
+// until its last user exits). Unchanged files are not rewritten.
+import { createHash } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import type { Stats } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+export class InstallError extends Error {
+  override readonly name = 'InstallError';
+}
+
+/** The single executable and its hardlinks, as scripts/build.sh makes them in dist/bin. */
+export const BINARY_NAMES = ['strand', 'strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam'] as const;
+
+export type Outcome = 'written' | 'unchanged';
+
+function errCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function tempName(target: string): string {
+  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function fileHash(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Content and mode equal? (false when `path` does not exist) */
+function sameFile(path: string, data: Buffer, mode: number): boolean {
+  try {
+    const st = statSync(path);
+    return st.isFile() && (st.mode & 0o7777) === mode && st.size === data.length && readFileSync(path).equals(data);
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** Writes `data` to `path` with `mode` atomically unless it is already there. */
+export function writeFileAtomic(path: string, data: Buffer, mode: number): Outcome {
+  if (sameFile(path, data, mode)) return 'unchanged';
+  const tmp = tempName(path);
+  try {
+    const fd = openSync(tmp, 'wx', mode);
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(tmp, mode); // the umask may have narrowed it
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  fsyncPath(dirname(path));
+  return 'written';
+}
+
+/**
+ * Installs `source` as `<binDir>/strand` plus hardlinks under the other names. When
+ * `strand` already has the same content and every name is a link to it, nothing is
+ * touched. The plugin names are replaced first and `strand` last, each by rename.
+ */
+export function installBinaries(source: string, binDir: string): Outcome {
+  const main = join(binDir, 'strand');
+  const srcStat = statSync(source);
+  if (!srcStat.isFile()) throw new InstallError(`--source ${source} is not a regular file`);
+  let current: Stats | undefined;
+  try {
+    current = statSync(main);
+  } catch (e) {
+    if (errCode(e) !== 'ENOENT') throw e;
+  }
+  const mainSame =
+    current !== undefined && current.size === srcStat.size && (current.mode & 0o777) === 0o755 && fileHash(main) === fileHash(source);
+  if (mainSame && current && BINARY_NAMES.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
+
+  const temps: string[] = [];
+  try {
+    let origin = main;
+    if (!mainSame) {
+      origin = tempName(main);
+      temps.push(origin);
+      copyFileSync(source, origin);
+      chmodSync(origin, 0o755);
+      fsyncPath(origin);
+    }
+    for (const name of BINARY_NAMES) {
+      if (name === 'strand') continue;
+      const tmp = tempName(join(binDir, name));
+      temps.push(tmp);
+      linkSync(origin, tmp);
+      renameSync(tmp, join(binDir, name));
+    }
+    if (origin !== main) renameSync(origin, main);
+  } finally {
+    for (const t of temps) rmSync(t, { force: true });
+  }
+  fsyncPath(binDir);
+  return 'written';
+}
+
+function sameInode(path: string, ino: number): boolean {
+  try {
+    return statSync(path).ino === ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes `path` if present; returns whether it existed. */
+export function removeIfPresent(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+/** mkdir -p with `mode` on the last component (tightened if it already exists). */
+export function ensureDir(path: string, mode: number): void {
+  mkdirSync(path, { recursive: true, mode });
+  chmodSync(path, mode);
+}

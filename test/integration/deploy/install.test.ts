@@ -1,0 +1,251 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { main } from '../../../cmd/install.ts';
+import { requireStrandPlugin } from '../../helpers/cnitool.ts';
+import { repoRoot } from '../../helpers/run-plugin.ts';
+
+// `strand install` doing real file operations in temp directories: what a DaemonSet
+// container does to /opt/cni/bin and /etc/cni/net.d on the host.
+
+const NAMES = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
+const PEM = (what: string) => `-----BEGIN ${what}-----\n${randomBytes(48).toString('base64')}\n-----END ${what}-----\n`;
+
+const TEMPLATE = JSON.stringify({
+  cniVersion: '1.0.0',
+  name: 'strand',
+  plugins: [
+    {
+      type: 'strand-bridge',
+      bridge: 'strand0',
+      isGateway: true,
+      ipam: {
+        type: 'strand-ipam',
+        nodeName: '${NODE_NAME}',
+        ranges: [[{ subnet: '10.244.0.0/16' }]],
+        etcd: { endpoints: '${ETCD_ENDPOINTS}', tls: { ca: '${ETCD_CA}', cert: '${ETCD_CERT}', key: '${ETCD_KEY}' } },
+      },
+    },
+  ],
+});
+
+let root: string;
+let d: { bin: string; conf: string; tls: string; template: string; source: string };
+const children: number[] = [];
+
+function io(env: Record<string, string> = {}) {
+  const out = { stdout: '', stderr: '' };
+  return {
+    out,
+    io: {
+      env,
+      stdin: async () => Buffer.alloc(0),
+      stdout: { write: (s: string) => void (out.stdout += s) },
+      stderr: { write: (s: string) => void (out.stderr += s) },
+    },
+  };
+}
+
+async function install(args: string[], env: Record<string, string> = {}) {
+  const x = io(env);
+  const code = await main(args, x.io);
+  return { code, ...x.out };
+}
+
+function baseArgs(): string[] {
+  return ['--bin-dir', d.bin, '--conf-dir', d.conf, '--host-conf-dir', '/etc/cni/net.d', '--template', d.template, '--source', d.source];
+}
+
+function snapshot(dir: string): Record<string, { ino: number; mode: number; size: number }> {
+  const out: Record<string, { ino: number; mode: number; size: number }> = {};
+  if (!existsSync(dir)) return out;
+  for (const name of readdirSync(dir, { recursive: true }) as string[]) {
+    const st = statSync(join(dir, name));
+    out[name] = { ino: st.ino, mode: st.mode & 0o7777, size: st.size };
+  }
+  return out;
+}
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'strand-install-'));
+  d = {
+    bin: join(root, 'host/opt/cni/bin'),
+    conf: join(root, 'host/etc/cni/net.d'),
+    tls: join(root, 'secret'),
+    template: join(root, 'conflist.template'),
+    source: join(root, 'strand-src'),
+  };
+  mkdirSync(d.tls);
+  writeFileSync(join(d.tls, 'ca.crt'), PEM('CERTIFICATE'));
+  writeFileSync(join(d.tls, 'tls.crt'), PEM('CERTIFICATE'));
+  writeFileSync(join(d.tls, 'tls.key'), PEM('PRIVATE KEY'));
+  writeFileSync(d.template, TEMPLATE);
+  writeFileSync(d.source, randomBytes(256 * 1024));
+});
+
+afterEach(() => {
+  for (const pid of children.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // exited
+    }
+  }
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('strand install (in-process, real files)', () => {
+  it('installs binary + hardlinks, TLS files 0600, conflist 0644 with host paths', async () => {
+    const r = await install([...baseArgs(), '--etcd-tls-dir', d.tls], { STRAND_ETCD_ENDPOINTS: 'https://127.0.0.1:24379', K8S_NODE_NAME: 'node-a' });
+    expect(r.code, r.stderr).toBe(0);
+    const src = readFileSync(d.source);
+    const main = statSync(join(d.bin, 'strand'));
+    expect(readdirSync(d.bin).sort()).toEqual(NAMES);
+    for (const n of NAMES) {
+      const st = statSync(join(d.bin, n));
+      expect(st.ino, n).toBe(main.ino);
+      expect(st.mode & 0o7777).toBe(0o755);
+    }
+    expect(readFileSync(join(d.bin, 'strand')).equals(src)).toBe(true);
+
+    const tlsDir = join(d.conf, 'strand-etcd');
+    expect(statSync(tlsDir).mode & 0o7777).toBe(0o700);
+    for (const f of ['ca.crt', 'tls.crt', 'tls.key']) {
+      expect(statSync(join(tlsDir, f)).mode & 0o7777).toBe(0o600);
+      expect(readFileSync(join(tlsDir, f), 'utf8')).toBe(readFileSync(join(d.tls, f), 'utf8'));
+    }
+    const conf = join(d.conf, '10-strand.conflist');
+    expect(statSync(conf).mode & 0o7777).toBe(0o644);
+    const list = JSON.parse(readFileSync(conf, 'utf8'));
+    expect(list.plugins[0].ipam.nodeName).toBe('node-a');
+    expect(list.plugins[0].ipam.etcd).toEqual({
+      endpoints: ['https://127.0.0.1:24379'],
+      tls: { ca: '/etc/cni/net.d/strand-etcd/ca.crt', cert: '/etc/cni/net.d/strand-etcd/tls.crt', key: '/etc/cni/net.d/strand-etcd/tls.key' },
+    });
+    // no temp files left behind
+    expect(readdirSync(d.conf).filter((f) => f.startsWith('.'))).toEqual([]);
+    expect(readdirSync(d.bin).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  it('is idempotent: a re-run rewrites nothing (same inodes) and says unchanged', async () => {
+    const args = [...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'http://127.0.0.1:24379'];
+    expect((await install(args)).code).toBe(0);
+    const before = { bin: snapshot(d.bin), conf: snapshot(d.conf) };
+    const again = await install(args);
+    expect(again.code).toBe(0);
+    expect(again.stderr).not.toMatch(/: written/);
+    expect(again.stderr.match(/: unchanged/g)).toHaveLength(5); // binaries, 3 TLS files, conflist
+    expect({ bin: snapshot(d.bin), conf: snapshot(d.conf) }).toEqual(before);
+  });
+
+  it('replaces binaries that are running (no ETXTBSY) and a changed conflist, by rename', async () => {
+    copyFileSync('/bin/sleep', d.source);
+    expect((await install([...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379'])).code).toBe(0);
+    const running = spawn(join(d.bin, 'strand-bridge'), ['60'], { stdio: 'ignore' });
+    children.push(running.pid!);
+    await new Promise((r) => setTimeout(r, 100));
+    const oldConf = statSync(join(d.conf, '10-strand.conflist')).ino;
+
+    copyFileSync('/bin/true', d.source);
+    const r = await install([...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24380']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(d.bin, 'strand-bridge')).equals(readFileSync('/bin/true'))).toBe(true);
+    execFileSync(join(d.bin, 'strand-ipam')); // the new binary runs
+    expect(running.exitCode).toBeNull(); // the old one keeps running from its old inode
+    expect(statSync(join(d.conf, '10-strand.conflist')).ino).not.toBe(oldConf);
+    expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.etcd.endpoints).toEqual(['http://127.0.0.1:24380']);
+  });
+
+  it('missing or unreadable secret: clear error, nothing written', async () => {
+    rmSync(join(d.tls, 'tls.key'));
+    const r = await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'https://127.0.0.1:24379']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`cannot read etcd TLS file ${join(d.tls, 'tls.key')}: ENOENT`);
+    expect(existsSync(join(root, 'host'))).toBe(false);
+
+    mkdirSync(join(d.tls, 'tls.key')); // a directory where the key should be
+    const r2 = await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'https://127.0.0.1:24379']);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain('EISDIR');
+    writeFileSync(join(d.tls, 'ca.crt'), 'not a certificate');
+    rmSync(join(d.tls, 'tls.key'), { recursive: true });
+    writeFileSync(join(d.tls, 'tls.key'), PEM('PRIVATE KEY'));
+    const r3 = await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'https://127.0.0.1:24379']);
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toContain('is not PEM');
+    expect(existsSync(join(root, 'host'))).toBe(false);
+  });
+
+  it('missing values and bad inputs: clear error, nothing written', async () => {
+    const cases: Array<[string[], Record<string, string>, RegExp]> = [
+      [baseArgs(), {}, /template needs ETCD_ENDPOINTS .*STRAND_ETCD_ENDPOINTS/],
+      [[...baseArgs(), '--etcd-endpoints', '127.0.0.1:2379'], {}, /not a URL/],
+      [[...baseArgs().slice(0, -2), '--source', join(root, 'nope')], { STRAND_ETCD_ENDPOINTS: 'http://a:1' }, /cannot read binary .*ENOENT/],
+      [[...baseArgs(), '--template', join(root, 'nope')], { STRAND_ETCD_ENDPOINTS: 'http://a:1' }, /cannot read template .*ENOENT/],
+    ];
+    for (const [args, env, msg] of cases) {
+      const r = await install(args, env);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(msg);
+    }
+    expect(existsSync(join(root, 'host'))).toBe(false);
+    const noSource = await install(baseArgs().slice(0, -2), { STRAND_ETCD_ENDPOINTS: 'http://a:1' });
+    expect(noSource.code).toBe(1);
+    expect(noSource.stderr).toMatch(/pass --source/);
+    expect((await install([...baseArgs(), '--bogus'])).code).toBe(2);
+  });
+
+  it('--uninstall removes what install wrote and nothing else; twice is fine', async () => {
+    expect((await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'http://127.0.0.1:24379'])).code).toBe(0);
+    writeFileSync(join(d.bin, 'loopback'), 'someone else');
+    writeFileSync(join(d.conf, '99-other.conflist'), '{}');
+    const args = ['--uninstall', '--bin-dir', d.bin, '--conf-dir', d.conf];
+    expect((await install(args)).code).toBe(0);
+    expect(readdirSync(d.bin)).toEqual(['loopback']);
+    expect(readdirSync(d.conf)).toEqual(['99-other.conflist']);
+    expect((await install(args)).code).toBe(0);
+  });
+
+  it('dropping TLS on re-install removes the old TLS files after the conflist stops naming them', async () => {
+    expect((await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'http://127.0.0.1:24379'])).code).toBe(0);
+    const r = await install([...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379']);
+    expect(r.code).toBe(0);
+    expect(existsSync(join(d.conf, 'strand-etcd'))).toBe(false);
+    expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.etcd).not.toHaveProperty('tls');
+  });
+
+  it('--sleep installs, then waits until SIGTERM and exits 0', async () => {
+    const x = io({ STRAND_ETCD_ENDPOINTS: 'http://127.0.0.1:24379' });
+    let done = false;
+    const p = main([...baseArgs(), '--sleep'], x.io).then((c) => {
+      done = true;
+      return c;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(existsSync(join(d.conf, '10-strand.conflist'))).toBe(true);
+    expect(done).toBe(false);
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(await p).toBe(0);
+  });
+});
+
+describe('strand install from the single executable', () => {
+  it('dist/strand install copies itself (no --source) and the hardlinks answer VERSION', async () => {
+    const strand = requireStrandPlugin('strand');
+    const out = execFileSync(strand, ['install', '--bin-dir', d.bin, '--conf-dir', d.conf, '--template', d.template], {
+      env: { PATH: '/usr/bin:/bin', STRAND_ETCD_ENDPOINTS: 'http://127.0.0.1:24379', NODENAME: 'node-b' },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    expect(out).toBe('');
+    expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(join(repoRoot, 'dist', 'strand')))).toBe(true);
+    for (const n of NAMES.filter((x) => x !== 'strand')) {
+      const v = JSON.parse(execFileSync(join(d.bin, n), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+      expect(v.supportedVersions).toContain('1.1.0');
+    }
+    expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.nodeName).toBe('node-b');
+  });
+});
