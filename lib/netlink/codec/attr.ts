@@ -1,0 +1,233 @@
+// Netlink attributes (struct nlattr: u16 len, u16 type, payload, padded to 4 bytes) and
+// the scalar/address encodings used inside them. Pure functions, no I/O.
+
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNSPEC,
+  NLA_F_NESTED,
+  NLA_HDRLEN,
+  NLA_TYPE_MASK,
+  RT_SCOPE_HOST,
+  RT_SCOPE_LINK,
+  RT_SCOPE_UNIVERSE,
+} from './constants.ts';
+
+export class CodecError extends Error {
+  override readonly name = 'CodecError';
+}
+
+export const align4 = (n: number): number => (n + 3) & ~3;
+
+export interface Attr {
+  /** Attribute type with the nested/byte-order bits masked off. */
+  type: number;
+  nested: boolean;
+  value: Buffer;
+}
+
+/** Parses one attribute at the start of `buf`; `consumed` includes the alignment padding. */
+export function parseAttr(buf: Buffer): { value: Attr; consumed: number } {
+  if (buf.length < NLA_HDRLEN) throw new CodecError(`attribute header truncated (${buf.length} bytes)`);
+  const len = buf.readUInt16LE(0);
+  const rawType = buf.readUInt16LE(2);
+  if (len < NLA_HDRLEN || len > buf.length) throw new CodecError(`attribute length ${len} out of range (${buf.length} left)`);
+  return {
+    value: { type: rawType & NLA_TYPE_MASK, nested: (rawType & NLA_F_NESTED) !== 0, value: buf.subarray(NLA_HDRLEN, len) },
+    consumed: Math.min(align4(len), buf.length),
+  };
+}
+
+/** Parses a run of attributes filling `buf`. */
+export function parseAttrs(buf: Buffer): Attr[] {
+  const out: Attr[] = [];
+  let off = 0;
+  while (off + NLA_HDRLEN <= buf.length) {
+    const { value, consumed } = parseAttr(buf.subarray(off));
+    out.push(value);
+    off += consumed;
+  }
+  return out;
+}
+
+/** Formats one attribute; `value` is a payload or a list of already formatted children. */
+export function formatAttr(type: number, value: Buffer | Buffer[], nested = Array.isArray(value)): Buffer {
+  const payload = Array.isArray(value) ? Buffer.concat(value) : value;
+  const len = NLA_HDRLEN + payload.length;
+  if (len > 0xffff) throw new CodecError(`attribute ${type} too long (${len} bytes)`);
+  const out = Buffer.alloc(align4(len));
+  out.writeUInt16LE(len, 0);
+  out.writeUInt16LE(type | (nested ? NLA_F_NESTED : 0), 2);
+  payload.copy(out, NLA_HDRLEN);
+  return out;
+}
+
+// ---- scalars -------------------------------------------------------------------------
+
+function need(b: Buffer, n: number, what: string): void {
+  if (b.length < n) throw new CodecError(`${what}: need ${n} bytes, have ${b.length}`);
+}
+export const u8 = (b: Buffer): number => (need(b, 1, 'u8'), b.readUInt8(0));
+export const u16 = (b: Buffer): number => (need(b, 2, 'u16'), b.readUInt16LE(0));
+export const u32 = (b: Buffer): number => (need(b, 4, 'u32'), b.readUInt32LE(0));
+export const s32 = (b: Buffer): number => (need(b, 4, 's32'), b.readInt32LE(0));
+export const be16 = (b: Buffer): number => (need(b, 2, 'be16'), b.readUInt16BE(0));
+/** A NUL-terminated (or unterminated) string. */
+export const str = (b: Buffer): string => {
+  const nul = b.indexOf(0);
+  return b.toString('utf8', 0, nul < 0 ? b.length : nul);
+};
+
+export function attrU8(type: number, v: number): Buffer {
+  const b = Buffer.alloc(1);
+  b.writeUInt8(v);
+  return formatAttr(type, b);
+}
+export function attrU16(type: number, v: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return formatAttr(type, b);
+}
+export function attrU32(type: number, v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return formatAttr(type, b);
+}
+export function attrS32(type: number, v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(v);
+  return formatAttr(type, b);
+}
+export function attrBe16(type: number, v: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(v);
+  return formatAttr(type, b);
+}
+export function attrStr(type: number, v: string): Buffer {
+  return formatAttr(type, Buffer.from(`${v}\0`, 'utf8'));
+}
+export const attrBool = (type: number, v: boolean): Buffer => attrU8(type, v ? 1 : 0);
+
+// ---- addresses -----------------------------------------------------------------------
+
+/** "aa:bb:cc:dd:ee:ff" (any length of hex octets) to bytes. */
+export function macToBytes(mac: string): Buffer {
+  const parts = mac.split(':');
+  if (parts.length < 1 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) throw new CodecError(`invalid hardware address "${mac}"`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+export function bytesToMac(b: Buffer): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+function parseIPv4(s: string): Buffer | undefined {
+  const parts = s.split('.');
+  if (parts.length !== 4) return undefined;
+  const out = Buffer.alloc(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i] as string;
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
+    const n = Number(p);
+    if (n > 255) return undefined;
+    out[i] = n;
+  }
+  return out;
+}
+
+function parseIPv6(s: string): Buffer | undefined {
+  const zone = s.indexOf('%');
+  if (zone >= 0) return undefined;
+  let head = s;
+  let tail4: Buffer | undefined;
+  const lastColon = s.lastIndexOf(':');
+  if (s.includes('.', lastColon)) {
+    tail4 = parseIPv4(s.slice(lastColon + 1));
+    if (!tail4) return undefined;
+    head = s.slice(0, lastColon + 1) + '0:0';
+  }
+  const dbl = head.split('::');
+  if (dbl.length > 2) return undefined;
+  const groups = (x: string): string[] => (x === '' ? [] : x.split(':'));
+  const left = groups(dbl[0] as string);
+  const right = dbl.length === 2 ? groups(dbl[1] as string) : [];
+  const missing = 8 - left.length - right.length;
+  if (dbl.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const all = [...left, ...Array<string>(dbl.length === 2 ? missing : 0).fill('0'), ...right];
+  const out = Buffer.alloc(16);
+  for (let i = 0; i < 8; i++) {
+    const g = all[i] as string;
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+    out.writeUInt16BE(parseInt(g, 16), i * 2);
+  }
+  if (tail4) tail4.copy(out, 12);
+  return out;
+}
+
+/** IPv4 or IPv6 text to 4 or 16 bytes; throws CodecError on anything else. */
+export function ipToBytes(ip: string): Buffer {
+  const b = ip.includes(':') ? parseIPv6(ip) : parseIPv4(ip);
+  if (!b) throw new CodecError(`invalid IP address "${ip}"`);
+  return b;
+}
+
+/** IP version of a textual address, or undefined when it is not one. */
+export function ipVersion(ip: string): 4 | 6 | undefined {
+  if (ip.includes(':')) return parseIPv6(ip) ? 6 : undefined;
+  return parseIPv4(ip) ? 4 : undefined;
+}
+
+/** 4 or 16 bytes to text; IPv6 in the RFC 5952 form `ip` prints. */
+export function bytesToIp(b: Buffer): string {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length !== 16) throw new CodecError(`address of ${b.length} bytes`);
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(i * 2));
+  // IPv4-mapped ::ffff:a.b.c.d
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
+  if (bestStart < 0) return hex(g);
+  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+}
+
+/** Family-checked address attribute: all addresses of one message share a version. */
+export function attrIp(type: number, ip: string, version: 4 | 6): Buffer {
+  const b = ipToBytes(ip);
+  if ((b.length === 4 ? 4 : 6) !== version) throw new CodecError(`address "${ip}" is not IPv${version}`);
+  return formatAttr(type, b);
+}
+
+// ---- families and scopes -------------------------------------------------------------
+
+/** Address family byte of IP messages; 0 (either) only in dump requests. */
+export function familyOf(version: 4 | 6 | undefined): number {
+  return version === 4 ? AF_INET : version === 6 ? AF_INET6 : AF_UNSPEC;
+}
+export function versionOf(family: number): 4 | 6 {
+  if (family === AF_INET) return 4;
+  if (family === AF_INET6) return 6;
+  throw new CodecError(`address family ${family} is not IPv4 or IPv6`);
+}
+
+/** Address and route scopes by meaning (rtm_scope / ifa_scope). */
+export const Scope = {
+  universe: RT_SCOPE_UNIVERSE,
+  site: 200,
+  link: RT_SCOPE_LINK,
+  host: RT_SCOPE_HOST,
+  nowhere: 255,
+} as const;

@@ -1,0 +1,100 @@
+// A handle bound to one network namespace: a path (/run/netns/x, /proc/<pid>/ns/net) or
+// the namespace this process runs in. Handles are passed explicitly to every operation;
+// there is no module-global "current netns".
+//
+//   const pod = Netns.open(args.netns);    // NetlinkError ENOENT / EINVAL (not a netns)
+//   try { rtnl.getLink(pod, 'eth0') } finally { pod.close() }
+
+import { closeSync, openSync } from 'node:fs';
+import { native } from '../native/index.ts';
+import { errnoOf, fromNative, NetlinkError } from './errors.ts';
+import { NetlinkSocket } from './socket.ts';
+
+export class Netns {
+  /** Path of the namespace file, or null for the namespace this process runs in. */
+  readonly path: string | null;
+  private sock: NetlinkSocket | undefined;
+  private nsFd: number | undefined;
+
+  private constructor(path: string | null) {
+    this.path = path;
+  }
+
+  /** The namespace this process runs in (the host's, for a CNI plugin). */
+  static current(): Netns {
+    return new Netns(null);
+  }
+
+  /**
+   * A handle on the network namespace at `path`. Throws NetlinkError ENOENT when the
+   * path does not exist and EINVAL when it is not a network namespace.
+   */
+  static open(path: string): Netns {
+    let ok: boolean;
+    try {
+      ok = native().isNetns(path);
+    } catch (e) {
+      throw fromNative('netns.open', e, path);
+    }
+    if (!ok) throw new NetlinkError('netns.open', errnoOf('EINVAL'), `${path} is not a network namespace`);
+    return new Netns(path);
+  }
+
+  /** True when the path still refers to a network namespace (false when it is gone). */
+  static exists(path: string): boolean {
+    try {
+      return native().isNetns(path);
+    } catch {
+      return false;
+    }
+  }
+
+  get isCurrent(): boolean {
+    return this.path === null;
+  }
+
+  /** The namespace's rtnetlink socket, opened on first use and kept until close(). */
+  rtnl(): NetlinkSocket {
+    if (!this.sock || this.sock.closed) this.sock = NetlinkSocket.open(this.path);
+    return this.sock;
+  }
+
+  /** A descriptor of the namespace (for IFLA_NET_NS_FD), opened on first use. */
+  fd(): number {
+    if (this.nsFd === undefined) {
+      const p = this.path ?? '/proc/self/ns/net';
+      try {
+        this.nsFd = openSync(p, 'r');
+      } catch (e) {
+        throw fromNative('netns.fd', e, p);
+      }
+    }
+    return this.nsFd;
+  }
+
+  /** open(2) performed inside the namespace (e.g. /proc/sys/net/... files); caller closes. */
+  openFile(path: string, flags: number, mode = 0): number {
+    try {
+      return native().nsOpenFile(this.path, path, flags, mode);
+    } catch (e) {
+      throw fromNative('netns.openFile', e, path);
+    }
+  }
+
+  toString(): string {
+    return this.path ?? '<current netns>';
+  }
+
+  close(): void {
+    this.sock?.close();
+    this.sock = undefined;
+    if (this.nsFd !== undefined) {
+      closeSync(this.nsFd);
+      this.nsFd = undefined;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
