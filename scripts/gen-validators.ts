@@ -67,11 +67,16 @@ async function collect(): Promise<Map<string, { schema: object; file: string }>>
   return out;
 }
 
-/** ajv's standalone ESM output still calls require() for its runtime helpers: hoist them to imports. */
+/**
+ * ajv's standalone ESM output still calls require() for its runtime helpers: hoist them to
+ * imports. `require("x").default` becomes `__cjsDefault(__rtN)`, which gives the helper
+ * whether the loader hands the default import over as module.exports (Node, esbuild) or as
+ * exports.default (vite's interop for __esModule modules).
+ */
 function requiresToImports(code: string): { code: string; imports: string[] } {
   const imports: string[] = [];
   const seen = new Map<string, string>();
-  const replaced = code.replace(/require\("([^"]+)"\)/g, (_m, spec: string) => {
+  const idFor = (spec: string): string => {
     let id = seen.get(spec);
     if (!id) {
       id = `__rt${seen.size}`;
@@ -80,7 +85,13 @@ function requiresToImports(code: string): { code: string; imports: string[] } {
       imports.push(`import ${id} from ${JSON.stringify(file)};`);
     }
     return id;
-  });
+  };
+  const replaced = code
+    .replace(/require\("([^"]+)"\)\.default\b/g, (_m, spec: string) => `__cjsDefault(${idFor(spec)})`)
+    .replace(/require\("([^"]+)"\)/g, (_m, spec: string) => idFor(spec));
+  if (seen.size) {
+    imports.push('function __cjsDefault(m) { return typeof m === "function" ? m : m.default; }');
+  }
   return { code: replaced, imports };
 }
 

@@ -413,7 +413,7 @@ export const RESULT_CODECS: Readonly<Record<SpecVersion, Codec>> = {
 /**
  * Parses a result of any supported version into the 1.1.0 form. The version is the
  * result's own `cniVersion`, else `fallbackVersion` (libcni uses the config's version for a
- * result without one). Throws CniError 1 for an unsupported version, ResultFormatError for
+ * result without one), else 0.1.0 (libcni's meaning of an empty version). Throws CniError 1 for an unsupported version, ResultFormatError for
  * a malformed result.
  */
 export function parseResult(raw: unknown, fallbackVersion?: string): Result {
@@ -422,7 +422,8 @@ export function parseResult(raw: unknown, fallbackVersion?: string): Result {
   if (declared !== undefined && typeof declared !== 'string') {
     throw new ResultFormatError('cniVersion', 'must be a string');
   }
-  const version = declared || fallbackVersion;
+  // libcni: a result without a version has the config's; with neither it is 0.1.0.
+  const version = declared || fallbackVersion || '0.1.0';
   checkSupported(version);
   return RESULT_CODECS[version].parse(o);
 }

@@ -1,0 +1,252 @@
+// Delegation to another plugin (IPAM, or a chained plugin): find its executable on
+// CNI_PATH, run it with our environment except CNI_COMMAND, the config on stdin, and decode
+// its result (any version -> 1.1.0) or its error JSON (code kept). No shell is involved.
+import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CniError, Code, isCniError } from './errors.ts';
+import { isResultFormatError, parseResult } from './convert.ts';
+import type { Logger } from './log.ts';
+import type { CmdArgs } from './skel.ts';
+import type { Result } from './types.ts';
+
+export interface DelegateOptions {
+  /** Kill the delegate (SIGKILL) after this long; no limit by default. */
+  timeoutMs?: number;
+  /** Where the delegate's stderr and rollback failures are logged; default `a.log`. */
+  log?: Logger;
+}
+
+/**
+ * Variables never passed to a delegate: Node's own (NODE_OPTIONS can make a Node program,
+ * strand included, load arbitrary code; so can NODE_PATH, NODE_REPL_EXTERNAL_MODULE...) and
+ * OpenSSL's configuration loaders. NODE_NAME (the Kubernetes downward-API convention, not
+ * read by Node) is kept.
+ */
+export function isScrubbedEnv(name: string): boolean {
+  if (name.startsWith('NODE_')) return name !== 'NODE_NAME';
+  return name === 'OPENSSL_CONF' || name === 'OPENSSL_MODULES' || name === 'OPENSSL_ENGINES';
+}
+
+/** The delegate's environment: ours, minus the scrubbed variables, with CNI_COMMAND set. */
+export function delegateEnv(env: Record<string, string | undefined>, verb: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || isScrubbedEnv(k)) continue;
+    out[k] = v;
+  }
+  out['CNI_COMMAND'] = verb;
+  return out;
+}
+
+/**
+ * The first regular file named `plugin` in `paths` (libcni's FindInPath). A missing plugin
+ * is a plain failure in libcni, reported by Go plugins as code 999 with this message.
+ */
+export async function findInPath(plugin: string, paths: readonly string[]): Promise<string> {
+  if (!plugin) throw new CniError(Code.Internal, 'no plugin name provided');
+  if (plugin.includes('/')) throw new CniError(Code.Internal, `invalid plugin name: ${plugin}`);
+  if (paths.length === 0) throw new CniError(Code.Internal, 'no paths provided', `CNI_PATH is empty, looking for ${plugin}`);
+  for (const dir of paths) {
+    const full = join(dir, plugin);
+    try {
+      if ((await stat(full)).isFile()) return full;
+    } catch {
+      // not here
+    }
+  }
+  throw new CniError(Code.Internal, `failed to find plugin ${JSON.stringify(plugin)} in path [${paths.join(' ')}]`);
+}
+
+interface ExecOutcome {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  timedOut: boolean;
+}
+
+function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number): Promise<ExecOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, timeoutMs);
+    }
+    child.on('error', (e) => {
+      if (timer) clearTimeout(timer);
+      reject(e);
+    });
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    // A delegate that exits without reading stdin makes our write fail with EPIPE: its exit
+    // status and output tell the story, so the write error itself is ignored.
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin);
+    child.on('close', (status, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut });
+    });
+  });
+}
+
+const TEXT_BUSY_RETRIES = 5;
+const TEXT_BUSY_WAIT_MS = 1000;
+
+/** A delegate's error JSON as a CniError with its code, or undefined when stdout is not one. */
+function parseErrorJson(stdout: Buffer): CniError | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(stdout.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!o || typeof o !== 'object' || Array.isArray(o)) return undefined;
+  const { code, msg, details } = o as Record<string, unknown>;
+  if (typeof code !== 'number' || !Number.isInteger(code)) return undefined;
+  return new CniError(code, typeof msg === 'string' ? msg : '', typeof details === 'string' ? details : '');
+}
+
+function clip(b: Buffer, n = 400): string {
+  const s = b.toString('utf8').trim();
+  return s.length > n ? `${s.slice(0, n)}...` : s;
+}
+
+/**
+ * Runs a plugin executable once (retrying while it is "text file busy", as libcni does)
+ * and returns its stdout. A non-zero exit becomes a CniError: the delegate's own error JSON
+ * when it printed one (code kept), else code 104 (DelegateFailed) with its stderr.
+ */
+export async function execPlugin(
+  file: string,
+  stdin: Buffer,
+  env: Record<string, string>,
+  opts: DelegateOptions = {},
+): Promise<Buffer> {
+  let outcome: ExecOutcome | undefined;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      outcome = await execOnce(file, stdin, env, opts.timeoutMs);
+      break;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ETXTBSY' && attempt < TEXT_BUSY_RETRIES) {
+        await new Promise((r) => setTimeout(r, TEXT_BUSY_WAIT_MS));
+        continue;
+      }
+      throw new CniError(Code.Internal, `failed to execute plugin ${file}`, `${code ?? ''} ${(e as Error).message}`.trim(), {
+        cause: e,
+      });
+    }
+  }
+  const name = file.slice(file.lastIndexOf('/') + 1);
+  if (outcome.stderr.length) opts.log?.info(`${name} stderr: ${clip(outcome.stderr, 4000)}`);
+  if (outcome.timedOut) {
+    throw new CniError(Code.DelegateFailed, `plugin ${name} timed out`, `killed after ${opts.timeoutMs} ms`);
+  }
+  if (outcome.status === 0) return outcome.stdout;
+  const parsed = parseErrorJson(outcome.stdout);
+  if (parsed) throw parsed;
+  const how = outcome.signal ? `killed by ${outcome.signal}` : `exit status ${outcome.status}`;
+  const details = outcome.stdout.length
+    ? `${how}; unparseable output: ${clip(outcome.stdout)}`
+    : outcome.stderr.length
+      ? `${how}; stderr: ${clip(outcome.stderr)}`
+      : `${how}, no error message`;
+  throw new CniError(Code.DelegateFailed, `plugin ${name} failed`, details);
+}
+
+function confBytes(netconf: Buffer | object): Buffer {
+  return Buffer.isBuffer(netconf) ? netconf : Buffer.from(JSON.stringify(netconf));
+}
+
+function confVersion(conf: Buffer): string | undefined {
+  try {
+    const v = (JSON.parse(conf.toString('utf8')) as Record<string, unknown>)['cniVersion'];
+    return typeof v === 'string' && v ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function run(verb: string, pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions): Promise<Buffer> {
+  const file = await findInPath(pluginType, a.path);
+  const log = opts.log ?? a.log;
+  return execPlugin(file, confBytes(netconf), delegateEnv(a.env, verb), log ? { ...opts, log } : opts);
+}
+
+/** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */
+export function decodeDelegateResult(pluginType: string, stdout: Buffer, conf: Buffer | object): Result {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stdout.toString('utf8'));
+  } catch (e) {
+    throw new CniError(Code.DecodingFailure, `failed to decode the result of ${pluginType}`, clip(stdout), { cause: e });
+  }
+  if (raw === null) raw = {}; // libcni accepts "null" as an empty result
+  try {
+    return parseResult(raw, confVersion(confBytes(conf)));
+  } catch (e) {
+    if (isResultFormatError(e)) {
+      throw new CniError(Code.DecodingFailure, `invalid result from ${pluginType}`, `${e.field}: ${e.reason}`, { cause: e });
+    }
+    if (isCniError(e)) {
+      throw new CniError(e.code, `invalid result from ${pluginType}: ${e.msg}`, e.details, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** Delegated ADD: returns the delegate's result in the 1.1.0 form. */
+export async function delegateAdd(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<Result> {
+  const stdout = await run('ADD', pluginType, netconf, a, opts);
+  return decodeDelegateResult(pluginType, stdout, netconf);
+}
+
+export async function delegateDel(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<void> {
+  await run('DEL', pluginType, netconf, a, opts);
+}
+
+export async function delegateCheck(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<void> {
+  await run('CHECK', pluginType, netconf, a, opts);
+}
+
+export async function delegateStatus(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<void> {
+  await run('STATUS', pluginType, netconf, a, opts);
+}
+
+export async function delegateGc(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<void> {
+  await run('GC', pluginType, netconf, a, opts);
+}
+
+/**
+ * Delegated ADD that, when the delegate fails, runs the delegate's DEL before rethrowing
+ * (spec section 4: a failed delegated ADD is followed by DEL). A DEL failure is logged and
+ * the ADD error is what the caller sees. Use it for IPAM in a plugin's ADD; then push the
+ * IPAM DEL onto the undo stack for the later steps.
+ */
+export async function delegateAddWithRollback(
+  pluginType: string,
+  netconf: Buffer | object,
+  a: CmdArgs,
+  opts: DelegateOptions = {},
+): Promise<Result> {
+  // A delegate that cannot be found never ran: nothing to roll back.
+  await findInPath(pluginType, a.path);
+  try {
+    return await delegateAdd(pluginType, netconf, a, opts);
+  } catch (addErr) {
+    try {
+      await delegateDel(pluginType, netconf, a, opts);
+    } catch (delErr) {
+      (opts.log ?? a.log)?.warn(`rollback: DEL of ${pluginType} after its failed ADD also failed`, delErr);
+    }
+    throw addErr;
+  }
+}
