@@ -155,6 +155,13 @@ export class Allocator {
   private readonly random: () => number;
   /** Commits refused by compare-and-swap, for benchmarks. */
   conflicts = 0;
+  /** Operations of this allocator (one node) run one at a time: concurrent ones would only collide on the same block. */
+  private queue: Promise<unknown> = Promise.resolve();
+  // What this allocator last read or wrote. Used optimistically on a first attempt
+  // (compare-and-swap catches anything stale) and dropped on any conflict, so an
+  // in-process allocator allocates with a single transaction when nothing moved.
+  private affCache: Affinity[] | undefined;
+  private readonly blockCache = new Map<string, Versioned<Block>>();
 
   constructor(opts: AllocatorOptions) {
     this.store = opts.store;
@@ -162,6 +169,12 @@ export class Allocator {
     this.node = opts.node;
     this.maxRetries = opts.maxRetries ?? 64;
     this.random = opts.random ?? Math.random;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   private get network(): string {
@@ -184,6 +197,39 @@ export class Allocator {
     return rangeFor(rs, ip) ?? (rs.ranges[0] as Range);
   }
 
+  private async affinities(fresh: boolean): Promise<Affinity[]> {
+    if (fresh || !this.affCache) this.affCache = await this.store.listAffinities(this.network);
+    return this.affCache;
+  }
+
+  private async blocks(cidrs: readonly string[], fresh: boolean): Promise<Array<Versioned<Block>>> {
+    if (!fresh && cidrs.every((c) => this.blockCache.has(c))) return cidrs.map((c) => this.blockCache.get(c) as Versioned<Block>);
+    const got = await this.store.getBlocks(this.network, cidrs);
+    for (const c of cidrs) this.blockCache.delete(c);
+    for (const b of got) this.blockCache.set(b.value.cidr, b);
+    return got;
+  }
+
+  /** Commits and keeps the caches in step: updated on success, dropped on conflict. */
+  private async commit(ops: WriteOp[]): Promise<number | undefined> {
+    const rev = await this.store.commit(ops);
+    if (rev === undefined) {
+      this.affCache = undefined;
+      this.blockCache.clear();
+      return undefined;
+    }
+    for (const op of ops) {
+      if (op.op === 'putBlock') {
+        this.blockCache.set(op.block.cidr, { value: op.block, rev });
+        if (op.prevRev === 0) this.affCache?.push({ network: this.network, cidr: op.block.cidr, node: op.block.node });
+      } else if (op.op === 'delBlock') {
+        this.blockCache.delete(op.cidr);
+        if (this.affCache) this.affCache = this.affCache.filter((a) => a.cidr !== op.cidr);
+      }
+    }
+    return rev;
+  }
+
   private async backoff(attempt: number): Promise<void> {
     this.conflicts++;
     if (attempt >= this.maxRetries) {
@@ -201,8 +247,10 @@ export class Allocator {
    * call are released again (dual-stack rollback) and the error is rethrown.
    */
   async allocate(containerId: string, ifname: string): Promise<AllocatedIP[]> {
-    return this.store.exclusive(this.network, async () => {
-      let att = await this.store.getAttachment(this.network, containerId, ifname);
+    return this.serial(() => this.store.exclusive(this.network, async () => {
+      // With warm caches assume no attachment yet (create-if-absent catches a repeat ADD).
+      const optimistic = this.affCache !== undefined;
+      let att = optimistic ? undefined : await this.store.getAttachment(this.network, containerId, ifname);
       const out: AllocatedIP[] = [];
       const undo: Array<() => Promise<void>> = [];
       try {
@@ -213,7 +261,7 @@ export class Allocator {
             out.push({ set, ip, range: this.rangeOf(set, ip), block: held.block });
             continue;
           }
-          const got = await this.allocateInSet(set, containerId, ifname);
+          const got = await this.allocateInSet(set, containerId, ifname, set === 0 || att ? { att } : undefined);
           att = got.att;
           out.push(got.ip);
           const ipText = formatIP(got.ip.ip);
@@ -232,13 +280,14 @@ export class Allocator {
         throw e;
       }
       return out;
-    });
+    }));
   }
 
   private async allocateInSet(
     set: number,
     containerId: string,
     ifname: string,
+    known?: { att: Versioned<Attachment> | undefined },
   ): Promise<{ ip: AllocatedIP; att: Versioned<Attachment> }> {
     const rs = this.config.rangeSets[set] as RangeSet;
     const req = this.config.requested.find((r) => r.set === set);
@@ -246,13 +295,13 @@ export class Allocator {
       if (attempt > 0) await this.backoff(attempt);
       // Re-read the attachment each round: an earlier commit whose reply was lost may
       // already have recorded an address for this set.
-      const att = await this.store.getAttachment(this.network, containerId, ifname);
+      const att = attempt === 0 && known ? known.att : await this.store.getAttachment(this.network, containerId, ifname);
       const held = att?.value.ips.find((e) => this.setOf(parseIP(e.ip)) === set);
       if (att && held) {
         const ip = parseIP(held.ip);
         return { ip: { set, ip, range: this.rangeOf(set, ip), block: held.block }, att };
       }
-      const affinities = (await this.store.listAffinities(this.network)).filter((a) => {
+      const affinities = (await this.affinities(attempt > 0)).filter((a) => {
         const g = geom(a.cidr);
         return g !== undefined && spansOf(rs, g).length > 0;
       });
@@ -269,7 +318,7 @@ export class Allocator {
             ips: [{ ip: formatIP(plan.ip.ip), block: plan.ip.block }],
             created: new Date().toISOString(),
           };
-      const rev = await this.store.commit([plan.op, { op: 'putAttachment', attachment, prevRev: att?.rev ?? 0 }]);
+      const rev = await this.commit([plan.op, { op: 'putAttachment', attachment, prevRev: att?.rev ?? 0 }]);
       if (rev !== undefined) return { ip: plan.ip, att: { value: attachment, rev } };
     }
   }
@@ -303,7 +352,7 @@ export class Allocator {
       return g !== undefined && ip.value >= g.lo && ip.value <= g.hi;
     });
     if (owner) {
-      const [b] = await this.store.getBlocks(this.network, [owner.cidr]);
+      const [b] = await this.blocks([owner.cidr], true);
       if (b) {
         const holder = b.value.allocations[ipText];
         if (holder && !sameHolder(holder, containerId, ifname)) {
@@ -330,7 +379,7 @@ export class Allocator {
   ): Promise<{ op: WriteOp; ip: AllocatedIP }> {
     // 1. inside this node's blocks
     const own = affinities.filter((a) => a.node === this.node).map((a) => a.cidr);
-    const blocks = own.length ? await this.store.getBlocks(this.network, own) : [];
+    const blocks = own.length ? await this.blocks(own, attempt > 0) : [];
     const sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => (x.g.lo < y.g.lo ? -1 : 1));
     for (const { b, g } of sorted) {
       const spans = spansOf(rs, g);
@@ -348,7 +397,7 @@ export class Allocator {
     // 3. borrow from another node's block
     if (!this.config.strictAffinity) {
       const others = affinities.filter((a) => a.node !== this.node).map((a) => a.cidr);
-      const ob = others.length ? await this.store.getBlocks(this.network, others) : [];
+      const ob = others.length ? await this.blocks(others, true) : [];
       const start = ob.length ? Math.floor(this.random() * ob.length) : 0;
       for (let i = 0; i < ob.length; i++) {
         const b = ob[(start + i) % ob.length] as Versioned<Block>;
@@ -391,45 +440,56 @@ export class Allocator {
 
   /** Releases every address of (containerId, ifname); returns them. Idempotent. */
   async release(containerId: string, ifname: string): Promise<string[]> {
-    return this.store.exclusive(this.network, async () => {
+    return this.serial(() => this.store.exclusive(this.network, async () => {
       const released: string[] = [];
-      for (;;) {
-        const att = await this.store.getAttachment(this.network, containerId, ifname);
-        if (!att) return released;
+      let att = await this.store.getAttachment(this.network, containerId, ifname);
+      while (att) {
         const first = att.value.ips[0];
         if (!first) {
-          const rev = await this.store.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev }]);
-          if (rev !== undefined) return released;
+          const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev }]);
+          if (rev !== undefined) break;
+          att = await this.store.getAttachment(this.network, containerId, ifname);
           continue;
         }
-        if (await this.releaseOne(containerId, ifname, first.ip)) released.push(first.ip);
+        const r = await this.releaseOne(containerId, ifname, first.ip, { att });
+        if (r.released) released.push(first.ip);
+        att = r.att;
       }
-    });
+      return released;
+    }));
   }
 
   /**
    * Removes one address from the attachment and its block in one commit (retried on
-   * conflict). Returns false when the attachment no longer holds it.
+   * conflict). `released` is false when the attachment no longer held it; `att` is the
+   * attachment afterwards (undefined once deleted).
    */
-  private async releaseOne(containerId: string, ifname: string, ipText: string): Promise<boolean> {
+  private async releaseOne(
+    containerId: string,
+    ifname: string,
+    ipText: string,
+    known?: { att: Versioned<Attachment> | undefined },
+  ): Promise<{ released: boolean; att: Versioned<Attachment> | undefined }> {
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await this.backoff(attempt);
-      const att = await this.store.getAttachment(this.network, containerId, ifname);
+      const att = attempt === 0 && known ? known.att : await this.store.getAttachment(this.network, containerId, ifname);
       const entry = att?.value.ips.find((e) => e.ip === ipText);
-      if (!att || !entry) return false;
+      if (!att || !entry) return { released: false, att };
       const ops: WriteOp[] = [];
       const rest = att.value.ips.filter((e) => e !== entry);
+      const after: Attachment | undefined = rest.length ? { ...att.value, ips: rest } : undefined;
       ops.push(
-        rest.length
-          ? { op: 'putAttachment', attachment: { ...att.value, ips: rest }, prevRev: att.rev }
+        after
+          ? { op: 'putAttachment', attachment: after, prevRev: att.rev }
           : { op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev },
       );
-      const [b] = await this.store.getBlocks(this.network, [entry.block]);
+      const [b] = await this.blocks([entry.block], attempt > 0);
       const holder = b?.value.allocations[ipText];
       if (b && holder && sameHolder(holder, containerId, ifname)) {
         ops.push(await this.blockWithout(b, [ipText]));
       }
-      if ((await this.store.commit(ops)) !== undefined) return true;
+      const rev = await this.commit(ops);
+      if (rev !== undefined) return { released: true, att: after && { value: after, rev } };
     }
   }
 
@@ -448,7 +508,7 @@ export class Allocator {
     if (!g) return true;
     const sets = this.config.rangeSets.filter((rs) => spansOf(rs, g).length > 0);
     if (sets.length === 0) return true; // not in any configured range any more
-    const affs = await this.store.listAffinities(this.network);
+    const affs = await this.affinities(false);
     return affs.some((a) => {
       if (a.node !== b.node || a.cidr === b.cidr) return false;
       const ag = geom(a.cidr);
@@ -478,7 +538,7 @@ export class Allocator {
             .filter(([, ref]) => (ref.node ?? b.value.node) === this.node && !live.has(`${ref.containerId}/${ref.ifname}`))
             .map(([ip]) => ip);
           if (orphans.length === 0) continue;
-          if ((await this.store.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
+          if ((await this.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
           else released.push(...orphans);
         }
         if (!conflict) return;
