@@ -9,11 +9,11 @@
 // module inside the one file, so `strand-bridge` VERSION never evaluates etcd or grpc.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build, type Metafile } from 'esbuild';
+import { build, type Metafile, type Plugin } from 'esbuild';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -33,6 +33,36 @@ function packageVersion(): string {
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version?: unknown };
   if (typeof pkg.version !== 'string') throw new Error('package.json has no version');
   return pkg.version;
+}
+
+/**
+ * etcd3 reads its .proto files from `${__dirname}/../proto` when its connection pool
+ * module is first evaluated; inside the single executable there is no such directory.
+ * Parse them now and hand proto-loader the same definitions as JSON (its `fromJSON`),
+ * so the bundle carries them. Fails the build if etcd3 no longer loads them that way.
+ */
+function etcdProtoPlugin(): Plugin {
+  const filter = /[\\/]node_modules[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/;
+  const call = /\(0, proto_loader_1\.loadSync\)\(`\$\{__dirname\}\/\.\.\/proto\/rpc\.proto`,/;
+  return {
+    name: 'etcd3-proto',
+    setup(b) {
+      b.onLoad({ filter }, (args) => {
+        const source = readFileSync(args.path, 'utf8');
+        if (!call.test(source)) {
+          return { errors: [{ text: `etcd3 changed how it loads rpc.proto; update etcdProtoPlugin (${args.path})` }] };
+        }
+        // protobufjs as proto-loader itself resolves it, with the option etcd3 passes.
+        const fromEtcd = createRequire(args.path);
+        const loaderPath = fromEtcd.resolve('@grpc/proto-loader');
+        const protobuf = createRequire(loaderPath)('protobufjs') as typeof import('protobufjs');
+        const root = new protobuf.Root();
+        root.loadSync(join(dirname(args.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+        const json = JSON.stringify(root.toJSON());
+        return { contents: source.replace(call, `(0, proto_loader_1.fromJSON)(${json},`), loader: 'js' };
+      });
+    },
+  };
 }
 
 /** Everything the bundle still loads from outside itself, which the SEA cannot do. */
@@ -69,6 +99,7 @@ async function main(): Promise<void> {
     sourcemap: false,
     metafile: true,
     logLevel: 'warning',
+    plugins: [etcdProtoPlugin()],
     // import.meta is empty in CommonJS; modules that locate files relative to themselves
     // (development paths) get the bundle's own location instead, computed only when read.
     // The banner comes before esbuild's own "use strict", so it carries the directive.
