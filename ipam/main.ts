@@ -1,16 +1,130 @@
-// PLACEHOLDER until the strand-ipam plugin lands: VERSION works (skel answers it), every
-// other verb answers a CNI error saying the plugin is not built yet.
+// strand-ipam: the IPAM plugin. A host-local compatible config (only `type` changed)
+// works with the local store; `ipam.etcd` switches to cluster-wide allocation on etcd.
+//
+// Error codes: config 7 (naming the field), store unreachable 11 on ADD/DEL/CHECK/GC and
+// 50 on STATUS, range exhausted 102 (naming the range), requested IP taken 103, CHECK
+// mismatch 105.
+import { hostname } from 'node:os';
+import { validateIpamConf } from '../gen/validators.js';
 import { CniError, Code } from '../lib/cni/errors.ts';
-import { pluginMain, type PluginIO } from '../lib/cni/skel.ts';
-import type { NetConf } from '../lib/cni/types.ts';
+import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cni/skel.ts';
+import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
+import { formatIP, tryParseCidr, tryParseIP } from '../lib/ip/cidr.ts';
+import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError } from './allocator.ts';
+import { parseIpamConfig, type IpamConfig } from './range.ts';
+import { LocalStore } from './store/local.ts';
+import { isStoreUnavailable, type Store } from './store/types.ts';
 
-const name = 'strand-ipam';
+export const PLUGIN_NAME = 'strand-ipam';
+const ABOUT = `${PLUGIN_NAME} v0.1.0 (host-local compatible; local or etcd store)`;
 
-function notBuilt(): Promise<never> {
-  return Promise.reject(new CniError(Code.NotImplemented, `${name} is not built yet`));
+/** Node identity: config nodeName, else K8S_NODE_NAME / NODENAME, else the hostname. */
+export function nodeName(cfg: IpamConfig, env: Record<string, string | undefined>): string {
+  return cfg.nodeName || env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();
+}
+
+/** The store a config asks for; etcd's client is loaded only here, only when configured. */
+export async function openStore(cfg: IpamConfig): Promise<Store> {
+  if (cfg.etcd) {
+    const { openEtcdStore } = await import('./store/etcd.ts');
+    return openEtcdStore(cfg.etcd);
+  }
+  return new LocalStore(cfg.dataDir);
+}
+
+/**
+ * Parses the IPAM config. The local store defaults to one block per subnet (so it
+ * behaves like host-local: one round-robin cursor per range); etcd to /26 and /122.
+ */
+export function loadConfig(conf: NetConf, cniArgs: string, withRequested: boolean): IpamConfig {
+  const cfg = parseIpamConfig(conf, { cniArgs, ignoreRequested: !withRequested });
+  const ipam = conf.ipam as Record<string, unknown>;
+  if (!cfg.etcd) {
+    if (ipam['blockSize'] === undefined) cfg.blockSize[4] = 0;
+    if (ipam['blockSizeV6'] === undefined) cfg.blockSize[6] = 0;
+  }
+  return cfg;
+}
+
+function mapError(e: unknown, unavailableCode: number): unknown {
+  if (e instanceof CniError) return e;
+  if (isStoreUnavailable(e)) return new CniError(unavailableCode, `IPAM store unavailable (${e.store})`, e.message, { cause: e });
+  if (e instanceof IpamExhaustedError) return new CniError(Code.IpamExhausted, e.message, '', { cause: e });
+  if (e instanceof IpamConflictError) return new CniError(Code.IpamConflict, e.message, '', { cause: e });
+  if (e instanceof IpamContentionError) return new CniError(Code.TryAgainLater, 'IPAM store too busy', e.message, { cause: e });
+  if (e instanceof IpamCheckError) return new CniError(Code.CheckFailed, e.message, '', { cause: e });
+  return e;
+}
+
+/** Opens the store, builds this node's allocator, runs `fn`, closes, maps errors to CNI codes. */
+async function withAllocator<T>(
+  a: CmdArgs,
+  conf: NetConf,
+  opts: { requested: boolean; unavailableCode: number },
+  fn: (al: Allocator, cfg: IpamConfig) => Promise<T>,
+): Promise<T> {
+  const cfg = loadConfig(conf, a.args, opts.requested);
+  let store: Store | undefined;
+  try {
+    store = await openStore(cfg);
+    return await fn(new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) }), cfg);
+  } catch (e) {
+    throw mapError(e, opts.unavailableCode);
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
+export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
+  return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
+    const got = await al.allocate(a.containerId, a.ifName);
+    const result: Result = {
+      cniVersion: '1.1.0',
+      ips: got.map((g) => ({
+        address: `${formatIP(g.ip)}/${g.range.subnet.prefix}`,
+        gateway: formatIP({ family: g.range.family, value: g.range.gateway }),
+      })),
+      dns: cfg.dns ?? {},
+    };
+    if (cfg.routes.length) result.routes = cfg.routes;
+    return result;
+  });
+}
+
+export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.release(a.containerId, a.ifName));
+}
+
+export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {
+  const expected = conf.prevResult?.ips
+    ?.map((i) => tryParseCidr(i.address) ?? tryParseIP(i.address))
+    .filter((x) => x !== undefined)
+    .map((x) => formatIP('value' in x ? x : { family: x.family, value: x.ip }));
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.check(a.containerId, a.ifName, expected));
+}
+
+export async function cmdStatus(a: CmdArgs, conf: NetConf): Promise<void> {
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.PluginNotAvailable }, (al, cfg) => al.store.ping(cfg.network));
+}
+
+export async function cmdGc(a: CmdArgs, conf: NetConf): Promise<void> {
+  const valid = gcAttachments(conf);
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al) => {
+    const released = await al.gc(valid);
+    if (released.length) a.log?.info(`gc released ${released.join(', ')}`);
+  });
+}
+
+export function parseConfig(raw: NetConf): NetConf {
+  if (!raw.ipam || typeof raw.ipam !== 'object') throw new CniError(Code.InvalidNetworkConfig, 'missing config field ipam', 'ipam: required');
+  validateWith(validateIpamConf, raw.ipam, ['ipam']);
+  return raw;
 }
 
 export function main(io: PluginIO): Promise<number> {
-  const funcs = { add: notBuilt, del: notBuilt, check: notBuilt, status: notBuilt, gc: notBuilt };
-  return pluginMain(funcs, { name, about: `${name} (placeholder)`, parseConfig: (raw: NetConf) => raw }, io);
+  return pluginMain(
+    { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc },
+    { name: PLUGIN_NAME, about: ABOUT, parseConfig },
+    io,
+  );
 }

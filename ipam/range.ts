@@ -336,6 +336,8 @@ export interface ParseOptions {
   cniArgs?: string;
   /** Read resolvConf and TLS files (default true). */
   readFiles?: boolean;
+  /** Leave requested addresses out (DEL, CHECK, GC, STATUS do not use them). */
+  ignoreRequested?: boolean;
 }
 
 /**
@@ -375,7 +377,7 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
 
   // Requested addresses: each goes to the first range set holding it that has none yet.
   const requested: RequestedIP[] = [];
-  for (const r of collectRequested(conf, opts.cniArgs ?? '')) {
+  for (const r of opts.ignoreRequested ? [] : collectRequested(conf, opts.cniArgs ?? '')) {
     const txt = formatIP(r.ip);
     const holders = sets.map((rs, i) => ({ rs, i })).filter(({ rs }) => rangeFor(rs, r.ip));
     if (holders.length === 0) throw bad(r.field, `requested IP ${txt} is not in any configured range`);
