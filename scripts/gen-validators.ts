@@ -1,7 +1,7 @@
 // Compiles every config schema into standalone validator code, once, at build time
 // (compiling with ajv at run time costs ~55 ms per plugin process).
 //
-//   node scripts/gen-validators.ts [--out-dir gen]
+//   node scripts/gen-validators.ts [--out-dir gen] [--root <dir to scan, default the repo>]
 //
 // Finds lib/**/schema.ts, cni/*/schema.ts and ipam/**/schema.ts; each exports
 // `schemas = { validateXxx: {...JSON schema...} }`. Writes gen/validators.js (ESM, one
@@ -32,28 +32,30 @@ function fail(msg: string): never {
   process.exit(1);
 }
 
-function parseArgs(argv: string[]): { outDir: string } {
+function parseArgs(argv: string[]): { outDir: string; scanRoot: string } {
   let outDir = join(root, 'gen');
+  let scanRoot = root;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--out-dir') {
+    if (a === '--out-dir' || a === '--root') {
       const v = argv[++i];
-      if (!v) fail('--out-dir needs a value');
-      outDir = resolve(v);
+      if (!v) fail(`${a} needs a value`);
+      if (a === '--out-dir') outDir = resolve(v);
+      else scanRoot = resolve(v);
     } else {
       fail(`unknown argument ${JSON.stringify(a)}`);
     }
   }
-  return { outDir };
+  return { outDir, scanRoot };
 }
 
-async function collect(): Promise<Map<string, { schema: object; file: string }>> {
-  const files = [...new Set(PATTERNS.flatMap((p) => globSync(p, { cwd: root })))]
+async function collect(scanRoot: string): Promise<Map<string, { schema: object; file: string }>> {
+  const files = [...new Set(PATTERNS.flatMap((p) => globSync(p, { cwd: scanRoot })))]
     .filter((f) => !f.split('/').includes('node_modules'))
     .sort();
   const out = new Map<string, { schema: object; file: string }>();
   for (const file of files) {
-    const mod = (await import(pathToFileURL(join(root, file)).href)) as { schemas?: unknown };
+    const mod = (await import(pathToFileURL(join(scanRoot, file)).href)) as { schemas?: unknown };
     const schemas = mod.schemas;
     if (!schemas || typeof schemas !== 'object') fail(`${file}: no \`export const schemas = {...}\``);
     for (const [name, schema] of Object.entries(schemas)) {
@@ -96,8 +98,8 @@ function requiresToImports(code: string): { code: string; imports: string[] } {
 }
 
 async function main(): Promise<void> {
-  const { outDir } = parseArgs(process.argv.slice(2));
-  const found = await collect();
+  const { outDir, scanRoot } = parseArgs(process.argv.slice(2));
+  const found = await collect(scanRoot);
   if (found.size === 0) fail('no schemas found');
 
   const ajv = new AjvClass({

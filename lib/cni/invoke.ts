@@ -68,7 +68,9 @@ interface ExecOutcome {
 
 function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number): Promise<ExecOutcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false });
+    // Own process group, so a timeout kills the delegate's children too (they would keep
+    // its stdout open otherwise).
+    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -76,7 +78,11 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
     if (timeoutMs !== undefined) {
       timer = setTimeout(() => {
         timedOut = true;
-        child.kill('SIGKILL');
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
       }, timeoutMs);
     }
     child.on('error', (e) => {
