@@ -23,12 +23,16 @@ interface Command {
   load(): Promise<CommandMain>;
 }
 
-// TODO(lead): `ipam` -> ipam/cli.ts, `install` -> cmd/install.ts, `agent` -> the node agent,
-// each `export function main(argv: string[], io: PluginIO): Promise<number>`.
+// Each module exports `main(argv: string[], io: PluginIO): Promise<number>`.
+// TODO(lead): `ipam` -> ipam/cli.ts and `agent` -> the node agent, when they exist.
 const commands: Record<string, Command> = {
   version: {
-    summary: 'version [--json]   strand version, git commit, Node version, CNI spec versions',
+    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions',
     load: async () => (await import('./version.ts')).main,
+  },
+  install: {
+    summary: 'install [options]    put strand and its conflist on a node (--help for options)',
+    load: async () => (await import('./install.ts')).main,
   },
 };
 
