@@ -25,6 +25,16 @@ export default defineConfig({
           pool: 'forks',
         },
       },
+      {
+        test: {
+          name: 'guest',
+          include: ['test/guest/**/*.test.ts'],
+          testTimeout: 120000,
+          hookTimeout: 120000,
+          fileParallelism: false,
+          pool: 'forks',
+        },
+      },
     ],
   },
 });

@@ -61,6 +61,10 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+# Extra read-write shares (run.sh --share), after the tmpfs mounts they may sit under.
+while read -r tag path; do
+  [ -n "$tag" ] && p9 "$tag" "$path" cache=none
+done </.vm/ctl/shares
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin
 ln -sf /proc/self/fd/1 /dev/stdout

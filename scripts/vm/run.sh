@@ -2,8 +2,11 @@
 # Runs one command inside a throwaway qemu guest that boots Debian's stock kernel, and
 # exits with the command's status. See scripts/vm/README.md for the guest environment.
 #
-#   scripts/vm/run.sh [--timeout S] [--mem M] [--smp N] [--env K=V]... [--verbose] -- <command> [args...]
+#   scripts/vm/run.sh [--timeout S] [--mem M] [--smp N] [--env K=V]... [--share DIR]...
+#                     [--verbose] -- <command> [args...]
 #
+# --share DIR mounts a host directory read-write at the same path in the guest (the repo
+# always is). --verbose prints the guest's serial console (kernel log) afterwards.
 # Exit status: the command's own status; 124 when --timeout (default 600 s) expires;
 # 125 when the guest cannot be built, booted or set up (the serial console log is printed).
 # A boot that hangs before the guest's init starts is retried once.
@@ -18,9 +21,10 @@ smp=${STRAND_VM_SMP:-2}
 boot_deadline=${STRAND_VM_BOOT_DEADLINE:-30} # seconds from qemu start to the init marker
 verbose=${STRAND_VM_VERBOSE:-0}
 extra_env=()
+shares=()
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 125
 }
 die() {
@@ -34,6 +38,7 @@ while [ $# -gt 0 ]; do
     --mem) mem=${2:?}; shift 2 ;;
     --smp) smp=${2:?}; shift 2 ;;
     --env) [[ ${2:-} == [A-Za-z_]*=* ]] || die "--env wants NAME=VALUE"; extra_env+=("$2"); shift 2 ;;
+    --share) [ -d "${2:-}" ] || die "--share wants an existing directory"; shares+=("$(cd "$2" && pwd)"); shift 2 ;;
     --verbose | -v) verbose=1; shift ;;
     --) shift; break ;;
     -h | --help) usage ;;
@@ -118,6 +123,10 @@ esac
       STRAND_* | CI | NO_COLOR | FORCE_COLOR | TZ) printf 'export %s=%q\n' "$name" "$value" ;;
     esac
   done < <(env -0)
+  # The guest's stdout is a virtio port, never a terminal: colour follows ours.
+  if [ -z "${NO_COLOR:-}${FORCE_COLOR:-}" ]; then
+    if [ -t 1 ]; then echo 'export FORCE_COLOR=1'; else echo 'export NO_COLOR=1'; fi
+  fi
   for kv in "${extra_env[@]}"; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done
   printf '%q ' "$@"
   echo
@@ -152,6 +161,12 @@ share ctl "$ctl"
 share usr /usr ro
 share etc /etc ro
 share repo "$repo"
+: >"$ctl/shares" # "tag path" lines the guest's init mounts read-write
+for i in "${!shares[@]}"; do
+  [[ ${shares[$i]} != *$'\n'* ]] || die "--share path has a newline"
+  share "x$i" "${shares[$i]}"
+  printf 'x%s %s\n' "$i" "${shares[$i]}" >>"$ctl/shares"
+done
 
 # Command output: two virtio serial ports, each written by qemu into a fifo that a `cat`
 # copies to our own stdout/stderr (qemu cannot share our file descriptions: reopening a
