@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { binDir, repoRoot, runPlugin } from '../../helpers/run-plugin.ts';
-import { SEVEN_VERSIONS } from './expect-cni.ts';
+import { PLUGINS, SEVEN_VERSIONS } from './expect-cni.ts';
 
 const pinnedNode = join(repoRoot, 'node_modules', '.bin', 'node');
 let dir = '';
@@ -77,13 +77,15 @@ describe('lazy start-up', () => {
     return JSON.parse(readFileSync(out, 'utf8')) as { modules: string[]; maps: string };
   }
 
-  it('strand-bridge VERSION loads no network client and no addon', () => {
-    const { modules, maps } = probeRun('strand-bridge', { CNI_COMMAND: 'VERSION' });
-    expect(modules).toContain('NativeModule fs'); // the probe sees loads at all
-    for (const heavy of ['http2', 'tls', 'zlib', 'dns']) expect(modules).not.toContain(`NativeModule ${heavy}`);
-    expect(maps).toContain('/node'); // the probe sees mappings at all
-    expect(maps).not.toContain('strand_native');
-  });
+  for (const plugin of PLUGINS) {
+    it(`${plugin} VERSION loads no network client and no addon`, () => {
+      const { modules, maps } = probeRun(plugin, { CNI_COMMAND: 'VERSION' });
+      expect(modules).toContain('NativeModule fs'); // the probe sees loads at all
+      for (const heavy of ['http2', 'tls', 'zlib', 'dns']) expect(modules).not.toContain(`NativeModule ${heavy}`);
+      expect(maps).toContain('/node'); // the probe sees mappings at all
+      expect(maps).not.toContain('strand_native');
+    });
+  }
 
   it('the probed bundle is byte for byte the script inside dist/strand', () => {
     const bundle = readFileSync(join(repoRoot, 'dist', 'strand.cjs'));
