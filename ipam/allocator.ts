@@ -507,13 +507,56 @@ export class Allocator {
     const g = geom(b.cidr);
     if (!g) return true;
     const sets = this.config.rangeSets.filter((rs) => spansOf(rs, g).length > 0);
-    if (sets.length === 0) return true; // not in any configured range any more
     const affs = await this.affinities(false);
     return affs.some((a) => {
       if (a.node !== b.node || a.cidr === b.cidr) return false;
       const ag = geom(a.cidr);
-      return ag !== undefined && sets.some((rs) => spansOf(rs, ag).length > 0);
+      if (!ag) return false;
+      // Outside every configured range (or no ranges known, as in the admin CLI): same family.
+      return sets.length === 0 ? ag.family === g.family : sets.some((rs) => spansOf(rs, ag).length > 0);
     });
+  }
+
+  /**
+   * Makes blocks and attachments of this network agree, whatever node they belong to:
+   * drops block entries without a matching attachment and attachment addresses missing
+   * from their block. Commits are atomic, so this only finds damage from outside
+   * (hand edits, a store restored from backup). Returns what it removed.
+   */
+  async repair(): Promise<{ allocations: string[]; attachmentIPs: string[] }> {
+    const out = { allocations: [] as string[], attachmentIPs: [] as string[] };
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) await this.backoff(attempt);
+      let conflict = false;
+      // Blocks before attachments (see gc); attachment damage is re-checked on a fresh block read.
+      const blocks = await this.store.listBlocks(this.network);
+      const atts = await this.store.listAttachments(this.network);
+      const holds = new Set(atts.flatMap((a) => a.value.ips.map((e) => `${e.ip} ${a.value.containerId}/${a.value.ifname}`)));
+      for (const b of blocks) {
+        const orphans = Object.entries(b.value.allocations)
+          .filter(([ip, ref]) => !holds.has(`${ip} ${ref.containerId}/${ref.ifname}`))
+          .map(([ip]) => ip);
+        if (orphans.length === 0) continue;
+        if ((await this.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
+        else out.allocations.push(...orphans);
+      }
+      for (const a of atts) {
+        const { containerId, ifname } = a.value;
+        const fresh = new Map((await this.store.getBlocks(this.network, [...new Set(a.value.ips.map((e) => e.block))])).map((b) => [b.value.cidr, b]));
+        const missing = a.value.ips.filter((e) => {
+          const ref = fresh.get(e.block)?.value.allocations[e.ip];
+          return !ref || !sameHolder(ref, containerId, ifname);
+        });
+        if (missing.length === 0) continue;
+        const rest = a.value.ips.filter((e) => !missing.includes(e));
+        const op: WriteOp = rest.length
+          ? { op: 'putAttachment', attachment: { ...a.value, ips: rest }, prevRev: a.rev }
+          : { op: 'delAttachment', network: this.network, containerId, ifname, prevRev: a.rev };
+        if ((await this.commit([op])) === undefined) conflict = true;
+        else out.attachmentIPs.push(...missing.map((e) => e.ip));
+      }
+      if (!conflict) return out;
+    }
   }
 
   /**
@@ -531,9 +574,11 @@ export class Allocator {
     await this.store.exclusive(this.network, async () => {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 0) await this.backoff(attempt);
+        // Blocks before attachments: an allocation committed in between is then seen on both sides.
+        const blocks = await this.store.listBlocks(this.network);
         const live = new Set((await this.store.listAttachments(this.network)).map((a) => `${a.value.containerId}/${a.value.ifname}`));
         let conflict = false;
-        for (const b of await this.store.listBlocks(this.network)) {
+        for (const b of blocks) {
           const orphans = Object.entries(b.value.allocations)
             .filter(([, ref]) => (ref.node ?? b.value.node) === this.node && !live.has(`${ref.containerId}/${ref.ifname}`))
             .map(([ip]) => ip);
