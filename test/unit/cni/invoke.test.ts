@@ -271,3 +271,43 @@ describe('delegateAddWithRollback', () => {
     expect(existsSync(join(dir, 'env.DEL'))).toBe(false);
   });
 });
+
+// The reference IPAM plugin (Debian containernetworking-plugins) as a real delegate: no
+// root needed, its store lives in the test's temp dir.
+describe('with the reference host-local', () => {
+  const refBin = '/usr/lib/cni';
+  const ipamConf = (v: string): object => ({
+    cniVersion: v,
+    name: 's1net',
+    type: 'host-local',
+    ipam: {
+      type: 'host-local',
+      dataDir: join(dir, 'ipam'),
+      ranges: [[{ subnet: '10.99.0.0/24' }], [{ subnet: 'fd99::/64' }]],
+      routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }],
+    },
+  });
+  it('is installed (setup.sh installs containernetworking-plugins)', () => {
+    expect(existsSync(join(refBin, 'host-local'))).toBe(true);
+  });
+  for (const v of ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0']) {
+    it(`ADD/DEL in ${v}: its result arrives in the 1.1.0 form`, async () => {
+      const a = args({}, [refBin]);
+      const r = await delegateAdd('host-local', ipamConf(v), a);
+      expect(r.cniVersion).toBe('1.1.0');
+      expect(r.ips).toEqual([
+        { address: '10.99.0.2/24', gateway: '10.99.0.1' },
+        { address: 'fd99::2/64', gateway: 'fd99::1' },
+      ]);
+      expect(r.routes).toEqual([{ dst: '0.0.0.0/0' }, { dst: '::/0' }]);
+      expect(r.dns).toBeUndefined();
+      expect(readFileSync(join(dir, 'ipam', 's1net', '10.99.0.2'), 'utf8')).toContain('c1');
+      await delegateDel('host-local', ipamConf(v), a);
+      expect(existsSync(join(dir, 'ipam', 's1net', '10.99.0.2'))).toBe(false);
+    });
+  }
+  it("a version it does not speak comes back as its own error (code 1)", async () => {
+    const e = await codeOf(delegateAdd('host-local', ipamConf('1.1.0'), args({}, [refBin])));
+    expect(e.code).toBe(Code.IncompatibleVersion);
+  });
+});
