@@ -1,0 +1,84 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CniError } from '../../../lib/cni/errors.ts';
+import type { NetConf } from '../../../lib/cni/types.ts';
+import { parseIpamConfig, parseResolvConf, rangeSetText } from '../../../ipam/range.ts';
+import { parseConfig } from '../../../ipam/main.ts';
+
+function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {
+  return { cniVersion: '1.1.0', name: 'net1', type: 'bridge', ipam: { type: 'strand-ipam', ...ipam }, ...extra };
+}
+
+/** The CniError thrown by parsing (schema first, as the plugin does, then semantics). */
+function errorOf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}, cniArgs = ''): CniError {
+  try {
+    const c = conf(ipam, extra);
+    parseConfig(c);
+    parseIpamConfig(c, { cniArgs });
+  } catch (e) {
+    if (e instanceof CniError) return e;
+    throw e;
+  }
+  throw new Error('expected a config error');
+}
+
+const text = (e: CniError): string => `${e.msg} ${e.details}`;
+
+describe('strand-ipam config (host-local compatible)', () => {
+  it('applies host-local defaults: gateway .1, rangeStart .1, rangeEnd before broadcast (IPv6: last)', () => {
+    const c = parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }], [{ subnet: 'fd00::/120' }]] }));
+    expect(c.rangeSets.map(rangeSetText)).toEqual(['10.1.0.1-10.1.0.254', 'fd00::1-fd00::ff']);
+    expect(c.dataDir).toBe('/var/lib/cni/networks');
+    expect(c.blockSize).toEqual({ 4: 26, 6: 122 });
+  });
+
+  it('accepts the legacy top-level subnet and prepends ipRanges from runtimeConfig', () => {
+    const c = parseIpamConfig(
+      conf({ subnet: '10.2.0.0/24', rangeStart: '10.2.0.10', gateway: '10.2.0.254', ranges: [[{ subnet: 'fd00::/64' }]] }, {
+        runtimeConfig: { ipRanges: [[{ subnet: '10.3.0.0/24' }]] },
+      }),
+    );
+    expect(c.rangeSets.map(rangeSetText)).toEqual(['10.3.0.1-10.3.0.254', '10.2.0.10-10.2.0.254', 'fd00::1-fd00::ffff:ffff:ffff:ffff']);
+  });
+
+  it('parses routes and resolvConf', () => {
+    const dir = mkdtempSync(join(tmpdir(), 's4-resolv-'));
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 10.0.0.10\nsearch a.svc b.svc\noptions ndots:5\ndomain cluster.local\n');
+    const c = parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], resolvConf: join(dir, 'resolv.conf') }));
+    expect(c.routes).toEqual([{ dst: '0.0.0.0/0' }]);
+    expect(c.dns).toEqual({ nameservers: ['10.0.0.10'], search: ['a.svc', 'b.svc'], options: ['ndots:5'], domain: 'cluster.local' });
+    expect(parseResolvConf('# x\n;y\n')).toEqual({});
+  });
+
+  const cases: Array<[string, Record<string, unknown>, Partial<NetConf>, string, RegExp]> = [
+    ['invalid CIDR', { ranges: [[{ subnet: '10.1.0.0/33' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.subnet/],
+    ['host bits set', { ranges: [[{ subnet: '10.1.0.5/24' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.subnet.*host bits/],
+    ['too small', { ranges: [[{ subnet: '10.1.0.0/31' }]] }, {}, '', /subnet.*too small/],
+    ['overlapping range sets', { ranges: [[{ subnet: '10.1.0.0/24' }], [{ subnet: '10.1.0.0/16' }]] }, {}, '', /ipam\.ranges\[1\]\[0\].*overlaps/],
+    ['overlapping ranges in a set', { ranges: [[{ subnet: '10.1.0.0/24', rangeEnd: '10.1.0.100' }, { subnet: '10.1.0.0/24', rangeStart: '10.1.0.50' }]] }, {}, '', /ipam\.ranges\[0\]\[1\].*overlaps/],
+    ['mixed families in a set', { ranges: [[{ subnet: '10.1.0.0/24' }, { subnet: 'fd00::/64' }]] }, {}, '', /ipam\.ranges\[0\]\[1\].*famil/],
+    ['rangeStart outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.2.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.rangeStart.*not in subnet/],
+    ['rangeEnd outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', rangeEnd: '10.2.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.rangeEnd.*not in subnet/],
+    ['gateway outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', gateway: '10.9.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.gateway.*not in subnet/],
+    ['gateway of the other family', { ranges: [[{ subnet: '10.1.0.0/24', gateway: 'fd00::1' }]] }, {}, '', /gateway.*not an IPv4/],
+    ['rangeStart after rangeEnd', { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.1.0.9', rangeEnd: '10.1.0.5' }]] }, {}, '', /rangeStart.*after rangeEnd/],
+    ['no ranges', {}, {}, '', /ipam\.ranges.*no IP ranges/],
+    ['requested IP outside every range (args)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { args: { cni: { ips: ['10.7.0.1'] } } }, '', /args\.cni\.ips\[0\].*not in any configured range/],
+    ['requested IP outside every range (runtimeConfig)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { runtimeConfig: { ips: ['10.7.0.1/24'] } }, '', /runtimeConfig\.ips\[0\]/],
+    ['requested IP outside every range (CNI_ARGS)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, {}, 'IP=10.7.0.1', /CNI_ARGS IP/],
+    ['two requested IPs for one range set', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { args: { cni: { ips: ['10.1.0.5', '10.1.0.6'] } } }, '', /one address per range set/],
+    ['bad TLS file path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], tls: { ca: '/nonexistent/ca.pem' } } }, {}, '', /ipam\.etcd\.tls\.ca.*ENOENT/],
+    ['etcd without endpoints', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: {} }, {}, '', /ipam\.etcd\.endpoints/],
+    ['bad blockSize', { ranges: [[{ subnet: '10.1.0.0/24' }]], blockSize: 40 }, {}, '', /ipam\.blockSize/],
+    ['route without dst', { ranges: [[{ subnet: '10.1.0.0/24' }]], routes: [{ gw: '10.1.0.1' }] }, {}, '', /ipam\.routes\[0\]\.dst/],
+  ];
+  for (const [name, ipam, extra, cniArgs, re] of cases) {
+    it(`code 7 naming the field: ${name}`, () => {
+      const e = errorOf(ipam, extra, cniArgs);
+      expect(e.code).toBe(7);
+      expect(text(e)).toMatch(re);
+    });
+  }
+});
