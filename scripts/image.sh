@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Writes a container image as an OCI image layout tarball, without a Docker daemon or a
+# registry (tar + sha256sum only), for `ctr images import`, `kind load image-archive`
+# or `docker load`.
+#
+#   scripts/image.sh [--out FILE] [--name REF]           the strand installer image
+#   scripts/image.sh --pause [--out FILE] [--name REF]   a tiny pause image (tests)
+#
+# The strand image holds what the Dockerfile's image holds: /strand (dist/strand, the
+# single executable) with ENTRYPOINT ["/strand"] and CMD ["install", "--sleep"]. Where
+# the Dockerfile starts FROM distroless/cc-debian12 for the C/C++ runtime, this script
+# copies exactly the shared libraries `ldd dist/strand` names from this Debian 12 host.
+# The pause image is /bin/busybox from busybox-static sleeping forever.
+#
+# Defaults: --out dist/strand-image.tar, --name docker.io/library/strand:dev
+#           (--pause: dist/test-tools/pause-image.tar, localhost/strand-test/pause:1)
+# Deterministic: fixed mtimes and owners, so the same inputs give the same digests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kind=strand
+out=""
+name=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --pause) kind=pause ;;
+    --out) out=$2; shift ;;
+    --name) name=$2; shift ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+die() { echo "image.sh: $*" >&2; exit 1; }
+
+# JSON string (the inputs here are paths and words; escape \ and " anyway).
+js() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; printf '"%s"' "$s"; }
+# JSON array of strings.
+ja() { local first=1; printf '['; for x in "$@"; do [ $first = 1 ] || printf ','; first=0; js "$x"; done; printf ']'; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+root="$tmp/rootfs"
+mkdir -p "$root/tmp" "$root/etc"
+chmod 1777 "$root/tmp"
+
+case $kind in
+  strand)
+    out=${out:-dist/strand-image.tar}
+    name=${name:-docker.io/library/strand:dev}
+    [ -x dist/strand ] || die "dist/strand missing: run scripts/build.sh first"
+    cp dist/strand "$root/strand"
+    # the dynamic loader and every library it resolves (paths as on the host)
+    while read -r lib; do
+      cp -L --parents "$lib" "$root/"
+    done < <(ldd dist/strand | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || die "ldd did not name the dynamic loader"
+    entrypoint=(/strand)
+    cmd=(install --sleep)
+    ;;
+  pause)
+    out=${out:-dist/test-tools/pause-image.tar}
+    name=${name:-localhost/strand-test/pause:1}
+    [ -x /bin/busybox ] || die "/bin/busybox missing (Debian package busybox-static)"
+    file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || die "/bin/busybox is not static (install busybox-static)"
+    mkdir -p "$root/bin"
+    cp /bin/busybox "$root/bin/busybox"
+    ln -s busybox "$root/bin/sh"
+    ln -s busybox "$root/bin/sleep"
+    # PID 1 ignores SIGTERM by default; StopPodSandbox then kills it.
+    entrypoint=(/bin/busybox sleep 2147483647)
+    cmd=()
+    ;;
+esac
+printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+
+layout="$tmp/layout"
+blobs="$layout/blobs/sha256"
+mkdir -p "$blobs"
+
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C "$root" -cf "$tmp/layer.tar" .
+layer_digest=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
+layer_size=$(stat -c %s "$tmp/layer.tar")
+mv "$tmp/layer.tar" "$blobs/$layer_digest"
+
+# put a blob (from stdin) and print "<digest> <size>"
+put() {
+  cat > "$tmp/blob"
+  local d s
+  d=$(sha256sum "$tmp/blob" | cut -d' ' -f1)
+  s=$(stat -c %s "$tmp/blob")
+  mv "$tmp/blob" "$blobs/$d"
+  echo "$d $s"
+}
+
+config=$(
+  printf '{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux",'
+  printf '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":%s' "$(ja "${entrypoint[@]}")"
+  [ ${#cmd[@]} -gt 0 ] && printf ',"Cmd":%s' "$(ja "${cmd[@]}")"
+  printf ',"WorkingDir":"/"},'
+  printf '"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},' "$layer_digest"
+  printf '"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/image.sh %s"}]}' "$kind"
+)
+read -r config_digest config_size < <(printf '%s' "$config" | put)
+
+manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+  "$config_digest" "$config_size" "$layer_digest" "$layer_size")
+read -r manifest_digest manifest_size < <(printf '%s' "$manifest" | put)
+
+tag=latest
+last=${name##*/}
+case $last in *:*) tag=${last##*:} ;; esac
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":%s,"org.opencontainers.image.ref.name":%s}}]}' \
+  "$manifest_digest" "$manifest_size" "$(js "$name")" "$(js "$tag")" > "$layout/index.json"
+printf '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+
+mkdir -p "$(dirname "$out")"
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C "$layout" -cf "$out.tmp.$$" oci-layout index.json blobs
+mv -f "$out.tmp.$$" "$out"
+echo "image.sh: wrote $out ($name, manifest sha256:$manifest_digest)" >&2

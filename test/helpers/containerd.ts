@@ -1,0 +1,283 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CriClient } from './cri/client.ts';
+import { repoRoot } from './run-plugin.ts';
+
+// Debian's containerd (+ runc) started by a test: everything under one temp directory
+// (root, state, its own gRPC socket, CNI bin and conf dirs), CRI plugin pointed at those
+// CNI dirs, a hand-made pause image imported with `ctr`, and the whole daemon run inside
+// a test "host" network namespace (nsenter --net only: same mount namespace), so the
+// CNI plugins it runs create their bridges and rules there, never on the real host.
+// Stopped by PID; `stop()` then checks that no shim and no mount of ours is left.
+//
+// Paths containerd 1.6 does not let us move: pod network namespaces are bind-mounted at
+// /var/run/netns/cni-<uuid> (removed with the sandbox), shim sockets live in
+// /run/containerd/s/<hash of our socket path> (removed when the shim exits; stop()
+// removes the directories once empty). runc's state goes under our temp dir.
+
+export const CONTAINERD = '/usr/bin/containerd';
+export const CTR = '/usr/bin/ctr';
+export const PAUSE_IMAGE = 'localhost/strand-test/pause:1';
+export const pauseImageTar = join(repoRoot, 'dist', 'test-tools', 'pause-image.tar');
+
+/** Builds the pause image tarball (scripts/image.sh --pause) unless it exists. */
+export function buildPauseImage(): string {
+  if (!existsSync(pauseImageTar)) {
+    execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--pause', '--out', pauseImageTar, '--name', PAUSE_IMAGE], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  }
+  return pauseImageTar;
+}
+
+export interface ContainerdOptions {
+  /** Network namespace (name under /run/netns) that containerd and its plugins run in. */
+  hostNs: string;
+  /** Loopback port for the CRI streaming server (must be in the test's port range). */
+  streamPort: number;
+  /** Parent cgroup for the sandboxes (cgroupfs path), removed on stop. */
+  cgroupParent: string;
+}
+
+function toml(s: string): string {
+  return JSON.stringify(s); // TOML basic strings accept JSON's escapes for our paths
+}
+
+export class Containerd {
+  readonly dir: string;
+  readonly socket: string;
+  readonly cniBinDir: string;
+  readonly cniConfDir: string;
+  readonly logFile: string;
+  readonly opts: ContainerdOptions;
+  private proc: ChildProcess | undefined;
+  private client: CriClient | undefined;
+
+  private constructor(opts: ContainerdOptions) {
+    this.opts = opts;
+    this.dir = mkdtempSync(join(tmpdir(), 'strand-containerd-'));
+    this.socket = join(this.dir, 'containerd.sock');
+    this.cniBinDir = join(this.dir, 'cni', 'bin');
+    this.cniConfDir = join(this.dir, 'cni', 'net.d');
+    this.logFile = join(this.dir, 'containerd.log');
+    mkdirSync(this.cniBinDir, { recursive: true });
+    mkdirSync(this.cniConfDir, { recursive: true });
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  /** Writes the config and starts containerd; resolves once its CRI service answers. */
+  static async start(opts: ContainerdOptions): Promise<Containerd> {
+    for (const bin of [CONTAINERD, CTR, '/usr/bin/runc', '/usr/bin/containerd-shim-runc-v2']) {
+      if (!existsSync(bin)) throw new Error(`${bin} missing (Debian packages containerd and runc; run scripts/setup.sh)`);
+    }
+    const c = new Containerd(opts);
+    try {
+      await c.launch();
+    } catch (e) {
+      await c.stop().catch(() => {});
+      throw e;
+    }
+    return c;
+  }
+
+  private config(): string {
+    const d = this.dir;
+    return `version = 2
+root = ${toml(join(d, 'root'))}
+state = ${toml(join(d, 'state'))}
+disabled_plugins = [
+  "io.containerd.internal.v1.opt",
+  "io.containerd.internal.v1.tracing",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = ${toml(this.socket)}
+
+[ttrpc]
+  address = ${toml(`${this.socket}.ttrpc`)}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = ${toml(PAUSE_IMAGE)}
+  # required on this machine: runc may not lower the OOM score below containerd's
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = ${toml(String(this.opts.streamPort))}
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = ${toml(join(d, 'runc'))}
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = ${toml(this.cniBinDir)}
+    conf_dir = ${toml(this.cniConfDir)}
+    max_conf_num = 1
+`;
+  }
+
+  private async launch(): Promise<void> {
+    const configFile = join(this.dir, 'config.toml');
+    writeFileSync(configFile, this.config());
+    const log = openSync(this.logFile, 'a');
+    try {
+      this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.hostNs}`, CONTAINERD, '--config', configFile], {
+        stdio: ['ignore', log, log],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      });
+    } finally {
+      closeSync(log);
+    }
+    const proc = this.proc;
+    proc.on('error', () => {});
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`containerd exited with ${proc.exitCode}:\n${this.logTail()}`);
+      if (existsSync(this.socket)) {
+        try {
+          await this.cri().version();
+          return;
+        } catch {
+          // not serving yet
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`containerd did not come up in 30 s:\n${this.logTail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** The last lines of containerd's log (for failure messages). */
+  logTail(lines = 40): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  cri(): CriClient {
+    this.client ??= new CriClient(this.socket);
+    return this.client;
+  }
+
+  /** Runs `ctr -a <socket> -n k8s.io <args>` and returns its stdout. */
+  ctr(args: string[], opts: { inHostNs?: boolean } = {}): string {
+    const argv = [CTR, '-a', this.socket, '-n', 'k8s.io', ...args];
+    const [cmd, full] = opts.inHostNs ? ['nsenter', [`--net=/run/netns/${this.opts.hostNs}`, ...argv]] : [argv[0]!, argv.slice(1)];
+    return execFileSync(cmd, full as string[], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  }
+
+  importImage(tar: string): void {
+    this.ctr(['images', 'import', '--all-platforms', tar]);
+  }
+
+  /** Waits until the CRI runtime reports NetworkReady (a CNI config was loaded). */
+  async waitNetworkReady(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      const st = await this.cri().status();
+      const net = st.status?.conditions?.find((c) => c.type === 'NetworkReady');
+      if (net?.status) return;
+      last = `${net?.reason ?? ''} ${net?.message ?? ''}`;
+      if (Date.now() > deadline) throw new Error(`CRI network not ready: ${last}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Shim processes serving this containerd (their command line names our socket). */
+  shimPids(): number[] {
+    const out: number[] = [];
+    for (const p of readdirSync('/proc')) {
+      if (!/^\d+$/.test(p)) continue;
+      let cmd: string;
+      try {
+        cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      } catch {
+        continue;
+      }
+      const argv = cmd.split('\0');
+      if (argv[0]?.endsWith('containerd-shim-runc-v2') && argv.includes(this.socket)) out.push(Number(p));
+    }
+    return out;
+  }
+
+  /** Mount points under this containerd's temp directory. */
+  mounts(): string[] {
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((m) => m.startsWith(this.dir));
+  }
+
+  /**
+   * Stops containerd by PID (SIGTERM, then SIGKILL after 10 s), then cleans up what a
+   * crashed test may have left: our shims (by PID), our mounts, the cgroup parent, the
+   * temp directory. Returns what had to be cleaned after containerd exited (empty when
+   * the test removed its sandboxes properly).
+   */
+  async stop(): Promise<{ shims: number[]; mounts: string[] }> {
+    this.client?.close();
+    this.client = undefined;
+    const proc = this.proc;
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    const leftover = { shims: this.shimPids(), mounts: this.mounts() };
+    for (const pid of leftover.shims) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    for (const m of [...leftover.mounts].reverse()) {
+      try {
+        execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+      } catch {
+        // already gone
+      }
+    }
+    removeCgroupParent(this.opts.cgroupParent);
+    rmSync(this.dir, { recursive: true, force: true });
+    // the shim socket directory is fixed in containerd 1.6; drop it once empty
+    for (const d of ['/run/containerd/s', '/run/containerd']) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // not empty (another containerd) or absent
+      }
+    }
+    return leftover;
+  }
+}
+
+/** rmdir the (empty) cgroup parent in every cgroup v1 hierarchy or the v2 tree. */
+function removeCgroupParent(parent: string): void {
+  const rel = parent.replace(/^\/+/, '');
+  if (!rel || rel.includes('..')) return;
+  const roots = existsSync('/sys/fs/cgroup/cgroup.controllers')
+    ? ['/sys/fs/cgroup']
+    : readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c));
+  for (const r of roots) {
+    try {
+      rmdirSync(join(r, rel));
+    } catch {
+      // absent, not a hierarchy, or (wrongly) still in use: the test reports leftovers
+    }
+  }
+}
