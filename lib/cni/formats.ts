@@ -4,10 +4,13 @@ import { tryParseCidr, tryParseIP } from '../ip/cidr.ts';
 
 const MAC = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
 
+/** Characters an interface name may not contain: / : and whitespace (Go's unicode.IsSpace includes U+0085). */
+export const IFNAME_FORBIDDEN = /[/:\s\u0085]/u;
+
 /** Linux interface name rules (dev_valid_name): 1-15 bytes, not . or .., no / : or whitespace. */
 export function isValidIfName(s: string): boolean {
   if (s.length === 0 || Buffer.byteLength(s) > 15 || s === '.' || s === '..') return false;
-  return !/[/:\s]/u.test(s);
+  return !IFNAME_FORBIDDEN.test(s);
 }
 
 export const formats = {

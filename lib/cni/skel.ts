@@ -6,6 +6,7 @@ import { statSync } from 'node:fs';
 import { validateNetConf } from '../../gen/validators.js';
 import { CniError, Code, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
+import { IFNAME_FORBIDDEN } from './formats.ts';
 import { createLogger, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
@@ -86,7 +87,7 @@ export function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
   if (name.length === 0) bad('interface name is empty');
   if (Buffer.byteLength(name) > 15) bad('interface name is longer than 15 bytes');
   if (name === '.' || name === '..') bad('interface name is . or ..');
-  if (/[/:\s]/u.test(name)) bad('interface name contains / or : or whitespace');
+  if (IFNAME_FORBIDDEN.test(name)) bad('interface name contains / or : or whitespace');
 }
 
 /** Prints a 1.1.0 result in `version`'s form (libcni's 4-space JSON). */
@@ -245,7 +246,8 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     return 0;
   } catch (e) {
     const err = toCniError(e);
-    const where = `${cmd || '(no CNI_COMMAND)'} ${env['CNI_CONTAINERID'] ?? ''}/${env['CNI_IFNAME'] ?? ''}`;
+    const attachment = env['CNI_CONTAINERID'] || env['CNI_IFNAME'] ? ` ${env['CNI_CONTAINERID'] ?? ''}/${env['CNI_IFNAME'] ?? ''}` : '';
+    const where = `${cmd || '(no CNI_COMMAND)'}${attachment}`;
     // The full error, stack and causes included, goes to the log; stdout gets only the JSON.
     log.error(`${where} failed with code ${err.code}: ${err.message}`, err.code === Code.Internal ? err.cause : undefined);
     try {

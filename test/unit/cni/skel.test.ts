@@ -160,7 +160,7 @@ describe('container ID and interface name', () => {
     expect(r.rc).toBe(0);
     expect(r.calls[0]?.a.containerId).toBe(id);
   });
-  const badIfNames = ['x'.repeat(16), 'é'.repeat(8), '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'eth0\n', 'a\u00a0b'];
+  const badIfNames = ['x'.repeat(16), 'é'.repeat(8), '.', '..', 'a/b', 'a:b', 'a b', 'a\tb', 'eth0\n', 'a\u00a0b', 'a\u0085b'];
   for (const verb of ['ADD', 'DEL', 'CHECK']) {
     it.each(badIfNames)(`${verb} interface name %j: code 4`, async (name) => {
       expectError(await run({ ...ENV, CNI_COMMAND: verb, CNI_IFNAME: name }, conf()), Code.InvalidEnvironment, /CNI_IFNAME/);
