@@ -24,11 +24,14 @@ interface Command {
 }
 
 // Each module exports `main(argv: string[], io: PluginIO): Promise<number>`.
-// TODO(lead): `ipam` -> ipam/cli.ts and `agent` -> the node agent, when they exist.
 const commands: Record<string, Command> = {
   version: {
     summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions',
     load: async () => (await import('./version.ts')).main,
+  },
+  ipam: {
+    summary: 'ipam <ls|show|usage|release|gc> [--json]   inspect and repair IPAM records',
+    load: async () => (await import('../ipam/cli.ts')).main,
   },
   install: {
     summary: 'install [options]    put strand and its conflist on a node (--help for options)',
