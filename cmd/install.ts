@@ -2,8 +2,8 @@
 //
 //   strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
 //                  [--template FILE] [--conf-name NAME] [--source FILE]
-//                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR] [--node-name NAME]
-//                  [--sleep]
+//                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
+//                  [--node-name NAME] [--sleep]
 //   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
@@ -11,13 +11,15 @@
 // 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
 //    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
-//    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory.
+//    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
+//    --etcd-tls-optional a TLS directory holding none of the three files (an optional
+//    Secret that does not exist) means no TLS; one holding only some is an error.
 // 4. Writes the conflist filled from the template to <conf-dir>/<conf-name>, mode 0644,
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
 // --uninstall removes what install wrote.
-import { readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
@@ -28,7 +30,8 @@ import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type Templ
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
                       [--template FILE] [--conf-name NAME] [--source FILE]
-                      [--etcd-endpoints URLS] [--etcd-tls-dir DIR] [--node-name NAME] [--sleep]
+                      [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
+                      [--node-name NAME] [--sleep]
        strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
 
   --bin-dir        CNI plugin directory (default /opt/cni/bin)
@@ -41,6 +44,7 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --source         binary to install (default: this single executable)
   --etcd-endpoints comma-separated etcd URLs (env STRAND_ETCD_ENDPOINTS)
   --etcd-tls-dir   directory with ca.crt, tls.crt, tls.key (env STRAND_ETCD_TLS_DIR)
+  --etcd-tls-optional  no TLS when that directory holds none of the three files
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
   --uninstall      remove the binaries, the conflist and the TLS files
@@ -58,6 +62,7 @@ interface Options {
   source: string | undefined;
   etcdEndpoints: string | undefined;
   etcdTlsDir: string | undefined;
+  etcdTlsOptional: boolean;
   nodeName: string | undefined;
   sleep: boolean;
   uninstall: boolean;
@@ -77,6 +82,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       source: { type: 'string' },
       'etcd-endpoints': { type: 'string' },
       'etcd-tls-dir': { type: 'string' },
+      'etcd-tls-optional': { type: 'boolean' },
       'node-name': { type: 'string' },
       sleep: { type: 'boolean' },
       uninstall: { type: 'boolean' },
@@ -98,6 +104,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     source: values.source,
     etcdEndpoints: values['etcd-endpoints'] ?? (env['STRAND_ETCD_ENDPOINTS'] || undefined),
     etcdTlsDir: values['etcd-tls-dir'] ?? (env['STRAND_ETCD_TLS_DIR'] || undefined),
+    etcdTlsOptional: values['etcd-tls-optional'] ?? false,
     nodeName: values['node-name'] ?? (env['K8S_NODE_NAME'] || env['NODENAME'] || undefined),
     sleep: values.sleep ?? false,
     uninstall: values.uninstall ?? false,
@@ -139,10 +146,12 @@ function plan(o: Options): Plan {
   if (o.etcdEndpoints !== undefined) values.ETCD_ENDPOINTS = parseEndpoints(o.etcdEndpoints);
 
   const tls: Plan['tls'] = [];
-  if (o.etcdTlsDir !== undefined) {
+  const tlsDir = o.etcdTlsDir;
+  const absent = (f: string) => tlsDir !== undefined && !existsSync(join(tlsDir, f));
+  if (tlsDir !== undefined && !(o.etcdTlsOptional && Object.values(TLS_FILES).every(absent))) {
     for (const [key, file] of Object.entries(TLS_FILES) as Array<[keyof typeof TLS_FILES, string]>) {
-      const data = readInput('etcd TLS file', join(o.etcdTlsDir, file));
-      if (!data.includes('-----BEGIN ')) throw new InstallError(`etcd TLS file ${join(o.etcdTlsDir, file)} is not PEM`);
+      const data = readInput('etcd TLS file', join(tlsDir, file));
+      if (!data.includes('-----BEGIN ')) throw new InstallError(`etcd TLS file ${join(tlsDir, file)} is not PEM`);
       tls.push({ name: file, data });
       values[key] = join(o.hostConfDir, TLS_SUBDIR, file);
     }

@@ -179,6 +179,21 @@ describe('strand install (in-process, real files)', () => {
     expect(existsSync(join(root, 'host'))).toBe(false);
   });
 
+  it('--etcd-tls-optional: an empty TLS dir (optional Secret absent) means no TLS, a partial one is an error', async () => {
+    const empty = join(root, 'empty-secret');
+    mkdirSync(empty);
+    const args = [...baseArgs(), '--etcd-tls-dir', empty, '--etcd-tls-optional', '--etcd-endpoints', 'http://127.0.0.1:24379'];
+    const r = await install(args);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.etcd).not.toHaveProperty('tls');
+    expect(existsSync(join(d.conf, 'strand-etcd'))).toBe(false);
+
+    rmSync(join(d.tls, 'tls.crt'));
+    const partial = await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-tls-optional', '--etcd-endpoints', 'http://127.0.0.1:24379']);
+    expect(partial.code).toBe(1);
+    expect(partial.stderr).toContain(`cannot read etcd TLS file ${join(d.tls, 'tls.crt')}: ENOENT`);
+  });
+
   it('missing values and bad inputs: clear error, nothing written', async () => {
     const cases: Array<[string[], Record<string, string>, RegExp]> = [
       [baseArgs(), {}, /template needs ETCD_ENDPOINTS .*STRAND_ETCD_ENDPOINTS/],
