@@ -18,6 +18,7 @@
 //       block change, so blocks and attachments always agree.
 //
 // Every revision the Store interface exposes is the key's etcd mod_revision.
+import { isIP } from 'node:net';
 import type { Etcd3, IKeyValue, IRequestOp, ICompare } from 'etcd3';
 import type { EtcdConfig } from '../range.ts';
 import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
@@ -57,10 +58,44 @@ function endpointUrl(ep: string, tls: boolean): string {
   return ep.includes('://') ? ep : `${tls ? 'https' : 'http'}://${ep}`;
 }
 
+interface SecureConnector {
+  connectionOptions?: { servername?: string };
+}
+interface PatchableCredentials {
+  _createSecureConnector?: (...a: unknown[]) => SecureConnector;
+}
+let sslPatched = false;
+
+/**
+ * grpc-js passes the endpoint host as the TLS server name, and this Node refuses an IP
+ * address there (RFC 6066), so https://127.0.0.1:2379 would never connect. Wrap the
+ * credentials etcd3 creates so an IP server name is dropped: Node then verifies the
+ * certificate against the IP (its IP SANs), which is what the user asked for.
+ */
+function allowIpEndpoints(grpc: { credentials: { createSsl: (...a: never[]) => unknown } }): void {
+  if (sslPatched) return;
+  sslPatched = true;
+  const orig = grpc.credentials.createSsl;
+  grpc.credentials.createSsl = ((...args: never[]) => {
+    const creds = orig(...args) as PatchableCredentials;
+    const make = creds._createSecureConnector?.bind(creds);
+    if (make) {
+      creds._createSecureConnector = (...a: unknown[]) => {
+        const conn = make(...a);
+        const o = conn.connectionOptions;
+        if (o?.servername !== undefined && isIP(o.servername)) delete o.servername;
+        return conn;
+      };
+    }
+    return creds;
+  }) as typeof orig;
+}
+
 export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
   let mod: typeof import('etcd3');
   try {
     mod = await import('etcd3');
+    if (cfg.tls) allowIpEndpoints((await import('@grpc/grpc-js')) as unknown as Parameters<typeof allowIpEndpoints>[0]);
   } catch (e) {
     throw new StoreUnavailableError('etcd', 'cannot load the etcd3 client', { cause: e });
   }
