@@ -418,6 +418,12 @@ function parseLinkInfo(attrs: Attr[], msg: LinkMessage): void {
     else if (a.type === K.IFLA_INFO_SLAVE_KIND) slaveKind = str(a.value);
     else if (a.type === K.IFLA_INFO_SLAVE_DATA) slaveData = parseAttrs(a.value);
   }
+  // iproute2 sends `ip link set X type bridge_slave ...` as IFLA_INFO_KIND "bridge_slave"
+  // with IFLA_INFO_SLAVE_DATA and no IFLA_INFO_SLAVE_KIND.
+  if (slaveKind === undefined && slaveData !== undefined && kind?.endsWith('_slave')) {
+    slaveKind = kind.slice(0, -'_slave'.length);
+    kind = undefined;
+  }
   if (kind !== undefined) msg.info = parseInfoData(kind, data);
   if (slaveKind !== undefined) {
     msg.slave = slaveKind === 'bridge' ? { kind: 'bridge', port: parseBridgePort(slaveData ?? []) } : { kind: 'other', name: slaveKind };

@@ -118,7 +118,7 @@ export interface ErrorPayload {
 /** Parses the payload of an NLMSG_ERROR message (struct nlmsgerr + optional TLVs). */
 export function parseErrorPayload(header: NlHeader, payload: Buffer): ErrorPayload {
   if (payload.length < NLMSGERR_LEN) throw new CodecError(`error message truncated (${payload.length} bytes)`);
-  const errno = -payload.readInt32LE(0);
+  const errno = 0 - payload.readInt32LE(0);
   const request = parseHeaderLoose(payload.subarray(4, 4 + NLMSG_HDRLEN));
   const out: ErrorPayload = { errno, request };
   if (header.flags & NLM_F_ACK_TLVS) {
@@ -154,7 +154,7 @@ export function formatErrorPayload(e: ErrorPayload): Buffer {
 
 /** NLMSG_DONE carries an int: 0, or a negative errno when the dump failed. */
 export function parseDonePayload(payload: Buffer): number {
-  return payload.length >= 4 ? -payload.readInt32LE(0) : 0;
+  return payload.length >= 4 ? 0 - payload.readInt32LE(0) : 0;
 }
 
 export const isError = (h: NlHeader): boolean => h.type === NLMSG_ERROR;
