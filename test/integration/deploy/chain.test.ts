@@ -91,6 +91,7 @@ async function runChain(c: ChainCase): Promise<void> {
   expect(result).toEqual(r4);
   const addrs = resultAddrs(result);
   expect(addrs).toHaveLength(2);
+  expect(filesMentioning(ipamDir, containerId), 'IPAM record of the attachment').not.toEqual([]);
   expect(result.interfaces.find((i: { sandbox?: string }) => i.sandbox)?.sandbox).toBe(podPath);
 
   // kernel state: addresses from IPAM, tuning's MTU and sysctl, portmap's DNAT, bandwidth's qdisc

@@ -138,6 +138,7 @@ for (const c of CASES) {
           const r = ok(await env.run('add', net, netns.path(pod), opts(i)));
           expect(r.cniVersion).toBe(version);
           expect(globalAddrs(pod, 'eth0')).toEqual(resultAddrs(r));
+          expect(filesMentioning(ipamDir, `${netns.prefix}-c${i}`), 'IPAM record').not.toEqual([]);
           results.push(r);
         }
         const peer = resultAddrs(results[1])[0]!.split('/')[0]!;
@@ -190,29 +191,21 @@ for (const c of CASES) {
       expect(filesMentioning(ipamDir, id(0))).toEqual([]);
       expect(linkNames(host).sort()).toEqual(c.hostLinks(netns.prefix).sort());
     });
+
+    it('1.1.0: STATUS answers code 50 when strand-ipam cannot reach its etcd', async () => {
+      requireStrandPlugin(c.plugin);
+      requireStrandPlugin('strand-ipam');
+      netns = new NetnsSet();
+      env = new CniEnv();
+      const host = netns.add('h');
+      c.setup?.(host, netns.prefix);
+      const net = `${netns.prefix}-st`;
+      // nothing listens on this port (our range is 24000-24999)
+      const ipam = { type: 'strand-ipam', ranges: [[{ subnet: '10.69.0.0/24' }]], etcd: { endpoints: ['http://127.0.0.1:24999'], dialTimeout: 500 } };
+      env.writeConflist(net, { cniVersion: '1.1.0', plugins: [{ type: c.plugin, ...c.conf(netns.prefix), ipam }] });
+      const run = await env.run('status', net, undefined, { hostNs: host, path: [binDir, refBinDir] });
+      expect(run.code).toBe(1);
+      expect(run.json?.code).toBe(50);
+    });
   });
 }
-
-describe('strand-ipam STATUS through libcni', () => {
-  it('answers code 50 when its etcd cannot be reached', async () => {
-    requireStrandPlugin('strand-ipam');
-    requireStrandPlugin('strand-bridge');
-    netns = new NetnsSet();
-    env = new CniEnv();
-    const net = `${netns.prefix}-st`;
-    env.writeConflist(net, {
-      cniVersion: '1.1.0',
-      plugins: [
-        {
-          type: 'strand-bridge',
-          bridge: `${netns.prefix}-br`,
-          // nothing listens on this port (our range is 24000-24999)
-          ipam: { type: 'strand-ipam', ranges: [[{ subnet: '10.69.0.0/24' }]], etcd: { endpoints: ['http://127.0.0.1:24999'], dialTimeout: 500 } },
-        },
-      ],
-    });
-    const run = await env.run('status', net, undefined, { path: [binDir, refBinDir] });
-    expect(run.code).toBe(1);
-    expect(run.json?.code).toBe(50);
-  });
-});
