@@ -263,7 +263,7 @@ function readNft(ns: string): string[] {
     .filter((l) => l.trim() !== '');
 }
 
-function readVlans(ns: string): NsState['vlans'] {
+function readVlans(ns: string): NonNullable<NsState['vlans']> {
   const raw = ipjBridge(ns);
   return raw.map((e) => ({
     dev: e.ifname,
@@ -352,6 +352,10 @@ export function normalise<T = unknown>(snap: Snapshot, extra?: T, opts: Normalis
     if (typeof v === 'string') {
       const direct = map.get(v);
       if (direct !== undefined) return direct;
+      // A link-local address or MAC no current link explains (a bridge keeps the
+      // link-local address of the MAC it had before a port's MAC replaced it).
+      if (/^fe80::[0-9a-f:]+$/.test(v)) return 'll(?)';
+      if (MAC_RE.test(v) && v !== '00:00:00:00:00:00') return 'mac(?)';
       // "8000.aa:bb:..." bridge ids, "-s fe80::..." inside rules, CIDR forms
       let s = v;
       for (const [k, r] of map) if (k.length >= 6 && s.includes(k)) s = s.split(k).join(r);
@@ -375,6 +379,22 @@ export function normalise<T = unknown>(snap: Snapshot, extra?: T, opts: Normalis
         return c as unknown as LinkState;
       })
       .sort((a, b) => a.name.localeCompare(b.name));
+    // A bridge's carrier and operstate follow its ports through the kernel's linkwatch,
+    // which may lag by up to a second: not something a plugin decides.
+    for (const l of s.links) {
+      if (l.kind !== 'bridge') continue;
+      l.flags = l.flags.filter((f) => f !== 'NO-CARRIER' && f !== 'LOWER_UP');
+      l.operstate = '*';
+    }
+    // Link-local addresses of a MAC a bridge no longer has (see sub()) come and go with
+    // the same timing: drop them.
+    // So does a bridge's own IPv6 link-local address (added by addrconf when the carrier
+    // first comes up): drop those and their routes as well.
+    const bridges = new Set(s.links.filter((l) => l.kind === 'bridge').map((l) => l.name));
+    const bridgeLl = (dev: string | undefined, v: string): boolean =>
+      dev !== undefined && bridges.has(dev) && (v.startsWith('ll(') || v === 'fe80::/64');
+    s.addrs = s.addrs.filter((a) => a.local !== 'll(?)' && !bridgeLl(a.dev, a.local));
+    s.routes = s.routes.filter((r) => r.dst !== 'll(?)' && !bridgeLl(r.dev, r.dst));
     s.addrs.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
     s.routes.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
     const sys: Record<string, string> = {};
