@@ -73,11 +73,11 @@ export class Netns {
   }
 
   /** open(2) performed inside the namespace (e.g. /proc/sys/net/... files); caller closes. */
-  openFile(path: string, flags: number, mode = 0): number {
+  openFile(path: string, flags: number, mode = 0, op = 'netns.openFile'): number {
     try {
       return native().nsOpenFile(this.path, path, flags, mode);
     } catch (e) {
-      throw fromNative('netns.openFile', e, path);
+      throw fromNative(op, e, path);
     }
   }
 

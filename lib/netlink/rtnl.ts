@@ -295,7 +295,10 @@ export function newLink(ns: Netns, spec: NewLinkSpec): void {
   const info = spec.info;
   if (info.kind === 'veth') {
     checkName(op, info.peer.name);
-    const peer: LinkMessage = { ...commonAttrs(op, info.peer), name: info.peer.name };
+    // The kernel configures the peer before the pair is joined, so it cannot be brought
+    // up in the same message (ENOTCONN): that takes a second request, below.
+    const { up: _peerUp, ...peerCommon } = info.peer;
+    const peer: LinkMessage = { ...commonAttrs(op, peerCommon), name: info.peer.name };
     if (info.peer.netns) peer.netnsFd = info.peer.netns.fd();
     m.info = { kind: 'veth', peer };
   } else if (info.kind === 'vxlan') {
@@ -308,6 +311,20 @@ export function newLink(ns: Netns, spec: NewLinkSpec): void {
     m.info = info;
   }
   requestOne(ns, { kind: 'link', action: 'new', link: m }, { create: true, excl: true }, op);
+  if (info.kind === 'veth' && info.peer.up) {
+    const peerNs = info.peer.netns ?? ns;
+    try {
+      setLink(peerNs, info.peer.name, { up: true });
+    } catch (e) {
+      // Leave nothing half-made: the pair goes away with either end.
+      try {
+        delLink(peerNs, info.peer.name);
+      } catch {
+        // already gone
+      }
+      throw e;
+    }
+  }
 }
 
 /**
@@ -805,12 +822,7 @@ function sysctlPath(op: string, name: string): string {
 export function sysctlGet(ns: Netns, name: string): string {
   const op = 'sysctlGet';
   const path = sysctlPath(op, name);
-  let fd: number;
-  try {
-    fd = ns.openFile(path, fsConstants.O_RDONLY);
-  } catch (e) {
-    throw fromNative(op, e, path);
-  }
+  const fd = ns.openFile(path, fsConstants.O_RDONLY, 0, op);
   try {
     const chunks: Buffer[] = [];
     const buf = Buffer.alloc(4096);
@@ -831,12 +843,7 @@ export function sysctlGet(ns: Netns, name: string): string {
 export function sysctlSet(ns: Netns, name: string, value: string | number): void {
   const op = 'sysctlSet';
   const path = sysctlPath(op, name);
-  let fd: number;
-  try {
-    fd = ns.openFile(path, fsConstants.O_WRONLY);
-  } catch (e) {
-    throw fromNative(op, e, path);
-  }
+  const fd = ns.openFile(path, fsConstants.O_WRONLY, 0, op);
   try {
     writeSync(fd, String(value));
   } catch (e) {
