@@ -281,3 +281,72 @@ function removeCgroupParent(parent: string): void {
     }
   }
 }
+
+export interface NetnsEtcd {
+  endpoint: string;
+  pid: number;
+  /** `etcdctl <args>` against this member, run inside its namespace. */
+  etcdctl(args: string[]): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A one-member etcd (Debian etcd-server) inside network namespace `ns` on its loopback,
+ * for plugins that containerd runs in that namespace. Data under `dataDir`. Ports are
+ * the caller's (inside the namespace: they cannot collide with the host's).
+ */
+export async function startEtcdInNetns(ns: string, dataDir: string, clientPort: number, peerPort: number): Promise<NetnsEtcd> {
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const proc = spawn(
+    'nsenter',
+    [
+      `--net=/run/netns/${ns}`,
+      '/usr/bin/etcd',
+      '--name=s',
+      `--data-dir=${dataDir}`,
+      `--listen-client-urls=${endpoint}`,
+      `--advertise-client-urls=${endpoint}`,
+      `--listen-peer-urls=${peer}`,
+      `--initial-advertise-peer-urls=${peer}`,
+      `--initial-cluster=s=${peer}`,
+      '--heartbeat-interval=10',
+      '--election-timeout=100',
+      '--log-level=warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+  );
+  let log = '';
+  proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    if (log.length < 20_000) log += d;
+  });
+  const etcdctl = (args: string[]) =>
+    execFileSync('nsenter', [`--net=/run/netns/${ns}`, '/usr/bin/etcdctl', `--endpoints=${endpoint}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
+    });
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      proc.kill('SIGTERM');
+      await exited;
+    }
+  };
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`etcd exited with ${proc.exitCode}: ${log}`);
+    try {
+      etcdctl(['endpoint', 'health']);
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`etcd in ${ns} not healthy after 20 s: ${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { endpoint, pid: proc.pid!, etcdctl, stop };
+}

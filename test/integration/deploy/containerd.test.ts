@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildPauseImage, Containerd } from '../../helpers/containerd.ts';
+import { parseAllDocuments } from 'yaml';
+import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
+import { requireStrandPlugin } from '../../helpers/cnitool.ts';
+import { buildPauseImage, Containerd, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
-import { refBinDir } from '../../helpers/run-plugin.ts';
+import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames } from './fixtures.ts';
 
 // containerd end to end: Debian's containerd + runc started by the test, driven through
@@ -16,8 +19,11 @@ const PODS = 10;
 
 let netns: NetnsSet | undefined;
 let ctd: Containerd | undefined;
+let etcd: NetnsEtcd | undefined;
 
 afterEach(async () => {
+  await etcd?.stop();
+  etcd = undefined;
   if (ctd) {
     await removeAllSandboxes(ctd).catch(() => {});
     await ctd.stop();
@@ -143,6 +149,127 @@ describe('containerd CRI with the reference bridge + host-local (harness check)'
     for (const p of pods) expect(filesMentioning(ipamDir, p.id)).toHaveLength(1);
     await removePods(c, host, pods, [`${prefix}-br`, 'lo']);
     for (const p of pods) expect(filesMentioning(ipamDir, p.id)).toEqual([]);
+    await stopClean(c);
+  });
+});
+
+/** manifests/strand.yaml, parsed: the ConfigMap and the DaemonSet's install container. */
+function strandManifest(): { configMap: any; daemonSet: any } {
+  const docs = parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'strand.yaml'), 'utf8')).map((d) => d.toJS());
+  return { configMap: docs.find((d) => d.kind === 'ConfigMap'), daemonSet: docs.find((d) => d.kind === 'DaemonSet') };
+}
+
+describe('containerd CRI with strand-bridge + strand-ipam on etcd, installed by `strand install`', () => {
+  it(`${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+    requireStrandPlugin('strand-bridge');
+    requireStrandPlugin('strand-ipam');
+    const strand = requireStrandPlugin('strand');
+    const { c, host } = await startContainerd(24130);
+    const prefix = netns!.prefix;
+    etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), 24131, 24132);
+    // the DaemonSet's template, installed as the DaemonSet does (here straight into
+    // containerd's CNI dirs), plus the reference plugins a kind node already has
+    const template = join(c.dir, 'conflist.template');
+    writeFileSync(template, strandManifest().configMap.data['conflist.template']);
+    execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
+      env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    copyRefPlugins(c, ['loopback', 'portmap']);
+    await c.waitNetworkReady();
+
+    const ipamLs = () =>
+      JSON.parse(
+        execFileSync('nsenter', [`--net=/run/netns/${host}`, strand, 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'], {
+          encoding: 'utf8',
+        }),
+      ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
+    const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
+    const records = ipamLs();
+    expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
+    for (const r of records) {
+      expect(r.node).toBe(`node-${prefix}`);
+      expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
+    }
+
+    await removePods(c, host, pods, ['strand0', 'lo']);
+    expect(ipamLs()).toEqual([]);
+    const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
+    for (const p of pods) expect(keys).not.toContain(p.id);
+    const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+    for (const p of pods) expect(nat).not.toContain(p.ip);
+    await etcd.stop();
+    etcd = undefined;
+    await stopClean(c);
+  });
+});
+
+describe('the installer image run in containerd', () => {
+  it('fills a bin dir and a conf dir exactly as the DaemonSet would, and a re-run changes nothing', async () => {
+    const strand = requireStrandPlugin('strand');
+    const { c } = await startContainerd(24140);
+    const prefix = netns!.prefix;
+    const image = `localhost/strand-test/strand:${prefix}`;
+    const tar = join(c.dir, 'strand-image.tar');
+    execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--out', tar, '--name', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+    c.importImage(tar);
+
+    // host paths standing in for the node's, mounted where the DaemonSet mounts them
+    const { configMap, daemonSet } = strandManifest();
+    const pod = daemonSet.spec.template.spec;
+    const container = pod.containers[0];
+    const node = join(c.dir, 'node');
+    const hostPath: Record<string, string> = {
+      'cni-bin': join(node, 'opt/cni/bin'),
+      'cni-conf': join(node, 'etc/cni/net.d'),
+      config: join(node, 'conflist.template'),
+      'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
+    };
+    for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
+    writeFileSync(hostPath['config']!, configMap.data['conflist.template']);
+    const mounts = container.volumeMounts.map((m: any) => {
+      const src = hostPath[m.name];
+      if (!src) throw new Error(`no host path for volume ${m.name}`);
+      return ['--mount', `type=bind,src=${src},dst=${m.mountPath},options=rbind:${m.readOnly ? 'ro' : 'rw'}`];
+    });
+    const env = container.env.map((e: any) => {
+      if (e.value !== undefined) return `${e.name}=${e.value}`;
+      if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') return `${e.name}=node-img`;
+      const ref = e.valueFrom?.configMapKeyRef;
+      if (ref?.name === configMap.metadata.name) return `${e.name}=${configMap.data[ref.key]}`;
+      throw new Error(`cannot resolve env ${e.name}`);
+    });
+    // the DaemonSet's command and arguments, without --sleep so the task ends
+    const argv = [...container.command, ...container.args.filter((a: string) => a !== '--sleep')];
+    const run = () =>
+      c.ctr([
+        'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'),
+        ...env.flatMap((e: string) => ['--env', e]),
+        ...mounts.flat(),
+        image, `${prefix}-installer`, ...argv,
+      ]);
+    run();
+
+    const bin = hostPath['cni-bin']!;
+    const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
+    expect(readdirSync(bin).sort()).toEqual(names);
+    const ino = statSync(join(bin, 'strand')).ino;
+    for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
+    expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
+    const conf = hostPath['cni-conf']!;
+    expect(readdirSync(conf)).toEqual(['10-strand.conflist']);
+    expect(statSync(join(conf, '10-strand.conflist')).mode & 0o777).toBe(0o644);
+    const expected = fillTemplate(configMap.data['conflist.template'], {
+      NODE_NAME: 'node-img',
+      ETCD_ENDPOINTS: parseEndpoints(configMap.data['etcd-endpoints']),
+    }).text;
+    expect(readFileSync(join(conf, '10-strand.conflist'), 'utf8')).toBe(expected);
+    const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+    expect(v.supportedVersions).toContain('1.1.0');
+
+    const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
+    run();
+    expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
     await stopClean(c);
   });
 });
