@@ -28,7 +28,6 @@ export const schemas = {
       mtu: { type: 'integer', minimum: 0, maximum: 65535 },
       mac,
       linkInContainer: { type: 'boolean' },
-      bcqueuelen: { type: 'integer', minimum: 0, maximum: 4294967295 },
       ipam: {
         // `ipam: {}` (no type) is an L2-only network.
         type: 'object',

@@ -179,7 +179,10 @@ export interface LinkInfo {
   mtu: number;
   address: string;
   flags: string[];
+  /** Parent in another namespace (index there) ... */
   link_index?: number;
+  /** ... or in the same namespace (its name). */
+  link?: string;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
 }
 
@@ -260,6 +263,15 @@ export function resultIPv4(version: string, result: any): string {
 }
 
 
+/** Waits (up to 5 s) until no IPv6 address in `ns` is tentative. */
+export async function settled(ns: string): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    if (ip(['-6', 'addr', 'show', 'tentative'], { ns }).trim() === '') return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`IPv6 addresses in ${ns} still tentative after 5 s`);
+}
+
 export interface DiffRun {
   snap: Snapshot;
   result: unknown;
@@ -273,6 +285,11 @@ export interface DiffRun {
  */
 export async function diffRun(s: Segment, pod: Pod, exe: string, conf: Record<string, unknown>): Promise<DiffRun> {
   const r = ok(await cni(s, exe, 'ADD', pod, conf));
+  // Compare settled states: the kernel adds the local route of a link-local address only
+  // once its DAD is over, a second or so after the link came up (in the pod, and for the
+  // master in the host namespace on the first run).
+  await settled(pod.ns);
+  await settled(s.host);
   const raw = snapshot({ hostNs: s.host, podNs: pod.ns, ifName: pod.ifName });
   const { snap, extra } = normalise(raw, r.json, { replace: { [pod.path]: '<pod>' } });
   ok(await cni(s, exe, 'DEL', pod, conf));

@@ -220,7 +220,7 @@ describe('strand-macvlan options', () => {
       ipam: { type: 'host-local', dataDir: dataDir(s), ranges: [[{ subnet: '10.89.0.0/24' }]] },
     });
     const r = ok(await cni(s, MV, 'ADD', p, c));
-    expect(link(p.ns, 'eth0')!.link_index).toBe(link(p.ns, 'pm0')!.ifindex);
+    expect(link(p.ns, 'eth0')!.link).toBe('pm0');
     expect(pingEventually(p.ns, '10.89.0.254')).toBe(true);
     ok(await cni(s, MV, 'CHECK', p, { ...c, prevResult: r.json }));
     ok(await cni(s, MV, 'DEL', p, c));

@@ -1,0 +1,146 @@
+// ADD and CHECK of a macvlan/ipvlan attachment, shared by strand-macvlan and
+// strand-ipvlan (their main.ts supply the link kind, mode and where the addresses come
+// from). ADD order, each side effect followed by its undo step:
+//   1. master looked up, MTU checked against it (CniError 7 before anything is made)
+//   2. link created in the pod under a temporary name, renamed   undo: delete the link
+//   3. IPAM ADD (a failed ADD is followed by IPAM DEL)            undo: IPAM DEL
+//   4. arp_notify/ndisc_notify, addresses, link up, routes (all on the link: step 2's
+//      undo removes them)
+import { CniError, Code } from '../../lib/cni/errors.ts';
+import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
+import type { CmdArgs } from '../../lib/cni/skel.ts';
+import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/cni/types.ts';
+import { UndoStack } from '../../lib/ip/undo.ts';
+import { Netns } from '../../lib/netlink/netns.ts';
+import * as rtnl from '../../lib/netlink/rtnl.ts';
+import { checkIface, configureIface, nl } from './configure.ts';
+import { checkMtu, checkSublink, createSublink, openPodNetns, resolveMaster } from './sublink.ts';
+
+/** Config fields both plugins share. */
+export interface SublinkConf extends NetConf {
+  master?: string;
+  mtu?: number;
+  linkInContainer?: boolean;
+}
+
+/** The IPAM plugin to delegate to; undefined for `"ipam": {}` or no ipam at all. */
+export function ipamType(conf: NetConf): string | undefined {
+  const t = conf.ipam?.type;
+  return typeof t === 'string' && t !== '' ? t : undefined;
+}
+
+export type AddressSource =
+  /** IPAM when configured, else an L2-only interface (link up, no address). */
+  | { from: 'ipam' }
+  /** Addresses and routes of a previous plugin's result (chained ipvlan). */
+  | { from: 'prev'; result: Result };
+
+export interface AddSpec {
+  info: rtnl.MacvlanInfo | rtnl.IpvlanInfo;
+  /** Master name from the chain (ipvlan) when the config has none. */
+  master?: string | undefined;
+  mtu: number | undefined;
+  mac?: string | undefined;
+  addresses: AddressSource;
+}
+
+function isEmptyDns(dns: DNS | undefined): boolean {
+  return !dns || Object.values(dns).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) || v === '');
+}
+
+function setNotify(pod: Netns, ifName: string, a: CmdArgs): void {
+  // As the reference: best effort (a kernel without IPv6 has no ndisc_notify).
+  for (const key of [`net/ipv4/conf/${ifName}/arp_notify`, `net/ipv6/conf/${ifName}/ndisc_notify`]) {
+    try {
+      rtnl.sysctlSet(pod, key, '1');
+    } catch (e) {
+      a.log?.warn(`cannot set ${key}`, e);
+    }
+  }
+}
+
+/** ADD: the link in the pod, its addresses and routes; the 1.1.0 result. */
+export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): Promise<Result> {
+  const host = Netns.current();
+  const pod = openPodNetns(a.netns);
+  const undo = new UndoStack((m) => a.log?.warn(m));
+  try {
+    return await undo.run(async () => {
+      const linkInContainer = conf.linkInContainer === true;
+      const master = resolveMaster(host, pod, { master: conf.master || spec.master, linkInContainer });
+      checkMtu(spec.mtu, master);
+      const { link, iface } = createSublink(host, pod, a.ifName, a.netns, { info: spec.info, master, linkInContainer, mtu: spec.mtu, mac: spec.mac }, undo);
+      const result: Result = { cniVersion: CURRENT_VERSION, interfaces: [iface] };
+
+      let source: Result | undefined;
+      const type = ipamType(conf);
+      if (spec.addresses.from === 'prev') {
+        source = spec.addresses.result;
+      } else if (type) {
+        source = await delegateAddWithRollback(type, a.stdinData, a);
+        undo.push(`IPAM DEL (${type})`, () => delegateDel(type, a.stdinData, a));
+        if (!source.ips?.length) throw new CniError(Code.DelegateFailed, `IPAM plugin ${type} returned no IP addresses`);
+      }
+
+      if (source) {
+        // Every address goes on this one interface (index 0 of our result).
+        result.ips = (source.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
+        if (source.routes?.length) result.routes = source.routes;
+        setNotify(pod, a.ifName, a);
+        await configureIface(pod, link, result, 0, a.log);
+      } else {
+        nl(`failed to set ${a.ifName} up`, () => rtnl.setLink(pod, link.index, { up: true }));
+      }
+      // The config's DNS when it has one (the reference always uses it), else IPAM's.
+      const dns = isEmptyDns(conf.dns) ? source?.dns : conf.dns;
+      if (!isEmptyDns(dns)) result.dns = dns!;
+      return result;
+    });
+  } finally {
+    pod.close();
+    host.close();
+  }
+}
+
+/**
+ * CHECK of the attachment against prevResult: the interface named CNI_IFNAME in this
+ * sandbox, the configured master, the link's kind, mode and MAC, its addresses and the
+ * routes.
+ */
+export function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): void {
+  const prev = conf.prevResult;
+  if (!prev) throw new CniError(Code.InvalidNetworkConfig, 'required prevResult missing', 'prevResult: needed by CHECK');
+  const idx = (prev.interfaces ?? []).findIndex((i) => i.name === a.ifName && i.sandbox === a.netns);
+  if (idx < 0) {
+    throw new CniError(Code.CheckFailed, `no interface ${a.ifName} with sandbox ${a.netns} in prevResult`);
+  }
+  const host = Netns.current();
+  const pod = openPodNetns(a.netns);
+  try {
+    // A configured master must exist. Without one (default route, chained) there is
+    // nothing to compare: a macvlan/ipvlan link disappears with its master anyway.
+    if (conf.master) resolveMaster(host, pod, { master: conf.master, linkInContainer: conf.linkInContainer === true });
+    const link = checkSublink(pod, a.ifName, kind, mode, prev.interfaces![idx]!.mac);
+    checkIface(pod, link, prev, idx);
+  } finally {
+    pod.close();
+    host.close();
+  }
+}
+
+/**
+ * STATUS: ready when the master exists (in the host namespace; with linkInContainer it
+ * lives in pods, which STATUS does not name). Code 50 otherwise.
+ */
+export function statusMaster(conf: SublinkConf): void {
+  if (conf.linkInContainer) return;
+  const host = Netns.current();
+  try {
+    resolveMaster(host, host, { master: conf.master, linkInContainer: false });
+  } catch (e) {
+    if (e instanceof CniError) throw new CniError(Code.PluginNotAvailable, 'master link not available', e.details || e.msg, { cause: e });
+    throw e;
+  } finally {
+    host.close();
+  }
+}
