@@ -159,48 +159,62 @@ function strandManifest(): { configMap: any; daemonSet: any } {
   return { configMap: docs.find((d) => d.kind === 'ConfigMap'), daemonSet: docs.find((d) => d.kind === 'DaemonSet') };
 }
 
-describe('containerd CRI with strand-bridge + strand-ipam on etcd, installed by `strand install`', () => {
-  it(`${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
-    requireStrandPlugin('strand-bridge');
-    requireStrandPlugin('strand-ipam');
-    const strand = requireStrandPlugin('strand');
-    const { c, host } = await startContainerd(24130);
-    const prefix = netns!.prefix;
-    etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), 24131, 24132);
-    // the DaemonSet's template, installed as the DaemonSet does (here straight into
-    // containerd's CNI dirs), plus the reference plugins a kind node already has
-    const template = join(c.dir, 'conflist.template');
-    writeFileSync(template, strandManifest().configMap.data['conflist.template']);
-    execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
-      env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    copyRefPlugins(c, ['loopback', 'portmap']);
-    await c.waitNetworkReady();
+/**
+ * strand installed by `strand install` from the DaemonSet's template (here straight
+ * into containerd's CNI dirs) with strand-ipam on an etcd in the host namespace; `main`
+ * replaces the template's strand-bridge (the reference bridge proves strand-ipam alone).
+ */
+async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
+  requireStrandPlugin('strand-ipam');
+  if (main === 'strand-bridge') requireStrandPlugin('strand-bridge');
+  const strand = requireStrandPlugin('strand');
+  const { c, host } = await startContainerd(streamPort);
+  const prefix = netns!.prefix;
+  etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2);
+  const template = join(c.dir, 'conflist.template');
+  const text: string = strandManifest().configMap.data['conflist.template'];
+  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
+  execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
+    env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // the reference plugins a kind node already has
+  copyRefPlugins(c, main === 'bridge' ? ['loopback', 'portmap', 'bridge'] : ['loopback', 'portmap']);
+  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins[0].type).toBe(main);
+  await c.waitNetworkReady();
 
-    const ipamLs = () =>
-      JSON.parse(
-        execFileSync('nsenter', [`--net=/run/netns/${host}`, strand, 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'], {
-          encoding: 'utf8',
-        }),
-      ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
-    const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
-    const records = ipamLs();
-    expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
-    for (const r of records) {
-      expect(r.node).toBe(`node-${prefix}`);
-      expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
-    }
+  const ipamLs = () =>
+    JSON.parse(
+      execFileSync('nsenter', [`--net=/run/netns/${host}`, strand, 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'], {
+        encoding: 'utf8',
+      }),
+    ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
+  const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
+  const records = ipamLs();
+  expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
+  for (const r of records) {
+    expect(r.node).toBe(`node-${prefix}`);
+    expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
+  }
 
-    await removePods(c, host, pods, ['strand0', 'lo']);
-    expect(ipamLs()).toEqual([]);
-    const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
-    for (const p of pods) expect(keys).not.toContain(p.id);
-    const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
-    for (const p of pods) expect(nat).not.toContain(p.ip);
-    await etcd.stop();
-    etcd = undefined;
-    await stopClean(c);
+  await removePods(c, host, pods, ['strand0', 'lo']);
+  expect(ipamLs()).toEqual([]);
+  const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
+  for (const p of pods) expect(keys).not.toContain(p.id);
+  const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+  for (const p of pods) expect(nat).not.toContain(p.ip);
+  await etcd.stop();
+  etcd = undefined;
+  await stopClean(c);
+}
+
+describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
+  it(`strand-bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+    await strandIpamCase('strand-bridge', 24130);
+  });
+
+  it(`reference bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+    await strandIpamCase('bridge', 24150);
   });
 });
 
@@ -243,7 +257,7 @@ describe('the installer image run in containerd', () => {
     const argv = [...container.command, ...container.args.filter((a: string) => a !== '--sleep')];
     const run = () =>
       c.ctr([
-        'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'),
+        'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'), '--fifo-dir', join(c.dir, 'fifo'),
         ...env.flatMap((e: string) => ['--env', e]),
         ...mounts.flat(),
         image, `${prefix}-installer`, ...argv,
