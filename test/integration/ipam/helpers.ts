@@ -1,5 +1,6 @@
 // Shared pieces of the strand-ipam integration tests: configs, running the built plugin
 // as many concurrent processes, and a consistency check of a store.
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { binDir, runPlugin, type PluginRun } from '../../helpers/run-plugin.ts';
@@ -97,4 +98,30 @@ export async function consistency(store: Store, network: string): Promise<{ prob
   const inBlocks = new Set(allocated);
   for (const [ip, who] of held) if (!inBlocks.has(ip)) problems.push(`${who} lists ${ip} which no block holds`);
   return { problems, allocated };
+}
+
+/** Starts one plugin ADD and SIGKILLs it after `killAfterMs`; resolves when it is gone. */
+export function addAndKill(conf: object, containerId: string, node: string, killAfterMs: number): Promise<{ signal: string | null; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(IPAM_BIN, [], {
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: containerId,
+        CNI_NETNS: '/var/run/netns/none',
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: '/usr/lib/cni',
+        K8S_NODE_NAME: node,
+      },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    const t = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      clearTimeout(t);
+      resolve({ code, signal });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(JSON.stringify(conf));
+  });
 }
