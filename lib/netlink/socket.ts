@@ -4,6 +4,7 @@
 
 import { native } from '../native/index.ts';
 import {
+  CodecError,
   formatRequest,
   isDumpInterrupted,
   NETLINK_ROUTE,
@@ -13,7 +14,7 @@ import {
   type RtnlRequest,
   splitMessages,
 } from './codec/index.ts';
-import { errnoOf, fromNative, NetlinkError } from './errors.ts';
+import { errnoOf, fromNative, invalidArgument, NetlinkError } from './errors.ts';
 
 export const DEFAULT_TIMEOUT_MS = 5000;
 
@@ -92,7 +93,14 @@ export class NetlinkSocket {
   private send(req: RtnlRequest, flags: RequestFlags, op: string): number {
     if (this.fd < 0) throw new NetlinkError(op, errnoOf('EBADF'), 'netlink socket is closed');
     this.seq = (this.seq + 1) >>> 0 || 1;
-    const buf = formatRequest(req, flags, this.seq);
+    let buf: Buffer;
+    try {
+      buf = formatRequest(req, flags, this.seq);
+    } catch (e) {
+      // A value the codec cannot encode (VLAN id out of range, bad MAC...) is a bad argument.
+      if (e instanceof CodecError) throw invalidArgument(op, e.message, e);
+      throw e;
+    }
     try {
       native().nlSend(this.fd, buf);
     } catch (e) {

@@ -191,6 +191,13 @@ describe('link errors: typed, with errno, nothing half-created', () => {
     expect(errorOf(() => rtnl.setLink(env.host, 'br0', { mac: 'zz:00' }))).toMatchObject({ code: 'EINVAL' });
   });
 
+  it('values the codec cannot encode are EINVAL too, and nothing is created', () => {
+    const e = errorOf(() => rtnl.newLink(env.host, { name: 'vx0', info: { kind: 'vxlan', id: 1, group: '239.1.1.1', remote: '10.0.0.1' } }));
+    expect(e).toMatchObject({ name: 'NetlinkError', code: 'EINVAL', op: 'newLink' });
+    expect(errorOf(() => rtnl.newLink(env.host, { name: 'vx0', info: { kind: 'vxlan', id: 1, local: '10.0.0.300' } }))).toMatchObject({ code: 'EINVAL' });
+    expect(env.linkNames(env.hostName)).toEqual(['lo']);
+  });
+
   it('a namespace path that is not a netns: EINVAL; a missing one: ENOENT', () => {
     expect(errorOf(() => Netns.open('/etc/hostname'))).toMatchObject({ name: 'NetlinkError', code: 'EINVAL', op: 'netns.open' });
     expect(errorOf(() => Netns.open('/run'))).toMatchObject({ code: 'EINVAL' });
