@@ -12,7 +12,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/null >/dev/console 2>&1
 # The host waits for this line on the serial console before it trusts the boot.
-echo "$MARK init started"
+read -r up _ </proc/uptime
+echo "$MARK init started (uptime $up s)"
 
 status_file=''
 finish() {
@@ -36,6 +37,8 @@ fail() {
 for m in /.vm/modules/*.ko; do
   insmod "$m" || fail "insmod $m"
 done
+read -r up _ </proc/uptime
+echo "$MARK modules loaded (uptime $up s)"
 
 p9() { # tag mountpoint options
   mkdir -p "$2"
@@ -83,6 +86,7 @@ for p in /sys/class/virtio-ports/*; do
   esac
 done
 
-echo "$MARK running command"
+read -r up _ </proc/uptime
+echo "$MARK running command (uptime $up s)"
 /usr/bin/env -i /usr/bin/bash /.vm/ctl/cmd </dev/null >"$out" 2>"$err"
 finish $?

@@ -103,7 +103,7 @@ esac
   echo "REPO=$(sq "$repo")"
   echo "USR_CACHE=${STRAND_VM_USR_CACHE:-loose}"
   echo "REPO_CACHE=${STRAND_VM_REPO_CACHE:-loose}"
-  echo "MSIZE=${STRAND_VM_MSIZE:-262144}"
+  echo "MSIZE=${STRAND_VM_MSIZE:-512000}"
 } >"$ctl/config"
 
 # The command as a bash script run by the guest's init under `env -i`: only the
@@ -148,7 +148,7 @@ if [ "$accel" = kvm ]; then
   args+=(-accel kvm -cpu host)
 else
   tsc=$(host_tsc_khz) || die "cannot read the host TSC frequency (dmesg or /proc/cpuinfo)"
-  args+=(-accel tcg,thread=multi -cpu max)
+  args+=(-accel tcg,thread=multi -cpu "${STRAND_VM_CPU:-max}")
   cmdline+=" tsc_early_khz=$tsc"
 fi
 [ -n "${STRAND_VM_CMDLINE_EXTRA:-}" ] && cmdline+=" $STRAND_VM_CMDLINE_EXTRA" # debugging aid
