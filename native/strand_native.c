@@ -110,6 +110,13 @@ static int get_int(napi_env env, napi_value v, int32_t *out, const char *what) {
   return 0;
 }
 
+// Declares argv[N] and throws a TypeError naming the signature when fewer are given.
+#define ARGS(N, signature)                                  \
+  size_t argc = N;                                          \
+  napi_value argv[N];                                       \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);     \
+  if (argc < N) return throw_type(env, signature)
+
 // ---- namespace scope -----------------------------------------------------------------
 
 // Enters the network namespace at `path`. On success *saved holds a descriptor of the
@@ -162,10 +169,7 @@ static int nl_open_here(int protocol) {
 
 // nlOpen(nsPath | null, protocol) -> fd
 static napi_value NlOpen(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return throw_type(env, "nlOpen(nsPath, protocol)");
+  ARGS(2, "nlOpen(nsPath, protocol)");
   char path[PATH_BUF];
   int has = get_path(env, argv[0], path, 1, "nsPath must be a string or null");
   if (has < 0) return NULL;
@@ -191,10 +195,7 @@ static napi_value NlOpen(napi_env env, napi_callback_info info) {
 
 // nlSend(fd, buf) -> bytes sent
 static napi_value NlSend(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return throw_type(env, "nlSend(fd, buf)");
+  ARGS(2, "nlSend(fd, buf)");
   int32_t fd;
   if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
   bool is_buf = false;
@@ -215,10 +216,7 @@ static napi_value NlSend(napi_env env, napi_callback_info info) {
 
 // nlRecv(fd, timeoutMs) -> Buffer with one datagram (one or more netlink messages)
 static napi_value NlRecv(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return throw_type(env, "nlRecv(fd, timeoutMs)");
+  ARGS(2, "nlRecv(fd, timeoutMs)");
   int32_t fd, timeout;
   if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
   if (get_int(env, argv[1], &timeout, "timeoutMs must be a number") < 0) return NULL;
@@ -255,10 +253,7 @@ static napi_value NlRecv(napi_env env, napi_callback_info info) {
 
 // close(fd)
 static napi_value Close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) return throw_type(env, "close(fd)");
+  ARGS(1, "close(fd)");
   int32_t fd;
   if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
   if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
@@ -270,10 +265,7 @@ static napi_value Close(napi_env env, napi_callback_info info) {
 // nsOpenFile(nsPath | null, path, flags, mode) -> fd. The file is opened inside the
 // namespace; /proc/sys/net files keep referring to that namespace after we return.
 static napi_value NsOpenFile(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 4) return throw_type(env, "nsOpenFile(nsPath, path, flags, mode)");
+  ARGS(4, "nsOpenFile(nsPath, path, flags, mode)");
   char ns[PATH_BUF], path[PATH_BUF];
   int has = get_path(env, argv[0], ns, 1, "nsPath must be a string or null");
   if (has < 0) return NULL;
@@ -303,10 +295,7 @@ static napi_value NsOpenFile(napi_env env, napi_callback_info info) {
 
 // isNetns(path) -> boolean: the path is an nsfs file for a network namespace.
 static napi_value IsNetns(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) return throw_type(env, "isNetns(path)");
+  ARGS(1, "isNetns(path)");
   char path[PATH_BUF];
   if (get_path(env, argv[0], path, 0, "path must be a string") < 0) return NULL;
   struct statfs st;
@@ -327,10 +316,7 @@ static napi_value IsNetns(napi_env env, napi_callback_info info) {
 
 // flock(fd, op): LOCK_SH=1, LOCK_EX=2, LOCK_NB=4, LOCK_UN=8. Throws EWOULDBLOCK with LOCK_NB.
 static napi_value Flock(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) return throw_type(env, "flock(fd, op)");
+  ARGS(2, "flock(fd, op)");
   int32_t fd, op;
   if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
   if (get_int(env, argv[1], &op, "op must be a number") < 0) return NULL;

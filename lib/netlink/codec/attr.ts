@@ -78,31 +78,16 @@ export const str = (b: Buffer): string => {
   return b.toString('utf8', 0, nul < 0 ? b.length : nul);
 };
 
-export function attrU8(type: number, v: number): Buffer {
-  const b = Buffer.alloc(1);
-  b.writeUInt8(v);
+function scalar(type: number, size: number, write: (b: Buffer) => void): Buffer {
+  const b = Buffer.alloc(size);
+  write(b);
   return formatAttr(type, b);
 }
-export function attrU16(type: number, v: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16LE(v);
-  return formatAttr(type, b);
-}
-export function attrU32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(v >>> 0);
-  return formatAttr(type, b);
-}
-export function attrS32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(v);
-  return formatAttr(type, b);
-}
-export function attrBe16(type: number, v: number): Buffer {
-  const b = Buffer.alloc(2);
-  b.writeUInt16BE(v);
-  return formatAttr(type, b);
-}
+export const attrU8 = (type: number, v: number): Buffer => scalar(type, 1, (b) => b.writeUInt8(v));
+export const attrU16 = (type: number, v: number): Buffer => scalar(type, 2, (b) => b.writeUInt16LE(v));
+export const attrU32 = (type: number, v: number): Buffer => scalar(type, 4, (b) => b.writeUInt32LE(v >>> 0));
+export const attrS32 = (type: number, v: number): Buffer => scalar(type, 4, (b) => b.writeInt32LE(v));
+export const attrBe16 = (type: number, v: number): Buffer => scalar(type, 2, (b) => b.writeUInt16BE(v));
 export function attrStr(type: number, v: string): Buffer {
   return formatAttr(type, Buffer.from(`${v}\0`, 'utf8'));
 }
