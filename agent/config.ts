@@ -1,0 +1,272 @@
+// `strand agent` configuration: a JSON file (--config), the etcd/network settings of a
+// CNI conflist's strand-ipam section (--cni-conf), then command-line flags, later ones
+// overriding earlier ones. Pure except for reading the named files. Every error names
+// the field (or flag) at fault.
+//
+// {
+//   "nodeName": "node-a",                 default: K8S_NODE_NAME, NODENAME, hostname
+//   "nodeIP": "192.168.1.10",             or a list (one per family); default: the
+//   "nodeInterface": "eth0",              addresses of nodeInterface, else of the
+//                                         interface of the default route
+//   "networks": ["strand"],               IPAM network names (default: every network)
+//   "mode": "vxlan",                      "host-gw" (default) or "vxlan"
+//   "vxlan": { "vni": 4096, "port": 4789, "device": "strand.4096", "mtu": 1450 },
+//   "etcd": { "endpoints": [...], "prefix": "/strand/ipam", "tls": {...}, ... },
+//                                         the same shape as strand-ipam's `etcd`
+//   "leaseTTL": "20s",                    node record lease
+//   "resyncInterval": "30s",              periodic full data-plane check
+//   "stateFile": "/run/strand/agent.json",
+//   "routeProtocol": 115,                 rtnetlink protocol number marking our routes
+//   "proxyArp": true,                     proxy ARP on the pod bridges (see docs/agent.md)
+//   "logLevel": "info"
+// }
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isCniError } from '../lib/cni/errors.ts';
+import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
+import { canonicalIP, tryParseIP } from '../lib/ip/cidr.ts';
+import { parseEtcdConfig, type EtcdConfig } from '../ipam/range.ts';
+import { isMode, type Mode } from './model.ts';
+
+/** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
+export const STRAND_ROUTE_PROTOCOL = 115;
+export const DEFAULT_VNI = 4096;
+export const DEFAULT_VXLAN_PORT = 4789;
+export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
+export const DEFAULT_LEASE_TTL_S = 20;
+export const DEFAULT_RESYNC_MS = 30_000;
+
+export interface VxlanConfig {
+  vni: number;
+  port: number;
+  device: string;
+  /** Fixed MTU; default: the underlay MTU minus the encapsulation overhead. */
+  mtu?: number;
+}
+
+export interface AgentConfig {
+  nodeName: string;
+  nodeIPs: string[];
+  nodeInterface?: string;
+  networks: string[];
+  mode: Mode;
+  vxlan: VxlanConfig;
+  etcd: EtcdConfig;
+  leaseTTLSeconds: number;
+  resyncMs: number;
+  stateFile: string;
+  routeProtocol: number;
+  proxyArp: boolean;
+  logLevel: LogLevel;
+}
+
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+  readonly field: string;
+  constructor(field: string, msg: string, opts?: { cause?: unknown }) {
+    super(`${field}: ${msg}`, opts);
+    this.field = field;
+  }
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function readJson(file: string, field: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new AgentConfigError(field, `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new AgentConfigError(field, `${file} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+/** The network name and strand-ipam `etcd` section of a conflist (or single config). */
+export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown } {
+  if (!isObj(raw)) throw new AgentConfigError(field, 'must be a JSON object');
+  const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as unknown[]) : [raw];
+  for (const p of plugins) {
+    if (!isObj(p)) continue;
+    const ipam = p['type'] === 'strand-ipam' ? p : p['ipam'];
+    if (isObj(ipam) && ipam['type'] === 'strand-ipam') {
+      if (!isObj(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
+      if (typeof raw['name'] !== 'string' || !raw['name']) throw new AgentConfigError(`${field}: name`, 'missing network name');
+      return { network: raw['name'], etcd: ipam['etcd'] };
+    }
+  }
+  throw new AgentConfigError(field, 'no plugin with a strand-ipam IPAM section');
+}
+
+/** Milliseconds from a number (milliseconds) or "500ms" / "20s" / "1m". */
+export function parseDuration(v: unknown, field: string): number {
+  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
+  if (typeof v === 'string') {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+    if (m) {
+      const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
+      if (n > 0) return n;
+    }
+  }
+  throw new AgentConfigError(field, `invalid duration ${JSON.stringify(v)} (milliseconds, or "500ms", "20s", "1m")`);
+}
+
+function int(v: unknown, field: string, lo: number, hi: number): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < lo || n > hi) throw new AgentConfigError(field, `must be an integer between ${lo} and ${hi}`);
+  return n;
+}
+
+function str(v: unknown, field: string): string {
+  if (typeof v !== 'string' || v === '') throw new AgentConfigError(field, 'must be a non-empty string');
+  return v;
+}
+
+function list(v: unknown, field: string): string[] {
+  const arr = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
+  if (!Array.isArray(arr) || !arr.every((x) => typeof x === 'string' && x !== '')) throw new AgentConfigError(field, 'must be a string or a list of strings');
+  return arr as string[];
+}
+
+function linkName(v: unknown, field: string): string {
+  const s = str(v, field);
+  if (Buffer.byteLength(s) > 15 || /[/:\s]/.test(s) || s === '.' || s === '..') throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}`);
+  return s;
+}
+
+/** Command-line flags that take a value, and the config key each one sets. */
+export const FLAGS: Record<string, string> = {
+  'config': '',
+  'cni-conf': '',
+  'node-name': 'nodeName',
+  'node-ip': 'nodeIP',
+  'node-interface': 'nodeInterface',
+  'network': 'networks',
+  'mode': 'mode',
+  'vni': 'vxlan.vni',
+  'vxlan-port': 'vxlan.port',
+  'vxlan-device': 'vxlan.device',
+  'mtu': 'vxlan.mtu',
+  'etcd-endpoints': 'etcd.endpoints',
+  'etcd-prefix': 'etcd.prefix',
+  'etcd-ca': 'etcd.tls.ca',
+  'etcd-cert': 'etcd.tls.cert',
+  'etcd-key': 'etcd.tls.key',
+  'etcd-username': 'etcd.username',
+  'etcd-password': 'etcd.password',
+  'lease-ttl': 'leaseTTL',
+  'resync': 'resyncInterval',
+  'state-file': 'stateFile',
+  'route-protocol': 'routeProtocol',
+  'proxy-arp': 'proxyArp',
+  'log-level': 'logLevel',
+};
+
+function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
+  const parts = path.split('.');
+  let cur = o;
+  for (const p of parts.slice(0, -1)) {
+    if (!isObj(cur[p])) cur[p] = {};
+    cur = cur[p] as Record<string, unknown>;
+  }
+  cur[parts[parts.length - 1] as string] = v;
+}
+
+/**
+ * Builds the configuration from flags (name -> value, without "--"), the environment and
+ * the files the flags name.
+ */
+export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<string, string | undefined>): AgentConfig {
+  let raw: Record<string, unknown> = {};
+  const file = flags.get('config');
+  if (file !== undefined) {
+    const j = readJson(file, '--config');
+    if (!isObj(j)) throw new AgentConfigError('--config', `${file} must hold a JSON object`);
+    raw = structuredClone(j);
+  }
+  const cniConf = flags.get('cni-conf');
+  if (cniConf !== undefined) {
+    const c = fromCniConf(readJson(cniConf, '--cni-conf'), '--cni-conf');
+    if (raw['etcd'] === undefined) raw['etcd'] = structuredClone(c.etcd);
+    if (raw['networks'] === undefined) raw['networks'] = [c.network];
+  }
+  for (const [name, value] of flags) {
+    const path = FLAGS[name];
+    if (path) setPath(raw, path, value);
+  }
+  return parseAgentConfig(raw, env);
+}
+
+/** Validates a merged raw configuration object. */
+export function parseAgentConfig(raw: Record<string, unknown>, env: Record<string, string | undefined>): AgentConfig {
+  const known = new Set(['nodeName', 'nodeIP', 'nodeInterface', 'networks', 'mode', 'vxlan', 'etcd', 'leaseTTL', 'resyncInterval', 'stateFile', 'routeProtocol', 'proxyArp', 'logLevel']);
+  for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
+
+  const nodeName = raw['nodeName'] !== undefined ? str(raw['nodeName'], 'nodeName') : env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();
+  if (nodeName.includes('/')) throw new AgentConfigError('nodeName', 'must not contain "/"');
+
+  const nodeIPs = raw['nodeIP'] === undefined ? [] : list(raw['nodeIP'], 'nodeIP');
+  const fams = new Set<number>();
+  for (const [i, ip] of nodeIPs.entries()) {
+    const p = tryParseIP(ip);
+    if (!p) throw new AgentConfigError(`nodeIP[${i}]`, `invalid IP address ${JSON.stringify(ip)}`);
+    if (fams.has(p.family)) throw new AgentConfigError(`nodeIP[${i}]`, `a second IPv${p.family} address`);
+    fams.add(p.family);
+    nodeIPs[i] = canonicalIP(ip);
+  }
+
+  const mode = raw['mode'] ?? 'host-gw';
+  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw" or "vxlan", not ${JSON.stringify(mode)}`);
+
+  const vx = raw['vxlan'] ?? {};
+  if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
+  const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
+  const vxlan: VxlanConfig = {
+    vni,
+    port: vx['port'] === undefined ? DEFAULT_VXLAN_PORT : int(vx['port'], 'vxlan.port', 1, 65535),
+    device: vx['device'] === undefined ? `strand.${vni}` : linkName(vx['device'], 'vxlan.device'),
+  };
+  if (vx['mtu'] !== undefined) vxlan.mtu = int(vx['mtu'], 'vxlan.mtu', 576, 65535);
+  for (const k of Object.keys(vx)) if (!['vni', 'port', 'device', 'mtu'].includes(k)) throw new AgentConfigError(`vxlan.${k}`, 'unknown setting');
+
+  if (raw['etcd'] === undefined) throw new AgentConfigError('etcd', 'required (--etcd-endpoints, --cni-conf or "etcd" in --config)');
+  let etcd: EtcdConfig;
+  try {
+    etcd = parseEtcdConfig(raw['etcd'], 'etcd');
+  } catch (e) {
+    if (isCniError(e)) {
+      const m = /^([^:]+): (.*)$/s.exec(e.msg);
+      throw new AgentConfigError(m?.[1] ?? 'etcd', m?.[2] ?? e.msg, { cause: e });
+    }
+    throw e;
+  }
+
+  const ttlMs = raw['leaseTTL'] === undefined ? DEFAULT_LEASE_TTL_S * 1000 : parseDuration(raw['leaseTTL'], 'leaseTTL');
+  const logLevel = raw['logLevel'] ?? 'info';
+  if (!isLogLevel(logLevel)) throw new AgentConfigError('logLevel', 'must be debug, info, warn or error');
+  const proxyArp = raw['proxyArp'] ?? true;
+  const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
+  if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
+
+  const cfg: AgentConfig = {
+    nodeName,
+    nodeIPs,
+    networks: raw['networks'] === undefined ? [] : list(raw['networks'], 'networks'),
+    mode,
+    vxlan,
+    etcd,
+    leaseTTLSeconds: Math.max(1, Math.ceil(ttlMs / 1000)),
+    resyncMs: raw['resyncInterval'] === undefined ? DEFAULT_RESYNC_MS : parseDuration(raw['resyncInterval'], 'resyncInterval'),
+    stateFile: raw['stateFile'] === undefined ? DEFAULT_STATE_FILE : str(raw['stateFile'], 'stateFile'),
+    routeProtocol: raw['routeProtocol'] === undefined ? STRAND_ROUTE_PROTOCOL : int(raw['routeProtocol'], 'routeProtocol', 5, 254),
+    proxyArp: pa,
+    logLevel,
+  };
+  if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
+  return cfg;
+}

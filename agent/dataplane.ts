@@ -1,0 +1,257 @@
+// The agent's data plane: reads and changes the node's routes, VXLAN device, FDB and
+// neighbour entries and proxy-ARP sysctls through rtnetlink (lib/netlink/rtnl.ts), in
+// the namespace handle it is given. Routes are marked with the agent's own protocol
+// number and only such routes are ever listed as "ours", replaced or deleted.
+import { createHash } from 'node:crypto';
+import { canonicalIP, ipFamily } from '../lib/ip/cidr.ts';
+import * as rtnl from '../lib/netlink/rtnl.ts';
+import type { Link, Netns, VxlanInfo } from '../lib/netlink/rtnl.ts';
+import type { VxlanConfig } from './config.ts';
+import type { Mode } from './model.ts';
+import { describeOp, type Actual, type Op, type PodLink } from './reconcile.ts';
+
+/** IPv4 / IPv6 underlay encapsulation overhead of VXLAN (outer IP + UDP + VXLAN + Ethernet). */
+export const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
+
+/** A stable, locally administered unicast MAC for a node's VTEP (same after restarts). */
+export function vtepMacFor(node: string): string {
+  const h = createHash('sha256').update(`strand-vtep:${node}`).digest();
+  const b = [...h.subarray(0, 6)];
+  b[0] = ((b[0] as number) & 0xfe) | 0x02;
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export class DataplaneError extends Error {
+  override readonly name = 'DataplaneError';
+}
+
+export interface Underlay {
+  /** Node addresses, first of each family (the first one is the VTEP address). */
+  addresses: string[];
+  link: Link;
+}
+
+export interface Vtep {
+  device: string;
+  index: number;
+  mac: string;
+  mtu: number;
+  vni: number;
+  port: number;
+}
+
+export interface ApplyReport {
+  applied: number;
+  errors: string[];
+}
+
+function isGlobal(a: rtnl.Addr): boolean {
+  return a.scope === rtnl.Scope.universe && !(a.version === 6 && a.ip.toLowerCase().startsWith('fe80:'));
+}
+
+export class Dataplane {
+  readonly ns: Netns;
+  readonly protocol: number;
+  readonly mode: Mode;
+  private vtep: Vtep | undefined;
+
+  constructor(ns: Netns, opts: { protocol: number; mode: Mode }) {
+    this.ns = ns;
+    this.protocol = opts.protocol;
+    this.mode = opts.mode;
+  }
+
+  /**
+   * The node's underlay addresses and the link holding them: the configured addresses,
+   * else those of `iface`, else those of the interface of the IPv4 default route.
+   */
+  underlay(nodeIPs: readonly string[], iface?: string): Underlay {
+    const addrs = rtnl.listAddrs(this.ns).filter(isGlobal);
+    if (nodeIPs.length) {
+      const first = nodeIPs[0] as string;
+      const a = addrs.find((x) => canonicalIP(x.ip) === first);
+      if (!a) throw new DataplaneError(`node IP ${first} is not an address of any interface here`);
+      return { addresses: [...nodeIPs], link: rtnl.getLink(this.ns, a.index) };
+    }
+    let link: Link;
+    if (iface !== undefined) {
+      const l = rtnl.findLink(this.ns, iface);
+      if (!l) throw new DataplaneError(`node interface ${iface} does not exist`);
+      link = l;
+    } else {
+      const def = rtnl.listRoutes(this.ns, { version: 4 }).find((r) => r.dst === '0.0.0.0/0' && r.oif !== undefined);
+      if (def?.oif === undefined) throw new DataplaneError('no node IP configured and no IPv4 default route to find one (use --node-ip or --node-interface)');
+      link = rtnl.getLink(this.ns, def.oif);
+    }
+    const mine = addrs.filter((a) => a.index === link.index);
+    const out: string[] = [];
+    for (const v of [4, 6] as const) {
+      const a = mine.find((x) => x.version === v);
+      if (a) out.push(canonicalIP(a.ip));
+    }
+    if (!out.length) throw new DataplaneError(`interface ${link.name} has no global address`);
+    return { addresses: out, link };
+  }
+
+  /** Creates (or checks and repairs) the VXLAN device; returns its settings. */
+  ensureVxlan(cfg: VxlanConfig, underlay: Underlay, node: string): Vtep {
+    const local = underlay.addresses[0] as string;
+    const fam = ipFamily(local) ?? 4;
+    const mtu = cfg.mtu ?? underlay.link.mtu - VXLAN_OVERHEAD[fam];
+    const want: VxlanInfo = { kind: 'vxlan', id: cfg.vni, port: cfg.port, local, dev: underlay.link.index, learning: false };
+    let link = rtnl.findLink(this.ns, cfg.device);
+    if (link && link.kind !== 'vxlan') throw new DataplaneError(`${cfg.device} exists and is not a vxlan device; not touching it`);
+    if (link) {
+      const info = link.info as VxlanInfo | undefined;
+      const same =
+        info !== undefined &&
+        info.id === want.id &&
+        info.port === want.port &&
+        info.local !== undefined &&
+        canonicalIP(info.local) === local &&
+        info.dev === want.dev &&
+        info.learning === false;
+      if (!same) {
+        rtnl.delLink(this.ns, link.index);
+        link = undefined;
+      }
+    }
+    if (!link) {
+      rtnl.newLink(this.ns, { name: cfg.device, info: want, mtu, mac: vtepMacFor(node), up: true });
+      link = rtnl.getLink(this.ns, cfg.device);
+    } else if (!link.up || link.mtu !== mtu) {
+      rtnl.setLink(this.ns, link.index, { up: true, mtu });
+      link = rtnl.getLink(this.ns, link.index);
+    }
+    if (!link.mac) throw new DataplaneError(`${cfg.device} has no MAC address`);
+    this.vtep = { device: cfg.device, index: link.index, mac: link.mac, mtu: link.mtu, vni: cfg.vni, port: cfg.port };
+    return this.vtep;
+  }
+
+  /** Every link with its addresses (candidates for pod links), loopback left out. */
+  links(): PodLink[] {
+    const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);
+    const addrs = rtnl.listAddrs(this.ns);
+    return links
+      .map((l) => ({ name: l.name, addresses: addrs.filter((a) => a.index === l.index).map((a) => `${canonicalIP(a.ip)}/${a.prefixLen}`) }))
+      .filter((l) => l.addresses.length > 0);
+  }
+
+  /** Our routes (main table, our protocol) and the VXLAN device's FDB and neighbour entries. */
+  actual(): Actual {
+    const names = new Map(rtnl.listLinks(this.ns).map((l) => [l.index, l.name]));
+    const routes = rtnl
+      .listRoutes(this.ns, { table: rtnl.Table.main })
+      .filter((r) => r.protocol === this.protocol)
+      .map((r) => {
+        const a: Actual['routes'][number] = { dst: r.dst, onlink: (r.flags & rtnl.RouteFlag.onlink) !== 0 };
+        if (r.gw !== undefined) a.gw = r.gw;
+        if (r.oif !== undefined) {
+          const n = names.get(r.oif);
+          if (n !== undefined) a.dev = n;
+        }
+        if (r.src !== undefined) a.src = r.src;
+        return a;
+      });
+    const out: Actual = { routes, fdb: [], neighs: [] };
+    const dev = this.vtep ? rtnl.findLink(this.ns, this.vtep.device) : undefined;
+    if (dev) {
+      for (const n of rtnl.listNeighs(this.ns, { link: dev.index, family: 'bridge' })) {
+        if (n.mac === undefined) continue;
+        const f: Actual['fdb'][number] = { mac: n.mac.toLowerCase(), permanent: (n.state & rtnl.NeighState.permanent) !== 0 };
+        if (n.ip !== undefined) f.dst = n.ip;
+        out.fdb.push(f);
+      }
+      for (const family of [4, 6] as const) {
+        for (const n of rtnl.listNeighs(this.ns, { link: dev.index, family })) {
+          if (n.ip === undefined) continue;
+          const e: Actual['neighs'][number] = { ip: n.ip, permanent: (n.state & rtnl.NeighState.permanent) !== 0 };
+          if (n.mac !== undefined) e.mac = n.mac.toLowerCase();
+          out.neighs.push(e);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Applies the plan; each failure is reported and the rest still applied. */
+  apply(ops: readonly Op[]): ApplyReport {
+    const report: ApplyReport = { applied: 0, errors: [] };
+    for (const o of ops) {
+      try {
+        this.applyOne(o);
+        report.applied++;
+      } catch (e) {
+        report.errors.push(`${describeOp(o)}: ${explain(o, e)}`);
+      }
+    }
+    return report;
+  }
+
+  private vxlanDevice(): string {
+    if (!this.vtep) throw new DataplaneError('no vxlan device');
+    return this.vtep.device;
+  }
+
+  private applyOne(o: Op): void {
+    const ns = this.ns;
+    if (o.op === 'fdb') {
+      const link = this.vxlanDevice();
+      const spec = { link, fdb: true, mac: o.entry.mac, ...(o.entry.dst !== undefined ? { ip: o.entry.dst } : {}) };
+      if (o.action === 'del') return ignore(() => rtnl.delNeigh(ns, spec), 'ENOENT');
+      return rtnl.newNeigh(ns, { ...spec, state: rtnl.NeighState.permanent, flags: rtnl.NeighFlag.self }, o.action === 'replace' ? { replace: true } : {});
+    }
+    if (o.op === 'neigh') {
+      const link = this.vxlanDevice();
+      if (o.action === 'del') return ignore(() => rtnl.delNeigh(ns, { link, ip: o.entry.ip }), 'ENOENT');
+      // replace also for "add": the kernel may hold an incomplete entry for the address
+      return rtnl.newNeigh(ns, { link, ip: o.entry.ip, mac: o.entry.mac, state: rtnl.NeighState.permanent }, { replace: true });
+    }
+    const r = o.route;
+    if (o.action === 'del') return ignore(() => rtnl.delRoute(ns, { dst: r.dst, protocol: this.protocol, table: rtnl.Table.main }), 'ESRCH');
+    const spec: rtnl.RouteSpec = { dst: o.route.dst, protocol: this.protocol, table: rtnl.Table.main };
+    const w = o.route;
+    if (w.gw !== undefined) spec.gw = w.gw;
+    if (w.dev !== undefined) spec.link = w.dev;
+    if (w.onlink) spec.onlink = true;
+    if (w.src !== undefined) spec.src = w.src;
+    if (w.scope === 'link') spec.scope = rtnl.Scope.link;
+    rtnl.newRoute(ns, spec, o.action === 'replace' ? { replace: true } : {});
+  }
+
+  /** Proxy ARP (answered at once) on the links that carry pod gateways. */
+  ensureProxyArp(links: readonly string[]): string[] {
+    const errors: string[] = [];
+    for (const l of links) {
+      for (const [path, value] of [
+        [`net/ipv4/conf/${l}/proxy_arp`, '1'],
+        [`net/ipv4/neigh/${l}/proxy_delay`, '0'],
+      ] as const) {
+        try {
+          if (rtnl.sysctlGet(this.ns, path) !== value) rtnl.sysctlSet(this.ns, path, value);
+        } catch (e) {
+          errors.push(`sysctl ${path}=${value}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+    }
+    return errors;
+  }
+}
+
+function ignore(fn: () => void, code: string): void {
+  try {
+    fn();
+  } catch (e) {
+    if (!rtnl.isNetlinkError(e, code)) throw e;
+  }
+}
+
+function explain(o: Op, e: unknown): string {
+  if (o.op === 'route' && o.action === 'add' && rtnl.isNetlinkError(e, 'EEXIST')) {
+    return 'a route to this destination that strand does not own exists; leaving it alone';
+  }
+  if (o.op === 'route' && rtnl.isNetlinkError(e, 'ENETUNREACH')) {
+    return `gateway ${o.route.gw ?? '?'} is not on a directly connected network (host-gw needs nodes on one L2 segment; use mode vxlan)`;
+  }
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,143 @@
+// `strand agent ...`: the node agent (long-running) and its status command.
+//
+//   strand agent [run] [options]        run until SIGTERM/SIGINT (routes stay in place)
+//   strand agent status [--json] [--state-file F | --config F]
+//                                       exit 0 when synced, 1 when not, 2 on usage errors
+//
+// See docs/agent.md and agent/config.ts for the options.
+import type { PluginIO } from '../lib/cni/skel.ts';
+import { createLogger } from '../lib/cni/log.ts';
+import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, loadAgentConfig } from './config.ts';
+
+type CliIO = Pick<PluginIO, 'env' | 'stdout' | 'stderr'>;
+
+const USAGE = `usage: strand agent [run] [options]
+       strand agent status [--json] [--state-file F | --config F]
+
+Keeps this node's routes to the other nodes' pod address blocks (from strand-ipam's
+etcd store) in step: mode host-gw routes via the other nodes' addresses, mode vxlan
+through a VXLAN device. Runs until SIGTERM; routes stay in place when it stops.
+
+options (flags override --config, which overrides --cni-conf):
+  --config <file>            JSON config (docs/agent.md)
+  --cni-conf <file>          use the etcd store and network name of this conflist's
+                             strand-ipam section
+  --node-name <name>         default: K8S_NODE_NAME, NODENAME, hostname
+  --node-ip <ip>[,<ip6>]     underlay address(es) of this node
+  --node-interface <name>    take the node address from this interface
+                             (default: the interface of the IPv4 default route)
+  --network <name>[,...]     IPAM networks to route (default: all)
+  --mode host-gw|vxlan       default host-gw
+  --vni <n>                  VXLAN network identifier (default 4096)
+  --vxlan-port <n>           VXLAN UDP port (default 4789)
+  --vxlan-device <name>      default strand.<vni>
+  --mtu <n>                  VXLAN device MTU (default: underlay MTU - 50)
+  --etcd-endpoints <urls>    comma-separated; --etcd-prefix (default /strand/ipam),
+                             --etcd-ca, --etcd-cert, --etcd-key, --etcd-username,
+                             --etcd-password
+  --lease-ttl <duration>     node record lease (default 20s)
+  --resync <duration>        periodic full check of the data plane (default 30s)
+  --state-file <path>        default ${DEFAULT_STATE_FILE}
+  --route-protocol <n>       protocol number marking the agent's routes (default 115)
+  --proxy-arp true|false     proxy ARP on pod bridges (default true)
+  --log-level <level>        debug, info, warn, error
+`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function parseFlags(argv: readonly string[], allowed: ReadonlySet<string>, bools: ReadonlySet<string>): { flags: Map<string, string>; bool: Set<string>; rest: string[] } {
+  const flags = new Map<string, string>();
+  const bool = new Set<string>();
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith('--')) {
+      rest.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq === -1 ? undefined : eq);
+    if (bools.has(name) && eq === -1) {
+      bool.add(name);
+      continue;
+    }
+    if (!allowed.has(name)) throw new UsageError(`unknown option ${a}`);
+    const v = eq === -1 ? argv[++i] : a.slice(eq + 1);
+    if (v === undefined) throw new UsageError(`${a} needs a value`);
+    flags.set(name, v);
+  }
+  return { flags, bool, rest };
+}
+
+async function status(argv: readonly string[], io: CliIO): Promise<number> {
+  const { flags, bool, rest } = parseFlags(argv, new Set(['state-file', 'config']), new Set(['json']));
+  if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
+  const { readState, readiness, formatState } = await import('./status.ts');
+  let file = flags.get('state-file');
+  if (file === undefined && flags.has('config')) {
+    const { readFileSync } = await import('node:fs');
+    const j = JSON.parse(readFileSync(flags.get('config') as string, 'utf8')) as { stateFile?: unknown };
+    if (typeof j.stateFile === 'string') file = j.stateFile;
+  }
+  const s = readState(file ?? DEFAULT_STATE_FILE);
+  const r = readiness(s, Date.now());
+  if (bool.has('json')) io.stdout.write(`${JSON.stringify({ ...s, ready: r.ready, running: r.running, stale: r.stale, ...(r.reason ? { reason: r.reason } : {}) }, null, 2)}\n`);
+  else io.stdout.write(formatState(s, r));
+  return r.ready ? 0 : 1;
+}
+
+async function run(argv: readonly string[], io: CliIO): Promise<number> {
+  const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set());
+  if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
+  const cfg = loadAgentConfig(flags, io.env);
+  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel });
+  const [{ Agent }, { Netns }] = await Promise.all([import('./agent.ts'), import('../lib/netlink/netns.ts')]);
+  const agent = new Agent(cfg, { ns: Netns.current(), log });
+  // A daemon must outlive a stray rejection inside the etcd client: log it, keep going.
+  const onRejection = (e: unknown): void => log.error('unhandled rejection', e);
+  process.on('unhandledRejection', onRejection);
+  let stopping: Promise<void> | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      log.info(`${sig}: stopping (routes stay in place)`);
+      stopping ??= agent.stop().finally(resolve);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await agent.start();
+  await stopped;
+  process.off('unhandledRejection', onRejection);
+  // grpc may keep sockets open for a moment after close(): do not wait on them
+  setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
+  return 0;
+}
+
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    if (sub === 'help' || sub === '--help' || sub === '-h') {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    if (sub === 'status') return await status(rest, io);
+    if (sub === 'run') return await run(rest, io);
+    return await run(argv, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr.write(`strand agent: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof AgentConfigError) {
+      io.stderr.write(`strand agent: invalid configuration: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof Error && e.name === 'StateFileError') {
+      io.stderr.write(`strand agent status: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,188 @@
+// The agent's view of the cluster, built from etcd and updated by watch events. Pure:
+// no I/O, so the reconcile logic can be tested with plain objects.
+//
+// etcd keys the agent reads (<prefix> is the IPAM's, default /strand/ipam; see
+// ipam/store/etcd.ts for the IPAM's own records):
+//
+//   <prefix>/nodes/<node>                    NodeRecord, attached to the node agent's lease
+//   <prefix>/affinity/<network>/<block>      {"network","cidr","node"}: block ownership
+//   <prefix>/blocks/<network>/<block>        the block with its allocations; an allocation
+//                                             with "node" set is borrowed by that node
+//
+// The view is a map per record kind keyed by the etcd key, so a delete event (which
+// carries no value) removes exactly what the matching put added.
+import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/ip/cidr.ts';
+
+export const MODES = ['host-gw', 'vxlan'] as const;
+export type Mode = (typeof MODES)[number];
+
+export function isMode(v: unknown): v is Mode {
+  return typeof v === 'string' && (MODES as readonly string[]).includes(v);
+}
+
+/** What an agent registers about its node (JSON at <prefix>/nodes/<name>). */
+export interface NodeRecord {
+  name: string;
+  /** Underlay addresses of the node, at most one per family is used. */
+  addresses: string[];
+  mode: Mode;
+  /** The MAC of the node's VXLAN device (vxlan mode). */
+  vtepMac?: string;
+  vni?: number;
+  port?: number;
+  /** ISO time the agent started. */
+  started?: string;
+}
+
+export interface BlockOwner {
+  network: string;
+  cidr: string;
+  node: string;
+}
+
+/** An address allocated in one node's block by another node. */
+export interface BorrowedIP {
+  network: string;
+  ip: string;
+  block: string;
+  owner: string;
+  borrower: string;
+}
+
+export interface ClusterView {
+  nodes: Map<string, NodeRecord>;
+  affinities: Map<string, BlockOwner>;
+  /** Per block key: the borrowed addresses inside it (blocks without any are absent). */
+  borrowed: Map<string, BorrowedIP[]>;
+}
+
+export function emptyView(): ClusterView {
+  return { nodes: new Map(), affinities: new Map(), borrowed: new Map() };
+}
+
+export type KeyKind = 'node' | 'affinity' | 'block';
+
+/** Which record kind a key under `<prefix>/` is, or undefined for keys the agent ignores. */
+export function keyKind(prefix: string, key: string): KeyKind | undefined {
+  if (!key.startsWith(`${prefix}/`)) return undefined;
+  const rest = key.slice(prefix.length + 1);
+  const slash = rest.indexOf('/');
+  if (slash <= 0) return undefined;
+  const kind = rest.slice(0, slash);
+  if (kind === 'nodes') return 'node';
+  if (kind === 'affinity') return 'affinity';
+  if (kind === 'blocks') return 'block';
+  return undefined;
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** Validates and normalises a node record; undefined when it is not one. */
+export function parseNodeRecord(v: unknown): NodeRecord | undefined {
+  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
+  const addrs = v['addresses'];
+  if (!Array.isArray(addrs)) return undefined;
+  const addresses: string[] = [];
+  for (const a of addrs) {
+    if (typeof a !== 'string' || !tryParseIP(a)) return undefined;
+    addresses.push(canonicalIP(a));
+  }
+  const rec: NodeRecord = { name: v['name'], addresses, mode: v['mode'] };
+  if (typeof v['vtepMac'] === 'string') {
+    const mac = v['vtepMac'].toLowerCase();
+    if (!MAC_RE.test(mac)) return undefined;
+    rec.vtepMac = mac;
+  }
+  if (typeof v['vni'] === 'number') rec.vni = v['vni'];
+  if (typeof v['port'] === 'number') rec.port = v['port'];
+  if (typeof v['started'] === 'string') rec.started = v['started'];
+  return rec;
+}
+
+function parseAffinity(v: unknown): BlockOwner | undefined {
+  if (!isObj(v)) return undefined;
+  const { network, cidr, node } = v;
+  if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !node) return undefined;
+  if (!tryParseCidr(cidr)) return undefined;
+  return { network, cidr: canonicalCidr(cidr), node };
+}
+
+/** The borrowed addresses of a block record (allocations whose `node` is not the owner). */
+export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
+  if (!isObj(v)) return undefined;
+  const { network, cidr, node, allocations } = v;
+  if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
+  const out: BorrowedIP[] = [];
+  if (isObj(allocations)) {
+    for (const [ip, ref] of Object.entries(allocations)) {
+      if (!isObj(ref) || typeof ref['node'] !== 'string' || !ref['node'] || ref['node'] === node) continue;
+      if (!tryParseIP(ip)) continue;
+      out.push({ network, ip: canonicalIP(ip), block: canonicalCidr(cidr), owner: node, borrower: ref['node'] });
+    }
+  }
+  return out;
+}
+
+export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';
+
+/**
+ * Applies one etcd event to the view. `value` is the raw JSON of a put (undefined for
+ * a delete). Returns whether the view changed; a malformed record is 'invalid' and
+ * removes whatever the key held before (it cannot be trusted any more).
+ */
+export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'delete', key: string, value?: string): ApplyResult {
+  const kind = keyKind(prefix, key);
+  if (!kind) return 'ignored';
+  const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'affinity' ? view.affinities : view.borrowed;
+  const before = map.get(key);
+  if (type === 'delete' || value === undefined) {
+    return map.delete(key) ? 'changed' : 'unchanged';
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(value);
+  } catch {
+    raw = undefined;
+  }
+  let parsed: unknown;
+  if (kind === 'node') parsed = parseNodeRecord(raw);
+  else if (kind === 'affinity') parsed = parseAffinity(raw);
+  else {
+    const b = borrowedIn(raw);
+    if (b && b.length === 0) {
+      // the common case: a block without borrowed addresses is not kept at all
+      return map.delete(key) ? 'changed' : 'unchanged';
+    }
+    parsed = b;
+  }
+  if (parsed === undefined) {
+    map.delete(key);
+    return 'invalid';
+  }
+  if (before !== undefined && JSON.stringify(before) === JSON.stringify(parsed)) return 'unchanged';
+  map.set(key, parsed);
+  return 'changed';
+}
+
+/** A view built from a full listing (key, raw value) at one revision. */
+export function viewFromListing(prefix: string, kvs: Iterable<[string, string]>): { view: ClusterView; invalid: string[] } {
+  const view = emptyView();
+  const invalid: string[] = [];
+  for (const [k, v] of kvs) {
+    if (applyEvent(view, prefix, 'put', k, v) === 'invalid') invalid.push(k);
+  }
+  return { view, invalid };
+}
+
+/** Node records by name (a record's name must match its key; others are ignored). */
+export function nodesByName(view: ClusterView, prefix: string): Map<string, NodeRecord> {
+  const out = new Map<string, NodeRecord>();
+  for (const [key, rec] of view.nodes) {
+    if (key === `${prefix}/nodes/${rec.name}`) out.set(rec.name, rec);
+  }
+  return out;
+}

@@ -1,0 +1,145 @@
+// The agent's etcd side: one consistent listing of node records, block affinities and
+// blocks; a watch from the listing's revision; the node record kept alive by a lease.
+// The connection is the IPAM's (ipam/store/etcd.ts: endpoints, TLS, auth, timeouts).
+import type { Etcd3, IKeyValue, IRequestOp, Lease, Watcher } from 'etcd3';
+import type { EtcdConfig } from '../ipam/range.ts';
+import { openEtcdStore, type EtcdStore } from '../ipam/store/etcd.ts';
+
+export interface Listing {
+  revision: number;
+  kvs: Array<[string, string]>;
+}
+
+export interface WatchEvent {
+  type: 'put' | 'delete';
+  key: string;
+  value?: string;
+}
+
+export interface WatchHandle {
+  cancel(): Promise<void>;
+}
+
+export interface Registration {
+  lease: Lease;
+  /** Settles when etcd says the lease is gone (or keep-alives failed for too long). */
+  lost: Promise<unknown>;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Rejects after `ms` unless `p` settles first. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(t)),
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+export class Registry {
+  readonly prefix: string;
+  readonly timeoutMs: number;
+  private readonly store: EtcdStore;
+  private readonly mod: typeof import('etcd3');
+
+  private constructor(store: EtcdStore, mod: typeof import('etcd3'), cfg: EtcdConfig) {
+    this.store = store;
+    this.mod = mod;
+    this.prefix = cfg.prefix;
+    this.timeoutMs = cfg.requestTimeoutMs;
+  }
+
+  /** Creates the client (no round trip yet: etcd may well be down at this point). */
+  static async open(cfg: EtcdConfig): Promise<Registry> {
+    const store = await openEtcdStore(cfg);
+    return new Registry(store, await import('etcd3'), cfg);
+  }
+
+  get client(): Etcd3 {
+    return this.store.client;
+  }
+
+  nodeKey(node: string): string {
+    return `${this.prefix}/nodes/${node}`;
+  }
+
+  /** Node records, affinities and blocks in one read-only transaction (one revision). */
+  async list(): Promise<Listing> {
+    const dirs = [`${this.prefix}/nodes/`, this.store.keys.affinity(), this.store.keys.block()];
+    const success: IRequestOp[] = dirs.map((d) => {
+      const r = this.mod.Range.prefix(d);
+      return { request_range: { key: r.start, range_end: r.end } };
+    });
+    const res = await this.client.kv.txn({ compare: [], success, failure: [] });
+    const kvs: Array<[string, string]> = [];
+    for (const r of res.responses) {
+      for (const kv of r.response_range.kvs) kvs.push([kv.key.toString(), kv.value.toString()]);
+    }
+    return { revision: Number(res.header.revision), kvs };
+  }
+
+  /**
+   * Watches `<prefix>/` from `afterRevision + 1`. `onEvents` gets the events of each
+   * response; `onBroken` is called once, when the stream disconnects or etcd cancels the
+   * watch (compaction): the caller lists again and starts a new watch.
+   */
+  async watch(afterRevision: number, onEvents: (evs: WatchEvent[]) => void, onBroken: (why: string) => void): Promise<WatchHandle> {
+    const w: Watcher = this.client
+      .watch()
+      .prefix(`${this.prefix}/`)
+      .startRevision(String(afterRevision + 1))
+      .watcher();
+    let broken = false;
+    const cancel = async (): Promise<void> => {
+      w.removeAllListeners();
+      w.on('error', () => undefined);
+      await withTimeout(w.cancel(), 2000, 'watch cancel').catch(() => undefined);
+    };
+    const fail = (why: string): void => {
+      if (broken) return;
+      broken = true;
+      void cancel();
+      onBroken(why);
+    };
+    w.on('data', (res) => {
+      if (broken) return;
+      const evs: WatchEvent[] = res.events.map((e) => {
+        const kv: IKeyValue = e.kv;
+        const ev: WatchEvent = { type: e.type === 'Delete' ? 'delete' : 'put', key: kv.key.toString() };
+        if (ev.type === 'put') ev.value = kv.value.toString();
+        return ev;
+      });
+      if (evs.length) onEvents(evs);
+    });
+    w.on('disconnected', (e) => fail(`watch disconnected: ${errorText(e)}`));
+    w.on('error', (e) => fail(`watch failed: ${errorText(e)}`));
+    w.on('end', () => fail('watch ended'));
+    await withTimeout(new Promise<void>((resolve) => w.once('connected', () => resolve())), this.timeoutMs, 'watch create').catch((e: unknown) => {
+      fail(errorText(e));
+    });
+    return { cancel: () => (broken ? Promise.resolve() : ((broken = true), cancel())) };
+  }
+
+  /** Grants a lease with automatic keep-alive and puts the node record on it. */
+  async register(node: string, record: unknown, ttlSeconds: number): Promise<Registration> {
+    const lease = this.client.lease(ttlSeconds);
+    const lost = new Promise<unknown>((resolve) => lease.on('lost', resolve));
+    try {
+      await withTimeout(lease.put(this.nodeKey(node)).value(JSON.stringify(record)).exec(), this.timeoutMs * 2, 'node registration');
+    } catch (e) {
+      lease.release();
+      throw e;
+    }
+    return { lease, lost };
+  }
+
+  /** Closes the client. Leases are not revoked: node records live until their TTL ends. */
+  async close(): Promise<void> {
+    await this.store.close().catch(() => undefined);
+  }
+}
