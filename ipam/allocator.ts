@@ -306,7 +306,7 @@ export class Allocator {
         return g !== undefined && spansOf(rs, g).length > 0;
       });
       const plan = req
-        ? await this.planRequested(set, rs, req.ip, affinities, containerId, ifname)
+        ? await this.planRequested(set, req.ip, affinities, containerId, ifname)
         : await this.planAny(set, rs, affinities, attempt, containerId, ifname);
       const attachment: Attachment = att
         ? { ...att.value, ips: [...att.value.ips, { ip: formatIP(plan.ip.ip), block: plan.ip.block }] }
@@ -339,7 +339,6 @@ export class Allocator {
 
   private async planRequested(
     set: number,
-    rs: RangeSet,
     ip: IPAddr,
     affinities: Affinity[],
     containerId: string,
@@ -365,7 +364,6 @@ export class Allocator {
     const size = 1n << BigInt((range.family === 4 ? 32 : 128) - prefix);
     const lo = ip.value & ~(size - 1n);
     const g: BlockGeom = { cidr: blockCidr(range.family, lo, prefix), family: range.family, lo, hi: lo + size - 1n };
-    void rs;
     return this.newBlockOp(set, g, ip.value, range, containerId, ifname);
   }
 
