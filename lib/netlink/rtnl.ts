@@ -65,7 +65,7 @@ export { isNetlinkError, NetlinkError } from './errors.ts';
 export { Netns } from './netns.ts';
 export { AddrFlag, NeighFlag, NeighState, Protocol, RouteFlag, RouteType, Scope, Table } from './codec/index.ts';
 export type { BridgeInfo, BridgePortInfo, BridgeVlan, IpvlanInfo, LinkInfo, MacvlanInfo, OperState, VxlanInfo } from './codec/index.ts';
-export type { IpvlanFlag, IpvlanMode, MacvlanMode } from './codec/index.ts';
+export type { IpvlanFlag, IpvlanMode, MacvlanMode, NeighFamily } from './codec/index.ts';
 
 /** A link by index or by name (resolved in the namespace of the operation). */
 export type LinkRef = number | string;
