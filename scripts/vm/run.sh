@@ -70,14 +70,24 @@ if [ -z "$accel" ]; then
 fi
 
 # The guest cannot calibrate its TSC on microvm (no PIT/HPET): hand it the host's rate,
-# which is what TCG's emulated TSC runs at. Without it about 1 boot in 5 hung.
+# which is what TCG's emulated TSC runs at. Without it about 1 boot in 5 hung. Read from
+# the kernel log (which forgets it once the ring buffer wraps) or /proc/cpuinfo, and kept
+# in .vm/tsc-khz for the rest of this host boot.
 host_tsc_khz() {
-  local mhz
-  mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -n1)
-  [ -n "$mhz" ] || mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz processor.*/\1/p' | tail -n1)
+  local boot mhz cache="$repo/.vm/tsc-khz" cached
+  boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown)
+  cached=$(cat "$cache" 2>/dev/null || true)
+  if [ "${cached% *}" = "$boot" ] && [[ ${cached##* } =~ ^[0-9]+$ ]]; then
+    echo "${cached##* }"
+    return
+  fi
+  mhz=$(dmesg 2>/dev/null | sed -n -e 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/R \1/p' \
+    -e 's/.*tsc: Detected \([0-9.]*\) MHz processor.*/D \1/p' | sort -r | head -n1 | cut -d' ' -f2)
   [ -n "$mhz" ] || mhz=$(sed -n 's/^cpu MHz[[:space:]]*:[[:space:]]*\([0-9.]*\).*/\1/p' /proc/cpuinfo | head -n1)
   [ -n "$mhz" ] || return 1
-  awk -v m="$mhz" 'BEGIN { printf "%d\n", m * 1000 + 0.5 }'
+  mhz=$(awk -v m="$mhz" 'BEGIN { printf "%d\n", m * 1000 + 0.5 }')
+  echo "$boot $mhz" >"$cache.$$" && mv -f "$cache.$$" "$cache"
+  echo "$mhz"
 }
 
 # Per-run directory: the 9p control share (config, cmd, status) and the console log.
