@@ -46,11 +46,18 @@ export interface Record_ {
 
 /**
  * A pass-through plugin `recorder` written into a temp CNI_PATH directory: it appends
- * its stdin to `recordFile` (from its config) and answers ADD with its prevResult (an
- * empty result when first in a list), so each recorder in a chain shows exactly what the
- * previous plugin handed on.
+ * its stdin to `recordFile` (from its config) and answers ADD with its prevResult, so
+ * each recorder in a chain shows exactly what the previous plugin handed on. First in a
+ * list it answers its config's `result` (or an empty result): `first(result)` makes
+ * such an entry, standing in for "another plugin" that set up an interface.
  */
-export function installRecorder(env: CniEnv): { dir: string; file: string; tag: (n: number) => Record<string, unknown>; records(): Record_[] } {
+export function installRecorder(env: CniEnv): {
+  dir: string;
+  file: string;
+  tag: (n: number) => Record<string, unknown>;
+  first: (result: object) => Record<string, unknown>;
+  records(): Record_[];
+} {
   const dir = env.dir('recorder-bin');
   const file = join(env.root, 'records.jsonl');
   const exe = join(dir, 'recorder');
@@ -65,7 +72,7 @@ if (cmd === 'VERSION') {
 }
 const conf = JSON.parse(fs.readFileSync(0, 'utf8'));
 fs.appendFileSync(conf.recordFile, JSON.stringify({ cmd, tag: conf.tag, conf }) + '\\n');
-if (cmd === 'ADD') process.stdout.write(JSON.stringify(conf.prevResult ?? { cniVersion: conf.cniVersion }));
+if (cmd === 'ADD') process.stdout.write(JSON.stringify(conf.prevResult ?? conf.result ?? { cniVersion: conf.cniVersion }));
 `,
   );
   chmodSync(exe, 0o755);
@@ -73,6 +80,7 @@ if (cmd === 'ADD') process.stdout.write(JSON.stringify(conf.prevResult ?? { cniV
     dir,
     file,
     tag: (n) => ({ type: 'recorder', tag: `r${n}`, recordFile: file }),
+    first: (result) => ({ type: 'recorder', tag: 'r0', recordFile: file, result }),
     records: () =>
       existsSync(file)
         ? readFileSync(file, 'utf8')
