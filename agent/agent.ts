@@ -18,6 +18,11 @@ import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeState, type AgentState } from './status.ts';
 
 const BACKOFF_MIN_MS = 200;
+/**
+ * How often the node's links and addresses are checked for a change (a bridge getting
+ * its gateway address after the first pod's ADD) that needs proxy ARP or a local route.
+ */
+const LINK_POLL_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 
 function errorText(e: unknown): string {
@@ -52,6 +57,8 @@ export class Agent {
   private readonly stopWaiters: Array<() => void> = [];
   private readonly sleeps = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
   private resyncTimer: NodeJS.Timeout | undefined;
+  private linkTimer: NodeJS.Timeout | undefined;
+  private linkSignature = '';
   private watch: WatchHandle | undefined;
   private underlay: Underlay | undefined;
   private vtep: Vtep | undefined;
@@ -101,6 +108,17 @@ export class Agent {
       if (this.view) this.reconcile('resync');
       else this.writeStatus();
     }, this.cfg.resyncMs);
+    this.linkTimer = setInterval(() => this.checkLinks(), LINK_POLL_MS);
+  }
+
+  /** Reconciles when the node's addressed links changed since the last reconcile. */
+  private checkLinks(): void {
+    if (!this.view || this.reconcilePending) return;
+    try {
+      if (JSON.stringify(this.dp.links()) !== this.linkSignature) this.reconcile('links');
+    } catch (e) {
+      this.log.debug(`link check: ${errorText(e)}`);
+    }
   }
 
   /** Stops the loops and closes etcd; routes and the lease are left alone. */
@@ -108,6 +126,7 @@ export class Agent {
     if (this.stopped) return;
     this.stopped = true;
     if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.linkTimer) clearInterval(this.linkTimer);
     for (const s of this.sleeps) {
       clearTimeout(s.timer);
       s.resolve();
@@ -268,12 +287,14 @@ export class Agent {
     const t0 = performance.now();
     try {
       if (this.cfg.mode === 'vxlan') this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+      const links = this.dp.links();
+      this.linkSignature = JSON.stringify(links);
       const facts = {
         node: this.cfg.nodeName,
         mode: this.cfg.mode,
         prefix: this.registry?.prefix ?? this.cfg.etcd.prefix,
         addresses: this.underlay.addresses,
-        links: this.dp.links(),
+        links,
         networks: this.cfg.networks,
         ...(this.vtep ? { vxlanDevice: this.vtep.device } : {}),
       };

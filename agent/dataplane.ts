@@ -128,10 +128,10 @@ export class Dataplane {
     return this.vtep;
   }
 
-  /** Every link with its addresses (candidates for pod links), loopback left out. */
+  /** Every link with global addresses (candidates for pod links), loopback left out. */
   links(): PodLink[] {
     const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);
-    const addrs = rtnl.listAddrs(this.ns);
+    const addrs = rtnl.listAddrs(this.ns).filter(isGlobal);
     return links
       .map((l) => ({ name: l.name, addresses: addrs.filter((a) => a.index === l.index).map((a) => `${canonicalIP(a.ip)}/${a.prefixLen}`) }))
       .filter((l) => l.addresses.length > 0);

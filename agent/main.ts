@@ -5,6 +5,7 @@
 //                                       exit 0 when synced, 1 when not, 2 on usage errors
 //
 // See docs/agent.md and agent/config.ts for the options.
+import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger } from '../lib/cni/log.ts';
 import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, loadAgentConfig } from './config.ts';
@@ -77,7 +78,6 @@ async function status(argv: readonly string[], io: CliIO): Promise<number> {
   const { readState, readiness, formatState } = await import('./status.ts');
   let file = flags.get('state-file');
   if (file === undefined && flags.has('config')) {
-    const { readFileSync } = await import('node:fs');
     const j = JSON.parse(readFileSync(flags.get('config') as string, 'utf8')) as { stateFile?: unknown };
     if (typeof j.stateFile === 'string') file = j.stateFile;
   }
