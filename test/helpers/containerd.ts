@@ -7,15 +7,19 @@ import { repoRoot } from './run-plugin.ts';
 
 // Debian's containerd (+ runc) started by a test: everything under one temp directory
 // (root, state, its own gRPC socket, CNI bin and conf dirs), CRI plugin pointed at those
-// CNI dirs, a hand-made pause image imported with `ctr`, and the whole daemon run inside
-// a test "host" network namespace (nsenter --net only: same mount namespace), so the
-// CNI plugins it runs create their bridges and rules there, never on the real host.
-// Stopped by PID; `stop()` then checks that no shim and no mount of ours is left.
-//
-// Paths containerd 1.6 does not let us move: pod network namespaces are bind-mounted at
-// /var/run/netns/cni-<uuid> (removed with the sandbox), shim sockets live in
-// /run/containerd/s/<hash of our socket path> (removed when the shim exits; stop()
-// removes the directories once empty). runc's state goes under our temp dir.
+// CNI dirs, a hand-made pause image imported with `ctr`. The daemon runs
+//   - in a test "host" network namespace, so the CNI plugins it runs create their
+//     bridges and rules there, never on the real host, and
+//   - in its own mount namespace (propagation slave: it sees the host's mounts, the host
+//     does not see its own), where /var/lib is an overlay whose writes land in the temp
+//     dir: the CRI plugin's libcni result cache (/var/lib/cni, not configurable in 1.6)
+//     never reaches the host, and neither do the pod netns bind mounts
+//     (/var/run/netns/cni-<uuid>) and container rootfs mounts.
+// Commands that need those paths (a pod's netns) go through `inMountNs`/`inPod`.
+// Stopped by PID; `stop()` reports any shim or mount of ours that was still there.
+// Left on the host only while it runs: shim sockets in /run/containerd/s/ (fixed in
+// 1.6; stop() removes the directory once empty) and the empty mount-point files of pod
+// netns in /run/netns (removed with each sandbox). runc's state goes under the temp dir.
 
 export const CONTAINERD = '/usr/bin/containerd';
 export const CTR = '/usr/bin/ctr';
@@ -39,6 +43,25 @@ export interface ContainerdOptions {
   streamPort: number;
   /** Parent cgroup for the sandboxes (cgroupfs path), removed on stop. */
   cgroupParent: string;
+}
+
+/** A private mount namespace that still sees mounts made on the host afterwards. */
+const UNSHARE = ['unshare', '--mount', '--propagation', 'slave', '--'];
+
+function shq(s: string): string {
+  return `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/** Shell lines that put an overlay on /var/lib whose writes go under `dir`. */
+function privateMounts(dir: string): string {
+  const up = join(dir, 'varlib-up');
+  const work = join(dir, 'varlib-work');
+  return [
+    'set -e',
+    `mkdir -p ${shq(up)} ${shq(work)}`,
+    `mount -t overlay overlay -o ${shq(`lowerdir=/var/lib,upperdir=${up},workdir=${work}`)} /var/lib`,
+    '',
+  ].join('\n');
 }
 
 function toml(s: string): string {
@@ -131,7 +154,8 @@ disabled_plugins = [
     writeFileSync(configFile, this.config());
     const log = openSync(this.logFile, 'a');
     try {
-      this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.hostNs}`, CONTAINERD, '--config', configFile], {
+      const script = `${privateMounts(this.dir)}exec ${CONTAINERD} --config ${shq(configFile)}`;
+      this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.hostNs}`, ...UNSHARE, '/bin/sh', '-c', script], {
         stdio: ['ignore', log, log],
         env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
       });
@@ -212,23 +236,84 @@ disabled_plugins = [
     return out;
   }
 
-  /** Mount points under this containerd's temp directory. */
+  /**
+   * Container mounts in containerd's mount namespace: anything under the temp dir
+   * (rootfs, shm) and pod netns bind mounts. Empty once every sandbox is removed.
+   */
   mounts(): string[] {
-    return readFileSync('/proc/self/mountinfo', 'utf8')
+    const pid = this.runningPid();
+    if (pid === undefined) return [];
+    let info: string;
+    try {
+      info = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    } catch {
+      return [];
+    }
+    return info
       .split('\n')
       .map((l) => l.split(' ')[4] ?? '')
-      .filter((m) => m.startsWith(this.dir));
+      .filter((m) => m.startsWith(`${this.dir}/`) || /^\/(var\/)?run\/netns\/cni-/.test(m));
+  }
+
+  private runningPid(): number | undefined {
+    const p = this.proc;
+    return p && p.exitCode === null && p.signalCode === null ? p.pid : undefined;
+  }
+
+  /** Runs `argv` in containerd's mount namespace (where pod netns paths exist). */
+  inMountNs(argv: string[]): string {
+    const pid = this.runningPid();
+    if (pid === undefined) throw new Error('containerd is not running');
+    return execFileSync('nsenter', [`--target=${pid}`, '--mount', '--', ...argv], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+  }
+
+  /** Runs `argv` in a pod's network namespace (a path from PodSandboxStatus). */
+  inPod(netnsPath: string, argv: string[]): string {
+    return this.inMountNs(['nsenter', `--net=${netnsPath}`, '--', ...argv]);
+  }
+
+  /**
+   * `ctr run --cni`: ctr itself runs the CNI plugins, from the fixed /etc/cni/net.d and
+   * /opt/cni/bin, caching in /var/lib/cni. It runs in its own mount namespace where
+   * those are private: /etc and /var/lib are overlays writing into the temp dir, /opt a
+   * tmpfs with `binDir` bound at /opt/cni/bin, `confFiles` copied to /etc/cni/net.d.
+   * And in the host namespace, like containerd, so the plugins' links stay there.
+   */
+  ctrRunCni(binDir: string, confFiles: string[], args: string[]): string {
+    const work = mkdtempSync(join(this.dir, 'ctr-cni-'));
+    const script = [
+      privateMounts(work),
+      `mkdir -p ${shq(join(work, 'etc-up'))} ${shq(join(work, 'etc-work'))}`,
+      `mount -t overlay overlay -o ${shq(`lowerdir=/etc,upperdir=${join(work, 'etc-up')},workdir=${join(work, 'etc-work')}`)} /etc`,
+      'mkdir -p /etc/cni/net.d',
+      ...confFiles.map((f) => `cp ${shq(f)} /etc/cni/net.d/`),
+      'mount -t tmpfs tmpfs /opt',
+      'mkdir -p /opt/cni/bin',
+      `mount --bind ${shq(binDir)} /opt/cni/bin`,
+      `exec ${CTR} -a ${shq(this.socket)} -n k8s.io run --cni --runc-root ${shq(join(work, 'runc'))} --fifo-dir ${shq(join(work, 'fifo'))} ${args.map(shq).join(' ')}`,
+    ].join('\n');
+    return execFileSync('nsenter', [`--net=/run/netns/${this.opts.hostNs}`, ...UNSHARE, '/bin/sh', '-c', script], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 120_000,
+    });
   }
 
   /**
    * Stops containerd by PID (SIGTERM, then SIGKILL after 10 s), then cleans up what a
-   * crashed test may have left: our shims (by PID), our mounts, the cgroup parent, the
-   * temp directory. Returns what had to be cleaned after containerd exited (empty when
-   * the test removed its sandboxes properly).
+   * crashed test may have left: our shims (by PID; their mount namespace, with any
+   * container mount, goes with them), the cgroup parent, the temp directory. Returns the
+   * container mounts present just before the stop and the shims still running after
+   * it (both empty when the test removed its sandboxes properly).
    */
   async stop(): Promise<{ shims: number[]; mounts: string[] }> {
     this.client?.close();
     this.client = undefined;
+    const mountsBefore = this.mounts();
     const proc = this.proc;
     if (proc && proc.exitCode === null && proc.signalCode === null) {
       const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -237,7 +322,7 @@ disabled_plugins = [
       await exited;
       clearTimeout(timer);
     }
-    const leftover = { shims: this.shimPids(), mounts: this.mounts() };
+    const leftover = { shims: this.shimPids(), mounts: mountsBefore };
     for (const pid of leftover.shims) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -245,13 +330,7 @@ disabled_plugins = [
         // gone
       }
     }
-    for (const m of [...leftover.mounts].reverse()) {
-      try {
-        execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-      } catch {
-        // already gone
-      }
-    }
+    // (the mounts lived in containerd's mount namespace: gone with it and its shims)
     removeCgroupParent(this.opts.cgroupParent);
     rmSync(this.dir, { recursive: true, force: true });
     // the shim socket directory is fixed in containerd 1.6; drop it once empty

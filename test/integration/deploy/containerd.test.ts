@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
-import { buildPauseImage, Containerd, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
+import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames } from './fixtures.ts';
@@ -54,10 +54,6 @@ function copyRefPlugins(c: Containerd, names: string[]): void {
   for (const n of names) copyFileSync(join(refBinDir, n), join(c.cniBinDir, n));
 }
 
-function inPod(netnsPath: string, cmd: string[]): string {
-  return execFileSync('nsenter', [`--net=${netnsPath}`, ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
 interface Pod {
   id: string;
   ip: string;
@@ -89,15 +85,15 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
     const ip = st.status.network?.ip ?? '';
     expect(ip.startsWith(subnetPrefix), `pod ip ${ip}`).toBe(true);
     const path = await cri.netnsPath(id);
-    const addrs = JSON.parse(inPod(path, ['ip', '-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ local: string }> }>;
+    const addrs = JSON.parse(c.inPod(path, ['ip', '-j', 'addr', 'show', 'eth0'])) as Array<{ addr_info: Array<{ local: string }> }>;
     expect(addrs[0]?.addr_info.map((a) => a.local)).toContain(ip);
     pods.push({ id, ip, netns: path });
   }
   expect(new Set(pods.map((p) => p.ip)).size).toBe(PODS);
   for (const [i, p] of pods.entries()) {
     const next = pods[(i + 1) % PODS]!;
-    inPod(p.netns, ['ping', '-c', '1', '-W', '2', next.ip]);
-    inPod(p.netns, ['ping', '-c', '1', '-W', '2', gateway]);
+    c.inPod(p.netns, ['ping', '-c', '1', '-W', '2', next.ip]);
+    c.inPod(p.netns, ['ping', '-c', '1', '-W', '2', gateway]);
   }
   return pods;
 }
@@ -111,7 +107,8 @@ async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: s
     await c.cri().removePodSandbox(p.id);
   }
   expect(await c.cri().listPodSandbox()).toEqual([]);
-  for (const p of pods) expect(existsSync(p.netns), p.netns).toBe(false);
+  for (const p of pods) expect(c.inMountNs(['sh', '-c', `test -e '${p.netns}' && echo present || echo gone`]).trim(), p.netns).toBe('gone');
+  expect(c.mounts()).toEqual([]);
   expect(linkNames(host).sort()).toEqual([...hostLinks].sort());
 }
 
@@ -285,5 +282,49 @@ describe('the installer image run in containerd', () => {
     run();
     expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
     await stopClean(c);
+  });
+});
+
+describe('ctr run --cni, kept away from the host\'s /etc/cni, /opt/cni and /var/lib/cni', () => {
+  const hostPaths = ['/etc/cni', '/opt/cni', '/var/lib/cni'];
+
+  async function ctrRunCase(main: 'bridge' | 'strand-bridge', ipamType: 'host-local' | 'strand-ipam', streamPort: number): Promise<void> {
+    if (main === 'strand-bridge') requireStrandPlugin('strand-bridge');
+    if (ipamType === 'strand-ipam') requireStrandPlugin('strand-ipam');
+    const before = hostPaths.map((p) => existsSync(p));
+    const { c, host } = await startContainerd(streamPort);
+    const prefix = netns!.prefix;
+    const bin = join(c.dir, 'ctr-bin');
+    mkdirSync(bin);
+    for (const n of ['loopback', 'bridge', 'host-local']) copyFileSync(join(refBinDir, n), join(bin, n));
+    if (main === 'strand-bridge' || ipamType === 'strand-ipam') {
+      for (const n of ['strand-bridge', 'strand-ipam']) linkSync(requireStrandPlugin(n), join(bin, n));
+    }
+    const ipamDir = join(c.dir, 'ctr-ipam');
+    const conf = join(c.dir, '10-ctr.conflist');
+    writeFileSync(
+      conf,
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: `${prefix}-ctr`,
+        plugins: [{ type: main, bridge: `${prefix}-cb`, isGateway: true, ipam: { type: ipamType, dataDir: ipamDir, ranges: [[{ subnet: '10.71.0.0/24' }]] } }],
+      }),
+    );
+    const out = c.ctrRunCni(bin, [conf], ['--rm', PAUSE, `${prefix}-ctr`, '/bin/busybox', 'ip', '-o', '-4', 'addr', 'show', 'eth0']);
+    expect(out).toMatch(/inet 10\.71\.0\.\d+\/24/);
+    // --rm ran CNI DEL: no veth, no address record, no container
+    expect(linkNames(host).sort()).toEqual([`${prefix}-cb`, 'lo'].sort());
+    expect(readdirSync(ipamDir, { recursive: true }).filter((f) => /^10\.71\./.test(String(f)))).toEqual([]);
+    expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+    expect(hostPaths.map((p) => existsSync(p))).toEqual(before);
+    await stopClean(c);
+  }
+
+  it('reference bridge + host-local: the container gets an address, --rm removes it', async () => {
+    await ctrRunCase('bridge', 'host-local', 24160);
+  });
+
+  it('strand-bridge + strand-ipam: the container gets an address, --rm removes it', async () => {
+    await ctrRunCase('strand-bridge', 'strand-ipam', 24170);
   });
 });
