@@ -5,22 +5,17 @@
 import { validateMacvlanConf } from '../../gen/validators.js';
 import { loadCniArgs } from '../../lib/cni/args.ts';
 import { CniError, Code } from '../../lib/cni/errors.ts';
-import { delegateCheck, delegateDel, delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
 import { versionGte } from '../../lib/cni/version.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { addSublink, checkAttachment, ipamType, statusMaster } from './plugin.ts';
-import { deleteSublink } from './sublink.ts';
+import { addSublink, checkAttachment, delAttachment, gcAttachments, ipamType, statusAttachment, type SublinkConf } from './plugin.ts';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru';
 
-export interface MacvlanConf extends NetConf {
-  master?: string;
+export interface MacvlanConf extends SublinkConf {
   mode?: '' | MacvlanMode;
-  mtu?: number;
   mac?: string;
-  linkInContainer?: boolean;
   runtimeConfig?: { mac?: string; [k: string]: unknown };
 }
 
@@ -64,40 +59,17 @@ async function cmdAdd(a: CmdArgs, conf: MacvlanConf): Promise<Result> {
   return addSublink(a, conf, { info, mtu: conf.mtu, mac, addresses: { from: 'ipam' } });
 }
 
-async function cmdDel(a: CmdArgs, conf: MacvlanConf): Promise<void> {
-  let linkErr: unknown;
-  try {
-    deleteSublink(a.netns, a.ifName);
-  } catch (e) {
-    linkErr = e;
-  }
-  // IPAM DEL always runs, whatever happened to the link.
-  const type = ipamType(conf);
-  if (type) await delegateDel(type, a.stdinData, a);
-  if (linkErr !== undefined) throw linkErr;
-}
-
 async function cmdCheck(a: CmdArgs, conf: MacvlanConf): Promise<void> {
-  const type = ipamType(conf);
-  if (type) await delegateCheck(type, a.stdinData, a);
-  checkAttachment(a, conf, 'macvlan', modeOf(conf));
+  return checkAttachment(a, conf, 'macvlan', modeOf(conf));
 }
 
 async function cmdStatus(a: CmdArgs, conf: MacvlanConf): Promise<void> {
-  statusMaster(conf);
-  const type = ipamType(conf);
-  if (type) await delegateStatus(type, a.stdinData, a);
-}
-
-async function cmdGc(a: CmdArgs, conf: MacvlanConf): Promise<void> {
-  // The links live in the pods' namespaces and go with them; only IPAM keeps state.
-  const type = ipamType(conf);
-  if (type) await delegateGc(type, a.stdinData, a);
+  return statusAttachment(a, conf, true);
 }
 
 export function main(io: PluginIO): Promise<number> {
   return pluginMain(
-    { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc },
+    { add: cmdAdd, del: delAttachment, check: cmdCheck, status: cmdStatus, gc: gcAttachments },
     { name: 'strand-macvlan', about: 'strand macvlan plugin v0.1.0', parseConfig },
     io,
   );

@@ -7,14 +7,14 @@
 //   4. arp_notify/ndisc_notify, addresses, link up, routes (all on the link: step 2's
 //      undo removes them)
 import { CniError, Code } from '../../lib/cni/errors.ts';
-import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
+import { delegateAddWithRollback, delegateCheck, delegateDel, delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/cni/types.ts';
 import { UndoStack } from '../../lib/ip/undo.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { checkIface, configureIface, nl } from './configure.ts';
-import { checkMtu, checkSublink, createSublink, openPodNetns, resolveMaster } from './sublink.ts';
+import { checkMtu, checkSublink, createSublink, deleteSublink, openPodNetns, resolveMaster } from './sublink.ts';
 
 /** Config fields both plugins share. */
 export interface SublinkConf extends NetConf {
@@ -107,7 +107,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
  * sandbox, the configured master, the link's kind, mode and MAC, its addresses and the
  * routes.
  */
-export function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): void {
+function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): void {
   const prev = conf.prevResult;
   if (!prev) throw new CniError(Code.InvalidNetworkConfig, 'required prevResult missing', 'prevResult: needed by CHECK');
   const idx = (prev.interfaces ?? []).findIndex((i) => i.name === a.ifName && i.sandbox === a.netns);
@@ -128,12 +128,47 @@ export function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' |
   }
 }
 
+/** CHECK: IPAM's CHECK first (as the reference), then the link against prevResult. */
+export async function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): Promise<void> {
+  const type = ipamType(conf);
+  if (type) await delegateCheck(type, a.stdinData, a);
+  checkLink(a, conf, kind, mode);
+}
+
 /**
- * STATUS: ready when the master exists (in the host namespace; with linkInContainer it
- * lives in pods, which STATUS does not name). Code 50 otherwise.
+ * DEL, idempotent: the link goes (a missing namespace or link is success), and IPAM DEL
+ * always runs, whatever happened to the link.
  */
-export function statusMaster(conf: SublinkConf): void {
-  if (conf.linkInContainer) return;
+export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void> {
+  let linkErr: unknown;
+  try {
+    deleteSublink(a.netns, a.ifName);
+  } catch (e) {
+    linkErr = e;
+  }
+  const type = ipamType(conf);
+  if (type) await delegateDel(type, a.stdinData, a);
+  if (linkErr !== undefined) throw linkErr;
+}
+
+/**
+ * STATUS: the master is usable (when `checkMaster`) and IPAM answers its own STATUS.
+ * With linkInContainer the master lives in pods, which STATUS does not name.
+ */
+export async function statusAttachment(a: CmdArgs, conf: SublinkConf, checkMaster: boolean): Promise<void> {
+  if (checkMaster && !conf.linkInContainer) statusMaster(conf);
+  const type = ipamType(conf);
+  if (type) await delegateStatus(type, a.stdinData, a);
+}
+
+/** GC: the links live in the pods' namespaces and go with them; only IPAM keeps state. */
+export async function gcAttachments(a: CmdArgs, conf: SublinkConf): Promise<void> {
+  const type = ipamType(conf);
+  if (type) await delegateGc(type, a.stdinData, a);
+}
+
+/** Code 50 unless the master (or a default route to take it from) exists in the host namespace. */
+function statusMaster(conf: SublinkConf): void {
   const host = Netns.current();
   try {
     resolveMaster(host, host, { master: conf.master, linkInContainer: false });

@@ -1,0 +1,168 @@
+// npm run bench:macvlan [-- --cycles N] [-- --json]
+//
+// ADD and DEL wall time of strand-macvlan against Debian's reference `macvlan` (v1.1.1),
+// both with the reference `host-local` IPAM, alternating in one run (which goes first
+// flips every cycle) so both see the same machine load. Everything happens in namespaces
+// made here: a "host" namespace whose veth end is the master (peer in an "external"
+// namespace), and a fresh pod namespace per cycle. Plugins are started with
+// `nsenter --net=<host ns>` (setns + exec, about 1 ms, the same for both; its own cost is
+// measured and printed). Prints medians, p90, ratios and peak RSS of one ADD of each.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const STRAND = join(root, 'dist', 'bin', 'strand-macvlan');
+const REF = '/usr/lib/cni/macvlan';
+const CNI_PATH = `${join(root, 'dist', 'bin')}:/usr/lib/cni`;
+
+interface Subject {
+  label: string;
+  exe: string;
+  type: string;
+  dataDir: string;
+  add: number[];
+  del: number[];
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function p90(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.9) - 1)]!;
+}
+
+function main(): void {
+  const { values } = parseArgs({ options: { cycles: { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const cycles = Number(values.cycles ?? 40);
+  if (!Number.isInteger(cycles) || cycles < 30) throw new Error('--cycles must be an integer >= 30');
+  if (process.getuid?.() !== 0) throw new Error('bench:macvlan creates network namespaces: run as root');
+  for (const f of [STRAND, REF, '/usr/lib/cni/host-local']) if (!existsSync(f)) throw new Error(`${f} missing (scripts/build.sh, containernetworking-plugins)`);
+
+  const p = `s8${randomBytes(2).toString('hex')}`;
+  const host = `${p}-h`;
+  const ext = `${p}-x`;
+  const tmp = mkdtempSync(join(tmpdir(), `${p}-`));
+  const made: string[] = [];
+  const addNs = (n: string): void => {
+    ip(['netns', 'add', n]);
+    made.push(n);
+  };
+  const subjects: Subject[] = [
+    { label: 'reference macvlan', exe: REF, type: 'macvlan', dataDir: join(tmp, 'ref'), add: [], del: [] },
+    { label: 'strand-macvlan', exe: STRAND, type: 'strand-macvlan', dataDir: join(tmp, 'strand'), add: [], del: [] },
+  ];
+  const hostPath = `/run/netns/${host}`;
+  const run = (s: Subject, verb: string, pod: string, measureRss = false): { ms: number; rssKb?: number } => {
+    const conf = JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'benchmv',
+      type: s.type,
+      master: 'm0',
+      mode: 'bridge',
+      ipam: { type: 'host-local', dataDir: s.dataDir, ranges: [[{ subnet: '10.88.0.0/16' }]], routes: [{ dst: '0.0.0.0/0' }] },
+    });
+    const argv = ['--net=' + hostPath, s.exe];
+    const file = measureRss ? '/usr/bin/time' : 'nsenter';
+    const args = measureRss ? ['-f', '%M', 'nsenter', ...argv] : argv;
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(file, args, {
+      input: conf,
+      encoding: 'utf8',
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        CNI_COMMAND: verb,
+        CNI_CONTAINERID: `${pod}-cid`,
+        CNI_NETNS: `/run/netns/${pod}`,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH,
+      },
+    });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`${s.label} ${verb} failed (exit ${r.status}): ${r.stdout} ${r.stderr}`);
+    if (!measureRss) return { ms };
+    const rssKb = Number(r.stderr.trim().split('\n').pop());
+    return { ms, rssKb };
+  };
+
+  try {
+    addNs(host);
+    addNs(ext);
+    ip(['-n', host, 'link', 'add', 'm0', 'type', 'veth', 'peer', 'name', 'e0', 'netns', ext]);
+    ip(['-n', host, 'link', 'set', 'm0', 'up']);
+    ip(['-n', ext, 'link', 'set', 'e0', 'up']);
+
+    // nsenter's own cost, for reading the absolute figures
+    const base: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = process.hrtime.bigint();
+      spawnSync('nsenter', ['--net=' + hostPath, '/bin/true']);
+      base.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+
+    const rss: Record<string, number> = {};
+    const warm = `${p}-w`;
+    addNs(warm);
+    for (const s of subjects) {
+      rss[s.label] = run(s, 'ADD', warm, true).rssKb ?? 0;
+      run(s, 'DEL', warm);
+    }
+    for (let i = 0; i < cycles; i++) {
+      const pod = `${p}-p${i}`;
+      addNs(pod);
+      const order = i % 2 === 0 ? subjects : [...subjects].reverse();
+      for (const s of order) {
+        s.add.push(run(s, 'ADD', pod).ms);
+        s.del.push(run(s, 'DEL', pod).ms);
+      }
+      ip(['netns', 'del', pod]);
+      made.splice(made.indexOf(pod), 1);
+    }
+
+    const [ref, ours] = subjects as [Subject, Subject];
+    const summary = {
+      bench: 'macvlan',
+      cycles,
+      nsenterMedianMs: +median(base).toFixed(2),
+      reference: { addMedianMs: +median(ref.add).toFixed(2), addP90Ms: +p90(ref.add).toFixed(2), delMedianMs: +median(ref.del).toFixed(2), delP90Ms: +p90(ref.del).toFixed(2), peakRssKb: rss[ref.label] },
+      strand: { addMedianMs: +median(ours.add).toFixed(2), addP90Ms: +p90(ours.add).toFixed(2), delMedianMs: +median(ours.del).toFixed(2), delP90Ms: +p90(ours.del).toFixed(2), peakRssKb: rss[ours.label] },
+      addRatio: +(median(ours.add) / median(ref.add)).toFixed(3),
+      delRatio: +(median(ours.del) / median(ref.del)).toFixed(3),
+    };
+    const row = (l: string, x: typeof summary.strand): string =>
+      `${l.padEnd(18)} ADD ${x.addMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.addP90Ms.toFixed(2).padStart(7)})   DEL ${x.delMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.delP90Ms.toFixed(2).padStart(7)})   peak RSS ${((x.peakRssKb ?? 0) / 1024).toFixed(1)} MiB`;
+    process.stdout.write(
+      [
+        `bench:macvlan  ${cycles} cycles, host-local IPAM for both, alternating; nsenter itself: ${summary.nsenterMedianMs} ms`,
+        row('reference macvlan', summary.reference),
+        row('strand-macvlan', summary.strand),
+        `ratio strand/reference: ADD ${summary.addRatio}, DEL ${summary.delRatio}`,
+        '',
+      ].join('\n'),
+    );
+    if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } finally {
+    for (const n of made.reverse()) {
+      try {
+        ip(['netns', 'del', n]);
+      } catch {
+        // gone
+      }
+    }
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main();
