@@ -1,16 +1,32 @@
-// PLACEHOLDER until the strand-bridge plugin lands: VERSION works (skel answers it), every
-// other verb answers a CNI error saying the plugin is not built yet.
-import { CniError, Code } from '../../lib/cni/errors.ts';
-import { pluginMain, type PluginIO } from '../../lib/cni/skel.ts';
-import type { NetConf } from '../../lib/cni/types.ts';
+// strand-bridge: pods on a Linux bridge of the node through veth pairs, addresses from
+// the IPAM delegate. Options and their meaning are the reference `bridge` plugin's
+// (see config.ts / schema.ts); the verbs live in add.ts, del.ts, check.ts.
+import { delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
+import { pluginMain, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
+import { gcAttachments } from '../../lib/cni/types.ts';
+import { cmdAdd } from './add.ts';
+import { cmdCheck } from './check.ts';
+import { parseConfig, type BridgeConf } from './config.ts';
+import { cmdDel } from './del.ts';
+import { gcMasq } from './masq.ts';
 
-const name = 'strand-bridge';
+export const NAME = 'strand-bridge';
+export const VERSION = '0.1.0';
 
-function notBuilt(): Promise<never> {
-  return Promise.reject(new CniError(Code.NotImplemented, `${name} is not built yet`));
+async function cmdStatus(a: CmdArgs, conf: BridgeConf): Promise<void> {
+  if (conf.ipamType) await delegateStatus(conf.ipamType, a.stdinData, a);
+}
+
+/** GC: IPAM's GC, then the masquerade rules of attachments no longer valid. */
+async function cmdGc(a: CmdArgs, conf: BridgeConf): Promise<void> {
+  if (conf.ipamType) await delegateGc(conf.ipamType, a.stdinData, a);
+  if (conf.ipMasq) await gcMasq(conf.name, gcAttachments(conf));
 }
 
 export function main(io: PluginIO): Promise<number> {
-  const funcs = { add: notBuilt, del: notBuilt, check: notBuilt, status: notBuilt, gc: notBuilt };
-  return pluginMain(funcs, { name, about: `${name} (placeholder)`, parseConfig: (raw: NetConf) => raw }, io);
+  return pluginMain<BridgeConf>(
+    { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc },
+    { name: NAME, about: `strand bridge plugin v${VERSION}`, parseConfig },
+    io,
+  );
 }

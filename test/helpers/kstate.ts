@@ -299,6 +299,23 @@ export function snapshot(opts: SnapshotOptions): Snapshot {
   return snap;
 }
 
+/**
+ * Waits until no IPv6 address in the namespaces is tentative: local routes and anycast
+ * routes of an address appear when its duplicate address detection ends (about a second
+ * with accept_dad=1), so snapshots taken before that differ by timing alone.
+ */
+export async function waitDadSettled(namespaces: string[], timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const busy = namespaces.some((ns) =>
+      ipj<IpAddrLink[]>(ns, ['addr', 'show']).some((l) => (l.addr_info ?? []).some((a) => a['tentative'] === true)),
+    );
+    if (!busy) return;
+    if (Date.now() > deadline) throw new Error(`IPv6 addresses still tentative after ${timeoutMs} ms in ${namespaces.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 // ---------------------------------------------------------------------------------
 // Normalisation
 

@@ -101,9 +101,20 @@ export class BridgeEnv {
     return listFiles(this.dataDir);
   }
 
-  /** Reserved addresses in host-local's store (files named by IP; lock/last_reserved excluded). */
+  /**
+   * What the IPAM store still holds for attachments: host-local's files named by IP
+   * (lock and last_reserved_ip excluded), strand-ipam's local-store attachments.
+   */
   ipamReservations(): string[] {
-    return Object.keys(this.ipamFiles()).filter((f) => !/(^|\/)(lock|last_reserved_ip\.\d+)$/.test(f));
+    const out: string[] = [];
+    for (const [f, body] of Object.entries(this.ipamFiles())) {
+      if (/(^|\/)(lock|last_reserved_ip\.\d+|strand-ipam\.lock)$/.test(f)) continue;
+      if (f.endsWith('strand-ipam.json')) {
+        const doc = JSON.parse(body) as { attachments?: Record<string, unknown> };
+        out.push(...Object.keys(doc.attachments ?? {}).map((k) => `${f}:${k}`));
+      } else out.push(f);
+    }
+    return out;
   }
 
   cleanup(): void {

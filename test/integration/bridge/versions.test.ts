@@ -47,6 +47,7 @@ describe.each(cases)('%s, spec %s', (_label, v, bin) => {
     const results: any[] = [];
     for (const p of pods) results.push(ok(await env.run(bin, host, 'ADD', p, conf), `ADD ${p.podNs}`));
 
+    expect(env.ipamReservations()).toHaveLength(2);
     for (const [i, r] of results.entries()) {
       const pod = pods[i]!;
       expect(r.cniVersion).toBe(v);

@@ -1,0 +1,223 @@
+// ADD: the bridge, a veth pair with the container end made directly inside the pod
+// namespace, IPAM through the delegate, addresses and routes in the pod, the gateway on
+// the bridge, forwarding, masquerading. Every side effect pushes an undo step; a failure
+// anywhere unwinds them last-in-first-out (IPAM DEL included), so a failed ADD leaves
+// no veth, no address and no reserved IP behind.
+import { CniError, Code } from '../../lib/cni/errors.ts';
+import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
+import type { CmdArgs } from '../../lib/cni/skel.ts';
+import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
+import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/ip/cidr.ts';
+import { configureIface } from '../../lib/ip/ipam-config.ts';
+import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, trySysctl, waitOperUp } from '../../lib/ip/link.ts';
+import { UndoStack } from '../../lib/ip/undo.ts';
+import { isNetlinkError } from '../../lib/netlink/errors.ts';
+import { Netns } from '../../lib/netlink/netns.ts';
+import * as rtnl from '../../lib/netlink/rtnl.ts';
+import { checkAddConfig, resolveMac, type BridgeConf } from './config.ts';
+import { setupMasq, teardownMasq } from './masq.ts';
+import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
+import { ensureVlanGateway, setPortVlans } from './vlan.ts';
+
+/** Index of the container interface in the result's `interfaces` (bridge, host veth, container). */
+export const CONTAINER_IF_INDEX = 2;
+
+/** Opens the pod's namespace; a missing or wrong path is the runtime's error (code 4). */
+export function openPodNetns(path: string): Netns {
+  try {
+    return Netns.open(path);
+  } catch (e) {
+    if (isNetlinkError(e)) throw new CniError(Code.InvalidEnvironment, `failed to open netns ${JSON.stringify(path)}`, e.message, { cause: e });
+    throw e;
+  }
+}
+
+interface Gateway {
+  family: 4 | 6;
+  /** The gateway address with the pod subnet's prefix ("10.1.0.1/24"), for the bridge. */
+  cidr: string;
+}
+
+/**
+ * Per IP: the interface index, the gateway (first address of the subnet when IPAM gave
+ * none and the bridge is the gateway), a default route per family when the bridge is the
+ * default gateway and IPAM gave no default route with a gateway. Returns the addresses
+ * the bridge must carry.
+ */
+export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' | 'isDefaultGateway'>): Gateway[] {
+  const gws: Gateway[] = [];
+  const defaultFound = { 4: false, 6: false };
+  const routes: Route[] = (result.routes ??= []);
+  for (const ip of result.ips ?? []) {
+    const c = parseCidr(ip.address);
+    const fam = c.family;
+    ip.interface = CONTAINER_IF_INDEX;
+    if (ip.gateway === undefined && conf.isGateway) {
+      const gw = nextIP(addrOf(network(c)));
+      if (gw) ip.gateway = formatIP(gw);
+    }
+    if (conf.isDefaultGateway && !defaultFound[fam]) {
+      defaultFound[fam] = routes.some((r) => {
+        const d = tryParseCidr(r.dst);
+        return r.gw !== undefined && d !== undefined && d.family === fam && d.prefix === 0;
+      });
+      if (!defaultFound[fam]) {
+        const route: Route = { dst: fam === 4 ? '0.0.0.0/0' : '::/0' };
+        if (ip.gateway !== undefined) route.gw = ip.gateway;
+        routes.push(route);
+        defaultFound[fam] = true;
+      }
+    }
+    if (conf.isGateway && ip.gateway !== undefined) gws.push({ family: fam, cidr: `${ip.gateway}/${c.prefix}` });
+  }
+  return gws;
+}
+
+function sameAddr(a: string, b: string): boolean {
+  const x = tryParseCidr(a);
+  const y = tryParseCidr(b);
+  return !!x && !!y && x.family === y.family && x.ip === y.ip && x.prefix === y.prefix;
+}
+
+/**
+ * Puts gateway address `gw` on link `dev` (the bridge, or its VLAN gateway interface).
+ * Present already: nothing to do. Another IPv4 address, or an overlapping IPv6 one:
+ * replaced when forceAddress, else an error. Then the link's MAC is pinned to `pinMac`
+ * (the bridge's own, read before ports joined) so it stops following port churn. Undo
+ * removes the address again (restoring a replaced one) when no other port uses the link.
+ */
+function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: boolean, pinMac: string | undefined, ownPort: number, undo: UndoStack): void {
+  const have = nl(`could not get list of IP addresses of ${dev.name}`, () => rtnl.listAddrs(host, { link: dev.index, version: gw.family }));
+  if (have.some((a) => sameAddr(a.address, gw.cidr))) return;
+  for (const a of have) {
+    if (gw.family === 4 || overlaps(a.address, gw.cidr)) {
+      if (!force) throw new CniError(Code.InvalidNetworkConfig, `${JSON.stringify(dev.name)} already has an IP address different from ${gw.cidr}`, `forceAddress: ${a.address} is on ${dev.name}`);
+      nl(`could not remove IP address from ${JSON.stringify(dev.name)}`, () => rtnl.delAddr(host, { link: dev.index, address: a.address }));
+      undo.push(`restore ${a.address} on ${dev.name}`, () => rtnl.newAddr(host, { link: dev.index, address: a.address }));
+    }
+  }
+  try {
+    rtnl.newAddr(host, { link: dev.index, address: gw.cidr });
+    undo.push(`remove gateway ${gw.cidr} from ${dev.name}`, () => {
+      // Other pods already route through it: leave it.
+      if (bridgePorts(host, dev.master ?? dev.index).some((p) => p !== ownPort)) return;
+      try {
+        rtnl.delAddr(host, { link: dev.index, address: gw.cidr });
+      } catch (e) {
+        if (!isNetlinkError(e, 'EADDRNOTAVAIL')) throw e;
+      }
+    });
+  } catch (e) {
+    if (!isNetlinkError(e, 'EEXIST')) {
+      if (isNetlinkError(e)) throw new CniError(Code.NetlinkFailure, `could not add IP address ${gw.cidr} to ${JSON.stringify(dev.name)}`, e.message, { cause: e });
+      throw e;
+    }
+  }
+  if (pinMac) nl(`could not set ${dev.name}'s mac`, () => rtnl.setLink(host, dev.index, { mac: pinMac }));
+}
+
+function dnsSet(d: DNS | undefined): d is DNS {
+  return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
+}
+
+export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
+  checkAddConfig(conf);
+  const mac = resolveMac(conf, a.args);
+  const pod = openPodNetns(a.netns);
+  const host = Netns.current();
+  const undo = new UndoStack((m) => a.log?.warn(m));
+  try {
+    return await undo.run(async () => {
+      // 1. the bridge
+      const br = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
+      const brMacAtStart = br.mac;
+
+      // 2. the veth pair: container end created inside the pod, host end on the bridge
+      const veth = createVeth(host, pod, { ifName: a.ifName, mtu: conf.mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
+      trySysctl(host, `net/ipv6/conf/${veth.host.name}/accept_ra`, '0');
+      if (conf.hairpinMode || conf.portIsolation) {
+        nl(`failed to set bridge port options on ${veth.host.name}`, () =>
+          rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),
+        );
+      }
+      if (conf.vlanFiltering) setPortVlans(host, veth.host.index, conf);
+
+      const hostIf: Interface = { name: veth.host.name };
+      const contIf: Interface = { name: a.ifName, sandbox: a.netns };
+      if (veth.cont.mac) contIf.mac = veth.cont.mac;
+      const brIf: Interface = { name: br.name };
+      const result: Result = { cniVersion: '1.1.0', interfaces: [brIf, hostIf, contIf] };
+
+      // 3. MAC spoof check
+      if (conf.macspoofchk) {
+        const ref = spoofRefId(a.containerId, a.ifName);
+        await setupSpoofCheck(veth.host.name, veth.cont.mac ?? '', ref);
+        undo.push('remove macspoofchk rules', () => teardownSpoofCheck(ref));
+      }
+
+      if (conf.ipamType) {
+        // 4. IPAM
+        const ipamType = conf.ipamType;
+        const ipam = await delegateAddWithRollback(ipamType, a.stdinData, a);
+        undo.push(`IPAM DEL (${ipamType})`, () => delegateDel(ipamType, a.stdinData, a));
+        if (!ipam.ips?.length) throw new CniError(Code.Internal, 'IPAM plugin returned missing IP config');
+        result.ips = ipam.ips.map((ip): IPConfig => ({ ...ip }));
+        result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
+        if (ipam.dns) result.dns = ipam.dns;
+        const gateways = calcGateways(result, conf);
+
+        // 5. the pod side: sysctls, addresses, up, routes
+        if (conf.enabledad) {
+          trySysctl(pod, `net/ipv6/conf/${a.ifName}/enhanced_dad`, '1');
+          trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '1');
+        } else {
+          trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '0');
+        }
+        trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
+        await configureIface(pod, { index: veth.cont.index, name: a.ifName }, result, CONTAINER_IF_INDEX, a.log);
+
+        // 6. the gateway on the bridge (or its VLAN interface), forwarding
+        if (conf.isGateway) {
+          let gwDev = br;
+          let gwPin = brMacAtStart;
+          if (conf.vlan !== 0 && gateways.length) {
+            const v = ensureVlanGateway(host, br, conf, undo);
+            gwDev = v.link;
+            gwPin = undefined;
+            result.interfaces!.push(v.iface);
+          }
+          for (const fam of [4, 6] as const) {
+            const mine = gateways.filter((g) => g.family === fam);
+            for (const g of mine) ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
+            if (mine.length) enableForwarding(host, fam, undo);
+          }
+        }
+
+        // 7. masquerading
+        if (conf.ipMasq) {
+          const addrs = result.ips.map((ip) => ip.address);
+          undo.push('remove masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
+          await setupMasq(conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
+        }
+      } else if (!conf.disableContainerInterface) {
+        nl(`failed to set ${JSON.stringify(a.ifName)} up`, () => rtnl.setLink(pod, veth.cont.index, { up: true }));
+      }
+
+      // 8. the port must be up; then the final MACs (the host end's may change, the
+      // bridge's follows its lowest port until an address pins it)
+      let hostLink = veth.host;
+      if (!conf.disableContainerInterface) hostLink = await waitOperUp(host, veth.host.index);
+      else hostLink = nl(`failed to look up ${veth.host.name}`, () => rtnl.getLink(host, veth.host.index));
+      if (hostLink.mac) hostIf.mac = hostLink.mac;
+      const brNow = nl(`could not look up bridge ${conf.bridge}`, () => rtnl.getLink(host, br.index));
+      if (brNow.mac) brIf.mac = brNow.mac;
+
+      if (dnsSet(conf.dns)) result.dns = conf.dns;
+      return result;
+    });
+  } finally {
+    pod.close();
+    host.close();
+  }
+}
+

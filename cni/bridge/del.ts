@@ -1,0 +1,55 @@
+// DEL, idempotent: a missing netns, link or address is success. The pod's interface goes
+// first (its veth peer on the bridge goes with it), then IPAM DEL, which always runs, then
+// the MAC spoof-check and masquerade rules (found by name, so they are removed even when
+// the pod's namespace is already gone). The bridge stays, as with the reference plugin.
+import { CniError, Code } from '../../lib/cni/errors.ts';
+import { delegateDel } from '../../lib/cni/invoke.ts';
+import type { CmdArgs } from '../../lib/cni/skel.ts';
+import { deleteLinkIfPresent, netlinkFailure } from '../../lib/ip/link.ts';
+import { isNetlinkError } from '../../lib/netlink/errors.ts';
+import { Netns } from '../../lib/netlink/netns.ts';
+import type { BridgeConf } from './config.ts';
+import { teardownMasq } from './masq.ts';
+import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
+
+/** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
+function deletePodLink(a: CmdArgs): void {
+  if (!a.netns) return;
+  let pod: Netns;
+  try {
+    pod = Netns.open(a.netns);
+  } catch (e) {
+    if (isNetlinkError(e, 'ENOENT')) return; // the runtime already removed the namespace
+    if (isNetlinkError(e)) throw new CniError(Code.InvalidEnvironment, `failed to open netns ${JSON.stringify(a.netns)}`, e.message, { cause: e });
+    throw e;
+  }
+  try {
+    deleteLinkIfPresent(pod, a.ifName);
+  } catch (e) {
+    if (isNetlinkError(e)) throw netlinkFailure(`failed to delete ${JSON.stringify(a.ifName)}`, e);
+    throw e;
+  } finally {
+    pod.close();
+  }
+}
+
+export async function cmdDel(a: CmdArgs, conf: BridgeConf): Promise<void> {
+  // Every step runs; the first failure is reported after the others had their turn.
+  const errors: unknown[] = [];
+  const step = async (what: string, fn: () => unknown): Promise<void> => {
+    try {
+      await fn();
+    } catch (e) {
+      a.log?.warn(`DEL: ${what} failed`, e);
+      errors.push(e);
+    }
+  };
+  await step('removing the pod interface', () => deletePodLink(a));
+  if (conf.ipamType) {
+    const t = conf.ipamType;
+    await step(`IPAM DEL (${t})`, () => delegateDel(t, a.stdinData, a));
+  }
+  if (conf.macspoofchk) await step('removing macspoofchk rules', () => teardownSpoofCheck(spoofRefId(a.containerId, a.ifName)));
+  if (conf.ipMasq && conf.ipamType) await step('removing masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
+  if (errors.length) throw errors[0];
+}

@@ -1,0 +1,225 @@
+// Link helpers for the plugins, built on rtnl: a netlink step that fails as a CniError
+// naming what failed, bridge ensure/cleanup, a veth pair whose container end is created
+// directly inside the pod namespace, forwarding sysctls, waiting for a link to come up.
+// Every helper that changes the host can push its own undo onto an UndoStack.
+import { randomBytes } from 'node:crypto';
+import { CniError, Code } from '../cni/errors.ts';
+import { isNetlinkError, type NetlinkError } from '../netlink/errors.ts';
+import type { Netns } from '../netlink/netns.ts';
+import * as rtnl from '../netlink/rtnl.ts';
+import type { UndoStack } from './undo.ts';
+
+/** A NetlinkError as the CniError a plugin reports (code 101), saying what failed. */
+export function netlinkFailure(what: string, e: NetlinkError): CniError {
+  return new CniError(Code.NetlinkFailure, what, e.message, { cause: e });
+}
+
+/** Runs one netlink step; a NetlinkError becomes CniError 101 with `what` as the message. */
+export function nl<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (isNetlinkError(e)) throw netlinkFailure(what, e);
+    throw e;
+  }
+}
+
+/** Like nl() but "no such device" is undefined instead of an error. */
+export function nlMaybe<T>(what: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if (isNetlinkError(e, 'ENODEV')) return undefined;
+    if (isNetlinkError(e)) throw netlinkFailure(what, e);
+    throw e;
+  }
+}
+
+// ------------------------------------------------------------------------- bridge ----
+
+export interface BridgeSpec {
+  name: string;
+  /** 0 or undefined: the kernel's default. Only used when the bridge is created. */
+  mtu?: number;
+  promisc?: boolean;
+  /** Only used when the bridge is created. */
+  vlanFiltering?: boolean;
+}
+
+/**
+ * Makes sure bridge `spec.name` exists and is up (creating it with the given MTU and
+ * VLAN filtering), promiscuous when asked, accept_ra off (we own its routes). A link of
+ * that name that is not a bridge is an error. When this call created the bridge it pushes
+ * an undo that deletes it again, unless other ports have joined it by then.
+ */
+export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): rtnl.Link {
+  let created = false;
+  try {
+    const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
+    if (spec.mtu) link.mtu = spec.mtu;
+    rtnl.newLink(host, link);
+    created = true;
+  } catch (e) {
+    if (!isNetlinkError(e, 'EEXIST')) {
+      if (isNetlinkError(e)) throw netlinkFailure(`could not add bridge ${JSON.stringify(spec.name)}`, e);
+      throw e;
+    }
+  }
+  let br = nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+  if (created && undo) {
+    const index = br.index;
+    undo.push(`delete bridge ${spec.name}`, () => deleteBridgeIfUnused(host, index));
+  }
+  if (br.kind !== 'bridge') {
+    throw new CniError(Code.InvalidNetworkConfig, `${JSON.stringify(spec.name)} already exists but is not a bridge`, `bridge: ${spec.name} is a ${br.kind ?? 'device'}`);
+  }
+  const change: rtnl.SetLinkSpec = {};
+  if (spec.promisc && !br.promisc) change.promisc = true;
+  if (!br.up) change.up = true;
+  // We own the routes of this interface: no router advertisements (errors ignored, as
+  // the reference does: IPv6 may be disabled).
+  try {
+    rtnl.sysctlSet(host, `net/ipv6/conf/${spec.name}/accept_ra`, '0');
+  } catch {
+    // no IPv6 on this link
+  }
+  if (Object.keys(change).length) {
+    nl(`could not set bridge ${JSON.stringify(spec.name)} up`, () => rtnl.setLink(host, br.index, change));
+    br = { ...br, up: true, promisc: br.promisc || !!change.promisc };
+  }
+  return br;
+}
+
+/** Indexes of the links enslaved to bridge `bridgeIndex`. */
+export function bridgePorts(ns: Netns, bridgeIndex: number): number[] {
+  return rtnl
+    .listLinks(ns)
+    .filter((l) => l.master === bridgeIndex)
+    .map((l) => l.index);
+}
+
+/** Deletes a bridge this ADD created, unless someone else attached a port meanwhile. */
+function deleteBridgeIfUnused(host: Netns, index: number): void {
+  if (bridgePorts(host, index).length) return;
+  try {
+    rtnl.delLink(host, index);
+  } catch (e) {
+    if (!isNetlinkError(e, 'ENODEV')) throw e;
+  }
+}
+
+// --------------------------------------------------------------------------- veth ----
+
+/** "veth" + 8 random hex digits, as the reference plugins name host-side veths. */
+export function randomVethName(): string {
+  return `veth${randomBytes(4).toString('hex')}`;
+}
+
+export interface VethSpec {
+  /** The container end's name inside `pod` (CNI_IFNAME). */
+  ifName: string;
+  /** The host end's name; default random veth<hex> (retried on a clash). */
+  hostName?: string;
+  mtu?: number;
+  /** MAC of the container end. */
+  mac?: string;
+  /** Enslave the host end to this bridge at creation. */
+  master?: number;
+  /** Bring the host end up at creation. */
+  hostUp?: boolean;
+}
+
+export interface VethPair {
+  host: rtnl.Link;
+  cont: rtnl.Link;
+}
+
+/**
+ * Creates a veth pair in one RTM_NEWLINK: the host end in `host` (optionally enslaved to
+ * a bridge and up), the container end directly inside `pod` as `spec.ifName` (down). A
+ * clash on the random host name is retried; a clash on the container name is CniError 4.
+ * Pushes an undo deleting the pair.
+ */
+export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoStack): VethPair {
+  for (let attempt = 0; ; attempt++) {
+    const hostName = spec.hostName ?? randomVethName();
+    const peer: rtnl.VethPeerSpec = { name: spec.ifName, netns: pod };
+    if (spec.mtu) peer.mtu = spec.mtu;
+    if (spec.mac) peer.mac = spec.mac.toLowerCase().replace(/-/g, ':');
+    const link: rtnl.NewLinkSpec = { name: hostName, info: { kind: 'veth', peer } };
+    if (spec.mtu) link.mtu = spec.mtu;
+    if (spec.master !== undefined) link.master = spec.master;
+    if (spec.hostUp) link.up = true;
+    try {
+      rtnl.newLink(host, link);
+    } catch (e) {
+      if (isNetlinkError(e, 'EEXIST')) {
+        if (spec.hostName === undefined && attempt < 10 && rtnl.findLink(host, hostName)) continue;
+        if (!rtnl.findLink(host, hostName)) {
+          throw new CniError(Code.InvalidEnvironment, `container veth name ${JSON.stringify(spec.ifName)} already exists`, `CNI_IFNAME: ${spec.ifName} exists in ${pod}`, { cause: e });
+        }
+        throw new CniError(Code.NetlinkFailure, `host veth name ${JSON.stringify(hostName)} already exists`, e.message, { cause: e });
+      }
+      if (isNetlinkError(e)) throw netlinkFailure(`failed to create veth pair ${hostName}/${spec.ifName}`, e);
+      throw e;
+    }
+    undo?.push(`delete veth ${spec.ifName}`, () => void deleteLinkIfPresent(pod, spec.ifName));
+    const cont = nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
+    const hostLink = nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
+    return { host: hostLink, cont };
+  }
+}
+
+/** Deletes a link; a link that is already gone is fine. */
+export function deleteLinkIfPresent(ns: Netns, ref: rtnl.LinkRef): boolean {
+  try {
+    rtnl.delLink(ns, ref);
+    return true;
+  } catch (e) {
+    if (isNetlinkError(e, 'ENODEV')) return false;
+    throw e;
+  }
+}
+
+// ------------------------------------------------------------------------ sysctls ----
+
+/** Sets a sysctl, ignoring failures (the reference plugins ignore these too). */
+export function trySysctl(ns: Netns, name: string, value: string): boolean {
+  try {
+    rtnl.sysctlSet(ns, name, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Turns on IPv4 or IPv6 forwarding in `ns` (net.ipv4.ip_forward,
+ * net.ipv6.conf.all.forwarding) unless it is on; pushes an undo turning it back off
+ * when this call turned it on.
+ */
+export function enableForwarding(ns: Netns, family: 4 | 6, undo?: UndoStack): void {
+  const key = family === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
+  const cur = nl(`failed to read ${key}`, () => rtnl.sysctlGet(ns, key));
+  if (cur === '1') return;
+  nl(`failed to enable forwarding (${key})`, () => rtnl.sysctlSet(ns, key, '1'));
+  undo?.push(`restore ${key}=${cur}`, () => rtnl.sysctlSet(ns, key, cur));
+}
+
+// ----------------------------------------------------------------------- waiting ----
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits until link `index` reports operstate up (a veth once both ends are up; the kernel
+ * signals it through linkwatch). Returns the link; throws CniError 101 after `timeoutMs`.
+ */
+export async function waitOperUp(ns: Netns, index: number, timeoutMs = 2500): Promise<rtnl.Link> {
+  const deadline = Date.now() + timeoutMs;
+  for (let delay = 1; ; delay = Math.min(delay * 2, 200)) {
+    const l = nl('failed to look up bridge port', () => rtnl.getLink(ns, index));
+    if (l.operstate === 'up') return l;
+    if (Date.now() >= deadline) throw new CniError(Code.NetlinkFailure, `bridge port in error state: ${l.operstate}`, `${l.name} did not come up`);
+    await sleep(delay);
+  }
+}
