@@ -250,7 +250,10 @@ export class Allocator {
     return this.serial(() => this.store.exclusive(this.network, async () => {
       // With warm caches assume no attachment yet (create-if-absent catches a repeat ADD).
       const optimistic = this.affCache !== undefined;
-      let att = optimistic ? undefined : await this.store.getAttachment(this.network, containerId, ifname);
+      // Cold (a fresh plugin process): read the attachment and the block ownership in parallel (one round trip).
+      let att = optimistic
+        ? undefined
+        : (await Promise.all([this.store.getAttachment(this.network, containerId, ifname), this.affinities(true)]))[0];
       const out: AllocatedIP[] = [];
       const undo: Array<() => Promise<void>> = [];
       try {
