@@ -78,15 +78,35 @@ export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): r
   if (!br.up) change.up = true;
   // We own the routes of this interface: no router advertisements (errors ignored, as
   // the reference does: IPv6 may be disabled).
-  try {
-    rtnl.sysctlSet(host, `net/ipv6/conf/${spec.name}/accept_ra`, '0');
-  } catch {
-    // no IPv6 on this link
+  const raKey = `net/ipv6/conf/${spec.name}/accept_ra`;
+  let raBefore: string | undefined;
+  if (!created) {
+    try {
+      raBefore = rtnl.sysctlGet(host, raKey);
+    } catch {
+      // no IPv6 on this link
+    }
   }
+  if (raBefore !== '0') trySysctl(host, raKey, '0');
   if (Object.keys(change).length) {
     nl(`could not set bridge ${JSON.stringify(spec.name)} up`, () => rtnl.setLink(host, br.index, change));
-    br = { ...br, up: true, promisc: br.promisc || !!change.promisc };
   }
+  if (!created && undo) {
+    // A bridge that was there before: put back what this ADD changed on it. Its MAC too:
+    // a bridge whose only port leaves again drops to 00:00:00:00:00:00.
+    const before = br;
+    undo.push(`restore bridge ${spec.name}`, () => {
+      if (raBefore !== undefined && raBefore !== '0') trySysctl(host, raKey, raBefore);
+      const back: rtnl.SetLinkSpec = {};
+      if (change.promisc) back.promisc = false;
+      if (change.up) back.up = false;
+      const now = rtnl.findLink(host, before.index);
+      if (!now) return;
+      if (before.mac && now.mac !== before.mac && bridgePorts(host, before.index).length === 0) back.mac = before.mac;
+      if (Object.keys(back).length) rtnl.setLink(host, before.index, back);
+    });
+  }
+  if (Object.keys(change).length) br = { ...br, up: true, promisc: br.promisc || !!change.promisc };
   return br;
 }
 

@@ -46,7 +46,7 @@ export class BridgeEnv {
     this.bridge = `${this.ns.prefix}-br`;
     this.wrapper = join(this.tmp, 'in-netns');
     // The plugin runs in the host namespace named by STRAND_T_NS.
-    writeFileSync(this.wrapper, '#!/bin/sh\nexec ip netns exec "$STRAND_T_NS" "$STRAND_T_BIN"\n');
+    writeFileSync(this.wrapper, '#!/bin/sh\nexec /usr/bin/ip netns exec "$STRAND_T_NS" "$STRAND_T_BIN"\n');
     chmodSync(this.wrapper, 0o755);
   }
 
