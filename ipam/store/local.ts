@@ -134,10 +134,22 @@ export class LocalStore implements Store {
     }
   }
 
+  /** Temp files of writers killed before their rename. Only called under the lock: no writer is active. */
+  private removeStaleTemps(network: string): void {
+    try {
+      for (const f of readdirSync(this.dir(network))) {
+        if (f.startsWith(`${DOC_FILE}.tmp.`)) unlinkSync(join(this.dir(network), f));
+      }
+    } catch {
+      // best effort: a leftover temp file is never read
+    }
+  }
+
   async exclusive<T>(network: string, fn: () => Promise<T>): Promise<T> {
     if (this.held.has(network)) return fn();
     const fd = await this.lock(network);
     try {
+      this.removeStaleTemps(network);
       this.held.set(network, this.readDoc(network));
       return await fn();
     } finally {
