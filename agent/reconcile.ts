@@ -200,6 +200,14 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     peers.set(name, p);
   }
 
+  const addEntries = (hop: Nexthop): void => {
+    if (hop.fdb) {
+      const f = fdb.get(hop.fdb.mac);
+      if (f && f.dst !== hop.fdb.dst) problems.add(`VTEP MAC ${hop.fdb.mac} is used by nodes ${f.node} and ${hop.fdb.node}`);
+      else fdb.set(hop.fdb.mac, hop.fdb);
+    }
+    if (hop.neigh && !neighs.has(hop.neigh.ip)) neighs.set(hop.neigh.ip, hop.neigh);
+  };
   const addRoute = (r: DesiredRoute, hop?: Nexthop): void => {
     const prev = routes.get(r.dst);
     if (prev) {
@@ -207,13 +215,18 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
       return;
     }
     routes.set(r.dst, r);
-    if (hop?.fdb) {
-      const f = fdb.get(hop.fdb.mac);
-      if (f && f.dst !== hop.fdb.dst) problems.add(`VTEP MAC ${hop.fdb.mac} is used by nodes ${f.node} and ${hop.fdb.node}`);
-      else fdb.set(hop.fdb.mac, hop.fdb);
-    }
-    if (hop?.neigh && !neighs.has(hop.neigh.ip)) neighs.set(hop.neigh.ip, hop.neigh);
+    if (hop) addEntries(hop);
   };
+
+  // vxlan: every live peer gets its FDB and (IPv4 next hop) neighbour entry up front, so
+  // the first route to a new block needs nothing else
+  if (local.mode === 'vxlan') {
+    for (const [name, rec] of [...nodes].sort((a, b) => cmp(a[0], b[0]))) {
+      if (name === local.node || !rec.vtepMac) continue;
+      const hop = nexthopTo(rec, 4, local);
+      if (typeof hop !== 'string') addEntries(hop);
+    }
+  }
 
   const blocks = [...view.affinities.values()].filter((a) => wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
   for (const b of blocks) {

@@ -117,7 +117,30 @@ export class SimEtcd {
     }
   }
 
+  /**
+   * Starts a TCP echo server in `server` and a client in `client` that keeps one
+   * connection for `durationMs`; resolves with the client's report.
+   */
+  async probe(server: SimPod, client: SimPod, durationMs: number, port = 25500): Promise<ProbeReport> {
+    const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'server', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.probes.push(srv);
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('listening')) resolve();
+      });
+      srv.on('exit', (code) => reject(new Error(`probe server exited ${code}`)));
+    });
+    const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'client', server.ip, String(port), String(durationMs), '20']);
+    srv.kill('SIGKILL');
+    return JSON.parse(stdout.trim()) as ProbeReport;
+  }
+
+  private readonly probes: ChildProcess[] = [];
+
   async destroy(): Promise<void> {
+    for (const p of this.probes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await this.stop().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -138,6 +161,13 @@ export interface SimPod {
   node: SimNode;
   ip: string;
   containerId: string;
+}
+
+export interface ProbeReport {
+  sent: number;
+  received: number;
+  maxGapMs: number;
+  error?: string;
 }
 
 export interface SimOptions {
@@ -306,7 +336,9 @@ export class SimCluster {
     const out = new Map<string, { dst: string; gateway?: string; dev?: string }>();
     for (const v of [4, 6] as const) {
       for (const r of ipJson<Array<{ dst: string; gateway?: string; dev?: string }>>([`-${v}`, 'route', 'show', 'proto', String(ROUTE_PROTO)], { ns: n.ns })) {
-        out.set(r.dst, r);
+        // ip -j prints host routes without their prefix length
+        const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${v === 4 ? 32 : 128}`;
+        out.set(dst, { ...r, dst });
       }
     }
     return out;
@@ -417,7 +449,30 @@ export class SimCluster {
     return res.flat();
   }
 
+  /**
+   * Starts a TCP echo server in `server` and a client in `client` that keeps one
+   * connection for `durationMs`; resolves with the client's report.
+   */
+  async probe(server: SimPod, client: SimPod, durationMs: number, port = 25500): Promise<ProbeReport> {
+    const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'server', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.probes.push(srv);
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        if (out.includes('listening')) resolve();
+      });
+      srv.on('exit', (code) => reject(new Error(`probe server exited ${code}`)));
+    });
+    const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'client', server.ip, String(port), String(durationMs), '20']);
+    srv.kill('SIGKILL');
+    return JSON.parse(stdout.trim()) as ProbeReport;
+  }
+
+  private readonly probes: ChildProcess[] = [];
+
   async destroy(): Promise<void> {
+    for (const p of this.probes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     for (const n of this.nodes) {
       if (n.agent && n.agent.exitCode === null && n.agent.signalCode === null) {
         n.agent.kill('SIGKILL');

@@ -175,6 +175,14 @@ describe('desiredState: vxlan', () => {
     ]);
   });
 
+  it('gives a peer without blocks its FDB and neighbour entries already (no routes)', () => {
+    const v = cluster([node('d', '192.168.4.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0d' })]);
+    const d = desiredState(v, vxlan());
+    expect(d.routes).toEqual([]);
+    expect(d.fdb).toEqual([{ mac: '02:00:00:00:00:0d', dst: '192.168.4.10', node: 'd' }]);
+    expect(d.neighs).toEqual([{ ip: '192.168.4.10', mac: '02:00:00:00:00:0d', node: 'd' }]);
+  });
+
   it('never takes the vxlan device for a pod link', () => {
     const d = desiredState(view, vxlan({ links: [{ name: 'strand.4096', addresses: ['10.244.0.0/16'] }] }));
     expect(d.podLinks).toEqual([]);

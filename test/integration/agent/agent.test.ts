@@ -1,0 +1,230 @@
+// strand agent on a simulated cluster (see cluster.ts): node namespaces with their own
+// pod bridge, the real plugins inside them, agents run as `ip netns exec <node> strand
+// agent`, one etcd. host-gw: nodes on one L2 segment; vxlan: nodes behind a router.
+import { execFileSync } from 'node:child_process';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { requireTools, ROUTE_PROTO, SimCluster, STRAND_BIN, type Mode, type PluginKind } from './cluster.ts';
+import { ip, ipJson } from '../../helpers/netns.ts';
+
+process.env['STRAND_TEST_PREFIX'] ??= 's9';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let cluster: SimCluster | undefined;
+async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number } = {}): Promise<SimCluster> {
+  cluster = new SimCluster({ mode, nodes, ...opts });
+  await cluster.setup();
+  return cluster;
+}
+
+beforeAll(() => requireTools());
+afterEach(async () => {
+  await cluster?.destroy();
+  cluster = undefined;
+});
+
+function statusCmd(c: SimCluster, node: string, json: boolean): { code: number; out: string } {
+  const n = c.node(node);
+  try {
+    const out = execFileSync('ip', ['netns', 'exec', n.ns, STRAND_BIN, 'agent', 'status', `--state-file=${n.stateFile}`, ...(json ? ['--json'] : [])], { encoding: 'utf8' });
+    return { code: 0, out };
+  } catch (e) {
+    const x = e as { status: number; stdout: string };
+    return { code: x.status, out: x.stdout };
+  }
+}
+
+describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => {
+  it.each(['strand-bridge', 'bridge'] as const)('3 nodes x 10 pods (%s + strand-ipam on etcd): every pod reaches every other pod', async (plugin) => {
+    const c = await make(mode, 3, { plugin });
+    await c.startAgents();
+    for (const n of c.nodes) for (let i = 0; i < 10; i++) await c.addPod(n);
+    const ms = await c.waitConverged();
+    expect(await c.allPairsFailures()).toEqual([]);
+    for (const n of c.nodes) {
+      const s = c.readState(n);
+      expect(s?.synced).toBe(true);
+      expect(s?.peers.map((p) => p.name).sort()).toEqual(c.nodes.filter((o) => o !== n).map((o) => o.name));
+    }
+    console.log(`[${mode}/${plugin}] 30 pods, converged ${ms} ms after the last ADD`);
+  });
+
+  it('a node leaving (agent stopped, lease expired) loses its routes on the others; routes stay on the node itself', async () => {
+    const c = await make(mode, 3);
+    await c.startAgents();
+    for (const n of c.nodes) await c.addPod(n);
+    await c.waitConverged();
+    const [n1, n2, n3] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]];
+    const n3Routes = c.routes(n3);
+    expect(n3Routes.size).toBe(2);
+
+    expect(await c.stopAgent(n3, 'SIGTERM')).toBe(0);
+    // graceful stop: the lease is not revoked, peers keep routing to n3 until it expires
+    await sleep(500);
+    expect(c.routes(n1).size).toBe(2);
+    const gone = (r: Map<string, unknown>): boolean => r.size === 1;
+    const t = await c.waitRoutes(n1, gone, 15_000);
+    await c.waitRoutes(n2, gone, 15_000);
+    console.log(`[${mode}] n3's routes removed ${t + 500} ms after its agent stopped (lease TTL 3s)`);
+    expect(c.routes(n3)).toEqual(n3Routes);
+    const n1Pod = n1.pods[0];
+    const n2Pod = n2.pods[0];
+    if (!n1Pod || !n2Pod) throw new Error('pods missing');
+    expect(await c.unreachable(n1Pod, [n2Pod.ip])).toEqual([]);
+    if (mode === 'vxlan') {
+      const fdb = execFileSync('ip', ['netns', 'exec', n1.ns, 'bridge', 'fdb', 'show', 'dev', 'strand.4096'], { encoding: 'utf8' });
+      expect(fdb).toContain(n2.ip);
+      expect(fdb).not.toContain(n3.ip);
+    }
+    // n3 comes back: routes to it return
+    c.startAgent(n3);
+    await c.waitSynced(n3);
+    await c.waitConverged();
+    expect(await c.allPairsFailures()).toEqual([]);
+  });
+
+  it('killing and restarting agents, and restarting etcd, never break an established cross-node connection', async () => {
+    const c = await make(mode, 2);
+    await c.startAgents();
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const p1 = await c.addPod(n1);
+    const p2 = await c.addPod(n2);
+    const convergeMs = await c.waitConverged();
+    const before = [c.routes(n1), c.routes(n2)];
+    const probe = c.probe(p2, p1, 14_000);
+    await sleep(1000);
+    await c.stopAgent(n1, 'SIGKILL');
+    await sleep(500);
+    c.startAgent(n1);
+    await c.waitSynced(n1);
+    await c.stopAgent(n2, 'SIGTERM');
+    await sleep(500);
+    c.startAgent(n2);
+    await c.waitSynced(n2);
+    await c.etcd.stop('SIGKILL');
+    await sleep(1000);
+    await c.etcd.start();
+    await c.waitSynced(n1, 30_000);
+    await c.waitSynced(n2, 30_000);
+    const r = await probe;
+    console.log(`[${mode}] probe through agent kill/restart and etcd restart: ${JSON.stringify(r)}; convergence ${convergeMs} ms`);
+    expect(r.error).toBeUndefined();
+    expect(r.received).toBeGreaterThan(r.sent * 0.9);
+    expect(r.maxGapMs).toBeLessThan(1000);
+    expect([c.routes(n1), c.routes(n2)]).toEqual(before);
+    // after the etcd restart, a new pod's block still reaches the other node
+    const p3 = await c.addPod(n2);
+    await c.waitConverged(30_000);
+    expect(await c.unreachable(p1, [p2.ip, p3.ip])).toEqual([]);
+  });
+});
+
+describe('strand agent', () => {
+  it('never touches routes it does not own', async () => {
+    const c = await make('host-gw', 2);
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    // a foreign route elsewhere, and one squatting on the block n2 will claim
+    ip(['route', 'add', '10.99.0.0/24', 'via', '192.168.77.12', 'proto', 'static'], { ns: n1.ns });
+    ip(['route', 'add', '10.244.0.64/26', 'via', '192.168.77.99', 'proto', 'static'], { ns: n1.ns });
+    await c.startAgents();
+    await c.addPod(n1);
+    await c.addPod(n2);
+    // n2 routes to n1; n1 cannot add its route to n2's block and says so
+    await c.waitRoutes(n2, (r) => r.has('10.244.0.0/26'));
+    for (let i = 0; i < 100 && !(c.readState(n1)?.['lastReconcile'] as { errors?: string[] } | undefined)?.errors?.length; i++) await sleep(50);
+    const errors = (c.readState(n1)?.['lastReconcile'] as { errors: string[] }).errors;
+    expect(errors.join('\n')).toContain('10.244.0.64/26');
+    expect(errors.join('\n')).toContain('does not own');
+    await sleep(2500); // a resync interval
+    const all = ipJson<Array<{ dst: string; gateway?: string; protocol?: string }>>(['route', 'show'], { ns: n1.ns });
+    expect(all).toContainEqual(expect.objectContaining({ dst: '10.99.0.0/24', gateway: '192.168.77.12', protocol: 'static' }));
+    expect(all).toContainEqual(expect.objectContaining({ dst: '10.244.0.64/26', gateway: '192.168.77.99', protocol: 'static' }));
+    expect(c.routes(n1).size).toBe(0);
+    // our own route, changed behind our back, is put back at the next resync
+    ip(['route', 'replace', '10.244.0.0/26', 'via', '192.168.77.50', 'proto', String(ROUTE_PROTO)], { ns: n2.ns });
+    await c.waitRoutes(n2, (r) => r.get('10.244.0.0/26')?.gateway === '192.168.77.11', 5000);
+  });
+
+  it('routes an address borrowed from another node\'s block as a /32 to the borrower', async () => {
+    // a /27 pool of /28 blocks: two blocks, so the third node has to borrow
+    const c = await make('host-gw', 3, { subnet: '10.245.0.0/27', blockSize: 28 });
+    await c.startAgents();
+    const [n1, n2, n3] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]];
+    const a = await c.addPod(n1);
+    const b = await c.addPod(n2);
+    const x = await c.addPod(n3);
+    // both blocks are taken, so n3's pod got an address inside n1's or n2's block
+    expect(x.ip).toMatch(/^10\.245\.0\.\d+$/);
+    const host = `${x.ip}/32`;
+    await c.waitRoutes(n1, (r) => r.get(host)?.gateway === n3.ip);
+    await c.waitRoutes(n2, (r) => r.get(host)?.gateway === n3.ip);
+    await c.waitRoutes(n3, (r) => r.get(host)?.dev === 'cni0');
+    expect(c.readState(n3)?.routes).toContainEqual(expect.objectContaining({ dst: host, dev: 'cni0', why: 'local-borrowed' }));
+    for (let i = 0; i < 100 && !c.nodes.every((n) => String(c.readState(n)?.['podLinks']).includes('cni0')); i++) await sleep(50);
+    expect(await c.unreachable(x, [a.ip, b.ip])).toEqual([]);
+    expect(await c.unreachable(a, [x.ip, b.ip])).toEqual([]);
+    expect(await c.unreachable(b, [x.ip, a.ip])).toEqual([]);
+  });
+
+  it('vxlan: device with configured VNI/port and MTU = underlay - 50, static FDB and neighbour entries, status command', async () => {
+    const c = await make('vxlan', 2);
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    ip(['link', 'set', 'eth1', 'mtu', '1400'], { ns: n1.ns });
+    for (const n of c.nodes) c.startAgent(n, ['--vni=77', '--vxlan-port=8472']);
+    for (const n of c.nodes) await c.waitSynced(n);
+    const [link] = ipJson<Array<{ mtu: number; address: string; linkinfo: { info_kind: string; info_data: { id: number; port: number; learning: boolean; local: string } } }>>(['-d', 'link', 'show', 'strand.77'], { ns: n1.ns });
+    expect(link?.mtu).toBe(1350);
+    expect(link?.linkinfo.info_kind).toBe('vxlan');
+    expect(link?.linkinfo.info_data).toMatchObject({ id: 77, port: 8472, learning: false, local: n1.ip });
+    const mac2 = c.readState(n2)?.['vtep'] as { mac: string };
+    const fdbText = execFileSync('ip', ['netns', 'exec', n1.ns, 'bridge', 'fdb', 'show', 'dev', 'strand.77'], { encoding: 'utf8' });
+    expect(fdbText).toContain(`${mac2.mac} dst ${n2.ip} self permanent`);
+    const neigh = ipJson<Array<{ dst: string; lladdr: string; state: string[] }>>(['neigh', 'show', 'dev', 'strand.77'], { ns: n1.ns });
+    expect(neigh).toContainEqual(expect.objectContaining({ dst: n2.ip, lladdr: mac2.mac, state: ['PERMANENT'] }));
+
+    const p1 = await c.addPod(n1);
+    const p2 = await c.addPod(n2);
+    await c.waitConverged();
+    expect(await c.unreachable(p1, [p2.ip])).toEqual([]);
+
+    const text = statusCmd(c, 'n1', false);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain('state:      synced');
+    expect(text.out).toMatch(/n2\s+192\.168\.102\.10/);
+    const json = statusCmd(c, 'n1', true);
+    expect(json.code).toBe(0);
+    const s = JSON.parse(json.out) as { ready: boolean; routes: Array<{ dst: string; dev: string }>; vtep: { mtu: number } };
+    expect(s.ready).toBe(true);
+    expect(s.routes).toEqual([expect.objectContaining({ dst: '10.244.0.64/26', dev: 'strand.77' })]);
+    await c.stopAgent(n1, 'SIGTERM');
+    const after = statusCmd(c, 'n1', true);
+    expect(after.code).toBe(1);
+    expect(JSON.parse(after.out)).toMatchObject({ ready: false, running: false });
+    // routes and the device stay after a graceful stop
+    expect(c.routes(n1).get('10.244.0.64/26')?.dev).toBe('strand.77');
+  });
+
+  it('starts while etcd is down: stays unsynced, keeps the routes it has, syncs once etcd is back', async () => {
+    const c = await make('host-gw', 2);
+    await c.startAgents();
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    await c.addPod(n1);
+    await c.addPod(n2);
+    await c.waitConverged();
+    const before = c.routes(n1);
+    await c.stopAgent(n1, 'SIGKILL');
+    await c.etcd.stop();
+    c.startAgent(n1);
+    await sleep(3000);
+    expect(n1.agent?.exitCode).toBe(null);
+    const s = c.readState(n1);
+    expect(s?.pid).toBe(n1.agent?.pid);
+    expect(s?.synced).toBe(false);
+    expect(c.routes(n1)).toEqual(before);
+    expect(statusCmd(c, 'n1', false).code).toBe(1);
+    await c.etcd.start();
+    await c.waitSynced(n1, 30_000);
+    expect(c.routes(n1)).toEqual(before);
+    expect(statusCmd(c, 'n1', false).code).toBe(0);
+  });
+});
