@@ -120,7 +120,33 @@ function dnsSet(d: DNS | undefined): d is DNS {
   return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
 }
 
+/**
+ * Wall and CPU milliseconds of each ADD phase (since the previous mark; the first, "start",
+ * runs from process start to the ADD handler), logged at debug level for bench:bridge.
+ */
+class Phases {
+  private readonly marks: Array<[string, number, number]> = [];
+  constructor() {
+    this.mark('start');
+  }
+  mark(name: string): void {
+    const c = process.cpuUsage();
+    this.marks.push([name, performance.now(), (c.user + c.system) / 1000]);
+  }
+  toJSON(): Record<string, { wall: number; cpu: number }> {
+    const out: Record<string, { wall: number; cpu: number }> = {};
+    let [pw, pc] = [0, 0];
+    const r = (x: number): number => Math.round(x * 100) / 100;
+    for (const [name, w, c] of this.marks) {
+      out[name] = { wall: r(w - pw), cpu: r(c - pc) };
+      [pw, pc] = [w, c];
+    }
+    return out;
+  }
+}
+
 export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
+  const phases = new Phases();
   checkAddConfig(conf);
   const mac = resolveMac(conf, a.args);
   const pod = openPodNetns(a.netns);
@@ -131,6 +157,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       // 1. the bridge
       const br = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
       const brMacAtStart = br.mac;
+      phases.mark('bridge');
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
       const veth = createVeth(host, pod, { ifName: a.ifName, mtu: conf.mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
@@ -141,6 +168,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
         );
       }
       if (conf.vlanFiltering) setPortVlans(host, veth.host.index, conf);
+      phases.mark('veth');
 
       const hostIf: Interface = { name: veth.host.name };
       const contIf: Interface = { name: a.ifName, sandbox: a.netns };
@@ -165,6 +193,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
         result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
         if (ipam.dns) result.dns = ipam.dns;
         const gateways = calcGateways(result, conf);
+        phases.mark('ipam');
 
         // 5. the pod side: sysctls, addresses, up, routes
         if (conf.enabledad) {
@@ -175,6 +204,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
         }
         trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
         await configureIface(pod, { index: veth.cont.index, name: a.ifName }, result, CONTAINER_IF_INDEX, a.log);
+        phases.mark('pod');
 
         // 6. the gateway on the bridge (or its VLAN interface), forwarding
         if (conf.isGateway) {
@@ -191,6 +221,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
             for (const g of mine) ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
             if (mine.length) enableForwarding(host, fam, undo);
           }
+          phases.mark('gateway');
         }
 
         // 7. masquerading
@@ -198,6 +229,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           const addrs = result.ips.map((ip) => ip.address);
           undo.push('remove masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
           await setupMasq(conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
+          phases.mark('masq');
         }
       } else if (!conf.disableContainerInterface) {
         nl(`failed to set ${JSON.stringify(a.ifName)} up`, () => rtnl.setLink(pod, veth.cont.index, { up: true }));
@@ -213,6 +245,8 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       if (brNow.mac) brIf.mac = brNow.mac;
 
       if (dnsSet(conf.dns)) result.dns = conf.dns;
+      phases.mark('final');
+      a.log?.debug('ADD phases (ms)', phases);
       return result;
     });
   } finally {
