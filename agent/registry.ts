@@ -1,9 +1,11 @@
 // The agent's etcd side: one consistent listing of node records, block affinities and
 // blocks; a watch from the listing's revision; the node record kept alive by a lease.
 // The connection is the IPAM's (ipam/store/etcd.ts: endpoints, TLS, auth, timeouts).
-import type { Etcd3, IKeyValue, IRequestOp, Lease, Watcher } from 'etcd3';
+import type { Etcd3, IKeyValue, IOptions, IRequestOp, Lease, Watcher } from 'etcd3';
 import type { EtcdConfig } from '../ipam/range.ts';
-import { openEtcdStore, type EtcdStore } from '../ipam/store/etcd.ts';
+import { EtcdStore, openEtcdStore } from '../ipam/store/etcd.ts';
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 
 export interface Listing {
   revision: number;
@@ -54,10 +56,23 @@ export class Registry {
     this.timeoutMs = cfg.requestTimeoutMs;
   }
 
-  /** Creates the client (no round trip yet: etcd may well be down at this point). */
+  /**
+   * Creates the client (no round trip yet: etcd may well be down at this point), with
+   * the IPAM's connection settings (endpoints, TLS, auth, timeouts) but without etcd3's
+   * per-host circuit breaker: after 3 failures it refuses every call for 5 s, which,
+   * right after an etcd restart, outlasts a short node lease and would make peers drop
+   * their routes to this node. The agent has its own backoff.
+   */
   static async open(cfg: EtcdConfig): Promise<Registry> {
-    const store = await openEtcdStore(cfg);
-    return new Registry(store, await import('etcd3'), cfg);
+    const ipamStore = await openEtcdStore(cfg);
+    const mod = await import('etcd3');
+    const options = (ipamStore.client as unknown as { options: IOptions }).options;
+    ipamStore.client.close();
+    // the one method etcd3 calls on a host policy
+    const passThrough = { execute: (fn: (ctx: { signal: AbortSignal }) => unknown) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) };
+    const host = (): HostPolicy => passThrough as unknown as HostPolicy;
+    const client = new mod.Etcd3({ ...options, faultHandling: { ...options.faultHandling, host } });
+    return new Registry(new EtcdStore(client, cfg.prefix), mod, cfg);
   }
 
   get client(): Etcd3 {

@@ -11,7 +11,7 @@ process.env['STRAND_TEST_PREFIX'] ??= 's9';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let cluster: SimCluster | undefined;
-async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number } = {}): Promise<SimCluster> {
+async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string } = {}): Promise<SimCluster> {
   cluster = new SimCluster({ mode, nodes, ...opts });
   await cluster.setup();
   return cluster;
@@ -84,14 +84,22 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
   });
 
   it('killing and restarting agents, and restarting etcd, never break an established cross-node connection', async () => {
-    const c = await make(mode, 2);
+    // A restart must take less than the lease TTL, or peers rightly see the node leave.
+    // On this shared 2-core machine a restart of the 112 MiB executable has taken 5 s
+    // under load, so the TTL here is 15 s (the default is 20 s).
+    const c = await make(mode, 2, { leaseTTL: '15s' });
     await c.startAgents();
     const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
     const p1 = await c.addPod(n1);
     const p2 = await c.addPod(n2);
+    const p2b = await c.addPod(n2);
     const convergeMs = await c.waitConverged();
     const before = [c.routes(n1), c.routes(n2)];
+    const monitors = [c.monitor(n1), c.monitor(n2)];
     const probe = c.probe(p2, p1, 14_000);
+    // control: a same-node connection, which no agent or etcd event can affect; its
+    // longest gap is what scheduling on this machine costs
+    const control = c.probe(p2b, p2, 14_000, 25501);
     await sleep(1000);
     await c.stopAgent(n1, 'SIGKILL');
     await sleep(500);
@@ -107,11 +115,16 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     await c.waitSynced(n1, 30_000);
     await c.waitSynced(n2, 30_000);
     const r = await probe;
-    console.log(`[${mode}] probe through agent kill/restart and etcd restart: ${JSON.stringify(r)}; convergence ${convergeMs} ms`);
-    expect(r.error).toBeUndefined();
-    expect(r.received).toBeGreaterThan(r.sent * 0.9);
-    expect(r.maxGapMs).toBeLessThan(1000);
+    const ctl = await control;
+    const events = (await Promise.all(monitors.map((m) => m.stop()))).flat();
+    console.log(`[${mode}] through agent kill/restart and etcd restart: cross-node ${JSON.stringify(r)}, same-node control ${JSON.stringify(ctl)}; convergence ${convergeMs} ms`);
+    // the data plane was never touched: no route or VXLAN neighbour event at all ...
+    expect(events.filter((l) => l.includes(`proto ${ROUTE_PROTO}`) || l.includes('strand.4096'))).toEqual([]);
     expect([c.routes(n1), c.routes(n2)]).toEqual(before);
+    // ... so the connection lived on, with no longer pause than the same-node control's
+    expect(r.error).toBeUndefined();
+    expect(r.received).toBe(r.sent);
+    expect(r.maxGapMs).toBeLessThan(Math.max(1000, 2 * ctl.maxGapMs + 200));
     // after the etcd restart, a new pod's block still reaches the other node
     const p3 = await c.addPod(n2);
     await c.waitConverged(30_000);

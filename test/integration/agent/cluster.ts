@@ -139,6 +139,21 @@ export class SimEtcd {
 
   private readonly probes: ChildProcess[] = [];
 
+  /** Records `ip monitor route neigh` in a node until stop() (returns the event lines). */
+  monitor(n: SimNode): { stop(): Promise<string[]> } {
+    const child = spawn('ip', ['-n', n.ns, 'monitor', 'route', 'neigh'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.probes.push(child);
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    return {
+      stop: async () => {
+        await sleep(100);
+        child.kill('SIGTERM');
+        return out.split('\n').filter(Boolean);
+      },
+    };
+  }
+
   async destroy(): Promise<void> {
     for (const p of this.probes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await this.stop().catch(() => undefined);
@@ -470,6 +485,21 @@ export class SimCluster {
   }
 
   private readonly probes: ChildProcess[] = [];
+
+  /** Records `ip monitor route neigh` in a node until stop() (returns the event lines). */
+  monitor(n: SimNode): { stop(): Promise<string[]> } {
+    const child = spawn('ip', ['-n', n.ns, 'monitor', 'route', 'neigh'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.probes.push(child);
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    return {
+      stop: async () => {
+        await sleep(100);
+        child.kill('SIGTERM');
+        return out.split('\n').filter(Boolean);
+      },
+    };
+  }
 
   async destroy(): Promise<void> {
     for (const p of this.probes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');

@@ -1,0 +1,156 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentConfigError, DEFAULT_STATE_FILE, loadAgentConfig, parseAgentConfig, parseDuration, STRAND_ROUTE_PROTOCOL } from '../../../agent/config.ts';
+import { vtepMacFor } from '../../../agent/dataplane.ts';
+import { formatState, readiness, readState, STATE_VERSION, writeState, type AgentState } from '../../../agent/status.ts';
+
+const etcd = { endpoints: ['http://127.0.0.1:2379'] };
+let dir: string | undefined;
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+function tmp(): string {
+  dir ??= mkdtempSync(join(tmpdir(), 's9-unit-'));
+  return dir;
+}
+
+function fails(fn: () => unknown): AgentConfigError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof AgentConfigError) return e;
+    throw e;
+  }
+  throw new Error('did not fail');
+}
+
+describe('agent config', () => {
+  it('has defaults and takes the node name from the environment like strand-ipam', () => {
+    const c = parseAgentConfig({ etcd }, { K8S_NODE_NAME: 'k8s-node', NODENAME: 'other' });
+    expect(c).toMatchObject({
+      nodeName: 'k8s-node',
+      nodeIPs: [],
+      networks: [],
+      mode: 'host-gw',
+      vxlan: { vni: 4096, port: 4789, device: 'strand.4096' },
+      leaseTTLSeconds: 20,
+      resyncMs: 30_000,
+      stateFile: DEFAULT_STATE_FILE,
+      routeProtocol: STRAND_ROUTE_PROTOCOL,
+      proxyArp: true,
+    });
+    expect(c.etcd.prefix).toBe('/strand/ipam');
+    expect(parseAgentConfig({ etcd }, { NODENAME: 'nn' }).nodeName).toBe('nn');
+  });
+
+  it('merges --cni-conf, --config and flags, flags last', () => {
+    const d = tmp();
+    writeFileSync(
+      join(d, 'net.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'strand',
+        plugins: [{ type: 'strand-bridge', ipam: { type: 'strand-ipam', etcd: { endpoints: 'http://10.0.0.1:2379', prefix: '/strand' } } }, { type: 'portmap' }],
+      }),
+    );
+    writeFileSync(join(d, 'agent.json'), JSON.stringify({ mode: 'vxlan', vxlan: { vni: 7, port: 8472 }, leaseTTL: '5s' }));
+    const c = loadAgentConfig(
+      new Map([
+        ['cni-conf', join(d, 'net.conflist')],
+        ['config', join(d, 'agent.json')],
+        ['node-ip', '192.168.1.10,FD00::A'],
+        ['vni', '9'],
+        ['resync', '1500ms'],
+        ['node-name', 'a'],
+      ]),
+      {},
+    );
+    expect(c).toMatchObject({ nodeName: 'a', nodeIPs: ['192.168.1.10', 'fd00::a'], networks: ['strand'], mode: 'vxlan', vxlan: { vni: 9, port: 8472, device: 'strand.9' }, leaseTTLSeconds: 5, resyncMs: 1500 });
+    expect(c.etcd).toMatchObject({ endpoints: ['http://10.0.0.1:2379'], prefix: '/strand' });
+  });
+
+  it('names the field at fault', () => {
+    expect(fails(() => parseAgentConfig({}, {})).field).toBe('etcd');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'bgp' }, {})).message).toBe('mode: must be "host-gw" or "vxlan", not "bgp"');
+    expect(fails(() => parseAgentConfig({ etcd, vxlan: { vni: 0 } }, {})).field).toBe('vxlan.vni');
+    expect(fails(() => parseAgentConfig({ etcd, vxlan: { device: 'a-name-far-too-long' } }, {})).field).toBe('vxlan.device');
+    expect(fails(() => parseAgentConfig({ etcd, nodeIP: ['10.0.0.1', '10.0.0.2'] }, {})).field).toBe('nodeIP[1]');
+    expect(fails(() => parseAgentConfig({ etcd, nodeIP: 'nope' }, {})).field).toBe('nodeIP[0]');
+    expect(fails(() => parseAgentConfig({ etcd, leaseTTL: 'soon' }, {})).field).toBe('leaseTTL');
+    expect(fails(() => parseAgentConfig({ etcd, routeProtocol: 255 }, {})).field).toBe('routeProtocol');
+    expect(fails(() => parseAgentConfig({ etcd, colour: 'blue' }, {})).field).toBe('colour');
+    expect(fails(() => parseAgentConfig({ etcd: { endpoints: [] } }, {})).field).toBe('etcd.endpoints');
+    expect(fails(() => parseAgentConfig({ etcd: { ...etcd, tls: { ca: '/nonexistent/ca.pem' } } }, {})).field).toBe('etcd.tls.ca');
+    expect(fails(() => loadAgentConfig(new Map([['config', '/nonexistent.json']]), {})).field).toBe('--config');
+  });
+
+  it('rejects a conflist without a strand-ipam etcd store', () => {
+    const d = tmp();
+    writeFileSync(join(d, 'c.conf'), JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'bridge', ipam: { type: 'host-local' } }));
+    expect(fails(() => loadAgentConfig(new Map([['cni-conf', join(d, 'c.conf')]]), {})).message).toContain('no plugin with a strand-ipam');
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration(250, 'x')).toBe(250);
+    expect(parseDuration('2s', 'x')).toBe(2000);
+    expect(parseDuration('1m', 'x')).toBe(60_000);
+    expect(parseDuration('30ms', 'x')).toBe(30);
+    expect(() => parseDuration('0s', 'x')).toThrow(AgentConfigError);
+  });
+
+  it('derives a stable, locally administered unicast VTEP MAC from the node name', () => {
+    const m = vtepMacFor('node-a');
+    expect(m).toBe(vtepMacFor('node-a'));
+    expect(m).not.toBe(vtepMacFor('node-b'));
+    const first = parseInt(m.slice(0, 2), 16);
+    expect(first & 1).toBe(0);
+    expect(first & 2).toBe(2);
+  });
+});
+
+describe('agent state file', () => {
+  const base: AgentState = {
+    version: STATE_VERSION,
+    pid: 4242,
+    node: 'a',
+    mode: 'host-gw',
+    addresses: ['192.168.1.10'],
+    started: '2026-01-01T00:00:00.000Z',
+    updated: '2026-01-01T00:01:00.000Z',
+    staleAfterMs: 30_000,
+    synced: true,
+    registered: true,
+    etcd: { connected: true, revision: 9 },
+    routeProtocol: 115,
+    peers: [{ name: 'b', addresses: ['192.168.1.11'], blocks: ['10.244.0.64/26'], borrowed: [] }],
+    routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', node: 'b', why: 'block' }],
+    orphanBlocks: [],
+    podLinks: ['cni0'],
+    problems: [],
+  };
+  const at = Date.parse(base.updated) + 1000;
+
+  it('is ready only when alive, fresh and synced', () => {
+    expect(readiness(base, at, () => true)).toEqual({ ready: true, running: true, stale: false });
+    expect(readiness(base, at, () => false)).toMatchObject({ ready: false, reason: 'agent (pid 4242) is not running' });
+    expect(readiness(base, at + 60_000, () => true)).toMatchObject({ ready: false, stale: true });
+    expect(readiness({ ...base, synced: false, etcd: { connected: false, lastError: 'watch disconnected' } }, at, () => true)).toMatchObject({
+      ready: false,
+      reason: 'etcd unreachable: watch disconnected',
+    });
+  });
+
+  it('round-trips through the file and formats peers and routes', () => {
+    const f = join(tmp(), 'sub', 'agent.json');
+    writeState(f, base);
+    expect(readState(f)).toEqual(base);
+    const text = formatState(base, readiness(base, at, () => true));
+    expect(text).toContain('state:      synced');
+    expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26/);
+    expect(text).toMatch(/10\.244\.0\.64\/26\s+via 192\.168\.1\.11 -> b/);
+    expect(() => readState(join(tmp(), 'missing.json'))).toThrow(/is strand agent running/);
+  });
+});
