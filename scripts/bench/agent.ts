@@ -105,71 +105,91 @@ interface Lat {
   tps: number;
 }
 
-async function pingPong(server: SimPod, client: SimPod): Promise<Lat> {
-  const srv: ChildProcess = spawn('ip', ['netns', 'exec', server.ns, 'sockperf', 'server', '-i', server.ip, '-p', String(PORT)], { stdio: 'ignore' });
-  try {
-    await sleep(300);
-    const rounds: Lat[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const out = execFileSync('ip', ['netns', 'exec', client.ns, 'sockperf', 'ping-pong', '-i', server.ip, '-p', String(PORT), '-t', String(SECONDS), '-m', '64'], {
-        encoding: 'utf8',
-        timeout: (SECONDS + 20) * 1000,
-      });
-      const runtime = num(/\[Valid Duration\] RunTime=([\d.]+) sec/, out, 'valid duration');
-      const received = num(/\[Valid Duration\].*ReceivedMessages=(\d+)/, out, 'received messages');
-      rounds.push({ latUs: num(/Summary: Latency is ([\d.]+) usec/, out, 'latency'), p99Us: num(/percentile 99\.000 =\s+([\d.]+)/, out, 'p99'), tps: received / runtime });
-    }
-    return { latUs: median(rounds.map((x) => x.latUs)), p99Us: median(rounds.map((x) => x.p99Us)), tps: median(rounds.map((x) => x.tps)) };
-  } finally {
-    srv.kill('SIGTERM');
-  }
+function startServer(pod: SimPod): ChildProcess {
+  return spawn('ip', ['netns', 'exec', pod.ns, 'sockperf', 'server', '-i', pod.ip, '-p', String(PORT)], { stdio: 'ignore' });
 }
 
-async function runMode(mode: Mode): Promise<{ claim: Stats; release: Stats; sameNode: Lat; crossNode: Lat; podsConvergedMs: number }> {
+function pingPongOnce(server: SimPod, client: SimPod): Lat {
+  const out = execFileSync('ip', ['netns', 'exec', client.ns, 'sockperf', 'ping-pong', '-i', server.ip, '-p', String(PORT), '-t', String(SECONDS), '-m', '64'], {
+    encoding: 'utf8',
+    timeout: (SECONDS + 20) * 1000,
+  });
+  const runtime = num(/\[Valid Duration\] RunTime=([\d.]+) sec/, out, 'valid duration');
+  const received = num(/\[Valid Duration\].*ReceivedMessages=(\d+)/, out, 'received messages');
+  return { latUs: num(/Summary: Latency is ([\d.]+) usec/, out, 'latency'), p99Us: num(/percentile 99\.000 =\s+([\d.]+)/, out, 'p99'), tps: received / runtime };
+}
+
+interface Setup {
+  cluster: SimCluster;
+  podsConvergedMs: number;
+  /** [server, client] */
+  sameNode: [SimPod, SimPod];
+  crossNode: [SimPod, SimPod];
+}
+
+async function setupMode(mode: Mode): Promise<Setup> {
   const c = new SimCluster({ mode, nodes: 3, plugin: opt.plugin as PluginKind, resync: '30s' });
+  await c.setup();
+  await c.startAgents();
+  const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+  const a1 = await c.addPod(n1);
+  const a2 = await c.addPod(n1);
+  const b1 = await c.addPod(n2);
+  const podsConvergedMs = await c.waitConverged();
+  return { cluster: c, podsConvergedMs, sameNode: [a2, a1], crossNode: [b1, a1] };
+}
+
+/** Latency per path, rounds interleaved across paths so machine load hits all alike. */
+async function latencies(paths: Array<[string, [SimPod, SimPod]]>): Promise<Map<string, Lat>> {
+  const servers = paths.map(([, [srv]]) => startServer(srv));
   try {
-    await c.setup();
-    await c.startAgents();
-    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
-    const a1 = await c.addPod(n1);
-    const a2 = await c.addPod(n1);
-    const b1 = await c.addPod(n2);
-    const podsConvergedMs = await c.waitConverged();
-    const conv = await convergence(c);
-    const sameNode = await pingPong(a2, a1);
-    const crossNode = await pingPong(b1, a1);
-    return { ...conv, sameNode, crossNode, podsConvergedMs };
+    await sleep(300);
+    const per = new Map<string, Lat[]>(paths.map(([n]) => [n, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [name, [srv, cli]] of paths) per.get(name)?.push(pingPongOnce(srv, cli));
+    }
+    const out = new Map<string, Lat>();
+    for (const [name, ls] of per) out.set(name, { latUs: median(ls.map((x) => x.latUs)), p99Us: median(ls.map((x) => x.p99Us)), tps: median(ls.map((x) => x.tps)) });
+    return out;
   } finally {
-    await c.destroy();
+    for (const s of servers) s.kill('SIGTERM');
   }
 }
 
 async function main(): Promise<void> {
   requireTools();
   execFileSync('sockperf', ['--version'], { stdio: 'ignore' });
-  const res: Record<string, Awaited<ReturnType<typeof runMode>>> = {};
-  for (const mode of ['host-gw', 'vxlan'] as const) res[mode] = await runMode(mode);
-  if (opt.json) {
-    process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
-    return;
+  const setups: Partial<Record<Mode, Setup>> = {};
+  try {
+    // both clusters at once (separate namespaces, etcds and prefixes), so the latency
+    // rounds can be interleaved
+    for (const mode of ['host-gw', 'vxlan'] as const) setups[mode] = await setupMode(mode);
+    const hg = setups['host-gw'] as Setup;
+    const vx = setups['vxlan'] as Setup;
+    const conv = { 'host-gw': await convergence(hg.cluster), vxlan: await convergence(vx.cluster) };
+    const lat = await latencies([
+      ['same node', hg.sameNode],
+      ['cross-node host-gw', hg.crossNode],
+      ['cross-node vxlan', vx.crossNode],
+    ]);
+    if (opt.json) {
+      process.stdout.write(`${JSON.stringify({ convergence: conv, latency: Object.fromEntries(lat), podsConvergedMs: { 'host-gw': hg.podsConvergedMs, vxlan: vx.podsConvergedMs } }, null, 2)}\n`);
+      return;
+    }
+    const f = (x: number): string => x.toFixed(1).padStart(7);
+    const lines = [
+      `bench:agent  3 simulated nodes (netns) per mode, plugin ${opt.plugin}, agents via ip netns exec, etcd over a unix socket`,
+      `convergence, ${CLAIMS} blocks claimed for n1 in etcd (IPAM transaction) -> route present on n2 and n3 (ms)`,
+      '  mode      median     p90     max   | release -> route gone: median     p90     max',
+    ];
+    for (const [m, r] of Object.entries(conv)) lines.push(`  ${m.padEnd(8)}${f(r.claim.median)} ${f(r.claim.p90)} ${f(r.claim.max)}   |                        ${f(r.release.median)} ${f(r.release.p90)} ${f(r.release.max)}`);
+    lines.push(`pod-to-pod latency, sockperf UDP ping-pong 64 B, median of ${ROUNDS} interleaved rounds x ${SECONDS} s`);
+    lines.push('  path                 latency us   p99 us     trans/s');
+    for (const [name, l] of lat) lines.push(`  ${name.padEnd(20)}${f(l.latUs)}    ${f(l.p99Us)}  ${l.tps.toFixed(0).padStart(10)}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    for (const st of Object.values(setups)) await st.cluster.destroy();
   }
-  const f = (x: number): string => x.toFixed(1).padStart(7);
-  const lines = [
-    `bench:agent  3 simulated nodes (netns), plugin ${opt.plugin}, agents via ip netns exec, etcd over a unix socket`,
-    `convergence, ${CLAIMS} blocks claimed for n1 in etcd -> route present on n2 and n3 (ms)`,
-    '  mode      median     p90     max   | release -> route gone: median     p90     max',
-  ];
-  for (const [m, r] of Object.entries(res)) lines.push(`  ${m.padEnd(8)}${f(r.claim.median)} ${f(r.claim.p90)} ${f(r.claim.max)}   |                        ${f(r.release.median)} ${f(r.release.p90)} ${f(r.release.max)}`);
-  lines.push(`pod-to-pod latency, sockperf UDP ping-pong 64 B, median of ${ROUNDS} x ${SECONDS} s`);
-  lines.push('  path                 latency us   p99 us     trans/s');
-  const row = (name: string, l: Lat): string => `  ${name.padEnd(20)}${f(l.latUs)}    ${f(l.p99Us)}  ${l.tps.toFixed(0).padStart(10)}`;
-  const hg = res['host-gw'];
-  const vx = res['vxlan'];
-  if (hg) lines.push(row('same node', hg.sameNode));
-  if (hg) lines.push(row('cross-node host-gw', hg.crossNode));
-  if (vx) lines.push(row('cross-node vxlan', vx.crossNode));
-  if (vx) lines.push(row('same node (vxlan run)', vx.sameNode));
-  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 main().catch((e: unknown) => {
