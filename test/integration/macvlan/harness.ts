@@ -299,3 +299,26 @@ export async function diffRun(s: Segment, pod: Pod, exe: string, conf: Record<st
   if (JSON.stringify(result['dns']) === '{}') delete result['dns'];
   return { snap, result };
 }
+
+/**
+ * The reference (v1.1.1) kernel state with the differences strand means to have:
+ *  - ndisc_notify is set to 1 on the pod interface next to arp_notify (upstream sets both
+ *    since v1.2; 1.1.1 sets only arp_notify);
+ *  - keep_addr_on_down is set to 1 on the pod interface when an IPv6 address is added
+ *    (upstream since v1.5);
+ *  - the link keeps the kernel's default txqlen (1000, what `ip link add` gives); the Go
+ *    netlink library of 1.1.1 sends 0. Both are unused: macvlan and ipvlan links have no
+ *    qdisc (noqueue), and a qdisc attached later (pfifo) takes its limit from txqlen,
+ *    where 0 would be the surprising value.
+ */
+export function expectedFromRef(ref: Snapshot, ifName: string, ipv6: boolean): Snapshot {
+  const pod = structuredClone(ref.pod!);
+  const ndisc = `net/ipv6/conf/${ifName}/ndisc_notify`;
+  if (pod.sysctls[ndisc] !== undefined && pod.addrs.some((a) => a.dev === ifName && a.scope === 'global')) {
+    pod.sysctls[ndisc] = '1';
+  }
+  const keep = `net/ipv6/conf/${ifName}/keep_addr_on_down`;
+  if (ipv6 && pod.sysctls[keep] !== undefined) pod.sysctls[keep] = '1';
+  for (const l of pod.links) if (l.name === ifName) l.txqlen = 1000;
+  return { host: ref.host, pod };
+}
