@@ -11,7 +11,7 @@ process.env['STRAND_TEST_PREFIX'] ??= 's9';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let cluster: SimCluster | undefined;
-async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string } = {}): Promise<SimCluster> {
+async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string; ipMasq?: boolean } = {}): Promise<SimCluster> {
   cluster = new SimCluster({ mode, nodes, ...opts });
   await cluster.setup();
   return cluster;
@@ -81,6 +81,19 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     await c.waitSynced(n3);
     await c.waitConverged();
     expect(await c.allPairsFailures()).toEqual([]);
+  });
+
+  it('with ipMasq: true, pods keep their source address across nodes and reach other nodes\' addresses', async () => {
+    const c = await make(mode, 2, { ipMasq: true });
+    await c.startAgents();
+    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const p1 = await c.addPod(n1);
+    const p2 = await c.addPod(n2);
+    await c.waitConverged();
+    const r = await c.probe(p2, p1, 300);
+    expect(r.error).toBeUndefined();
+    expect(r.peers).toEqual([p1.ip]);
+    expect(await c.unreachable(p1, [n2.ip])).toEqual([]);
   });
 
   it('killing and restarting agents, and restarting etcd, never break an established cross-node connection', async () => {

@@ -124,8 +124,8 @@ export class SimEtcd {
   async probe(server: SimPod, client: SimPod, durationMs: number, port = 25500): Promise<ProbeReport> {
     const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'server', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.probes.push(srv);
+    let out = '';
     await new Promise<void>((resolve, reject) => {
-      let out = '';
       srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
         out += d;
         if (out.includes('listening')) resolve();
@@ -134,7 +134,8 @@ export class SimEtcd {
     });
     const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'client', server.ip, String(port), String(durationMs), '20']);
     srv.kill('SIGKILL');
-    return JSON.parse(stdout.trim()) as ProbeReport;
+    const peers = [...out.matchAll(/^peer (\S+)$/gm)].map((m) => (m[1] as string).replace(/^::ffff:/, ''));
+    return { ...(JSON.parse(stdout.trim()) as Omit<ProbeReport, 'peers'>), peers };
   }
 
   private readonly probes: ChildProcess[] = [];
@@ -183,6 +184,8 @@ export interface ProbeReport {
   received: number;
   maxGapMs: number;
   error?: string;
+  /** Source addresses the server saw. */
+  peers: string[];
 }
 
 export interface SimOptions {
@@ -195,6 +198,8 @@ export interface SimOptions {
   leaseTTL?: string;
   resync?: string;
   network?: string;
+  /** The bridge plugin's ipMasq (default false). */
+  ipMasq?: boolean;
 }
 
 export interface AgentState {
@@ -218,7 +223,7 @@ export class SimCluster {
   private podSeq = 0;
 
   constructor(opts: SimOptions) {
-    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '3s', resync: '2s', network: 's9net', ...opts };
+    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '3s', resync: '2s', network: 's9net', ipMasq: false, ...opts };
     this.etcdPrefix = `/${this.prefix}`;
     this.infraNs = `${this.prefix}-${opts.mode === 'host-gw' ? 'sw' : 'rt'}`;
   }
@@ -407,7 +412,8 @@ export class SimCluster {
       type: kind === 'bridge' ? 'bridge' : 'strand-bridge',
       bridge: 'cni0',
       isGateway: true,
-      ipMasq: false,
+      isDefaultGateway: true,
+      ipMasq: this.opts.ipMasq,
       ipam: {
         type: 'strand-ipam',
         nodeName: n.name,
@@ -471,8 +477,8 @@ export class SimCluster {
   async probe(server: SimPod, client: SimPod, durationMs: number, port = 25500): Promise<ProbeReport> {
     const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'server', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.probes.push(srv);
+    let out = '';
     await new Promise<void>((resolve, reject) => {
-      let out = '';
       srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
         out += d;
         if (out.includes('listening')) resolve();
@@ -481,7 +487,8 @@ export class SimCluster {
     });
     const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'client', server.ip, String(port), String(durationMs), '20']);
     srv.kill('SIGKILL');
-    return JSON.parse(stdout.trim()) as ProbeReport;
+    const peers = [...out.matchAll(/^peer (\S+)$/gm)].map((m) => (m[1] as string).replace(/^::ffff:/, ''));
+    return { ...(JSON.parse(stdout.trim()) as Omit<ProbeReport, 'peers'>), peers };
   }
 
   private readonly probes: ChildProcess[] = [];

@@ -1,5 +1,6 @@
 // An established-connection probe, run inside pod namespaces by the agent tests:
-//   node probe.ts server <ip> <port>                       TCP echo; prints "listening"
+//   node probe.ts server <ip> <port>                       TCP echo; prints "listening",
+//                                                           then "peer <address>" per connection
 //   node probe.ts client <ip> <port> <durationMs> <intervalMs>
 // The client keeps one TCP connection, sends a sequence number every interval and prints
 // one JSON line: {sent, received, maxGapMs, error?}; maxGapMs is the longest time without
@@ -11,6 +12,7 @@ const port = Number(portS);
 
 if (mode === 'server') {
   const srv = createServer((s) => {
+    process.stdout.write(`peer ${s.remoteAddress ?? '?'}\n`);
     s.on('error', () => undefined);
     s.pipe(s);
   });
