@@ -13,7 +13,8 @@ import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/
 import { UndoStack } from '../../lib/ip/undo.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { checkIface, configureIface, nl } from './configure.ts';
+import { checkIface, configureIface } from '../../lib/ip/ipam-config.ts';
+import { nl, trySysctl } from '../../lib/ip/link.ts';
 import { checkMtu, checkSublink, createSublink, deleteSublink, openPodNetns, resolveMaster } from './sublink.ts';
 
 /** Config fields both plugins share. */
@@ -51,11 +52,7 @@ function isEmptyDns(dns: DNS | undefined): boolean {
 function setNotify(pod: Netns, ifName: string, a: CmdArgs): void {
   // As the reference: best effort (a kernel without IPv6 has no ndisc_notify).
   for (const key of [`net/ipv4/conf/${ifName}/arp_notify`, `net/ipv6/conf/${ifName}/ndisc_notify`]) {
-    try {
-      rtnl.sysctlSet(pod, key, '1');
-    } catch (e) {
-      a.log?.warn(`cannot set ${key}`, e);
-    }
+    if (!trySysctl(pod, key, '1')) a.log?.warn(`cannot set ${key}`);
   }
 }
 

@@ -15,7 +15,8 @@ import type { UndoStack } from '../../lib/ip/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { netlinkFailure, nl, type PodLink } from './configure.ts';
+import type { PodLink } from '../../lib/ip/ipam-config.ts';
+import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe } from '../../lib/ip/link.ts';
 
 export interface MasterOptions {
   /** Configured master name; undefined or "" means the default route's link. */
@@ -64,7 +65,7 @@ export function resolveMaster(host: Netns, pod: Netns, opts: MasterOptions): rtn
     return link;
   }
   const name = opts.master;
-  const link = nl(`failed to look up master ${JSON.stringify(name)}`, () => rtnl.findLink(ns, name));
+  const link = nlMaybe(`failed to look up master ${JSON.stringify(name)}`, () => rtnl.getLink(ns, name));
   if (!link) throw new CniError(Code.InvalidNetworkConfig, `master ${JSON.stringify(name)} not found`, `master: no link ${JSON.stringify(name)} ${where}`);
   return link;
 }
@@ -114,7 +115,7 @@ export function createSublink(
   undo: UndoStack,
 ): { link: PodLink; iface: Interface } {
   const kind = spec.info.kind;
-  if (nl(`failed to look up ${ifName}`, () => rtnl.findLink(pod, ifName))) throw interfaceExists(ifName, netnsPath);
+  if (nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName))) throw interfaceExists(ifName, netnsPath);
   const tmp = tempLinkName();
   const req: rtnl.NewLinkSpec = { name: tmp, info: spec.info, parent: spec.master.index };
   if (spec.mtu) req.mtu = spec.mtu;
@@ -157,11 +158,7 @@ export function deleteSublink(netnsPath: string, ifName: string): void {
     throw e;
   }
   try {
-    rtnl.delLink(pod, ifName);
-  } catch (e) {
-    if (isNetlinkError(e, 'ENODEV')) return;
-    if (isNetlinkError(e)) throw netlinkFailure(`failed to delete ${ifName}`, e);
-    throw e;
+    nl(`failed to delete ${ifName}`, () => deleteLinkIfPresent(pod, ifName));
   } finally {
     pod.close();
   }
@@ -172,7 +169,7 @@ export function deleteSublink(netnsPath: string, ifName: string): void {
  * MAC the previous result reported.
  */
 export function checkSublink(pod: Netns, ifName: string, kind: 'macvlan' | 'ipvlan', mode: string, mac: string | undefined): PodLink {
-  const link = nl(`failed to look up ${ifName}`, () => rtnl.findLink(pod, ifName));
+  const link = nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName));
   if (!link) throw new CniError(Code.CheckFailed, `container interface ${ifName} not found`);
   if (link.info?.kind !== kind) throw new CniError(Code.CheckFailed, `container interface ${ifName} is not of type ${kind}`);
   const actual = link.info.mode ?? '';
