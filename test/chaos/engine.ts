@@ -246,6 +246,7 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
   const held = new Map<string, Attachment>(); // ip -> attachment whose DEL was never attempted
   const all: Attachment[] = [];
   let lastEventAt = 0;
+  const addTimes: number[] = [];
   let stopping = false;
 
   const cniEnv = (command: string, a: Attachment): Record<string, string> => ({
@@ -298,7 +299,7 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
           held.set(addr, a);
         }
         report.adds.ok++;
-        if (lastEventAt && Date.now() > lastEventAt) report.addsAfterLastEvent++;
+        addTimes.push(Date.now());
         // Pods started in the last fifth of the run stay up: the live set GC must keep.
         if (Date.now() >= deadline - o.durationMs / 5) return;
         await sleep(rnd() * 500);
@@ -404,6 +405,7 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
     for (let n = 0; n < o.nodes; n++) for (let s = 0; s < o.slotsPerNode; s++) slots.push(slot(n, s, deadline));
     await Promise.all([...slots, chaos(deadline)]);
     stopping = true;
+    report.addsAfterLastEvent = lastEventAt ? addTimes.filter((t) => t > lastEventAt).length : 0;
 
     // etcd whole again
     for (const m of cluster.members) if (m.exited) await cluster.restart(m);
