@@ -6,11 +6,14 @@
 // made here: a "host" namespace whose veth end is the master (peer in an "external"
 // namespace), and a fresh pod namespace per cycle. Plugins are started with
 // `nsenter --net=<host ns>` (setns + exec, about 1 ms, the same for both; its own cost is
-// measured and printed). Prints medians, p90, ratios and peak RSS of one ADD of each.
+// measured and printed), under /usr/bin/time for the CPU time (user+sys, children
+// included: the IPAM delegate counts) and peak RSS of each run. Wall time on a busy
+// machine mostly measures the scheduler; CPU time is the steadier figure, so both are
+// printed. Medians, p90 and ratios.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,6 +30,15 @@ interface Subject {
   dataDir: string;
   add: number[];
   del: number[];
+  addCpu: number[];
+  delCpu: number[];
+  rssKb: number[];
+}
+
+interface RunStats {
+  ms: number;
+  cpuMs: number;
+  rssKb: number;
 }
 
 function ip(args: string[]): void {
@@ -61,11 +73,11 @@ function main(): void {
     made.push(n);
   };
   const subjects: Subject[] = [
-    { label: 'reference macvlan', exe: REF, type: 'macvlan', dataDir: join(tmp, 'ref'), add: [], del: [] },
-    { label: 'strand-macvlan', exe: STRAND, type: 'strand-macvlan', dataDir: join(tmp, 'strand'), add: [], del: [] },
+    { label: 'reference macvlan', exe: REF, type: 'macvlan', dataDir: join(tmp, 'ref'), add: [], del: [], addCpu: [], delCpu: [], rssKb: [] },
+    { label: 'strand-macvlan', exe: STRAND, type: 'strand-macvlan', dataDir: join(tmp, 'strand'), add: [], del: [], addCpu: [], delCpu: [], rssKb: [] },
   ];
   const hostPath = `/run/netns/${host}`;
-  const run = (s: Subject, verb: string, pod: string, measureRss = false): { ms: number; rssKb?: number } => {
+  const run = (s: Subject, verb: string, pod: string): RunStats => {
     const conf = JSON.stringify({
       cniVersion: '1.0.0',
       name: 'benchmv',
@@ -74,11 +86,8 @@ function main(): void {
       mode: 'bridge',
       ipam: { type: 'host-local', dataDir: s.dataDir, ranges: [[{ subnet: '10.88.0.0/16' }]], routes: [{ dst: '0.0.0.0/0' }] },
     });
-    const argv = ['--net=' + hostPath, s.exe];
-    const file = measureRss ? '/usr/bin/time' : 'nsenter';
-    const args = measureRss ? ['-f', '%M', 'nsenter', ...argv] : argv;
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(file, args, {
+    const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', 'nsenter', '--net=' + hostPath, s.exe], {
       input: conf,
       encoding: 'utf8',
       env: {
@@ -92,9 +101,8 @@ function main(): void {
     });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.status !== 0) throw new Error(`${s.label} ${verb} failed (exit ${r.status}): ${r.stdout} ${r.stderr}`);
-    if (!measureRss) return { ms };
-    const rssKb = Number(r.stderr.trim().split('\n').pop());
-    return { ms, rssKb };
+    const [user, sys, rss] = (r.stderr.trim().split('\n').pop() ?? '').split(' ').map(Number);
+    return { ms, cpuMs: ((user ?? 0) + (sys ?? 0)) * 1000, rssKb: rss ?? 0 };
   };
 
   try {
@@ -112,11 +120,10 @@ function main(): void {
       base.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
 
-    const rss: Record<string, number> = {};
     const warm = `${p}-w`;
     addNs(warm);
     for (const s of subjects) {
-      rss[s.label] = run(s, 'ADD', warm, true).rssKb ?? 0;
+      run(s, 'ADD', warm);
       run(s, 'DEL', warm);
     }
     for (let i = 0; i < cycles; i++) {
@@ -124,31 +131,46 @@ function main(): void {
       addNs(pod);
       const order = i % 2 === 0 ? subjects : [...subjects].reverse();
       for (const s of order) {
-        s.add.push(run(s, 'ADD', pod).ms);
-        s.del.push(run(s, 'DEL', pod).ms);
+        const a = run(s, 'ADD', pod);
+        const d = run(s, 'DEL', pod);
+        s.add.push(a.ms);
+        s.addCpu.push(a.cpuMs);
+        s.rssKb.push(a.rssKb);
+        s.del.push(d.ms);
+        s.delCpu.push(d.cpuMs);
       }
       ip(['netns', 'del', pod]);
       made.splice(made.indexOf(pod), 1);
     }
 
     const [ref, ours] = subjects as [Subject, Subject];
+    const stats = (x: Subject) => ({
+      addMedianMs: +median(x.add).toFixed(2),
+      addP90Ms: +p90(x.add).toFixed(2),
+      delMedianMs: +median(x.del).toFixed(2),
+      delP90Ms: +p90(x.del).toFixed(2),
+      addCpuMedianMs: +median(x.addCpu).toFixed(1),
+      delCpuMedianMs: +median(x.delCpu).toFixed(1),
+      peakRssKb: Math.max(...x.rssKb),
+    });
     const summary = {
       bench: 'macvlan',
       cycles,
       nsenterMedianMs: +median(base).toFixed(2),
-      reference: { addMedianMs: +median(ref.add).toFixed(2), addP90Ms: +p90(ref.add).toFixed(2), delMedianMs: +median(ref.del).toFixed(2), delP90Ms: +p90(ref.del).toFixed(2), peakRssKb: rss[ref.label] },
-      strand: { addMedianMs: +median(ours.add).toFixed(2), addP90Ms: +p90(ours.add).toFixed(2), delMedianMs: +median(ours.del).toFixed(2), delP90Ms: +p90(ours.del).toFixed(2), peakRssKb: rss[ours.label] },
+      reference: stats(ref),
+      strand: stats(ours),
       addRatio: +(median(ours.add) / median(ref.add)).toFixed(3),
       delRatio: +(median(ours.del) / median(ref.del)).toFixed(3),
+      addCpuRatio: +(median(ours.addCpu) / Math.max(median(ref.addCpu), 1)).toFixed(2),
     };
-    const row = (l: string, x: typeof summary.strand): string =>
-      `${l.padEnd(18)} ADD ${x.addMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.addP90Ms.toFixed(2).padStart(7)})   DEL ${x.delMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.delP90Ms.toFixed(2).padStart(7)})   peak RSS ${((x.peakRssKb ?? 0) / 1024).toFixed(1)} MiB`;
+    const row = (l: string, x: ReturnType<typeof stats>): string =>
+      `${l.padEnd(18)} ADD ${x.addMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.addP90Ms.toFixed(2).padStart(7)}, cpu ${x.addCpuMedianMs.toFixed(0).padStart(3)})   DEL ${x.delMedianMs.toFixed(2).padStart(7)} ms (p90 ${x.delP90Ms.toFixed(2).padStart(7)}, cpu ${x.delCpuMedianMs.toFixed(0).padStart(3)})   peak RSS ${(x.peakRssKb / 1024).toFixed(1)} MiB`;
     process.stdout.write(
       [
-        `bench:macvlan  ${cycles} cycles, host-local IPAM for both, alternating; nsenter itself: ${summary.nsenterMedianMs} ms`,
+        `bench:macvlan  ${cycles} cycles, host-local IPAM for both, alternating; nsenter itself: ${summary.nsenterMedianMs} ms; load average ${loadavg()[0]!.toFixed(1)}`,
         row('reference macvlan', summary.reference),
         row('strand-macvlan', summary.strand),
-        `ratio strand/reference: ADD ${summary.addRatio}, DEL ${summary.delRatio}`,
+        `ratio strand/reference: ADD ${summary.addRatio}, DEL ${summary.delRatio} (wall medians); CPU time is 10 ms granular (rusage)`,
         '',
       ].join('\n'),
     );
