@@ -451,20 +451,27 @@ export class SimCluster {
   }
 
   /** Pings each target once from `from`; returns the addresses that did not answer. */
-  async unreachable(from: SimPod, targets: readonly string[], waitS = 1): Promise<string[]> {
+  async unreachable(from: SimPod, targets: readonly string[], waitS = 1, count = 1): Promise<string[]> {
     if (!targets.length) return [];
-    const script = `for ip in ${targets.join(' ')}; do ping -n -q -c 1 -W ${waitS} $ip >/dev/null 2>&1 || echo $ip; done`;
+    const script = `for ip in ${targets.join(' ')}; do ping -n -q -c ${count} -i 0.2 -W ${waitS} $ip >/dev/null 2>&1 || echo $ip; done`;
     const { stdout } = await execFileP('ip', ['netns', 'exec', from.ns, 'sh', '-c', script]);
     return stdout.split('\n').filter(Boolean);
   }
 
-  /** Every pod pings every other pod (one process per source pod, in parallel). */
-  async allPairsFailures(): Promise<string[]> {
+  /**
+   * Every pod pings every other pod (one process per source pod, in parallel). A pair
+   * whose single ping got no answer within 1 s (this machine is shared and often
+   * loaded) is tried again with 3 pings and 3 s; only pairs failing that too are
+   * returned. `firstRound` gets the pairs that needed the second try.
+   */
+  async allPairsFailures(firstRound?: string[]): Promise<string[]> {
     const pods = this.pods;
     const res = await Promise.all(
       pods.map(async (p) => {
         const bad = await this.unreachable(p, pods.filter((q) => q !== p).map((q) => q.ip));
-        return bad.map((ipAddr) => `${p.node.name}/${p.ip} -> ${ipAddr}`);
+        firstRound?.push(...bad.map((ipAddr) => `${p.node.name}/${p.ip} -> ${ipAddr}`));
+        const still = await this.unreachable(p, bad, 3, 3);
+        return still.map((ipAddr) => `${p.node.name}/${p.ip} -> ${ipAddr}`);
       }),
     );
     return res.flat();

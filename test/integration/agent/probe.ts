@@ -29,12 +29,26 @@ if (mode === 'server') {
   const sock = createConnection({ host, port });
   sock.setNoDelay(true);
   let timer: NodeJS.Timeout | undefined;
-  const finish = (): void => {
-    if (timer) clearInterval(timer);
-    maxGap = Math.max(maxGap, Date.now() - last);
+  let done = false;
+  const report = (): void => {
     process.stdout.write(`${JSON.stringify({ sent, received, maxGapMs: maxGap, ...(error ? { error } : {}) })}\n`);
     sock.destroy();
     process.exit(0);
+  };
+  // stop sending, then give the echoes still in flight up to a second to come back
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    if (timer) clearInterval(timer);
+    maxGap = Math.max(maxGap, Date.now() - last);
+    if (error) return report();
+    const t = Date.now();
+    const wait = setInterval(() => {
+      if (received >= sent || Date.now() - t > 1000) {
+        clearInterval(wait);
+        report();
+      }
+    }, 5);
   };
   sock.on('connect', () => {
     timer = setInterval(() => {
@@ -50,6 +64,7 @@ if (mode === 'server') {
     if (n > 0) {
       pending -= n * 4;
       received += n;
+      if (done) return;
       const now = Date.now();
       maxGap = Math.max(maxGap, now - last);
       last = now;
@@ -57,7 +72,8 @@ if (mode === 'server') {
   });
   sock.on('error', (e) => {
     error = e.message;
-    finish();
+    if (done) report();
+    else finish();
   });
   setTimeout(finish, duration);
 } else {
