@@ -77,6 +77,13 @@ function sideDist(side: unknown, verb: 'add' | 'del'): Dist | undefined {
   return d;
 }
 
+/** A bridge-style result is either {strand, reference} or {scenarios: {name: {strand, reference}}}. */
+function scenarios(res: Obj, name: string): Array<[string, Obj]> {
+  const sc = res['scenarios'];
+  if (isObj(sc)) return Object.entries(sc).filter((e): e is [string, Obj] => isObj(e[1])).map(([k, v]) => [`${name} (${k})`, v]);
+  return [[name, res]];
+}
+
 const SIDES = [
   ['strand', 'strand'],
   ['reference', 'reference'],
@@ -87,16 +94,18 @@ export function buildModel(run: BenchRun): Model {
   const m: Model = { add: [], del: [], throughput: [], churn: [] };
   const r = (name: string): Obj | undefined => (run.benches[name]?.status === 'ok' ? run.benches[name]?.result : undefined);
 
-  for (const [bench, group] of [['bridge', 'bridge'], ['macvlan', 'macvlan'], ['churn', 'bridge, 50 concurrent']] as const) {
+  for (const [bench, name] of [['bridge', 'bridge'], ['macvlan', 'macvlan'], ['churn', 'bridge, 50 concurrent']] as const) {
     const res = r(bench);
     if (!res) continue;
-    for (const [key, who] of SIDES) {
-      const side = res[key];
-      const label = `${group}: ${who === 'strand' ? 'strand' : 'reference'}`;
-      const a = sideDist(side, 'add');
-      const d = sideDist(side, 'del');
-      if (a) m.add.push({ group, who, label, dist: a });
-      if (d) m.del.push({ group, who, label, dist: d });
+    for (const [group, sc] of scenarios(res, name)) {
+      for (const [key, who] of SIDES) {
+        const side = sc[key];
+        const label = `${group}: ${who === 'strand' ? 'strand' : 'reference'}`;
+        const a = sideDist(side, 'add');
+        const d = sideDist(side, 'del');
+        if (a) m.add.push({ group, who, label, dist: a });
+        if (d) m.del.push({ group, who, label, dist: d });
+      }
     }
   }
 
@@ -269,17 +278,19 @@ export function tableLines(run: BenchRun): Line[] {
     const b = num(nl['ipMedianMs']);
     out.push({ what: 'pod link set-up: strand netlink vs `ip` commands (ms, median)', strand: x2(a), reference: `${x2(b)} (ip)`, ratio: ratioText(a, b), goal: '<= 0.10x' });
   }
-  for (const [bench, name] of [['bridge', 'bridge'], ['macvlan', 'macvlan']] as const) {
+  for (const [bench, base] of [['bridge', 'bridge'], ['macvlan', 'macvlan']] as const) {
     const res = r(bench);
     if (!res) continue;
-    for (const verb of ['add', 'del'] as const) {
-      const a = sideDist(res['strand'], verb)?.p50;
-      const b = sideDist(res['reference'], verb)?.p50;
-      out.push({ what: `${name} ${verb.toUpperCase()} (ms, median)`, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: verb === 'add' && bench === 'bridge' ? '<= 1.5x' : '' });
+    for (const [name, sc] of scenarios(res, base)) {
+      for (const verb of ['add', 'del'] as const) {
+        const a = sideDist(sc['strand'], verb)?.p50;
+        const b = sideDist(sc['reference'], verb)?.p50;
+        out.push({ what: `${name} ${verb.toUpperCase()} (ms, median)`, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: verb === 'add' && bench === 'bridge' ? '<= 1.5x' : '' });
+      }
+      const ra = num(get(sc, 'strand', 'peakRssKb'));
+      const rb = num(get(sc, 'reference', 'peakRssKb'));
+      if (ra !== undefined && rb !== undefined) out.push({ what: `${name} peak RSS per ADD (MiB)`, strand: x2(ra / 1024), reference: x2(rb / 1024), ratio: ratioText(ra, rb), goal: '' });
     }
-    const ra = num(get(res, 'strand', 'peakRssKb'));
-    const rb = num(get(res, 'reference', 'peakRssKb'));
-    if (ra !== undefined && rb !== undefined) out.push({ what: `${name} peak RSS per ADD (MiB)`, strand: x2(ra / 1024), reference: x2(rb / 1024), ratio: ratioText(ra, rb), goal: '' });
   }
   const ipam = r('ipam');
   const stats = get(ipam, 'process', 'stats');
@@ -304,6 +315,11 @@ export function tableLines(run: BenchRun): Line[] {
     const a = num(get(churn, 'strand', 'peakRssKb', 'p50'));
     const b = num(get(churn, 'reference', 'peakRssKb', 'p50'));
     out.push({ what: 'churn: peak RSS per invocation, plugin + IPAM (MiB, p50)', strand: x2(a === undefined ? a : a / 1024), reference: x2(b === undefined ? b : b / 1024), ratio: ratioText(a, b), goal: '' });
+  }
+  const agent = r('agent');
+  for (const mode of ['host-gw', 'vxlan']) {
+    const c = num(get(agent, 'convergence', mode, 'claim', 'median'));
+    if (c !== undefined) out.push({ what: `agent: block claim -> route on the other nodes, ${mode} (ms, median)`, strand: x2(c), reference: 'n/a', ratio: '', goal: '' });
   }
   const dp = r('datapath');
   const ratios = get(dp, 'ratios');
