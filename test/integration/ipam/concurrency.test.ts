@@ -16,8 +16,8 @@ const N = Number(process.env['STRAND_IPAM_PROCS'] ?? 2000);
 const NODES = Array.from({ length: 8 }, (_, i) => `node-${i}`);
 const PARALLEL = 8;
 // One ADD and one DEL process per allocation. A quiet 2-core machine runs ~20 plugin
-// processes/s; a machine shared with other heavy jobs (load 20-30) ~4/s: allow that.
-const TIMEOUT = Math.max(600_000, N * 1_500);
+// processes/s; one shared with other heavy jobs (load 30-60 here) ~1.5/s: allow that.
+const TIMEOUT = Math.max(900_000, N * 3_000);
 
 let etcd: EtcdCluster | undefined;
 let store: Store | undefined;
