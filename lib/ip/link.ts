@@ -54,18 +54,24 @@ export interface BridgeSpec {
  */
 export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): rtnl.Link {
   let created = false;
-  try {
-    const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
-    if (spec.mtu) link.mtu = spec.mtu;
-    rtnl.newLink(host, link);
-    created = true;
-  } catch (e) {
-    if (!isNetlinkError(e, 'EEXIST')) {
-      if (isNetlinkError(e)) throw netlinkFailure(`could not add bridge ${JSON.stringify(spec.name)}`, e);
-      throw e;
+  // Usually the bridge exists: look first, create only when missing (EEXIST from a
+  // concurrent ADD that won the race is fine).
+  let found = nlMaybe(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+  if (!found) {
+    try {
+      const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
+      if (spec.mtu) link.mtu = spec.mtu;
+      rtnl.newLink(host, link);
+      created = true;
+    } catch (e) {
+      if (!isNetlinkError(e, 'EEXIST')) {
+        if (isNetlinkError(e)) throw netlinkFailure(`could not add bridge ${JSON.stringify(spec.name)}`, e);
+        throw e;
+      }
     }
+    found = nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
   }
-  let br = nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+  let br = found;
   if (created && undo) {
     const index = br.index;
     undo.push(`delete bridge ${spec.name}`, () => deleteBridgeIfUnused(host, index));

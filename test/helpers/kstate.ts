@@ -56,7 +56,7 @@ export interface NsState {
   routes: RouteState[];
   sysctls: Record<string, string>;
   /** `bridge -j vlan show` entries (only when asked for: needs vlan support). */
-  vlans?: Array<{ dev: string; vlans: Array<{ vlan: number; flags: string[] }> }>;
+  vlans?: Array<{ dev: string; vlans: Array<{ vlan: number; vlanEnd?: number; flags: string[] }> }>;
   /** nat table rules from iptables-save and ip6tables-save (chains and -A lines). */
   nat: { v4: string[]; v6: string[] };
   /** `nft list ruleset`, tables other than the ones iptables-nft made, handles dropped. */
@@ -267,11 +267,11 @@ function readVlans(ns: string): NonNullable<NsState['vlans']> {
   const raw = ipjBridge(ns);
   return raw.map((e) => ({
     dev: e.ifname,
-    vlans: e.vlans.map((v) => ({ vlan: v.vlan, flags: [...(v.flags ?? [])].sort() })),
+    vlans: e.vlans.map((v) => ({ vlan: v.vlan, ...(v.vlanEnd !== undefined ? { vlanEnd: v.vlanEnd } : {}), flags: [...(v.flags ?? [])].sort() })),
   }));
 }
 
-function ipjBridge(ns: string): Array<{ ifname: string; vlans: Array<{ vlan: number; flags?: string[] }> }> {
+function ipjBridge(ns: string): Array<{ ifname: string; vlans: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }> }> {
   const out = run(ns, 'bridge', ['-j', 'vlan', 'show']).trim();
   return out ? JSON.parse(out) : [];
 }
@@ -353,11 +353,23 @@ export function normalise<T = unknown>(snap: Snapshot, extra?: T, opts: Normalis
   if (snap.pod) nsList.push(['pod', snap.pod]);
   let vethN = 0;
   const vethCount = snap.host.links.filter((l) => VETH_RE.test(l.name)).length;
-  for (const [where, st] of nsList) {
+  // A bridge whose MAC was never set explicitly takes the lowest MAC of its ports, which
+  // port that is being random: such a bridge MAC becomes "mac(lowest port)" (wherever an
+  // object names the bridge), and the port keeps its own token. Ports are registered
+  // before bridges for that reason.
+  const followers = new Map<string, string>();
+  for (const l of snap.host.links) {
+    if (l.kind === 'bridge' && snap.host.links.some((p) => p.master === l.name && p.mac === l.mac)) followers.set(l.name, l.mac);
+  }
+  for (const [, st] of nsList) {
     for (const l of st.links) {
       if (VETH_RE.test(l.name) && !map.has(l.name)) {
         map.set(l.name, vethCount > 1 ? `veth*${vethN++}` : 'veth*');
       }
+    }
+  }
+  for (const [where, st] of nsList) {
+    for (const l of [...st.links].sort((a, b) => Number(a.kind === 'bridge') - Number(b.kind === 'bridge'))) {
       const linkTok = map.get(l.name) ?? l.name;
       if (MAC_RE.test(l.mac) && l.mac !== '00:00:00:00:00:00' && !map.has(l.mac)) {
         map.set(l.mac, `mac(${where}:${linkTok})`);
@@ -382,6 +394,8 @@ export function normalise<T = unknown>(snap: Snapshot, extra?: T, opts: Normalis
     if (v && typeof v === 'object') {
       const o: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(v)) o[k] = sub(x);
+      const src = v as { name?: unknown; mac?: unknown };
+      if (typeof src.name === 'string' && followers.get(src.name) === src.mac) o['mac'] = 'mac(lowest port)';
       return o;
     }
     return v;
