@@ -62,7 +62,7 @@ async function until(handles: rtnl.Netns[], pred: (ns: rtnl.Netns) => boolean, t
         last = performance.now() - t0;
       }
     }
-    if (performance.now() - t0 > timeoutMs) throw new Error('route did not converge within 10 s');
+    if (performance.now() - t0 > timeoutMs) throw new Error(`route did not converge within ${timeoutMs} ms in ${[...left].map((h) => h.path).join(', ')}`);
     if (left.size) await sleep(1);
   }
   return last;
@@ -79,7 +79,9 @@ async function convergence(c: SimCluster): Promise<{ claim: Stats; release: Stat
       const t0 = performance.now();
       const rev = await store.commit([{ op: 'putBlock', block: { network: c.opts.network, cidr, node: 'n1', allocations: {} }, prevRev: 0 }]);
       if (rev === undefined) throw new Error(`claim of ${cidr} conflicted`);
-      claim.push(await until(others, (h) => hasRoute(h, cidr), t0));
+      claim.push(await until(others, (h) => hasRoute(h, cidr), t0).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}\n${c.nodes.map((n) => `--- ${n.name}\n${c.agentLog(n).slice(-1500)}`).join('\n')}`);
+      }));
       const t1 = performance.now();
       const ok = await store.commit([{ op: 'delBlock', network: c.opts.network, cidr, prevRev: rev }]);
       if (ok === undefined) throw new Error(`release of ${cidr} conflicted`);
@@ -119,6 +121,18 @@ function pingPongOnce(server: SimPod, client: SimPod): Lat {
   return { latUs: num(/Summary: Latency is ([\d.]+) usec/, out, 'latency'), p99Us: num(/percentile 99\.000 =\s+([\d.]+)/, out, 'p99'), tps: received / runtime };
 }
 
+/** A sockperf server may take a while to come up on a loaded machine: try again. */
+async function withRetry<T>(fn: () => T, attempts = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return fn();
+    } catch (e) {
+      if (i >= attempts) throw e;
+      await sleep(1000);
+    }
+  }
+}
+
 interface Setup {
   cluster: SimCluster;
   podsConvergedMs: number;
@@ -128,7 +142,8 @@ interface Setup {
 }
 
 async function setupMode(mode: Mode): Promise<Setup> {
-  const c = new SimCluster({ mode, nodes: 3, plugin: opt.plugin as PluginKind, resync: '30s' });
+  // the default lease TTL: a short one can lapse on a loaded machine and measure a flap
+  const c = new SimCluster({ mode, nodes: 3, plugin: opt.plugin as PluginKind, resync: '30s', leaseTTL: '20s' });
   await c.setup();
   await c.startAgents();
   const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
@@ -146,7 +161,7 @@ async function latencies(paths: Array<[string, [SimPod, SimPod]]>): Promise<Map<
     await sleep(300);
     const per = new Map<string, Lat[]>(paths.map(([n]) => [n, []]));
     for (let r = 0; r < ROUNDS; r++) {
-      for (const [name, [srv, cli]] of paths) per.get(name)?.push(pingPongOnce(srv, cli));
+      for (const [name, [srv, cli]] of paths) per.get(name)?.push(await withRetry(() => pingPongOnce(srv, cli)));
     }
     const out = new Map<string, Lat>();
     for (const [name, ls] of per) out.set(name, { latUs: median(ls.map((x) => x.latUs)), p99Us: median(ls.map((x) => x.p99Us)), tps: median(ls.map((x) => x.tps)) });

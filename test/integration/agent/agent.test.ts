@@ -51,7 +51,7 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
   });
 
   it('a node leaving (agent stopped, lease expired) loses its routes on the others; routes stay on the node itself', async () => {
-    const c = await make(mode, 3);
+    const c = await make(mode, 3, { leaseTTL: '3s' });
     await c.startAgents();
     for (const n of c.nodes) await c.addPod(n);
     await c.waitConverged();

@@ -223,7 +223,7 @@ export class SimCluster {
   private podSeq = 0;
 
   constructor(opts: SimOptions) {
-    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '3s', resync: '2s', network: 's9net', ipMasq: false, ...opts };
+    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '10s', resync: '2s', network: 's9net', ipMasq: false, ...opts };
     this.etcdPrefix = `/${this.prefix}`;
     this.infraNs = `${this.prefix}-${opts.mode === 'host-gw' ? 'sw' : 'rt'}`;
   }
