@@ -1,9 +1,12 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Deployment, DaemonSet } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { FLAGS, loadAgentConfig } from '../../../agent/config.ts';
+import { main as installMain } from '../../../cmd/install.ts';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 
 // Every manifest validated offline against the Kubernetes schemas (kubernetes-models'
@@ -63,43 +66,148 @@ describe('manifests: Kubernetes schema validation', () => {
 describe('manifests: what strand relies on', () => {
   const ds = find('DaemonSet', 'strand');
   const pod = ds.spec.template.spec;
-  const c = pod.containers[0];
+  const cm = find('ConfigMap', 'strand-config');
+  // the installer runs to completion first, then the agent runs for the pod's lifetime
+  const inst = pod.initContainers[0];
+  const agent = pod.containers[0];
+  const mountsOf = (c: any): Record<string, any> => Object.fromEntries(c.volumeMounts.map((m: any) => [m.name, m]));
+  const envOf = (c: any): Record<string, any> => Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+  const flag = (c: any, name: string): string | undefined => {
+    const a = (c.args as string[]).find((x) => x.startsWith(`--${name}=`));
+    return a?.slice(name.length + 3);
+  };
 
-  it('DaemonSet: host network, privileged, system-node-critical, tolerates every taint', () => {
+  it('DaemonSet: host network, privileged, system-node-critical, tolerates every taint, short grace period', () => {
     expect(pod.hostNetwork).toBe(true);
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(c.securityContext.privileged).toBe(true);
+    expect(pod.terminationGracePeriodSeconds).toBe(5);
+    expect(pod.initContainers.map((c: any) => c.name)).toEqual(['install']);
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['agent']);
+    for (const c of [inst, agent]) expect(c.securityContext.privileged).toBe(true);
     expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     expect(pod.serviceAccountName).toBe(find('ServiceAccount', 'strand').metadata.name);
   });
 
-  it('DaemonSet: hostPath /opt/cni/bin and /etc/cni/net.d mounted where `strand install --sleep` writes', () => {
+  it('init container: `strand install` without --sleep, hostPath /opt/cni/bin and /etc/cni/net.d mounted where it writes', () => {
     const hostPaths = Object.fromEntries(pod.volumes.filter((v: any) => v.hostPath).map((v: any) => [v.name, v.hostPath.path]));
     expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d' });
-    const mounts = Object.fromEntries(c.volumeMounts.map((m: any) => [m.name, m.mountPath]));
-    expect(c.command).toEqual(['/strand']);
-    expect(c.args[0]).toBe('install');
-    expect(c.args).toContain('--sleep');
-    expect(c.args).toContain(`--bin-dir=${mounts['cni-bin']}`);
-    expect(c.args).toContain(`--conf-dir=${mounts['cni-conf']}`);
-    expect(c.args).toContain('--host-conf-dir=/etc/cni/net.d');
-    expect(c.args).toContain(`--template=${mounts['config']}`);
-    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+    const mounts = Object.fromEntries(inst.volumeMounts.map((m: any) => [m.name, m.mountPath]));
+    expect(inst.command).toEqual(['/strand']);
+    expect(inst.args[0]).toBe('install');
+    // an init container must exit: --sleep would keep the agent from ever starting
+    expect(inst.args).not.toContain('--sleep');
+    expect(inst.args.some((a: string) => a.startsWith('--sleep'))).toBe(false);
+    expect(inst.args).toContain(`--bin-dir=${mounts['cni-bin']}`);
+    expect(inst.args).toContain(`--conf-dir=${mounts['cni-conf']}`);
+    expect(inst.args).toContain(`--host-conf-dir=${hostPaths['cni-conf']}`);
+    expect(inst.args).toContain(`--template=${mounts['config']}`);
+    const env = envOf(inst);
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
     expect(env['STRAND_ETCD_TLS_DIR'].value).toBe(mounts['etcd-tls']);
     const tlsVol = pod.volumes.find((v: any) => v.name === 'etcd-tls');
     expect(tlsVol.secret).toMatchObject({ secretName: find('Secret', 'strand-etcd-tls').metadata.name, optional: true });
   });
 
+  it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, readiness = `strand agent status`', () => {
+    expect(agent.image).toBe(inst.image);
+    expect(agent.command).toEqual(['/strand']);
+    expect(agent.args[0]).toBe('agent');
+    // every option is one `strand agent` accepts (agent/config.ts), in --name=value form
+    for (const a of agent.args.slice(1) as string[]) {
+      const m = /^--([a-z-]+)=(.+)$/.exec(a);
+      expect(m, a).not.toBeNull();
+      expect(Object.keys(FLAGS), a).toContain(m![1]);
+    }
+    // mounted where the installer's --host-conf-dir says, so the TLS paths in the
+    // conflist are valid for the agent too; the agent only reads it
+    const mounts = mountsOf(agent);
+    expect(Object.keys(mounts)).toEqual(['cni-conf']);
+    expect(mounts['cni-conf']).toMatchObject({ mountPath: flag(inst, 'host-conf-dir'), readOnly: true });
+    expect(flag(agent, 'cni-conf')).toBe(`${mounts['cni-conf'].mountPath}/${flag(inst, 'conf-name') ?? '10-strand.conflist'}`);
+    const env = envOf(agent);
+    expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
+    expect(env['NODE_IP'].valueFrom.fieldRef.fieldPath).toBe('status.hostIP');
+    expect(flag(agent, 'node-ip')).toBe('$(NODE_IP)');
+    // $(VAR) in args is expanded by the kubelet only for variables the container defines
+    for (const a of agent.args as string[]) for (const m of a.matchAll(/\$\(([A-Za-z0-9_]+)\)/g)) expect(Object.keys(env), a).toContain(m[1]);
+    // the probe reads the agent's default state file: neither side may move it alone
+    expect(agent.readinessProbe.exec.command).toEqual(['/strand', 'agent', 'status']);
+    expect(agent.args.some((a: string) => a.startsWith('--state-file') || a.startsWith('--config'))).toBe(false);
+    expect(agent.readinessProbe.periodSeconds).toBe(5);
+    expect(agent.readinessProbe.failureThreshold).toBe(2);
+  });
+
+  it('every configMapKeyRef names the strand ConfigMap and a key it has; agent-mode is a mode the agent knows', () => {
+    const refs = [...pod.initContainers, ...pod.containers].flatMap((c: any) => c.env.map((e: any) => e.valueFrom?.configMapKeyRef).filter(Boolean));
+    expect(refs.map((r: any) => r.key).sort()).toEqual(['agent-mode', 'etcd-endpoints']);
+    for (const r of refs) {
+      expect(r.name).toBe(cm.metadata.name);
+      expect(Object.keys(cm.data)).toContain(r.key);
+    }
+    expect(envOf(agent)['STRAND_AGENT_MODE'].valueFrom.configMapKeyRef.key).toBe('agent-mode');
+    expect(flag(agent, 'mode')).toBe('$(STRAND_AGENT_MODE)');
+    expect(cm.data['agent-mode']).toBe('host-gw'); // kind's nodes share one L2 segment
+    const ref = pod.volumes.find((v: any) => v.name === 'config').configMap;
+    expect(ref.name).toBe(cm.metadata.name);
+  });
+
+  it('the agent takes etcd endpoints, prefix and TLS files from the conflist `strand install` writes from the ConfigMap', async () => {
+    // the installer itself (cmd/install.ts), with the pod's env and args pointed at a temp
+    // dir standing in for the node's /etc/cni/net.d (as both containers see it)
+    const tmp = mkdtempSync(join(tmpdir(), 'strand-manifests-'));
+    try {
+      const conf = join(tmp, 'net.d');
+      const tlsDir = join(tmp, 'etcd-tls');
+      mkdirSync(tlsDir);
+      for (const f of ['ca.crt', 'tls.crt', 'tls.key']) writeFileSync(join(tlsDir, f), `-----BEGIN ${f}-----\nAA==\n-----END ${f}-----\n`);
+      writeFileSync(join(tmp, 'template'), cm.data['conflist.template']);
+      writeFileSync(join(tmp, 'strand'), 'not really strand');
+      const remap: Record<string, string> = {
+        'bin-dir': join(tmp, 'bin'),
+        'conf-dir': conf,
+        'host-conf-dir': conf,
+        template: join(tmp, 'template'),
+      };
+      const args = (inst.args as string[]).slice(1).map((a) => {
+        const name = /^--([a-z-]+)=/.exec(a)?.[1];
+        return name && remap[name] ? `--${name}=${remap[name]}` : a;
+      });
+      let err = '';
+      const io = { env: { K8S_NODE_NAME: 'kind-worker', STRAND_ETCD_ENDPOINTS: cm.data['etcd-endpoints'], STRAND_ETCD_TLS_DIR: tlsDir }, stdin: async () => Buffer.alloc(0), stdout: { write: () => {} }, stderr: { write: (s: string) => void (err += s) } };
+      expect(await installMain([...args, `--source=${join(tmp, 'strand')}`], io), err).toBe(0);
+
+      const agentEnv: Record<string, string> = { K8S_NODE_NAME: 'kind-worker', NODE_IP: '172.18.0.3', STRAND_AGENT_MODE: cm.data['agent-mode'] };
+      const flags = new Map<string, string>();
+      for (const a of (agent.args as string[]).slice(1)) {
+        const [, name, value] = /^--([a-z-]+)=(.*)$/.exec(a)!;
+        flags.set(name!, value!.replace(/\$\(([A-Za-z0-9_]+)\)/g, (_m, v: string) => agentEnv[v] ?? `$(${v})`));
+      }
+      expect(flags.get('cni-conf')).toBe('/etc/cni/net.d/10-strand.conflist');
+      flags.set('cni-conf', join(conf, '10-strand.conflist'));
+      const cfg = loadAgentConfig(flags, agentEnv);
+      expect(cfg).toMatchObject({ nodeName: 'kind-worker', nodeIPs: ['172.18.0.3'], mode: 'host-gw', networks: ['strand'] });
+      const tpl = JSON.parse(cm.data['conflist.template']);
+      expect(cfg.etcd.endpoints).toEqual(parseEndpoints(cm.data['etcd-endpoints']));
+      expect(cfg.etcd.prefix).toBe(tpl.plugins[0].ipam.etcd.prefix);
+      // the TLS files the installer copied, read through the paths it wrote
+      expect(cfg.etcd.tls?.ca?.toString()).toBe(readFileSync(join(tlsDir, 'ca.crt'), 'utf8'));
+      expect(cfg.etcd.tls?.cert?.toString()).toBe(readFileSync(join(tlsDir, 'tls.crt'), 'utf8'));
+      expect(cfg.etcd.tls?.key?.toString()).toBe(readFileSync(join(tlsDir, 'tls.key'), 'utf8'));
+      const written = JSON.parse(readFileSync(join(conf, '10-strand.conflist'), 'utf8'));
+      expect(written.plugins[0].ipam.etcd.tls.ca).toBe(join(conf, 'strand-etcd', 'ca.crt'));
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
   it('DaemonSet image is the one scripts/image.sh names by default', () => {
     const script = readFileSync(join(dir, '../scripts/image.sh'), 'utf8');
-    expect(script).toContain(`name=\${name:-${c.image}}`);
+    expect(script).toContain(`name=\${name:-${inst.image}}`);
   });
 
   it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd', () => {
-    const cm = find('ConfigMap', 'strand-config');
-    const ref = c.env.find((e: any) => e.name === 'STRAND_ETCD_ENDPOINTS').valueFrom.configMapKeyRef;
+    const ref = inst.env.find((e: any) => e.name === 'STRAND_ETCD_ENDPOINTS').valueFrom.configMapKeyRef;
     expect(ref.name).toBe('strand-config');
     const endpoints = parseEndpoints(cm.data[ref.key]);
     const { conflist } = fillTemplate(cm.data['conflist.template'], { NODE_NAME: 'kind-worker', ETCD_ENDPOINTS: endpoints });
