@@ -1,5 +1,7 @@
-# The strand node image: the single executable, run by the DaemonSet as
-# `/strand install --sleep` (manifests/strand.yaml).
+# The strand node image: the single executable, run by the DaemonSet
+# (manifests/strand.yaml) as `/strand install ...` (init container) and then
+# `/strand agent ...`; both set their command and args, so CMD below is only the
+# default of a bare `docker run`.
 #
 #   bash scripts/build.sh                # dist/strand
 #   docker build -t strand:dev .

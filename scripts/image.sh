@@ -3,7 +3,7 @@
 # registry (tar + sha256sum only), for `ctr images import`, `kind load image-archive`
 # or `docker load`.
 #
-#   scripts/image.sh [--out FILE] [--name REF]           the strand installer image
+#   scripts/image.sh [--out FILE] [--name REF]           the strand image (installer + agent)
 #   scripts/image.sh --pause [--out FILE] [--name REF]   a tiny pause image (tests)
 #
 # The strand image holds what the Dockerfile's image holds: /strand (dist/strand, the

@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
-import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
+import { buildPauseImage, Containerd, CTR, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames } from './fixtures.ts';
@@ -150,7 +150,7 @@ describe('containerd CRI with the reference bridge + host-local (harness check)'
   });
 });
 
-/** manifests/strand.yaml, parsed: the ConfigMap and the DaemonSet's install container. */
+/** manifests/strand.yaml, parsed: the ConfigMap and the DaemonSet. */
 function strandManifest(): { configMap: any; daemonSet: any } {
   const docs = parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'strand.yaml'), 'utf8')).map((d) => d.toJS());
   return { configMap: docs.find((d) => d.kind === 'ConfigMap'), daemonSet: docs.find((d) => d.kind === 'DaemonSet') };
@@ -215,50 +215,93 @@ describe('containerd CRI with strand-ipam on etcd, installed by `strand install`
   });
 });
 
+/** A container of the DaemonSet's pod, resolved as the kubelet would on node `node`. */
+interface PodContainer {
+  argv: string[];
+  env: string[];
+  mounts: string[];
+}
+
+/**
+ * Env from `value`, the downward API (`fields`: fieldPath -> value) and the ConfigMap
+ * (`data`); `$(VAR)` in command/args expanded from the container's own env (the
+ * kubelet's rule: an unknown name stays as written); each volume mount a bind mount of
+ * `hostPath[volume]`, read-only where the manifest says so.
+ */
+function resolveContainer(container: any, data: Record<string, string>, fields: Record<string, string>, hostPath: Record<string, string>): PodContainer {
+  const configMap = strandManifest().configMap;
+  const vars: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    const ref = e.valueFrom?.configMapKeyRef;
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    let v: string | undefined;
+    if (e.value !== undefined) v = e.value;
+    else if (field !== undefined) v = fields[field];
+    else if (ref?.name === configMap.metadata.name) v = data[ref.key];
+    if (v === undefined) throw new Error(`cannot resolve env ${e.name}`);
+    vars[e.name] = v;
+  }
+  const expand = (a: string) => a.replace(/\$\(([A-Za-z0-9_]+)\)/g, (m, n: string) => vars[n] ?? m);
+  const mounts = (container.volumeMounts ?? []).flatMap((m: any) => {
+    const src = hostPath[m.name];
+    if (!src) throw new Error(`no host path for volume ${m.name}`);
+    return ['--mount', `type=bind,src=${src},dst=${m.mountPath},options=rbind:${m.readOnly ? 'ro' : 'rw'}`];
+  });
+  return {
+    argv: [...container.command, ...container.args].map(expand),
+    env: Object.entries(vars).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+    mounts,
+  };
+}
+
+/** `ctr run` arguments for a container with the pod's host network and privileges. */
+function ctrRunArgs(c: Containerd, name: string, image: string, pc: PodContainer): string[] {
+  return [
+    'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'), '--fifo-dir', join(c.dir, 'fifo'),
+    ...pc.env, ...pc.mounts, image, name, ...pc.argv,
+  ];
+}
+
+/** Builds the strand image with scripts/image.sh and imports it; returns its name. */
+function importStrandImage(c: Containerd, prefix: string): string {
+  const image = `localhost/strand-test/strand:${prefix}`;
+  const tar = join(c.dir, 'strand-image.tar');
+  execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--out', tar, '--name', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+  c.importImage(tar);
+  return image;
+}
+
+/** Host directories standing in for the node's, one per DaemonSet volume. */
+function nodeDirs(c: Containerd, template: string): Record<string, string> {
+  const node = join(c.dir, 'node');
+  const hostPath: Record<string, string> = {
+    'cni-bin': join(node, 'opt/cni/bin'),
+    'cni-conf': join(node, 'etc/cni/net.d'),
+    config: join(node, 'conflist.template'),
+    'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
+  };
+  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
+  writeFileSync(hostPath['config']!, template);
+  return hostPath;
+}
+
 describe('the installer image run in containerd', () => {
-  it('fills a bin dir and a conf dir exactly as the DaemonSet would, and a re-run changes nothing', async () => {
+  it('the init container fills a bin dir and a conf dir exactly as the DaemonSet would, exits 0, and a re-run changes nothing', async () => {
     const strand = requireStrandPlugin('strand');
     const { c } = await startContainerd(24140);
     const prefix = netns!.prefix;
-    const image = `localhost/strand-test/strand:${prefix}`;
-    const tar = join(c.dir, 'strand-image.tar');
-    execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--out', tar, '--name', image], { stdio: ['ignore', 'ignore', 'pipe'] });
-    c.importImage(tar);
+    const image = importStrandImage(c, prefix);
 
-    // host paths standing in for the node's, mounted where the DaemonSet mounts them
     const { configMap, daemonSet } = strandManifest();
-    const pod = daemonSet.spec.template.spec;
-    const container = pod.containers[0];
-    const node = join(c.dir, 'node');
-    const hostPath: Record<string, string> = {
-      'cni-bin': join(node, 'opt/cni/bin'),
-      'cni-conf': join(node, 'etc/cni/net.d'),
-      config: join(node, 'conflist.template'),
-      'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
-    };
-    for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
-    writeFileSync(hostPath['config']!, configMap.data['conflist.template']);
-    const mounts = container.volumeMounts.map((m: any) => {
-      const src = hostPath[m.name];
-      if (!src) throw new Error(`no host path for volume ${m.name}`);
-      return ['--mount', `type=bind,src=${src},dst=${m.mountPath},options=rbind:${m.readOnly ? 'ro' : 'rw'}`];
-    });
-    const env = container.env.map((e: any) => {
-      if (e.value !== undefined) return `${e.name}=${e.value}`;
-      if (e.valueFrom?.fieldRef?.fieldPath === 'spec.nodeName') return `${e.name}=node-img`;
-      const ref = e.valueFrom?.configMapKeyRef;
-      if (ref?.name === configMap.metadata.name) return `${e.name}=${configMap.data[ref.key]}`;
-      throw new Error(`cannot resolve env ${e.name}`);
-    });
-    // the DaemonSet's command and arguments, without --sleep so the task ends
-    const argv = [...container.command, ...container.args.filter((a: string) => a !== '--sleep')];
-    const run = () =>
-      c.ctr([
-        'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'), '--fifo-dir', join(c.dir, 'fifo'),
-        ...env.flatMap((e: string) => ['--env', e]),
-        ...mounts.flat(),
-        image, `${prefix}-installer`, ...argv,
-      ]);
+    const container = daemonSet.spec.template.spec.initContainers[0];
+    expect(container.name).toBe('install');
+    const hostPath = nodeDirs(c, configMap.data['conflist.template']);
+    // the init container's command, args, env and mounts as they are: it must end by itself
+    const pc = resolveContainer(container, configMap.data, { 'spec.nodeName': 'node-img' }, hostPath);
+    expect(pc.argv.slice(0, 2)).toEqual(['/strand', 'install']);
+    expect(pc.argv).not.toContain('--sleep');
+    // ctr run exits with the task's status: a non-zero exit throws here
+    const run = () => c.ctr(ctrRunArgs(c, `${prefix}-installer`, image, pc));
     run();
 
     const bin = hostPath['cni-bin']!;
@@ -281,6 +324,105 @@ describe('the installer image run in containerd', () => {
     const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
     run();
     expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
+    expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+    await stopClean(c);
+  });
+
+  it('then the agent container: its readiness probe follows etcd, SIGTERM ends it within the grace period and its routes stay', async () => {
+    requireStrandPlugin('strand');
+    const { c, host } = await startContainerd(24180);
+    const prefix = netns!.prefix;
+    const image = importStrandImage(c, prefix);
+    const etcdDir = join(c.dir, 'etcd');
+    etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
+
+    // the node's underlay (status.hostIP) and a peer node on it owning one block
+    const ipn = (args: string[]) => execFileSync('ip', ['-n', host, ...args], { encoding: 'utf8' });
+    ipn(['link', 'add', `${prefix}-up`, 'type', 'veth', 'peer', 'name', `${prefix}-uq`]);
+    ipn(['addr', 'add', '192.0.2.1/24', 'dev', `${prefix}-up`]);
+    for (const l of [`${prefix}-up`, `${prefix}-uq`]) ipn(['link', 'set', l, 'up']);
+    const { configMap, daemonSet } = strandManifest();
+    const etcdPrefix: string = JSON.parse(configMap.data['conflist.template']).plugins[0].ipam.etcd.prefix;
+    etcd.etcdctl(['put', `${etcdPrefix}/nodes/peer`, JSON.stringify({ name: 'peer', addresses: ['192.0.2.2'], mode: 'host-gw' })]);
+    etcd.etcdctl(['put', `${etcdPrefix}/affinity/strand/10.244.1.0-26`, JSON.stringify({ network: 'strand', cidr: '10.244.1.0/26', node: 'peer' })]);
+
+    // the ConfigMap pointed at this etcd, as an operator would edit it
+    const data = { ...configMap.data, 'etcd-endpoints': etcd.endpoint };
+    const fields = { 'spec.nodeName': 'node-img', 'status.hostIP': '192.0.2.1' };
+    const hostPath = nodeDirs(c, configMap.data['conflist.template']);
+    const pod = daemonSet.spec.template.spec;
+    c.ctr(ctrRunArgs(c, `${prefix}-install`, image, resolveContainer(pod.initContainers[0], data, fields, hostPath)));
+
+    const spec = pod.containers[0];
+    expect(spec.name).toBe('agent');
+    const pc = resolveContainer(spec, data, fields, hostPath);
+    expect(pc.argv).toContain('--node-ip=192.0.2.1');
+    expect(pc.argv).toContain(`--mode=${configMap.data['agent-mode']}`);
+    const id = `${prefix}-agent`;
+    const agent = spawn(CTR, ['-a', c.socket, '-n', 'k8s.io', ...ctrRunArgs(c, id, image, pc)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let logs = '';
+    for (const s of [agent.stdout, agent.stderr]) s.setEncoding('utf8').on('data', (d: string) => void (logs.length < 50_000 && (logs += d)));
+    const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
+    let probes = 0;
+    // the readiness probe, exec'd in the running container as the kubelet does
+    const probe = (): { code: number; out: string } => {
+      const cmd: string[] = spec.readinessProbe.exec.command;
+      try {
+        return { code: 0, out: c.ctr(['task', 'exec', '--exec-id', `probe-${probes++}`, id, ...cmd]) };
+      } catch (e) {
+        const err = e as { status?: number; stdout?: string; stderr?: string };
+        return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+      }
+    };
+    const waitProbe = async (want: number, what: string): Promise<string> => {
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        const r = probe();
+        if (r.code === want) return r.out;
+        if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`probe never ${what} (last exit ${r.code}: ${r.out})\nagent log:\n${logs}`);
+        await new Promise((res) => setTimeout(res, 500));
+      }
+    };
+    const agentRoutes = () => JSON.parse(ipn(['-j', 'route', 'show', 'proto', '115'])) as Array<{ dst: string; gateway?: string }>;
+    try {
+      expect(await waitProbe(0, 'ready'), logs).toMatch(/state:\s+synced/);
+      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+      const pid = /^\S+\s+(\d+)/.exec(c.ctr(['task', 'ls']).split('\n').find((l) => l.startsWith(id)) ?? '')?.[1];
+      const rss = pid && existsSync(`/proc/${pid}/status`) ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : undefined;
+      console.log(`agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${spec.resources.requests.memory})`);
+
+      // etcd gone: not ready (routes stay); back: ready again
+      await etcd.stop();
+      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/NOT synced/);
+      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+      etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
+      await waitProbe(0, 'ready again after etcd came back');
+
+      // the kubelet stopping the pod: SIGTERM, then SIGKILL after the grace period
+      const t0 = Date.now();
+      c.ctr(['task', 'kill', '-s', 'SIGTERM', id]);
+      const grace = pod.terminationGracePeriodSeconds * 1000;
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), grace))]);
+      const ms = Date.now() - t0;
+      expect(code, `agent still running ${grace} ms after SIGTERM\n${logs}`).toBe(0);
+      console.log(`agent container: exited ${ms} ms after SIGTERM`);
+      expect(logs).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
+      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+      // the lease is not revoked: peers keep their routes to this node for its TTL
+      expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
+    } finally {
+      if (agent.exitCode === null) {
+        try {
+          c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+        } catch {
+          // already gone
+        }
+        await exited;
+      }
+    }
+    expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+    await etcd.stop();
+    etcd = undefined;
     await stopClean(c);
   });
 });
