@@ -51,7 +51,6 @@ status_file=/.vm/ctl/status
 
 p9 usr /usr "ro,cache=$USR_CACHE"
 p9 etc /etc "ro,cache=$USR_CACHE"
-p9 repo "$REPO" "cache=$REPO_CACHE"
 
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -p /run/netns /run/lock
@@ -64,7 +63,9 @@ mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-# Extra read-write shares (run.sh --share), after the tmpfs mounts they may sit under.
+# The repo and the extra read-write shares (run.sh --share) come after the tmpfs mounts
+# they may sit under (a clone in /tmp, as CI makes, would be hidden otherwise).
+p9 repo "$REPO" "cache=$REPO_CACHE"
 while read -r tag path; do
   [ -n "$tag" ] && p9 "$tag" "$path" cache=none
 done </.vm/ctl/shares
