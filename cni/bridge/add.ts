@@ -161,7 +161,6 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
       const veth = createVeth(host, pod, { ifName: a.ifName, mtu: conf.mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
-      trySysctl(host, `net/ipv6/conf/${veth.host.name}/accept_ra`, '0');
       if (conf.hairpinMode || conf.portIsolation) {
         nl(`failed to set bridge port options on ${veth.host.name}`, () =>
           rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),

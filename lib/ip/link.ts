@@ -164,7 +164,7 @@ export interface VethPair {
  * Creates a veth pair in one RTM_NEWLINK: the host end in `host` (optionally enslaved to
  * a bridge and up), the container end directly inside `pod` as `spec.ifName` (down). A
  * clash on the random host name is retried; a clash on the container name is CniError 4.
- * Pushes an undo deleting the pair.
+ * The host end gets accept_ra=0. Pushes an undo deleting the pair.
  */
 export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoStack): VethPair {
   for (let attempt = 0; ; attempt++) {
@@ -190,6 +190,8 @@ export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoS
       throw e;
     }
     undo?.push(`delete veth ${spec.ifName}`, () => void deleteLinkIfPresent(pod, spec.ifName));
+    // We own the routes of the host end: no router advertisements (as the reference).
+    trySysctl(host, `net/ipv6/conf/${hostName}/accept_ra`, '0');
     const cont = nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
     const hostLink = nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
     return { host: hostLink, cont };
