@@ -6,6 +6,7 @@
 // initialisation lazy, so a plugin start evaluates only that plugin's code.
 import { readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { registerInProcess } from '../lib/cni/inprocess.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 
 type PluginMain = (io: PluginIO) => Promise<number>;
@@ -17,6 +18,11 @@ const plugins: Record<string, () => Promise<PluginMain>> = {
   'strand-ipvlan': async () => (await import('../cni/ipvlan/main.ts')).main,
   'strand-ipam': async () => (await import('../ipam/main.ts')).main,
 };
+
+// A strand plugin delegating IPAM to strand-ipam runs it in this process when the
+// strand-ipam found on CNI_PATH is this very executable (a hardlink): no second start.
+// STRAND_IPAM_EXEC=1 execs it anyway. lib/cni/invoke.ts decides per call.
+registerInProcess('strand-ipam', { load: plugins['strand-ipam']!, execEnv: 'STRAND_IPAM_EXEC' });
 
 interface Command {
   summary: string;

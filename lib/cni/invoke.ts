@@ -1,17 +1,23 @@
 // Delegation to another plugin (IPAM, or a chained plugin): find its executable on
 // CNI_PATH, run it with our environment except CNI_COMMAND, the config on stdin, and decode
 // its result (any version -> 1.1.0) or its error JSON (code kept). No shell is involved.
+// A strand plugin found on CNI_PATH as the running executable itself runs in-process
+// instead (see inprocess.ts): same stdin, environment and output handling, no exec.
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
+import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import type { CmdArgs } from './skel.ts';
+import type { CmdArgs, PluginIO } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
-  /** Kill the delegate (SIGKILL) after this long; no limit by default. */
+  /**
+   * Kill the delegate (SIGKILL) after this long; no limit by default. A delegate with a
+   * timeout is always exec'd: only a process can be killed.
+   */
   timeoutMs?: number;
   /** Where the delegate's stderr and rollback failures are logged; default `a.log`. */
   log?: Logger;
@@ -151,6 +157,11 @@ export async function execPlugin(
       });
     }
   }
+  return outcomeStdout(file, outcome, opts);
+}
+
+/** The exec'd (or in-process) delegate's stdout on success; its error as a CniError otherwise. */
+function outcomeStdout(file: string, outcome: ExecOutcome, opts: DelegateOptions): Buffer {
   const name = file.slice(file.lastIndexOf('/') + 1);
   if (outcome.stderr.length) opts.log?.info(`${name} stderr: ${clip(outcome.stderr, 4000)}`);
   if (outcome.timedOut) {
@@ -166,6 +177,74 @@ export async function execPlugin(
       ? `${how}; stderr: ${clip(outcome.stderr)}`
       : `${how}, no error message`;
   throw new CniError(Code.DelegateFailed, `plugin ${name} failed`, details);
+}
+
+let selfId: Promise<string | undefined> | undefined;
+
+async function fileId(path: string): Promise<string | undefined> {
+  try {
+    const st = await stat(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The registered in-process plugin to use for `file` (the type's executable found on
+ * CNI_PATH), or undefined to exec it: unregistered, disabled by its `execEnv` variable,
+ * a timeout asked for, or `file` is not the running executable (another inode).
+ */
+export async function inProcessFor(
+  pluginType: string,
+  file: string,
+  env: Record<string, string | undefined>,
+  opts: DelegateOptions = {},
+): Promise<InProcessPlugin | undefined> {
+  const plugin = inProcessPlugin(pluginType);
+  if (!plugin || opts.timeoutMs !== undefined) return undefined;
+  if (plugin.execEnv && env[plugin.execEnv] === '1') return undefined;
+  if (plugin.anyFile) return plugin;
+  selfId ??= fileId(process.execPath);
+  const self = await selfId;
+  return self !== undefined && self === (await fileId(file)) ? plugin : undefined;
+}
+
+/**
+ * Runs a registered plugin's main in this process with the delegate's environment and
+ * stdin, capturing its stdout and stderr; its exit status and output are then read exactly
+ * as an exec'd delegate's are.
+ */
+export async function runInProcess(
+  file: string,
+  plugin: InProcessPlugin,
+  stdin: Buffer,
+  env: Record<string, string>,
+  opts: DelegateOptions = {},
+): Promise<Buffer> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: PluginIO = {
+    env,
+    stdin: () => Promise.resolve(stdin),
+    stdout: { write: (s) => void out.push(s) },
+    stderr: { write: (s) => void err.push(s) },
+  };
+  let status: number;
+  try {
+    status = await (await plugin.load())(io);
+  } catch (e) {
+    // pluginMain never throws; a module that cannot load does (the exec'd binary would
+    // have printed code 999 and exited 1: the runtime sees a failed delegate either way).
+    const name = file.slice(file.lastIndexOf('/') + 1);
+    if (err.length) opts.log?.info(`${name} stderr: ${clip(Buffer.from(err.join('')), 4000)}`);
+    throw new CniError(Code.DelegateFailed, `plugin ${name} failed`, `in-process: ${(e as Error).message}`, { cause: e });
+  }
+  return outcomeStdout(
+    file,
+    { status, signal: null, stdout: Buffer.from(out.join(''), 'utf8'), stderr: Buffer.from(err.join(''), 'utf8'), timedOut: false },
+    opts,
+  );
 }
 
 function confBytes(netconf: Buffer | object): Buffer {
@@ -184,7 +263,11 @@ function confVersion(conf: Buffer): string | undefined {
 async function run(verb: string, pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions): Promise<Buffer> {
   const file = await findInPath(pluginType, a.path);
   const log = opts.log ?? a.log;
-  return execPlugin(file, confBytes(netconf), delegateEnv(a.env, verb), log ? { ...opts, log } : opts);
+  const o = log ? { ...opts, log } : opts;
+  const env = delegateEnv(a.env, verb);
+  const inProcess = await inProcessFor(pluginType, file, a.env, opts);
+  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o);
+  return execPlugin(file, confBytes(netconf), env, o);
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */
