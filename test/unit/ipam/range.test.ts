@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,7 @@ describe('strand-ipam config (host-local compatible)', () => {
     expect(c.routes).toEqual([{ dst: '0.0.0.0/0' }]);
     expect(c.dns).toEqual({ nameservers: ['10.0.0.10'], search: ['a.svc', 'b.svc'], options: ['ndots:5'], domain: 'cluster.local' });
     expect(parseResolvConf('# x\n;y\n')).toEqual({});
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const cases: Array<[string, Record<string, unknown>, Partial<NetConf>, string, RegExp]> = [
