@@ -14,6 +14,7 @@ APT_PACKAGES=(
   containerd runc
   sockperf
   tshark
+  strace
 )
 
 missing=()
