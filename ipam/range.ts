@@ -225,6 +225,11 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   if (!Array.isArray(eps) || eps.length === 0 || !eps.every((e) => typeof e === 'string' && e.length > 0)) {
     throw bad(`${field}.endpoints`, 'must be a non-empty list of URLs');
   }
+  // Credentials in a URL would be echoed by the etcd client's errors and logs.
+  const withUserinfo = (eps as string[]).findIndex((e) => /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(e));
+  if (withUserinfo >= 0) {
+    throw bad(`${field}.endpoints[${withUserinfo}]`, 'must not carry credentials (user:password@): use username and password');
+  }
   let prefix = optString(raw, 'prefix', field) ?? DEFAULT_ETCD_PREFIX;
   if (!prefix.startsWith('/')) prefix = `/${prefix}`;
   prefix = prefix.replace(/\/+$/, '');

@@ -55,6 +55,9 @@ function valueAt(root: unknown, segs: ReadonlyArray<string | number>): unknown {
   return cur;
 }
 
+/** Field names whose values are never repeated in an error (passwords, keys, tokens). */
+const SECRET_FIELD = /pass|secret|token|key|credential/i;
+
 function preview(v: unknown): string {
   let s: string;
   try {
@@ -94,9 +97,11 @@ export function validateWith<T>(validator: ValidatorLike, raw: unknown, prefix: 
   if (err.keyword === 'enum' && Array.isArray(p['allowedValues'])) {
     reason = `must be one of ${p['allowedValues'].map((v) => JSON.stringify(v)).join(', ')}`;
   }
+  // Never echo the value of a credential-like field: the error reaches kubelet's log.
+  const secret = [...prefix, ...segs].some((s) => typeof s === 'string' && SECRET_FIELD.test(s));
   throw new CniError(
     Code.InvalidNetworkConfig,
     `invalid config field ${field}`,
-    `${field}: ${reason}; got ${preview(valueAt(raw, segs))}`,
+    secret ? `${field}: ${reason}` : `${field}: ${reason}; got ${preview(valueAt(raw, segs))}`,
   );
 }
