@@ -94,7 +94,7 @@ export function buildModel(run: BenchRun): Model {
   const m: Model = { add: [], del: [], throughput: [], churn: [] };
   const r = (name: string): Obj | undefined => (run.benches[name]?.status === 'ok' ? run.benches[name]?.result : undefined);
 
-  for (const [bench, name] of [['bridge', 'bridge'], ['macvlan', 'macvlan'], ['churn', 'bridge, 50 concurrent']] as const) {
+  for (const [bench, name] of [['bridge', 'bridge'], ['macvlan', 'macvlan'], ['churn', 'churn: bridge, 50 concurrent']] as const) {
     const res = r(bench);
     if (!res) continue;
     for (const [group, sc] of scenarios(res, name)) {
@@ -140,8 +140,8 @@ export function buildModel(run: BenchRun): Model {
 // SVG
 
 const COLORS = { strand: '#2b6cb0', reference: '#a0a0a0' } as const;
-const W = 860;
-const LEFT = 230;
+const W = 960;
+const LEFT = 320;
 const RIGHT = 40;
 const ROW = 22;
 
