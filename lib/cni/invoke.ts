@@ -3,7 +3,6 @@
 // its result (any version -> 1.1.0) or its error JSON (code kept). No shell is involved.
 // A strand plugin found on CNI_PATH as the running executable itself runs in-process
 // instead (see inprocess.ts): same stdin, environment and output handling, no exec.
-import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CniError, Code, isCniError } from './errors.ts';
@@ -76,7 +75,9 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
   return new Promise((resolve, reject) => {
     // Own process group, so a timeout kills the delegate's children too (they would keep
     // its stdout open otherwise).
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
+    // node:child_process is loaded here, not at start-up: most runs never spawn, and the
+    // start-up snapshot of the single executable must not contain it.
+    const child = process.getBuiltinModule('node:child_process').spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
