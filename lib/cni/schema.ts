@@ -2,6 +2,13 @@
 // (one export per key). Plain data only: the generator imports this file.
 
 const NAME_PATTERN = '^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$';
+/**
+ * The spec sets no length limit on a network name, but the name becomes a directory (the
+ * local IPAM store, as host-local's /var/lib/cni/networks/<name>), a key segment in etcd
+ * and a rule comment: longer than one file name (NAME_MAX, 255 bytes) it can name nothing.
+ * The pattern is ASCII only, so characters are bytes.
+ */
+export const NAME_MAX_LENGTH = 255;
 /** A plugin executable name: no path separators. */
 const TYPE_PATTERN = '^[^/\\\\]+$';
 
@@ -23,7 +30,8 @@ export const schemas = {
     properties: {
       cniVersion: { type: 'string', minLength: 1 },
       cniVersions: { type: 'array', items: { type: 'string' } },
-      name: { type: 'string', minLength: 1, pattern: NAME_PATTERN },
+      // maxLength before pattern: a huge name is refused without running the pattern over it
+      name: { type: 'string', minLength: 1, maxLength: NAME_MAX_LENGTH, pattern: NAME_PATTERN },
       type: { type: 'string', minLength: 1, pattern: TYPE_PATTERN },
       args: {
         type: 'object',
