@@ -3,7 +3,7 @@
 // the bridge, forwarding, masquerading. Every side effect pushes an undo step; a failure
 // anywhere unwinds them last-in-first-out (IPAM DEL included), so a failed ADD leaves
 // no veth, no address and no reserved IP behind.
-import { CniError, Code } from '../../lib/cni/errors.ts';
+import { CniError, Code, invalidNetns } from '../../lib/cni/errors.ts';
 import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
@@ -22,12 +22,12 @@ import { ensureVlanGateway, setPortVlans } from './vlan.ts';
 /** Index of the container interface in the result's `interfaces` (bridge, host veth, container). */
 export const CONTAINER_IF_INDEX = 2;
 
-/** Opens the pod's namespace; a missing or wrong path is the runtime's error (code 4). */
+/** Opens the pod's namespace; a missing, wrong or unusable path is code 4 naming CNI_NETNS. */
 export function openPodNetns(path: string): Netns {
   try {
     return Netns.open(path);
   } catch (e) {
-    if (isNetlinkError(e)) throw new CniError(Code.InvalidEnvironment, `failed to open netns ${JSON.stringify(path)}`, e.message, { cause: e });
+    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
     throw e;
   }
 }

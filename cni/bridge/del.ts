@@ -2,7 +2,7 @@
 // first (its veth peer on the bridge goes with it), then IPAM DEL, which always runs, then
 // the MAC spoof-check and masquerade rules (found by name, so they are removed even when
 // the pod's namespace is already gone). The bridge stays, as with the reference plugin.
-import { CniError, Code } from '../../lib/cni/errors.ts';
+import { invalidNetns } from '../../lib/cni/errors.ts';
 import { delegateDel } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { deleteLinkIfPresent, netlinkFailure } from '../../lib/ip/link.ts';
@@ -19,8 +19,9 @@ function deletePodLink(a: CmdArgs): void {
   try {
     pod = Netns.open(a.netns);
   } catch (e) {
-    if (isNetlinkError(e, 'ENOENT')) return; // the runtime already removed the namespace
-    if (isNetlinkError(e)) throw new CniError(Code.InvalidEnvironment, `failed to open netns ${JSON.stringify(a.netns)}`, e.message, { cause: e });
+    // The runtime already removed the namespace (or unmounted it, leaving a plain file).
+    if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return;
+    if (isNetlinkError(e)) throw invalidNetns(a.netns, e.code, e);
     throw e;
   }
   try {

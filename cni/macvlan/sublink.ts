@@ -9,7 +9,7 @@
 //     in the pod fails the rename (EEXIST), which the undo step cleans up;
 //   - DEL removes it by name; a missing namespace or link is success.
 import { randomBytes } from 'node:crypto';
-import { CniError, Code } from '../../lib/cni/errors.ts';
+import { CniError, Code, invalidNetns } from '../../lib/cni/errors.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import type { UndoStack } from '../../lib/ip/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
@@ -26,16 +26,15 @@ export interface MasterOptions {
 }
 
 /**
- * Opens the pod namespace of CNI_NETNS. A missing path or one that is no longer a network
- * namespace is CniError 8 (InvalidNetNS) naming it.
+ * Opens the pod namespace of CNI_NETNS. A path that is missing, not a network namespace
+ * or cannot be opened is CniError 4 naming CNI_NETNS (the spec's "invalid necessary
+ * environment variables"; it has no code of its own for a namespace).
  */
 export function openPodNetns(path: string): Netns {
   try {
     return Netns.open(path);
   } catch (e) {
-    if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) {
-      throw new CniError(Code.InvalidNetNS, `failed to open netns ${JSON.stringify(path)}`, e.message, { cause: e });
-    }
+    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
     throw e;
   }
 }
@@ -155,6 +154,7 @@ export function deleteSublink(netnsPath: string, ifName: string): void {
     pod = Netns.open(netnsPath);
   } catch (e) {
     if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return;
+    if (isNetlinkError(e)) throw invalidNetns(netnsPath, e.code, e);
     throw e;
   }
   try {

@@ -1,5 +1,7 @@
 // CNI error codes (spec 1.1, "Error" section) plus strand's own codes from 100 up.
 // Codes are a const object, not an enum: the project runs TypeScript by type stripping.
+// The spec has no code for a bad network namespace: a CNI_NETNS that is missing, not a
+// network namespace or unusable is code 4 naming CNI_NETNS (invalidNetns below).
 export const Code = {
   IncompatibleVersion: 1,
   UnsupportedField: 2,
@@ -8,7 +10,6 @@ export const Code = {
   IoFailure: 5,
   DecodingFailure: 6,
   InvalidNetworkConfig: 7,
-  InvalidNetNS: 8,
   TryAgainLater: 11,
   PluginNotAvailable: 50,
   PluginLimitedConnectivity: 51,
@@ -64,4 +65,33 @@ export function toCniError(e: unknown): CniError {
     return new CniError(Code.Internal, 'internal error', `${name}${e.message}`, { cause: e });
   }
   return new CniError(Code.Internal, 'internal error', String(e), { cause: e });
+}
+
+/**
+ * A value as it may be echoed in an error: at most `max` characters, the rest replaced by
+ * a note of how long it was (a hostile 8 MiB value must not come back whole).
+ */
+export function clip(s: string, max = 128): string {
+  return s.length > max ? `${s.slice(0, max)}... (${s.length} characters)` : s;
+}
+
+/** Why a namespace path could not be used, by the errno name of the failed open. */
+const NETNS_PROBLEMS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file (ENOENT)',
+  EINVAL: 'not a network namespace',
+  ENOTDIR: 'a component of the path is not a directory (ENOTDIR)',
+  ENAMETOOLONG: 'the path is too long (ENAMETOOLONG)',
+  ELOOP: 'too many symbolic links (ELOOP)',
+  EACCES: 'permission denied (EACCES)',
+  EPERM: 'operation not permitted (EPERM)',
+};
+
+/**
+ * The error for an unusable CNI_NETNS (missing, not a network namespace, unopenable, the
+ * plugin's own): code 4, "invalid necessary environment variables", naming the variable.
+ * `problem` is an errno name ("ENOENT") or a sentence.
+ */
+export function invalidNetns(path: string, problem: string, cause?: unknown): CniError {
+  const why = NETNS_PROBLEMS[problem] ?? (/^E[A-Z0-9]+$/.test(problem) ? `cannot open it (${problem})` : problem);
+  return new CniError(Code.InvalidEnvironment, 'invalid CNI_NETNS', `CNI_NETNS ${JSON.stringify(clip(path))}: ${why}`, cause === undefined ? undefined : { cause });
 }

@@ -4,7 +4,7 @@
 // testable without a process; it never calls process.exit.
 import { statSync } from 'node:fs';
 import { validateNetConf } from '../../gen/validators.js';
-import { CniError, Code, toCniError } from './errors.ts';
+import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
 import { IFNAME_FORBIDDEN } from './formats.ts';
 import { createLogger, isLogLevel, type Logger } from './log.ts';
@@ -204,11 +204,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     const netns = env['CNI_NETNS'] ?? '';
     const override = (env['CNI_NETNS_OVERRIDE'] ?? '').toLowerCase();
     if (needsAttachment && netns && override !== '1' && override !== 'true' && isOwnNetns(netns)) {
-      throw new CniError(
-        Code.InvalidNetNS,
-        "plugin's netns and netns from CNI_NETNS should not be the same",
-        `CNI_NETNS ${netns} is the plugin's own network namespace`,
-      );
+      throw invalidNetns(netns, "the plugin's own network namespace (plugin's netns and netns from CNI_NETNS should not be the same)");
     }
 
     const typed = spec.parseConfig(conf);

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CniError, Code } from '../../../lib/cni/errors.ts';
 import { pluginMain, REQUIRED_ENV, type CmdArgs, type PluginFuncs, type PluginSpec } from '../../../lib/cni/skel.ts';
 import { SPEC_VERSIONS, gcAttachments, type NetConf, type Result } from '../../../lib/cni/types.ts';
+import { NAME_MAX_LENGTH } from '../../../lib/cni/schema.ts';
 
 interface Call {
   verb: string;
@@ -266,6 +267,13 @@ describe('invalid fields: code 7 naming the field', () => {
     expectError(r, Code.InvalidNetworkConfig);
     expect(r.json.msg).toContain(field);
   });
+  it('a name longer than 255 characters (NAME_MAX): code 7 naming name, the value clipped in the answer', async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ name: 'a'.repeat(8 << 20) }));
+    expectError(r, Code.InvalidNetworkConfig, /name: must NOT have more than 255 characters/);
+    expect(r.json.msg).toBe('invalid config field name');
+    expect(r.stdout.length).toBeLessThan(1000);
+    expect((await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ name: 'a'.repeat(NAME_MAX_LENGTH) }))).rc).toBe(0);
+  });
   it('a bad prevResult field is named with its path', async () => {
     const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.0.0.300/24' }] } }));
     expectError(r, Code.InvalidNetworkConfig);
@@ -391,9 +399,9 @@ describe('dispatch and results', () => {
 });
 
 describe('namespace sanity', () => {
-  it("CNI_NETNS naming the plugin's own namespace: code 8", async () => {
+  it("CNI_NETNS naming the plugin's own namespace: code 4 naming CNI_NETNS", async () => {
     const r = await run({ ...ENV, CNI_COMMAND: 'ADD', CNI_NETNS: '/proc/self/ns/net' }, conf());
-    expectError(r, Code.InvalidNetNS, /should not be the same/);
+    expectError(r, Code.InvalidEnvironment, /CNI_NETNS.*should not be the same/);
   });
   it('CNI_NETNS_OVERRIDE=1 allows it', async () => {
     const r = await run({ ...ENV, CNI_COMMAND: 'ADD', CNI_NETNS: '/proc/self/ns/net', CNI_NETNS_OVERRIDE: '1' }, conf());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CniError, Code, isCniError, toCniError } from '../../../lib/cni/errors.ts';
+import { clip, CniError, Code, invalidNetns, isCniError, toCniError } from '../../../lib/cni/errors.ts';
 import { SPEC_VERSIONS, gcAttachments } from '../../../lib/cni/types.ts';
 import {
   checkSupported,
@@ -78,7 +78,23 @@ describe('errors', () => {
     expect(e.message).toBe('invalid config field mtu: mtu: must be <= 65535');
     expect(e.name).toBe('CniError');
     expect(isCniError(e)).toBe(true);
-    expect(Code.InvalidNetNS).toBe(8);
+    // The spec has no code 8: a bad CNI_NETNS is 4 (invalidNetns), never a code of our own below 100.
+    expect(Object.values(Code)).not.toContain(8);
+  });
+  it('invalidNetns: code 4 naming CNI_NETNS, the errno explained, a huge path clipped', () => {
+    const e = invalidNetns('/run/netns/gone', 'ENOENT');
+    expect([e.code, e.msg]).toEqual([Code.InvalidEnvironment, 'invalid CNI_NETNS']);
+    expect(e.details).toBe('CNI_NETNS "/run/netns/gone": no such file (ENOENT)');
+    expect(invalidNetns('/x', 'EINVAL').details).toMatch(/not a network namespace/);
+    expect(invalidNetns('/x', 'ENOTTY').details).toMatch(/cannot open it \(ENOTTY\)/);
+    expect(invalidNetns('/x', "the plugin's own").details).toBe('CNI_NETNS "/x": the plugin\'s own');
+    const huge = invalidNetns(`/${'a'.repeat(5000)}`, 'ENAMETOOLONG');
+    expect(huge.details.length).toBeLessThan(300);
+    expect(huge.details).toMatch(/5001 characters.*ENAMETOOLONG/);
+  });
+  it('clip keeps short values and cuts long ones with their length', () => {
+    expect(clip('abc')).toBe('abc');
+    expect(clip('a'.repeat(200), 10)).toBe('aaaaaaaaaa... (200 characters)');
   });
   it('toCniError keeps CniErrors and wraps the rest as 999 with the cause', () => {
     const c = new CniError(11, 'later');
