@@ -1,7 +1,7 @@
 // The strand-bridge network config: validated by the compiled schema (schema.ts), then
 // narrowed into BridgeConf with the reference plugin's defaults and cross-field rules.
 import { validateBridgeConf } from '../../gen/validators.js';
-import { loadCniArgs } from '../../lib/cni/args.ts';
+import { resolveMac as resolveLinkMac } from '../../lib/cni/args.ts';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
 import type { NetConf } from '../../lib/cni/types.ts';
@@ -116,22 +116,12 @@ export function checkAddConfig(c: BridgeConf): void {
   }
 }
 
-const MAC = /^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/;
-
 /**
  * The container interface's MAC, lowest precedence first as the reference: CNI_ARGS
- * `MAC=`, then `args.cni.mac`, then `runtimeConfig.mac` (capability "mac"). Normalised to
- * lower-case colon form; undefined: let the kernel pick.
+ * `MAC=`, then `args.cni.mac`, then `runtimeConfig.mac` (capability "mac"), each checked
+ * to be a unicast address (lib/cni/args.ts). Lower-case ":" form; undefined: let the
+ * kernel pick.
  */
 export function resolveMac(conf: RawBridgeConf, cniArgs: string): string | undefined {
-  let mac: string | undefined;
-  const fromEnv = loadCniArgs(cniArgs, ['MAC']).get('MAC');
-  if (fromEnv) {
-    if (!MAC.test(fromEnv)) throw new CniError(Code.InvalidEnvironment, 'invalid CNI_ARGS', `CNI_ARGS: MAC=${JSON.stringify(fromEnv)} is not a MAC address`);
-    mac = fromEnv;
-  }
-  const fromArgs = conf.args?.cni?.['mac'];
-  if (typeof fromArgs === 'string' && fromArgs) mac = fromArgs;
-  if (conf.runtimeConfig?.mac) mac = conf.runtimeConfig.mac;
-  return mac?.toLowerCase().replace(/-/g, ':');
+  return resolveLinkMac(conf, cniArgs);
 }

@@ -3,7 +3,7 @@
 // meaning are the reference `macvlan` plugin's: master, mode, mtu, mac, linkInContainer,
 // ipam ({} or absent: L2 only).
 import { validateMacvlanConf } from '../../gen/validators.js';
-import { loadCniArgs } from '../../lib/cni/args.ts';
+import { resolveMac as resolveLinkMac } from '../../lib/cni/args.ts';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
@@ -19,27 +19,17 @@ export interface MacvlanConf extends SublinkConf {
   runtimeConfig?: { mac?: string; [k: string]: unknown };
 }
 
-const MAC = /^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/;
-
 function modeOf(conf: MacvlanConf): MacvlanMode {
   return conf.mode || 'bridge';
 }
 
 /**
  * The MAC to give the link, lowest precedence first as in the reference plugins:
- * `mac`, CNI_ARGS `MAC=`, `args.cni.mac`, `runtimeConfig.mac` (capability "mac").
+ * `mac`, CNI_ARGS `MAC=`, `args.cni.mac`, `runtimeConfig.mac` (capability "mac"), each
+ * checked to be a unicast address (lib/cni/args.ts). Lower-case ":" form.
  */
 export function resolveMac(conf: MacvlanConf, cniArgs: string): string | undefined {
-  let mac = conf.mac;
-  const fromEnv = loadCniArgs(cniArgs, ['MAC']).get('MAC');
-  if (fromEnv) {
-    if (!MAC.test(fromEnv)) throw new CniError(Code.InvalidEnvironment, 'invalid CNI_ARGS', `CNI_ARGS: MAC=${JSON.stringify(fromEnv)} is not a MAC address`);
-    mac = fromEnv;
-  }
-  const fromArgs = conf.args?.cni?.['mac'];
-  if (typeof fromArgs === 'string' && fromArgs) mac = fromArgs;
-  if (conf.runtimeConfig?.mac) mac = conf.runtimeConfig.mac;
-  return mac;
+  return resolveLinkMac(conf, cniArgs, { field: 'mac', value: conf.mac });
 }
 
 export function parseConfig(raw: NetConf): MacvlanConf {

@@ -1,5 +1,6 @@
 // CNI_ARGS ("K=V;K2=V2"), `args.cni` and `runtimeConfig` accessors.
-import { CniError, Code } from './errors.ts';
+import { clip, CniError, Code } from './errors.ts';
+import { macProblem } from './formats.ts';
 import type { NetConf } from './types.ts';
 
 /**
@@ -81,4 +82,37 @@ export function runtimeConfig(conf: NetConf, key: string): unknown {
 /** Whether the config declares a capability (`capabilities: {mac: true}`). */
 export function hasCapability(conf: NetConf, name: string): boolean {
   return conf.capabilities?.[name] === true;
+}
+
+/**
+ * The MAC address for a pod's interface, lowest precedence first as in the reference
+ * plugins: the plugin's own option (`own`, e.g. macvlan's `mac`), CNI_ARGS `MAC=`,
+ * `args.cni.mac`, then `runtimeConfig.mac` (capability "mac"). Every one given must be a
+ * unicast, non-zero MAC (`macProblem`): CNI_ARGS is CniError 4 naming CNI_ARGS, a config
+ * field CniError 7 naming the field, with the value clipped. Also reads CNI_ARGS with
+ * `loadCniArgs(..., ['MAC'])` (unknown keys need IgnoreUnknown). Returns the lower-case
+ * ":" form; undefined: let the kernel pick.
+ */
+export function resolveMac(conf: NetConf, cniArgs: string, own?: { field: string; value: unknown }): string | undefined {
+  const sources: Array<{ field: string; value: unknown }> = [];
+  if (own) sources.push(own);
+  const fromEnv = loadCniArgs(cniArgs, ['MAC']).get('MAC');
+  if (fromEnv !== undefined && fromEnv !== '') {
+    const why = macProblem(fromEnv);
+    if (why) throw new CniError(Code.InvalidEnvironment, 'invalid CNI_ARGS', `CNI_ARGS: MAC=${JSON.stringify(clip(fromEnv, 64))} ${why}`);
+  }
+  sources.push({ field: 'CNI_ARGS MAC', value: fromEnv });
+  sources.push({ field: 'args.cni.mac', value: argCni(conf, 'mac') });
+  sources.push({ field: 'runtimeConfig.mac', value: runtimeConfig(conf, 'mac') });
+  let mac: string | undefined;
+  for (const { field, value } of sources) {
+    if (value === undefined || value === null || value === '') continue;
+    const why = typeof value === 'string' ? macProblem(value) : 'must be a string';
+    if (why) {
+      const shown = typeof value === 'string' ? JSON.stringify(clip(value, 64)) : typeof value;
+      throw new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${shown} ${why}`);
+    }
+    mac = (value as string).toLowerCase().replace(/-/g, ':');
+  }
+  return mac;
 }

@@ -13,6 +13,22 @@ export function isValidIfName(s: string): boolean {
   return !IFNAME_FORBIDDEN.test(s);
 }
 
+/** An Ethernet address as Go's net.ParseMAC takes 6 bytes: ":" or "-" separated hex. */
+const MAC_TEXT = /^[0-9a-fA-F]{2}(?:([:-])[0-9a-fA-F]{2})(?:\1[0-9a-fA-F]{2}){4}$/;
+
+/**
+ * Why `s` cannot be the address of an interface, or undefined when it can: not a MAC,
+ * the all-zero address, or a multicast/broadcast one (bit 0 of the first byte), which
+ * the kernel refuses for a link (EADDRNOTAVAIL).
+ */
+export function macProblem(s: string): string | undefined {
+  if (!MAC_TEXT.test(s)) return 'is not a MAC address (six hex bytes separated by ":" or "-")';
+  const bytes = s.split(/[:-]/).map((h) => Number.parseInt(h, 16));
+  if (bytes.every((b) => b === 0)) return 'is the all-zero address, not an interface address';
+  if (((bytes[0] ?? 0) & 1) === 1) return 'is a multicast address; an interface needs a unicast MAC';
+  return undefined;
+}
+
 export const formats = {
   /** An IPv4 or IPv6 address. */
   ip: (s: string): boolean => tryParseIP(s) !== undefined,

@@ -78,5 +78,11 @@ describe('bridge config', () => {
     const c = parseConfig(base);
     expect(err(() => resolveMac(c, 'MAC=nope')).code).toBe(4);
     expect(err(() => resolveMac(c, 'FOO=1')).code).toBe(4);
+    expect(err(() => resolveMac(c, 'MAC=01:00:5e:00:00:01')).code).toBe(4);
+  });
+
+  it('a multicast or all-zero args.cni.mac / runtimeConfig.mac: code 7 naming the field', () => {
+    expect(err(() => resolveMac(parseConfig({ ...base, args: { cni: { mac: '01:00:5e:00:00:01' } } }), ''))).toMatchObject({ code: 7, msg: 'invalid config field args.cni.mac' });
+    expect(err(() => resolveMac(parseConfig({ ...base, runtimeConfig: { mac: '00:00:00:00:00:00' } }), ''))).toMatchObject({ code: 7, msg: 'invalid config field runtimeConfig.mac' });
   });
 });

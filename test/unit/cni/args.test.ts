@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { argCni, argsCni, hasCapability, loadCniArgs, parseArgBool, parseCniArgs, runtimeConfig } from '../../../lib/cni/args.ts';
+import { argCni, argsCni, hasCapability, loadCniArgs, parseArgBool, parseCniArgs, resolveMac, runtimeConfig } from '../../../lib/cni/args.ts';
+import { macProblem } from '../../../lib/cni/formats.ts';
 import { CniError, Code } from '../../../lib/cni/errors.ts';
 import type { NetConf } from '../../../lib/cni/types.ts';
 
@@ -91,5 +92,70 @@ describe('args.cni, runtimeConfig, capabilities', () => {
     expect(argsCni(bare)).toEqual({});
     expect(runtimeConfig(bare, 'mac')).toBeUndefined();
     expect(argsCni({ ...bare, args: { cni: [] as unknown as Record<string, unknown> } })).toEqual({});
+  });
+});
+
+describe('MAC addresses', () => {
+  it.each(['0a:58:0a:01:00:05', '02-00-00-00-00-01', 'FE:FF:FF:FF:FF:FF'])('unicast %s: accepted', (m) => expect(macProblem(m)).toBeUndefined());
+  it.each([
+    ['01:00:5e:00:00:01', /multicast/],
+    ['33:33:00:00:00:01', /multicast/],
+    ['ff:ff:ff:ff:ff:ff', /multicast/],
+    ['00:00:00:00:00:00', /all-zero/],
+    ['0a:58:0a:01:00', /not a MAC/],
+    ['0a:58-0a:01:00:05', /not a MAC/],
+    ['zz:58:0a:01:00:05', /not a MAC/],
+  ])('%s: refused', (m, why) => expect(macProblem(m)).toMatch(why));
+
+  const bare: NetConf = { cniVersion: '1.1.0', name: 'n', type: 't' };
+  const fail = (fn: () => unknown): CniError => {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof CniError) return e;
+      throw e;
+    }
+    throw new Error('expected a CniError');
+  };
+
+  it('precedence own < CNI_ARGS < args.cni.mac < runtimeConfig.mac, lower-case ":" form', () => {
+    expect(resolveMac(bare, '')).toBeUndefined();
+    expect(resolveMac(bare, '', { field: 'mac', value: '02-00-00-00-00-0A' })).toBe('02:00:00:00:00:0a');
+    expect(resolveMac(bare, 'IgnoreUnknown=1;K8S_POD_NAME=p;MAC=02:00:00:00:00:02', { field: 'mac', value: '02:00:00:00:00:01' })).toBe('02:00:00:00:00:02');
+    const withArgs = { ...bare, args: { cni: { mac: '02:00:00:00:00:03' } } };
+    expect(resolveMac(withArgs, 'MAC=02:00:00:00:00:02')).toBe('02:00:00:00:00:03');
+    expect(resolveMac({ ...withArgs, runtimeConfig: { mac: '02:00:00:00:00:04' } }, 'MAC=02:00:00:00:00:02')).toBe('02:00:00:00:00:04');
+  });
+
+  it('a multicast or zero MAC from CNI_ARGS: code 4 naming CNI_ARGS', () => {
+    for (const m of ['01:00:5e:00:00:01', '00:00:00:00:00:00', 'zz']) {
+      const e = fail(() => resolveMac(bare, `MAC=${m}`));
+      expect(e.code).toBe(Code.InvalidEnvironment);
+      expect(`${e.msg} ${e.details}`).toMatch(/CNI_ARGS.*MAC=/);
+    }
+  });
+
+  it.each([
+    ['mac', (v: string) => [bare, { field: 'mac', value: v }] as const],
+    ['args.cni.mac', (v: string) => [{ ...bare, args: { cni: { mac: v } } }, undefined] as const],
+    ['runtimeConfig.mac', (v: string) => [{ ...bare, runtimeConfig: { mac: v } }, undefined] as const],
+  ])('a multicast, broadcast or zero %s: code 7 naming the field, even when a later source overrides it', (field, make) => {
+    for (const m of ['01:00:5e:00:00:01', 'ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00']) {
+      const [conf, own] = make(m);
+      const e = fail(() => resolveMac(conf, '', own));
+      expect(e.code).toBe(Code.InvalidNetworkConfig);
+      expect(e.msg).toBe(`invalid config field ${field}`);
+      expect(e.details).toContain(m);
+    }
+    if (field !== 'runtimeConfig.mac') {
+      // a good runtimeConfig.mac would win, but the bad value is still refused
+      const [conf, own] = make('01:00:5e:00:00:01');
+      expect(fail(() => resolveMac({ ...conf, runtimeConfig: { mac: '02:00:00:00:00:09' } }, '', own)).msg).toBe(`invalid config field ${field}`);
+    }
+  });
+
+  it('a huge MAC value is clipped in the error', () => {
+    const e = fail(() => resolveMac({ ...bare, runtimeConfig: { mac: 'a'.repeat(100_000) } }, ''));
+    expect(e.details.length).toBeLessThan(300);
   });
 });

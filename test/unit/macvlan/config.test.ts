@@ -71,6 +71,14 @@ describe('mac precedence: mac < CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac'
   it('a CNI_ARGS MAC that is not one: code 4', () => {
     expect(codeOf(() => resolveMac(c({}), 'MAC=zz')).code).toBe(4);
   });
+  it('a multicast or all-zero MAC anywhere: code 7 naming the field (4 for CNI_ARGS), before the kernel sees it', () => {
+    expect(codeOf(() => resolveMac(c({ mac: '01:00:5e:00:00:01' }), ''))).toMatchObject({ code: 7 });
+    expect(codeOf(() => resolveMac(c({ mac: '01:00:5e:00:00:01' }), '')).text).toMatch(/\bmac\b.*multicast/);
+    expect(codeOf(() => resolveMac(c({ args: { cni: { mac: '00:00:00:00:00:00' } } }), '')).text).toMatch(/args\.cni\.mac.*all-zero/);
+    expect(codeOf(() => resolveMac(c({ runtimeConfig: { mac: 'ff:ff:ff:ff:ff:ff' } }), '')).text).toMatch(/runtimeConfig\.mac/);
+    expect(codeOf(() => resolveMac(c({}), 'MAC=01:00:5e:00:00:01')).code).toBe(4);
+    expect(resolveMac(c({ mac: '0A-00-00-00-00-01' }), '')).toBe('0a:00:00:00:00:01');
+  });
 });
 
 describe('helpers', () => {
