@@ -11,7 +11,8 @@
 //   the last address (the one before broadcast for IPv4).
 // - the network address, IPv4 broadcast and the gateway are never handed out.
 import { readFileSync } from 'node:fs';
-import { CniError, Code } from '../lib/cni/errors.ts';
+import { loadCniArgs } from '../lib/cni/args.ts';
+import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import {
   bitsOf,
@@ -219,6 +220,32 @@ function readSecretFile(path: unknown, field: string): Buffer | undefined {
   }
 }
 
+const CREDENTIALS_IN_URL = 'must not carry credentials (user:password@): use username and password';
+
+/**
+ * Why an etcd endpoint cannot be used, or undefined: "http(s)://host[:port]",
+ * "host[:port]" (the scheme then follows from TLS), or a gRPC unix socket target
+ * ("unix:/path", "unix:///path"); nothing else (no path, query, whitespace). Checked here
+ * so that a typo is a config error (7) naming the entry, not an unreachable store (11)
+ * that the runtime retries forever.
+ */
+export function endpointProblem(ep: string): string | undefined {
+  if (/[\s]/.test(ep)) return 'is not an endpoint URL (it contains whitespace)';
+  if (/^unixs?:/i.test(ep)) return /^unixs?:(\/\/)?[^/]*\/?./i.test(ep) && !ep.includes('@') ? undefined : 'is not a unix socket target (unix:/path)';
+  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(ep);
+  let u: URL;
+  try {
+    u = new URL(hasScheme ? ep : `http://${ep}`);
+  } catch {
+    return 'is not an endpoint URL (http://host:port, https://host:port or host:port)';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `has scheme ${JSON.stringify(u.protocol.slice(0, -1))}; only http and https`;
+  if (!u.hostname) return 'has no host';
+  if (u.username || u.password) return CREDENTIALS_IN_URL;
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return 'must be scheme://host:port, without a path, query or fragment';
+  return undefined;
+}
+
 export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   if (!isObj(raw)) throw bad(field, 'must be an object');
   const eps = typeof raw['endpoints'] === 'string' ? (raw['endpoints'] as string).split(',') : raw['endpoints'];
@@ -228,8 +255,13 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   // Credentials in a URL would be echoed by the etcd client's errors and logs.
   const withUserinfo = (eps as string[]).findIndex((e) => /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(e));
   if (withUserinfo >= 0) {
-    throw bad(`${field}.endpoints[${withUserinfo}]`, 'must not carry credentials (user:password@): use username and password');
+    throw bad(`${field}.endpoints[${withUserinfo}]`, CREDENTIALS_IN_URL);
   }
+  (eps as string[]).forEach((e, i) => {
+    const why = endpointProblem(e);
+    // The value is echoed unless it may hold a credential.
+    if (why) throw bad(`${field}.endpoints[${i}]`, why === CREDENTIALS_IN_URL || e.includes('@') ? why : `${JSON.stringify(clip(e, 100))} ${why}`);
+  });
   let prefix = optString(raw, 'prefix', field) ?? DEFAULT_ETCD_PREFIX;
   if (!prefix.startsWith('/')) prefix = `/${prefix}`;
   prefix = prefix.replace(/\/+$/, '');
@@ -310,25 +342,15 @@ function parseRequestedIP(s: unknown, field: string): IPAddr {
   throw bad(field, `invalid IP address ${JSON.stringify(s)}`);
 }
 
-/** CNI_ARGS as a map (K=V;K=V). */
-function cniArgsMap(s: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const kv of s.split(';')) {
-    const i = kv.indexOf('=');
-    if (i > 0) m.set(kv.slice(0, i), kv.slice(i + 1));
-  }
-  return m;
-}
-
 /** Requested addresses from args.cni.ips, runtimeConfig.ips, else CNI_ARGS IP= (comma list). */
-function collectRequested(conf: NetConf, cniArgs: string): Array<{ ip: IPAddr; field: string }> {
+function collectRequested(conf: NetConf, envArgs: Map<string, string>): Array<{ ip: IPAddr; field: string }> {
   const out: Array<{ ip: IPAddr; field: string }> = [];
   const argIps = conf.args?.cni?.['ips'];
   if (argIps !== undefined && !Array.isArray(argIps)) throw bad('args.cni.ips', 'must be a list of IP addresses');
   const rtIps = conf.runtimeConfig?.['ips'];
   if (rtIps !== undefined && !Array.isArray(rtIps)) throw bad('runtimeConfig.ips', 'must be a list of IP addresses');
   if (!argIps?.length) {
-    const envIp = cniArgsMap(cniArgs).get('IP');
+    const envIp = envArgs.get('IP');
     if (envIp) envIp.split(',').forEach((s, i) => out.push({ ip: parseRequestedIP(s.trim(), `CNI_ARGS IP[${i}]`), field: 'CNI_ARGS IP' }));
   }
   (argIps ?? []).forEach((s, i) => out.push({ ip: parseRequestedIP(s, `args.cni.ips[${i}]`), field: `args.cni.ips[${i}]` }));
@@ -352,6 +374,10 @@ export interface ParseOptions {
 export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamConfig {
   const ipam = conf.ipam as unknown;
   if (!isObj(ipam)) throw bad('ipam', 'IPAM config missing "ipam" key');
+  // CNI_ARGS as host-local reads it (libcni's LoadArgs): every segment a K=V pair,
+  // IgnoreUnknown a boolean, keys other than IP refused unless IgnoreUnknown (CniError 4
+  // naming CNI_ARGS, as every strand plugin answers). Checked on every verb, as host-local.
+  const envArgs = loadCniArgs(opts.cniArgs, ['IP']);
   const sets: RangeSet[] = [];
   const rtRanges = conf.runtimeConfig?.['ipRanges'];
   if (rtRanges !== undefined) {
@@ -382,7 +408,7 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
 
   // Requested addresses: each goes to the first range set holding it that has none yet.
   const requested: RequestedIP[] = [];
-  for (const r of opts.ignoreRequested ? [] : collectRequested(conf, opts.cniArgs ?? '')) {
+  for (const r of opts.ignoreRequested ? [] : collectRequested(conf, envArgs)) {
     const txt = formatIP(r.ip);
     const holders = sets.map((rs, i) => ({ rs, i })).filter(({ rs }) => rangeFor(rs, r.ip));
     if (holders.length === 0) throw bad(r.field, `requested IP ${txt} is not in any configured range`);

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CniError } from '../../../lib/cni/errors.ts';
 import type { NetConf } from '../../../lib/cni/types.ts';
 import { parseIpamConfig, parseResolvConf, rangeSetText } from '../../../ipam/range.ts';
+import { formatIP } from '../../../lib/ip/cidr.ts';
 import { parseConfig } from '../../../ipam/main.ts';
 
 function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {
@@ -74,6 +75,11 @@ describe('strand-ipam config (host-local compatible)', () => {
     ['etcd without endpoints', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: {} }, {}, '', /ipam\.etcd\.endpoints/],
     ['bad blockSize', { ranges: [[{ subnet: '10.1.0.0/24' }]], blockSize: 40 }, {}, '', /ipam\.blockSize/],
     ['route without dst', { ranges: [[{ subnet: '10.1.0.0/24' }]], routes: [{ gw: '10.1.0.1' }] }, {}, '', /ipam\.routes\[0\]\.dst/],
+    ['etcd endpoint that is not a URL', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['not a url'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*"not a url".*not an endpoint URL/],
+    ['etcd endpoint with a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379', 'http://h:2379/v3'] } }, {}, '', /ipam\.etcd\.endpoints\[1\].*without a path/],
+    ['etcd endpoint of another scheme', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['ftp://h:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*only http and https/],
+    ['etcd unix endpoint without a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['unix:'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*unix socket/],
+    ['etcd endpoint without a host', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['http://:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\]/],
   ];
   for (const [name, ipam, extra, cniArgs, re] of cases) {
     it(`code 7 naming the field: ${name}`, () => {
@@ -82,4 +88,48 @@ describe('strand-ipam config (host-local compatible)', () => {
       expect(text(e)).toMatch(re);
     });
   }
+});
+
+describe('etcd endpoints', () => {
+  const eps = (endpoints: unknown) => parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints } })).etcd?.endpoints;
+  it('accepts host:port, http(s)://host:port, IPv6 literals and a comma list', () => {
+    expect(eps(['127.0.0.1:2379', 'http://etcd-0.etcd:2379', 'https://[::1]:2379/', 'localhost'])).toHaveLength(4);
+    // gRPC unix socket targets, as the agent and chaos tests use
+    expect(eps(['unix:/tmp/x/etcd:2379', 'unix:///run/etcd.sock', 'unix:etcd:2379'])).toHaveLength(3);
+    expect(eps('10.0.0.1:2379,10.0.0.2:2379')).toEqual(['10.0.0.1:2379', '10.0.0.2:2379']);
+  });
+  it('credentials in an endpoint, with or without a scheme: code 7, the value not echoed', () => {
+    for (const ep of ['http://u:hunter2@h:2379', 'u:hunter2@h:2379']) {
+      const e = errorOf({ ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: [ep] } });
+      expect(e.code).toBe(7);
+      expect(text(e)).toMatch(/endpoints\[0\].*credentials/);
+      expect(text(e)).not.toContain('hunter2');
+    }
+  });
+});
+
+describe('CNI_ARGS, read as host-local reads it (libcni LoadArgs)', () => {
+  const base = { ranges: [[{ subnet: '10.1.0.0/24' }]] };
+  const codeOf = (cniArgs: string, ignoreRequested = false): number | undefined => {
+    try {
+      parseIpamConfig(conf(base), { cniArgs, ignoreRequested });
+    } catch (e) {
+      if (e instanceof CniError) return e.code;
+      throw e;
+    }
+    return undefined;
+  };
+  it.each([
+    ['a segment without "="', 'IgnoreUnknown=1;garbage'],
+    ['IgnoreUnknown not a boolean', 'IgnoreUnknown=maybe;IP=10.1.0.5'],
+    ['an unknown key without IgnoreUnknown', 'K8S_POD_NAME=p'],
+  ])('%s: code 4 on every verb', (_n, args) => {
+    expect(codeOf(args)).toBe(4);
+    expect(codeOf(args, true)).toBe(4);
+  });
+  it('IgnoreUnknown=1 ignores unknown keys; IP= is the requested address', () => {
+    expect(codeOf('IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.1.0.5')).toBeUndefined();
+    expect(codeOf('IgnoreUnknown=true;K8S_POD_NAME=p')).toBeUndefined();
+    expect(formatIP(parseIpamConfig(conf(base), { cniArgs: 'IgnoreUnknown=1;IP=10.1.0.5' }).requested[0]!.ip)).toBe('10.1.0.5');
+  });
 });
