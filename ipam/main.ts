@@ -6,13 +6,13 @@
 // mismatch 105.
 import { hostname } from 'node:os';
 import { validateIpamConf } from '../gen/validators.js';
-import { CniError, Code } from '../lib/cni/errors.ts';
+import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cni/skel.ts';
 import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
 import { formatIP, tryParseCidr, tryParseIP } from '../lib/ip/cidr.ts';
 import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError } from './allocator.ts';
 import { parseIpamConfig, type IpamConfig } from './range.ts';
-import { LocalStore } from './store/local.ts';
+import { DataDirError, LocalStore } from './store/local.ts';
 import { isStoreUnavailable, type Store } from './store/types.ts';
 
 export const PLUGIN_NAME = 'strand-ipam';
@@ -46,8 +46,21 @@ export function loadConfig(conf: NetConf, cniArgs: string, withRequested: boolea
   return cfg;
 }
 
+/** Why a data directory is unusable, by the errno of the failed file operation. */
+const DATA_DIR_PROBLEMS: Readonly<Record<string, string>> = {
+  ENOTDIR: 'is not a directory (a regular file is in the way)',
+  EEXIST: 'is not a directory (a regular file is in the way)',
+  ENAMETOOLONG: 'is too long a path (ENAMETOOLONG)',
+};
+
 function mapError(e: unknown, unavailableCode: number): unknown {
   if (e instanceof CniError) return e;
+  // Code 7: the configured path can never hold the store, so the config is what is wrong;
+  // 11 (try again later) would have the runtime retry something that cannot succeed.
+  if (e instanceof DataDirError) {
+    const why = DATA_DIR_PROBLEMS[e.code] ?? `cannot be used (${e.code})`;
+    return new CniError(Code.InvalidNetworkConfig, 'invalid config field ipam.dataDir', `ipam.dataDir: ${JSON.stringify(clip(e.dataDir))} ${why}`, { cause: e });
+  }
   if (isStoreUnavailable(e)) return new CniError(unavailableCode, `IPAM store unavailable (${e.store})`, e.message, { cause: e });
   if (e instanceof IpamExhaustedError) return new CniError(Code.IpamExhausted, e.message, '', { cause: e });
   if (e instanceof IpamConflictError) return new CniError(Code.IpamConflict, e.message, '', { cause: e });

@@ -27,6 +27,27 @@ export interface LocalStoreOptions {
   lockTimeoutMs?: number;
 }
 
+/**
+ * The data directory cannot be used as one: a component of the path is a regular file
+ * (ENOTDIR, or EEXIST from mkdir), or the path is too long (ENAMETOOLONG). Retrying
+ * cannot help, unlike a StoreUnavailableError: strand-ipam reports it as a config error
+ * naming ipam.dataDir.
+ */
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+  readonly dataDir: string;
+  /** errno name, e.g. 'ENOTDIR'. */
+  readonly code: string;
+
+  constructor(dataDir: string, code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.dataDir = dataDir;
+    this.code = code;
+  }
+}
+
+const NOT_A_DIRECTORY = new Set(['ENOTDIR', 'EEXIST', 'ENAMETOOLONG']);
+
 export class LocalStore implements Store {
   readonly kind = 'local' as const;
   readonly dataDir: string;
@@ -43,8 +64,9 @@ export class LocalStore implements Store {
     return join(this.dataDir, network);
   }
 
-  private unavailable(what: string, e: unknown): StoreUnavailableError {
+  private unavailable(what: string, e: unknown): StoreUnavailableError | DataDirError {
     const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    if (NOT_A_DIRECTORY.has(code)) return new DataDirError(this.dataDir, code, `${what}: ${code}`, { cause: e });
     return new StoreUnavailableError('local', `${what}: ${code}`, { cause: e });
   }
 
