@@ -9,8 +9,10 @@
 // Store flags: --conf <file> (a network config or conflist holding a strand-ipam
 // section: its store and network are used), or --data-dir <dir> (local store, default
 // /var/lib/cni/networks), or --etcd-endpoints <url,...> [--etcd-prefix P]
-// [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-username U --etcd-password P].
-import { readFileSync } from 'node:fs';
+// [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-username U] with the password from
+// --etcd-password-file F or $STRAND_ETCD_PASSWORD (--etcd-password P still works, with a
+// warning: a command line is readable by every local user in /proc/<pid>/cmdline).
+import { readFileSync, statSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { CniError } from '../lib/cni/errors.ts';
 import type { NetConf } from '../lib/cni/types.ts';
@@ -21,7 +23,11 @@ import { LocalStore } from './store/local.ts';
 import type { Store } from './store/types.ts';
 import { loadConfig, openStore } from './main.ts';
 
-type CliIO = Pick<PluginIO, 'stdout' | 'stderr'>;
+/** stdout/stderr, and the environment (process.env when not given). */
+type CliIO = Pick<PluginIO, 'stdout' | 'stderr'> & { env?: Record<string, string | undefined> };
+
+/** The environment variable holding the etcd password (not visible in /proc/<pid>/cmdline to other users). */
+export const PASSWORD_ENV = 'STRAND_ETCD_PASSWORD';
 
 const USAGE = `usage: strand ipam [options] <command>
 
@@ -36,7 +42,10 @@ options:
   --conf <file>              network config or conflist with a strand-ipam section
   --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR})
   --etcd-endpoints <urls>    etcd store (comma-separated); --etcd-prefix, --etcd-ca,
-                             --etcd-cert, --etcd-key, --etcd-username, --etcd-password
+                             --etcd-cert, --etcd-key, --etcd-username
+  --etcd-password-file <f>   the etcd password: first line of file f (keep it 0600);
+                             or set $${PASSWORD_ENV} (with --etcd-username)
+  --etcd-password <pw>       discouraged: other local users can read a command line
   --network <name>           only this network
   --json                     machine-readable output
 `;
@@ -52,8 +61,40 @@ interface Opts {
 }
 
 const VALUE_FLAGS = new Set([
-  'conf', 'data-dir', 'etcd-endpoints', 'etcd-prefix', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-username', 'etcd-password', 'network',
+  'conf', 'data-dir', 'etcd-endpoints', 'etcd-prefix', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-username', 'etcd-password',
+  'etcd-password-file', 'network',
 ]);
+
+/**
+ * The etcd password for the store flags: --etcd-password-file (its first line), or
+ * --etcd-password (works, with a warning on stderr: the command line is world-readable in
+ * /proc/<pid>/cmdline), or $STRAND_ETCD_PASSWORD when --etcd-username is given. Both
+ * flags at once is a usage error. A password file readable by group or others is used,
+ * with a warning. Never echoes the password.
+ */
+export function etcdPassword(flags: ReadonlyMap<string, string>, env: Record<string, string | undefined>, warn: (line: string) => void): string | undefined {
+  const file = flags.get('etcd-password-file');
+  const inline = flags.get('etcd-password');
+  if (file !== undefined && inline !== undefined) throw new UsageError('give the etcd password one way: --etcd-password-file or --etcd-password');
+  if (inline !== undefined) {
+    warn(`warning: --etcd-password is visible to other users of this machine (/proc/<pid>/cmdline); use --etcd-password-file or ${PASSWORD_ENV}`);
+    return inline;
+  }
+  if (file !== undefined) {
+    let text: string;
+    try {
+      if ((statSync(file).mode & 0o077) !== 0) warn(`warning: the etcd password file ${file} is open to group or others (mode is readable by group or others; chmod 600 it 077); chmod 600 it`);
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--etcd-password-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    const pw = text.split(/\r?\n/, 1)[0] ?? '';
+    if (pw === '') throw new UsageError(`--etcd-password-file ${file}: the first line is empty`);
+    return pw;
+  }
+  const fromEnv = env[PASSWORD_ENV];
+  return flags.has('etcd-username') && fromEnv ? fromEnv : undefined;
+}
 
 function parseArgv(argv: string[]): Opts {
   const flags = new Map<string, string>();
@@ -94,7 +135,7 @@ interface Ctx {
   network?: string;
 }
 
-async function openCtx(o: Opts): Promise<Ctx> {
+async function openCtx(o: Opts, io: CliIO): Promise<Ctx> {
   const conf = o.flags.get('conf');
   const network = o.flags.get('network');
   if (conf) {
@@ -112,7 +153,8 @@ async function openCtx(o: Opts): Promise<Ctx> {
     const tls = { ca: o.flags.get('etcd-ca'), cert: o.flags.get('etcd-cert'), key: o.flags.get('etcd-key') };
     if (tls.ca || tls.cert || tls.key) raw['tls'] = tls;
     if (o.flags.has('etcd-username')) raw['username'] = o.flags.get('etcd-username');
-    if (o.flags.has('etcd-password')) raw['password'] = o.flags.get('etcd-password');
+    const password = etcdPassword(o.flags, io.env ?? process.env, (line) => io.stderr.write(`strand ipam: ${line}\n`));
+    if (password !== undefined) raw['password'] = password;
     store = await openEtcdStore(parseEtcdConfig(raw, '--etcd'));
   } else {
     store = new LocalStore(o.flags.get('data-dir') ?? DEFAULT_DATA_DIR);
@@ -285,7 +327,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     }
     const cmd = COMMANDS[name];
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
-    ctx = await openCtx(o);
+    ctx = await openCtx(o, io);
     return await cmd(ctx, o, io);
   } catch (e) {
     if (e instanceof UsageError) {
