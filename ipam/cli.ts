@@ -83,7 +83,7 @@ export function etcdPassword(flags: ReadonlyMap<string, string>, env: Record<str
   if (file !== undefined) {
     let text: string;
     try {
-      if ((statSync(file).mode & 0o077) !== 0) warn(`warning: the etcd password file ${file} is open to group or others (mode is readable by group or others; chmod 600 it 077); chmod 600 it`);
+      if ((statSync(file).mode & 0o077) !== 0) warn(`warning: the etcd password file ${file} is open to group or others (mode bits 077); chmod 600 it`);
       text = readFileSync(file, 'utf8');
     } catch (e) {
       throw new UsageError(`--etcd-password-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
