@@ -117,46 +117,7 @@ export class SimEtcd {
     }
   }
 
-  /**
-   * Starts a TCP echo server in `server` and a client in `client` that keeps one
-   * connection for `durationMs`; resolves with the client's report.
-   */
-  async probe(server: SimPod, client: SimPod, durationMs: number, port = 25500): Promise<ProbeReport> {
-    const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'server', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.probes.push(srv);
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      srv.stdout?.setEncoding('utf8').on('data', (d: string) => {
-        out += d;
-        if (out.includes('listening')) resolve();
-      });
-      srv.on('exit', (code) => reject(new Error(`probe server exited ${code}`)));
-    });
-    const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'client', server.ip, String(port), String(durationMs), '20']);
-    srv.kill('SIGKILL');
-    const peers = [...out.matchAll(/^peer (\S+)$/gm)].map((m) => (m[1] as string).replace(/^::ffff:/, ''));
-    return { ...(JSON.parse(stdout.trim()) as Omit<ProbeReport, 'peers'>), peers };
-  }
-
-  private readonly probes: ChildProcess[] = [];
-
-  /** Records `ip monitor route neigh` in a node until stop() (returns the event lines). */
-  monitor(n: SimNode): { stop(): Promise<string[]> } {
-    const child = spawn('ip', ['-n', n.ns, 'monitor', 'route', 'neigh'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.probes.push(child);
-    let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
-    return {
-      stop: async () => {
-        await sleep(100);
-        child.kill('SIGTERM');
-        return out.split('\n').filter(Boolean);
-      },
-    };
-  }
-
   async destroy(): Promise<void> {
-    for (const p of this.probes) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await this.stop().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
