@@ -13,20 +13,6 @@ import { buildRequest, DEAD_ETCD_PORT, loadCorpus, PLUGINS, report, runCase, run
 
 const corpus = loadCorpus();
 
-// Cases the corpus found that the plugins still answer wrongly (open bugs, tracked in the
-// issue notes). Each entry says what the plugin does today.
-const KNOWN_OPEN: Record<string, string> = {
-  'env/cni-args-ignoreunknown-garbage': 'strand-ipam ignores a malformed CNI_ARGS and succeeds',
-  'env/cni-args-no-equals-ipam': 'strand-ipam ignores a malformed CNI_ARGS and succeeds',
-  'huge/name': 'an 8 MiB network name reaches the local store (code 11) and is echoed whole',
-  'ipam/datadir-is-file': 'a dataDir that is a file answers 11 (try again) instead of 5/7 naming dataDir',
-  'ipam/etcd-endpoint-not-url': 'an endpoint that is not a URL answers 11 instead of 7',
-  'macvlan/mac-multicast': 'a multicast mac reaches the kernel (101) instead of 7',
-  'netns/dev-null': 'strand-bridge answers 4 where the other plugins answer 8 for a bad CNI_NETNS',
-  'netns/missing-bridge': 'strand-bridge answers 4 where the other plugins answer 8 for a bad CNI_NETNS',
-  'netns/regular-file-bridge': 'strand-bridge answers 4 where the other plugins answer 8 for a bad CNI_NETNS',
-  'netns/too-long': 'a CNI_NETNS path longer than PATH_MAX answers 999 in strand-macvlan',
-};
 let pool: WorldPool;
 
 function portIsFree(port: number): Promise<boolean> {
@@ -81,13 +67,6 @@ describe('bad-input corpus', () => {
   describe.concurrent('cases', () => {
     it.each(corpus.map((c) => [c.id, c] as const))('%s', async (id, c) => {
       const outcome = await pool.use((w) => runCase(w, c));
-      const open = KNOWN_OPEN[id];
-      if (open) {
-        // A known bug, listed below with its cause: the case must still show it. When
-        // the plugin is fixed this fails, and the entry comes out of KNOWN_OPEN.
-        expect(outcome.problems.length, `${id} is fixed: remove it from KNOWN_OPEN (${open})`).toBeGreaterThan(0);
-        return;
-      }
       if (outcome.problems.length) expect.fail(report(id, outcome));
     });
   });

@@ -20,8 +20,8 @@ export const delegatesDir = join(fixturesDir, 'delegates');
 export const PLUGINS = ['strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam'] as const;
 export type PluginName = (typeof PLUGINS)[number];
 
-/** A port in this helper's range (26000-26999) where nothing listens: an unreachable etcd. */
-export const DEAD_ETCD_PORT = 26987;
+/** A port where nothing listens (checked before the run): an unreachable etcd. */
+export const DEAD_ETCD_PORT = 24087;
 
 /** How a case builds stdin when it is not a patch of the base config. */
 export type StdinGen =
