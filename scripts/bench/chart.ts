@@ -332,6 +332,51 @@ export function tableLines(run: BenchRun): Line[] {
   return out;
 }
 
+interface Summary {
+  p50: number;
+}
+interface Phase {
+  wall: number;
+  cpu: number;
+}
+const PHASE_TEXT: Record<string, string> = {
+  start: 'process start to the ADD handler (Node start-up, snapshot, stdin, config validation)',
+  bridge: 'bridge ensured (netlink; sysctls on first use)',
+  veth: 'veth pair created, pod end in the pod netns',
+  ipam: 'IPAM delegate (exec of the reference host-local, as in the table above)',
+  pod: 'addresses and routes in the pod',
+  gateway: 'gateway address on the bridge, forwarding',
+  final: 'bridge port up and attributes read back, result built',
+};
+
+/** "Where the time goes" of a strand-bridge ADD, from bench:bridge's breakdown (empty when absent). */
+function breakdownLines(run: BenchRun): string[] {
+  const b = run.benches['bridge']?.result?.['breakdown'] as
+    | { startupMs?: Summary; hostLocalAddMs?: Summary; strandPhasesMs?: Record<string, Phase> }
+    | undefined;
+  if (!b?.strandPhasesMs) return [];
+  const nodeMs = run.benches['startup']?.result?.['nodeMedianMs'];
+  const scenarios = run.benches['bridge']?.result?.['scenarios'] as Record<string, { reference?: { add?: Summary } }> | undefined;
+  const refAdd = scenarios?.['isGateway']?.reference?.add?.p50;
+  const phases = Object.entries(b.strandPhasesMs);
+  const total = phases.reduce((t, [, p]) => t + p.wall, 0);
+  const f = (x: number): string => x.toFixed(1);
+  return [
+    '### Where a strand-bridge ADD spends its time',
+    '',
+    `Medians of strand's own phase marks (debug log of cni/bridge/add.ts), isGateway scenario; ${f(total)} ms from process start to the result.` +
+      (b.startupMs ? ` For scale: the whole process start of \`strand-bridge\` for VERSION is ${f(b.startupMs.p50)} ms` : '') +
+      (b.hostLocalAddMs ? `, and host-local run alone takes ${f(b.hostLocalAddMs.p50)} ms.` : '.') +
+      (typeof nodeMs === 'number' ? ` A bare \`node -e 0\` of the pinned Node takes ${f(nodeMs)} ms (bench:startup)` : '') +
+      (typeof nodeMs === 'number' && refAdd !== undefined ? `, the reference bridge's whole ADD ${f(refAdd)} ms.` : typeof nodeMs === 'number' ? '.' : ''),
+    '',
+    '| phase | wall (ms) | CPU (ms) |',
+    '|---|---:|---:|',
+    ...phases.map(([k, p]) => `| ${PHASE_TEXT[k] ?? k} | ${f(p.wall)} | ${f(p.cpu)} |`),
+    '',
+  ];
+}
+
 export function renderMarkdown(run: BenchRun, svgName: string): string {
   const lines = tableLines(run);
   const status = Object.entries(run.benches)
@@ -347,6 +392,7 @@ export function renderMarkdown(run: BenchRun, svgName: string): string {
     '|---|---:|---:|---:|---|',
     ...lines.map((l) => `| ${l.what} | ${l.strand} | ${l.reference} | ${l.ratio} | ${l.goal} |`),
     '',
+    ...breakdownLines(run),
     `Benchmarks: ${status}.`,
     '',
   ].join('\n');
