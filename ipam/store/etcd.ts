@@ -18,9 +18,15 @@
 //       block change, so blocks and attachments always agree.
 //
 // Every revision the Store interface exposes is the key's etcd mod_revision.
+//
+// Transport (etcd-kv.ts): openEtcdStore talks gRPC through the `etcd3` client and
+// exposes it as `client` (the node agent's leases and watches use it);
+// openEtcdHttpStore talks to the same etcd through its JSON gateway over node:http(s),
+// without loading etcd3 and gRPC, which is what a short-lived plugin process wants.
 import { isIP } from 'node:net';
-import type { Etcd3, IKeyValue, IRequestOp, ICompare } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from '../range.ts';
+import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
 import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
 import { blockSegment, StoreUnavailableError } from './types.ts';
 
@@ -52,10 +58,6 @@ function prefixEnd(p: string): Buffer {
     }
   }
   return Buffer.from([0]);
-}
-
-function endpointUrl(ep: string, tls: boolean): string {
-  return ep.includes('://') ? ep : `${tls ? 'https' : 'http'}://${ep}`;
 }
 
 interface SecureConnector {
@@ -115,14 +117,35 @@ export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
   return new EtcdStore(new mod.Etcd3(opts), cfg.prefix);
 }
 
+/**
+ * The etcd store over etcd's JSON gateway (node:http or node:https): no etcd3/gRPC
+ * load, for short-lived plugin processes. Same keys, same transactions as openEtcdStore.
+ */
+export function openEtcdHttpStore(cfg: EtcdConfig): EtcdStore {
+  return new EtcdStore(httpKv(cfg), cfg.prefix);
+}
+
 export class EtcdStore implements Store {
   readonly kind = 'etcd' as const;
-  readonly client: Etcd3;
+  readonly kv: EtcdKv;
   readonly keys: ReturnType<typeof etcdKeys>;
+  private readonly grpc: Etcd3 | undefined;
 
-  constructor(client: Etcd3, prefix: string) {
-    this.client = client;
+  /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). */
+  constructor(client: Etcd3 | EtcdKv, prefix: string) {
+    if ('transport' in client) {
+      this.kv = client;
+    } else {
+      this.grpc = client;
+      this.kv = grpcKv(client);
+    }
     this.keys = etcdKeys(prefix);
+  }
+
+  /** The etcd3 client of a store opened with openEtcdStore (gRPC); an HTTP store has none. */
+  get client(): Etcd3 {
+    if (!this.grpc) throw new Error(`this etcd store talks to etcd over ${this.kv.transport}, not through an etcd3 client`);
+    return this.grpc;
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -134,14 +157,12 @@ export class EtcdStore implements Store {
     }
   }
 
-  private async range(key: string, prefix: boolean): Promise<IKeyValue[]> {
-    const req = prefix ? { key: Buffer.from(key), range_end: prefixEnd(key) } : { key: Buffer.from(key) };
-    const res = await this.call('range', () => this.client.kv.range(req));
-    return res.kvs;
+  private range(key: string, prefix: boolean): Promise<KvPair[]> {
+    return this.call('range', () => this.kv.range(Buffer.from(key), prefix ? prefixEnd(key) : undefined));
   }
 
-  private static parse<T>(kv: IKeyValue): Versioned<T> {
-    return { value: JSON.parse(kv.value.toString()) as T, rev: Number(kv.mod_revision) };
+  private static parse<T>(kv: KvPair): Versioned<T> {
+    return { value: JSON.parse(kv.value.toString()) as T, rev: kv.modRevision };
   }
 
   async exclusive<T>(_network: string, fn: () => Promise<T>): Promise<T> {
@@ -168,9 +189,9 @@ export class EtcdStore implements Store {
       return kv ? [EtcdStore.parse<Block>(kv)] : [];
     }
     // One round trip for many keys: a read-only transaction of range requests.
-    const success: IRequestOp[] = cidrs.map((c) => ({ request_range: { key: Buffer.from(this.keys.block(network, c)) } }));
-    const res = await this.call('txn', () => this.client.kv.txn({ compare: [], success, failure: [] }));
-    return res.responses.flatMap((r) => r.response_range.kvs.map((kv) => EtcdStore.parse<Block>(kv)));
+    const ops: KvOp[] = cidrs.map((c) => ({ range: Buffer.from(this.keys.block(network, c)) }));
+    const res = await this.call('txn', () => this.kv.txn([], ops));
+    return res.ranges.flatMap((kvs) => kvs.map((kv) => EtcdStore.parse<Block>(kv)));
   }
 
   async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
@@ -178,20 +199,16 @@ export class EtcdStore implements Store {
   }
 
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {
-    const compare: ICompare[] = [];
-    const success: IRequestOp[] = [];
+    const compare: KvCompare[] = [];
+    const success: KvOp[] = [];
     const expect = (key: string, prevRev: number): void => {
-      compare.push(
-        prevRev === 0
-          ? { key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: 0 }
-          : { key: Buffer.from(key), target: 'Mod', result: 'Equal', mod_revision: prevRev },
-      );
+      compare.push(prevRev === 0 ? { key: Buffer.from(key), target: 'Create', rev: 0 } : { key: Buffer.from(key), target: 'Mod', rev: prevRev });
     };
     const put = (key: string, value: unknown): void => {
-      success.push({ request_put: { key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)) } });
+      success.push({ put: Buffer.from(key), value: Buffer.from(JSON.stringify(value)) });
     };
     const del = (key: string): void => {
-      success.push({ request_delete_range: { key: Buffer.from(key) } });
+      success.push({ del: Buffer.from(key) });
     };
     for (const op of ops) {
       switch (op.op) {
@@ -229,8 +246,8 @@ export class EtcdStore implements Store {
         }
       }
     }
-    const res = await this.call('txn', () => this.client.kv.txn({ compare, success, failure: [] }));
-    return res.succeeded ? Number(res.header.revision) : undefined;
+    const res = await this.call('txn', () => this.kv.txn(compare, success));
+    return res.succeeded ? res.revision : undefined;
   }
 
   async ping(): Promise<void> {
@@ -238,6 +255,6 @@ export class EtcdStore implements Store {
   }
 
   async close(): Promise<void> {
-    this.client.close();
+    this.kv.close();
   }
 }

@@ -1,0 +1,276 @@
+// The two etcd v3 operations the IPAM store needs (range, transaction), behind one small
+// interface with two transports:
+//
+// - grpcKv: the `etcd3` client (gRPC over HTTP/2). Loading it (etcd3, grpc-js,
+//   protobufjs and the parsed etcd protos) costs ~200 ms of CPU per process, far more
+//   than the plugin's own work, and it cannot live in the single executable's start-up
+//   snapshot. Long-lived users (the node agent: leases and watches; the benchmark's
+//   in-process allocator) use it.
+// - httpKv: etcd's own JSON gateway (`POST /v3/kv/range`, `/v3/kv/txn`, on the client
+//   URL, enabled by default since etcd 3.4) over node:http / node:https: ~5 ms to load.
+//   A plugin process makes 2-4 requests and exits, so this is what it uses.
+//
+// Both give the same answers: keys and values as Buffers, revisions as numbers.
+//
+// Retries (httpKv): a request that fails on one endpoint (refused, reset, timed out, no
+// leader during an election) is tried on the next until the request deadline. That is
+// safe for every transaction the store sends: each compares the revisions it read, so a
+// transaction applied once and sent again fails its comparison instead of applying
+// twice (the allocator then re-reads and finds its own earlier write).
+import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
+import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import type { EtcdConfig } from '../range.ts';
+
+export interface KvPair {
+  key: Buffer;
+  value: Buffer;
+  modRevision: number;
+}
+
+/** `key`'s create (target Create) or mod (target Mod) revision equals `rev`. */
+export interface KvCompare {
+  key: Buffer;
+  target: 'Create' | 'Mod';
+  rev: number;
+}
+
+export type KvOp = { put: Buffer; value: Buffer } | { del: Buffer } | { range: Buffer; end?: Buffer };
+
+export interface TxnResult {
+  succeeded: boolean;
+  revision: number;
+  /** The pairs of each range op of `success`, in order (when it succeeded). */
+  ranges: KvPair[][];
+}
+
+export interface EtcdKv {
+  readonly transport: 'grpc' | 'http';
+  /** The key, or every key in [key, end) when `end` is given. */
+  range(key: Buffer, end?: Buffer): Promise<KvPair[]>;
+  /** Applies `success` atomically when every comparison holds. */
+  txn(compare: readonly KvCompare[], success: readonly KvOp[]): Promise<TxnResult>;
+  close(): void;
+}
+
+export function endpointUrl(ep: string, tls: boolean): string {
+  return ep.includes('://') ? ep : `${tls ? 'https' : 'http'}://${ep}`;
+}
+
+// ---------------------------------------------------------------------------------
+// gRPC (etcd3)
+
+export function grpcKv(client: Etcd3): EtcdKv {
+  const toOp = (o: KvOp): IRequestOp =>
+    'put' in o
+      ? { request_put: { key: o.put, value: o.value } }
+      : 'del' in o
+        ? { request_delete_range: { key: o.del } }
+        : { request_range: o.end ? { key: o.range, range_end: o.end } : { key: o.range } };
+  const pairs = (kvs: Array<{ key: Buffer; value: Buffer; mod_revision: string }>): KvPair[] =>
+    kvs.map((kv) => ({ key: kv.key, value: kv.value, modRevision: Number(kv.mod_revision) }));
+  return {
+    transport: 'grpc',
+    async range(key, end) {
+      const res = await client.kv.range(end ? { key, range_end: end } : { key });
+      return pairs(res.kvs);
+    },
+    async txn(compare, success) {
+      const cmp: ICompare[] = compare.map((c) =>
+        c.target === 'Create'
+          ? { key: c.key, target: 'Create', result: 'Equal', create_revision: c.rev }
+          : { key: c.key, target: 'Mod', result: 'Equal', mod_revision: c.rev },
+      );
+      const res = await client.kv.txn({ compare: cmp, success: success.map(toOp), failure: [] });
+      return {
+        succeeded: res.succeeded,
+        revision: Number(res.header.revision),
+        ranges: success.flatMap((o, j) => ('range' in o ? [pairs(res.responses[j]?.response_range?.kvs ?? [])] : [])),
+      };
+    },
+    close() {
+      client.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------
+// HTTP/JSON gateway
+
+/** An answer from etcd that is not a success (HTTP status >= 300, or an error body). */
+export class EtcdHttpError extends Error {
+  override readonly name = 'EtcdHttpError';
+  readonly status: number;
+  /** The gRPC status code etcd reports (14 unavailable, 4 deadline exceeded...), when any. */
+  readonly grpcCode: number | undefined;
+  constructor(status: number, grpcCode: number | undefined, message: string) {
+    super(message);
+    this.status = status;
+    this.grpcCode = grpcCode;
+  }
+}
+
+interface JsonKv {
+  key?: string;
+  value?: string;
+  mod_revision?: string;
+}
+interface JsonRange {
+  kvs?: JsonKv[];
+}
+interface JsonTxn {
+  header?: { revision?: string };
+  succeeded?: boolean;
+  responses?: Array<{ response_range?: JsonRange }>;
+}
+
+const b64 = (b: Buffer): string => b.toString('base64');
+// proto3 JSON leaves out empty and zero fields: a missing value is empty, a missing list none.
+const jsonPairs = (kvs: JsonKv[] | undefined): KvPair[] =>
+  (kvs ?? []).map((kv) => ({ key: Buffer.from(kv.key ?? '', 'base64'), value: Buffer.from(kv.value ?? '', 'base64'), modRevision: Number(kv.mod_revision ?? 0) }));
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Worth trying on another endpoint (or again): the member is unreachable or has no leader right now. */
+function retryable(e: unknown): boolean {
+  if (e instanceof EtcdHttpError) {
+    // 14 unavailable (no leader, stopping), 4 deadline exceeded / request timed out,
+    // 10 aborted (leader changed); 5xx from the gateway itself.
+    return e.grpcCode === 14 || e.grpcCode === 4 || e.grpcCode === 10 || (e.grpcCode === undefined && e.status >= 500);
+  }
+  return true; // connection refused/reset, dial or request timeout, broken body
+}
+
+export function httpKv(cfg: EtcdConfig): EtcdKv {
+  const tls = cfg.tls !== undefined;
+  const mod = process.getBuiltinModule(tls ? 'node:https' : 'node:http') as typeof import('node:https');
+  const agentOpts: Record<string, unknown> = { keepAlive: true };
+  if (cfg.tls?.ca) agentOpts['ca'] = cfg.tls.ca;
+  if (cfg.tls?.cert) agentOpts['cert'] = cfg.tls.cert;
+  if (cfg.tls?.key) agentOpts['key'] = cfg.tls.key;
+  const agent: Agent = new mod.Agent(agentOpts);
+  const urls = cfg.endpoints.map((e) => new URL(endpointUrl(e, tls)));
+  // Spread processes over the members; move on from one that failed.
+  let current = Math.floor(Math.random() * urls.length);
+  const tokens = new Map<number, string>();
+  let closed = false;
+
+  function once(i: number, path: string, body: unknown, deadline: number, token: string | undefined): Promise<unknown> {
+    const u = urls[i] as URL;
+    const payload = Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': payload.length };
+    if (token) headers['authorization'] = token;
+    const opts: RequestOptions = { method: 'POST', hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port || (tls ? 443 : 80), path, agent, headers };
+    return new Promise((resolve, reject) => {
+      let req: ClientRequest | undefined;
+      const fail = (e: Error): void => {
+        clearTimeout(timer);
+        req?.destroy();
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new Error(`etcd request to ${u.host} timed out`)), Math.max(1, deadline - Date.now()));
+      req = mod.request(opts, (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('error', fail);
+        res.on('end', () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: Record<string, unknown>;
+          try {
+            json = JSON.parse(text) as Record<string, unknown>;
+          } catch {
+            reject(new EtcdHttpError(res.statusCode ?? 0, undefined, `etcd ${u.host} answered HTTP ${res.statusCode} with a body that is not JSON`));
+            return;
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 300 || typeof json['error'] === 'string') {
+            const code = typeof json['code'] === 'number' ? json['code'] : undefined;
+            const msg = typeof json['message'] === 'string' ? json['message'] : typeof json['error'] === 'string' ? json['error'] : `HTTP ${status}`;
+            reject(new EtcdHttpError(status, code, `etcd ${u.host}: ${msg}`));
+            return;
+          }
+          resolve(json);
+        });
+      });
+      req.on('error', fail);
+      req.on('socket', (s) => {
+        if (!s.connecting) return;
+        const dial = setTimeout(() => fail(new Error(`cannot connect to etcd ${u.host} within ${cfg.dialTimeoutMs} ms`)), cfg.dialTimeoutMs);
+        s.once('connect', () => clearTimeout(dial));
+        s.once('close', () => clearTimeout(dial));
+      });
+      req.end(payload);
+    });
+  }
+
+  async function authToken(i: number, deadline: number): Promise<string | undefined> {
+    if (cfg.username === undefined || cfg.password === undefined) return undefined;
+    let t = tokens.get(i);
+    if (t === undefined) {
+      // Simple tokens are per member: authenticate with the member we talk to.
+      const res = (await once(i, '/v3/auth/authenticate', { name: cfg.username, password: cfg.password }, deadline, undefined)) as { token?: string };
+      if (typeof res.token !== 'string') throw new EtcdHttpError(200, undefined, `etcd ${urls[i]?.host} sent no auth token`);
+      t = res.token;
+      tokens.set(i, t);
+    }
+    return t;
+  }
+
+  async function call(path: string, body: unknown): Promise<unknown> {
+    if (closed) throw new Error('etcd store is closed');
+    const deadline = Date.now() + cfg.requestTimeoutMs;
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      const i = current;
+      try {
+        return await once(i, path, body, deadline, await authToken(i, deadline));
+      } catch (e) {
+        last = e;
+        if (e instanceof EtcdHttpError && e.grpcCode === 16 && tokens.has(i)) {
+          tokens.delete(i); // unauthenticated: the token expired, get a new one
+        } else if (!retryable(e)) {
+          throw e;
+        } else {
+          current = (i + 1) % urls.length;
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw last;
+      // Every member tried once: pause before the next round (an election takes ~0.1-1 s).
+      if ((attempt + 1) % urls.length === 0) await sleep(Math.min(50 * (attempt + 1), 300, left));
+    }
+  }
+
+  return {
+    transport: 'http',
+    async range(key, end) {
+      const res = (await call('/v3/kv/range', end ? { key: b64(key), range_end: b64(end) } : { key: b64(key) })) as JsonRange;
+      return jsonPairs(res.kvs);
+    },
+    async txn(compare, success) {
+      const body = {
+        compare: compare.map((c) =>
+          c.target === 'Create'
+            ? { key: b64(c.key), target: 'CREATE', result: 'EQUAL', create_revision: String(c.rev) }
+            : { key: b64(c.key), target: 'MOD', result: 'EQUAL', mod_revision: String(c.rev) },
+        ),
+        success: success.map((o) =>
+          'put' in o
+            ? { request_put: { key: b64(o.put), value: b64(o.value) } }
+            : 'del' in o
+              ? { request_delete_range: { key: b64(o.del) } }
+              : { request_range: o.end ? { key: b64(o.range), range_end: b64(o.end) } : { key: b64(o.range) } },
+        ),
+      };
+      const res = (await call('/v3/kv/txn', body)) as JsonTxn;
+      const succeeded = res.succeeded === true;
+      // one response per op of `success`, in order
+      const ranges = succeeded ? success.flatMap((o, j) => ('range' in o ? [jsonPairs(res.responses?.[j]?.response_range?.kvs)] : [])) : [];
+      return { succeeded, revision: Number(res.header?.revision ?? 0), ranges };
+    },
+    close() {
+      closed = true;
+      agent.destroy();
+    },
+  };
+}
