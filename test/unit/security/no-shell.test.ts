@@ -28,6 +28,9 @@ describe('no shell is ever spawned', () => {
       ["import cp from 'node:child_process'; cp.execFile('/usr/bin/env', ['sh']);", 'of a shell'],
       ["const cp = require('child_process');", 'require'],
       ["const m = await import('node:child_process');", 'dynamic'],
+      ["const cp = process.getBuiltinModule('node:child_process'); cp.spawn('x');", 'dynamic'],
+      ["process.getBuiltinModule('node:child_process').exec(`ip link del ${name}`);", 'runs a shell'],
+      ["process.getBuiltinModule('child_process').spawn('sh', ['-c', cmd]);", 'of a shell'],
       ['const f = new Function("return " + conf.expr);', 'code from a string'],
       ['eval(conf.x);', 'code from a string'],
     ];
@@ -38,6 +41,7 @@ describe('no shell is ever spawned', () => {
     const good = [
       "import { spawn } from 'node:child_process'; spawn(exe, [], { shell: false, stdio: 'pipe' });",
       "import { spawn } from 'node:child_process'; spawn('/usr/sbin/iptables-restore', ['--noflush', '-w']);",
+      "const child = process.getBuiltinModule('node:child_process').spawn(file, [], { shell: false });",
       "// exec('rm -rf /') in a comment\nconst re = /x/; re.exec('abc');",
     ];
     for (const src of good) expect(scanSource(src), src).toEqual([]);

@@ -15,7 +15,10 @@ export interface Finding {
 
 const CP_IMPORT = /import\s*(?:\*\s*as\s+(\w+)|(\w+)|\{([^}]*)\})\s*from\s*['"](?:node:)?child_process['"]/g;
 const CP_REQUIRE = /require\(\s*['"](?:node:)?child_process['"]\s*\)/;
-const CP_DYNAMIC = /import\(\s*['"](?:node:)?child_process['"]\s*\)|getBuiltinModule\(\s*['"](?:node:)?child_process['"]\s*\)/;
+// A dynamic import, or getBuiltinModule() whose result is kept (the scanner cannot follow it).
+const CP_DYNAMIC = /import\(\s*['"](?:node:)?child_process['"]\s*\)|getBuiltinModule\(\s*['"](?:node:)?child_process['"]\s*\)(?!\.\w+\s*\()/;
+/** `process.getBuiltinModule('node:child_process').spawn(...)`: loaded on use, called at once (followed like a namespace). */
+const CP_BUILTIN_CALL = /getBuiltinModule\(\s*['"](?:node:)?child_process['"]\s*\)\.(\w+)\s*\(/g;
 /** Spawning functions whose first argument is the program. */
 const SPAWNERS = ['spawn', 'spawnSync', 'execFile', 'execFileSync', 'fork'];
 /** Functions that always run their command through /bin/sh. */
@@ -62,6 +65,7 @@ export function scanSource(ts: string, file = 'input.ts'): Finding[] {
   const callees: Array<[RegExp, string]> = [];
   for (const [local, orig] of names) callees.push([new RegExp(`(?<![\\w.])${local}\\s*\\(`, 'g'), orig]);
   for (const ns of namespaces) callees.push([new RegExp(`\\b${ns}\\.(\\w+)\\s*\\(`, 'g'), '']);
+  callees.push([CP_BUILTIN_CALL, '']);
   for (const [re, orig] of callees) {
     for (const m of js.matchAll(re)) {
       const fn = orig || m[1] || '';
