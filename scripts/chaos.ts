@@ -38,6 +38,7 @@ for (let i = 0; i < runs; i++) {
     orphanProbability: Number(values.orphan),
     etcdChaos: !values['no-etcd-chaos'],
     seed: seed0 + i,
+    tag: process.env['STRAND_TEST_PREFIX'] ?? 'sa',
   });
   reports.push(r);
   const ok = r.violations.length === 0;

@@ -13,7 +13,8 @@
 // Both give the same answers: keys and values as Buffers, revisions as numbers.
 //
 // Retries (httpKv): a request that fails on one endpoint (refused, reset, timed out, no
-// leader during an election) is tried on the next until the request deadline. That is
+// leader during an election) is tried on the next until the request deadline; one
+// attempt may take a third of the request timeout (at least 0.5 s). That is
 // safe for every transaction the store sends: each compares the revisions it read, so a
 // transaction applied once and sent again fails its comparison instead of applying
 // twice (the allocator then re-reads and finds its own earlier write).
@@ -140,26 +141,59 @@ function retryable(e: unknown): boolean {
   return true; // connection refused/reset, dial or request timeout, broken body
 }
 
+/** Where one endpoint is: host and port, or a unix socket (gRPC's unix:/path targets). */
+interface Target {
+  secure: boolean;
+  label: string;
+  host?: string;
+  port?: number;
+  socketPath?: string;
+}
+
+export function httpTarget(ep: string, tls: boolean): Target {
+  const unix = /^(unixs?):(.*)$/i.exec(ep);
+  if (unix) {
+    // unix:/abs, unix:///abs, unix:relative (relative to the working directory)
+    const rest = (unix[2] as string).startsWith('//') ? (unix[2] as string).slice(2) : (unix[2] as string);
+    return { secure: (unix[1] as string).toLowerCase() === 'unixs' || tls, label: ep, socketPath: rest };
+  }
+  const u = new URL(endpointUrl(ep, tls));
+  const secure = u.protocol === 'https:';
+  return { secure, label: u.host, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port ? Number(u.port) : secure ? 443 : 80 };
+}
+
 export function httpKv(cfg: EtcdConfig): EtcdKv {
-  const tls = cfg.tls !== undefined;
-  const mod = process.getBuiltinModule(tls ? 'node:https' : 'node:http') as typeof import('node:https');
-  const agentOpts: Record<string, unknown> = { keepAlive: true };
-  if (cfg.tls?.ca) agentOpts['ca'] = cfg.tls.ca;
-  if (cfg.tls?.cert) agentOpts['cert'] = cfg.tls.cert;
-  if (cfg.tls?.key) agentOpts['key'] = cfg.tls.key;
-  const agent: Agent = new mod.Agent(agentOpts);
-  const urls = cfg.endpoints.map((e) => new URL(endpointUrl(e, tls)));
+  const targets = cfg.endpoints.map((e) => httpTarget(e, cfg.tls !== undefined));
+  // node:http / node:https are loaded on first use, one keep-alive agent each.
+  const agents = new Map<boolean, { mod: typeof import('node:https'); agent: Agent }>();
+  const transport = (secure: boolean): { mod: typeof import('node:https'); agent: Agent } => {
+    let t = agents.get(secure);
+    if (!t) {
+      const mod = process.getBuiltinModule(secure ? 'node:https' : 'node:http') as typeof import('node:https');
+      const agentOpts: Record<string, unknown> = { keepAlive: true };
+      if (secure && cfg.tls?.ca) agentOpts['ca'] = cfg.tls.ca;
+      if (secure && cfg.tls?.cert) agentOpts['cert'] = cfg.tls.cert;
+      if (secure && cfg.tls?.key) agentOpts['key'] = cfg.tls.key;
+      t = { mod, agent: new mod.Agent(agentOpts) };
+      agents.set(secure, t);
+    }
+    return t;
+  };
   // Spread processes over the members; move on from one that failed.
-  let current = Math.floor(Math.random() * urls.length);
+  let current = Math.floor(Math.random() * targets.length);
   const tokens = new Map<number, string>();
   let closed = false;
 
   function once(i: number, path: string, body: unknown, deadline: number, token: string | undefined): Promise<unknown> {
-    const u = urls[i] as URL;
+    const tg = targets[i] as Target;
+    const { mod, agent } = transport(tg.secure);
     const payload = Buffer.from(JSON.stringify(body));
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': payload.length };
     if (token) headers['authorization'] = token;
-    const opts: RequestOptions = { method: 'POST', hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port || (tls ? 443 : 80), path, agent, headers };
+    const opts: RequestOptions = tg.socketPath !== undefined
+      ? { method: 'POST', socketPath: tg.socketPath, host: 'localhost', path, agent, headers }
+      : { method: 'POST', host: tg.host as string, port: tg.port as number, path, agent, headers };
+    const where = tg.label;
     return new Promise((resolve, reject) => {
       let req: ClientRequest | undefined;
       const fail = (e: Error): void => {
@@ -167,7 +201,7 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
         req?.destroy();
         reject(e);
       };
-      const timer = setTimeout(() => fail(new Error(`etcd request to ${u.host} timed out`)), Math.max(1, deadline - Date.now()));
+      const timer = setTimeout(() => fail(new Error(`etcd request to ${where} timed out`)), Math.max(1, deadline - Date.now()));
       req = mod.request(opts, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (d: Buffer) => chunks.push(d));
@@ -179,14 +213,14 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
           try {
             json = JSON.parse(text) as Record<string, unknown>;
           } catch {
-            reject(new EtcdHttpError(res.statusCode ?? 0, undefined, `etcd ${u.host} answered HTTP ${res.statusCode} with a body that is not JSON`));
+            reject(new EtcdHttpError(res.statusCode ?? 0, undefined, `etcd ${where} answered HTTP ${res.statusCode} with a body that is not JSON`));
             return;
           }
           const status = res.statusCode ?? 0;
           if (status >= 300 || typeof json['error'] === 'string') {
             const code = typeof json['code'] === 'number' ? json['code'] : undefined;
             const msg = typeof json['message'] === 'string' ? json['message'] : typeof json['error'] === 'string' ? json['error'] : `HTTP ${status}`;
-            reject(new EtcdHttpError(status, code, `etcd ${u.host}: ${msg}`));
+            reject(new EtcdHttpError(status, code, `etcd ${where}: ${msg}`));
             return;
           }
           resolve(json);
@@ -195,7 +229,7 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
       req.on('error', fail);
       req.on('socket', (s) => {
         if (!s.connecting) return;
-        const dial = setTimeout(() => fail(new Error(`cannot connect to etcd ${u.host} within ${cfg.dialTimeoutMs} ms`)), cfg.dialTimeoutMs);
+        const dial = setTimeout(() => fail(new Error(`cannot connect to etcd ${where} within ${cfg.dialTimeoutMs} ms`)), cfg.dialTimeoutMs);
         s.once('connect', () => clearTimeout(dial));
         s.once('close', () => clearTimeout(dial));
       });
@@ -209,7 +243,7 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
     if (t === undefined) {
       // Simple tokens are per member: authenticate with the member we talk to.
       const res = (await once(i, '/v3/auth/authenticate', { name: cfg.username, password: cfg.password }, deadline, undefined)) as { token?: string };
-      if (typeof res.token !== 'string') throw new EtcdHttpError(200, undefined, `etcd ${urls[i]?.host} sent no auth token`);
+      if (typeof res.token !== 'string') throw new EtcdHttpError(200, undefined, `etcd ${targets[i]?.label} sent no auth token`);
       t = res.token;
       tokens.set(i, t);
     }
@@ -223,7 +257,11 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
     for (let attempt = 0; ; attempt++) {
       const i = current;
       try {
-        return await once(i, path, body, deadline, await authToken(i, deadline));
+        // One attempt gets a third of the request's time: a member that lost its leader
+        // holds a proposal until its own timeout (seconds), while another member (or the
+        // same one, once a new leader is elected, ~0.1-1 s) answers at once.
+        const attemptEnd = Math.min(deadline, Date.now() + Math.max(500, Math.floor(cfg.requestTimeoutMs / 3)));
+        return await once(i, path, body, attemptEnd, await authToken(i, attemptEnd));
       } catch (e) {
         last = e;
         if (e instanceof EtcdHttpError && e.grpcCode === 16 && tokens.has(i)) {
@@ -231,13 +269,13 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
         } else if (!retryable(e)) {
           throw e;
         } else {
-          current = (i + 1) % urls.length;
+          current = (i + 1) % targets.length;
         }
       }
       const left = deadline - Date.now();
       if (left <= 0) throw last;
       // Every member tried once: pause before the next round (an election takes ~0.1-1 s).
-      if ((attempt + 1) % urls.length === 0) await sleep(Math.min(50 * (attempt + 1), 300, left));
+      if ((attempt + 1) % targets.length === 0) await sleep(Math.min(50 * (attempt + 1), 300, left));
     }
   }
 
@@ -270,7 +308,7 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
     },
     close() {
       closed = true;
-      agent.destroy();
+      for (const t of agents.values()) t.agent.destroy();
     },
   };
 }

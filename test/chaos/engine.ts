@@ -54,7 +54,7 @@ export const DEFAULTS: ChaosOptions = {
   etcdChaos: true,
   seed: 1,
   tag: 'sa',
-  ports: '26000-26999',
+  ports: process.env['STRAND_TEST_PORTS'] ?? '26000-26999',
   log: (s) => process.stderr.write(`${s}\n`),
 };
 

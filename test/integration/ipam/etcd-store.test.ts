@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
+import { ChaosEtcd } from '../../chaos/etcd-cluster.ts';
 import { openEtcdHttpStore, openEtcdStore, type EtcdStore } from '../../../ipam/store/etcd.ts';
 import { parseEtcdConfig } from '../../../ipam/range.ts';
 import { isStoreUnavailable, type Block } from '../../../ipam/store/types.ts';
@@ -138,5 +139,44 @@ describe('etcd store over http with mutual TLS', () => {
     const err = await noCert.ping().then(() => undefined, (e: unknown) => e);
     await noCert.close();
     expect(isStoreUnavailable(err), String(err)).toBe(true);
+  });
+});
+
+describe('etcd store over http on a 3-member cluster reached by unix sockets', () => {
+  let cluster: ChaosEtcd | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('unix:/path endpoints; the leader SIGKILLed: requests move to the other members, nothing applied twice', async () => {
+    cluster = await ChaosEtcd.start(3);
+    const c = cluster;
+    expect(c.endpoints.every((e) => e.startsWith('unix:/'))).toBe(true);
+    const cfg = parseEtcdConfig({ endpoints: c.endpoints, prefix: '/unix', dialTimeout: 1000, requestTimeout: 5000 });
+    const store = openEtcdHttpStore(cfg);
+    try {
+      await contract(store);
+      let rev = await store.commit([{ op: 'putBlock', block: block('10.2.0.0/26'), prevRev: 0 }]);
+      await c.kill(await c.leader());
+      // every write compares the revision it read: 20 in a row across the election
+      for (let i = 0; i < 20; i++) {
+        const want = block('10.2.0.0/26', 'n1', { [`10.2.0.${i + 1}`]: { containerId: `c${i}`, ifname: 'eth0' } });
+        let next = await store.commit([{ op: 'putBlock', block: want, prevRev: rev as number }]);
+        if (next === undefined) {
+          // An attempt timed out but was applied, and its resend lost the comparison: the
+          // caller re-reads (as the allocator does) and finds its write, applied once.
+          const [now] = await store.getBlocks('net', ['10.2.0.0/26']);
+          expect(now?.value, `write ${i}`).toEqual(want);
+          next = now?.rev;
+        }
+        expect(next, `write ${i}`).toBeGreaterThan(rev as number);
+        rev = next;
+      }
+      const [b] = await store.getBlocks('net', ['10.2.0.0/26']);
+      expect(b?.rev).toBe(rev);
+      expect(Object.keys(b?.value.allocations ?? {})).toEqual(['10.2.0.20']);
+    } finally {
+      await store.close();
+    }
   });
 });
