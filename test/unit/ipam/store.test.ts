@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyOps, emptyDoc } from '../../../ipam/store/doc.ts';
 import { etcdKeys } from '../../../ipam/store/etcd.ts';
+import { httpTarget } from '../../../ipam/store/etcd-kv.ts';
 import { blockFromSegment, blockSegment } from '../../../ipam/store/types.ts';
 import type { Block } from '../../../ipam/store/types.ts';
 
@@ -32,5 +33,16 @@ describe('store building blocks', () => {
     expect(applyOps(doc, [{ op: 'putBlock', block: block('10.0.0.0/26', 'n1'), prevRev: 7 }])).toBeUndefined();
     expect(applyOps(doc, [{ op: 'delBlock', network: 'net', cidr: '10.0.0.0/26', prevRev: 1 }])).toBe(2);
     expect(doc.blocks).toEqual({});
+  });
+
+  it('etcd HTTP targets: host:port takes its scheme from TLS, IPv6 brackets dropped, gRPC unix targets are socket paths', () => {
+    expect(httpTarget('127.0.0.1:2379', false)).toEqual({ secure: false, label: '127.0.0.1:2379', host: '127.0.0.1', port: 2379 });
+    expect(httpTarget('127.0.0.1:2379', true)).toMatchObject({ secure: true, port: 2379 });
+    expect(httpTarget('https://etcd-0.etcd', false)).toMatchObject({ secure: true, host: 'etcd-0.etcd', port: 443 });
+    expect(httpTarget('http://[::1]:2379/', true)).toMatchObject({ secure: false, host: '::1', port: 2379 });
+    expect(httpTarget('unix:/run/etcd/etcd.sock', false)).toMatchObject({ secure: false, socketPath: '/run/etcd/etcd.sock' });
+    expect(httpTarget('unix:///run/etcd.sock', false)).toMatchObject({ socketPath: '/run/etcd.sock' });
+    expect(httpTarget('unix:etcd:2379', false)).toMatchObject({ socketPath: 'etcd:2379' });
+    expect(httpTarget('unixs:/run/etcd.sock', false)).toMatchObject({ secure: true, socketPath: '/run/etcd.sock' });
   });
 });
