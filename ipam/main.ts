@@ -23,11 +23,14 @@ export function nodeName(cfg: IpamConfig, env: Record<string, string | undefined
   return cfg.nodeName || env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();
 }
 
-/** The store a config asks for; etcd's client is loaded only here, only when configured. */
+/**
+ * The store a config asks for; an etcd transport is loaded only here, only when
+ * configured: etcd's JSON gateway (default) or the etcd3 client (`transport: "grpc"`).
+ */
 export async function openStore(cfg: IpamConfig): Promise<Store> {
   if (cfg.etcd) {
-    const { openEtcdStore } = await import('./store/etcd.ts');
-    return openEtcdStore(cfg.etcd);
+    const { openEtcdStore, openEtcdHttpStore } = await import('./store/etcd.ts');
+    return cfg.etcd.transport === 'grpc' ? openEtcdStore(cfg.etcd) : openEtcdHttpStore(cfg.etcd);
   }
   return new LocalStore(cfg.dataDir);
 }

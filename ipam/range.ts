@@ -43,9 +43,19 @@ export interface RangeSet {
   field: string;
 }
 
+/**
+ * How a plugin process talks to etcd: `http`, etcd's v3 JSON gateway over node:http(s)
+ * (loads in ~5 ms: the default for the short-lived plugin process), or `grpc`, the etcd3
+ * client (~200 ms of CPU to load gRPC and protobufjs per process). The agent and the
+ * `strand ipam` CLI always use etcd3 (they need watches and live long).
+ */
+export const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
+export type EtcdTransport = (typeof ETCD_TRANSPORTS)[number];
+
 export interface EtcdConfig {
   endpoints: string[];
   prefix: string;
+  transport: EtcdTransport;
   dialTimeoutMs: number;
   requestTimeoutMs: number;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
@@ -265,9 +275,14 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   let prefix = optString(raw, 'prefix', field) ?? DEFAULT_ETCD_PREFIX;
   if (!prefix.startsWith('/')) prefix = `/${prefix}`;
   prefix = prefix.replace(/\/+$/, '');
+  const transport = raw['transport'] ?? 'http';
+  if (!(ETCD_TRANSPORTS as readonly unknown[]).includes(transport)) {
+    throw bad(`${field}.transport`, `must be one of ${ETCD_TRANSPORTS.map((t) => JSON.stringify(t)).join(', ')}`);
+  }
   const out: EtcdConfig = {
     endpoints: eps as string[],
     prefix,
+    transport: transport as EtcdTransport,
     dialTimeoutMs: parseDuration(raw['dialTimeout'], `${field}.dialTimeout`, 5000),
     requestTimeoutMs: parseDuration(raw['requestTimeout'], `${field}.requestTimeout`, 5000),
   };

@@ -53,6 +53,7 @@ export const schemas = {
             ],
           },
           prefix: { type: 'string' },
+          transport: { enum: ['http', 'grpc'] },
           dialTimeout: duration,
           requestTimeout: duration,
           tls: {

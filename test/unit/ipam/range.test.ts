@@ -79,6 +79,7 @@ describe('strand-ipam config (host-local compatible)', () => {
     ['etcd endpoint with a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379', 'http://h:2379/v3'] } }, {}, '', /ipam\.etcd\.endpoints\[1\].*without a path/],
     ['etcd endpoint of another scheme', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['ftp://h:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*only http and https/],
     ['etcd unix endpoint without a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['unix:'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*unix socket/],
+    ['etcd transport unknown', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], transport: 'websocket' } }, {}, '', /ipam\.etcd\.transport/],
     ['etcd endpoint without a host', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['http://:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\]/],
   ];
   for (const [name, ipam, extra, cniArgs, re] of cases) {
@@ -88,6 +89,16 @@ describe('strand-ipam config (host-local compatible)', () => {
       expect(text(e)).toMatch(re);
     });
   }
+});
+
+describe('etcd transport', () => {
+  const transport = (etcd: Record<string, unknown>) =>
+    parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], ...etcd } })).etcd?.transport;
+  it('is the JSON gateway unless the etcd3 client (grpc) is asked for', () => {
+    expect(transport({})).toBe('http');
+    expect(transport({ transport: 'http' })).toBe('http');
+    expect(transport({ transport: 'grpc' })).toBe('grpc');
+  });
 });
 
 describe('etcd endpoints', () => {
