@@ -46,6 +46,27 @@ describe('strand-ipam on a single etcd member', () => {
     });
   }
 
+  it('transport "grpc" (the etcd3 client) and the default JSON gateway share the records: ADD over one, repeated ADD and CHECK over the other, DEL over each', async () => {
+    const ranges = [[{ subnet: '10.21.0.0/24' }]];
+    const grpc = netConf('net-transport', { ranges, etcd: { ...etcdSection(etcd), transport: 'grpc' } });
+    const http = netConf('net-transport', { ranges, etcd: etcdSection(etcd) });
+    const add = await plugin({ command: 'ADD', containerId: 'g1', node: 'node-a' }, grpc);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const again = await plugin({ command: 'ADD', containerId: 'g1', node: 'node-a' }, http);
+    expect(again.json.ips, again.stdout).toEqual(add.json.ips);
+    expect((await plugin({ command: 'CHECK', containerId: 'g1', node: 'node-a' }, { ...grpc, prevResult: add.json })).code).toBe(0);
+    const second = await plugin({ command: 'ADD', containerId: 'g2', node: 'node-a' }, http);
+    expect(addrOf(second)).not.toBe(addrOf(add));
+    expect((await plugin({ command: 'DEL', containerId: 'g1', node: 'node-a' }, http)).code).toBe(0);
+    expect((await plugin({ command: 'DEL', containerId: 'g2', node: 'node-a' }, grpc)).code).toBe(0);
+    const store = await openEtcdStore(parseEtcdConfig(etcdSection(etcd)));
+    try {
+      expect(await store.listAttachments('net-transport')).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keys: block -> node ownership listable under <prefix>/affinity/, allocations consistent; GC releases what is not valid', async () => {
     const conf = netConf('net-keys', { ranges: [[{ subnet: '10.21.0.0/24' }]], etcd: etcdSection(etcd) });
     for (const [id, node] of [['a1', 'node-a'], ['a2', 'node-a'], ['b1', 'node-b']] as const) {
@@ -103,7 +124,7 @@ describe('strand-ipam on etcd with mutual TLS', () => {
     await etcd?.stop();
   });
 
-  it('allocates with a client certificate; without one the store is unavailable (11); a bad cert path is 7', async () => {
+  it('allocates with a client certificate (both transports); without one the store is unavailable (11); a bad cert path is 7', async () => {
     const conf = netConf('net-tls', { ranges: [[{ subnet: '10.24.0.0/24' }]], etcd: etcdSection(etcd) });
     const ok = await plugin({ command: 'ADD', containerId: 't1', node: 'node-a' }, conf);
     expect(addrOf(ok)).toBe('10.24.0.2');
@@ -115,6 +136,10 @@ describe('strand-ipam on etcd with mutual TLS', () => {
     const bad = await plugin({ command: 'ADD', containerId: 't3', node: 'node-a' }, badPath);
     expect(bad.json.code).toBe(7);
     expect(bad.json.msg).toContain('ipam.etcd.tls.cert');
+    const grpc = netConf('net-tls', { ranges: [[{ subnet: '10.24.0.0/24' }]], etcd: { ...etcdSection(etcd), transport: 'grpc' } });
+    const overGrpc = await plugin({ command: 'ADD', containerId: 't4', node: 'node-a' }, grpc);
+    expect(addrOf(overGrpc), overGrpc.stdout + overGrpc.stderr).toBe('10.24.0.3');
+    expect((await plugin({ command: 'DEL', containerId: 't4', node: 'node-a' }, grpc)).code).toBe(0);
     expect((await plugin({ command: 'DEL', containerId: 't1', node: 'node-a' }, conf)).code).toBe(0);
   });
 });
