@@ -45,7 +45,7 @@ export class ChaosEtcd {
 
   static async start(n = 3): Promise<ChaosEtcd> {
     if (!existsSync(ETCD_BIN)) throw new Error(`etcd binary missing at ${ETCD_BIN} (apt-get install etcd-server)`);
-    const root = mkdtempSync(join(tmpdir(), 'sa-chaos-etcd-'));
+    const root = mkdtempSync(join(tmpdir(), 'strand-chaos-etcd-'));
     const members: ChaosMember[] = [];
     for (let i = 0; i < n; i++) {
       const dir = join(root, `m${i}`);
