@@ -3,13 +3,13 @@
 // the bridge, forwarding, masquerading. Every side effect pushes an undo step; a failure
 // anywhere unwinds them last-in-first-out (IPAM DEL included), so a failed ADD leaves
 // no veth, no address and no reserved IP behind.
-import { CniError, Code, invalidNetns } from '../../lib/cni/errors.ts';
+import { CniError, Code } from '../../lib/cni/errors.ts';
 import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
 import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/ip/cidr.ts';
 import { configureIface } from '../../lib/ip/ipam-config.ts';
-import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, trySysctl, waitOperUp } from '../../lib/ip/link.ts';
+import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openPodNetns, trySysctl, waitOperUp } from '../../lib/ip/link.ts';
 import { UndoStack } from '../../lib/ip/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
@@ -22,15 +22,6 @@ import { ensureVlanGateway, setPortVlans } from './vlan.ts';
 /** Index of the container interface in the result's `interfaces` (bridge, host veth, container). */
 export const CONTAINER_IF_INDEX = 2;
 
-/** Opens the pod's namespace; a missing, wrong or unusable path is code 4 naming CNI_NETNS. */
-export function openPodNetns(path: string): Netns {
-  try {
-    return Netns.open(path);
-  } catch (e) {
-    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
-    throw e;
-  }
-}
 
 interface Gateway {
   family: 4 | 6;

@@ -7,10 +7,10 @@ import { delegateCheck } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import { checkIface } from '../../lib/ip/ipam-config.ts';
-import { nl, nlMaybe } from '../../lib/ip/link.ts';
+import { nl, nlMaybe, openPodNetns } from '../../lib/ip/link.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { CONTAINER_IF_INDEX, openPodNetns } from './add.ts';
+import { CONTAINER_IF_INDEX } from './add.ts';
 import type { BridgeConf } from './config.ts';
 
 function fail(msg: string): CniError {

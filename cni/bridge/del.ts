@@ -2,28 +2,18 @@
 // first (its veth peer on the bridge goes with it), then IPAM DEL, which always runs, then
 // the MAC spoof-check and masquerade rules (found by name, so they are removed even when
 // the pod's namespace is already gone). The bridge stays, as with the reference plugin.
-import { invalidNetns } from '../../lib/cni/errors.ts';
 import { delegateDel } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
-import { deleteLinkIfPresent, netlinkFailure } from '../../lib/ip/link.ts';
+import { deleteLinkIfPresent, netlinkFailure, openPodNetnsForDel } from '../../lib/ip/link.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
 import type { BridgeConf } from './config.ts';
 import { teardownMasq } from './masq.ts';
 import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 
 /** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
 function deletePodLink(a: CmdArgs): void {
-  if (!a.netns) return;
-  let pod: Netns;
-  try {
-    pod = Netns.open(a.netns);
-  } catch (e) {
-    // The runtime already removed the namespace (or unmounted it, leaving a plain file).
-    if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return;
-    if (isNetlinkError(e)) throw invalidNetns(a.netns, e.code, e);
-    throw e;
-  }
+  const pod = openPodNetnsForDel(a.netns);
+  if (!pod) return; // the runtime already removed the namespace
   try {
     deleteLinkIfPresent(pod, a.ifName);
   } catch (e) {

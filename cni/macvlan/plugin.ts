@@ -14,8 +14,8 @@ import { UndoStack } from '../../lib/ip/undo.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { checkIface, configureIface } from '../../lib/ip/ipam-config.ts';
-import { nl, trySysctl } from '../../lib/ip/link.ts';
-import { checkMtu, checkSublink, createSublink, deleteSublink, openPodNetns, resolveMaster } from './sublink.ts';
+import { nl, openPodNetns, trySysctl } from '../../lib/ip/link.ts';
+import { checkMtu, checkSublink, createSublink, deleteSublink, resolveMaster } from './sublink.ts';
 
 /** Config fields both plugins share. */
 export interface SublinkConf extends NetConf {

@@ -9,14 +9,14 @@
 //     in the pod fails the rename (EEXIST), which the undo step cleans up;
 //   - DEL removes it by name; a missing namespace or link is success.
 import { randomBytes } from 'node:crypto';
-import { CniError, Code, invalidNetns } from '../../lib/cni/errors.ts';
+import { CniError, Code } from '../../lib/cni/errors.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import type { UndoStack } from '../../lib/ip/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import type { PodLink } from '../../lib/ip/ipam-config.ts';
-import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe } from '../../lib/ip/link.ts';
+import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe, openPodNetnsForDel } from '../../lib/ip/link.ts';
 
 export interface MasterOptions {
   /** Configured master name; undefined or "" means the default route's link. */
@@ -25,19 +25,6 @@ export interface MasterOptions {
   linkInContainer: boolean;
 }
 
-/**
- * Opens the pod namespace of CNI_NETNS. A path that is missing, not a network namespace
- * or cannot be opened is CniError 4 naming CNI_NETNS (the spec's "invalid necessary
- * environment variables"; it has no code of its own for a namespace).
- */
-export function openPodNetns(path: string): Netns {
-  try {
-    return Netns.open(path);
-  } catch (e) {
-    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
-    throw e;
-  }
-}
 
 /** The link of the namespace's default route (the first default route of the main table, IPv4 first). */
 export function defaultRouteLink(ns: Netns): rtnl.Link | undefined {
@@ -148,15 +135,8 @@ export function createSublink(
  * no longer a network namespace) or a missing link is success.
  */
 export function deleteSublink(netnsPath: string, ifName: string): void {
-  if (!netnsPath) return;
-  let pod: Netns;
-  try {
-    pod = Netns.open(netnsPath);
-  } catch (e) {
-    if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return;
-    if (isNetlinkError(e)) throw invalidNetns(netnsPath, e.code, e);
-    throw e;
-  }
+  const pod = openPodNetnsForDel(netnsPath);
+  if (!pod) return;
   try {
     nl(`failed to delete ${ifName}`, () => deleteLinkIfPresent(pod, ifName));
   } finally {

@@ -3,15 +3,41 @@
 // directly inside the pod namespace, forwarding sysctls, waiting for a link to come up.
 // Every helper that changes the host can push its own undo onto an UndoStack.
 import { randomBytes } from 'node:crypto';
-import { CniError, Code } from '../cni/errors.ts';
+import { CniError, Code, invalidNetns } from '../cni/errors.ts';
 import { isNetlinkError, type NetlinkError } from '../netlink/errors.ts';
-import type { Netns } from '../netlink/netns.ts';
+import { Netns } from '../netlink/netns.ts';
 import * as rtnl from '../netlink/rtnl.ts';
 import type { UndoStack } from './undo.ts';
 
 /** A NetlinkError as the CniError a plugin reports (code 101), saying what failed. */
 export function netlinkFailure(what: string, e: NetlinkError): CniError {
   return new CniError(Code.NetlinkFailure, what, e.message, { cause: e });
+}
+
+/** Opens the pod's namespace (CNI_NETNS); missing, not a namespace or unusable is CniError 4 naming CNI_NETNS. */
+export function openPodNetns(path: string): Netns {
+  try {
+    return Netns.open(path);
+  } catch (e) {
+    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
+    throw e;
+  }
+}
+
+/**
+ * For DEL: the pod's namespace, or undefined when it is gone: no path, a missing path, or
+ * one that is no longer a network namespace (unmounted, leaving a plain file). Any other
+ * failure is CniError 4 naming CNI_NETNS.
+ */
+export function openPodNetnsForDel(path: string): Netns | undefined {
+  if (!path) return undefined;
+  try {
+    return Netns.open(path);
+  } catch (e) {
+    if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return undefined;
+    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
+    throw e;
+  }
 }
 
 /** Runs one netlink step; a NetlinkError becomes CniError 101 with `what` as the message. */
