@@ -46,8 +46,9 @@ export interface RangeSet {
 /**
  * How a plugin process talks to etcd: `http`, etcd's v3 JSON gateway over node:http(s)
  * (loads in ~5 ms: the default for the short-lived plugin process), or `grpc`, the etcd3
- * client (~200 ms of CPU to load gRPC and protobufjs per process). The agent and the
- * `strand ipam` CLI always use etcd3 (they need watches and live long).
+ * client (~200 ms of CPU to load gRPC and protobufjs per process). The agent always uses
+ * etcd3 (it lives long and watches), as does `strand ipam --etcd-endpoints`; `strand
+ * ipam --conf` follows the config.
  */
 export const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
 export type EtcdTransport = (typeof ETCD_TRANSPORTS)[number];
