@@ -302,15 +302,25 @@ export function snapshot(opts: SnapshotOptions): Snapshot {
 /**
  * Waits until no IPv6 address in the namespaces is tentative: local routes and anycast
  * routes of an address appear when its duplicate address detection ends (about a second
- * with accept_dad=1), so snapshots taken before that differ by timing alone.
+ * with accept_dad=1), so snapshots taken before that differ by timing alone. Also waits
+ * (at most `linkLocalMs`) until every link with carrier has its link-local address.
  */
-export async function waitDadSettled(namespaces: string[], timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+export async function waitDadSettled(namespaces: string[], timeoutMs = 5000, linkLocalMs = 2000): Promise<void> {
+  const start = Date.now();
+  const deadline = start + timeoutMs;
   for (;;) {
-    const busy = namespaces.some((ns) =>
-      ipj<IpAddrLink[]>(ns, ['addr', 'show']).some((l) => (l.addr_info ?? []).some((a) => a['tentative'] === true)),
+    const links = namespaces.flatMap((ns) => ipj<Array<IpAddrLink & { flags?: string[] }>>(ns, ['addr', 'show']));
+    const busy = links.some((l) => (l.addr_info ?? []).some((a) => a['tentative'] === true));
+    // The kernel adds an up link's IPv6 link-local address when linkwatch reports its
+    // carrier, which can lag the plugin's return: wait for it too (bounded; a link that
+    // never gets one, e.g. IPv6 disabled, is then compared as it is).
+    const noLinkLocal = links.some(
+      (l) =>
+        (l.flags ?? []).includes('LOWER_UP') &&
+        !(l.flags ?? []).includes('LOOPBACK') &&
+        !(l.addr_info ?? []).some((a) => a.family === 'inet6' && a.scope === 'link'),
     );
-    if (!busy) return;
+    if (!busy && (!noLinkLocal || Date.now() - start > linkLocalMs)) return;
     if (Date.now() > deadline) throw new Error(`IPv6 addresses still tentative after ${timeoutMs} ms in ${namespaces.join(', ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
