@@ -24,8 +24,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isCniError } from '../lib/cni/errors.ts';
 import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
-import { canonicalIP, tryParseIP } from '../lib/ip/cidr.ts';
-import { parseEtcdConfig, type EtcdConfig } from '../ipam/range.ts';
+import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
+import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { isMode, type Mode } from './model.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */

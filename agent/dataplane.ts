@@ -3,7 +3,7 @@
 // the namespace handle it is given. Routes are marked with the agent's own protocol
 // number and only such routes are ever listed as "ours", replaced or deleted.
 import { createHash } from 'node:crypto';
-import { canonicalIP, ipFamily } from '../lib/ip/cidr.ts';
+import { canonicalIP, ipFamily } from '../lib/addr/cidr.ts';
 import * as rtnl from '../lib/netlink/rtnl.ts';
 import type { Link, Netns, VxlanInfo } from '../lib/netlink/rtnl.ts';
 import type { VxlanConfig } from './config.ts';

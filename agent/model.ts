@@ -11,7 +11,7 @@
 //
 // The view is a map per record kind keyed by the etcd key, so a delete event (which
 // carries no value) removes exactly what the matching put added.
-import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/ip/cidr.ts';
+import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 
 export const MODES = ['host-gw', 'vxlan'] as const;
 export type Mode = (typeof MODES)[number];

@@ -12,7 +12,7 @@
 //   address derived from P's VTEP MAC (EUI-64) for IPv6 blocks.
 // A borrowed address A (allocated by node N inside someone's block) gets A/32 (/128)
 // towards N; when N is this node, A/32 dev <the pod link holding A's subnet>.
-import { bitsOf, canonicalIP, contains, containsCidr, formatCidr, ipFamily, network, parseCidr, tryParseCidr, type Family } from '../lib/ip/cidr.ts';
+import { bitsOf, canonicalIP, contains, containsCidr, formatCidr, ipFamily, network, parseCidr, tryParseCidr, type Family } from '../lib/addr/cidr.ts';
 import { nodesByName, type ClusterView, type Mode, type NodeRecord } from './model.ts';
 
 export interface PodLink {

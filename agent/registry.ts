@@ -2,7 +2,7 @@
 // blocks; a watch from the listing's revision; the node record kept alive by a lease.
 // The connection is the IPAM's (ipam/store/etcd.ts: endpoints, TLS, auth, timeouts).
 import type { Etcd3, IKeyValue, IOptions, IRequestOp, Lease, Watcher } from 'etcd3';
-import type { EtcdConfig } from '../ipam/range.ts';
+import type { EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { EtcdStore, openEtcdStore } from '../ipam/store/etcd.ts';
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;

@@ -9,8 +9,8 @@
 // that range set. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
-import { formatIP, parseIP, tryParseCidr, type Family, type IPAddr } from '../lib/ip/cidr.ts';
-import { rangeFor, rangeSetText, usableIn, type IpamConfig, type Range, type RangeSet } from './range.ts';
+import { formatIP, parseIP, tryParseCidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { rangeFor, rangeSetText, usableIn, type IpamConfig, type Range, type RangeSet } from './config.ts';
 import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './store/types.ts';
 
 export class IpamExhaustedError extends Error {

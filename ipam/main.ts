@@ -9,9 +9,9 @@ import { validateIpamConf } from '../gen/validators.js';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cni/skel.ts';
 import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
-import { formatIP, tryParseCidr, tryParseIP } from '../lib/ip/cidr.ts';
+import { formatIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError } from './allocator.ts';
-import { parseIpamConfig, type IpamConfig } from './range.ts';
+import { parseIpamConfig, type IpamConfig } from './config.ts';
 import { DataDirError, LocalStore } from './store/local.ts';
 import { isStoreUnavailable, type Store } from './store/types.ts';
 

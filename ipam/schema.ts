@@ -1,7 +1,7 @@
 // JSON schema of strand-ipam's `ipam` section, compiled at build time into
 // gen/validators.js (validateIpamConf). Structure only; the semantic checks (subnet has
 // no host bits, rangeStart inside the subnet, overlaps, requested IPs, TLS files) are in
-// ipam/range.ts and also name the field. Unknown fields are accepted, as host-local does.
+// ipam/config.ts and also name the field. Unknown fields are accepted, as host-local does.
 
 const range = {
   type: 'object',

@@ -4,7 +4,7 @@
 // the pod's namespace is already gone). The bridge stays, as with the reference plugin.
 import { delegateDel } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
-import { deleteLinkIfPresent, netlinkFailure, openPodNetnsForDel } from '../../lib/ip/link.ts';
+import { deleteLinkIfPresent, netlinkFailure, openPodNetnsForDel } from '../../lib/plugin/link.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import type { BridgeConf } from './config.ts';
 import { teardownMasq } from './masq.ts';

@@ -15,7 +15,7 @@
 // found by chain name / comment, so it needs no addresses and works after the pod's
 // netns is gone. GC removes the rules of attachments that are not valid any more.
 import { createHash } from 'node:crypto';
-import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/ip/cidr.ts';
+import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/addr/cidr.ts';
 import type { GcAttachment } from '../../lib/cni/types.ts';
 import { findTool, mustRunTool, runTool, ToolError } from './exec.ts';
 

@@ -5,8 +5,8 @@
 // address lives on "<bridge>.<vlan>", one end of a veth pair whose other end is a
 // tagged port of the bridge.
 import type { Interface } from '../../lib/cni/types.ts';
-import { createVeth, nl, nlMaybe } from '../../lib/ip/link.ts';
-import type { UndoStack } from '../../lib/ip/undo.ts';
+import { createVeth, nl, nlMaybe } from '../../lib/plugin/link.ts';
+import type { UndoStack } from '../../lib/plugin/undo.ts';
 import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import type { BridgeConf } from './config.ts';

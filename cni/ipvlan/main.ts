@@ -17,7 +17,7 @@ import {
   statusAttachment,
   type AddressSource,
   type SublinkConf,
-} from '../macvlan/plugin.ts';
+} from '../sublink/plugin.ts';
 
 export type IpvlanMode = 'l2' | 'l3' | 'l3s';
 

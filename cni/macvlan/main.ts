@@ -9,7 +9,7 @@ import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../../lib
 import type { NetConf, Result } from '../../lib/cni/types.ts';
 import { versionGte } from '../../lib/cni/version.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { addSublink, checkAttachment, delAttachment, gcAttachments, ipamType, statusAttachment, type SublinkConf } from './plugin.ts';
+import { addSublink, checkAttachment, delAttachment, gcAttachments, ipamType, statusAttachment, type SublinkConf } from '../sublink/plugin.ts';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru';
 

@@ -20,7 +20,7 @@
 // twice (the allocator then re-reads and finds its own earlier write).
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
-import type { EtcdConfig } from '../range.ts';
+import type { EtcdConfig } from './etcd-config.ts';
 
 export interface KvPair {
   key: Buffer;

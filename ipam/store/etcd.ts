@@ -25,7 +25,7 @@
 // without loading etcd3 and gRPC, which is what a short-lived plugin process wants.
 import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
-import type { EtcdConfig } from '../range.ts';
+import type { EtcdConfig } from './etcd-config.ts';
 import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
 import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
 import { blockSegment, StoreUnavailableError } from './types.ts';

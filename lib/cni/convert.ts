@@ -9,7 +9,7 @@
 //  - below 1.1.0: the 1.1.0 additions (interface mtu/socketPath/pciID, route
 //    mtu/advmss/priority/table/scope) are left out.
 // Addresses are re-formatted canonically (RFC 5952 for IPv6), as libcni's re-marshalling does.
-import { addrOf, canonicalCidr, canonicalIP, parseCidr, tryParseCidr, tryParseIP, unmap } from '../ip/cidr.ts';
+import { addrOf, canonicalCidr, canonicalIP, parseCidr, tryParseCidr, tryParseIP, unmap } from '../addr/cidr.ts';
 import { CniError, Code } from './errors.ts';
 import { checkSupported } from './version.ts';
 import { CURRENT_VERSION, type DNS, type Interface, type IPConfig, type Result, type Route, type SpecVersion } from './types.ts';

@@ -1,6 +1,6 @@
 // String formats usable in any schema.ts ("format": "cidr"). The generated validators
 // import this module (scripts/gen-validators.ts), so keep it small and pure.
-import { tryParseCidr, tryParseIP } from '../ip/cidr.ts';
+import { tryParseCidr, tryParseIP } from '../addr/cidr.ts';
 
 const MAC = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
 

@@ -2,8 +2,8 @@
 // Synchronous (each call is one or two ~0.1 ms round trips); every failure is a
 // NetlinkError {errno, code, op}. Usage:
 //
-//   import { Netns } from '../../lib/netlink/netns.ts';
-//   import * as rtnl from '../../lib/netlink/rtnl.ts';
+//   import { Netns } from './netns.ts';
+//   import * as rtnl from './rtnl.ts';
 //
 //   const host = Netns.current();
 //   const pod = Netns.open(args.netns);           // ENOENT: missing, EINVAL: not a netns
@@ -27,7 +27,7 @@
 // namespace the operation runs in. In DEL paths: `if (isNetlinkError(e, 'ENODEV')) ...`.
 
 import { closeSync, constants as fsConstants, readSync, writeSync } from 'node:fs';
-import { broadcast as lastAddressOf, formatIP, tryParseCidr } from '../ip/cidr.ts';
+import { broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
 import {
   AddrFlag,
   type AddrMessage,

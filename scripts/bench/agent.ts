@@ -12,7 +12,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { openEtcdStore } from '../../ipam/store/etcd.ts';
-import { parseEtcdConfig } from '../../ipam/range.ts';
+import { parseEtcdConfig } from '../../ipam/store/etcd-config.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { requireTools, ROUTE_PROTO, SimCluster, type Mode, type PluginKind, type SimPod } from '../../test/integration/agent/cluster.ts';
 

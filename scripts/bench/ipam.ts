@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Allocator } from '../../ipam/allocator.ts';
-import { parseIpamConfig } from '../../ipam/range.ts';
+import { parseIpamConfig } from '../../ipam/config.ts';
 import { openEtcdStore } from '../../ipam/store/etcd.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
 

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { openEtcdStore } from '../../../ipam/store/etcd.ts';
-import { parseEtcdConfig } from '../../../ipam/range.ts';
+import { parseEtcdConfig } from '../../../ipam/store/etcd-config.ts';
 import type { Store } from '../../../ipam/store/types.ts';
 import { addAndKill, addrOf, consistency, etcdSection, netConf, plugin, requireBuilt, runMany, type Op } from './helpers.ts';
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { ChaosEtcd } from '../../chaos/etcd-cluster.ts';
 import { openEtcdHttpStore, openEtcdStore, type EtcdStore } from '../../../ipam/store/etcd.ts';
-import { parseEtcdConfig } from '../../../ipam/range.ts';
+import { parseEtcdConfig } from '../../../ipam/store/etcd-config.ts';
 import { isStoreUnavailable, type Block } from '../../../ipam/store/types.ts';
 import { etcdSection } from './helpers.ts';
 

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { openEtcdStore } from '../../../ipam/store/etcd.ts';
-import { parseEtcdConfig } from '../../../ipam/range.ts';
+import { parseEtcdConfig } from '../../../ipam/store/etcd-config.ts';
 import { consistency, etcdSection, netConf, plugin, requireBuilt, addrOf } from './helpers.ts';
 
 describe('strand-ipam on a single etcd member', () => {

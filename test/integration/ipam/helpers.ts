@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { binDir, runPlugin, type PluginRun } from '../../helpers/run-plugin.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
 import type { Store } from '../../../ipam/store/types.ts';
-import { parseCidr } from '../../../lib/ip/cidr.ts';
+import { parseCidr } from '../../../lib/addr/cidr.ts';
 
 export const IPAM_BIN = join(binDir, 'strand-ipam');
 

@@ -3,7 +3,7 @@ import { calcGateways } from '../../../cni/bridge/add.ts';
 import { iptablesMasqRules, masqChainName, masqComment, nftMasqComment } from '../../../cni/bridge/masq.ts';
 import { vlanRanges } from '../../../cni/bridge/vlan.ts';
 import type { Result } from '../../../lib/cni/types.ts';
-import { UndoStack } from '../../../lib/ip/undo.ts';
+import { UndoStack } from '../../../lib/plugin/undo.ts';
 
 describe('calcGateways', () => {
   const gw = { isGateway: true, isDefaultGateway: false };

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Allocator, IpamConflictError, IpamExhaustedError } from '../../../ipam/allocator.ts';
-import { parseIpamConfig } from '../../../ipam/range.ts';
+import { parseIpamConfig } from '../../../ipam/config.ts';
 import { MemoryStore } from '../../../ipam/store/memory.ts';
 import type { Store, WriteOp } from '../../../ipam/store/types.ts';
-import { formatIP } from '../../../lib/ip/cidr.ts';
+import { formatIP } from '../../../lib/addr/cidr.ts';
 import type { NetConf } from '../../../lib/cni/types.ts';
 
 function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {

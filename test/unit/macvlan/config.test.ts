@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { isCniError } from '../../../lib/cni/errors.ts';
 import type { NetConf } from '../../../lib/cni/types.ts';
 import { parseConfig, resolveMac, type MacvlanConf } from '../../../cni/macvlan/main.ts';
-import { ipamType } from '../../../cni/macvlan/plugin.ts';
-import { checkMtu, tempLinkName } from '../../../cni/macvlan/sublink.ts';
+import { ipamType } from '../../../cni/sublink/plugin.ts';
+import { checkMtu, tempLinkName } from '../../../cni/sublink/link.ts';
 
 const base: NetConf = { cniVersion: '1.0.0', name: 'n', type: 'strand-macvlan' };
 

@@ -30,7 +30,7 @@ import {
   tryParseCidr,
   tryParseIP,
   unmap,
-} from '../../../lib/ip/cidr.ts';
+} from '../../../lib/addr/cidr.ts';
 
 describe('IPv4 parse/format', () => {
   it('parses dotted quads', () => {

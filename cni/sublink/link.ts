@@ -11,12 +11,12 @@
 import { randomBytes } from 'node:crypto';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import type { Interface } from '../../lib/cni/types.ts';
-import type { UndoStack } from '../../lib/ip/undo.ts';
+import type { UndoStack } from '../../lib/plugin/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import type { PodLink } from '../../lib/ip/ipam-config.ts';
-import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe, openPodNetnsForDel } from '../../lib/ip/link.ts';
+import type { PodLink } from '../../lib/plugin/ipam-config.ts';
+import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe, openPodNetnsForDel } from '../../lib/plugin/link.ts';
 
 export interface MasterOptions {
   /** Configured master name; undefined or "" means the default route's link. */

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../../../lib/cni/errors.ts';
 import type { NetConf } from '../../../lib/cni/types.ts';
-import { parseIpamConfig, parseResolvConf, rangeSetText } from '../../../ipam/range.ts';
-import { formatIP } from '../../../lib/ip/cidr.ts';
+import { parseIpamConfig, parseResolvConf, rangeSetText } from '../../../ipam/config.ts';
+import { formatIP } from '../../../lib/addr/cidr.ts';
 import { parseConfig } from '../../../ipam/main.ts';
 
 function conf(ipam: Record<string, unknown>, extra: Partial<NetConf> = {}): NetConf {

@@ -10,12 +10,12 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import { delegateAddWithRollback, delegateCheck, delegateDel, delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/cni/types.ts';
-import { UndoStack } from '../../lib/ip/undo.ts';
+import { UndoStack } from '../../lib/plugin/undo.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { checkIface, configureIface } from '../../lib/ip/ipam-config.ts';
-import { nl, openPodNetns, trySysctl } from '../../lib/ip/link.ts';
-import { checkMtu, checkSublink, createSublink, deleteSublink, resolveMaster } from './sublink.ts';
+import { checkIface, configureIface } from '../../lib/plugin/ipam-config.ts';
+import { nl, openPodNetns, trySysctl } from '../../lib/plugin/link.ts';
+import { checkMtu, checkSublink, createSublink, deleteSublink, resolveMaster } from './link.ts';
 
 /** Config fields both plugins share. */
 export interface SublinkConf extends NetConf {

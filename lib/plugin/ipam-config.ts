@@ -12,7 +12,7 @@
 import { CniError, Code } from '../cni/errors.ts';
 import type { Logger } from '../cni/log.ts';
 import type { IPConfig, Result, Route } from '../cni/types.ts';
-import { formatCidr, ipEqual, network, tryParseCidr } from './cidr.ts';
+import { formatCidr, ipEqual, network, tryParseCidr } from '../addr/cidr.ts';
 import type { Netns } from '../netlink/netns.ts';
 import * as rtnl from '../netlink/rtnl.ts';
 import { nl } from './link.ts';
