@@ -163,7 +163,9 @@ export class Agent {
           this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
           this.state.vtep = { device: this.vtep.device, mac: this.vtep.mac, mtu: this.vtep.mtu, vni: this.vtep.vni, port: this.vtep.port };
         }
-        this.log.info(`node ${this.cfg.nodeName}: ${this.underlay.addresses.join(', ')} on ${this.underlay.link.name}, mode ${this.cfg.mode}${this.vtep ? ` (${this.vtep.device} ${this.vtep.mac} mtu ${this.vtep.mtu})` : ''}`);
+        this.log.info(
+          `node ${this.cfg.nodeName}: ${this.underlay.addresses.join(', ')} on ${this.underlay.link.name}, mode ${this.cfg.mode}${this.vtep ? ` (${this.vtep.device} ${this.vtep.mac} mtu ${this.vtep.mtu})` : ''}`,
+        );
         return;
       } catch (e) {
         this.state.problems = [`node setup: ${errorText(e)}`];
@@ -230,10 +232,12 @@ export class Agent {
         this.view = view;
         this.state.etcd = { connected: true, revision: listing.revision };
         const brokenP = new Promise<string>((resolve) => {
-          reg.watch(listing.revision, (evs) => this.onEvents(evs), resolve).then(
-            (h) => (this.watch = h),
-            (e: unknown) => resolve(errorText(e)),
-          );
+          reg
+            .watch(listing.revision, (evs) => this.onEvents(evs), resolve)
+            .then(
+              (h) => (this.watch = h),
+              (e: unknown) => resolve(errorText(e)),
+            );
         });
         this.reconcile('list');
         this.state.synced = true;

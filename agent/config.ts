@@ -128,30 +128,37 @@ function str(v: unknown, field: string): string {
 }
 
 function list(v: unknown, field: string): string[] {
-  const arr = typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v;
+  const arr =
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : v;
   if (!Array.isArray(arr) || !arr.every((x) => typeof x === 'string' && x !== '')) throw new AgentConfigError(field, 'must be a string or a list of strings');
   return arr as string[];
 }
 
 function linkName(v: unknown, field: string): string {
   const s = str(v, field);
-  if (Buffer.byteLength(s) > 15 || /[/:\s]/.test(s) || s === '.' || s === '..') throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}`);
+  if (Buffer.byteLength(s) > 15 || /[/:\s]/.test(s) || s === '.' || s === '..')
+    throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}`);
   return s;
 }
 
 /** Command-line flags that take a value, and the config key each one sets. */
 export const FLAGS: Record<string, string> = {
-  'config': '',
+  config: '',
   'cni-conf': '',
   'node-name': 'nodeName',
   'node-ip': 'nodeIP',
   'node-interface': 'nodeInterface',
-  'network': 'networks',
-  'mode': 'mode',
-  'vni': 'vxlan.vni',
+  network: 'networks',
+  mode: 'mode',
+  vni: 'vxlan.vni',
   'vxlan-port': 'vxlan.port',
   'vxlan-device': 'vxlan.device',
-  'mtu': 'vxlan.mtu',
+  mtu: 'vxlan.mtu',
   'etcd-endpoints': 'etcd.endpoints',
   'etcd-prefix': 'etcd.prefix',
   'etcd-ca': 'etcd.tls.ca',
@@ -160,7 +167,7 @@ export const FLAGS: Record<string, string> = {
   'etcd-username': 'etcd.username',
   'etcd-password': 'etcd.password',
   'lease-ttl': 'leaseTTL',
-  'resync': 'resyncInterval',
+  resync: 'resyncInterval',
   'state-file': 'stateFile',
   'route-protocol': 'routeProtocol',
   'proxy-arp': 'proxyArp',
@@ -204,7 +211,21 @@ export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<
 
 /** Validates a merged raw configuration object. */
 export function parseAgentConfig(raw: Record<string, unknown>, env: Record<string, string | undefined>): AgentConfig {
-  const known = new Set(['nodeName', 'nodeIP', 'nodeInterface', 'networks', 'mode', 'vxlan', 'etcd', 'leaseTTL', 'resyncInterval', 'stateFile', 'routeProtocol', 'proxyArp', 'logLevel']);
+  const known = new Set([
+    'nodeName',
+    'nodeIP',
+    'nodeInterface',
+    'networks',
+    'mode',
+    'vxlan',
+    'etcd',
+    'leaseTTL',
+    'resyncInterval',
+    'stateFile',
+    'routeProtocol',
+    'proxyArp',
+    'logLevel',
+  ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
 
   const nodeName = raw['nodeName'] !== undefined ? str(raw['nodeName'], 'nodeName') : env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();

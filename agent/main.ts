@@ -48,7 +48,11 @@ class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-function parseFlags(argv: readonly string[], allowed: ReadonlySet<string>, bools: ReadonlySet<string>): { flags: Map<string, string>; bool: Set<string>; rest: string[] } {
+function parseFlags(
+  argv: readonly string[],
+  allowed: ReadonlySet<string>,
+  bools: ReadonlySet<string>,
+): { flags: Map<string, string>; bool: Set<string>; rest: string[] } {
   const flags = new Map<string, string>();
   const bool = new Set<string>();
   const rest: string[] = [];
@@ -83,7 +87,8 @@ async function status(argv: readonly string[], io: CliIO): Promise<number> {
   }
   const s = readState(file ?? DEFAULT_STATE_FILE);
   const r = readiness(s, Date.now());
-  if (bool.has('json')) io.stdout.write(`${JSON.stringify({ ...s, ready: r.ready, running: r.running, stale: r.stale, ...(r.reason ? { reason: r.reason } : {}) }, null, 2)}\n`);
+  if (bool.has('json'))
+    io.stdout.write(`${JSON.stringify({ ...s, ready: r.ready, running: r.running, stale: r.stale, ...(r.reason ? { reason: r.reason } : {}) }, null, 2)}\n`);
   else io.stdout.write(formatState(s, r));
   return r.ready ? 0 : 1;
 }

@@ -246,7 +246,10 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     addRoute({ dst: netCidr(b.cidr), ...hop.route, why: 'block' }, hop);
   }
 
-  const borrowed = [...view.borrowed.values()].flat().filter((x) => wanted(x.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
+  const borrowed = [...view.borrowed.values()]
+    .flat()
+    .filter((x) => wanted(x.network))
+    .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
   for (const x of borrowed) {
     const dst = hostCidr(x.ip);
     if (x.borrower === local.node) {

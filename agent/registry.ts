@@ -69,7 +69,9 @@ export class Registry {
     const options = (ipamStore.client as unknown as { options: IOptions }).options;
     ipamStore.client.close();
     // the one method etcd3 calls on a host policy
-    const passThrough = { execute: (fn: (ctx: { signal: AbortSignal }) => unknown) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })) };
+    const passThrough = {
+      execute: (fn: (ctx: { signal: AbortSignal }) => unknown) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+    };
     const host = (): HostPolicy => passThrough as unknown as HostPolicy;
     const client = new mod.Etcd3({ ...options, faultHandling: { ...options.faultHandling, host } });
     return new Registry(new EtcdStore(client, cfg.prefix), mod, cfg);

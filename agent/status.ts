@@ -85,17 +85,22 @@ export function readiness(s: AgentState, now: number, alive: (pid: number) => bo
   const stale = now - Date.parse(s.updated) > s.staleAfterMs;
   if (!running) return { ready: false, running, stale, reason: `agent (pid ${s.pid}) is not running` };
   if (stale) return { ready: false, running, stale, reason: `state not updated since ${s.updated}` };
-  if (!s.synced) return { ready: false, running, stale, reason: s.etcd.connected ? 'not synced yet' : `etcd unreachable${s.etcd.lastError ? `: ${s.etcd.lastError}` : ''}` };
+  if (!s.synced)
+    return { ready: false, running, stale, reason: s.etcd.connected ? 'not synced yet' : `etcd unreachable${s.etcd.lastError ? `: ${s.etcd.lastError}` : ''}` };
   return { ready: true, running, stale };
 }
 
 /** Human-readable status. */
 export function formatState(s: AgentState, r: Readiness): string {
   const lines: string[] = [];
-  lines.push(`node:       ${s.node} (${s.addresses.join(', ')}), mode ${s.mode}${s.vtep ? `, ${s.vtep.device} vni ${s.vtep.vni} port ${s.vtep.port} mtu ${s.vtep.mtu} mac ${s.vtep.mac}` : ''}`);
+  lines.push(
+    `node:       ${s.node} (${s.addresses.join(', ')}), mode ${s.mode}${s.vtep ? `, ${s.vtep.device} vni ${s.vtep.vni} port ${s.vtep.port} mtu ${s.vtep.mtu} mac ${s.vtep.mac}` : ''}`,
+  );
   lines.push(`state:      ${r.ready ? 'synced' : `NOT synced (${r.reason ?? 'unknown'})`}`);
   lines.push(`agent:      pid ${s.pid}${r.running ? '' : ' (gone)'}, started ${s.started}, updated ${s.updated}`);
-  lines.push(`etcd:       ${s.etcd.connected ? 'connected' : 'disconnected'}${s.etcd.revision !== undefined ? `, revision ${s.etcd.revision}` : ''}${s.registered ? ', node registered' : ', node NOT registered'}`);
+  lines.push(
+    `etcd:       ${s.etcd.connected ? 'connected' : 'disconnected'}${s.etcd.revision !== undefined ? `, revision ${s.etcd.revision}` : ''}${s.registered ? ', node registered' : ', node NOT registered'}`,
+  );
   if (s.lastReconcile) {
     const l = s.lastReconcile;
     lines.push(`reconcile:  ${l.at} (${l.reason}), ${l.ops} change(s), ${l.errors.length} error(s), ${l.ms.toFixed(1)} ms`);

@@ -45,7 +45,7 @@ const commands: Record<string, Command> = {
     load: async () => (await import('./install.ts')).main,
   },
   agent: {
-    summary: 'agent [run|status]   node agent: routes to other nodes\' pod blocks (host-gw, vxlan)',
+    summary: "agent [run|status]   node agent: routes to other nodes' pod blocks (host-gw, vxlan)",
     load: async () => (await import('../agent/main.ts')).main,
   },
 };

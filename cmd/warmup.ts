@@ -94,7 +94,12 @@ export async function warmUp(load: (name: string) => Promise<PluginMain>): Promi
     }
   }
   const ipam = await import('../ipam/main.ts');
-  const conf = { cniVersion: '1.1.0', name: 'warmup', type: 'strand-bridge', ipam: { type: 'strand-ipam', ranges: RANGES, routes: [{ dst: '0.0.0.0/0' }] } } as NetConf;
+  const conf = {
+    cniVersion: '1.1.0',
+    name: 'warmup',
+    type: 'strand-bridge',
+    ipam: { type: 'strand-ipam', ranges: RANGES, routes: [{ dst: '0.0.0.0/0' }] },
+  } as NetConf;
   ipam.loadConfig(ipam.parseConfig(conf), 'IgnoreUnknown=1;K8S_POD_NAME=p', false);
   for (const v of SPEC_VERSIONS) if (v >= '0.3.0') parseResult(JSON.parse(formatResultJson(RESULT, v)), v);
   for (const [seq, req] of NETLINK.entries()) parseMessages(formatRequest(req, { ack: true, create: true, excl: true }, seq + 1));

@@ -128,7 +128,13 @@ function pickFree(spans: Span[], taken: Set<bigint>, after: bigint | undefined):
   }
   if (used >= usable) return undefined;
   const from = after === undefined ? undefined : after + 1n;
-  const passes: Array<[bigint | undefined, bigint | undefined]> = from === undefined ? [[undefined, undefined]] : [[from, undefined], [undefined, from - 1n]];
+  const passes: Array<[bigint | undefined, bigint | undefined]> =
+    from === undefined
+      ? [[undefined, undefined]]
+      : [
+          [from, undefined],
+          [undefined, from - 1n],
+        ];
   for (const [start, stop] of passes) {
     for (const s of spans) {
       let v = start !== undefined && start > s.lo ? start : s.lo;
@@ -247,43 +253,43 @@ export class Allocator {
    * call are released again (dual-stack rollback) and the error is rethrown.
    */
   async allocate(containerId: string, ifname: string): Promise<AllocatedIP[]> {
-    return this.serial(() => this.store.exclusive(this.network, async () => {
-      // With warm caches assume no attachment yet (create-if-absent catches a repeat ADD).
-      const optimistic = this.affCache !== undefined;
-      // Cold (a fresh plugin process): read the attachment and the block ownership in parallel (one round trip).
-      let att = optimistic
-        ? undefined
-        : (await Promise.all([this.store.getAttachment(this.network, containerId, ifname), this.affinities(true)]))[0];
-      const out: AllocatedIP[] = [];
-      const undo: Array<() => Promise<void>> = [];
-      try {
-        for (let set = 0; set < this.config.rangeSets.length; set++) {
-          const held = att?.value.ips.find((e) => this.setOf(parseIP(e.ip)) === set);
-          if (held) {
-            const ip = parseIP(held.ip);
-            out.push({ set, ip, range: this.rangeOf(set, ip), block: held.block });
-            continue;
+    return this.serial(() =>
+      this.store.exclusive(this.network, async () => {
+        // With warm caches assume no attachment yet (create-if-absent catches a repeat ADD).
+        const optimistic = this.affCache !== undefined;
+        // Cold (a fresh plugin process): read the attachment and the block ownership in parallel (one round trip).
+        let att = optimistic ? undefined : (await Promise.all([this.store.getAttachment(this.network, containerId, ifname), this.affinities(true)]))[0];
+        const out: AllocatedIP[] = [];
+        const undo: Array<() => Promise<void>> = [];
+        try {
+          for (let set = 0; set < this.config.rangeSets.length; set++) {
+            const held = att?.value.ips.find((e) => this.setOf(parseIP(e.ip)) === set);
+            if (held) {
+              const ip = parseIP(held.ip);
+              out.push({ set, ip, range: this.rangeOf(set, ip), block: held.block });
+              continue;
+            }
+            const got = await this.allocateInSet(set, containerId, ifname, set === 0 || att ? { att } : undefined);
+            att = got.att;
+            out.push(got.ip);
+            const ipText = formatIP(got.ip.ip);
+            undo.push(async () => {
+              await this.releaseOne(containerId, ifname, ipText);
+            });
           }
-          const got = await this.allocateInSet(set, containerId, ifname, set === 0 || att ? { att } : undefined);
-          att = got.att;
-          out.push(got.ip);
-          const ipText = formatIP(got.ip.ip);
-          undo.push(async () => {
-            await this.releaseOne(containerId, ifname, ipText);
-          });
-        }
-      } catch (e) {
-        for (const u of undo.reverse()) {
-          try {
-            await u();
-          } catch {
-            // keep the original error; the attachment stays for GC
+        } catch (e) {
+          for (const u of undo.reverse()) {
+            try {
+              await u();
+            } catch {
+              // keep the original error; the attachment stays for GC
+            }
           }
+          throw e;
         }
-        throw e;
-      }
-      return out;
-    }));
+        return out;
+      }),
+    );
   }
 
   private async allocateInSet(
@@ -340,13 +346,7 @@ export class Allocator {
     return { op: { op: 'putBlock', block, prevRev: b.rev }, ip: { set, ip: { family, value: v }, range, block: b.value.cidr } };
   }
 
-  private async planRequested(
-    set: number,
-    ip: IPAddr,
-    affinities: Affinity[],
-    containerId: string,
-    ifname: string,
-  ): Promise<{ op: WriteOp; ip: AllocatedIP }> {
+  private async planRequested(set: number, ip: IPAddr, affinities: Affinity[], containerId: string, ifname: string): Promise<{ op: WriteOp; ip: AllocatedIP }> {
     const ipText = formatIP(ip);
     const range = this.rangeOf(set, ip);
     const owner = affinities.find((a) => {
@@ -441,23 +441,25 @@ export class Allocator {
 
   /** Releases every address of (containerId, ifname); returns them. Idempotent. */
   async release(containerId: string, ifname: string): Promise<string[]> {
-    return this.serial(() => this.store.exclusive(this.network, async () => {
-      const released: string[] = [];
-      let att = await this.store.getAttachment(this.network, containerId, ifname);
-      while (att) {
-        const first = att.value.ips[0];
-        if (!first) {
-          const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev }]);
-          if (rev !== undefined) break;
-          att = await this.store.getAttachment(this.network, containerId, ifname);
-          continue;
+    return this.serial(() =>
+      this.store.exclusive(this.network, async () => {
+        const released: string[] = [];
+        let att = await this.store.getAttachment(this.network, containerId, ifname);
+        while (att) {
+          const first = att.value.ips[0];
+          if (!first) {
+            const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev }]);
+            if (rev !== undefined) break;
+            att = await this.store.getAttachment(this.network, containerId, ifname);
+            continue;
+          }
+          const r = await this.releaseOne(containerId, ifname, first.ip, { att });
+          if (r.released) released.push(first.ip);
+          att = r.att;
         }
-        const r = await this.releaseOne(containerId, ifname, first.ip, { att });
-        if (r.released) released.push(first.ip);
-        att = r.att;
-      }
-      return released;
-    }));
+        return released;
+      }),
+    );
   }
 
   /**

@@ -62,8 +62,17 @@ interface Opts {
 }
 
 const VALUE_FLAGS = new Set([
-  'conf', 'data-dir', 'etcd-endpoints', 'etcd-prefix', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-username', 'etcd-password',
-  'etcd-password-file', 'network',
+  'conf',
+  'data-dir',
+  'etcd-endpoints',
+  'etcd-prefix',
+  'etcd-ca',
+  'etcd-cert',
+  'etcd-key',
+  'etcd-username',
+  'etcd-password',
+  'etcd-password-file',
+  'network',
 ]);
 
 /**
@@ -174,7 +183,11 @@ function adminAllocator(ctx: Ctx, network: string): Allocator {
 
 function table(headers: string[], rows: string[][]): string {
   const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string => r.map((c, i) => c.padEnd(w[i] as number)).join('  ').trimEnd();
+  const line = (r: string[]): string =>
+    r
+      .map((c, i) => c.padEnd(w[i] as number))
+      .join('  ')
+      .trimEnd();
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }
 
@@ -222,7 +235,15 @@ async function cmdShow(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
     io.stdout.write(
       table(
         ['IP', 'NETWORK', 'BLOCK', 'BLOCK NODE', 'STATE', 'HOLDER', 'NODE'],
-        out.map((r) => [r.ip, r.network, r.block, r.blockNode, r.allocated ? (r.borrowed ? 'borrowed' : 'allocated') : 'free', r.containerId ? `${r.containerId}/${r.ifname}` : '-', r.node ?? '-']),
+        out.map((r) => [
+          r.ip,
+          r.network,
+          r.block,
+          r.blockNode,
+          r.allocated ? (r.borrowed ? 'borrowed' : 'allocated') : 'free',
+          r.containerId ? `${r.containerId}/${r.ifname}` : '-',
+          r.node ?? '-',
+        ]),
       ),
     );
   }
@@ -265,11 +286,26 @@ async function cmdUsage(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   }
   const pct = (u: number, c: number): string => (c ? `${((100 * u) / c).toFixed(1)}%` : '-');
   io.stdout.write('POOLS\n');
-  io.stdout.write(table(['POOL', 'BLOCKS', 'USED', 'CAPACITY', 'USE'], pools.map((p) => [p.key, String(p.blocks), String(p.used), String(p.capacity), pct(p.used, p.capacity)])));
+  io.stdout.write(
+    table(
+      ['POOL', 'BLOCKS', 'USED', 'CAPACITY', 'USE'],
+      pools.map((p) => [p.key, String(p.blocks), String(p.used), String(p.capacity), pct(p.used, p.capacity)]),
+    ),
+  );
   io.stdout.write('\nNODES\n');
-  io.stdout.write(table(['NETWORK NODE', 'BLOCKS', 'USED', 'CAPACITY', 'USE'], nodes.map((p) => [p.key, String(p.blocks), String(p.used), String(p.capacity), pct(p.used, p.capacity)])));
+  io.stdout.write(
+    table(
+      ['NETWORK NODE', 'BLOCKS', 'USED', 'CAPACITY', 'USE'],
+      nodes.map((p) => [p.key, String(p.blocks), String(p.used), String(p.capacity), pct(p.used, p.capacity)]),
+    ),
+  );
   io.stdout.write('\nBLOCKS\n');
-  io.stdout.write(table(['NETWORK', 'BLOCK', 'NODE', 'USED', 'CAPACITY'], blockRows.map((b) => [b.network, b.block, b.node, String(b.used), String(b.capacity)])));
+  io.stdout.write(
+    table(
+      ['NETWORK', 'BLOCK', 'NODE', 'USED', 'CAPACITY'],
+      blockRows.map((b) => [b.network, b.block, b.node, String(b.used), String(b.capacity)]),
+    ),
+  );
   return 0;
 }
 
@@ -296,16 +332,31 @@ async function cmdRelease(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   }
   if (o.json) io.stdout.write(`${JSON.stringify(released, null, 2)}\n`);
   else if (released.length === 0) io.stdout.write(`nothing allocated to ${what}\n`);
-  else io.stdout.write(table(['NETWORK', 'CONTAINER', 'IFNAME', 'RELEASED'], released.map((r) => [r.network, r.containerId, r.ifname, r.ips.join(',')])));
+  else
+    io.stdout.write(
+      table(
+        ['NETWORK', 'CONTAINER', 'IFNAME', 'RELEASED'],
+        released.map((r) => [r.network, r.containerId, r.ifname, r.ips.join(',')]),
+      ),
+    );
   return released.length ? 0 : 1;
 }
 
 async function cmdGc(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
-  const nets = ctx.network !== undefined ? [ctx.network] : [...new Set([...(await ctx.store.listAffinities()).map((a) => a.network), ...(await ctx.store.listAttachments()).map((a) => a.value.network)])].sort();
+  const nets =
+    ctx.network !== undefined
+      ? [ctx.network]
+      : [...new Set([...(await ctx.store.listAffinities()).map((a) => a.network), ...(await ctx.store.listAttachments()).map((a) => a.value.network)])].sort();
   const rows: Array<{ network: string; allocations: string[]; attachmentIPs: string[] }> = [];
   for (const n of nets) rows.push({ network: n, ...(await adminAllocator(ctx, n).repair()) });
   if (o.json) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else io.stdout.write(table(['NETWORK', 'ORPHAN ALLOCATIONS', 'DANGLING ATTACHMENT IPS'], rows.map((r) => [r.network, r.allocations.join(',') || '-', r.attachmentIPs.join(',') || '-'])));
+  else
+    io.stdout.write(
+      table(
+        ['NETWORK', 'ORPHAN ALLOCATIONS', 'DANGLING ATTACHMENT IPS'],
+        rows.map((r) => [r.network, r.allocations.join(',') || '-', r.attachmentIPs.join(',') || '-']),
+      ),
+    );
   return 0;
 }
 

@@ -15,17 +15,7 @@ import { loadCniArgs } from '../lib/cni/args.ts';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
-import {
-  bitsOf,
-  formatCidr,
-  formatIP,
-  network as networkOf,
-  tryParseCidr,
-  tryParseIP,
-  type Cidr,
-  type Family,
-  type IPAddr,
-} from '../lib/addr/cidr.ts';
+import { bitsOf, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
 
 export interface Range {
   family: Family;

@@ -62,7 +62,9 @@ function mapError(e: unknown, unavailableCode: number): unknown {
   // 11 (try again later) would have the runtime retry something that cannot succeed.
   if (e instanceof DataDirError) {
     const why = DATA_DIR_PROBLEMS[e.code] ?? `cannot be used (${e.code})`;
-    return new CniError(Code.InvalidNetworkConfig, 'invalid config field ipam.dataDir', `ipam.dataDir: ${JSON.stringify(clip(e.dataDir))} ${why}`, { cause: e });
+    return new CniError(Code.InvalidNetworkConfig, 'invalid config field ipam.dataDir', `ipam.dataDir: ${JSON.stringify(clip(e.dataDir))} ${why}`, {
+      cause: e,
+    });
   }
   if (isStoreUnavailable(e)) return new CniError(unavailableCode, `IPAM store unavailable (${e.store})`, e.message, { cause: e });
   if (e instanceof IpamExhaustedError) return new CniError(Code.IpamExhausted, e.message, '', { cause: e });
@@ -138,9 +140,5 @@ export function parseConfig(raw: NetConf): NetConf {
 }
 
 export function main(io: PluginIO): Promise<number> {
-  return pluginMain(
-    { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc },
-    { name: PLUGIN_NAME, about: ABOUT, parseConfig },
-    io,
-  );
+  return pluginMain({ add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc }, { name: PLUGIN_NAME, about: ABOUT, parseConfig }, io);
 }

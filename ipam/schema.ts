@@ -14,7 +14,12 @@ const range = {
   },
 } as const;
 
-const duration = { anyOf: [{ type: 'number', exclusiveMinimum: 0 }, { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' }] } as const;
+const duration = {
+  anyOf: [
+    { type: 'number', exclusiveMinimum: 0 },
+    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' },
+  ],
+} as const;
 
 export const schemas = {
   validateIpamConf: {

@@ -50,9 +50,7 @@ function parseArgs(argv: string[]): { outDir: string; scanRoot: string } {
 }
 
 async function collect(scanRoot: string): Promise<Map<string, { schema: object; file: string }>> {
-  const files = [...new Set(PATTERNS.flatMap((p) => globSync(p, { cwd: scanRoot })))]
-    .filter((f) => !f.split('/').includes('node_modules'))
-    .sort();
+  const files = [...new Set(PATTERNS.flatMap((p) => globSync(p, { cwd: scanRoot })))].filter((f) => !f.split('/').includes('node_modules')).sort();
   const out = new Map<string, { schema: object; file: string }>();
   for (const file of files) {
     const mod = (await import(pathToFileURL(join(scanRoot, file)).href)) as { schemas?: unknown };
@@ -108,7 +106,11 @@ async function main(): Promise<void> {
     useDefaults: true,
     formats,
     code: { source: true, esm: true, lines: true, formats: _`__formats` },
-    logger: { log: () => {}, warn: (...a: unknown[]) => process.stderr.write(`gen-validators: warning: ${a.join(' ')}\n`), error: (...a: unknown[]) => process.stderr.write(`gen-validators: ${a.join(' ')}\n`) },
+    logger: {
+      log: () => {},
+      warn: (...a: unknown[]) => process.stderr.write(`gen-validators: warning: ${a.join(' ')}\n`),
+      error: (...a: unknown[]) => process.stderr.write(`gen-validators: ${a.join(' ')}\n`),
+    },
   });
   const refs: Record<string, string> = {};
   for (const [name, { schema, file }] of found) {

@@ -99,8 +99,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
   } catch (e) {
     if (errCode(e) !== 'ENOENT') throw e;
   }
-  const mainSame =
-    current !== undefined && current.size === srcStat.size && (current.mode & 0o777) === 0o755 && fileHash(main) === fileHash(source);
+  const mainSame = current !== undefined && current.size === srcStat.size && (current.mode & 0o777) === 0o755 && fileHash(main) === fileHash(source);
   if (mainSame && current && BINARY_NAMES.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
 
   const temps: string[] = [];

@@ -22,7 +22,6 @@ import { ensureVlanGateway, setPortVlans } from './vlan.ts';
 /** Index of the container interface in the result's `interfaces` (bridge, host veth, container). */
 export const CONTAINER_IF_INDEX = 2;
 
-
 interface Gateway {
   family: 4 | 6;
   /** The gateway address with the pod subnet's prefix ("10.1.0.1/24"), for the bridge. */
@@ -82,7 +81,12 @@ function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: bool
   if (have.some((a) => sameAddr(a.address, gw.cidr))) return;
   for (const a of have) {
     if (gw.family === 4 || overlaps(a.address, gw.cidr)) {
-      if (!force) throw new CniError(Code.InvalidNetworkConfig, `${JSON.stringify(dev.name)} already has an IP address different from ${gw.cidr}`, `forceAddress: ${a.address} is on ${dev.name}`);
+      if (!force)
+        throw new CniError(
+          Code.InvalidNetworkConfig,
+          `${JSON.stringify(dev.name)} already has an IP address different from ${gw.cidr}`,
+          `forceAddress: ${a.address} is on ${dev.name}`,
+        );
       nl(`could not remove IP address from ${JSON.stringify(dev.name)}`, () => rtnl.delAddr(host, { link: dev.index, address: a.address }));
       undo.push(`restore ${a.address} on ${dev.name}`, () => rtnl.newAddr(host, { link: dev.index, address: a.address }));
     }
@@ -100,7 +104,8 @@ function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: bool
     });
   } catch (e) {
     if (!isNetlinkError(e, 'EEXIST')) {
-      if (isNetlinkError(e)) throw new CniError(Code.NetlinkFailure, `could not add IP address ${gw.cidr} to ${JSON.stringify(dev.name)}`, e.message, { cause: e });
+      if (isNetlinkError(e))
+        throw new CniError(Code.NetlinkFailure, `could not add IP address ${gw.cidr} to ${JSON.stringify(dev.name)}`, e.message, { cause: e });
       throw e;
     }
   }
@@ -244,4 +249,3 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
     host.close();
   }
 }
-

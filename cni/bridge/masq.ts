@@ -242,13 +242,7 @@ export function defaultMasqBackend(): MasqBackend {
 }
 
 /** Installs masquerading for the pod addresses (CIDR with host bits, "10.1.0.5/24"). */
-export async function setupMasq(
-  backend: MasqBackend | undefined,
-  addresses: string[],
-  netName: string,
-  ifName: string,
-  containerId: string,
-): Promise<void> {
+export async function setupMasq(backend: MasqBackend | undefined, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
   const b = backend ?? defaultMasqBackend();
   if (b === 'nftables') await setupNftables(addresses, netName, ifName, containerId);
   else await setupIptables(addresses, netName, containerId);
@@ -267,10 +261,6 @@ export async function teardownMasq(netName: string, ifName: string, containerId:
 /** Removes masquerade rules of this network whose attachment is not in `valid`. */
 export async function gcMasq(netName: string, valid: GcAttachment[]): Promise<void> {
   const errors: unknown[] = [];
-  await Promise.all([
-    gcIptables(netName, valid).catch((e: unknown) => errors.push(e)),
-    gcNftables(netName, valid).catch((e: unknown) => errors.push(e)),
-  ]);
+  await Promise.all([gcIptables(netName, valid).catch((e: unknown) => errors.push(e)), gcNftables(netName, valid).catch((e: unknown) => errors.push(e))]);
   if (errors.length) throw errors[0];
 }
-

@@ -25,7 +25,6 @@ export interface MasterOptions {
   linkInContainer: boolean;
 }
 
-
 /** The link of the namespace's default route (the first default route of the main table, IPv4 first). */
 export function defaultRouteLink(ns: Netns): rtnl.Link | undefined {
   for (const version of [4, 6] as const) {

@@ -57,9 +57,7 @@ export function applyOps(doc: NetworkDoc, ops: readonly WriteOp[]): number | und
 
 /** The network every op of a commit belongs to (a commit never spans networks). */
 export function opsNetwork(ops: readonly WriteOp[]): string {
-  const nets = new Set(
-    ops.map((o) => (o.op === 'putBlock' ? o.block.network : o.op === 'putAttachment' ? o.attachment.network : o.network)),
-  );
+  const nets = new Set(ops.map((o) => (o.op === 'putBlock' ? o.block.network : o.op === 'putAttachment' ? o.attachment.network : o.network)));
   const [first] = nets;
   if (nets.size !== 1 || first === undefined) throw new Error(`a commit must touch exactly one network, got ${[...nets].join(', ')}`);
   return first;

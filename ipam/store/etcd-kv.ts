@@ -127,7 +127,11 @@ interface JsonTxn {
 const b64 = (b: Buffer): string => b.toString('base64');
 // proto3 JSON leaves out empty and zero fields: a missing value is empty, a missing list none.
 const jsonPairs = (kvs: JsonKv[] | undefined): KvPair[] =>
-  (kvs ?? []).map((kv) => ({ key: Buffer.from(kv.key ?? '', 'base64'), value: Buffer.from(kv.value ?? '', 'base64'), modRevision: Number(kv.mod_revision ?? 0) }));
+  (kvs ?? []).map((kv) => ({
+    key: Buffer.from(kv.key ?? '', 'base64'),
+    value: Buffer.from(kv.value ?? '', 'base64'),
+    modRevision: Number(kv.mod_revision ?? 0),
+  }));
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -190,9 +194,10 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
     const payload = Buffer.from(JSON.stringify(body));
     const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': payload.length };
     if (token) headers['authorization'] = token;
-    const opts: RequestOptions = tg.socketPath !== undefined
-      ? { method: 'POST', socketPath: tg.socketPath, host: 'localhost', path, agent, headers }
-      : { method: 'POST', host: tg.host as string, port: tg.port as number, path, agent, headers };
+    const opts: RequestOptions =
+      tg.socketPath !== undefined
+        ? { method: 'POST', socketPath: tg.socketPath, host: 'localhost', path, agent, headers }
+        : { method: 'POST', host: tg.host as string, port: tg.port as number, path, agent, headers };
     const where = tg.label;
     return new Promise((resolve, reject) => {
       let req: ClientRequest | undefined;

@@ -32,11 +32,7 @@ export function parseArgBool(key: string, v: string): boolean {
     case 'false':
       return false;
     default:
-      throw new CniError(
-        Code.InvalidEnvironment,
-        'invalid CNI_ARGS',
-        `CNI_ARGS: ${key}=${JSON.stringify(v)} is not a boolean (1, true, 0, false)`,
-      );
+      throw new CniError(Code.InvalidEnvironment, 'invalid CNI_ARGS', `CNI_ARGS: ${key}=${JSON.stringify(v)} is not a boolean (1, true, 0, false)`);
   }
 }
 

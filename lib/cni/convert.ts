@@ -275,9 +275,7 @@ function fmtInterfaceFull(i: Interface): Interface {
 function fmtIP(ip: IPConfig): { interface?: number; address: string; gateway?: string } {
   // key order as libcni prints it: interface, address, gateway
   const out: { interface?: number; address: string; gateway?: string } =
-    ip.interface !== undefined
-      ? { interface: ip.interface, address: canonicalCidr(ip.address) }
-      : { address: canonicalCidr(ip.address) };
+    ip.interface !== undefined ? { interface: ip.interface, address: canonicalCidr(ip.address) } : { address: canonicalCidr(ip.address) };
   if (ip.gateway) out.gateway = canonicalIP(ip.gateway);
   return out;
 }
@@ -347,9 +345,21 @@ const legacy: Codec = {
 
 function parseModern(raw: Obj, withVersion: boolean): Result {
   const r: Result = { cniVersion: CURRENT_VERSION };
-  nonEmpty(r, 'interfaces', optArray(raw, 'interfaces', '').map((v, i) => parseInterface(v, `interfaces[${i}]`)));
-  nonEmpty(r, 'ips', optArray(raw, 'ips', '').map((v, i) => parseIPConfig(v, `ips[${i}]`, withVersion)));
-  nonEmpty(r, 'routes', optArray(raw, 'routes', '').map((v, i) => parseRoute(v, `routes[${i}]`)));
+  nonEmpty(
+    r,
+    'interfaces',
+    optArray(raw, 'interfaces', '').map((v, i) => parseInterface(v, `interfaces[${i}]`)),
+  );
+  nonEmpty(
+    r,
+    'ips',
+    optArray(raw, 'ips', '').map((v, i) => parseIPConfig(v, `ips[${i}]`, withVersion)),
+  );
+  nonEmpty(
+    r,
+    'routes',
+    optArray(raw, 'routes', '').map((v, i) => parseRoute(v, `routes[${i}]`)),
+  );
   return withDns(r, raw);
 }
 

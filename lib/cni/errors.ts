@@ -93,5 +93,10 @@ const NETNS_PROBLEMS: Readonly<Record<string, string>> = {
  */
 export function invalidNetns(path: string, problem: string, cause?: unknown): CniError {
   const why = NETNS_PROBLEMS[problem] ?? (/^E[A-Z0-9]+$/.test(problem) ? `cannot open it (${problem})` : problem);
-  return new CniError(Code.InvalidEnvironment, 'invalid CNI_NETNS', `CNI_NETNS ${JSON.stringify(clip(path))}: ${why}`, cause === undefined ? undefined : { cause });
+  return new CniError(
+    Code.InvalidEnvironment,
+    'invalid CNI_NETNS',
+    `CNI_NETNS ${JSON.stringify(clip(path))}: ${why}`,
+    cause === undefined ? undefined : { cause },
+  );
 }

@@ -77,7 +77,9 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
     // its stdout open otherwise).
     // node:child_process is loaded here, not at start-up: most runs never spawn, and the
     // start-up snapshot of the single executable must not contain it.
-    const child = process.getBuiltinModule('node:child_process').spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
+    const child = process
+      .getBuiltinModule('node:child_process')
+      .spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -136,12 +138,7 @@ function clip(b: Buffer, n = 400): string {
  * and returns its stdout. A non-zero exit becomes a CniError: the delegate's own error JSON
  * when it printed one (code kept), else code 104 (DelegateFailed) with its stderr.
  */
-export async function execPlugin(
-  file: string,
-  stdin: Buffer,
-  env: Record<string, string>,
-  opts: DelegateOptions = {},
-): Promise<Buffer> {
+export async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, opts: DelegateOptions = {}): Promise<Buffer> {
   let outcome: ExecOutcome | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -321,12 +318,7 @@ export async function delegateGc(pluginType: string, netconf: Buffer | object, a
  * the ADD error is what the caller sees. Use it for IPAM in a plugin's ADD; then push the
  * IPAM DEL onto the undo stack for the later steps.
  */
-export async function delegateAddWithRollback(
-  pluginType: string,
-  netconf: Buffer | object,
-  a: CmdArgs,
-  opts: DelegateOptions = {},
-): Promise<Result> {
+export async function delegateAddWithRollback(pluginType: string, netconf: Buffer | object, a: CmdArgs, opts: DelegateOptions = {}): Promise<Result> {
   // A delegate that cannot be found never ran: nothing to roll back.
   await findInPath(pluginType, a.path);
   try {

@@ -103,7 +103,11 @@ export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): r
     undo.push(`delete bridge ${spec.name}`, () => deleteBridgeIfUnused(host, index));
   }
   if (br.kind !== 'bridge') {
-    throw new CniError(Code.InvalidNetworkConfig, `${JSON.stringify(spec.name)} already exists but is not a bridge`, `bridge: ${spec.name} is a ${br.kind ?? 'device'}`);
+    throw new CniError(
+      Code.InvalidNetworkConfig,
+      `${JSON.stringify(spec.name)} already exists but is not a bridge`,
+      `bridge: ${spec.name} is a ${br.kind ?? 'device'}`,
+    );
   }
   const change: rtnl.SetLinkSpec = {};
   if (spec.promisc && !br.promisc) change.promisc = true;
@@ -208,7 +212,12 @@ export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoS
       if (isNetlinkError(e, 'EEXIST')) {
         if (spec.hostName === undefined && attempt < 10 && rtnl.findLink(host, hostName)) continue;
         if (!rtnl.findLink(host, hostName)) {
-          throw new CniError(Code.InvalidEnvironment, `container veth name ${JSON.stringify(spec.ifName)} already exists`, `CNI_IFNAME: ${spec.ifName} exists in ${pod}`, { cause: e });
+          throw new CniError(
+            Code.InvalidEnvironment,
+            `container veth name ${JSON.stringify(spec.ifName)} already exists`,
+            `CNI_IFNAME: ${spec.ifName} exists in ${pod}`,
+            { cause: e },
+          );
         }
         throw new CniError(Code.NetlinkFailure, `host veth name ${JSON.stringify(hostName)} already exists`, e.message, { cause: e });
       }

@@ -79,9 +79,11 @@ async function convergence(c: SimCluster): Promise<{ claim: Stats; release: Stat
       const t0 = performance.now();
       const rev = await store.commit([{ op: 'putBlock', block: { network: c.opts.network, cidr, node: 'n1', allocations: {} }, prevRev: 0 }]);
       if (rev === undefined) throw new Error(`claim of ${cidr} conflicted`);
-      claim.push(await until(others, (h) => hasRoute(h, cidr), t0).catch((e: unknown) => {
-        throw new Error(`${(e as Error).message}\n${c.nodes.map((n) => `--- ${n.name}\n${c.agentLog(n).slice(-1500)}`).join('\n')}`);
-      }));
+      claim.push(
+        await until(others, (h) => hasRoute(h, cidr), t0).catch((e: unknown) => {
+          throw new Error(`${(e as Error).message}\n${c.nodes.map((n) => `--- ${n.name}\n${c.agentLog(n).slice(-1500)}`).join('\n')}`);
+        }),
+      );
       const t1 = performance.now();
       const ok = await store.commit([{ op: 'delBlock', network: c.opts.network, cidr, prevRev: rev }]);
       if (ok === undefined) throw new Error(`release of ${cidr} conflicted`);
@@ -112,13 +114,21 @@ function startServer(pod: SimPod): ChildProcess {
 }
 
 function pingPongOnce(server: SimPod, client: SimPod): Lat {
-  const out = execFileSync('ip', ['netns', 'exec', client.ns, 'sockperf', 'ping-pong', '-i', server.ip, '-p', String(PORT), '-t', String(SECONDS), '-m', '64'], {
-    encoding: 'utf8',
-    timeout: (SECONDS + 20) * 1000,
-  });
+  const out = execFileSync(
+    'ip',
+    ['netns', 'exec', client.ns, 'sockperf', 'ping-pong', '-i', server.ip, '-p', String(PORT), '-t', String(SECONDS), '-m', '64'],
+    {
+      encoding: 'utf8',
+      timeout: (SECONDS + 20) * 1000,
+    },
+  );
   const runtime = num(/\[Valid Duration\] RunTime=([\d.]+) sec/, out, 'valid duration');
   const received = num(/\[Valid Duration\].*ReceivedMessages=(\d+)/, out, 'received messages');
-  return { latUs: num(/Summary: Latency is ([\d.]+) usec/, out, 'latency'), p99Us: num(/percentile 99\.000 =\s+([\d.]+)/, out, 'p99'), tps: received / runtime };
+  return {
+    latUs: num(/Summary: Latency is ([\d.]+) usec/, out, 'latency'),
+    p99Us: num(/percentile 99\.000 =\s+([\d.]+)/, out, 'p99'),
+    tps: received / runtime,
+  };
 }
 
 /** A sockperf server may take a while to come up on a loaded machine: try again. */
@@ -164,7 +174,8 @@ async function latencies(paths: Array<[string, [SimPod, SimPod]]>): Promise<Map<
       for (const [name, [srv, cli]] of paths) per.get(name)?.push(await withRetry(() => pingPongOnce(srv, cli)));
     }
     const out = new Map<string, Lat>();
-    for (const [name, ls] of per) out.set(name, { latUs: median(ls.map((x) => x.latUs)), p99Us: median(ls.map((x) => x.p99Us)), tps: median(ls.map((x) => x.tps)) });
+    for (const [name, ls] of per)
+      out.set(name, { latUs: median(ls.map((x) => x.latUs)), p99Us: median(ls.map((x) => x.p99Us)), tps: median(ls.map((x) => x.tps)) });
     return out;
   } finally {
     for (const s of servers) s.kill('SIGTERM');
@@ -188,7 +199,9 @@ async function main(): Promise<void> {
       ['cross-node vxlan', vx.crossNode],
     ]);
     if (opt.json) {
-      process.stdout.write(`${JSON.stringify({ convergence: conv, latency: Object.fromEntries(lat), podsConvergedMs: { 'host-gw': hg.podsConvergedMs, vxlan: vx.podsConvergedMs } }, null, 2)}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ convergence: conv, latency: Object.fromEntries(lat), podsConvergedMs: { 'host-gw': hg.podsConvergedMs, vxlan: vx.podsConvergedMs } }, null, 2)}\n`,
+      );
       return;
     }
     const f = (x: number): string => x.toFixed(1).padStart(7);
@@ -197,7 +210,10 @@ async function main(): Promise<void> {
       `convergence, ${CLAIMS} blocks claimed for n1 in etcd (IPAM transaction) -> route present on n2 and n3 (ms)`,
       '  mode      median     p90     max   | release -> route gone: median     p90     max',
     ];
-    for (const [m, r] of Object.entries(conv)) lines.push(`  ${m.padEnd(8)}${f(r.claim.median)} ${f(r.claim.p90)} ${f(r.claim.max)}   |                        ${f(r.release.median)} ${f(r.release.p90)} ${f(r.release.max)}`);
+    for (const [m, r] of Object.entries(conv))
+      lines.push(
+        `  ${m.padEnd(8)}${f(r.claim.median)} ${f(r.claim.p90)} ${f(r.claim.max)}   |                        ${f(r.release.median)} ${f(r.release.p90)} ${f(r.release.max)}`,
+      );
     lines.push(`pod-to-pod latency, sockperf UDP ping-pong 64 B, median of ${ROUNDS} interleaved rounds x ${SECONDS} s`);
     lines.push('  path                 latency us   p99 us     trans/s');
     for (const [name, l] of lat) lines.push(`  ${name.padEnd(20)}${f(l.latUs)}    ${f(l.p99Us)}  ${l.tps.toFixed(0).padStart(10)}`);

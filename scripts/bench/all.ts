@@ -110,7 +110,8 @@ async function main(): Promise<void> {
   });
   const only = values.only?.split(',').filter(Boolean);
   const skip = new Set(values.skip?.split(',').filter(Boolean));
-  for (const n of [...(only ?? []), ...skip]) if (!(BENCHES as readonly string[]).includes(n)) throw new Error(`unknown bench ${n}; known: ${BENCHES.join(', ')}`);
+  for (const n of [...(only ?? []), ...skip])
+    if (!(BENCHES as readonly string[]).includes(n)) throw new Error(`unknown bench ${n}; known: ${BENCHES.join(', ')}`);
   const outDir = resolve(values.out ?? join(root, 'bench', 'results'));
   const timeoutMin = Number(values.timeout ?? 30);
   if (process.getuid?.() !== 0) throw new Error('npm run bench needs root: most benchmarks create network namespaces');

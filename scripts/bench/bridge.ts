@@ -184,8 +184,20 @@ async function main(): Promise<void> {
         `peak RSS ${ratio(Math.max(...ours.rssKb), Math.max(...ref.rssKb))}`,
     );
     (out['scenarios'] as Record<string, unknown>)[name] = {
-      reference: { add: summarize(ref.add), del: summarize(ref.del), addCpu: summarize(ref.addCpu), peakRssKb: Math.max(...ref.rssKb), samples: { add: ref.add, del: ref.del } },
-      strand: { add: summarize(ours.add), del: summarize(ours.del), addCpu: summarize(ours.addCpu), peakRssKb: Math.max(...ours.rssKb), samples: { add: ours.add, del: ours.del } },
+      reference: {
+        add: summarize(ref.add),
+        del: summarize(ref.del),
+        addCpu: summarize(ref.addCpu),
+        peakRssKb: Math.max(...ref.rssKb),
+        samples: { add: ref.add, del: ref.del },
+      },
+      strand: {
+        add: summarize(ours.add),
+        del: summarize(ours.del),
+        addCpu: summarize(ours.addCpu),
+        peakRssKb: Math.max(...ours.rssKb),
+        samples: { add: ours.add, del: ours.del },
+      },
       ratio: { addP50: addRatio, addP90: ratio(quantile(ours.add, 0.9), quantile(ref.add, 0.9)), delP50: ratio(median(ours.del), median(ref.del)) },
     };
   }
@@ -199,7 +211,13 @@ async function main(): Promise<void> {
   console.log(`  host-local ADD run alone (the delegate both plugins exec): ${fmtMs(median(ipamAlone))} ms wall, ${fmtMs(median(ipamCpu))} ms cpu`);
   console.log('  strand phases, wall/cpu ms since the previous mark (start = process start to the ADD handler):');
   for (const [k, v] of Object.entries(phaseMedians)) console.log(`    ${k.padEnd(8)} ${fmtMs(v.wall).padStart(7)} wall ${fmtMs(v.cpu).padStart(7)} cpu`);
-  out['breakdown'] = { startupMs: summarize(startup), startupCpuMs: summarize(startupCpu), hostLocalAddMs: summarize(ipamAlone), hostLocalCpuMs: summarize(ipamCpu), strandPhasesMs: phaseMedians };
+  out['breakdown'] = {
+    startupMs: summarize(startup),
+    startupCpuMs: summarize(startupCpu),
+    hostLocalAddMs: summarize(ipamAlone),
+    hostLocalCpuMs: summarize(ipamCpu),
+    strandPhasesMs: phaseMedians,
+  };
   emitBenchJson(out as { bench: string });
   if (values.json) console.log(JSON.stringify(out));
 }

@@ -62,7 +62,15 @@ const get = (o: unknown, ...path: string[]): unknown => path.reduce<unknown>((x,
 function fromSamples(xs: unknown): Dist | undefined {
   if (!Array.isArray(xs) || xs.length === 0 || !xs.every((x) => typeof x === 'number')) return undefined;
   const s = xs as number[];
-  return { min: Math.min(...s), p10: quantile(s, 0.1), p25: quantile(s, 0.25), p50: quantile(s, 0.5), p75: quantile(s, 0.75), p90: quantile(s, 0.9), max: Math.max(...s) };
+  return {
+    min: Math.min(...s),
+    p10: quantile(s, 0.1),
+    p25: quantile(s, 0.25),
+    p50: quantile(s, 0.5),
+    p75: quantile(s, 0.75),
+    p90: quantile(s, 0.9),
+    max: Math.max(...s),
+  };
 }
 
 /** One side (`strand` / `reference`) of a bridge- or macvlan-shaped result. */
@@ -80,7 +88,10 @@ function sideDist(side: unknown, verb: 'add' | 'del'): Dist | undefined {
 /** A bridge-style result is either {strand, reference} or {scenarios: {name: {strand, reference}}}. */
 function scenarios(res: Obj, name: string): Array<[string, Obj]> {
   const sc = res['scenarios'];
-  if (isObj(sc)) return Object.entries(sc).filter((e): e is [string, Obj] => isObj(e[1])).map(([k, v]) => [`${name} (${k})`, v]);
+  if (isObj(sc))
+    return Object.entries(sc)
+      .filter((e): e is [string, Obj] => isObj(e[1]))
+      .map(([k, v]) => [`${name} (${k})`, v]);
   return [[name, res]];
 }
 
@@ -94,7 +105,11 @@ export function buildModel(run: BenchRun): Model {
   const m: Model = { add: [], del: [], throughput: [], churn: [] };
   const r = (name: string): Obj | undefined => (run.benches[name]?.status === 'ok' ? run.benches[name]?.result : undefined);
 
-  for (const [bench, name] of [['bridge', 'bridge'], ['macvlan', 'macvlan'], ['churn', 'churn: bridge, 50 concurrent']] as const) {
+  for (const [bench, name] of [
+    ['bridge', 'bridge'],
+    ['macvlan', 'macvlan'],
+    ['churn', 'churn: bridge, 50 concurrent'],
+  ] as const) {
     const res = r(bench);
     if (!res) continue;
     for (const [group, sc] of scenarios(res, name)) {
@@ -113,20 +128,36 @@ export function buildModel(run: BenchRun): Model {
   const stats = get(ipam, 'process', 'stats');
   if (Array.isArray(stats)) {
     const [ours, , ref] = stats as Obj[];
-    if (num(ours?.['allocPerSec']) !== undefined) m.throughput.push({ group: 'one process per ADD', who: 'strand', label: 'strand-ipam (local)', value: ours!['allocPerSec'] as number, unit: '/s' });
-    if (num(ref?.['allocPerSec']) !== undefined) m.throughput.push({ group: 'one process per ADD', who: 'reference', label: 'host-local', value: ref!['allocPerSec'] as number, unit: '/s' });
+    if (num(ours?.['allocPerSec']) !== undefined)
+      m.throughput.push({ group: 'one process per ADD', who: 'strand', label: 'strand-ipam (local)', value: ours!['allocPerSec'] as number, unit: '/s' });
+    if (num(ref?.['allocPerSec']) !== undefined)
+      m.throughput.push({ group: 'one process per ADD', who: 'reference', label: 'host-local', value: ref!['allocPerSec'] as number, unit: '/s' });
   }
   const etcd = get(ipam, 'etcd');
   if (Array.isArray(etcd)) {
     for (const e of etcd as Obj[]) {
       const v = num(e['allocPerSec']);
-      if (v !== undefined) m.throughput.push({ group: 'in-process, etcd', who: 'strand', label: String(e['label'] ?? '').replace(/, in-process$/, '').replace(/^etcd /, 'etcd '), value: v, unit: '/s' });
+      if (v !== undefined)
+        m.throughput.push({
+          group: 'in-process, etcd',
+          who: 'strand',
+          label: String(e['label'] ?? '')
+            .replace(/, in-process$/, '')
+            .replace(/^etcd /, 'etcd '),
+          value: v,
+          unit: '/s',
+        });
     }
   }
 
   const churn = r('churn');
   if (churn) {
-    for (const [field, what] of [['addPhaseWallMs', 'ADD phase wall'], ['delPhaseWallMs', 'DEL phase wall'], ['addPhaseCpuMs', 'ADD phase CPU'], ['delPhaseCpuMs', 'DEL phase CPU']] as const) {
+    for (const [field, what] of [
+      ['addPhaseWallMs', 'ADD phase wall'],
+      ['delPhaseWallMs', 'DEL phase wall'],
+      ['addPhaseCpuMs', 'ADD phase CPU'],
+      ['delPhaseCpuMs', 'DEL phase CPU'],
+    ] as const) {
       for (const [key, who] of SIDES) {
         const v = num(get(churn[key], field));
         if (v !== undefined) m.churn.push({ group: what, who, label: `${what}: ${who}`, value: v, unit: 'ms' });
@@ -179,7 +210,9 @@ function distPanel(title: string, rows: DistRow[], y0: number): { svg: string; h
     parts.push(`<line x1="${x(t).toFixed(1)}" y1="${top - 4}" x2="${x(t).toFixed(1)}" y2="${bottom}" class="grid"/>`);
     parts.push(`<text x="${x(t).toFixed(1)}" y="${bottom + 14}" class="tick" text-anchor="middle">${fmt(t)}</text>`);
   }
-  parts.push(`<text x="${W - RIGHT}" y="${bottom + 28}" class="tick" text-anchor="end">ms per invocation (log scale); box p25-p75, whiskers p10-p90, dot median</text>`);
+  parts.push(
+    `<text x="${W - RIGHT}" y="${bottom + 28}" class="tick" text-anchor="end">ms per invocation (log scale); box p25-p75, whiskers p10-p90, dot median</text>`,
+  );
   rows.forEach((r, i) => {
     const cy = top + i * ROW + ROW / 2;
     const c = COLORS[r.who];
@@ -187,10 +220,14 @@ function distPanel(title: string, rows: DistRow[], y0: number): { svg: string; h
     parts.push(`<text x="${LEFT - 8}" y="${cy + 4}" class="label" text-anchor="end">${esc(r.label)}</text>`);
     const wlo = d.p10 ?? d.min;
     const whi = d.p90 ?? d.max;
-    if (wlo !== undefined && whi !== undefined) parts.push(`<line x1="${x(wlo).toFixed(1)}" y1="${cy}" x2="${x(whi).toFixed(1)}" y2="${cy}" stroke="${c}" stroke-width="1.5"/>`);
-    else if (whi !== undefined) parts.push(`<line x1="${x(d.p50).toFixed(1)}" y1="${cy}" x2="${x(whi).toFixed(1)}" y2="${cy}" stroke="${c}" stroke-width="1.5"/>`);
+    if (wlo !== undefined && whi !== undefined)
+      parts.push(`<line x1="${x(wlo).toFixed(1)}" y1="${cy}" x2="${x(whi).toFixed(1)}" y2="${cy}" stroke="${c}" stroke-width="1.5"/>`);
+    else if (whi !== undefined)
+      parts.push(`<line x1="${x(d.p50).toFixed(1)}" y1="${cy}" x2="${x(whi).toFixed(1)}" y2="${cy}" stroke="${c}" stroke-width="1.5"/>`);
     if (d.p25 !== undefined && d.p75 !== undefined) {
-      parts.push(`<rect x="${x(d.p25).toFixed(1)}" y="${cy - 6}" width="${Math.max(1, x(d.p75) - x(d.p25)).toFixed(1)}" height="12" fill="${c}" fill-opacity="0.35" stroke="${c}"/>`);
+      parts.push(
+        `<rect x="${x(d.p25).toFixed(1)}" y="${cy - 6}" width="${Math.max(1, x(d.p75) - x(d.p25)).toFixed(1)}" height="12" fill="${c}" fill-opacity="0.35" stroke="${c}"/>`,
+      );
     }
     parts.push(`<circle cx="${x(d.p50).toFixed(1)}" cy="${cy}" r="4" fill="${c}"/>`);
     parts.push(`<text x="${(x(whi ?? d.p50) + 8).toFixed(1)}" y="${cy + 4}" class="value">${fmt(d.p50)} ms</text>`);
@@ -222,7 +259,12 @@ export function renderSvg(run: BenchRun, model = buildModel(run)): string {
     distPanel('ADD latency', model.add, 0),
     distPanel('DEL latency', model.del, 0),
     barPanel('IPAM throughput (allocations per second, higher is better)', model.throughput, 0, 'allocations/s'),
-    barPanel('Pod churn: 50 concurrent ADDs, then 50 DELs, one node (lower is better)', model.churn, 0, 'ms (median over rounds); CPU = user+system of all plugin and IPAM processes'),
+    barPanel(
+      'Pod churn: 50 concurrent ADDs, then 50 DELs, one node (lower is better)',
+      model.churn,
+      0,
+      'ms (median over rounds); CPU = user+system of all plugin and IPAM processes',
+    ),
   ]) {
     if (!p.height) continue;
     panels.push(`<g transform="translate(0 ${y})">${p.svg}</g>`);
@@ -233,7 +275,8 @@ export function renderSvg(run: BenchRun, model = buildModel(run)): string {
     .map(([n, b]) => `${n} (${b.status})`);
   const footer = missing.length ? `not in this chart: ${missing.join(', ')}` : '';
   const h = y + 30;
-  const legend = `<rect x="${W - 250}" y="14" width="12" height="12" fill="${COLORS.strand}"/><text x="${W - 233}" y="24" class="label">strand</text>` +
+  const legend =
+    `<rect x="${W - 250}" y="14" width="12" height="12" fill="${COLORS.strand}"/><text x="${W - 233}" y="24" class="label">strand</text>` +
     `<rect x="${W - 170}" y="14" width="12" height="12" fill="${COLORS.reference}"/><text x="${W - 153}" y="24" class="label">Go reference</text>`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}" font-family="sans-serif">`,
@@ -270,26 +313,48 @@ export function tableLines(run: BenchRun): Line[] {
   if (startup) {
     const s = num(startup['strandBridgeVersionMedianMs']);
     const n = num(startup['nodeMedianMs']);
-    out.push({ what: 'start-up: `strand-bridge` VERSION vs `node -e 0` (ms, median)', strand: x2(s), reference: `${x2(n)} (bare Node)`, ratio: ratioText(s, n), goal: '<= 1.25x' });
+    out.push({
+      what: 'start-up: `strand-bridge` VERSION vs `node -e 0` (ms, median)',
+      strand: x2(s),
+      reference: `${x2(n)} (bare Node)`,
+      ratio: ratioText(s, n),
+      goal: '<= 1.25x',
+    });
   }
   const nl = r('netlink');
   if (nl) {
     const a = num(nl['netlinkMedianMs']);
     const b = num(nl['ipMedianMs']);
-    out.push({ what: 'pod link set-up: strand netlink vs `ip` commands (ms, median)', strand: x2(a), reference: `${x2(b)} (ip)`, ratio: ratioText(a, b), goal: '<= 0.10x' });
+    out.push({
+      what: 'pod link set-up: strand netlink vs `ip` commands (ms, median)',
+      strand: x2(a),
+      reference: `${x2(b)} (ip)`,
+      ratio: ratioText(a, b),
+      goal: '<= 0.10x',
+    });
   }
-  for (const [bench, base] of [['bridge', 'bridge'], ['macvlan', 'macvlan']] as const) {
+  for (const [bench, base] of [
+    ['bridge', 'bridge'],
+    ['macvlan', 'macvlan'],
+  ] as const) {
     const res = r(bench);
     if (!res) continue;
     for (const [name, sc] of scenarios(res, base)) {
       for (const verb of ['add', 'del'] as const) {
         const a = sideDist(sc['strand'], verb)?.p50;
         const b = sideDist(sc['reference'], verb)?.p50;
-        out.push({ what: `${name} ${verb.toUpperCase()} (ms, median)`, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: verb === 'add' && bench === 'bridge' ? '<= 1.5x' : '' });
+        out.push({
+          what: `${name} ${verb.toUpperCase()} (ms, median)`,
+          strand: x2(a),
+          reference: x2(b),
+          ratio: ratioText(a, b),
+          goal: verb === 'add' && bench === 'bridge' ? '<= 1.5x' : '',
+        });
       }
       const ra = num(get(sc, 'strand', 'peakRssKb'));
       const rb = num(get(sc, 'reference', 'peakRssKb'));
-      if (ra !== undefined && rb !== undefined) out.push({ what: `${name} peak RSS per ADD (MiB)`, strand: x2(ra / 1024), reference: x2(rb / 1024), ratio: ratioText(ra, rb), goal: '' });
+      if (ra !== undefined && rb !== undefined)
+        out.push({ what: `${name} peak RSS per ADD (MiB)`, strand: x2(ra / 1024), reference: x2(rb / 1024), ratio: ratioText(ra, rb), goal: '' });
     }
   }
   const ipam = r('ipam');
@@ -298,35 +363,61 @@ export function tableLines(run: BenchRun): Line[] {
     const [ours, , ref] = stats as Obj[];
     const a = num(ours?.['p50ms']);
     const b = num(ref?.['p50ms']);
-    out.push({ what: 'IPAM ADD, one process each: strand-ipam (local) vs host-local (ms, p50)', strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: '<= 1.5x' });
+    out.push({
+      what: 'IPAM ADD, one process each: strand-ipam (local) vs host-local (ms, p50)',
+      strand: x2(a),
+      reference: x2(b),
+      ratio: ratioText(a, b),
+      goal: '<= 1.5x',
+    });
   }
   const etcd = get(ipam, 'etcd');
   if (Array.isArray(etcd)) {
     const e8 = (etcd as Obj[]).find((e) => /single member, 8 nodes/.test(String(e['label'])));
-    if (e8) out.push({ what: 'IPAM on etcd, 8 nodes, single member (allocations/s)', strand: x2(num(e8['allocPerSec'])), reference: 'n/a', ratio: '', goal: '>= 500/s' });
+    if (e8)
+      out.push({
+        what: 'IPAM on etcd, 8 nodes, single member (allocations/s)',
+        strand: x2(num(e8['allocPerSec'])),
+        reference: 'n/a',
+        ratio: '',
+        goal: '>= 500/s',
+      });
   }
   const churn = r('churn');
   if (churn) {
-    for (const [field, what] of [['addPhaseWallMs', 'churn: 50 concurrent ADDs, wall (ms)'], ['delPhaseWallMs', 'churn: 50 concurrent DELs, wall (ms)'], ['addPhaseCpuMs', 'churn: CPU of 50 ADDs (ms)'], ['delPhaseCpuMs', 'churn: CPU of 50 DELs (ms)']] as const) {
+    for (const [field, what] of [
+      ['addPhaseWallMs', 'churn: 50 concurrent ADDs, wall (ms)'],
+      ['delPhaseWallMs', 'churn: 50 concurrent DELs, wall (ms)'],
+      ['addPhaseCpuMs', 'churn: CPU of 50 ADDs (ms)'],
+      ['delPhaseCpuMs', 'churn: CPU of 50 DELs (ms)'],
+    ] as const) {
       const a = num(get(churn, 'strand', field));
       const b = num(get(churn, 'reference', field));
       out.push({ what, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: '' });
     }
     const a = num(get(churn, 'strand', 'peakRssKb', 'p50'));
     const b = num(get(churn, 'reference', 'peakRssKb', 'p50'));
-    out.push({ what: 'churn: peak RSS per invocation, plugin + IPAM (MiB, p50)', strand: x2(a === undefined ? a : a / 1024), reference: x2(b === undefined ? b : b / 1024), ratio: ratioText(a, b), goal: '' });
+    out.push({
+      what: 'churn: peak RSS per invocation, plugin + IPAM (MiB, p50)',
+      strand: x2(a === undefined ? a : a / 1024),
+      reference: x2(b === undefined ? b : b / 1024),
+      ratio: ratioText(a, b),
+      goal: '',
+    });
   }
   const agent = r('agent');
   for (const mode of ['host-gw', 'vxlan']) {
     const c = num(get(agent, 'convergence', mode, 'claim', 'median'));
-    if (c !== undefined) out.push({ what: `agent: block claim -> route on the other nodes, ${mode} (ms, median)`, strand: x2(c), reference: 'n/a', ratio: '', goal: '' });
+    if (c !== undefined)
+      out.push({ what: `agent: block claim -> route on the other nodes, ${mode} (ms, median)`, strand: x2(c), reference: 'n/a', ratio: '', goal: '' });
   }
   const dp = r('datapath');
   const ratios = get(dp, 'ratios');
   if (isObj(ratios)) {
     const b = num(ratios['bridgePodVsHost_tcpRr']);
     const mv = num(ratios['macvlanPodVsHost_tcpRr']);
-    if (b !== undefined) out.push({ what: 'datapath TCP_RR, veth+bridge pod vs host namespace', strand: '', reference: '', ratio: `${b.toFixed(2)}x`, goal: '' });
+    if (b !== undefined)
+      out.push({ what: 'datapath TCP_RR, veth+bridge pod vs host namespace', strand: '', reference: '', ratio: `${b.toFixed(2)}x`, goal: '' });
     if (mv !== undefined) out.push({ what: 'datapath TCP_RR, macvlan pod vs host namespace', strand: '', reference: '', ratio: `${mv.toFixed(2)}x`, goal: '' });
   }
   return out;
@@ -380,7 +471,10 @@ function breakdownLines(run: BenchRun): string[] {
 export function renderMarkdown(run: BenchRun, svgName: string): string {
   const lines = tableLines(run);
   const status = Object.entries(run.benches)
-    .map(([n, b]) => `${n}: ${b.status}${b.seconds !== undefined ? ` (${b.seconds.toFixed(0)} s)` : ''}${b.error ? ` — ${b.error.split('\n')[0]!.slice(0, 160)}` : ''}`)
+    .map(
+      ([n, b]) =>
+        `${n}: ${b.status}${b.seconds !== undefined ? ` (${b.seconds.toFixed(0)} s)` : ''}${b.error ? ` — ${b.error.split('\n')[0]!.slice(0, 160)}` : ''}`,
+    )
     .join('; ');
   return [
     `<!-- written by npm run bench (scripts/bench/all.ts); do not edit -->`,

@@ -155,7 +155,12 @@ function sideSummary(s: Subject) {
     delPhaseWallMs: +median(s.delWall).toFixed(1),
     addPhaseCpuMs: +median(s.addCpu).toFixed(1),
     delPhaseCpuMs: +median(s.delCpu).toFixed(1),
-    perRound: { addWallMs: s.addWall.map((x) => +x.toFixed(1)), delWallMs: s.delWall.map((x) => +x.toFixed(1)), addCpuMs: s.addCpu.map((x) => +x.toFixed(1)), delCpuMs: s.delCpu.map((x) => +x.toFixed(1)) },
+    perRound: {
+      addWallMs: s.addWall.map((x) => +x.toFixed(1)),
+      delWallMs: s.delWall.map((x) => +x.toFixed(1)),
+      addCpuMs: s.addCpu.map((x) => +x.toFixed(1)),
+      delCpuMs: s.delCpu.map((x) => +x.toFixed(1)),
+    },
     add: summarize(s.add),
     del: summarize(s.del),
     peakRssKb: summarize(s.rss),

@@ -162,7 +162,12 @@ function pingPong(s: Scenario, tcp: boolean, seconds: number): { tps: number; la
 }
 
 function throughput(s: Scenario, seconds: number): number {
-  const out = nsexec(s.clientNs, 'sockperf', ['throughput', '-i', s.serverIp, '-p', String(PORT), '--tcp', '-t', String(seconds), '-m', '1400'], (seconds + 20) * 1000);
+  const out = nsexec(
+    s.clientNs,
+    'sockperf',
+    ['throughput', '-i', s.serverIp, '-p', String(PORT), '--tcp', '-t', String(seconds), '-m', '1400'],
+    (seconds + 20) * 1000,
+  );
   return num(/BandWidth is ([\d.]+) MBps/, out, 'bandwidth');
 }
 
@@ -228,7 +233,9 @@ async function main(): Promise<void> {
       for (const s of order) {
         const m = await measure(s, seconds);
         samples.get(s.key)!.push(m);
-        process.stderr.write(`round ${r + 1}/${rounds} ${s.label.padEnd(26)} TCP_RR ${m.tcpRrTps.toFixed(0)}/s  UDP_RR ${m.udpRrTps.toFixed(0)}/s  TCP ${m.tcpMBps.toFixed(0)} MB/s\n`);
+        process.stderr.write(
+          `round ${r + 1}/${rounds} ${s.label.padEnd(26)} TCP_RR ${m.tcpRrTps.toFixed(0)}/s  UDP_RR ${m.udpRrTps.toFixed(0)}/s  TCP ${m.tcpMBps.toFixed(0)} MB/s\n`,
+        );
       }
     }
     const med = Object.fromEntries(scenarios.map((s) => [s.key, medianOf(samples.get(s.key)!)])) as Record<string, Measure>;

@@ -61,7 +61,8 @@ const log = (s: string): void => {
 let floorStat: Stat | undefined;
 
 function benchProcesses(): Stat[] {
-  for (const f of [strandIpam, hostLocal]) if (!existsSync(f)) throw new Error(`missing ${f} (run scripts/build.sh / apt-get install containernetworking-plugins)`);
+  for (const f of [strandIpam, hostLocal])
+    if (!existsSync(f)) throw new Error(`missing ${f} (run scripts/build.sh / apt-get install containernetworking-plugins)`);
   const dir = mkdtempSync(join(tmpdir(), 's4-bench-ipam-'));
   try {
     const subjects = [
@@ -69,10 +70,22 @@ function benchProcesses(): Stat[] {
       { label: 'host-local (reference), one process per ADD', bin: hostLocal, type: 'host-local', lat: [] as number[], del: [] as number[] },
     ];
     const run = (s: (typeof subjects)[number], command: string, id: string): number => {
-      const conf = { cniVersion: '1.0.0', name: `bench-${s.type}`, type: 'bridge', ipam: { type: s.type, dataDir: dir, ranges: [[{ subnet: '10.60.0.0/16' }]] } };
+      const conf = {
+        cniVersion: '1.0.0',
+        name: `bench-${s.type}`,
+        type: 'bridge',
+        ipam: { type: s.type, dataDir: dir, ranges: [[{ subnet: '10.60.0.0/16' }]] },
+      };
       const t0 = process.hrtime.bigint();
       const r = spawnSync(s.bin, [], {
-        env: { PATH: '/usr/bin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: '/var/run/netns/none', CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni' },
+        env: {
+          PATH: '/usr/bin:/bin',
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: id,
+          CNI_NETNS: '/var/run/netns/none',
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: '/usr/lib/cni',
+        },
         input: JSON.stringify(conf),
         encoding: 'utf8',
       });
@@ -94,11 +107,23 @@ function benchProcesses(): Stat[] {
       for (const s of subjects) s.del.push(run(s, 'DEL', `c${i}`));
       floor.push(version());
     }
-    floorStat = stat('strand-ipam VERSION (start-up floor, no IPAM work)', floor, floor.reduce((a, b) => a + b, 0));
+    floorStat = stat(
+      'strand-ipam VERSION (start-up floor, no IPAM work)',
+      floor,
+      floor.reduce((a, b) => a + b, 0),
+    );
     // Sequential: allocations/s = 1 / mean latency.
     return subjects.flatMap((s) => [
-      stat(s.label, s.lat, s.lat.reduce((a, b) => a + b, 0)),
-      stat(s.label.replace('ADD', 'DEL').replace('allocation', 'release'), s.del, s.del.reduce((a, b) => a + b, 0)),
+      stat(
+        s.label,
+        s.lat,
+        s.lat.reduce((a, b) => a + b, 0),
+      ),
+      stat(
+        s.label.replace('ADD', 'DEL').replace('allocation', 'release'),
+        s.del,
+        s.del.reduce((a, b) => a + b, 0),
+      ),
     ]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -141,7 +166,10 @@ async function benchEtcd(members: number, nodes: number, allocs: number): Promis
       );
       const wall = performance.now() - t0;
       const conflicts = als.reduce((s, a) => s + a.conflicts, 0);
-      return { ...stat(`etcd ${members === 1 ? 'single member' : `${members}-member cluster`}, ${nodes} node${nodes > 1 ? 's' : ''}, in-process`, lat, wall), conflicts };
+      return {
+        ...stat(`etcd ${members === 1 ? 'single member' : `${members}-member cluster`}, ${nodes} node${nodes > 1 ? 's' : ''}, in-process`, lat, wall),
+        conflicts,
+      };
     } finally {
       await store.close();
     }
@@ -155,7 +183,11 @@ function fmt(s: Stat): string {
 }
 
 const out: Record<string, unknown> = { cpus: cpus().length, loadavg: loadavg() };
-log(`bench:ipam on ${cpus().length} CPUs, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+log(
+  `bench:ipam on ${cpus().length} CPUs, load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 
 if (opts.only !== 'etcd') {
   log(`\n(a) one process per allocation, ${RUNS} ADD+DEL each, alternating`);
@@ -165,20 +197,30 @@ if (opts.only !== 'etcd') {
   const ratio = ours.p50ms / ref.p50ms;
   if (floorStat) log(fmt(floorStat));
   log(`ratio strand-ipam / host-local ADD p50: ${ratio.toFixed(2)}x (goal <= 1.5x: ${ratio <= 1.5 ? 'met' : 'NOT met'})`);
-  if (floorStat) log(`of strand-ipam's ADD p50, process start-up (VERSION p50) is ${floorStat.p50ms.toFixed(1)} ms; the IPAM work itself ${(ours.p50ms - floorStat.p50ms).toFixed(1)} ms`);
+  if (floorStat)
+    log(
+      `of strand-ipam's ADD p50, process start-up (VERSION p50) is ${floorStat.p50ms.toFixed(1)} ms; the IPAM work itself ${(ours.p50ms - floorStat.p50ms).toFixed(1)} ms`,
+    );
   out['process'] = { stats: p, ratioP50: ratio, startupFloor: floorStat };
 }
 
 if (opts.only !== 'process') {
   log(`\n(b) allocator in-process against etcd, ${ALLOCS} allocations`);
   const e: Array<Stat & { conflicts: number }> = [];
-  for (const [members, nodes, n] of [[1, 1, Math.min(ALLOCS, 500)], [1, 8, ALLOCS], [3, 1, Math.min(ALLOCS, 500)], [3, 8, ALLOCS]] as const) {
+  for (const [members, nodes, n] of [
+    [1, 1, Math.min(ALLOCS, 500)],
+    [1, 8, ALLOCS],
+    [3, 1, Math.min(ALLOCS, 500)],
+    [3, 8, ALLOCS],
+  ] as const) {
     const s = await benchEtcd(members, nodes, n);
     e.push(s);
     log(`${fmt(s)}   cas conflicts ${s.conflicts}`);
   }
   const [one, eight, one3, eight3] = e as unknown as [Stat, Stat, Stat, Stat];
-  log(`ratio 8 nodes / 1 node: single member ${(eight.allocPerSec / one.allocPerSec).toFixed(2)}x, 3 members ${(eight3.allocPerSec / one3.allocPerSec).toFixed(2)}x`);
+  log(
+    `ratio 8 nodes / 1 node: single member ${(eight.allocPerSec / one.allocPerSec).toFixed(2)}x, 3 members ${(eight3.allocPerSec / one3.allocPerSec).toFixed(2)}x`,
+  );
   log(`ratio 3-member / single member (8 nodes): ${(eight3.allocPerSec / eight.allocPerSec).toFixed(2)}x`);
   log(`goal 8-node single member >= 500 alloc/s: ${eight.allocPerSec >= 500 ? 'met' : 'NOT met'} (${eight.allocPerSec.toFixed(0)}/s)`);
   out['etcd'] = e;

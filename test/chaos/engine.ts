@@ -196,14 +196,17 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
       let timer: NodeJS.Timeout | undefined;
       if (mayKill && rnd() < o.killProbability) {
         const wholeGroup = rnd() < 0.5;
-        timer = setTimeout(() => {
-          killed = true;
-          try {
-            process.kill(wholeGroup ? -pid : pid, 'SIGKILL');
-          } catch {
-            // already done
-          }
-        }, rnd() * typicalMs * 1.2);
+        timer = setTimeout(
+          () => {
+            killed = true;
+            try {
+              process.kill(wholeGroup ? -pid : pid, 'SIGKILL');
+            } catch {
+              // already done
+            }
+          },
+          rnd() * typicalMs * 1.2,
+        );
       }
       const hard = setTimeout(() => {
         try {
@@ -352,11 +355,15 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
   };
 
   const strandIpam = (args: string[]): unknown => {
-    const out = execFileSync(strandExe, ['ipam', '--etcd-endpoints', cluster.tcpEndpoints.join(','), '--etcd-prefix', prefix, '--network', net, '--json', ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 60_000,
-    });
+    const out = execFileSync(
+      strandExe,
+      ['ipam', '--etcd-endpoints', cluster.tcpEndpoints.join(','), '--etcd-prefix', prefix, '--network', net, '--json', ...args],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 60_000,
+      },
+    );
     return JSON.parse(out) as unknown;
   };
 
@@ -411,7 +418,9 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
     for (const m of cluster.members) if (m.exited) await cluster.restart(m);
     await cluster.waitReady(60_000);
     const pending = all.filter((a) => a.state === 'pending');
-    o.log(`churn done: ${report.adds.ok} ADDs ok, ${report.adds.killed} killed, ${report.adds.failed} failed; ${report.dels.ok} DELs ok; ${pending.length} DELs pending`);
+    o.log(
+      `churn done: ${report.adds.ok} ADDs ok, ${report.adds.killed} killed, ${report.adds.failed} failed; ${report.dels.ok} DELs ok; ${pending.length} DELs pending`,
+    );
     for (const a of pending) if (!(await del(a, false, Date.now() + 60_000))) violation(`DEL ${a.cid} never succeeded after etcd recovered`);
 
     const live = all.filter((a) => a.state === 'up');
@@ -427,17 +436,21 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
 
     // the store: exactly the live pods, with their addresses
     const atts = strandIpam(['ls']) as Array<{ containerId: string; ips: Array<{ ip: string }> }>;
-    report.gcReleased = beforeGc.filter((b) => !atts.some((a) => a.containerId === b.containerId)).map((b) => `${b.containerId}=${b.ips.map((x) => x.ip).join(',')}`);
+    report.gcReleased = beforeGc
+      .filter((b) => !atts.some((a) => a.containerId === b.containerId))
+      .map((b) => `${b.containerId}=${b.ips.map((x) => x.ip).join(',')}`);
     for (const b of beforeGc) {
       if (b.containerId.endsWith('-ipamonly') && atts.some((a) => a.containerId === b.containerId)) violation(`GC kept the orphan ${b.containerId}`);
     }
-    if (beforeGc.filter((b) => b.containerId.endsWith('-ipamonly')).length !== report.orphansIpamOnly) violation('the IPAM-only orphans were not in the store before GC');
+    if (beforeGc.filter((b) => b.containerId.endsWith('-ipamonly')).length !== report.orphansIpamOnly)
+      violation('the IPAM-only orphans were not in the store before GC');
     const want = new Map(live.map((a) => [a.cid, a.ip]));
     const seen = new Map<string, string>();
     for (const at of atts) {
       const ips = at.ips.map((x) => x.ip);
       if (!want.has(at.containerId)) violation(`leaked in the store: ${at.containerId} holds ${ips.join(',')}`);
-      else if (ips.length !== 1 || ips[0] !== want.get(at.containerId)) violation(`store has ${ips.join(',')} for ${at.containerId}, ADD returned ${want.get(at.containerId)}`);
+      else if (ips.length !== 1 || ips[0] !== want.get(at.containerId))
+        violation(`store has ${ips.join(',')} for ${at.containerId}, ADD returned ${want.get(at.containerId)}`);
       for (const x of ips) {
         if (seen.has(x)) violation(`store: ${x} held by ${seen.get(x)} and ${at.containerId}`);
         seen.set(x, at.containerId);
@@ -453,7 +466,9 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
     // the kernel: live pods have their address (unique), nothing else anywhere
     const kernelIps = new Map<string, string>();
     for (const a of live) {
-      const addrs = ipJson<Array<{ addr_info: Array<{ family: string; local: string }> }>>(['-n', a.podNs, 'addr', 'show', 'dev', 'eth0']).flatMap((l) => l.addr_info.filter((x) => x.family === 'inet').map((x) => x.local));
+      const addrs = ipJson<Array<{ addr_info: Array<{ family: string; local: string }> }>>(['-n', a.podNs, 'addr', 'show', 'dev', 'eth0']).flatMap((l) =>
+        l.addr_info.filter((x) => x.family === 'inet').map((x) => x.local),
+      );
       if (!a.ip || !addrs.includes(a.ip)) violation(`${a.podNs} (${a.cid}) has ${addrs.join(',') || 'no address'}, expected ${a.ip}`);
       for (const x of addrs) {
         if (kernelIps.has(x)) violation(`kernel: ${x} configured in ${kernelIps.get(x)} and ${a.podNs}`);

@@ -97,7 +97,11 @@ export class ChaosEtcd {
       '--logger=zap',
       '--log-level=warn',
     ];
-    const proc = spawn(ETCD_BIN, args, { cwd: m.dir, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ETCD_UNSUPPORTED_ARCH: '' } });
+    const proc = spawn(ETCD_BIN, args, {
+      cwd: m.dir,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ETCD_UNSUPPORTED_ARCH: '' },
+    });
     m.proc = proc;
     m.pid = proc.pid ?? -1;
     m.exited = false;

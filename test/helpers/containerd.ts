@@ -349,9 +349,7 @@ disabled_plugins = [
 function removeCgroupParent(parent: string): void {
   const rel = parent.replace(/^\/+/, '');
   if (!rel || rel.includes('..')) return;
-  const roots = existsSync('/sys/fs/cgroup/cgroup.controllers')
-    ? ['/sys/fs/cgroup']
-    : readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c));
+  const roots = existsSync('/sys/fs/cgroup/cgroup.controllers') ? ['/sys/fs/cgroup'] : readdirSync('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c));
   for (const r of roots) {
     try {
       rmdirSync(join(r, rel));

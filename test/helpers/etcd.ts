@@ -60,7 +60,23 @@ export function makeTlsFiles(): EtcdTlsFiles {
   writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
   for (const who of ['server', 'client']) {
     ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`), '-subj', `/CN=strand-${who}`]);
-    ssl(['x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${who}.crt`), '-days', '2', '-extfile', f(`${who}.ext`)]);
+    ssl([
+      'x509',
+      '-req',
+      '-in',
+      f(`${who}.csr`),
+      '-CA',
+      f('ca.crt'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f(`${who}.crt`),
+      '-days',
+      '2',
+      '-extfile',
+      f(`${who}.ext`),
+    ]);
   }
   return { dir, ca: f('ca.crt'), serverCert: f('server.crt'), serverKey: f('server.key'), clientCert: f('client.crt'), clientKey: f('client.key') };
 }
@@ -173,7 +189,10 @@ export async function startEtcd(opts: { members?: number; tls?: boolean } = {}):
       '--log-level=warn',
     ];
     if (tls) args.push(`--cert-file=${tls.serverCert}`, `--key-file=${tls.serverKey}`, `--trusted-ca-file=${tls.ca}`, '--client-cert-auth');
-    const proc = spawn(ETCD_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ETCD_UNSUPPORTED_ARCH: '' } });
+    const proc = spawn(ETCD_BIN, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ETCD_UNSUPPORTED_ARCH: '' },
+    });
     const m: EtcdMember = { name: s.name, clientUrl, peerUrl, dataDir, proc, pid: proc.pid ?? -1, exited: false, log: [] };
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => {
       if (m.log.length < 200) m.log.push(d);

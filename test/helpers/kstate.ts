@@ -432,8 +432,7 @@ export function normalise<T = unknown>(snap: Snapshot, extra?: T, opts: Normalis
     // So does a bridge's own IPv6 link-local address (added by addrconf when the carrier
     // first comes up): drop those and their routes as well.
     const bridges = new Set(s.links.filter((l) => l.kind === 'bridge').map((l) => l.name));
-    const bridgeLl = (dev: string | undefined, v: string): boolean =>
-      dev !== undefined && bridges.has(dev) && (v.startsWith('ll(') || v === 'fe80::/64');
+    const bridgeLl = (dev: string | undefined, v: string): boolean => dev !== undefined && bridges.has(dev) && (v.startsWith('ll(') || v === 'fe80::/64');
     s.addrs = s.addrs.filter((a) => a.local !== 'll(?)' && !bridgeLl(a.dev, a.local));
     s.routes = s.routes.filter((r) => r.dst !== 'll(?)' && !bridgeLl(r.dev, r.dst));
     s.addrs.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));

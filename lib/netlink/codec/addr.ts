@@ -55,11 +55,21 @@ export function parseAddrMessage(buf: Buffer): { value: AddrMessage; consumed: n
   for (const a of parseAttrs(buf.subarray(K.IFADDRMSG_LEN))) {
     const v = a.value;
     switch (a.type) {
-      case K.IFA_ADDRESS: m.address = bytesToIp(v); break;
-      case K.IFA_LOCAL: m.local = bytesToIp(v); break;
-      case K.IFA_LABEL: m.label = str(v); break;
-      case K.IFA_BROADCAST: m.broadcast = bytesToIp(v); break;
-      case K.IFA_FLAGS: m.flags = u32(v); break;
+      case K.IFA_ADDRESS:
+        m.address = bytesToIp(v);
+        break;
+      case K.IFA_LOCAL:
+        m.local = bytesToIp(v);
+        break;
+      case K.IFA_LABEL:
+        m.label = str(v);
+        break;
+      case K.IFA_BROADCAST:
+        m.broadcast = bytesToIp(v);
+        break;
+      case K.IFA_FLAGS:
+        m.flags = u32(v);
+        break;
       case K.IFA_CACHEINFO:
         if (v.length >= 16) m.cacheinfo = { preferred: v.readUInt32LE(0), valid: v.readUInt32LE(4), created: v.readUInt32LE(8), updated: v.readUInt32LE(12) };
         break;

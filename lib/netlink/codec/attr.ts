@@ -1,17 +1,7 @@
 // Netlink attributes (struct nlattr: u16 len, u16 type, payload, padded to 4 bytes) and
 // the scalar/address encodings used inside them. Pure functions, no I/O.
 
-import {
-  AF_INET,
-  AF_INET6,
-  AF_UNSPEC,
-  NLA_F_NESTED,
-  NLA_HDRLEN,
-  NLA_TYPE_MASK,
-  RT_SCOPE_HOST,
-  RT_SCOPE_LINK,
-  RT_SCOPE_UNIVERSE,
-} from './constants.ts';
+import { AF_INET, AF_INET6, AF_UNSPEC, NLA_F_NESTED, NLA_HDRLEN, NLA_TYPE_MASK, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from './constants.ts';
 
 export class CodecError extends Error {
   override readonly name = 'CodecError';

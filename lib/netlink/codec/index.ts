@@ -58,10 +58,14 @@ export function messageType(kind: RtnlKind, action: Action): number {
 
 export function formatBody(b: RtnlBody): Buffer {
   switch (b.kind) {
-    case 'link': return formatLinkMessage(b.link);
-    case 'addr': return formatAddrMessage(b.addr);
-    case 'route': return formatRouteMessage(b.route);
-    case 'neigh': return formatNeighMessage(b.neigh);
+    case 'link':
+      return formatLinkMessage(b.link);
+    case 'addr':
+      return formatAddrMessage(b.addr);
+    case 'route':
+      return formatRouteMessage(b.route);
+    case 'neigh':
+      return formatNeighMessage(b.neigh);
   }
 }
 
@@ -84,10 +88,14 @@ export function parseMessage(raw: RawMessage): RtnlMessage {
   if (!ka) return { kind: 'other', header, payload };
   const [kind, action] = ka;
   switch (kind) {
-    case 'link': return { kind, action, header, link: parseLinkMessage(payload).value };
-    case 'addr': return { kind, action, header, addr: parseAddrMessage(payload).value };
-    case 'route': return { kind, action, header, route: parseRouteMessage(payload).value };
-    case 'neigh': return { kind, action, header, neigh: parseNeighMessage(payload).value };
+    case 'link':
+      return { kind, action, header, link: parseLinkMessage(payload).value };
+    case 'addr':
+      return { kind, action, header, addr: parseAddrMessage(payload).value };
+    case 'route':
+      return { kind, action, header, route: parseRouteMessage(payload).value };
+    case 'neigh':
+      return { kind, action, header, neigh: parseNeighMessage(payload).value };
   }
 }
 

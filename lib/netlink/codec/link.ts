@@ -462,26 +462,66 @@ export function parseLinkMessage(buf: Buffer): { value: LinkMessage; consumed: n
   for (const a of parseAttrs(buf.subarray(K.IFINFOMSG_LEN))) {
     const v = a.value;
     switch (a.type) {
-      case K.IFLA_IFNAME: msg.name = str(v); break;
-      case K.IFLA_MTU: msg.mtu = u32(v); break;
-      case K.IFLA_ADDRESS: msg.mac = bytesToMac(v); break;
-      case K.IFLA_BROADCAST: msg.broadcast = bytesToMac(v); break;
-      case K.IFLA_PERM_ADDRESS: msg.permMac = bytesToMac(v); break;
-      case K.IFLA_MASTER: msg.master = u32(v); break;
-      case K.IFLA_LINK: msg.parent = u32(v); break;
-      case K.IFLA_LINK_NETNSID: msg.linkNetnsId = s32(v); break;
-      case K.IFLA_NET_NS_FD: msg.netnsFd = u32(v); break;
-      case K.IFLA_NET_NS_PID: msg.netnsPid = u32(v); break;
-      case K.IFLA_OPERSTATE: msg.operstate = K.IF_OPER_STATES[u8(v)] ?? 'unknown'; break;
-      case K.IFLA_TXQLEN: msg.txqlen = u32(v); break;
-      case K.IFLA_PROMISCUITY: msg.promiscuity = u32(v); break;
-      case K.IFLA_MIN_MTU: msg.minMtu = u32(v); break;
-      case K.IFLA_MAX_MTU: msg.maxMtu = u32(v); break;
-      case K.IFLA_CARRIER: msg.carrier = u8(v) !== 0; break;
-      case K.IFLA_GROUP: msg.group = u32(v); break;
-      case K.IFLA_IFALIAS: msg.alias = str(v); break;
-      case K.IFLA_EXT_MASK: msg.extMask = u32(v); break;
-      case K.IFLA_LINKINFO: parseLinkInfo(parseAttrs(v), msg); break;
+      case K.IFLA_IFNAME:
+        msg.name = str(v);
+        break;
+      case K.IFLA_MTU:
+        msg.mtu = u32(v);
+        break;
+      case K.IFLA_ADDRESS:
+        msg.mac = bytesToMac(v);
+        break;
+      case K.IFLA_BROADCAST:
+        msg.broadcast = bytesToMac(v);
+        break;
+      case K.IFLA_PERM_ADDRESS:
+        msg.permMac = bytesToMac(v);
+        break;
+      case K.IFLA_MASTER:
+        msg.master = u32(v);
+        break;
+      case K.IFLA_LINK:
+        msg.parent = u32(v);
+        break;
+      case K.IFLA_LINK_NETNSID:
+        msg.linkNetnsId = s32(v);
+        break;
+      case K.IFLA_NET_NS_FD:
+        msg.netnsFd = u32(v);
+        break;
+      case K.IFLA_NET_NS_PID:
+        msg.netnsPid = u32(v);
+        break;
+      case K.IFLA_OPERSTATE:
+        msg.operstate = K.IF_OPER_STATES[u8(v)] ?? 'unknown';
+        break;
+      case K.IFLA_TXQLEN:
+        msg.txqlen = u32(v);
+        break;
+      case K.IFLA_PROMISCUITY:
+        msg.promiscuity = u32(v);
+        break;
+      case K.IFLA_MIN_MTU:
+        msg.minMtu = u32(v);
+        break;
+      case K.IFLA_MAX_MTU:
+        msg.maxMtu = u32(v);
+        break;
+      case K.IFLA_CARRIER:
+        msg.carrier = u8(v) !== 0;
+        break;
+      case K.IFLA_GROUP:
+        msg.group = u32(v);
+        break;
+      case K.IFLA_IFALIAS:
+        msg.alias = str(v);
+        break;
+      case K.IFLA_EXT_MASK:
+        msg.extMask = u32(v);
+        break;
+      case K.IFLA_LINKINFO:
+        parseLinkInfo(parseAttrs(v), msg);
+        break;
       case K.IFLA_PROTINFO:
         // AF_BRIDGE messages nest IFLA_BRPORT_*; AF_INET6 link messages use it differently.
         if (msg.family === K.AF_BRIDGE) msg.protinfo = parseBridgePort(parseAttrs(v));

@@ -71,14 +71,30 @@ export function parseNeighMessage(buf: Buffer): { value: NeighMessage; consumed:
   for (const a of parseAttrs(buf.subarray(K.NDMSG_LEN))) {
     const v = a.value;
     switch (a.type) {
-      case K.NDA_DST: m.dst = bytesToIp(v); break;
-      case K.NDA_LLADDR: m.lladdr = bytesToMac(v); break;
-      case K.NDA_VLAN: m.vlan = u16(v); break;
-      case K.NDA_PORT: m.port = be16(v); break;
-      case K.NDA_VNI: m.vni = u32(v); break;
-      case K.NDA_IFINDEX: m.ifindex = u32(v); break;
-      case K.NDA_MASTER: m.master = u32(v); break;
-      case K.NDA_PROBES: m.probes = u32(v); break;
+      case K.NDA_DST:
+        m.dst = bytesToIp(v);
+        break;
+      case K.NDA_LLADDR:
+        m.lladdr = bytesToMac(v);
+        break;
+      case K.NDA_VLAN:
+        m.vlan = u16(v);
+        break;
+      case K.NDA_PORT:
+        m.port = be16(v);
+        break;
+      case K.NDA_VNI:
+        m.vni = u32(v);
+        break;
+      case K.NDA_IFINDEX:
+        m.ifindex = u32(v);
+        break;
+      case K.NDA_MASTER:
+        m.master = u32(v);
+        break;
+      case K.NDA_PROBES:
+        m.probes = u32(v);
+        break;
     }
   }
   return { value: m, consumed: buf.length };

@@ -8,7 +8,17 @@ export const Table = { unspec: K.RT_TABLE_UNSPEC, main: K.RT_TABLE_MAIN, local: 
 /** Route protocols by meaning (who installed the route). */
 export const Protocol = { unspec: 0, redirect: 1, kernel: 2, boot: K.RTPROT_BOOT, static: 4 } as const;
 /** Route types by meaning. */
-export const RouteType = { unspec: 0, unicast: K.RTN_UNICAST, local: 2, broadcast: 3, anycast: 4, multicast: 5, blackhole: 6, unreachable: 7, prohibit: 8 } as const;
+export const RouteType = {
+  unspec: 0,
+  unicast: K.RTN_UNICAST,
+  local: 2,
+  broadcast: 3,
+  anycast: 4,
+  multicast: 5,
+  blackhole: 6,
+  unreachable: 7,
+  prohibit: 8,
+} as const;
 /** rtm_flags / next-hop flag: the gateway is on-link even without a matching prefix. */
 export const RouteFlag = { onlink: K.RTNH_F_ONLINK } as const;
 
@@ -64,15 +74,33 @@ export function parseRouteMessage(buf: Buffer): { value: RouteMessage; consumed:
   for (const a of parseAttrs(buf.subarray(K.RTMSG_LEN))) {
     const v = a.value;
     switch (a.type) {
-      case K.RTA_DST: m.dst = bytesToIp(v); break;
-      case K.RTA_SRC: m.src = bytesToIp(v); break;
-      case K.RTA_IIF: m.iif = u32(v); break;
-      case K.RTA_OIF: m.oif = u32(v); break;
-      case K.RTA_GATEWAY: m.gateway = bytesToIp(v); break;
-      case K.RTA_PRIORITY: m.priority = u32(v); break;
-      case K.RTA_PREFSRC: m.prefsrc = bytesToIp(v); break;
-      case K.RTA_TABLE: m.table = u32(v); break;
-      case K.RTA_PREF: m.pref = u8(v); break;
+      case K.RTA_DST:
+        m.dst = bytesToIp(v);
+        break;
+      case K.RTA_SRC:
+        m.src = bytesToIp(v);
+        break;
+      case K.RTA_IIF:
+        m.iif = u32(v);
+        break;
+      case K.RTA_OIF:
+        m.oif = u32(v);
+        break;
+      case K.RTA_GATEWAY:
+        m.gateway = bytesToIp(v);
+        break;
+      case K.RTA_PRIORITY:
+        m.priority = u32(v);
+        break;
+      case K.RTA_PREFSRC:
+        m.prefsrc = bytesToIp(v);
+        break;
+      case K.RTA_TABLE:
+        m.table = u32(v);
+        break;
+      case K.RTA_PREF:
+        m.pref = u8(v);
+        break;
       case K.RTA_METRICS: {
         const metrics: RouteMetrics = {};
         for (const x of parseAttrs(v)) {

@@ -35,17 +35,21 @@ const diffScenarios: Scenario[] = [
 ];
 
 describe.each(['1.0.0'])(`bridge VLANs, differential vs reference, spec %s (${whereAmI()})`, (version) => {
-  it.each(diffScenarios)('$name', async (sc) => {
-    env = new BridgeEnv();
-    const ref = await runSide(env, REF_BRIDGE, 'r', version, sc);
-    const ours = await runSide(env, STRAND_BRIDGE, 's', version, sc);
-    reconcile(ref.add, ours.add, false);
-    reconcile(ref.del, ours.del, false);
-    expect(ours.results.map(cleanResult)).toEqual(ref.results.map(cleanResult));
-    expect(ours.add).toEqual(ref.add);
-    expect(ours.del).toEqual(ref.del);
-    // two implementations, each ADD, CHECK, DEL and snapshots, under emulation
-  }, 400_000);
+  it.each(diffScenarios)(
+    '$name',
+    async (sc) => {
+      env = new BridgeEnv();
+      const ref = await runSide(env, REF_BRIDGE, 'r', version, sc);
+      const ours = await runSide(env, STRAND_BRIDGE, 's', version, sc);
+      reconcile(ref.add, ours.add, false);
+      reconcile(ref.del, ours.del, false);
+      expect(ours.results.map(cleanResult)).toEqual(ref.results.map(cleanResult));
+      expect(ours.add).toEqual(ref.add);
+      expect(ours.del).toEqual(ref.del);
+      // two implementations, each ADD, CHECK, DEL and snapshots, under emulation
+    },
+    400_000,
+  );
 });
 
 describe(`bridge VLANs, upstream semantics (${whereAmI()})`, () => {

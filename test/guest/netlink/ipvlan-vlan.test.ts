@@ -71,17 +71,15 @@ describe(`bridge VLAN filtering through rtnetlink (${whereAmI()})`, () => {
     rtnl.newBridgeVlan(env.host, 'veth0', { vid: 20, vidEnd: 22 });
     rtnl.newBridgeVlan(env.host, 'br0', { vid: 10, self: true });
     const view = bridgeVlans();
-    expect(view.find((x) => x.ifname === 'veth0')?.vlans).toEqual([
-      { vlan: 10, flags: ['PVID', 'Egress Untagged'] },
-      { vlan: 20 },
-      { vlan: 21 },
-      { vlan: 22 },
-    ]);
+    expect(view.find((x) => x.ifname === 'veth0')?.vlans).toEqual([{ vlan: 10, flags: ['PVID', 'Egress Untagged'] }, { vlan: 20 }, { vlan: 21 }, { vlan: 22 }]);
     expect(view.find((x) => x.ifname === 'br0')?.vlans).toEqual([{ vlan: 10 }]);
 
     const ours = rtnl.listBridgeVlans(env.host);
     const veth0 = rtnl.getLink(env.host, 'veth0').index;
-    expect(ours.get(veth0)).toEqual([{ vid: 10, pvid: true, untagged: true }, { vid: 20, vidEnd: 22 }]);
+    expect(ours.get(veth0)).toEqual([
+      { vid: 10, pvid: true, untagged: true },
+      { vid: 20, vidEnd: 22 },
+    ]);
 
     rtnl.delBridgeVlan(env.host, 'veth0', { vid: 21 });
     rtnl.delBridgeVlan(env.host, 'veth0', { vid: 10 });

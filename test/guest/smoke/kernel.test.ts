@@ -101,9 +101,10 @@ describe('guest kernel', () => {
     expect(br.linkinfo?.info_data?.['vlan_filtering']).toBe(1);
     expect(showLink(ns, 'v0').linkinfo?.info_slave_kind).toBe('bridge');
 
-    const vlans = JSON.parse(
-      execFileSync('bridge', ['-n', ns, '-j', 'vlan', 'show', 'dev', 'v0'], { encoding: 'utf8' }),
-    ) as Array<{ ifname: string; vlans: Array<{ vlan: number; flags?: string[] }> }>;
+    const vlans = JSON.parse(execFileSync('bridge', ['-n', ns, '-j', 'vlan', 'show', 'dev', 'v0'], { encoding: 'utf8' })) as Array<{
+      ifname: string;
+      vlans: Array<{ vlan: number; flags?: string[] }>;
+    }>;
     const port = vlans.find((e) => e.ifname === 'v0');
     expect(port, `bridge vlan show on ${whereAmI()}`).toBeDefined();
     const v100 = port?.vlans.find((v) => v.vlan === 100);

@@ -47,9 +47,7 @@ type Unary = (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: 
 let definition: grpc.GrpcObject | undefined;
 
 function service(): grpc.ServiceClientConstructor {
-  definition ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true }),
-  );
+  definition ??= grpc.loadPackageDefinition(protoLoader.loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true }));
   const runtime = (definition['runtime'] as grpc.GrpcObject)['v1'] as grpc.GrpcObject;
   return runtime['RuntimeService'] as grpc.ServiceClientConstructor;
 }

@@ -11,7 +11,11 @@ process.env['STRAND_TEST_PREFIX'] ??= 's9';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let cluster: SimCluster | undefined;
-async function make(mode: Mode, nodes: number, opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string; ipMasq?: boolean } = {}): Promise<SimCluster> {
+async function make(
+  mode: Mode,
+  nodes: number,
+  opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string; ipMasq?: boolean } = {},
+): Promise<SimCluster> {
   cluster = new SimCluster({ mode, nodes, ...opts });
   await cluster.setup();
   return cluster;
@@ -26,7 +30,9 @@ afterEach(async () => {
 function statusCmd(c: SimCluster, node: string, json: boolean): { code: number; out: string } {
   const n = c.node(node);
   try {
-    const out = execFileSync('ip', ['netns', 'exec', n.ns, STRAND_BIN, 'agent', 'status', `--state-file=${n.stateFile}`, ...(json ? ['--json'] : [])], { encoding: 'utf8' });
+    const out = execFileSync('ip', ['netns', 'exec', n.ns, STRAND_BIN, 'agent', 'status', `--state-file=${n.stateFile}`, ...(json ? ['--json'] : [])], {
+      encoding: 'utf8',
+    });
     return { code: 0, out };
   } catch (e) {
     const x = e as { status: number; stdout: string };
@@ -47,7 +53,9 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
       expect(s?.synced).toBe(true);
       expect(s?.peers.map((p) => p.name).sort()).toEqual(c.nodes.filter((o) => o !== n).map((o) => o.name));
     }
-    console.log(`[${mode}/${plugin}] 30 pods, converged ${ms} ms after the last ADD; ${retried.length} of 870 pairs needed a second ping${retried.length ? `: ${retried.join(', ')}` : ''}`);
+    console.log(
+      `[${mode}/${plugin}] 30 pods, converged ${ms} ms after the last ADD; ${retried.length} of 870 pairs needed a second ping${retried.length ? `: ${retried.join(', ')}` : ''}`,
+    );
   });
 
   it('a node leaving (agent stopped, lease expired) loses its routes on the others; routes stay on the node itself', async () => {
@@ -55,7 +63,7 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     await c.startAgents();
     for (const n of c.nodes) await c.addPod(n);
     await c.waitConverged();
-    const [n1, n2, n3] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2, n3] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0], (typeof c.nodes)[0]];
     const n3Routes = c.routes(n3);
     expect(n3Routes.size).toBe(2);
 
@@ -84,10 +92,10 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     expect(await c.allPairsFailures()).toEqual([]);
   });
 
-  it('with ipMasq: true, pods keep their source address across nodes and reach other nodes\' addresses', async () => {
+  it("with ipMasq: true, pods keep their source address across nodes and reach other nodes' addresses", async () => {
     const c = await make(mode, 2, { ipMasq: true });
     await c.startAgents();
-    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
     const p1 = await c.addPod(n1);
     const p2 = await c.addPod(n2);
     await c.waitConverged();
@@ -103,7 +111,7 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     // under load, so the TTL here is 15 s (the default is 20 s).
     const c = await make(mode, 2, { leaseTTL: '15s' });
     await c.startAgents();
-    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
     const p1 = await c.addPod(n1);
     const p2 = await c.addPod(n2);
     const p2b = await c.addPod(n2);
@@ -131,13 +139,13 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     const r = await probe;
     const ctl = await control;
     const events = (await Promise.all(monitors.map((m) => m.stop()))).flat();
-    console.log(`[${mode}] through agent kill/restart and etcd restart: cross-node ${JSON.stringify(r)}, same-node control ${JSON.stringify(ctl)}; convergence ${convergeMs} ms`);
+    console.log(
+      `[${mode}] through agent kill/restart and etcd restart: cross-node ${JSON.stringify(r)}, same-node control ${JSON.stringify(ctl)}; convergence ${convergeMs} ms`,
+    );
     // the data plane was never touched: no route or VXLAN neighbour event at all ...
     // (the kernel's own local routes for the device's IPv6 link-local addresses, added
     // when their DAD completes, which a loaded machine delays, are not the agent's)
-    expect(
-      events.filter((l) => (l.includes(`proto ${ROUTE_PROTO}`) || l.includes('strand.4096')) && !l.includes('table local proto kernel')),
-    ).toEqual([]);
+    expect(events.filter((l) => (l.includes(`proto ${ROUTE_PROTO}`) || l.includes('strand.4096')) && !l.includes('table local proto kernel'))).toEqual([]);
     expect([c.routes(n1), c.routes(n2)]).toEqual(before);
     // ... so the connection lived on, with no longer pause than the same-node control's
     expect(r.error).toBeUndefined();
@@ -153,7 +161,7 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
 describe('strand agent', () => {
   it('never touches routes it does not own', async () => {
     const c = await make('host-gw', 2);
-    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
     // a foreign route elsewhere, and one squatting on the block n2 will claim
     ip(['route', 'add', '10.99.0.0/24', 'via', '192.168.77.12', 'proto', 'static'], { ns: n1.ns });
     ip(['route', 'add', '10.244.0.64/26', 'via', '192.168.77.99', 'proto', 'static'], { ns: n1.ns });
@@ -176,11 +184,11 @@ describe('strand agent', () => {
     await c.waitRoutes(n2, (r) => r.get('10.244.0.0/26')?.gateway === '192.168.77.11', 5000);
   });
 
-  it('routes an address borrowed from another node\'s block as a /32 to the borrower', async () => {
+  it("routes an address borrowed from another node's block as a /32 to the borrower", async () => {
     // a /27 pool of /28 blocks: two blocks, so the third node has to borrow
     const c = await make('host-gw', 3, { subnet: '10.245.0.0/27', blockSize: 28 });
     await c.startAgents();
-    const [n1, n2, n3] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2, n3] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0], (typeof c.nodes)[0]];
     const a = await c.addPod(n1);
     const b = await c.addPod(n2);
     const x = await c.addPod(n3);
@@ -199,11 +207,13 @@ describe('strand agent', () => {
 
   it('vxlan: device with configured VNI/port and MTU = underlay - 50, static FDB and neighbour entries, status command', async () => {
     const c = await make('vxlan', 2);
-    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
     ip(['link', 'set', 'eth1', 'mtu', '1400'], { ns: n1.ns });
     for (const n of c.nodes) c.startAgent(n, ['--vni=77', '--vxlan-port=8472']);
     for (const n of c.nodes) await c.waitSynced(n);
-    const [link] = ipJson<Array<{ mtu: number; address: string; linkinfo: { info_kind: string; info_data: { id: number; port: number; learning: boolean; local: string } } }>>(['-d', 'link', 'show', 'strand.77'], { ns: n1.ns });
+    const [link] = ipJson<
+      Array<{ mtu: number; address: string; linkinfo: { info_kind: string; info_data: { id: number; port: number; learning: boolean; local: string } } }>
+    >(['-d', 'link', 'show', 'strand.77'], { ns: n1.ns });
     expect(link?.mtu).toBe(1350);
     expect(link?.linkinfo.info_kind).toBe('vxlan');
     expect(link?.linkinfo.info_data).toMatchObject({ id: 77, port: 8472, learning: false, local: n1.ip });
@@ -241,7 +251,7 @@ describe('strand agent', () => {
   it('starts while etcd is down: stays unsynced, keeps the routes it has, syncs once etcd is back', async () => {
     const c = await make('host-gw', 2);
     await c.startAgents();
-    const [n1, n2] = c.nodes as [typeof c.nodes[0], typeof c.nodes[0]];
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
     await c.addPod(n1);
     await c.addPod(n2);
     await c.waitConverged();

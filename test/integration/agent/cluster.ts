@@ -330,7 +330,8 @@ export class SimCluster {
     const t0 = Date.now();
     for (;;) {
       if (pred(this.routes(n))) return Date.now() - t0;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`routes of ${n.name} not as expected after ${timeoutMs} ms: ${JSON.stringify([...this.routes(n).values()])}\n${this.agentLog(n)}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(`routes of ${n.name} not as expected after ${timeoutMs} ms: ${JSON.stringify([...this.routes(n).values()])}\n${this.agentLog(n)}`);
       await sleep(20);
     }
   }
@@ -360,7 +361,10 @@ export class SimCluster {
         if (n.pods.length && !this.readState(n)?.['podLinks']?.toString().includes('cni0')) pending.push(`${n.name}: no proxy ARP on cni0 yet`);
       }
       if (!pending.length) return Date.now() - t0;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`not converged after ${timeoutMs} ms:\n${pending.join('\n')}\n${this.nodes.map((n) => `--- ${n.name}\n${this.agentLog(n)}`).join('\n')}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(
+          `not converged after ${timeoutMs} ms:\n${pending.join('\n')}\n${this.nodes.map((n) => `--- ${n.name}\n${this.agentLog(n)}`).join('\n')}`,
+        );
       await sleep(20);
     }
   }
@@ -391,13 +395,18 @@ export class SimCluster {
     const ns = this.addNs(`${this.prefix}-${n.name}p${seq}`);
     const containerId = `${this.prefix}-pod-${seq}`;
     const exe = this.opts.plugin === 'bridge' ? join(refBinDir, 'bridge') : join(binDir, 'strand-bridge');
-    const r = await runIn(n.ns, exe, {
-      CNI_COMMAND: 'ADD',
-      CNI_CONTAINERID: containerId,
-      CNI_NETNS: `/run/netns/${ns}`,
-      CNI_IFNAME: 'eth0',
-      CNI_PATH: `${binDir}:${refBinDir}`,
-    }, JSON.stringify(this.netConf(n)));
+    const r = await runIn(
+      n.ns,
+      exe,
+      {
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: containerId,
+        CNI_NETNS: `/run/netns/${ns}`,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: `${binDir}:${refBinDir}`,
+      },
+      JSON.stringify(this.netConf(n)),
+    );
     if (r.code !== 0) throw new Error(`ADD on ${n.name} failed (${r.code}): ${r.stdout} ${r.stderr}`);
     const res = JSON.parse(r.stdout) as { ips?: Array<{ address: string }> };
     const addr = res.ips?.[0]?.address;
@@ -429,7 +438,10 @@ export class SimCluster {
     const pods = this.pods;
     const res = await Promise.all(
       pods.map(async (p) => {
-        const bad = await this.unreachable(p, pods.filter((q) => q !== p).map((q) => q.ip));
+        const bad = await this.unreachable(
+          p,
+          pods.filter((q) => q !== p).map((q) => q.ip),
+        );
         firstRound?.push(...bad.map((ipAddr) => `${p.node.name}/${p.ip} -> ${ipAddr}`));
         const still = await this.unreachable(p, bad, 3, 3);
         return still.map((ipAddr) => `${p.node.name}/${p.ip} -> ${ipAddr}`);
@@ -509,7 +521,13 @@ export function sysctl(ns: string, key: string, value: string): void {
 }
 
 /** Runs a program inside a namespace with an environment and stdin. */
-export function runIn(ns: string, exe: string, env: Record<string, string>, stdin: string, args: string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runIn(
+  ns: string,
+  exe: string,
+  env: Record<string, string>,
+  stdin: string,
+  args: string[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', ns, exe, ...args], {
       env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...env },

@@ -56,8 +56,7 @@ describe('bad-input corpus', () => {
         // plugin; the world is rebuilt so later cases start from the plain host.
         w.dirty = true;
         expect(after.pod).toBe(before.pod);
-        const links = (s: string): string[] =>
-          (JSON.parse(s.split('@@')[0]!) as Array<{ ifname: string }>).map((l) => l.ifname).filter((n) => n !== 'bi0');
+        const links = (s: string): string[] => (JSON.parse(s.split('@@')[0]!) as Array<{ ifname: string }>).map((l) => l.ifname).filter((n) => n !== 'bi0');
         expect(links(after.host)).toEqual(links(before.host));
         expect(after.data, 'the IPAM record of the control is released').not.toContain('badinput-control');
       });

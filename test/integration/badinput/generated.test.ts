@@ -36,12 +36,38 @@ function otherThan(keep: 'string' | 'integer' | 'boolean' | 'array'): fc.Arbitra
 // Fields of each plugin's config with their JSON type.
 const FIELDS: Record<PluginName, Array<[string, 'string' | 'integer' | 'boolean' | 'array']>> = {
   'strand-bridge': [
-    ['bridge', 'string'], ['isGateway', 'boolean'], ['isDefaultGateway', 'boolean'], ['ipMasq', 'boolean'], ['mtu', 'integer'],
-    ['hairpinMode', 'boolean'], ['vlan', 'integer'], ['vlanTrunk', 'array'], ['portIsolation', 'boolean'], ['name', 'string'],
+    ['bridge', 'string'],
+    ['isGateway', 'boolean'],
+    ['isDefaultGateway', 'boolean'],
+    ['ipMasq', 'boolean'],
+    ['mtu', 'integer'],
+    ['hairpinMode', 'boolean'],
+    ['vlan', 'integer'],
+    ['vlanTrunk', 'array'],
+    ['portIsolation', 'boolean'],
+    ['name', 'string'],
   ],
-  'strand-macvlan': [['master', 'string'], ['mtu', 'integer'], ['mac', 'string'], ['linkInContainer', 'boolean'], ['name', 'string']],
-  'strand-ipvlan': [['master', 'string'], ['mtu', 'integer'], ['linkInContainer', 'boolean'], ['type', 'string']],
-  'strand-ipam': [['ipam.dataDir', 'string'], ['ipam.blockSize', 'integer'], ['ipam.strictAffinity', 'boolean'], ['ipam.routes', 'array'], ['ipam.ranges', 'array'], ['name', 'string']],
+  'strand-macvlan': [
+    ['master', 'string'],
+    ['mtu', 'integer'],
+    ['mac', 'string'],
+    ['linkInContainer', 'boolean'],
+    ['name', 'string'],
+  ],
+  'strand-ipvlan': [
+    ['master', 'string'],
+    ['mtu', 'integer'],
+    ['linkInContainer', 'boolean'],
+    ['type', 'string'],
+  ],
+  'strand-ipam': [
+    ['ipam.dataDir', 'string'],
+    ['ipam.blockSize', 'integer'],
+    ['ipam.strictAffinity', 'boolean'],
+    ['ipam.routes', 'array'],
+    ['ipam.ranges', 'array'],
+    ['name', 'string'],
+  ],
 };
 
 function patchAt(path: string, value: unknown): Record<string, unknown> {
@@ -119,7 +145,9 @@ const gens: Gen[] = [
     why: 'ipam subnets that are not networks (octet > 255, prefix > 32, host bits set, garbage): code 7 naming subnet',
     arb: fc
       .oneof(
-        fc.tuple(fc.integer({ min: 256, max: 999 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 8, max: 30 })).map(([a, b, p]) => `10.${b}.${a}.0/${p}`),
+        fc
+          .tuple(fc.integer({ min: 256, max: 999 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 8, max: 30 }))
+          .map(([a, b, p]) => `10.${b}.${a}.0/${p}`),
         fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 33, max: 200 })).map(([b, p]) => `10.${b}.0.0/${p}`),
         fc.tuple(fc.integer({ min: 1, max: 255 }), fc.integer({ min: 8, max: 24 })).map(([d, p]) => `10.0.0.${d}/${p}`),
         fc.string({ unit: fc.constantFrom(...'ghijklmnopqrstuvwxyz!@#$%^&*()'.split('')), minLength: 1, maxLength: 12 }),
@@ -133,7 +161,9 @@ const gens: Gen[] = [
       fc
         .record({ p: linkPlugin, mtu: fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 65536 })) })
         .map(({ p, mtu }) => ({ plugin: p, patch: { mtu }, expect: { code: 7, mentions: ['mtu'] } })),
-      fc.oneof(fc.integer({ max: -1 }), fc.integer({ min: 4095 })).map((vlan) => ({ plugin: 'strand-bridge' as const, patch: { vlan }, expect: { code: 7, mentions: ['vlan'] } })),
+      fc
+        .oneof(fc.integer({ max: -1 }), fc.integer({ min: 4095 }))
+        .map((vlan) => ({ plugin: 'strand-bridge' as const, patch: { vlan }, expect: { code: 7, mentions: ['vlan'] } })),
       fc
         .oneof(fc.integer({ max: 0 }), fc.integer({ min: 33 }))
         .map((blockSize) => ({ plugin: 'strand-ipam' as const, patch: { ipam: { blockSize } }, expect: { code: 7, mentions: ['blockSize'] } })),
@@ -166,7 +196,9 @@ describe(`generated bad input (seed ${SEED}, ${RUNS} per generator)`, () => {
     it.each(cases.map((c) => [c.id, c] as const))('%s', async (id, c) => {
       const outcome = await pool.use((w) => runCase(w, c));
       if (outcome.problems.length) {
-        expect.fail(`${report(id, outcome)}\n  reproduce: STRAND_BADINPUT_SEED=${SEED} STRAND_BADINPUT_RUNS=${RUNS}\n  case: ${JSON.stringify(c).slice(0, 3000)}`);
+        expect.fail(
+          `${report(id, outcome)}\n  reproduce: STRAND_BADINPUT_SEED=${SEED} STRAND_BADINPUT_RUNS=${RUNS}\n  case: ${JSON.stringify(c).slice(0, 3000)}`,
+        );
       }
     });
   });

@@ -422,7 +422,10 @@ const SNAPSHOT_SCRIPT = [
 /** Volatile fields that change on their own (counters, timers, neighbour states). */
 function normalise(text: string): string {
   return text
-    .replace(/"(stats64|stats|used|updated|confirmed|refcnt|probes|expires|valid_life_time|preferred_life_time|[a-z_]+_timer)":\s*("[^"]*"|\{[^}]*\}|[0-9.]+)/g, '"$1":0')
+    .replace(
+      /"(stats64|stats|used|updated|confirmed|refcnt|probes|expires|valid_life_time|preferred_life_time|[a-z_]+_timer)":\s*("[^"]*"|\{[^}]*\}|[0-9.]+)/g,
+      '"$1":0',
+    )
     .replace(/"state":"(STALE|REACHABLE|DELAY|PROBE|FAILED|INCOMPLETE)"/g, '"state":"X"')
     .replace(/\[[0-9]+:[0-9]+\]/g, '[0:0]');
 }
@@ -481,8 +484,14 @@ export function diffText(before: string, after: string): string {
   const b = after.split(/[\n,]/);
   const sa = new Set(a);
   const sb = new Set(b);
-  const gone = a.filter((x) => !sb.has(x)).slice(0, 20).map((x) => `- ${x}`);
-  const added = b.filter((x) => !sa.has(x)).slice(0, 20).map((x) => `+ ${x}`);
+  const gone = a
+    .filter((x) => !sb.has(x))
+    .slice(0, 20)
+    .map((x) => `- ${x}`);
+  const added = b
+    .filter((x) => !sa.has(x))
+    .slice(0, 20)
+    .map((x) => `+ ${x}`);
   return [...gone, ...added].join('\n');
 }
 

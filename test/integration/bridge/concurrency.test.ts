@@ -27,10 +27,17 @@ describe('strand-bridge under concurrency', () => {
     for (const p of pods) expect(ping(p.podNs, '10.77.0.1')).toBe(true);
     const ports = ipJson<Array<{ ifname: string; master?: string }>>(['link', 'show'], { ns: host }).filter((l) => l.master === e.bridge);
     expect(ports).toHaveLength(8);
-    const masq = (): string[] => nsExec(host, 'iptables-save', ['-t', 'nat']).split('\n').filter((l) => l.startsWith('-A POSTROUTING') && l.includes('CNI-'));
+    const masq = (): string[] =>
+      nsExec(host, 'iptables-save', ['-t', 'nat'])
+        .split('\n')
+        .filter((l) => l.startsWith('-A POSTROUTING') && l.includes('CNI-'));
     expect(masq()).toHaveLength(8);
     for (const r of await Promise.all(pods.map((p) => e.run(STRAND_BRIDGE, host, 'DEL', p, conf)))) ok(r, 'DEL');
-    expect(ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns: host }).map((l) => l.ifname).sort()).toEqual([e.bridge, 'lo'].sort());
+    expect(
+      ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns: host })
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual([e.bridge, 'lo'].sort());
     expect(e.ipamReservations()).toEqual([]);
     expect(masq()).toEqual([]);
   });

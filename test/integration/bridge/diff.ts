@@ -79,4 +79,3 @@ export function cleanResult(r: any): any {
   if (c.dns && Object.keys(c.dns).length === 0) delete c.dns;
   return c;
 }
-

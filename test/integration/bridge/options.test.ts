@@ -37,7 +37,9 @@ function link(ns: string, name: string): IpLink {
 }
 
 function natRules(ns: string): string[] {
-  return nsExec(ns, 'iptables-save', ['-t', 'nat']).split('\n').filter((l) => l.includes('CNI-'));
+  return nsExec(ns, 'iptables-save', ['-t', 'nat'])
+    .split('\n')
+    .filter((l) => l.includes('CNI-'));
 }
 
 function nftRuleset(ns: string): string {
@@ -130,7 +132,11 @@ describe('strand-bridge options', () => {
     expect(ping(pods[0]!.podNs, '192.168.77.2')).toBe(true);
     await delAll(e, host, pods, e.conf('1.0.0', {}, null));
     await delAll(e, host, pods, e.conf('1.0.0', {}, null));
-    expect(ipJson<IpLink[]>(['link', 'show'], { ns: host }).map((l) => l.ifname).sort()).toEqual([e.bridge, 'lo'].sort());
+    expect(
+      ipJson<IpLink[]>(['link', 'show'], { ns: host })
+        .map((l) => l.ifname)
+        .sort(),
+    ).toEqual([e.bridge, 'lo'].sort());
   });
 
   it('disableContainerInterface: the pod end stays down', async () => {

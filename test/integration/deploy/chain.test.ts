@@ -3,17 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildCnitool, CniEnv, ok, requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { nsExec, NetnsSet } from '../../helpers/netns.ts';
 import { binDir, refBinDir } from '../../helpers/run-plugin.ts';
-import {
-  bridgeConf,
-  CHAIN_VERSIONS,
-  filesMentioning,
-  globalAddrs,
-  installRecorder,
-  ipamConf,
-  linkNames,
-  metaChain,
-  resultAddrs,
-} from './fixtures.ts';
+import { bridgeConf, CHAIN_VERSIONS, filesMentioning, globalAddrs, installRecorder, ipamConf, linkNames, metaChain, resultAddrs } from './fixtures.ts';
 
 // Chains driven through libcni (test/cnitool) from .conflist files, as a runtime does:
 // result cache, prevResult handed from plugin to plugin, CHECK with the cached result,
@@ -57,10 +47,7 @@ async function runChain(c: ChainCase): Promise<void> {
   const containerId = `${netns.prefix}-c1`;
   const list = {
     cniVersion: c.version,
-    plugins: [
-      bridgeConf(c.main, `${netns.prefix}-br`, ipamConf(c.ipam, ipamDir, { v4: '10.66.0.0/24', v6: 'fd66::/64' })),
-      ...metaChain(rec.tag),
-    ],
+    plugins: [bridgeConf(c.main, `${netns.prefix}-br`, ipamConf(c.ipam, ipamDir, { v4: '10.66.0.0/24', v6: 'fd66::/64' })), ...metaChain(rec.tag)],
   };
   env.writeConflist(net, list);
   const opts = {
@@ -121,7 +108,10 @@ async function runChain(c: ChainCase): Promise<void> {
     env.writeConflist(net, { ...list, plugins: list.plugins.filter((p) => p['type'] !== 'portmap') });
     ok(await env.run('check', net, podPath, opts));
     env.writeConflist(net, list);
-    const checkRecs = rec.records().filter((r) => r.cmd === 'CHECK').slice(firstRecs.length);
+    const checkRecs = rec
+      .records()
+      .filter((r) => r.cmd === 'CHECK')
+      .slice(firstRecs.length);
     expect(checkRecs.map((r) => r.tag)).toEqual(['r1', 'r2', 'r3', 'r4']);
     for (const r of checkRecs) expect(r.conf.prevResult, `CHECK prevResult at ${r.tag}`).toEqual(result);
   }

@@ -257,8 +257,19 @@ function resolveContainer(container: any, data: Record<string, string>, fields: 
 /** `ctr run` arguments for a container with the pod's host network and privileges. */
 function ctrRunArgs(c: Containerd, name: string, image: string, pc: PodContainer): string[] {
   return [
-    'run', '--rm', '--net-host', '--privileged', '--runc-root', join(c.dir, 'runc-ctr'), '--fifo-dir', join(c.dir, 'fifo'),
-    ...pc.env, ...pc.mounts, image, name, ...pc.argv,
+    'run',
+    '--rm',
+    '--net-host',
+    '--privileged',
+    '--runc-root',
+    join(c.dir, 'runc-ctr'),
+    '--fifo-dir',
+    join(c.dir, 'fifo'),
+    ...pc.env,
+    ...pc.mounts,
+    image,
+    name,
+    ...pc.argv,
   ];
 }
 
@@ -387,9 +398,16 @@ describe('the installer image run in containerd', () => {
     try {
       expect(await waitProbe(0, 'ready'), logs).toMatch(/state:\s+synced/);
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      const pid = /^\S+\s+(\d+)/.exec(c.ctr(['task', 'ls']).split('\n').find((l) => l.startsWith(id)) ?? '')?.[1];
+      const pid = /^\S+\s+(\d+)/.exec(
+        c
+          .ctr(['task', 'ls'])
+          .split('\n')
+          .find((l) => l.startsWith(id)) ?? '',
+      )?.[1];
       const rss = pid && existsSync(`/proc/${pid}/status`) ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : undefined;
-      console.log(`agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${spec.resources.requests.memory})`);
+      console.log(
+        `agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${spec.resources.requests.memory})`,
+      );
 
       // etcd gone: not ready (routes stay); back: ready again
       await etcd.stop();
@@ -427,7 +445,7 @@ describe('the installer image run in containerd', () => {
   });
 });
 
-describe('ctr run --cni, kept away from the host\'s /etc/cni, /opt/cni and /var/lib/cni', () => {
+describe("ctr run --cni, kept away from the host's /etc/cni, /opt/cni and /var/lib/cni", () => {
   const hostPaths = ['/etc/cni', '/opt/cni', '/var/lib/cni'];
 
   async function ctrRunCase(main: 'bridge' | 'strand-bridge', ipamType: 'host-local' | 'strand-ipam', streamPort: number): Promise<void> {

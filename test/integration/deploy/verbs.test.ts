@@ -36,7 +36,12 @@ describe('driver: GC and STATUS wire format (recorder plugin)', () => {
     const opts = { path: [rec.dir] };
     ok(await env.run('add', net, netns.path(a), { ...opts, containerId: 'ctr-a' }));
     ok(await env.run('add', net, netns.path(b), { ...opts, containerId: 'ctr-b' }));
-    expect(env.cachedResults(net).map((c) => c.containerId).sort()).toEqual(['ctr-a', 'ctr-b']);
+    expect(
+      env
+        .cachedResults(net)
+        .map((c) => c.containerId)
+        .sort(),
+    ).toEqual(['ctr-a', 'ctr-b']);
     expect(rec.records().map((r) => r.conf.cniVersion)).toEqual(['1.0.0', '1.0.0']);
 
     ok(await env.run('status', net, undefined, opts));

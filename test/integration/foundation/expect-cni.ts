@@ -22,7 +22,10 @@ export function expectCniError(r: PluginRun, code: number): { code: number; msg:
   expect(r.json.msg, context).toBeTypeOf('string');
   expect(r.json.msg.length, context).toBeGreaterThan(0);
   if (r.json.details !== undefined) expect(r.json.details, context).toBeTypeOf('string');
-  expect(Object.keys(r.json).every((k) => ['cniVersion', 'code', 'msg', 'details'].includes(k)), context).toBe(true);
+  expect(
+    Object.keys(r.json).every((k) => ['cniVersion', 'code', 'msg', 'details'].includes(k)),
+    context,
+  ).toBe(true);
   return r.json;
 }
 

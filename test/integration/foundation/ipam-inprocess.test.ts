@@ -98,7 +98,14 @@ async function addOnce(opts: { path?: string; extra?: Record<string, string>; ar
 
 /** The parts of a bridge result that do not depend on the namespaces (MACs, sandbox paths). */
 function stable(result: any): unknown {
-  return { cniVersion: result.cniVersion, ips: result.ips, routes: result.routes, dns: result.dns, interfaces: result.interfaces?.length, podIf: result.interfaces?.at(-1)?.name };
+  return {
+    cniVersion: result.cniVersion,
+    ips: result.ips,
+    routes: result.routes,
+    dns: result.dns,
+    interfaces: result.interfaces?.length,
+    podIf: result.interfaces?.at(-1)?.name,
+  };
 }
 
 describe('strand-bridge + strand-ipam in-process', () => {
@@ -130,7 +137,7 @@ describe('strand-bridge + strand-ipam in-process', () => {
     expect(copy.add.run.json.ips).toEqual([{ address: '10.77.0.2/24', gateway: '10.77.0.1', interface: 2 }]);
   });
 
-  it('an IPAM error comes back the same in-process and exec\'d (code, msg, details), nothing left behind', async () => {
+  it("an IPAM error comes back the same in-process and exec'd (code, msg, details), nothing left behind", async () => {
     // A requested address outside the range: strand-ipam refuses it.
     const bad = { args: 'IgnoreUnknown=1;IP=10.99.0.5' };
     const inproc = await addOnce(bad);

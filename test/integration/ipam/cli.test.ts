@@ -29,9 +29,8 @@ describe('strand ipam CLI', () => {
 
   for (const kind of ['local', 'etcd'] as const) {
     it(`ls / show / usage / release / gc on the ${kind} store`, async () => {
-      const ipam = kind === 'etcd'
-        ? { ranges: [[{ subnet: '10.70.0.0/24' }]], etcd: etcdSection(etcd) }
-        : { ranges: [[{ subnet: '10.70.0.0/24' }]], dataDir: dir };
+      const ipam =
+        kind === 'etcd' ? { ranges: [[{ subnet: '10.70.0.0/24' }]], etcd: etcdSection(etcd) } : { ranges: [[{ subnet: '10.70.0.0/24' }]], dataDir: dir };
       const conf = netConf('net-cli', ipam);
       const confFile = join(dir, `${kind}.conf`);
       writeFileSync(confFile, JSON.stringify(conf));

@@ -34,63 +34,71 @@ function ops(command: Op['command'], n: number, prefix: string): Op[] {
 }
 
 describe('strand-ipam processes on etcd', () => {
-  it(`8 nodes x concurrent processes: ${N} allocations, zero duplicates, all released by DEL`, async () => {
-    requireBuilt();
-    etcd = await startEtcd();
-    const conf = netConf('net-conc', { ranges: [[{ subnet: '10.30.0.0/16' }], [{ subnet: 'fd30::/64' }]], etcd: etcdSection(etcd) });
-    const adds = await runMany(ops('ADD', N, 'c'), conf, PARALLEL);
-    const v4 = adds.map(addrOf);
-    const v6 = adds.map((r) => (r.json.ips[1].address as string).split('/')[0]);
-    expect(new Set(v4).size).toBe(N);
-    expect(new Set(v6).size).toBe(N);
-    store = await openEtcdStore(parseEtcdConfig(etcdSection(etcd)));
-    const st = await consistency(store, 'net-conc');
-    expect(st.problems).toEqual([]);
-    expect(st.allocated).toHaveLength(2 * N);
-    // each node allocated inside blocks it owns (no borrowing needed in a /16)
-    const owners = new Map((await store.listAffinities('net-conc')).map((a) => [a.cidr, a.node]));
-    for (const a of await store.listAttachments('net-conc')) {
-      for (const e of a.value.ips) expect(owners.get(e.block)).toBe(a.value.node);
-    }
-    const dels = await runMany(ops('DEL', N, 'c'), conf, PARALLEL);
-    expect(dels.filter((r) => r.code !== 0).map((r) => r.stdout)).toEqual([]);
-    expect(await store.listAttachments('net-conc')).toEqual([]);
-    const left = await consistency(store, 'net-conc');
-    expect(left.problems).toEqual([]);
-    expect(left.allocated).toEqual([]);
-  }, TIMEOUT);
+  it(
+    `8 nodes x concurrent processes: ${N} allocations, zero duplicates, all released by DEL`,
+    async () => {
+      requireBuilt();
+      etcd = await startEtcd();
+      const conf = netConf('net-conc', { ranges: [[{ subnet: '10.30.0.0/16' }], [{ subnet: 'fd30::/64' }]], etcd: etcdSection(etcd) });
+      const adds = await runMany(ops('ADD', N, 'c'), conf, PARALLEL);
+      const v4 = adds.map(addrOf);
+      const v6 = adds.map((r) => (r.json.ips[1].address as string).split('/')[0]);
+      expect(new Set(v4).size).toBe(N);
+      expect(new Set(v6).size).toBe(N);
+      store = await openEtcdStore(parseEtcdConfig(etcdSection(etcd)));
+      const st = await consistency(store, 'net-conc');
+      expect(st.problems).toEqual([]);
+      expect(st.allocated).toHaveLength(2 * N);
+      // each node allocated inside blocks it owns (no borrowing needed in a /16)
+      const owners = new Map((await store.listAffinities('net-conc')).map((a) => [a.cidr, a.node]));
+      for (const a of await store.listAttachments('net-conc')) {
+        for (const e of a.value.ips) expect(owners.get(e.block)).toBe(a.value.node);
+      }
+      const dels = await runMany(ops('DEL', N, 'c'), conf, PARALLEL);
+      expect(dels.filter((r) => r.code !== 0).map((r) => r.stdout)).toEqual([]);
+      expect(await store.listAttachments('net-conc')).toEqual([]);
+      const left = await consistency(store, 'net-conc');
+      expect(left.problems).toEqual([]);
+      expect(left.allocated).toEqual([]);
+    },
+    TIMEOUT,
+  );
 
-  it('3-member cluster: the leader is killed mid-run; allocations continue with zero duplicates', async () => {
-    requireBuilt();
-    etcd = await startEtcd({ members: 3 });
-    const cluster = etcd;
-    const n = Math.max(80, Math.floor(N / 4));
-    const conf = netConf('net-ha', { ranges: [[{ subnet: '10.31.0.0/16' }]], etcd: etcdSection(cluster) });
-    let done = 0;
-    let killed: Promise<void> | undefined;
-    let afterKill = 0;
-    const adds = await runMany(ops('ADD', n, 'h'), conf, PARALLEL, () => {
-      done++;
-      if (killed) afterKill++;
-      if (done === Math.floor(n / 3)) killed = cluster.leader().then((l) => cluster.kill(l));
-    });
-    await killed;
-    expect(afterKill).toBeGreaterThan(n / 2);
-    // During the election a request may answer 11 (try again later), never anything else.
-    const failed = adds.map((r, i) => ({ r, i })).filter(({ r }) => r.code !== 0);
-    for (const { r } of failed) expect(r.json?.code, r.stdout).toBe(11);
-    expect(failed.length).toBeLessThan(n / 10);
-    for (const { i } of failed) adds[i] = await plugin(ops('ADD', n, 'h')[i] as Op, conf); // the runtime retries
-    const addrs = adds.map(addrOf);
-    expect(new Set(addrs).size).toBe(n);
-    store = await openEtcdStore(parseEtcdConfig(etcdSection(cluster)));
-    const st = await consistency(store, 'net-ha');
-    expect(st.problems).toEqual([]);
-    expect(st.allocated.sort()).toEqual([...addrs].sort());
-    const dels = await runMany(ops('DEL', n, 'h'), conf, PARALLEL);
-    expect(dels.filter((r) => r.code !== 0)).toEqual([]);
-    expect((await consistency(store, 'net-ha')).allocated).toEqual([]);
-  }, TIMEOUT);
+  it(
+    '3-member cluster: the leader is killed mid-run; allocations continue with zero duplicates',
+    async () => {
+      requireBuilt();
+      etcd = await startEtcd({ members: 3 });
+      const cluster = etcd;
+      const n = Math.max(80, Math.floor(N / 4));
+      const conf = netConf('net-ha', { ranges: [[{ subnet: '10.31.0.0/16' }]], etcd: etcdSection(cluster) });
+      let done = 0;
+      let killed: Promise<void> | undefined;
+      let afterKill = 0;
+      const adds = await runMany(ops('ADD', n, 'h'), conf, PARALLEL, () => {
+        done++;
+        if (killed) afterKill++;
+        if (done === Math.floor(n / 3)) killed = cluster.leader().then((l) => cluster.kill(l));
+      });
+      await killed;
+      expect(afterKill).toBeGreaterThan(n / 2);
+      // During the election a request may answer 11 (try again later), never anything else.
+      const failed = adds.map((r, i) => ({ r, i })).filter(({ r }) => r.code !== 0);
+      for (const { r } of failed) expect(r.json?.code, r.stdout).toBe(11);
+      expect(failed.length).toBeLessThan(n / 10);
+      for (const { i } of failed) adds[i] = await plugin(ops('ADD', n, 'h')[i] as Op, conf); // the runtime retries
+      const addrs = adds.map(addrOf);
+      expect(new Set(addrs).size).toBe(n);
+      store = await openEtcdStore(parseEtcdConfig(etcdSection(cluster)));
+      const st = await consistency(store, 'net-ha');
+      expect(st.problems).toEqual([]);
+      expect(st.allocated.sort()).toEqual([...addrs].sort());
+      const dels = await runMany(ops('DEL', n, 'h'), conf, PARALLEL);
+      expect(dels.filter((r) => r.code !== 0)).toEqual([]);
+      expect((await consistency(store, 'net-ha')).allocated).toEqual([]);
+    },
+    TIMEOUT,
+  );
 
   it('plugins SIGKILLed mid-ADD leave a consistent store; GC reclaims their addresses', async () => {
     requireBuilt();
@@ -128,7 +136,11 @@ describe('strand-ipam processes on etcd', () => {
     const after = await consistency(store, 'net-kill');
     expect(after.problems).toEqual([]);
     const left = (await store.listAttachments('net-kill')).map((a) => a.value.containerId).sort();
-    expect(left).toEqual(ops('ADD', 8, 'live').map((o) => o.containerId).sort());
+    expect(left).toEqual(
+      ops('ADD', 8, 'live')
+        .map((o) => o.containerId)
+        .sort(),
+    );
     expect(after.allocated).toHaveLength(16);
   });
 });

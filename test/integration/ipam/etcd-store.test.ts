@@ -22,7 +22,12 @@ async function contract(store: EtcdStore): Promise<void> {
   ]);
   expect(r1).toBeGreaterThan(0);
   // create-if-absent fails for an existing block, and nothing of the commit is applied
-  expect(await store.commit([{ op: 'putBlock', block: block('10.0.0.64/26'), prevRev: 0 }, { op: 'putBlock', block: block('10.0.0.0/26', 'n2'), prevRev: 0 }])).toBeUndefined();
+  expect(
+    await store.commit([
+      { op: 'putBlock', block: block('10.0.0.64/26'), prevRev: 0 },
+      { op: 'putBlock', block: block('10.0.0.0/26', 'n2'), prevRev: 0 },
+    ]),
+  ).toBeUndefined();
   expect((await store.listBlocks('net')).map((b) => b.value.cidr)).toEqual(['10.0.0.0/26']);
   expect(await store.listAffinities('net')).toEqual([{ network: 'net', cidr: '10.0.0.0/26', node: 'n1' }]);
   const got = await store.getAttachment('net', 'c1', 'eth0');
@@ -30,13 +35,24 @@ async function contract(store: EtcdStore): Promise<void> {
   expect(await store.getAttachment('net', 'c2', 'eth0')).toBeUndefined();
   // compare-and-swap on the exact revision
   expect(await store.commit([{ op: 'putBlock', block: block('10.0.0.0/26'), prevRev: (r1 as number) - 1 }])).toBeUndefined();
-  const r2 = await store.commit([{ op: 'putBlock', block: block('10.0.0.0/26'), prevRev: r1 as number }, { op: 'putBlock', block: block('fd00::/122'), prevRev: 0 }]);
+  const r2 = await store.commit([
+    { op: 'putBlock', block: block('10.0.0.0/26'), prevRev: r1 as number },
+    { op: 'putBlock', block: block('fd00::/122'), prevRev: 0 },
+  ]);
   expect(r2).toBeGreaterThan(r1 as number);
   // many keys in one read, in the order asked, missing ones left out
   const bs = await store.getBlocks('net', ['fd00::/122', '10.0.0.128/26', '10.0.0.0/26']);
-  expect(bs.map((b) => [b.value.cidr, b.rev])).toEqual([['fd00::/122', r2], ['10.0.0.0/26', r2]]);
+  expect(bs.map((b) => [b.value.cidr, b.rev])).toEqual([
+    ['fd00::/122', r2],
+    ['10.0.0.0/26', r2],
+  ]);
   expect(await store.listAttachments()).toHaveLength(1);
-  expect(await store.commit([{ op: 'delAttachment', network: 'net', containerId: 'c1', ifname: 'eth0', prevRev: r1 as number }, { op: 'delBlock', network: 'net', cidr: '10.0.0.0/26', prevRev: r2 as number }])).toBeGreaterThan(r2 as number);
+  expect(
+    await store.commit([
+      { op: 'delAttachment', network: 'net', containerId: 'c1', ifname: 'eth0', prevRev: r1 as number },
+      { op: 'delBlock', network: 'net', cidr: '10.0.0.0/26', prevRev: r2 as number },
+    ]),
+  ).toBeGreaterThan(r2 as number);
   expect(await store.listAttachments('net')).toEqual([]);
   expect(await store.listAffinities('net')).toEqual([{ network: 'net', cidr: 'fd00::/122', node: 'n1' }]);
   await store.ping();
@@ -89,7 +105,10 @@ describe('etcd store transports on one member', () => {
     }
     const dead = openEtcdHttpStore(parseEtcdConfig({ endpoints: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], dialTimeout: 200, requestTimeout: 700 }));
     const t0 = Date.now();
-    const err = await dead.ping().then(() => undefined, (e: unknown) => e);
+    const err = await dead.ping().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     await dead.close();
     expect(isStoreUnavailable(err), String(err)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(2000);
@@ -97,7 +116,8 @@ describe('etcd store transports on one member', () => {
 
   it('http: username and password (etcd auth enabled)', async () => {
     const ep = etcd.endpoints[0] as string;
-    const ctl = (...args: string[]): string => execFileSync('etcdctl', [`--endpoints=${ep}`, ...args], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] ?? '/usr/bin' }, encoding: 'utf8' });
+    const ctl = (...args: string[]): string =>
+      execFileSync('etcdctl', [`--endpoints=${ep}`, ...args], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] ?? '/usr/bin' }, encoding: 'utf8' });
     ctl('user', 'add', 'root:s3cret-pw', '--interactive=false');
     ctl('user', 'grant-role', 'root', 'root');
     ctl('auth', 'enable');
@@ -109,7 +129,10 @@ describe('etcd store transports on one member', () => {
         await good.close();
       }
       const bad = openEtcdHttpStore(parseEtcdConfig(etcdSection(etcd, { prefix: '/auth', username: 'root', password: 'wrong', requestTimeout: 1000 })));
-      const err = await bad.ping().then(() => undefined, (e: unknown) => e);
+      const err = await bad.ping().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       await bad.close();
       expect(isStoreUnavailable(err)).toBe(true);
       expect(String(err)).not.toContain('wrong'); // the password is never echoed
@@ -136,7 +159,10 @@ describe('etcd store over http with mutual TLS', () => {
       await store.close();
     }
     const noCert = openEtcdHttpStore(parseEtcdConfig({ ...etcdSection(etcd), tls: { ca: etcd.tls!.ca }, requestTimeout: 1000 }));
-    const err = await noCert.ping().then(() => undefined, (e: unknown) => e);
+    const err = await noCert.ping().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     await noCert.close();
     expect(isStoreUnavailable(err), String(err)).toBe(true);
   });

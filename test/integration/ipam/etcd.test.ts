@@ -18,11 +18,15 @@ describe('strand-ipam on a single etcd member', () => {
 
   for (const v of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
     it(`ADD/CHECK/DEL in cniVersion ${v}; repeated ADD returns the same address; DEL twice`, async () => {
-      const conf = netConf(`net-${v.replace(/\./g, '')}`, {
-        ranges: [[{ subnet: '10.20.0.0/16' }], [{ subnet: 'fd20::/64' }]],
-        routes: [{ dst: '0.0.0.0/0' }],
-        etcd: etcdSection(etcd),
-      }, v);
+      const conf = netConf(
+        `net-${v.replace(/\./g, '')}`,
+        {
+          ranges: [[{ subnet: '10.20.0.0/16' }], [{ subnet: 'fd20::/64' }]],
+          routes: [{ dst: '0.0.0.0/0' }],
+          etcd: etcdSection(etcd),
+        },
+        v,
+      );
       const add = await plugin({ command: 'ADD', containerId: 'c1', node: 'node-a' }, conf);
       expect(add.code, add.stdout + add.stderr).toBe(0);
       expect(add.json.ips.map((i: { address: string }) => i.address)).toEqual(['10.20.0.2/16', 'fd20::2/64']);
@@ -69,17 +73,28 @@ describe('strand-ipam on a single etcd member', () => {
 
   it('keys: block -> node ownership listable under <prefix>/affinity/, allocations consistent; GC releases what is not valid', async () => {
     const conf = netConf('net-keys', { ranges: [[{ subnet: '10.21.0.0/24' }]], etcd: etcdSection(etcd) });
-    for (const [id, node] of [['a1', 'node-a'], ['a2', 'node-a'], ['b1', 'node-b']] as const) {
+    for (const [id, node] of [
+      ['a1', 'node-a'],
+      ['a2', 'node-a'],
+      ['b1', 'node-b'],
+    ] as const) {
       expect((await plugin({ command: 'ADD', containerId: id, node }, conf)).code).toBe(0);
     }
     const store = await openEtcdStore(parseEtcdConfig(etcdSection(etcd)));
     try {
       const aff = await store.client.getAll().prefix('/s4test/affinity/net-keys/').strings();
-      expect(Object.entries(aff).map(([k, v]) => [k, JSON.parse(v).node]).sort()).toEqual([
+      expect(
+        Object.entries(aff)
+          .map(([k, v]) => [k, JSON.parse(v).node])
+          .sort(),
+      ).toEqual([
         ['/s4test/affinity/net-keys/10.21.0.0-26', 'node-a'],
         ['/s4test/affinity/net-keys/10.21.0.64-26', 'node-b'],
       ]);
-      const gc = await plugin({ command: 'GC', containerId: 'x', node: 'node-a' }, { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'a2', ifname: 'eth0' }] });
+      const gc = await plugin(
+        { command: 'GC', containerId: 'x', node: 'node-a' },
+        { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'a2', ifname: 'eth0' }] },
+      );
       expect(gc.code, gc.stdout).toBe(0);
       const left = (await store.listAttachments('net-keys')).map((a) => a.value.containerId).sort();
       expect(left).toEqual(['a2', 'b1']); // node-b's attachment is not node-a's to collect
@@ -103,7 +118,10 @@ describe('strand-ipam on a single etcd member', () => {
   });
 
   it('etcd unreachable: ADD and DEL answer 11, STATUS 50', async () => {
-    const conf = netConf('net-down', { ranges: [[{ subnet: '10.23.0.0/24' }]], etcd: { endpoints: ['http://127.0.0.1:1'], dialTimeout: 500, requestTimeout: 500 } });
+    const conf = netConf('net-down', {
+      ranges: [[{ subnet: '10.23.0.0/24' }]],
+      etcd: { endpoints: ['http://127.0.0.1:1'], dialTimeout: 500, requestTimeout: 500 },
+    });
     for (const command of ['ADD', 'DEL'] as const) {
       const r = await plugin({ command, containerId: 'd1', node: 'node-a' }, conf);
       expect(r.code).toBe(1);
@@ -132,7 +150,10 @@ describe('strand-ipam on etcd with mutual TLS', () => {
     const noCert = netConf('net-tls', { ranges: [[{ subnet: '10.24.0.0/24' }]], etcd: { ...etcdSection(etcd), tls: { ca: tls.ca }, requestTimeout: 1000 } });
     const refused = await plugin({ command: 'ADD', containerId: 't2', node: 'node-a' }, noCert);
     expect(refused.json?.code, refused.stdout).toBe(11);
-    const badPath = netConf('net-tls', { ranges: [[{ subnet: '10.24.0.0/24' }]], etcd: { ...etcdSection(etcd), tls: { ca: tls.ca, cert: '/nonexistent.crt', key: tls.clientKey } } });
+    const badPath = netConf('net-tls', {
+      ranges: [[{ subnet: '10.24.0.0/24' }]],
+      etcd: { ...etcdSection(etcd), tls: { ca: tls.ca, cert: '/nonexistent.crt', key: tls.clientKey } },
+    });
     const bad = await plugin({ command: 'ADD', containerId: 't3', node: 'node-a' }, badPath);
     expect(bad.json.code).toBe(7);
     expect(bad.json.msg).toContain('ipam.etcd.tls.cert');

@@ -35,7 +35,14 @@ export interface Op {
 export function plugin(op: Op, conf: object, extra: Record<string, string> = {}): Promise<PluginRun> {
   return runPlugin(
     IPAM_BIN,
-    { command: op.command, containerId: op.containerId, netns: '/var/run/netns/none', ifName: op.ifName ?? 'eth0', path: '/usr/lib/cni', extra: { K8S_NODE_NAME: op.node, ...extra } },
+    {
+      command: op.command,
+      containerId: op.containerId,
+      netns: '/var/run/netns/none',
+      ifName: op.ifName ?? 'eth0',
+      path: '/usr/lib/cni',
+      extra: { K8S_NODE_NAME: op.node, ...extra },
+    },
     conf,
   );
 }
@@ -92,7 +99,8 @@ export async function consistency(store: Store, network: string): Promise<{ prob
   for (const b of blocks) {
     for (const [ip, ref] of Object.entries(b.value.allocations)) {
       allocated.push(ip);
-      if (held.get(ip) !== `${ref.containerId}/${ref.ifname}@${b.value.cidr}`) problems.push(`${ip} in ${b.value.cidr} held by ${ref.containerId}/${ref.ifname} but attachments say ${held.get(ip) ?? 'nothing'}`);
+      if (held.get(ip) !== `${ref.containerId}/${ref.ifname}@${b.value.cidr}`)
+        problems.push(`${ip} in ${b.value.cidr} held by ${ref.containerId}/${ref.ifname} but attachments say ${held.get(ip) ?? 'nothing'}`);
     }
   }
   const inBlocks = new Set(allocated);

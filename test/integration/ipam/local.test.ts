@@ -33,9 +33,20 @@ const SCENARIOS: Array<[string, Record<string, unknown>]> = [
 describe('strand-ipam local store vs reference host-local', () => {
   for (const [name, ipam] of SCENARIOS) {
     it(`same addresses as host-local: ${name}`, async () => {
-      const seq: Array<['ADD' | 'DEL', string]> = [['ADD', 'a'], ['ADD', 'b'], ['ADD', 'c'], ['DEL', 'b'], ['ADD', 'd'], ['DEL', 'a'], ['ADD', 'e']];
+      const seq: Array<['ADD' | 'DEL', string]> = [
+        ['ADD', 'a'],
+        ['ADD', 'b'],
+        ['ADD', 'c'],
+        ['DEL', 'b'],
+        ['ADD', 'd'],
+        ['DEL', 'a'],
+        ['ADD', 'e'],
+      ];
       const results: Record<string, string[]> = { ref: [], ours: [] };
-      for (const [who, bin, type] of [['ref', join(refBinDir, 'host-local'), 'host-local'], ['ours', 'strand-ipam', 'strand-ipam']] as const) {
+      for (const [who, bin, type] of [
+        ['ref', join(refBinDir, 'host-local'), 'host-local'],
+        ['ours', 'strand-ipam', 'strand-ipam'],
+      ] as const) {
         const conf = hostLocalConf(type, join(dir, who), ipam);
         for (const [command, id] of seq) {
           const r = await runPlugin(bin, { command, containerId: id, netns: '/var/run/netns/none', ifName: 'eth0', path: refBinDir }, conf);
@@ -66,7 +77,11 @@ describe('strand-ipam local store under concurrency and crashes', () => {
     expect(new Set(adds.map(addrOf)).size).toBe(64);
     const store = new LocalStore(dir);
     expect((await consistency(store, 'net-local')).problems).toEqual([]);
-    const dels = await runMany(ops.map((o) => ({ ...o, command: 'DEL' as const })), conf, 8);
+    const dels = await runMany(
+      ops.map((o) => ({ ...o, command: 'DEL' as const })),
+      conf,
+      8,
+    );
     expect(dels.every((r) => r.code === 0)).toBe(true);
     expect(await store.listAttachments('net-local')).toEqual([]);
     expect((await consistency(store, 'net-local')).allocated).toEqual([]);
@@ -81,7 +96,10 @@ describe('strand-ipam local store under concurrency and crashes', () => {
     expect(() => JSON.parse(readFileSync(file, 'utf8'))).not.toThrow();
     const store = new LocalStore(dir);
     expect((await consistency(store, 'net-local')).problems).toEqual([]);
-    const gc = await plugin({ command: 'GC', containerId: 'gc', node: 'n' }, { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'keep', ifname: 'eth0' }] });
+    const gc = await plugin(
+      { command: 'GC', containerId: 'gc', node: 'n' },
+      { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'keep', ifname: 'eth0' }] },
+    );
     expect(gc.code, gc.stdout).toBe(0);
     expect((await store.listAttachments('net-local')).map((a) => a.value.containerId)).toEqual(['keep']);
     expect((await consistency(store, 'net-local')).allocated).toHaveLength(2);

@@ -133,19 +133,8 @@ export function addPod(seg: Segment, short: string, ifName = 'eth0'): Pod {
 }
 
 /** Runs `exe` in the segment's host namespace as a runtime would for `pod`. */
-export function cni(
-  seg: Segment,
-  exe: string,
-  command: PluginEnv['command'],
-  pod: Pod,
-  conf: object,
-  extra: Partial<PluginEnv> = {},
-): Promise<PluginRun> {
-  return runPlugin(
-    inNs(seg, seg.host, exe),
-    { command, containerId: pod.containerId, netns: pod.path, ifName: pod.ifName, ...extra },
-    conf,
-  );
+export function cni(seg: Segment, exe: string, command: PluginEnv['command'], pod: Pod, conf: object, extra: Partial<PluginEnv> = {}): Promise<PluginRun> {
+  return runPlugin(inNs(seg, seg.host, exe), { command, containerId: pod.containerId, netns: pod.path, ifName: pod.ifName, ...extra }, conf);
 }
 
 /** Runs a verb that names no container (STATUS, GC) in the host namespace. */
@@ -201,10 +190,7 @@ export function linkNames(ns: string): string[] {
 }
 
 export function addrs(ns: string, dev: string): string[] {
-  const out = ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number; scope: string }> }>>(
-    ['addr', 'show', 'dev', dev],
-    { ns },
-  );
+  const out = ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number; scope: string }> }>>(['addr', 'show', 'dev', dev], { ns });
   return out.flatMap((l) => l.addr_info.filter((a) => a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`));
 }
 
@@ -261,7 +247,6 @@ export function resultIPv4(version: string, result: any): string {
   const ipc = (result?.ips ?? []).find((i: { address: string }) => !i.address.includes(':'));
   return String(ipc?.address ?? '');
 }
-
 
 /** Waits (up to 5 s) until no IPv6 address in `ns` is tentative. */
 export async function settled(ns: string): Promise<void> {

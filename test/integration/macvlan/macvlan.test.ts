@@ -170,17 +170,11 @@ describe('strand-macvlan options', () => {
     const base = conf(s, '1.0.0', { mac: '02:00:00:00:00:01' });
     const r1 = ok(await cni(s, MV, 'ADD', p1, base));
     const r2 = ok(await cni(s, MV, 'ADD', p2, base, { args: 'IgnoreUnknown=1;K8S_POD_NAME=x;MAC=02:00:00:00:00:02' }));
-    const r3 = ok(
-      await cni(s, MV, 'ADD', p3, { ...base, runtimeConfig: { mac: '02:00:00:00:00:03' } }, { args: 'IgnoreUnknown=1;MAC=02:00:00:00:00:02' }),
-    );
+    const r3 = ok(await cni(s, MV, 'ADD', p3, { ...base, runtimeConfig: { mac: '02:00:00:00:00:03' } }, { args: 'IgnoreUnknown=1;MAC=02:00:00:00:00:02' }));
     expect(link(p1.ns, 'eth0')!.address).toBe('02:00:00:00:00:01');
     expect(link(p2.ns, 'eth0')!.address).toBe('02:00:00:00:00:02');
     expect(link(p3.ns, 'eth0')!.address).toBe('02:00:00:00:00:03');
-    expect([r1, r2, r3].map((r) => r.json.interfaces[0].mac)).toEqual([
-      '02:00:00:00:00:01',
-      '02:00:00:00:00:02',
-      '02:00:00:00:00:03',
-    ]);
+    expect([r1, r2, r3].map((r) => r.json.interfaces[0].mac)).toEqual(['02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03']);
   });
 
   it('no master: the link of the host namespace default route', async () => {

@@ -32,7 +32,8 @@ describe('addresses and routes through rtnetlink, checked with ip -j (IPv4 and I
     rtnl.newLink(env.host, { name: 'veth0', up: true, info: { kind: 'veth', peer: { name: 'eth0', netns: env.pod, up: true } } });
     return rtnl.getLink(env.pod, 'eth0').index;
   }
-  const addrs = (dev = 'eth0'): IpAddrInfo[] => env.ipPod<Array<{ addr_info: IpAddrInfo[] }>>('addr', 'show', 'dev', dev)[0]!.addr_info.filter((a) => a.scope !== 'link');
+  const addrs = (dev = 'eth0'): IpAddrInfo[] =>
+    env.ipPod<Array<{ addr_info: IpAddrInfo[] }>>('addr', 'show', 'dev', dev)[0]!.addr_info.filter((a) => a.scope !== 'link');
   const routes = (v: 4 | 6, ...extra: string[]): IpRoute[] => env.ipPod<IpRoute[]>(`-${v}`, 'route', 'show', ...extra).filter((r) => !r.dst.startsWith('fe80'));
 
   it('adds IPv4 (broadcast computed as the Go plugins do) and IPv6 (nodad) addresses; lists them as ip does', () => {
@@ -63,7 +64,12 @@ describe('addresses and routes through rtnetlink, checked with ip -j (IPv4 and I
     rtnl.newAddr(env.pod, { link: 'eth0', address: '10.3.0.5/24', noPrefixRoute: true });
     expect(addrs()[0]).toMatchObject({ local: '10.3.0.5', noprefixroute: true });
     expect(routes(4)).toEqual([]);
-    expect(rtnl.isNetlinkError(errorOf(() => rtnl.newAddr(env.pod, { link: 'eth0', address: '10.3.0.5/24' })), 'EEXIST')).toBe(true);
+    expect(
+      rtnl.isNetlinkError(
+        errorOf(() => rtnl.newAddr(env.pod, { link: 'eth0', address: '10.3.0.5/24' })),
+        'EEXIST',
+      ),
+    ).toBe(true);
     rtnl.newAddr(env.pod, { link: 'eth0', address: '10.3.0.5/24' }, { replace: true });
     expect(addrs()).toMatchObject([{ local: '10.3.0.5', prefixlen: 24 }]);
     rtnl.delAddr(env.pod, { link: 'eth0', address: '10.3.0.5/24' });
@@ -117,7 +123,12 @@ describe('addresses and routes through rtnetlink, checked with ip -j (IPv4 and I
     rtnl.newAddr(env.pod, { link: 'eth0', address: '10.1.0.5/24' });
     rtnl.newAddr(env.pod, { link: 'eth0', address: 'fd00:1::5/64', nodad: true });
     rtnl.newRoute(env.pod, { dst: '10.20.0.0/16', gw: '10.1.0.1' });
-    expect(rtnl.isNetlinkError(errorOf(() => rtnl.newRoute(env.pod, { dst: '10.20.0.0/16', gw: '10.1.0.1' })), 'EEXIST')).toBe(true);
+    expect(
+      rtnl.isNetlinkError(
+        errorOf(() => rtnl.newRoute(env.pod, { dst: '10.20.0.0/16', gw: '10.1.0.1' })),
+        'EEXIST',
+      ),
+    ).toBe(true);
     rtnl.newRoute(env.pod, { dst: '10.20.0.0/16', gw: '10.1.0.2', mtu: 1300 }, { replace: true });
     expect(routes(4).find((r) => r.dst === '10.20.0.0/16')).toMatchObject({ gateway: '10.1.0.2', metrics: [{ mtu: 1300 }] });
     rtnl.delRoute(env.pod, { dst: '10.20.0.0/16' });

@@ -31,7 +31,10 @@ export function useNamespaces(): NsEnv {
     env.pod = Netns.open(env.set.path(env.podName));
     env.ipHost = <T>(...args: string[]): T => ipJson<T>(args, { ns: env.hostName });
     env.ipPod = <T>(...args: string[]): T => ipJson<T>(args, { ns: env.podName });
-    env.linkNames = (ns: string): string[] => ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns }).map((l) => l.ifname).sort();
+    env.linkNames = (ns: string): string[] =>
+      ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns })
+        .map((l) => l.ifname)
+        .sort();
   });
   afterEach(() => {
     env.host?.close();

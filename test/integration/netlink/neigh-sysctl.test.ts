@@ -20,7 +20,12 @@ describe('neighbours, FDB entries and sysctls', () => {
       [4, '10.1.0.9', '02:00:00:00:00:09'],
       [6, 'fd00::9', '02:00:00:00:00:0a'],
     ]);
-    expect(rtnl.isNetlinkError(errorOf(() => rtnl.newNeigh(env.pod, { link: 'veth0', ip: '10.1.0.9', mac: '02:00:00:00:00:01' })), 'EEXIST')).toBe(true);
+    expect(
+      rtnl.isNetlinkError(
+        errorOf(() => rtnl.newNeigh(env.pod, { link: 'veth0', ip: '10.1.0.9', mac: '02:00:00:00:00:01' })),
+        'EEXIST',
+      ),
+    ).toBe(true);
     rtnl.newNeigh(env.pod, { link: 'veth0', ip: '10.1.0.9', mac: '02:00:00:00:00:01' }, { replace: true });
     expect(env.ipPod<Array<{ lladdr: string }>>('-4', 'neigh', 'show', 'dev', 'veth0')[0]!.lladdr).toBe('02:00:00:00:00:01');
     rtnl.delNeigh(env.pod, { link: 'veth0', ip: '10.1.0.9' });

@@ -39,13 +39,10 @@ describe('IPv4 parse/format', () => {
     expect(parseIP('255.255.255.255').value).toBe(0xffffffffn);
     expect(formatIP(parseIP('192.168.0.1'))).toBe('192.168.0.1');
   });
-  it.each(['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-1', '1.2.3.4 ', 'a.b.c.d', '1..2.3', '1.2.3.4/'])(
-    'rejects %j',
-    (s) => {
-      expect(tryParseIP(s)).toBeUndefined();
-      expect(() => parseIP(s)).toThrow(AddressError);
-    },
-  );
+  it.each(['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-1', '1.2.3.4 ', 'a.b.c.d', '1..2.3', '1.2.3.4/'])('rejects %j', (s) => {
+    expect(tryParseIP(s)).toBeUndefined();
+    expect(() => parseIP(s)).toThrow(AddressError);
+  });
 });
 
 describe('IPv6 parse/format (RFC 5952)', () => {
@@ -66,12 +63,23 @@ describe('IPv6 parse/format (RFC 5952)', () => {
   ])('%s -> %s', (input, want) => {
     expect(canonicalIP(input)).toBe(want);
   });
-  it.each([':', ':::', '1:::2', '1::2::3', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7', '12345::', 'g::', '::1.2.3', '1.2.3.4::', 'fe80::1%eth0', ':1::', '1:2:3:4:5:6:7::8'])(
-    'rejects %j',
-    (s) => {
-      expect(tryParseIP(s)).toBeUndefined();
-    },
-  );
+  it.each([
+    ':',
+    ':::',
+    '1:::2',
+    '1::2::3',
+    '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7',
+    '12345::',
+    'g::',
+    '::1.2.3',
+    '1.2.3.4::',
+    'fe80::1%eth0',
+    ':1::',
+    '1:2:3:4:5:6:7::8',
+  ])('rejects %j', (s) => {
+    expect(tryParseIP(s)).toBeUndefined();
+  });
   it('round-trips random addresses', () => {
     fc.assert(
       fc.property(fc.bigInt({ min: 0n, max: (1n << 128n) - 1n }), (v) => {
@@ -109,9 +117,8 @@ describe('CIDR', () => {
     expect(tryParseCidr('10.1.0.0/24', { strict: true })).toBeDefined();
     expect(() => parseCidr('10.1.0.5/24', { strict: true })).toThrow(/host bits/);
   });
-  it.each(['10.1.0.0', '10.1.0.0/33', '10.1.0.0/-1', '10.1.0.0/024', '::/129', '/24', '10.1.0.0/', 'x/8', '10.1.0.0/8/8'])(
-    'rejects %j',
-    (s) => expect(tryParseCidr(s)).toBeUndefined(),
+  it.each(['10.1.0.0', '10.1.0.0/33', '10.1.0.0/-1', '10.1.0.0/024', '::/129', '/24', '10.1.0.0/', 'x/8', '10.1.0.0/8/8'])('rejects %j', (s) =>
+    expect(tryParseCidr(s)).toBeUndefined(),
   );
   it('first, last, size', () => {
     const c = parseCidr('10.1.0.77/26');

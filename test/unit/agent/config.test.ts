@@ -53,7 +53,10 @@ describe('agent config', () => {
       JSON.stringify({
         cniVersion: '1.0.0',
         name: 'strand',
-        plugins: [{ type: 'strand-bridge', ipam: { type: 'strand-ipam', etcd: { endpoints: 'http://10.0.0.1:2379', prefix: '/strand' } } }, { type: 'portmap' }],
+        plugins: [
+          { type: 'strand-bridge', ipam: { type: 'strand-ipam', etcd: { endpoints: 'http://10.0.0.1:2379', prefix: '/strand' } } },
+          { type: 'portmap' },
+        ],
       }),
     );
     writeFileSync(join(d, 'agent.json'), JSON.stringify({ mode: 'vxlan', vxlan: { vni: 7, port: 8472 }, leaseTTL: '5s' }));
@@ -68,7 +71,15 @@ describe('agent config', () => {
       ]),
       {},
     );
-    expect(c).toMatchObject({ nodeName: 'a', nodeIPs: ['192.168.1.10', 'fd00::a'], networks: ['strand'], mode: 'vxlan', vxlan: { vni: 9, port: 8472, device: 'strand.9' }, leaseTTLSeconds: 5, resyncMs: 1500 });
+    expect(c).toMatchObject({
+      nodeName: 'a',
+      nodeIPs: ['192.168.1.10', 'fd00::a'],
+      networks: ['strand'],
+      mode: 'vxlan',
+      vxlan: { vni: 9, port: 8472, device: 'strand.9' },
+      leaseTTLSeconds: 5,
+      resyncMs: 1500,
+    });
     expect(c.etcd).toMatchObject({ endpoints: ['http://10.0.0.1:2379'], prefix: '/strand' });
   });
 
@@ -147,7 +158,10 @@ describe('agent state file', () => {
     const f = join(tmp(), 'sub', 'agent.json');
     writeState(f, base);
     expect(readState(f)).toEqual(base);
-    const text = formatState(base, readiness(base, at, () => true));
+    const text = formatState(
+      base,
+      readiness(base, at, () => true),
+    );
     expect(text).toContain('state:      synced');
     expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26/);
     expect(text).toMatch(/10\.244\.0\.64\/26\s+via 192\.168\.1\.11 -> b/);

@@ -69,10 +69,12 @@ describe('desiredState: host-gw', () => {
   });
 
   it('drops the routes of a node whose record is gone (lease expired), keeping the block as orphan', () => {
-    const v = cluster([...view.nodes].map(([k, n]) => [k, JSON.stringify(n)] as [string, string]).filter(([k]) => !k.endsWith('/c')).concat([
-      affinity('net', '10.244.0.64/26', 'b'),
-      affinity('net', '10.244.0.128/26', 'c'),
-    ]));
+    const v = cluster(
+      [...view.nodes]
+        .map(([k, n]) => [k, JSON.stringify(n)] as [string, string])
+        .filter(([k]) => !k.endsWith('/c'))
+        .concat([affinity('net', '10.244.0.64/26', 'b'), affinity('net', '10.244.0.128/26', 'c')]),
+    );
     const d = desiredState(v, hostGw());
     expect(d.routes.map((r) => r.dst)).toEqual(['10.244.0.64/26']);
     expect(d.orphanBlocks).toEqual([{ network: 'net', cidr: '10.244.0.128/26', node: 'c' }]);
@@ -109,8 +111,14 @@ describe('desiredState: borrowed addresses', () => {
     affinity('net', '10.244.0.64/26', 'b'),
   ];
 
-  it('routes an address borrowed by c from b\'s block as a /32 towards c', () => {
-    const v = cluster([...base, block('net', '10.244.0.64/26', 'b', { '10.244.0.70': { containerId: 'x', ifname: 'eth0', node: 'c' }, '10.244.0.66': { containerId: 'y', ifname: 'eth0' } })]);
+  it("routes an address borrowed by c from b's block as a /32 towards c", () => {
+    const v = cluster([
+      ...base,
+      block('net', '10.244.0.64/26', 'b', {
+        '10.244.0.70': { containerId: 'x', ifname: 'eth0', node: 'c' },
+        '10.244.0.66': { containerId: 'y', ifname: 'eth0' },
+      }),
+    ]);
     const d = desiredState(v, hostGw());
     expect(d.routes.map((r) => [r.dst, r.gw, r.why])).toEqual([
       ['10.244.0.64/26', '192.168.1.11', 'block'],
@@ -202,10 +210,7 @@ describe('desiredState: vxlan', () => {
 });
 
 describe('plan', () => {
-  const view = cluster([
-    node('b', '192.168.2.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0b' }),
-    affinity('net', '10.244.0.64/26', 'b'),
-  ]);
+  const view = cluster([node('b', '192.168.2.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0b' }), affinity('net', '10.244.0.64/26', 'b')]);
 
   it('adds everything on an empty node, entries before routes', () => {
     const ops = plan(desiredState(view, vxlan()), noActual);
@@ -259,12 +264,18 @@ describe('plan', () => {
     const d = desiredState(v, hostGw());
     expect(plan(d, { routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', dev: 'eth0', onlink: false }], fdb: [], neighs: [] })).toEqual([]);
     const gone = desiredState(cluster([affinity('net', '10.244.0.64/26', 'b')]), hostGw());
-    expect(plan(gone, { routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', dev: 'eth0', onlink: false }], fdb: [], neighs: [] }).map((o) => `${o.op} ${o.action}`)).toEqual(['route del']);
+    expect(
+      plan(gone, { routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', dev: 'eth0', onlink: false }], fdb: [], neighs: [] }).map(
+        (o) => `${o.op} ${o.action}`,
+      ),
+    ).toEqual(['route del']);
   });
 
   it('compares addresses canonically', () => {
     expect(routeMatches({ dst: 'fd00::/64', gw: 'FD00::0:1', node: 'b', why: 'block' }, { dst: 'fd00::/64', gw: 'fd00::1', onlink: false })).toBe(true);
-    expect(routeMatches({ dst: '10.0.0.0/8', gw: '10.0.0.1', onlink: true, node: 'b', why: 'block' }, { dst: '10.0.0.0/8', gw: '10.0.0.1', onlink: false })).toBe(false);
+    expect(
+      routeMatches({ dst: '10.0.0.0/8', gw: '10.0.0.1', onlink: true, node: 'b', why: 'block' }, { dst: '10.0.0.0/8', gw: '10.0.0.1', onlink: false }),
+    ).toBe(false);
   });
 });
 
@@ -272,9 +283,13 @@ describe('model events', () => {
   it('applies puts and deletes by key, ignores foreign keys, marks malformed records', () => {
     const v = emptyView();
     expect(applyEvent(v, P, 'put', `${P}/attachments/net/x/eth0`, '{}')).toBe('ignored');
-    expect(applyEvent(v, P, 'put', `${P}/nodes/b`, JSON.stringify({ name: 'b', addresses: ['10.0.0.2'], mode: 'vxlan', vtepMac: '02:AA:00:00:00:01' }))).toBe('changed');
+    expect(applyEvent(v, P, 'put', `${P}/nodes/b`, JSON.stringify({ name: 'b', addresses: ['10.0.0.2'], mode: 'vxlan', vtepMac: '02:AA:00:00:00:01' }))).toBe(
+      'changed',
+    );
     expect(v.nodes.get(`${P}/nodes/b`)?.vtepMac).toBe('02:aa:00:00:00:01');
-    expect(applyEvent(v, P, 'put', `${P}/nodes/b`, JSON.stringify({ name: 'b', addresses: ['10.0.0.2'], mode: 'vxlan', vtepMac: '02:aa:00:00:00:01' }))).toBe('unchanged');
+    expect(applyEvent(v, P, 'put', `${P}/nodes/b`, JSON.stringify({ name: 'b', addresses: ['10.0.0.2'], mode: 'vxlan', vtepMac: '02:aa:00:00:00:01' }))).toBe(
+      'unchanged',
+    );
     expect(applyEvent(v, P, 'put', `${P}/nodes/b`, 'not json')).toBe('invalid');
     expect(v.nodes.size).toBe(0);
     expect(applyEvent(v, P, 'delete', `${P}/nodes/b`)).toBe('unchanged');
@@ -295,7 +310,7 @@ describe('model events', () => {
     expect(v.borrowed.size).toBe(0);
   });
 
-  it('ignores a node record stored under another node\'s key', () => {
+  it("ignores a node record stored under another node's key", () => {
     const v = cluster([[`${P}/nodes/b`, JSON.stringify({ name: 'evil', addresses: ['10.0.0.9'], mode: 'host-gw' })], affinity('net', '10.244.0.0/26', 'evil')]);
     expect(desiredState(v, hostGw()).routes).toEqual([]);
   });

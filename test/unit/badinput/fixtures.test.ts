@@ -22,22 +22,68 @@ describe('bad-input fixtures', () => {
   it('covers the categories issue 8 asks for', () => {
     const ids = corpus.map((c) => c.id);
     const has = (re: RegExp): boolean => ids.some((id) => re.test(id));
-    for (const re of [/^json\/truncated/, /^huge\//, /^json\/huge/, /not-boolean|number|string$/, /^ipam\/subnet/, /ifname-slash/, /ifname-16-bytes/,
-      /^netns\/regular-file/, /^netns\/directory/, /^netns\/missing/, /path-without-ipam/, /^delegate\/garbage/]) {
+    for (const re of [
+      /^json\/truncated/,
+      /^huge\//,
+      /^json\/huge/,
+      /not-boolean|number|string$/,
+      /^ipam\/subnet/,
+      /ifname-slash/,
+      /ifname-16-bytes/,
+      /^netns\/regular-file/,
+      /^netns\/directory/,
+      /^netns\/missing/,
+      /path-without-ipam/,
+      /^delegate\/garbage/,
+    ]) {
       expect(has(re), String(re)).toBe(true);
     }
     // every option of every plugin's schema appears in some case
     const text = corpus.map((c) => JSON.stringify(c)).join('\n');
     const options: Record<string, string[]> = {
-      'strand-bridge': ['bridge', 'isGateway', 'isDefaultGateway', 'forceAddress', 'ipMasq', 'ipMasqBackend', 'mtu', 'hairpinMode', 'promiscMode', 'vlan', 'vlanTrunk',
-        'preserveDefaultVlan', 'macspoofchk', 'enabledad', 'disableContainerInterface', 'portIsolation'],
+      'strand-bridge': [
+        'bridge',
+        'isGateway',
+        'isDefaultGateway',
+        'forceAddress',
+        'ipMasq',
+        'ipMasqBackend',
+        'mtu',
+        'hairpinMode',
+        'promiscMode',
+        'vlan',
+        'vlanTrunk',
+        'preserveDefaultVlan',
+        'macspoofchk',
+        'enabledad',
+        'disableContainerInterface',
+        'portIsolation',
+      ],
       'strand-macvlan': ['master', 'mode', 'mtu', 'mac', 'linkInContainer'],
       'strand-ipvlan': ['master', 'mode', 'mtu', 'linkInContainer'],
-      'strand-ipam': ['subnet', 'rangeStart', 'rangeEnd', 'gateway', 'routes', 'resolvConf', 'dataDir', 'blockSize', 'blockSizeV6', 'strictAffinity', 'nodeName',
-        'endpoints', 'dialTimeout', 'tls', 'password'],
+      'strand-ipam': [
+        'subnet',
+        'rangeStart',
+        'rangeEnd',
+        'gateway',
+        'routes',
+        'resolvConf',
+        'dataDir',
+        'blockSize',
+        'blockSizeV6',
+        'strictAffinity',
+        'nodeName',
+        'endpoints',
+        'dialTimeout',
+        'tls',
+        'password',
+      ],
     };
     for (const [plugin, opts] of Object.entries(options)) {
-      const mine = corpus.filter((c) => c.plugin === plugin).map((c) => JSON.stringify(c)).join('\n');
+      const mine = corpus
+        .filter((c) => c.plugin === plugin)
+        .map((c) => JSON.stringify(c))
+        .join('\n');
       for (const o of opts) expect(mine.includes(`"${o}"`), `${plugin} ${o}`).toBe(true);
     }
     expect(text.length).toBeGreaterThan(0);

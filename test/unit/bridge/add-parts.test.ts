@@ -64,7 +64,11 @@ describe('masquerade rule layout (as the reference plugins)', () => {
 
 describe('vlanRanges', () => {
   it('compresses consecutive IDs', () => {
-    expect(vlanRanges([1, 2, 3, 7, 9, 10])).toEqual([[1, 3], [7, 7], [9, 10]]);
+    expect(vlanRanges([1, 2, 3, 7, 9, 10])).toEqual([
+      [1, 3],
+      [7, 7],
+      [9, 10],
+    ]);
     expect(vlanRanges([])).toEqual([]);
   });
 });

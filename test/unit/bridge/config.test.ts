@@ -82,7 +82,13 @@ describe('bridge config', () => {
   });
 
   it('a multicast or all-zero args.cni.mac / runtimeConfig.mac: code 7 naming the field', () => {
-    expect(err(() => resolveMac(parseConfig({ ...base, args: { cni: { mac: '01:00:5e:00:00:01' } } }), ''))).toMatchObject({ code: 7, msg: 'invalid config field args.cni.mac' });
-    expect(err(() => resolveMac(parseConfig({ ...base, runtimeConfig: { mac: '00:00:00:00:00:00' } }), ''))).toMatchObject({ code: 7, msg: 'invalid config field runtimeConfig.mac' });
+    expect(err(() => resolveMac(parseConfig({ ...base, args: { cni: { mac: '01:00:5e:00:00:01' } } }), ''))).toMatchObject({
+      code: 7,
+      msg: 'invalid config field args.cni.mac',
+    });
+    expect(err(() => resolveMac(parseConfig({ ...base, runtimeConfig: { mac: '00:00:00:00:00:00' } }), ''))).toMatchObject({
+      code: 7,
+      msg: 'invalid config field runtimeConfig.mac',
+    });
   });
 });

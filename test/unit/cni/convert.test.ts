@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  convertResult,
-  convertWire,
-  formatResultJson,
-  isResultFormatError,
-  parseResult,
-  RESULT_CODECS,
-} from '../../../lib/cni/convert.ts';
+import { convertResult, convertWire, formatResultJson, isResultFormatError, parseResult, RESULT_CODECS } from '../../../lib/cni/convert.ts';
 import { CniError } from '../../../lib/cni/errors.ts';
 import { SPEC_VERSIONS, type Result, type SpecVersion } from '../../../lib/cni/types.ts';
 
@@ -158,7 +151,7 @@ describe('spec examples', () => {
       interfaces: IFACES_BASIC,
       ips: [{ version: '4', interface: 2, address: '10.1.0.5/16', gateway: '10.1.0.1' }],
       routes: [{ dst: '0.0.0.0/0' }],
-      dns: { nameservers: ['10.1.0.1' ] },
+      dns: { nameservers: ['10.1.0.1'] },
     });
   });
   it('parses a host-local IPAM result (no interfaces) of 0.2.0 with no version field (0.1.0)', () => {

@@ -129,7 +129,7 @@ describe('in-process delegation', () => {
     expect(existsSync(join(dir, 'exec.ADD'))).toBe(true);
   });
 
-  it('execs when STRAND_IPAM_EXEC=1 (the registration\'s execEnv) or a timeout is asked for', async () => {
+  it("execs when STRAND_IPAM_EXEC=1 (the registration's execEnv) or a timeout is asked for", async () => {
     const self = selfDir();
     const a = args([self], { STRAND_IPAM_EXEC: '1' });
     expect(await inProcessFor(TYPE, join(self, TYPE), a.env)).toBeUndefined();
@@ -156,7 +156,7 @@ describe('in-process delegation', () => {
     expect(calls).toHaveLength(0);
   });
 
-  it('an error JSON keeps its code, msg and details; the delegate\'s stderr is logged', async () => {
+  it("an error JSON keeps its code, msg and details; the delegate's stderr is logged", async () => {
     behave = (io) => {
       io.stderr.write('store is busy\n');
       io.stdout.write('{"cniVersion":"0.4.0","code":11,"msg":"try later","details":"store busy"}');
@@ -169,7 +169,7 @@ describe('in-process delegation', () => {
     expect(lines.join('')).toMatch(new RegExp(`${TYPE} stderr: store is busy`));
   });
 
-  it('a failing status without error JSON is DelegateFailed (104), as an exec\'d one', async () => {
+  it("a failing status without error JSON is DelegateFailed (104), as an exec'd one", async () => {
     behave = () => 3;
     const e = await cniErrorOf(delegateDel(TYPE, CONF, args([selfDir()])));
     expect(e.code).toBe(Code.DelegateFailed);
@@ -185,7 +185,7 @@ describe('in-process delegation', () => {
     expect(e.details).toMatch(/module broken/);
   });
 
-  it('an undecodable ADD result is a decoding failure, as from an exec\'d delegate', async () => {
+  it("an undecodable ADD result is a decoding failure, as from an exec'd delegate", async () => {
     behave = (io) => {
       io.stdout.write('hello');
       return 0;
@@ -217,7 +217,12 @@ describe('strand-ipam in-process (from source, opt-in)', () => {
       writeFileSync(join(bin, 'strand-ipam'), '#!/bin/sh\nexit 99\n', { mode: 0o755 });
       const dataDir = join(dir, 'data');
       const conf = Buffer.from(
-        JSON.stringify({ cniVersion: '1.0.0', name: 'sc-net', type: 'strand-bridge', ipam: { type: 'strand-ipam', dataDir, ranges: [[{ subnet: '10.5.0.0/24' }]] } }),
+        JSON.stringify({
+          cniVersion: '1.0.0',
+          name: 'sc-net',
+          type: 'strand-bridge',
+          ipam: { type: 'strand-ipam', dataDir, ranges: [[{ subnet: '10.5.0.0/24' }]] },
+        }),
       );
       const a = args([bin]);
       const r = await delegateAdd('strand-ipam', conf, a);

@@ -131,7 +131,15 @@ describe('findInPath', () => {
 describe('environment', () => {
   it('scrubs Node and OpenSSL loader variables, keeps the rest, sets CNI_COMMAND', () => {
     const env = delegateEnv(
-      { CNI_COMMAND: 'ADD', NODE_OPTIONS: '--require /tmp/evil.js', NODE_PATH: '/x', NODE_NAME: 'node-1', OPENSSL_CONF: '/x', K8S_NODE_NAME: 'n', X: undefined },
+      {
+        CNI_COMMAND: 'ADD',
+        NODE_OPTIONS: '--require /tmp/evil.js',
+        NODE_PATH: '/x',
+        NODE_NAME: 'node-1',
+        OPENSSL_CONF: '/x',
+        K8S_NODE_NAME: 'n',
+        X: undefined,
+      },
       'DEL',
     );
     expect(env).toEqual({ CNI_COMMAND: 'DEL', NODE_NAME: 'node-1', K8S_NODE_NAME: 'n' });
@@ -306,7 +314,7 @@ describe('with the reference host-local', () => {
       expect(existsSync(join(dir, 'ipam', 's1net', '10.99.0.2'))).toBe(false);
     });
   }
-  it("a version it does not speak comes back as its own error (code 1)", async () => {
+  it('a version it does not speak comes back as its own error (code 1)', async () => {
     const e = await codeOf(delegateAdd('host-local', ipamConf('1.1.0'), args({}, [refBin])));
     expect(e.code).toBe(Code.IncompatibleVersion);
   });

@@ -30,7 +30,12 @@ describe('validateWith', () => {
   });
   it('names a nested field in dotted form', () => {
     const raw = { ipam: { ranges: [[{ subnet: 'x' }]] } };
-    const e = err(() => validateWith(fake([{ instancePath: '/ipam/ranges/0/0/subnet', keyword: 'format', params: { format: 'cidr' }, message: 'must match format "cidr"' }]), raw));
+    const e = err(() =>
+      validateWith(
+        fake([{ instancePath: '/ipam/ranges/0/0/subnet', keyword: 'format', params: { format: 'cidr' }, message: 'must match format "cidr"' }]),
+        raw,
+      ),
+    );
     expect(e.code).toBe(Code.InvalidNetworkConfig);
     expect(e.msg).toBe('invalid config field ipam.ranges[0][0].subnet');
     expect(e.details).toBe('ipam.ranges[0][0].subnet: must match format "cidr"; got "x"');
@@ -42,15 +47,24 @@ describe('validateWith', () => {
     expect(err(() => validateWith(fake([{ instancePath: '', keyword: 'additionalProperties', params: { additionalProperty: 'bridg' } }]), {})).msg).toBe(
       'unknown config field bridg',
     );
-    const d = err(() => validateWith(fake([{ instancePath: '/vlanTrunk/0', keyword: 'dependentRequired', params: { property: 'minID', missingProperty: 'maxID' } }]), { vlanTrunk: [{}] }));
+    const d = err(() =>
+      validateWith(fake([{ instancePath: '/vlanTrunk/0', keyword: 'dependentRequired', params: { property: 'minID', missingProperty: 'maxID' } }]), {
+        vlanTrunk: [{}],
+      }),
+    );
     expect(d.msg).toBe('missing config field vlanTrunk[0].maxID');
     expect(d.details).toContain('needed with minID');
   });
   it('lists enum values, decodes JSON-pointer escapes and applies a prefix', () => {
     const e = err(() =>
-      validateWith(fake([{ instancePath: '/mode', keyword: 'enum', params: { allowedValues: ['bridge', 'vepa'] }, message: 'must be equal to one of the allowed values' }]), {
-        mode: 'x',
-      }),
+      validateWith(
+        fake([
+          { instancePath: '/mode', keyword: 'enum', params: { allowedValues: ['bridge', 'vepa'] }, message: 'must be equal to one of the allowed values' },
+        ]),
+        {
+          mode: 'x',
+        },
+      ),
     );
     expect(e.details).toBe('mode: must be one of "bridge", "vepa"; got "x"');
     const p = err(() => validateWith(fake([{ instancePath: '/a~1b/c~0d', keyword: 'type', params: {}, message: 'must be string' }]), {}, ['ipam']));

@@ -174,14 +174,22 @@ describe('manifests: what strand relies on', () => {
         return name && remap[name] ? `--${name}=${remap[name]}` : a;
       });
       let err = '';
-      const io = { env: { K8S_NODE_NAME: 'kind-worker', STRAND_ETCD_ENDPOINTS: cm.data['etcd-endpoints'], STRAND_ETCD_TLS_DIR: tlsDir }, stdin: async () => Buffer.alloc(0), stdout: { write: () => {} }, stderr: { write: (s: string) => void (err += s) } };
+      const io = {
+        env: { K8S_NODE_NAME: 'kind-worker', STRAND_ETCD_ENDPOINTS: cm.data['etcd-endpoints'], STRAND_ETCD_TLS_DIR: tlsDir },
+        stdin: async () => Buffer.alloc(0),
+        stdout: { write: () => {} },
+        stderr: { write: (s: string) => void (err += s) },
+      };
       expect(await installMain([...args, `--source=${join(tmp, 'strand')}`], io), err).toBe(0);
 
       const agentEnv: Record<string, string> = { K8S_NODE_NAME: 'kind-worker', NODE_IP: '172.18.0.3', STRAND_AGENT_MODE: cm.data['agent-mode'] };
       const flags = new Map<string, string>();
       for (const a of (agent.args as string[]).slice(1)) {
         const [, name, value] = /^--([a-z-]+)=(.*)$/.exec(a)!;
-        flags.set(name!, value!.replace(/\$\(([A-Za-z0-9_]+)\)/g, (_m, v: string) => agentEnv[v] ?? `$(${v})`));
+        flags.set(
+          name!,
+          value!.replace(/\$\(([A-Za-z0-9_]+)\)/g, (_m, v: string) => agentEnv[v] ?? `$(${v})`),
+        );
       }
       expect(flags.get('cni-conf')).toBe('/etc/cni/net.d/10-strand.conflist');
       flags.set('cni-conf', join(conf, '10-strand.conflist'));

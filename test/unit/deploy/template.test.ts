@@ -38,7 +38,11 @@ describe('fillTemplate', () => {
   it('drops the TLS object when no TLS is configured, keeps it with paths when it is', () => {
     const plain = fillTemplate(template, base).conflist;
     expect((plain.plugins[0] as any).ipam.etcd).not.toHaveProperty('tls');
-    const tls = { ETCD_CA: '/etc/cni/net.d/strand-etcd/ca.crt', ETCD_CERT: '/etc/cni/net.d/strand-etcd/tls.crt', ETCD_KEY: '/etc/cni/net.d/strand-etcd/tls.key' };
+    const tls = {
+      ETCD_CA: '/etc/cni/net.d/strand-etcd/ca.crt',
+      ETCD_CERT: '/etc/cni/net.d/strand-etcd/tls.crt',
+      ETCD_KEY: '/etc/cni/net.d/strand-etcd/tls.key',
+    };
     const withTls = fillTemplate(template, { ...base, ...tls }).conflist;
     expect((withTls.plugins[0] as any).ipam.etcd.tls).toEqual({ ca: tls.ETCD_CA, cert: tls.ETCD_CERT, key: tls.ETCD_KEY });
   });

@@ -15,8 +15,7 @@ function alloc(ipam: Record<string, unknown>, opts: { store?: Store; node?: stri
   return new Allocator({ store: opts.store ?? new MemoryStore(), config, node: opts.node ?? 'node-a' });
 }
 
-const ips = async (a: Allocator, id: string, ifname = 'eth0'): Promise<string[]> =>
-  (await a.allocate(id, ifname)).map((x) => formatIP(x.ip));
+const ips = async (a: Allocator, id: string, ifname = 'eth0'): Promise<string[]> => (await a.allocate(id, ifname)).map((x) => formatIP(x.ip));
 
 describe('allocator over the memory store', () => {
   it('hands out .2 first (gateway .1 and the network are skipped) and round-robins after release', async () => {
@@ -139,9 +138,7 @@ describe('allocator over the memory store', () => {
     const store = new MemoryStore();
     const r = { ranges: [[{ subnet: '10.4.0.0/22' }]] };
     const nodes = ['n1', 'n2', 'n3', 'n4'].map((n) => alloc(r, { store, node: n }));
-    const all = await Promise.all(
-      Array.from({ length: 400 }, (_, i) => (nodes[i % 4] as Allocator).allocate(`c${i}`, 'eth0')),
-    );
+    const all = await Promise.all(Array.from({ length: 400 }, (_, i) => (nodes[i % 4] as Allocator).allocate(`c${i}`, 'eth0')));
     const got = all.map((x) => formatIP((x[0] as { ip: { family: 4; value: bigint } }).ip));
     expect(new Set(got).size).toBe(400);
     await Promise.all(Array.from({ length: 400 }, (_, i) => (nodes[i % 4] as Allocator).release(`c${i}`, 'eth0')));

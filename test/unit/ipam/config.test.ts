@@ -37,9 +37,12 @@ describe('strand-ipam config (host-local compatible)', () => {
 
   it('accepts the legacy top-level subnet and prepends ipRanges from runtimeConfig', () => {
     const c = parseIpamConfig(
-      conf({ subnet: '10.2.0.0/24', rangeStart: '10.2.0.10', gateway: '10.2.0.254', ranges: [[{ subnet: 'fd00::/64' }]] }, {
-        runtimeConfig: { ipRanges: [[{ subnet: '10.3.0.0/24' }]] },
-      }),
+      conf(
+        { subnet: '10.2.0.0/24', rangeStart: '10.2.0.10', gateway: '10.2.0.254', ranges: [[{ subnet: 'fd00::/64' }]] },
+        {
+          runtimeConfig: { ipRanges: [[{ subnet: '10.3.0.0/24' }]] },
+        },
+      ),
     );
     expect(c.rangeSets.map(rangeSetText)).toEqual(['10.3.0.1-10.3.0.254', '10.2.0.10-10.2.0.254', 'fd00::1-fd00::ffff:ffff:ffff:ffff']);
   });
@@ -59,27 +62,106 @@ describe('strand-ipam config (host-local compatible)', () => {
     ['host bits set', { ranges: [[{ subnet: '10.1.0.5/24' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.subnet.*host bits/],
     ['too small', { ranges: [[{ subnet: '10.1.0.0/31' }]] }, {}, '', /subnet.*too small/],
     ['overlapping range sets', { ranges: [[{ subnet: '10.1.0.0/24' }], [{ subnet: '10.1.0.0/16' }]] }, {}, '', /ipam\.ranges\[1\]\[0\].*overlaps/],
-    ['overlapping ranges in a set', { ranges: [[{ subnet: '10.1.0.0/24', rangeEnd: '10.1.0.100' }, { subnet: '10.1.0.0/24', rangeStart: '10.1.0.50' }]] }, {}, '', /ipam\.ranges\[0\]\[1\].*overlaps/],
+    [
+      'overlapping ranges in a set',
+      {
+        ranges: [
+          [
+            { subnet: '10.1.0.0/24', rangeEnd: '10.1.0.100' },
+            { subnet: '10.1.0.0/24', rangeStart: '10.1.0.50' },
+          ],
+        ],
+      },
+      {},
+      '',
+      /ipam\.ranges\[0\]\[1\].*overlaps/,
+    ],
     ['mixed families in a set', { ranges: [[{ subnet: '10.1.0.0/24' }, { subnet: 'fd00::/64' }]] }, {}, '', /ipam\.ranges\[0\]\[1\].*famil/],
-    ['rangeStart outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.2.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.rangeStart.*not in subnet/],
+    [
+      'rangeStart outside subnet',
+      { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.2.0.1' }]] },
+      {},
+      '',
+      /ipam\.ranges\[0\]\[0\]\.rangeStart.*not in subnet/,
+    ],
     ['rangeEnd outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', rangeEnd: '10.2.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.rangeEnd.*not in subnet/],
     ['gateway outside subnet', { ranges: [[{ subnet: '10.1.0.0/24', gateway: '10.9.0.1' }]] }, {}, '', /ipam\.ranges\[0\]\[0\]\.gateway.*not in subnet/],
     ['gateway of the other family', { ranges: [[{ subnet: '10.1.0.0/24', gateway: 'fd00::1' }]] }, {}, '', /gateway.*not an IPv4/],
-    ['rangeStart after rangeEnd', { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.1.0.9', rangeEnd: '10.1.0.5' }]] }, {}, '', /rangeStart.*after rangeEnd/],
+    [
+      'rangeStart after rangeEnd',
+      { ranges: [[{ subnet: '10.1.0.0/24', rangeStart: '10.1.0.9', rangeEnd: '10.1.0.5' }]] },
+      {},
+      '',
+      /rangeStart.*after rangeEnd/,
+    ],
     ['no ranges', {}, {}, '', /ipam\.ranges.*no IP ranges/],
-    ['requested IP outside every range (args)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { args: { cni: { ips: ['10.7.0.1'] } } }, '', /args\.cni\.ips\[0\].*not in any configured range/],
-    ['requested IP outside every range (runtimeConfig)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { runtimeConfig: { ips: ['10.7.0.1/24'] } }, '', /runtimeConfig\.ips\[0\]/],
+    [
+      'requested IP outside every range (args)',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]] },
+      { args: { cni: { ips: ['10.7.0.1'] } } },
+      '',
+      /args\.cni\.ips\[0\].*not in any configured range/,
+    ],
+    [
+      'requested IP outside every range (runtimeConfig)',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]] },
+      { runtimeConfig: { ips: ['10.7.0.1/24'] } },
+      '',
+      /runtimeConfig\.ips\[0\]/,
+    ],
     ['requested IP outside every range (CNI_ARGS)', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, {}, 'IP=10.7.0.1', /CNI_ARGS IP/],
-    ['two requested IPs for one range set', { ranges: [[{ subnet: '10.1.0.0/24' }]] }, { args: { cni: { ips: ['10.1.0.5', '10.1.0.6'] } } }, '', /one address per range set/],
-    ['bad TLS file path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], tls: { ca: '/nonexistent/ca.pem' } } }, {}, '', /ipam\.etcd\.tls\.ca.*ENOENT/],
+    [
+      'two requested IPs for one range set',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]] },
+      { args: { cni: { ips: ['10.1.0.5', '10.1.0.6'] } } },
+      '',
+      /one address per range set/,
+    ],
+    [
+      'bad TLS file path',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], tls: { ca: '/nonexistent/ca.pem' } } },
+      {},
+      '',
+      /ipam\.etcd\.tls\.ca.*ENOENT/,
+    ],
     ['etcd without endpoints', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: {} }, {}, '', /ipam\.etcd\.endpoints/],
     ['bad blockSize', { ranges: [[{ subnet: '10.1.0.0/24' }]], blockSize: 40 }, {}, '', /ipam\.blockSize/],
     ['route without dst', { ranges: [[{ subnet: '10.1.0.0/24' }]], routes: [{ gw: '10.1.0.1' }] }, {}, '', /ipam\.routes\[0\]\.dst/],
-    ['etcd endpoint that is not a URL', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['not a url'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*"not a url".*not an endpoint URL/],
-    ['etcd endpoint with a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379', 'http://h:2379/v3'] } }, {}, '', /ipam\.etcd\.endpoints\[1\].*without a path/],
-    ['etcd endpoint of another scheme', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['ftp://h:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*only http and https/],
-    ['etcd unix endpoint without a path', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['unix:'] } }, {}, '', /ipam\.etcd\.endpoints\[0\].*unix socket/],
-    ['etcd transport unknown', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], transport: 'websocket' } }, {}, '', /ipam\.etcd\.transport/],
+    [
+      'etcd endpoint that is not a URL',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['not a url'] } },
+      {},
+      '',
+      /ipam\.etcd\.endpoints\[0\].*"not a url".*not an endpoint URL/,
+    ],
+    [
+      'etcd endpoint with a path',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379', 'http://h:2379/v3'] } },
+      {},
+      '',
+      /ipam\.etcd\.endpoints\[1\].*without a path/,
+    ],
+    [
+      'etcd endpoint of another scheme',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['ftp://h:2379'] } },
+      {},
+      '',
+      /ipam\.etcd\.endpoints\[0\].*only http and https/,
+    ],
+    [
+      'etcd unix endpoint without a path',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['unix:'] } },
+      {},
+      '',
+      /ipam\.etcd\.endpoints\[0\].*unix socket/,
+    ],
+    [
+      'etcd transport unknown',
+      { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'], transport: 'websocket' } },
+      {},
+      '',
+      /ipam\.etcd\.transport/,
+    ],
     ['etcd endpoint without a host', { ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['http://:2379'] } }, {}, '', /ipam\.etcd\.endpoints\[0\]/],
   ];
   for (const [name, ipam, extra, cniArgs, re] of cases) {

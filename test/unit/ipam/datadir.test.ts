@@ -21,7 +21,13 @@ afterAll(() => {
 
 async function run(verb: string, dataDir: string): Promise<{ rc: number; json: { code: number; msg: string; details?: string } }> {
   let out = '';
-  const env: Record<string, string> = { CNI_COMMAND: verb, CNI_PATH: '/nonexistent', CNI_CONTAINERID: 'c1', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/ha-none' };
+  const env: Record<string, string> = {
+    CNI_COMMAND: verb,
+    CNI_PATH: '/nonexistent',
+    CNI_CONTAINERID: 'c1',
+    CNI_IFNAME: 'eth0',
+    CNI_NETNS: '/run/netns/ha-none',
+  };
   const conf = { cniVersion: '1.1.0', name: 'net1', type: 'strand-ipam', ipam: { type: 'strand-ipam', dataDir, ranges: [[{ subnet: '10.1.0.0/24' }]] } };
   const rc = await main({
     env,

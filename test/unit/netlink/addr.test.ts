@@ -24,7 +24,9 @@ describe.each(WHERE)('ifaddrmsg against the %s kernel', (where) => {
   for (const ns of ['A', 'B'] as const) {
     it(`netns ${ns}: every address of ip -j addr, IPv4 and IPv6, with scope, flags, label, broadcast, peer`, () => {
       const ours = dataOf(fx.dumps[`addrs${ns}`], 'addr').map((m) => m.addr);
-      const ipAddrs = (fx.ip[`addrs${ns}`] as Array<{ ifindex: number; addr_info: IpAddrInfo[] }>).flatMap((l) => l.addr_info.map((a) => ({ ...a, ifindex: l.ifindex })));
+      const ipAddrs = (fx.ip[`addrs${ns}`] as Array<{ ifindex: number; addr_info: IpAddrInfo[] }>).flatMap((l) =>
+        l.addr_info.map((a) => ({ ...a, ifindex: l.ifindex })),
+      );
       expect(ours).toHaveLength(ipAddrs.length);
       expect(ours.some((a) => a.version === 4) && ours.some((a) => a.version === 6)).toBe(true);
       for (const ipa of ipAddrs) {

@@ -81,7 +81,14 @@ describe.each(WHERE)('ifinfomsg against the %s kernel', (where) => {
     const s = ipA.find((l) => l.ifname === 'veth0')!.linkinfo!.info_slave_data!;
     expect(veth0.slave?.kind).toBe('bridge');
     if (veth0.slave?.kind !== 'bridge') return;
-    expect(veth0.slave.port).toMatchObject({ hairpin: s['hairpin'], isolated: s['isolated'], learning: s['learning'], unicastFlood: s['flood'], priority: s['priority'], cost: s['cost'] });
+    expect(veth0.slave.port).toMatchObject({
+      hairpin: s['hairpin'],
+      isolated: s['isolated'],
+      learning: s['learning'],
+      unicastFlood: s['flood'],
+      priority: s['priority'],
+      cost: s['cost'],
+    });
     expect(veth0.slave.port).toMatchObject({ hairpin: true, isolated: true, learning: false, state: 3 });
   });
 
@@ -94,9 +101,26 @@ describe.each(WHERE)('ifinfomsg against the %s kernel', (where) => {
 
   it('vxlan: id, port, local, remote / group, dev, ttl, learning for IPv4 and IPv6', () => {
     const vx4 = ipData('vx4');
-    expect(byName('vx4').info).toEqual({ kind: 'vxlan', id: vx4['id'], port: vx4['port'], local: vx4['local'], remote: vx4['remote'], ttl: vx4['ttl'], learning: vx4['learning'] });
+    expect(byName('vx4').info).toEqual({
+      kind: 'vxlan',
+      id: vx4['id'],
+      port: vx4['port'],
+      local: vx4['local'],
+      remote: vx4['remote'],
+      ttl: vx4['ttl'],
+      learning: vx4['learning'],
+    });
     const vx6 = ipData('vx6');
-    expect(byName('vx6').info).toEqual({ kind: 'vxlan', id: 43, port: 8472, local: vx6['local6'], group: vx6['group6'], dev: idxA.get(vx6['link']), ttl: 0, learning: true });
+    expect(byName('vx6').info).toEqual({
+      kind: 'vxlan',
+      id: 43,
+      port: 8472,
+      local: vx6['local6'],
+      group: vx6['group6'],
+      dev: idxA.get(vx6['link']),
+      ttl: 0,
+      learning: true,
+    });
     const vxg = ipData('vxg');
     expect(byName('vxg').info).toMatchObject({ kind: 'vxlan', id: 44, group: vxg['group'], dev: idxA.get('br0'), port: 4789 });
   });
@@ -108,11 +132,12 @@ describe.each(WHERE)('ifinfomsg against the %s kernel', (where) => {
   });
 
   // ipvlan and bridge VLAN filtering exist only in the guest kernel's fixture.
-  if (guest) it('ipvlan: mode and flags', () => {
-    const d = ipData('iv0');
-    expect(byName('iv0').info).toEqual({ kind: 'ipvlan', mode: d['mode'], flag: d['private'] ? 'private' : 'bridge' });
-    expect(byName('iv0').parent).toBe(idxA.get('veth1p'));
-  });
+  if (guest)
+    it('ipvlan: mode and flags', () => {
+      const d = ipData('iv0');
+      expect(byName('iv0').info).toEqual({ kind: 'ipvlan', mode: d['mode'], flag: d['private'] ? 'private' : 'bridge' });
+      expect(byName('iv0').parent).toBe(idxA.get('veth1p'));
+    });
 
   it('AF_BRIDGE view: port settings in IFLA_PROTINFO', () => {
     const msgs = dataOf(fx.dumps.bridgeA, 'link').map((m) => m.link);
@@ -123,35 +148,60 @@ describe.each(WHERE)('ifinfomsg against the %s kernel', (where) => {
     for (const l of msgs) expect(roundTrip(l)).toEqual(l);
   });
 
-  if (guest) it('AF_BRIDGE view: VLAN entries (pvid, untagged, ranges) as bridge -j vlan shows them', () => {
-    const msgs = dataOf(fx.dumps.bridgeA, 'link').map((m) => m.link);
-    const ipVlans = fx.ip['vlansA'] as Array<{ ifname: string; vlans: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }> }>;
-    expect(ipVlans.length).toBeGreaterThan(0);
-    for (const entry of ipVlans) {
-      const ours = msgs.find((l) => l.name === entry.ifname)!.bridge?.vlans ?? [];
-      const expanded = ours.flatMap((v) => {
-        const out = [];
-        for (let vid = v.vid; vid <= (v.vidEnd ?? v.vid); vid++) {
-          const flags = [...(v.pvid ? ['PVID'] : []), ...(v.untagged ? ['Egress Untagged'] : [])];
-          out.push(flags.length ? { vlan: vid, flags } : { vlan: vid });
-        }
-        return out;
-      });
-      expect(expanded).toEqual(entry.vlans);
-    }
-    expect(msgs.find((l) => l.name === 'veth0')!.bridge?.vlans).toContainEqual({ vid: 20, vidEnd: 22 });
-  });
+  if (guest)
+    it('AF_BRIDGE view: VLAN entries (pvid, untagged, ranges) as bridge -j vlan shows them', () => {
+      const msgs = dataOf(fx.dumps.bridgeA, 'link').map((m) => m.link);
+      const ipVlans = fx.ip['vlansA'] as Array<{ ifname: string; vlans: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }> }>;
+      expect(ipVlans.length).toBeGreaterThan(0);
+      for (const entry of ipVlans) {
+        const ours = msgs.find((l) => l.name === entry.ifname)!.bridge?.vlans ?? [];
+        const expanded = ours.flatMap((v) => {
+          const out = [];
+          for (let vid = v.vid; vid <= (v.vidEnd ?? v.vid); vid++) {
+            const flags = [...(v.pvid ? ['PVID'] : []), ...(v.untagged ? ['Egress Untagged'] : [])];
+            out.push(flags.length ? { vlan: vid, flags } : { vlan: vid });
+          }
+          return out;
+        });
+        expect(expanded).toEqual(entry.vlans);
+      }
+      expect(msgs.find((l) => l.name === 'veth0')!.bridge?.vlans).toContainEqual({ vid: 20, vidEnd: 22 });
+    });
 });
 
 describe('ifinfomsg requests', () => {
   it('nests a veth peer (its own ifinfomsg + attributes) inside IFLA_INFO_DATA', () => {
     const m: LinkMessage = { name: 'veth0', info: { kind: 'veth', peer: { name: 'eth0', netnsFd: 9, mtu: 1400, flags: 1, change: 1 } } };
-    expect(roundTrip(m)).toEqual({ family: 0, type: 0, index: 0, flags: 0, change: 0, name: 'veth0', info: { kind: 'veth', peer: { family: 0, type: 0, index: 0, flags: 1, change: 1, name: 'eth0', netnsFd: 9, mtu: 1400 } } });
+    expect(roundTrip(m)).toEqual({
+      family: 0,
+      type: 0,
+      index: 0,
+      flags: 0,
+      change: 0,
+      name: 'veth0',
+      info: { kind: 'veth', peer: { family: 0, type: 0, index: 0, flags: 1, change: 1, name: 'eth0', netnsFd: 9, mtu: 1400 } },
+    });
   });
 
   it('splits a VLAN range into RANGE_BEGIN/RANGE_END entries', () => {
-    const m: LinkMessage = { family: 7, index: 3, bridge: { self: true, vlans: [{ vid: 20, vidEnd: 22, untagged: true }, { vid: 5, pvid: true }] } };
-    expect(roundTrip(m).bridge).toEqual({ self: true, vlans: [{ vid: 20, vidEnd: 22, untagged: true }, { vid: 5, pvid: true }] });
+    const m: LinkMessage = {
+      family: 7,
+      index: 3,
+      bridge: {
+        self: true,
+        vlans: [
+          { vid: 20, vidEnd: 22, untagged: true },
+          { vid: 5, pvid: true },
+        ],
+      },
+    };
+    expect(roundTrip(m).bridge).toEqual({
+      self: true,
+      vlans: [
+        { vid: 20, vidEnd: 22, untagged: true },
+        { vid: 5, pvid: true },
+      ],
+    });
     expect(() => formatLinkMessage({ family: 7, bridge: { vlans: [{ vid: 4095 }] } })).toThrow(/invalid VLAN id/);
   });
 

@@ -3,7 +3,14 @@ import { formatNeighMessage, NeighFlag, type NeighMessage, NeighState, parseNeig
 import { dataOf, indexByName, kernelFixture, WHERE } from './fixtures.ts';
 
 const roundTrip = (m: NeighMessage): NeighMessage => parseNeighMessage(formatNeighMessage(m)).value;
-const STATES: Record<string, number> = { permanent: NeighState.permanent, PERMANENT: NeighState.permanent, noarp: NeighState.noarp, NOARP: NeighState.noarp, REACHABLE: NeighState.reachable, STALE: NeighState.stale };
+const STATES: Record<string, number> = {
+  permanent: NeighState.permanent,
+  PERMANENT: NeighState.permanent,
+  noarp: NeighState.noarp,
+  NOARP: NeighState.noarp,
+  REACHABLE: NeighState.reachable,
+  STALE: NeighState.stale,
+};
 
 describe.each(WHERE)('ndmsg against the %s kernel', (where) => {
   const fx = kernelFixture(where);
@@ -32,21 +39,43 @@ describe.each(WHERE)('ndmsg against the %s kernel', (where) => {
     const ipFdb = fx.ip['fdbA'] as Array<{ mac: string; ifname: string; dst?: string; vlan?: number; flags: string[]; master?: string; state?: string }>;
     expect(ours).toHaveLength(ipFdb.length);
     for (const f of ipFdb) {
-      const o = ours.find((x) => x.lladdr === f.mac && x.index === idx.get(f.ifname) && x.dst === f.dst && x.vlan === f.vlan && x.master === (f.master === undefined ? undefined : idx.get(f.master)));
+      const o = ours.find(
+        (x) =>
+          x.lladdr === f.mac &&
+          x.index === idx.get(f.ifname) &&
+          x.dst === f.dst &&
+          x.vlan === f.vlan &&
+          x.master === (f.master === undefined ? undefined : idx.get(f.master)),
+      );
       expect(o, JSON.stringify(f)).toBeDefined();
       if (!o) continue;
       expect(o.family).toBe('bridge');
       expect(((o.flags ?? 0) & NeighFlag.self) !== 0).toBe(f.flags.includes('self'));
       if (f.state === 'permanent') expect((o.state ?? 0) & NeighState.permanent).toBe(NeighState.permanent);
     }
-    expect(ours.filter((o) => o.index === idx.get('vx4')).map((o) => o.dst).sort()).toEqual(['192.0.2.2', '192.0.2.3', '192.0.2.4']);
+    expect(
+      ours
+        .filter((o) => o.index === idx.get('vx4'))
+        .map((o) => o.dst)
+        .sort(),
+    ).toEqual(['192.0.2.2', '192.0.2.3', '192.0.2.4']);
     for (const o of ours) expect(roundTrip(o)).toEqual(o);
   });
 });
 
 describe('ndmsg requests', () => {
   it('encodes an FDB entry with vni and port', () => {
-    const m: NeighMessage = { family: 'bridge', index: 5, state: NeighState.permanent, flags: NeighFlag.self, type: 0, lladdr: '00:00:00:00:00:00', dst: 'fd00::2', vni: 42, port: 4789 };
+    const m: NeighMessage = {
+      family: 'bridge',
+      index: 5,
+      state: NeighState.permanent,
+      flags: NeighFlag.self,
+      type: 0,
+      lladdr: '00:00:00:00:00:00',
+      dst: 'fd00::2',
+      vni: 42,
+      port: 4789,
+    };
     expect(roundTrip(m)).toEqual(m);
   });
 

@@ -49,7 +49,10 @@ describe.each(WHERE)('iproute2 requests captured on the %s kernel', (where) => {
     expect(mv).toMatchObject({ kind: 'link', link: { name: 'mvX', info: { kind: 'macvlan', mode: 'bridge' } } });
     if (mv.kind === 'link') expect(mv.link.parent).toBeGreaterThan(0);
     expect(main('ipvlan')).toMatchObject({ kind: 'link', link: { name: 'ivX', info: { kind: 'ipvlan', mode: 'l3s', flag: 'private' } } });
-    expect(main('vxlan')).toMatchObject({ kind: 'link', link: { name: 'vxX', info: { kind: 'vxlan', id: 7, port: 4789, local: '10.0.0.1', remote: '10.0.0.2' } } });
+    expect(main('vxlan')).toMatchObject({
+      kind: 'link',
+      link: { name: 'vxX', info: { kind: 'vxlan', id: 7, port: 4789, local: '10.0.0.1', remote: '10.0.0.2' } },
+    });
   });
 
   it('set master + up, nomaster, bridge_slave data, bridge link (AF_BRIDGE protinfo)', () => {
@@ -63,14 +66,22 @@ describe.each(WHERE)('iproute2 requests captured on the %s kernel', (where) => {
   });
 
   it('bridge vlan add / del (AF_BRIDGE IFLA_AF_SPEC, ranges)', () => {
-    expect(main('bridgeVlanAdd')).toMatchObject({ kind: 'link', action: 'set', link: { family: 7, bridge: { vlans: [{ vid: 10, pvid: true, untagged: true }] } } });
+    expect(main('bridgeVlanAdd')).toMatchObject({
+      kind: 'link',
+      action: 'set',
+      link: { family: 7, bridge: { vlans: [{ vid: 10, pvid: true, untagged: true }] } },
+    });
     expect(main('bridgeVlanDelRange')).toMatchObject({ kind: 'link', action: 'del', link: { family: 7, bridge: { vlans: [{ vid: 20, vidEnd: 22 }] } } });
   });
 
   it('addresses: IPv4 with broadcast, IPv6 with nodad', () => {
     const a4 = main('addr4');
     expect(a4.header.flags).toBe(requestFlagBits({ ack: true, create: true, excl: true }));
-    expect(a4).toMatchObject({ kind: 'addr', action: 'new', addr: { version: 4, prefixLen: 24, local: '10.5.0.5', address: '10.5.0.5', broadcast: '10.5.0.255' } });
+    expect(a4).toMatchObject({
+      kind: 'addr',
+      action: 'new',
+      addr: { version: 4, prefixLen: 24, local: '10.5.0.5', address: '10.5.0.5', broadcast: '10.5.0.255' },
+    });
     expect(main('addr6Nodad')).toMatchObject({ kind: 'addr', addr: { version: 6, prefixLen: 64, address: 'fd00::5', flags: 2 } });
   });
 
@@ -78,7 +89,18 @@ describe.each(WHERE)('iproute2 requests captured on the %s kernel', (where) => {
     expect(main('route4Metrics')).toMatchObject({
       kind: 'route',
       action: 'new',
-      route: { version: 4, dst: '10.6.0.0', dstLen: 16, gateway: '10.5.0.1', priority: 7, table: 100, protocol: 3, scope: 0, type: 1, metrics: { mtu: 1400, advmss: 1360 } },
+      route: {
+        version: 4,
+        dst: '10.6.0.0',
+        dstLen: 16,
+        gateway: '10.5.0.1',
+        priority: 7,
+        table: 100,
+        protocol: 3,
+        scope: 0,
+        type: 1,
+        metrics: { mtu: 1400, advmss: 1360 },
+      },
     });
     const r6 = main('route6Replace');
     expect(r6.header.flags).toBe(requestFlagBits({ ack: true, create: true, replace: true }));

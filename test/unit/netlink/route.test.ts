@@ -37,7 +37,12 @@ describe.each(WHERE)('rtmsg against the %s kernel', (where) => {
       for (const r of ipRoutes) {
         const dst = dstOf(r, v);
         const table = r.table === undefined ? Table.main : (TABLES[r.table] ?? Number(r.table));
-        const o = ours.find((x) => `${x.dst ?? (v === 4 ? '0.0.0.0' : '::')}/${x.dstLen}` === dst && x.table === table && x.type === RouteType[(r.type ?? 'unicast') as keyof typeof RouteType]);
+        const o = ours.find(
+          (x) =>
+            `${x.dst ?? (v === 4 ? '0.0.0.0' : '::')}/${x.dstLen}` === dst &&
+            x.table === table &&
+            x.type === RouteType[(r.type ?? 'unicast') as keyof typeof RouteType],
+        );
         expect(o, `${dst} table ${table}`).toBeDefined();
         if (!o) continue;
         expect(o.version).toBe(v);
@@ -70,7 +75,21 @@ describe('rtmsg requests', () => {
   });
 
   it('round-trips an IPv6 route with metrics', () => {
-    const m: RouteMessage = { version: 6, dstLen: 0, table: 254, protocol: 3, scope: 0, type: 1, flags: 0, tos: 0, srcLen: 0, gateway: 'fd00::1', oif: 4, priority: 1024, metrics: { mtu: 1280, advmss: 1220 } };
+    const m: RouteMessage = {
+      version: 6,
+      dstLen: 0,
+      table: 254,
+      protocol: 3,
+      scope: 0,
+      type: 1,
+      flags: 0,
+      tos: 0,
+      srcLen: 0,
+      gateway: 'fd00::1',
+      oif: 4,
+      priority: 1024,
+      metrics: { mtu: 1280, advmss: 1220 },
+    };
     expect(roundTrip(m)).toEqual(m);
   });
 

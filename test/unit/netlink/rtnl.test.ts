@@ -164,7 +164,12 @@ describe('rtnl builds the requests iproute2 builds', () => {
 });
 
 describe('rtnl dumps and errors', () => {
-  const link = (index: number): DataMessage => ({ kind: 'link', action: 'new', header: { len: 0, type: 16, flags: 0, seq: 1, pid: 0 }, link: { index, name: `l${index}`, flags: 1 } });
+  const link = (index: number): DataMessage => ({
+    kind: 'link',
+    action: 'new',
+    header: { len: 0, type: 16, flags: 0, seq: 1, pid: 0 },
+    link: { index, name: `l${index}`, flags: 1 },
+  });
 
   it('retries a dump the kernel flags as interrupted, and uses the consistent one', () => {
     const { ns, sent } = stubNs({

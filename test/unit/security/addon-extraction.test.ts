@@ -19,17 +19,18 @@ beforeAll(() => {
   if (!existsSync(exe)) throw new Error(`${exe} missing: run scripts/build.sh`);
   dir = mkdtempSync(join(tmpdir(), 'sa-sec-addon-'));
   const out = join(dir, 'strace.out');
-  const conf = { cniVersion: '1.1.0', name: 'sec-addon', type: 'strand-ipam', ipam: { type: 'strand-ipam', dataDir: join(dir, 'data'), ranges: [[{ subnet: '10.97.0.0/24' }]] } };
-  const r = spawnSync(
-    'strace',
-    ['-f', '-qq', '-o', out, '-e', 'trace=mkdir,mkdirat,openat,open,unlink,unlinkat,rmdir,chmod,fchmod,flock', exe],
-    {
-      input: JSON.stringify(conf),
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: { PATH: '/usr/bin:/bin', CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'sec-addon', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/sa-none', CNI_PATH: binDir },
-    },
-  );
+  const conf = {
+    cniVersion: '1.1.0',
+    name: 'sec-addon',
+    type: 'strand-ipam',
+    ipam: { type: 'strand-ipam', dataDir: join(dir, 'data'), ranges: [[{ subnet: '10.97.0.0/24' }]] },
+  };
+  const r = spawnSync('strace', ['-f', '-qq', '-o', out, '-e', 'trace=mkdir,mkdirat,openat,open,unlink,unlinkat,rmdir,chmod,fchmod,flock', exe], {
+    input: JSON.stringify(conf),
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { PATH: '/usr/bin:/bin', CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'sec-addon', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/sa-none', CNI_PATH: binDir },
+  });
   result = { code: r.status, stdout: r.stdout, stderr: r.stderr };
   trace = readFileSync(out, 'utf8').split('\n');
 });
@@ -41,7 +42,10 @@ afterAll(() => {
 describe('native addon extraction', () => {
   it('the traced run succeeded and loaded the addon', () => {
     expect(result.code, `${result.stdout} ${result.stderr}`).toBe(0);
-    expect(trace.some((l) => /strand_native\.node/.test(l)), 'the trace shows the addon file').toBe(true);
+    expect(
+      trace.some((l) => /strand_native\.node/.test(l)),
+      'the trace shows the addon file',
+    ).toBe(true);
   });
 
   it('goes into a fresh 0700 directory, the file is created exclusively and not writable by others', () => {
@@ -72,12 +76,13 @@ describe('native addon extraction', () => {
     expect(pid, 'strace -f -o prefixes each line with the pid').toBeDefined();
     const between = trace.slice(made + 1, removed).filter((l) => l.startsWith(`${pid} `));
     expect(between.length, 'the write/open/unlink calls of the extraction').toBeGreaterThanOrEqual(3);
-    for (const l of between) expect(l, 'unrelated work while the addon file exists').toMatch(/strand-native-|strand_native\.node|unlinkat\(\d+, "strand_native\.node"/);
+    for (const l of between)
+      expect(l, 'unrelated work while the addon file exists').toMatch(/strand-native-|strand_native\.node|unlinkat\(\d+, "strand_native\.node"/);
     expect(existsSync(dirPath!), `${dirPath} left behind`).toBe(false);
   });
 
   it('no strand-native-* directory of this run is left in /run, the temp dir or /dev/shm', () => {
-    const ours = new Set(trace.flatMap((l) => [.../"([^"]*strand-native-[^"/]*)"/.exec(l)?.slice(1) ?? []]));
+    const ours = new Set(trace.flatMap((l) => [...(/"([^"]*strand-native-[^"/]*)"/.exec(l)?.slice(1) ?? [])]));
     expect(ours.size).toBe(1);
     for (const base of ['/run', tmpdir(), '/dev/shm']) {
       let names: string[] = [];
@@ -86,7 +91,8 @@ describe('native addon extraction', () => {
       } catch {
         continue;
       }
-      for (const n of names.filter((x) => x.startsWith('strand-native-'))) expect(ours.has(join(base, n)), `${join(base, n)} is ours and left behind`).toBe(false);
+      for (const n of names.filter((x) => x.startsWith('strand-native-')))
+        expect(ours.has(join(base, n)), `${join(base, n)} is ours and left behind`).toBe(false);
     }
   });
 });

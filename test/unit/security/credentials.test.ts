@@ -75,7 +75,12 @@ describe('etcd credentials are never logged', () => {
   const withAuth = conf({ endpoints: [DEAD], username: 'strand', password: SECRET });
 
   it.each(['ADD', 'DEL', 'CHECK', 'STATUS', 'GC'])('%s against an unreachable etcd: an error, the log written, no password', (verb) => {
-    const c = verb === 'CHECK' ? { ...withAuth, prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.98.0.2/24' }] } } : verb === 'GC' ? { ...withAuth, 'cni.dev/valid-attachments': [] } : withAuth;
+    const c =
+      verb === 'CHECK'
+        ? { ...withAuth, prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.98.0.2/24' }] } }
+        : verb === 'GC'
+          ? { ...withAuth, 'cni.dev/valid-attachments': [] }
+          : withAuth;
     const r = plugin(verb, c);
     expect(r.code, r.stdout).toBe(1);
     expect(JSON.parse(r.stdout).code).toBe(verb === 'STATUS' ? 50 : 11);
@@ -108,14 +113,24 @@ describe('etcd credentials are never logged', () => {
   });
 
   it('TLS key material is never echoed, even when the key is not a valid key', () => {
-    const r = plugin('ADD', conf({ endpoints: [DEAD.replace('http:', 'https:')], username: 'strand', password: SECRET, tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') } }));
+    const r = plugin(
+      'ADD',
+      conf({
+        endpoints: [DEAD.replace('http:', 'https:')],
+        username: 'strand',
+        password: SECRET,
+        tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
+      }),
+    );
     expect(r.code).toBe(1);
     expectNoSecret(r, [SECRET, KEY_SECRET]);
   });
 
   it('strand ipam (the admin CLI) with a conf holding the password: no password in its output', () => {
     const file = join(dir, 'net.conflist');
-    writeFileSync(file, JSON.stringify({ cniVersion: '1.1.0', name: 'sec-net', plugins: [{ type: 'strand-bridge', ipam: withAuth['ipam'] }] }), { mode: 0o600 });
+    writeFileSync(file, JSON.stringify({ cniVersion: '1.1.0', name: 'sec-net', plugins: [{ type: 'strand-bridge', ipam: withAuth['ipam'] }] }), {
+      mode: 0o600,
+    });
     for (const cmd of [['ls'], ['usage'], ['--json', 'ls'], ['show', '10.98.0.5']]) {
       const r = run('strand', ['ipam', '--conf', file, ...cmd], {}, '');
       expect(r.code, `${cmd.join(' ')}: ${r.stdout} ${r.stderr}`).not.toBe(0);

@@ -25,9 +25,27 @@ function mode(p: string): number {
 /** Runs `strand install` under `umask`, optionally under strace; returns status and output. */
 function install(umask: string, extra: string[] = [], strace?: string) {
   if (!existsSync(STRAND)) throw new Error(`${STRAND} missing: run scripts/build.sh`);
-  const args = ['install', '--bin-dir', d.bin, '--conf-dir', d.conf, '--template', d.template, '--source', STRAND,
-    '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'https://127.0.0.1:26990', '--node-name', 'sec-node', ...extra];
-  const cmd = strace ? ['strace', '-f', '-qq', '-e', 'trace=openat,open,creat,chmod,fchmod,fchmodat,mkdir,mkdirat', '-o', strace, STRAND, ...args] : [STRAND, ...args];
+  const args = [
+    'install',
+    '--bin-dir',
+    d.bin,
+    '--conf-dir',
+    d.conf,
+    '--template',
+    d.template,
+    '--source',
+    STRAND,
+    '--etcd-tls-dir',
+    d.tls,
+    '--etcd-endpoints',
+    'https://127.0.0.1:26990',
+    '--node-name',
+    'sec-node',
+    ...extra,
+  ];
+  const cmd = strace
+    ? ['strace', '-f', '-qq', '-e', 'trace=openat,open,creat,chmod,fchmod,fchmodat,mkdir,mkdirat', '-o', strace, STRAND, ...args]
+    : [STRAND, ...args];
   // A test may use a shell to set the umask; the product may not (see no-shell.test.ts).
   const r = spawnSync('sh', ['-c', `umask ${umask}; exec "$@"`, 'sh', ...cmd], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
@@ -45,8 +63,17 @@ beforeEach(() => {
     JSON.stringify({
       cniVersion: '1.1.0',
       name: 'sec',
-      plugins: [{ type: 'strand-bridge', ipam: { type: 'strand-ipam', nodeName: '${NODE_NAME}', ranges: [[{ subnet: '10.99.0.0/16' }]],
-        etcd: { endpoints: '${ETCD_ENDPOINTS}', tls: { ca: '${ETCD_CA}', cert: '${ETCD_CERT}', key: '${ETCD_KEY}' } } } }],
+      plugins: [
+        {
+          type: 'strand-bridge',
+          ipam: {
+            type: 'strand-ipam',
+            nodeName: '${NODE_NAME}',
+            ranges: [[{ subnet: '10.99.0.0/16' }]],
+            etcd: { endpoints: '${ETCD_ENDPOINTS}', tls: { ca: '${ETCD_CA}', cert: '${ETCD_CERT}', key: '${ETCD_KEY}' } },
+          },
+        },
+      ],
     }),
   );
 });
