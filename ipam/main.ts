@@ -13,6 +13,7 @@ import { formatIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError } from './allocator.ts';
 import { parseIpamConfig, type IpamConfig } from './config.ts';
 import { DataDirError, LocalStore } from './store/local.ts';
+import { etcdStorePool } from './store/pool.ts';
 import { isStoreUnavailable, type Store } from './store/types.ts';
 
 export const PLUGIN_NAME = 'strand-ipam';
@@ -83,13 +84,22 @@ async function withAllocator<T>(
 ): Promise<T> {
   const cfg = loadConfig(conf, a.args, opts.requested);
   let store: Store | undefined;
+  let release = (): Promise<void> => store?.close().catch(() => undefined) ?? Promise.resolve();
   try {
-    store = await openStore(cfg);
+    // A long-lived process (strand daemon) keeps one warm etcd store per configuration.
+    const pool = cfg.etcd ? etcdStorePool() : undefined;
+    if (pool && cfg.etcd) {
+      const lease = await pool.lease(cfg.etcd, () => openStore(cfg));
+      store = lease.store;
+      release = async () => lease.release();
+    } else {
+      store = await openStore(cfg);
+    }
     return await fn(new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) }), cfg);
   } catch (e) {
     throw mapError(e, opts.unavailableCode);
   } finally {
-    await store?.close().catch(() => undefined);
+    await release();
   }
 }
 

@@ -8,6 +8,9 @@
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
 #      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
 #   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#   6. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
+#      dist/shim/: the installed layout strand install makes (the shim under each plugin
+#      name, the executable beside them as `strand`), which the daemon-path tests use
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
@@ -35,6 +38,12 @@ command -v strip >/dev/null || die "strip not found (Debian package binutils)"
 
 ADDON="native/build/Release/strand_native.node"
 LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+PLUGINS=(strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
+# One build id for the bundle and the shim's marker: a shim of this build runs in-process.
+STRAND_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+export STRAND_COMMIT
+BUILD_ID="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' package.json | head -1)-$STRAND_COMMIT"
 
 mkdir -p dist/bin dist/.cache
 exec 9>dist/.build.lock
@@ -95,17 +104,33 @@ else
   chmod 0755 "$tmp/strand"
 fi
 
-# Smoke test before anything is replaced: a binary that cannot answer VERSION is not installed.
+# 6. the shim: static (musl), no dependencies; its marker names this build
+step "building the shim"
+musl-gcc -static -Os -std=gnu11 -Wall -Wextra -Werror -DSTRAND_BUILD="\"$BUILD_ID\"" \
+  -o "$tmp/strand-shim" native/shim.c
+strip "$tmp/strand-shim"
+mkdir "$tmp/shim"
+ln "$tmp/strand" "$tmp/shim/strand"
+for n in "${PLUGINS[@]}"; do ln "$tmp/strand-shim" "$tmp/shim/$n"; done
+
+# Smoke test before anything is replaced: a binary that cannot answer VERSION is not
+# installed; nor a shim that cannot fall back to it (no daemon at that socket).
 mkdir "$tmp/bin"
 for n in "${LINKS[@]}"; do ln "$tmp/strand" "$tmp/bin/$n"; done
-out=$(env -i CNI_COMMAND=VERSION "$tmp/bin/strand-bridge" </dev/null) ||
-  die "the new binary failed CNI_COMMAND=VERSION: $out"
-case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new binary: $out" ;; esac
+for exe in "$tmp/bin/strand-bridge" "$tmp/shim/strand-bridge"; do
+  out=$(env -i CNI_COMMAND=VERSION STRAND_DAEMON_SOCKET="$tmp/no-daemon.sock" "$exe" </dev/null) ||
+    die "the new $exe failed CNI_COMMAND=VERSION: $out"
+  case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new $exe: $out" ;; esac
+done
 
 # 5. install: one rename per name (each atomic), links first, dist/strand and the stamp last.
 # A name that already is this very file stays (mv refuses to rename a file onto itself).
 place() { [ "$1" -ef "$2" ] || mv -f -T "$1" "$2"; }
 for n in "${LINKS[@]}"; do place "$tmp/bin/$n" "dist/bin/$n"; done
+place "$tmp/strand-shim" dist/bin/strand-shim
+mkdir -p dist/shim
+for n in "${PLUGINS[@]}"; do place "$tmp/shim/$n" "dist/shim/$n"; done
+place "$tmp/shim/strand" dist/shim/strand
 place "$tmp/strand.cjs" dist/strand.cjs
 place "$tmp/strand.meta.json" dist/strand.meta.json
 place "$tmp/strand" dist/strand
@@ -114,7 +139,7 @@ mv -f -T "$tmp/stamp" "$stamp"
 
 size=$(stat -c %s dist/strand)
 ms=$((($(date +%s%N) - start) / 1000000))
-step "dist/strand ($((size / 1024 / 1024)) MiB) and dist/bin/{$(
+step "dist/strand ($((size / 1024 / 1024)) MiB), dist/bin/{$(
   IFS=,
   echo "${LINKS[*]}"
-)} ready in ${ms} ms"
+),strand-shim} and dist/shim/ ready in ${ms} ms"

@@ -18,6 +18,8 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function gitCommit(): string {
+  // scripts/build.sh passes the commit it also compiles into the shim's marker.
+  if (process.env['STRAND_COMMIT']) return process.env['STRAND_COMMIT'];
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
       cwd: repoRoot,

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   sockperf
   tshark
   strace
+  musl-tools
 )
 
 missing=()

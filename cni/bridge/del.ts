@@ -7,12 +7,13 @@ import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { deleteLinkIfPresent, netlinkFailure, openPodNetnsForDel } from '../../lib/plugin/link.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import type { BridgeConf } from './config.ts';
+import { toolsFor } from './exec.ts';
 import { teardownMasq } from './masq.ts';
 import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 
 /** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
 function deletePodLink(a: CmdArgs): void {
-  const pod = openPodNetnsForDel(a.netns);
+  const pod = openPodNetnsForDel(a);
   if (!pod) return; // the runtime already removed the namespace
   try {
     deleteLinkIfPresent(pod, a.ifName);
@@ -40,7 +41,7 @@ export async function cmdDel(a: CmdArgs, conf: BridgeConf): Promise<void> {
     const t = conf.ipamType;
     await step(`IPAM DEL (${t})`, () => delegateDel(t, a.stdinData, a));
   }
-  if (conf.macspoofchk) await step('removing macspoofchk rules', () => teardownSpoofCheck(spoofRefId(a.containerId, a.ifName)));
-  if (conf.ipMasq && conf.ipamType) await step('removing masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
+  if (conf.macspoofchk) await step('removing macspoofchk rules', () => teardownSpoofCheck(toolsFor(a), spoofRefId(a.containerId, a.ifName)));
+  if (conf.ipMasq && conf.ipamType) await step('removing masquerade rules', () => teardownMasq(toolsFor(a), conf.name, a.ifName, a.containerId));
   if (errors.length) throw errors[0];
 }

@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/addr/cidr.ts';
 import type { GcAttachment } from '../../lib/cni/types.ts';
-import { findTool, mustRunTool, runTool, ToolError } from './exec.ts';
+import { ToolError, type Tools } from './exec.ts';
 
 export type MasqBackend = 'iptables' | 'nftables';
 
@@ -65,23 +65,23 @@ export function iptablesMasqRules(address: string, chain: string, comment: strin
 const saveTool = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
 const restoreTool = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
 
-async function natSave(family: 4 | 6): Promise<string[]> {
-  const out = await mustRunTool(saveTool[family], ['-t', 'nat']);
+async function natSave(t: Tools, family: 4 | 6): Promise<string[]> {
+  const out = await t.mustRun(saveTool[family], ['-t', 'nat']);
   return out.split('\n');
 }
 
-async function natRestore(family: 4 | 6, lines: string[]): Promise<void> {
+async function natRestore(t: Tools, family: 4 | 6, lines: string[]): Promise<void> {
   if (!lines.length) return;
-  await mustRunTool(restoreTool[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
+  await t.mustRun(restoreTool[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
 }
 
-async function setupIptables(addresses: string[], netName: string, containerId: string): Promise<void> {
+async function setupIptables(t: Tools, addresses: string[], netName: string, containerId: string): Promise<void> {
   const chain = masqChainName(netName, containerId);
   const comment = masqComment(netName, containerId);
   for (const family of [4, 6] as const) {
     const wanted = addresses.map((a) => iptablesMasqRules(a, chain, comment)).filter((r) => r.family === family);
     if (!wanted.length) continue;
-    const saved = await natSave(family);
+    const saved = await natSave(t, family);
     const have = new Set(saved);
     const input: string[] = [];
     if (!saved.some((l) => l.startsWith(`:${chain} `))) input.push(`:${chain} - [0:0]`);
@@ -92,7 +92,7 @@ async function setupIptables(addresses: string[], netName: string, containerId: 
         input.push(r);
       }
     }
-    await natRestore(family, input);
+    await natRestore(t, family, input);
   }
 }
 
@@ -110,25 +110,25 @@ function iptablesDeleteLines(saved: string[], chains: Set<string>): string[] {
   return out;
 }
 
-async function teardownIptables(netName: string, containerId: string): Promise<void> {
+async function teardownIptables(t: Tools, netName: string, containerId: string): Promise<void> {
   const chain = masqChainName(netName, containerId);
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!findTool(saveTool[family])) return;
-      const saved = await natSave(family);
-      await natRestore(family, iptablesDeleteLines(saved, new Set([chain])));
+      if (!t.find(saveTool[family])) return;
+      const saved = await natSave(t, family);
+      await natRestore(t, family, iptablesDeleteLines(saved, new Set([chain])));
     }),
   );
 }
 
 const COMMENT_RE = /--comment "name: \\"((?:[^"\\]|\\\\.)*)\\" id: \\"((?:[^"\\]|\\\\.)*)\\""/;
 
-async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void> {
+async function gcIptables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!findTool(saveTool[family])) return;
-      const saved = await natSave(family);
+      if (!t.find(saveTool[family])) return;
+      const saved = await natSave(t, family);
       const stale = new Set<string>();
       for (const l of saved) {
         if (!l.startsWith('-A POSTROUTING ')) continue;
@@ -142,7 +142,7 @@ async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void>
         if (net !== netName || j[1] !== masqChainName(netName, id)) continue;
         if (!keep.has(j[1]!)) stale.add(j[1]!);
       }
-      if (stale.size) await natRestore(family, iptablesDeleteLines(saved, stale));
+      if (stale.size) await natRestore(t, family, iptablesDeleteLines(saved, stale));
     }),
   );
 }
@@ -175,8 +175,8 @@ interface NftRule {
 }
 
 /** Rules of the masquerade chain; [] when the table or chain does not exist. */
-async function nftListMasqRules(): Promise<NftRule[]> {
-  const r = await runTool('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN]);
+async function nftListMasqRules(t: Tools): Promise<NftRule[]> {
+  const r = await t.run('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN]);
   if (r.code !== 0) {
     if (/No such file or directory|does not exist/i.test(r.stderr) || r.code === 127) return [];
     throw new ToolError('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN], r);
@@ -189,78 +189,85 @@ function nftDeleteRules(handles: number[]): string[] {
   return handles.map((h) => `delete rule inet ${NFT_MASQ_TABLE} ${NFT_MASQ_CHAIN} handle ${h}`);
 }
 
-async function nftApply(lines: string[]): Promise<void> {
+async function nftApply(t: Tools, lines: string[]): Promise<void> {
   if (!lines.length) return;
-  await mustRunTool('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+  await t.mustRun('nft', ['-f', '-'], `${lines.join('\n')}\n`);
 }
 
-async function setupNftables(addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
+async function setupNftables(t: Tools, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
   const prefix = hashForInstance(netName, ifName, containerId);
-  const stale = (await nftListMasqRules()).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
-  const t = `inet ${NFT_MASQ_TABLE}`;
+  const stale = (await nftListMasqRules(t)).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
+  const tbl = `inet ${NFT_MASQ_TABLE}`;
   const comment = nftMasqComment(netName, ifName, containerId);
   const lines = [
-    `add table ${t} { comment "Masquerading for plugins from github.com/containernetworking/plugins" ; }`,
-    `add chain ${t} ${NFT_MASQ_CHAIN} { comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet" ; }`,
-    `add chain ${t} postrouting { type nat hook postrouting priority srcnat ; }`,
-    `flush chain ${t} postrouting`,
-    `add rule ${t} postrouting ip daddr 224.0.0.0/4 return`,
-    `add rule ${t} postrouting ip6 daddr ff00::/8 return`,
-    `add rule ${t} postrouting goto ${NFT_MASQ_CHAIN}`,
+    `add table ${tbl} { comment "Masquerading for plugins from github.com/containernetworking/plugins" ; }`,
+    `add chain ${tbl} ${NFT_MASQ_CHAIN} { comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet" ; }`,
+    `add chain ${tbl} postrouting { type nat hook postrouting priority srcnat ; }`,
+    `flush chain ${tbl} postrouting`,
+    `add rule ${tbl} postrouting ip daddr 224.0.0.0/4 return`,
+    `add rule ${tbl} postrouting ip6 daddr ff00::/8 return`,
+    `add rule ${tbl} postrouting goto ${NFT_MASQ_CHAIN}`,
     ...nftDeleteRules(stale),
   ];
   for (const a of addresses) {
     const c = parseCidr(a);
     const fam = c.family === 6 ? 'ip6' : 'ip';
     const ip = formatIP(addrOf(c));
-    lines.push(`add rule ${t} ${NFT_MASQ_CHAIN} ${fam} saddr ${ip} ${fam} daddr != ${formatCidr(network(c))} masquerade comment "${comment}"`);
+    lines.push(`add rule ${tbl} ${NFT_MASQ_CHAIN} ${fam} saddr ${ip} ${fam} daddr != ${formatCidr(network(c))} masquerade comment "${comment}"`);
   }
-  await nftApply(lines);
+  await nftApply(t, lines);
 }
 
-async function teardownNftables(netName: string, ifName: string, containerId: string): Promise<void> {
-  if (!findTool('nft')) return;
+async function teardownNftables(t: Tools, netName: string, ifName: string, containerId: string): Promise<void> {
+  if (!t.find('nft')) return;
   const prefix = hashForInstance(netName, ifName, containerId);
-  const rules = await nftListMasqRules();
-  await nftApply(nftDeleteRules(rules.filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle)));
+  const rules = await nftListMasqRules(t);
+  await nftApply(t, nftDeleteRules(rules.filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle)));
 }
 
-async function gcNftables(netName: string, valid: GcAttachment[]): Promise<void> {
-  if (!findTool('nft')) return;
+async function gcNftables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
+  if (!t.find('nft')) return;
   const net = hashForNetwork(netName);
   const keep = new Set(valid.map((a) => nftMasqComment(netName, a.ifname, a.containerID)));
-  const rules = await nftListMasqRules();
-  await nftApply(nftDeleteRules(rules.filter((r) => r.comment?.startsWith(net) && !keep.has(r.comment)).map((r) => r.handle)));
+  const rules = await nftListMasqRules(t);
+  await nftApply(t, nftDeleteRules(rules.filter((r) => r.comment?.startsWith(net) && !keep.has(r.comment)).map((r) => r.handle)));
 }
 
 // ---------------------------------------------------------------------------------
 
 /** The reference's default: iptables unless only nft is available. */
-export function defaultMasqBackend(): MasqBackend {
-  if (!findTool('iptables-restore') && findTool('nft')) return 'nftables';
+export function defaultMasqBackend(t: Tools): MasqBackend {
+  if (!t.find('iptables-restore') && t.find('nft')) return 'nftables';
   return 'iptables';
 }
 
 /** Installs masquerading for the pod addresses (CIDR with host bits, "10.1.0.5/24"). */
-export async function setupMasq(backend: MasqBackend | undefined, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
-  const b = backend ?? defaultMasqBackend();
-  if (b === 'nftables') await setupNftables(addresses, netName, ifName, containerId);
-  else await setupIptables(addresses, netName, containerId);
+export async function setupMasq(
+  t: Tools,
+  backend: MasqBackend | undefined,
+  addresses: string[],
+  netName: string,
+  ifName: string,
+  containerId: string,
+): Promise<void> {
+  const b = backend ?? defaultMasqBackend(t);
+  if (b === 'nftables') await setupNftables(t, addresses, netName, ifName, containerId);
+  else await setupIptables(t, addresses, netName, containerId);
 }
 
 /** Removes this attachment's masquerade rules from both backends; absent rules are fine. */
-export async function teardownMasq(netName: string, ifName: string, containerId: string): Promise<void> {
+export async function teardownMasq(t: Tools, netName: string, ifName: string, containerId: string): Promise<void> {
   const errors: unknown[] = [];
   await Promise.all([
-    teardownIptables(netName, containerId).catch((e: unknown) => errors.push(e)),
-    teardownNftables(netName, ifName, containerId).catch((e: unknown) => errors.push(e)),
+    teardownIptables(t, netName, containerId).catch((e: unknown) => errors.push(e)),
+    teardownNftables(t, netName, ifName, containerId).catch((e: unknown) => errors.push(e)),
   ]);
   if (errors.length) throw errors[0];
 }
 
 /** Removes masquerade rules of this network whose attachment is not in `valid`. */
-export async function gcMasq(netName: string, valid: GcAttachment[]): Promise<void> {
+export async function gcMasq(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
   const errors: unknown[] = [];
-  await Promise.all([gcIptables(netName, valid).catch((e: unknown) => errors.push(e)), gcNftables(netName, valid).catch((e: unknown) => errors.push(e))]);
+  await Promise.all([gcIptables(t, netName, valid).catch((e: unknown) => errors.push(e)), gcNftables(t, netName, valid).catch((e: unknown) => errors.push(e))]);
   if (errors.length) throw errors[0];
 }

@@ -1,15 +1,21 @@
 // Delegation to another plugin (IPAM, or a chained plugin): find its executable on
 // CNI_PATH, run it with our environment except CNI_COMMAND, the config on stdin, and decode
 // its result (any version -> 1.1.0) or its error JSON (code kept). No shell is involved.
-// A strand plugin found on CNI_PATH as the running executable itself runs in-process
-// instead (see inprocess.ts): same stdin, environment and output handling, no exec.
-import { stat } from 'node:fs/promises';
+// A strand plugin found on CNI_PATH as the running executable itself, or as a shim of
+// this very build, runs in-process instead (see inprocess.ts): same stdin, environment
+// and output handling, no exec.
+//
+// Under `strand daemon` a request carries the caller's namespaces (CmdArgs.namespaces):
+// an exec'd delegate then gets CNI_NETNS as a path it can open (/proc/<daemon>/fd/N) and
+// runs in the caller's network namespace (childCommand).
+import { existsSync } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
-import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
+import { inProcessPlugin, shimBuild, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import type { CmdArgs, PluginIO } from './skel.ts';
+import type { CmdArgs, PluginIO, RequestNamespaces } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
@@ -44,6 +50,32 @@ export function delegateEnv(env: Record<string, string | undefined>, verb: strin
   return out;
 }
 
+const NSENTER = ['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter', '/sbin/nsenter'];
+
+/**
+ * How to start `file args` in the request's "host" network namespace: as is, unless a
+ * daemon serves a caller in another namespace than its own (never in a deployment,
+ * where the daemon shares the node's namespace; test harnesses run each plugin call in a
+ * namespace of their own), then through nsenter(1) into the caller's.
+ */
+export function childCommand(
+  file: string,
+  args: readonly string[],
+  ns: RequestNamespaces | undefined,
+  env: Record<string, string | undefined> = {},
+): [string, string[]] {
+  if (!ns || ns.hostIsOwn) return [file, [...args]];
+  const nsenter = NSENTER.find((p) => existsSync(p));
+  if (!nsenter) {
+    throw new CniError(
+      Code.Internal,
+      `cannot run ${file} in the caller's network namespace`,
+      `nsenter (util-linux) is not installed (PATH ${env['PATH'] ?? ''})`,
+    );
+  }
+  return [nsenter, [`--net=${ns.hostForChildren}`, '--', file, ...args]];
+}
+
 /**
  * The first regular file named `plugin` in `paths` (libcni's FindInPath). A missing plugin
  * is a plain failure in libcni, reported by Go plugins as code 999 with this message.
@@ -71,7 +103,8 @@ interface ExecOutcome {
   timedOut: boolean;
 }
 
-function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number): Promise<ExecOutcome> {
+function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number, ns?: RequestNamespaces): Promise<ExecOutcome> {
+  const [cmd, argv] = childCommand(file, [], ns, env);
   return new Promise((resolve, reject) => {
     // Own process group, so a timeout kills the delegate's children too (they would keep
     // its stdout open otherwise).
@@ -79,7 +112,7 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
     // start-up snapshot of the single executable must not contain it.
     const child = process
       .getBuiltinModule('node:child_process')
-      .spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
+      .spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -138,11 +171,17 @@ function clip(b: Buffer, n = 400): string {
  * and returns its stdout. A non-zero exit becomes a CniError: the delegate's own error JSON
  * when it printed one (code kept), else code 104 (DelegateFailed) with its stderr.
  */
-export async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, opts: DelegateOptions = {}): Promise<Buffer> {
+export async function execPlugin(
+  file: string,
+  stdin: Buffer,
+  env: Record<string, string>,
+  opts: DelegateOptions = {},
+  ns?: RequestNamespaces,
+): Promise<Buffer> {
   let outcome: ExecOutcome | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      outcome = await execOnce(file, stdin, env, opts.timeoutMs);
+      outcome = await execOnce(file, stdin, env, opts.timeoutMs, ns);
       break;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -188,10 +227,59 @@ async function fileId(path: string): Promise<string | undefined> {
   }
 }
 
+/** The marker native/shim.c carries: "STRAND-SHIM protocol=<n> build=<version-commit>\n". */
+const SHIM_MARKER = Buffer.from('STRAND-SHIM protocol=');
+/** A shim is tens of KiB; anything bigger (the 120 MB executable) is not read. */
+const SHIM_MAX_SIZE = 1024 * 1024;
+const shimBuilds = new Map<string, Promise<string | undefined>>();
+const SHIM_CACHE_MAX = 64;
+
+async function readShimBuild(path: string): Promise<string | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size > SHIM_MAX_SIZE) return undefined;
+    const buf = Buffer.alloc(st.size);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const data = buf.subarray(0, bytesRead);
+    const at = data.indexOf(SHIM_MARKER);
+    if (at < 0) return undefined;
+    const end = data.indexOf(0x0a, at);
+    const m = /build=(\S+)$/.exec(data.subarray(at, end < 0 ? at + 200 : end).toString('latin1'));
+    return m?.[1];
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The build a strand shim at `path` was made with (its marker), or undefined when the
+ * file is not a shim. Cached by device, inode, size and modification time.
+ */
+export async function shimBuildOf(path: string): Promise<string | undefined> {
+  let key: string;
+  try {
+    const st = await stat(path);
+    if (!st.isFile() || st.size > SHIM_MAX_SIZE) return undefined;
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+  let got = shimBuilds.get(key);
+  if (!got) {
+    if (shimBuilds.size >= SHIM_CACHE_MAX) shimBuilds.delete(shimBuilds.keys().next().value!);
+    got = readShimBuild(path).catch(() => undefined);
+    shimBuilds.set(key, got);
+  }
+  return got;
+}
+
 /**
  * The registered in-process plugin to use for `file` (the type's executable found on
  * CNI_PATH), or undefined to exec it: unregistered, disabled by its `execEnv` variable,
- * a timeout asked for, or `file` is not the running executable (another inode).
+ * a timeout asked for, or `file` is neither the running executable (same inode) nor a
+ * shim of this build (its marker; the shim would only bring the call back to a strand
+ * of this build).
  */
 export async function inProcessFor(
   pluginType: string,
@@ -205,7 +293,9 @@ export async function inProcessFor(
   if (plugin.anyFile) return plugin;
   selfId ??= fileId(process.execPath);
   const self = await selfId;
-  return self !== undefined && self === (await fileId(file)) ? plugin : undefined;
+  if (self !== undefined && self === (await fileId(file))) return plugin;
+  const build = shimBuild();
+  return build !== undefined && build === (await shimBuildOf(file)) ? plugin : undefined;
 }
 
 /**
@@ -219,6 +309,7 @@ export async function runInProcess(
   stdin: Buffer,
   env: Record<string, string>,
   opts: DelegateOptions = {},
+  ns?: RequestNamespaces,
 ): Promise<Buffer> {
   const out: string[] = [];
   const err: string[] = [];
@@ -228,6 +319,7 @@ export async function runInProcess(
     stdout: { write: (s) => void out.push(s) },
     stderr: { write: (s) => void err.push(s) },
   };
+  if (ns) io.namespaces = ns;
   let status: number;
   try {
     status = await (await plugin.load())(io);
@@ -264,8 +356,11 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   const o = log ? { ...opts, log } : opts;
   const env = delegateEnv(a.env, verb);
   const inProcess = await inProcessFor(pluginType, file, a.env, opts);
-  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o);
-  return execPlugin(file, confBytes(netconf), env, o);
+  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o, a.namespaces);
+  // An exec'd delegate cannot open this process's /proc/self/fd paths: it gets the daemon's.
+  const ns = a.namespaces;
+  if (ns?.podForChildren) env['CNI_NETNS'] = ns.podForChildren;
+  return execPlugin(file, confBytes(netconf), env, o, ns);
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */
