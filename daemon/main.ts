@@ -144,8 +144,12 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   const stores = keepEtcdStores({ max: 8, idleMs: 5 * 60_000 });
 
   const daemon = new Daemon({ ...o, run: host.run, isPlugin: host.isPlugin, log });
+  // One line per connection: served ones at debug, the others (not run, or failed in
+  // the daemon) at info with the reason.
   daemon.observe((e) => {
-    if (e.outcome === 'done' || e.outcome === 'busy') log.debug(`${e.plugin} ${e.verb}: ${e.outcome} ${e.exitCode ?? ''} in ${e.durationMs.toFixed(1)} ms`);
+    const line = `request ${e.plugin || '-'} ${e.verb || '-'}: ${e.outcome}${e.exitCode !== undefined ? ` ${e.exitCode}` : ''} in ${e.durationMs.toFixed(1)} ms${e.reason ? ` (${e.reason})` : ''}`;
+    if (e.outcome === 'done') log.debug(line);
+    else log.info(line);
   });
   try {
     daemon.start();

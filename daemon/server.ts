@@ -231,7 +231,6 @@ export class Daemon {
     let verb = '';
     const done = (outcome: Outcome, extra: { exitCode?: number; reason?: string } = {}): void => {
       this.emit({ plugin, verb, outcome, durationMs: performance.now() - t0, ...extra });
-      if (extra.reason && outcome !== 'busy') this.opts.log.info(`${plugin || 'request'} ${verb}: ${outcome}: ${extra.reason}`);
     };
     const refuse = (kind: FrameKind, outcome: Outcome, reason: string): void => {
       c.trySendAll(encodeNotice(kind, reason));

@@ -22,7 +22,8 @@
 // STRAND_SHIM_TIMEOUT (reply deadline in seconds, default 90, below the kubelet's
 // 2-minute runtime request timeout that bounds containerd's and CRI-O's CNI calls),
 // STRAND_SHIM_ACK_TIMEOUT (seconds to wait for STARTED, default 5),
-// STRAND_SHIM_FALLBACK=never (report why instead of falling back: tests),
+// STRAND_SHIM_REQUIRE_DAEMON=1 (a call the daemon could serve fails with 999 instead of
+// running standalone when the daemon does not take it: tests of the daemon path),
 // STRAND_SHIM_DEBUG=1 (say on stderr which path was taken).
 //
 // Static, no dependencies beyond libc (musl); memory is the stdin buffer, the request
@@ -154,10 +155,12 @@ static int stdin_consumed;  // stdin was read: replay it from a memfd
 static int stdin_more;      // and not to its end (over LIMIT_STDIN): the rest follows in the memfd
 
 // Runs the standalone executable <own directory>/strand as `plugin`, stdin intact.
-static _Noreturn void fallback(const char *why) {
-  if (getenv("STRAND_SHIM_FALLBACK") && strcmp(getenv("STRAND_SHIM_FALLBACK"), "never") == 0) {
+// `daemon_refused`: the daemon could have served the call and did not (absent, busy...);
+// otherwise the call is one the protocol does not carry (not root, over a limit).
+static _Noreturn void fallback_why(const char *why, int daemon_refused) {
+  if (daemon_refused && getenv("STRAND_SHIM_REQUIRE_DAEMON") && strcmp(getenv("STRAND_SHIM_REQUIRE_DAEMON"), "1") == 0) {
     char d[PATH_MAX + 128];
-    snprintf(d, sizeof d, "%s (socket %s); STRAND_SHIM_FALLBACK=never", why, sock_path);
+    snprintf(d, sizeof d, "%s (socket %s); STRAND_SHIM_REQUIRE_DAEMON=1", why, sock_path);
     fail_999("strand daemon did not take the call", d);
   }
   say("fallback: %s", why);
@@ -196,6 +199,11 @@ static _Noreturn void fallback(const char *why) {
   snprintf(d, sizeof d, "exec %s: %s", exe, strerror(errno));
   fail_999("cannot run the standalone strand executable", d);
 }
+
+// The daemon could not or would not take the call.
+static _Noreturn void fallback(const char *why) { fallback_why(why, 1); }
+// The protocol does not carry this call.
+static _Noreturn void standalone(const char *why) { fallback_why(why, 0); }
 
 // ---- request -------------------------------------------------------------------------
 
@@ -343,11 +351,11 @@ int main(int argc, char **argv) {
   int64_t ack_ms = (int64_t)env_seconds("STRAND_SHIM_ACK_TIMEOUT", DEFAULT_ACK_TIMEOUT_S) * 1000;
 
   // Decisions that leave stdin untouched come first.
-  if (geteuid() != 0) fallback("not root");
-  if (strlen(plugin) > LIMIT_PLUGIN) fallback("plugin name too long");
+  if (geteuid() != 0) standalone("not root");
+  if (strlen(plugin) > LIMIT_PLUGIN) standalone("plugin name too long");
   const char *cmd = getenv("CNI_COMMAND");
   int want_stdin = reads_stdin(cmd);
-  if (want_stdin && isatty(0)) fallback("stdin is a terminal");
+  if (want_stdin && isatty(0)) standalone("stdin is a terminal");
 
   buf_t body = {0};
   size_t env_count = 0, env_total = 0;
@@ -356,7 +364,7 @@ int main(int argc, char **argv) {
     size_t n = strlen(*e);
     env_count++;
     env_total += n;
-    if (n > LIMIT_ENV_ENTRY || env_count > LIMIT_ENV_COUNT || env_total > LIMIT_ENV_TOTAL) fallback("environment over the protocol's limits");
+    if (n > LIMIT_ENV_ENTRY || env_count > LIMIT_ENV_COUNT || env_total > LIMIT_ENV_TOTAL) standalone("environment over the protocol's limits");
   }
 
   // The caller's network namespace (the plugin's "host"), and CNI_NETNS opened here, in
@@ -392,7 +400,7 @@ int main(int argc, char **argv) {
 
   uint32_t flags = 0;
   if (!want_stdin) flags |= F_STDIN_NOT_READ;
-  else if (read_stdin()) fallback("network config over the protocol's 1 MiB");
+  else if (read_stdin()) standalone("network config over the protocol's 1 MiB");
 
   // The request: header, then the body (built after it in the same buffer).
   put(&body, "STRD", 4);
