@@ -3,16 +3,16 @@
 // socket. The answers equal the standalone executable's; nothing leaks.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { requireBuilt } from '../ipam/helpers.ts';
-import { outcomes, stableStderr, World } from './harness.ts';
+import { fdsBackTo, outcomes, settled, stableStderr, World } from './harness.ts';
 
 let w: World;
-let baseFds: number;
+let baseFds: string[];
 
 beforeEach(async () => {
   requireBuilt();
   w = new World();
   await w.daemon.start();
-  baseFds = w.daemon.fds().length;
+  baseFds = w.daemon.fds();
 });
 
 afterEach(async () => {
@@ -21,9 +21,7 @@ afterEach(async () => {
 
 /** The daemon holds no more descriptors than after start-up and runs no child. */
 async function expectNoDaemonLeak(): Promise<void> {
-  // a reply is sent before the request's descriptors are closed: give it a moment
-  for (let i = 0; i < 50 && w.daemon.fds().length > baseFds; i++) await new Promise((r) => setTimeout(r, 20));
-  expect(w.daemon.fds(), 'daemon descriptors').toHaveLength(baseFds);
+  expect(await fdsBackTo(w.daemon, baseFds), 'daemon descriptors').toEqual(baseFds);
   expect(w.daemon.children(), 'daemon children').toEqual([]);
 }
 
@@ -33,7 +31,7 @@ describe('served by the daemon', () => {
     const alone = await w.call('strand-bridge', { command: 'VERSION', via: 'standalone' }, '');
     expect(shim).toMatchObject({ code: alone.code, stdout: alone.stdout, stderr: alone.stderr });
     expect(shim.json.supportedVersions).toContain('1.1.0');
-    expect(outcomes(w.daemon.log)).toEqual(['strand-bridge VERSION: done 0']);
+    expect(await settled(w.daemon, 1)).toEqual(['strand-bridge VERSION: done 0']);
     await expectNoDaemonLeak();
   });
 
@@ -58,7 +56,7 @@ describe('served by the daemon', () => {
     expect(w.hostLinks()).toEqual([`${w.prefix}-br`]);
     expect(w.ipamRecords()).toEqual([]);
     // strand-ipam ran inside the request: a shim exec'd for it would have come back as a request of its own
-    expect(outcomes(w.daemon.log)).toEqual([
+    expect(await settled(w.daemon, 4)).toEqual([
       'strand-bridge ADD: done 0',
       'strand-bridge CHECK: done 0',
       'strand-bridge DEL: done 0',
@@ -122,7 +120,7 @@ describe('served by the daemon', () => {
     expect(add.code, add.stdout + add.stderr).toBe(0);
     const del = await w.verb('DEL', pod, 'c1', w.conf(), { env: { ...env, STRAND_BIG: 'y'.repeat(40 * 1024) } });
     expect(del.code, del.stdout + del.stderr).toBe(0);
-    expect(outcomes(w.daemon.log)).toEqual([]);
+    expect(await settled(w.daemon, 0)).toEqual([]);
     expect(w.ipamRecords()).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@
 // runtime does (inside the host namespace, env and stdin only) through either the shim
 // (dist/shim/<plugin>) or the standalone executable (dist/bin/<plugin>).
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestDaemon, SHIM_DIR } from '../../helpers/daemon.ts';
@@ -72,9 +72,9 @@ export class World {
     };
   }
 
-  /** The same network with IPAM by the slow-ipam script (host-local after a sleep on ADD). */
+  /** The same network with IPAM by the slow-ipam script (host-local, 1.0.0 at most, after a sleep on ADD). */
   slowConf(): Record<string, unknown> {
-    return this.conf({ type: 'slow-ipam', dataDir: this.dataDir, ranges: [[{ subnet: '10.98.0.0/24' }]] });
+    return { ...this.conf({ type: 'slow-ipam', dataDir: this.dataDir, ranges: [[{ subnet: '10.98.0.0/24' }]] }), cniVersion: '1.0.0' };
   }
 
   cniPath(via: string): string {
@@ -161,18 +161,22 @@ export function writeTool(dir: string, name: string, script: string): string {
   return f;
 }
 
-/** A directory with the shim under `names` and `strand` (a symlink to dist/strand) beside it. */
-export function shimDir(dir: string, shim: string, names: string[]): string {
-  mkdirSync(dir, { recursive: true });
-  for (const n of names) symlinkSync(shim, join(dir, n));
+/**
+ * `dir` as an install: the shim `dir/strand-shim` linked under `names`, and `strand` (a
+ * symlink to dist/strand) beside it, where the shim looks for its fallback.
+ */
+export function shimDir(dir: string, names: string[]): string {
+  for (const n of names) linkSync(join(dir, 'strand-shim'), join(dir, n));
   symlinkSync(join(repoRoot, 'dist', 'strand'), join(dir, 'strand'));
   return dir;
 }
 
+/** Runs `exe` in namespace `ns`; as another user (uid) it runs where the test runs (nsenter needs root). */
 export function runIn(ns: string, exe: string, env: Record<string, string>, stdin: string, uid?: number): Promise<Call> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', exe], {
+    const [cmd, args] = uid === undefined ? ['nsenter', [`--net=/run/netns/${ns}`, '--', exe]] : [exe, []];
+    const child = spawn(cmd as string, args as string[], {
       env,
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(uid !== undefined ? { uid, gid: uid } : {}),
@@ -207,4 +211,25 @@ export function stableStderr(s: string): string {
 /** What the daemon log says happened to requests: ["strand-bridge ADD: done 0", ...]. */
 export function outcomes(log: string): string[] {
   return [...log.matchAll(/(?:DEBUG|INFO) strand daemon: request (\S*) (\S*): (\w+)( \d+)?/g)].map((m) => `${m[1]} ${m[2]}: ${m[3]}${m[4] ?? ''}`);
+}
+
+/** The daemon's outcomes once at least `n` are logged (a line is written after the reply is sent). */
+export async function settled(d: { log: string }, n: number, timeoutMs = 5000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  if (n === 0) await new Promise((r) => setTimeout(r, 200)); // nothing expected: give a late line the chance to show
+  while (outcomes(d.log).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  return outcomes(d.log);
+}
+
+/**
+ * The daemon's descriptors once they are back to `base` (a connection is closed just
+ * after its reply is sent), or what they are after a second.
+ */
+export async function fdsBackTo(d: { fds(): string[] }, base: readonly string[]): Promise<string[]> {
+  for (let i = 0; i < 50; i++) {
+    const now = d.fds();
+    if (now.length <= base.length) return now;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return d.fds();
 }
