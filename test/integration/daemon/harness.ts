@@ -175,7 +175,7 @@ export function shimDir(dir: string, names: string[]): string {
 export function runIn(ns: string, exe: string, env: Record<string, string>, stdin: string, uid?: number): Promise<Call> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const [cmd, args] = uid === undefined ? ['nsenter', [`--net=/run/netns/${ns}`, '--', exe]] : [exe, []];
+    const [cmd, args] = uid === undefined ? ['/usr/bin/nsenter', [`--net=/run/netns/${ns}`, '--', exe]] : [exe, []];
     const child = spawn(cmd as string, args as string[], {
       env,
       stdio: ['pipe', 'pipe', 'pipe'],
