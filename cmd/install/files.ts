@@ -85,11 +85,11 @@ export function writeFileAtomic(path: string, data: Buffer, mode: number): Outco
 }
 
 /**
- * Installs `source` as `<binDir>/strand` plus hardlinks under the other names. When
+ * Installs `source` as `<binDir>/strand` plus hardlinks under the other `names`. When
  * `strand` already has the same content and every name is a link to it, nothing is
  * touched. The plugin names are replaced first and `strand` last, each by rename.
  */
-export function installBinaries(source: string, binDir: string): Outcome {
+export function installBinaries(source: string, binDir: string, names: readonly string[] = BINARY_NAMES): Outcome {
   const main = join(binDir, 'strand');
   const srcStat = statSync(source);
   if (!srcStat.isFile()) throw new InstallError(`--source ${source} is not a regular file`);
@@ -100,7 +100,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
     if (errCode(e) !== 'ENOENT') throw e;
   }
   const mainSame = current !== undefined && current.size === srcStat.size && (current.mode & 0o777) === 0o755 && fileHash(main) === fileHash(source);
-  if (mainSame && current && BINARY_NAMES.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
+  if (mainSame && current && names.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
 
   const temps: string[] = [];
   try {
@@ -112,7 +112,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
       chmodSync(origin, 0o755);
       fsyncPath(origin);
     }
-    for (const name of BINARY_NAMES) {
+    for (const name of names) {
       if (name === 'strand') continue;
       const tmp = tempName(join(binDir, name));
       temps.push(tmp);
@@ -120,6 +120,51 @@ export function installBinaries(source: string, binDir: string): Outcome {
       renameSync(tmp, join(binDir, name));
     }
     if (origin !== main) renameSync(origin, main);
+  } finally {
+    for (const t of temps) rmSync(t, { force: true });
+  }
+  fsyncPath(binDir);
+  return 'written';
+}
+
+/** The marker every strand shim carries (native/shim.c). */
+export const SHIM_MARKER = 'STRAND-SHIM protocol=';
+
+/**
+ * Installs the shim (native/shim.c) under each of `names` in `binDir`: one file, the
+ * names its hardlinks, each put in place by rename. Call it after `<binDir>/strand` is
+ * in place: a shim falls back to the `strand` beside it, which must never be missing.
+ * Nothing is touched when every name already is this shim (same content, one inode).
+ */
+export function installShims(shim: Buffer, binDir: string, names: readonly string[]): Outcome {
+  if (!shim.includes(SHIM_MARKER)) throw new InstallError('the shim to install is not a strand shim (no marker)');
+  const first = join(binDir, names[0]!);
+  let ino: number | undefined;
+  try {
+    const st = statSync(first);
+    if (st.isFile() && (st.mode & 0o777) === 0o755 && st.size === shim.length && readFileSync(first).equals(shim)) ino = st.ino;
+  } catch (e) {
+    if (errCode(e) !== 'ENOENT') throw e;
+  }
+  if (ino !== undefined && names.every((n) => sameInode(join(binDir, n), ino))) return 'unchanged';
+
+  const origin = tempName(join(binDir, 'strand-shim'));
+  const temps = [origin];
+  try {
+    const fd = openSync(origin, 'wx', 0o755);
+    try {
+      writeSync(fd, shim);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(origin, 0o755);
+    for (const name of names) {
+      const tmp = tempName(join(binDir, name));
+      temps.push(tmp);
+      linkSync(origin, tmp);
+      renameSync(tmp, join(binDir, name));
+    }
   } finally {
     for (const t of temps) rmSync(t, { force: true });
   }

@@ -3,7 +3,7 @@
 // shell; input on stdin; the request's PATH with a sane fallback.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { childCommand } from '../../lib/cni/invoke.ts';
+import { childCommand, nsenterExecError } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 
 export interface ToolRun {
@@ -78,7 +78,12 @@ export function toolsFor(a: Pick<CmdArgs, 'env' | 'namespaces'>): Tools {
       child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       child.on('error', (e) => resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` }));
-      child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+      child.on('close', (code, signal) => {
+        // run through nsenter and not executable: the answer spawn's own error gives
+        const execError = file !== exe ? nsenterExecError(exe, code, stderr) : undefined;
+        if (execError) resolve({ code: 127, stdout, stderr: execError.message });
+        else resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+      });
       child.stdin.on('error', () => {});
       child.stdin.end(input ?? '');
     });

@@ -76,6 +76,37 @@ export function childCommand(
   return [nsenter, [`--net=${ns.hostForChildren}`, '--', file, ...args]];
 }
 
+/** strerror(3) texts nsenter prints when its execvp fails, by errno name. */
+const EXEC_ERRORS: Readonly<Record<string, string>> = {
+  'Permission denied': 'EACCES',
+  'No such file or directory': 'ENOENT',
+  'Exec format error': 'ENOEXEC',
+  'Text file busy': 'ETXTBSY',
+  'Not a directory': 'ENOTDIR',
+  'Too many levels of symbolic links': 'ELOOP',
+  'Is a directory': 'EISDIR',
+  'File name too long': 'ENAMETOOLONG',
+  'Argument list too long': 'E2BIG',
+  'Cannot allocate memory': 'ENOMEM',
+};
+
+/**
+ * When `file` ran through nsenter (childCommand) and could not be executed, nsenter
+ * exits 126 or 127 saying why: the same error spawn() gives when it starts `file`
+ * itself ("spawn <file> EACCES", code EACCES), so both paths fail alike. Else undefined.
+ */
+export function nsenterExecError(file: string, status: number | null, stderr: string): NodeJS.ErrnoException | undefined {
+  if (status !== 126 && status !== 127) return undefined;
+  const m = /^nsenter: failed to execute (.*): ([^\n]*)\n?$/.exec(stderr);
+  const code = m && m[1] === file ? EXEC_ERRORS[m[2]!] : undefined;
+  if (!code) return undefined;
+  const e: NodeJS.ErrnoException = new Error(`spawn ${file} ${code}`);
+  e.code = code;
+  e.syscall = `spawn ${file}`;
+  e.path = file;
+  return e;
+}
+
 /**
  * The first regular file named `plugin` in `paths` (libcni's FindInPath). A missing plugin
  * is a plain failure in libcni, reported by Go plugins as code 999 with this message.
@@ -139,7 +170,10 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
     child.stdin.end(stdin);
     child.on('close', (status, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut });
+      const stderr = Buffer.concat(err);
+      const execError = cmd !== file ? nsenterExecError(file, status, stderr.toString('utf8')) : undefined;
+      if (execError) reject(execError);
+      else resolve({ status, signal, stdout: Buffer.concat(out), stderr, timedOut });
     });
   });
 }

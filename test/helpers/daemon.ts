@@ -56,7 +56,7 @@ export class TestDaemon {
     this.child = child;
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code))); // 'close': its output is all read
     const deadline = Date.now() + 30_000;
     while (!this.output.includes('serving ')) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`strand daemon did not start:\n${this.output}`);
