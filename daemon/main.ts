@@ -17,6 +17,7 @@ import type { PluginIO } from '../lib/cni/skel.ts';
 import { native } from '../lib/native/index.ts';
 import { keepEtcdStores } from '../ipam/store/pool.ts';
 import type { RunPlugin } from './request.ts';
+import { type NsexecHelper, nsexecHelper } from './nsexec.ts';
 import { Daemon, type DaemonOptions } from './server.ts';
 
 export const DEFAULT_SOCKET = '/run/strand/cni.sock';
@@ -142,8 +143,16 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   native();
   for (let i = 0; i < 5; i++) await host.warmUp();
   const stores = keepEtcdStores({ max: 8, idleMs: 5 * 60_000 });
+  let helper: NsexecHelper | undefined;
+  try {
+    helper = nsexecHelper();
+  } catch (e) {
+    log.error('cannot set up strand-nsexec', e);
+    return 1;
+  }
+  if (!helper) log.warn('no strand-nsexec helper: calls from another network or mount namespace cannot run tools or delegates');
 
-  const daemon = new Daemon({ ...o, run: host.run, isPlugin: host.isPlugin, log });
+  const daemon = new Daemon({ ...o, run: host.run, isPlugin: host.isPlugin, log, nsexec: helper && { file: helper.file, argv0: helper.argv0 } });
   // One line per connection: served ones at debug, the others (not run, or failed in
   // the daemon) at info with the reason.
   daemon.observe((e) => {
@@ -155,6 +164,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
     daemon.start();
   } catch (e) {
     log.error(`cannot listen on ${o.socket}`, e);
+    helper?.remove();
     return 1;
   }
   log.info(`serving ${o.socket} (pid ${process.pid}, warm-up ${(performance.now() - t0).toFixed(0)} ms)`);
@@ -167,6 +177,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   const left = await daemon.stop(o.graceMs);
   if (left > 0) log.warn(`${left} requests still running after the grace period: their shims report code 999`);
   await stores.close();
+  if (left === 0) helper?.remove(); // abandoned requests may still run it
   log.info(`stopped (${JSON.stringify(daemon.counts)})`);
   // Work abandoned after the grace period must not keep the process alive.
   setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();

@@ -7,7 +7,8 @@
 // version (and skip the body) of a frame it cannot otherwise understand.
 //
 //   shim -> daemon   REQUEST   with SCM_RIGHTS on its first bytes: the caller's network
-//                              namespace, then the pod's (when the shim could open it)
+//                              and mount namespaces, then the pod's network namespace
+//                              (when the shim could open CNI_NETNS)
 //   daemon -> shim   STARTED   the request runs now (sent only once it is certain to run)
 //                    RESULT    exit status, stdout, stderr: the plugin's answer
 //                    BUSY, UNSUPPORTED, REJECTED (instead of STARTED): not run; the shim
@@ -53,8 +54,8 @@ export const LIMITS = {
 } as const;
 /** The largest REQUEST body the limits allow (fixed fields, lengths and data). */
 export const MAX_REQUEST_BODY = 16 + 4 + LIMITS.plugin + 4 + LIMITS.envCount * 4 + LIMITS.envTotal + 4 + LIMITS.stdin;
-/** Descriptors a request may carry: the caller's netns and the pod's. */
-export const MAX_FDS = 2;
+/** Descriptors a request may carry: the caller's netns and mount namespace, the pod's netns. */
+export const MAX_FDS = 3;
 
 export interface Header {
   version: number;
@@ -134,7 +135,7 @@ export function decodeRequest(body: Buffer): Request {
   const fdCount = r.u32('descriptor count');
   if (flags & ~Flag.StdinNotRead) throw new ProtocolError(`unknown flags 0x${flags.toString(16)}`);
   if (netnsState > NetnsState.OpenFailed) throw new ProtocolError(`unknown netns state ${netnsState}`);
-  const wantFds = netnsState === NetnsState.Passed ? 2 : 1;
+  const wantFds = netnsState === NetnsState.Passed ? 3 : 2;
   if (fdCount !== wantFds) throw new ProtocolError(`descriptor count ${fdCount}, expected ${wantFds}`);
   const plugin = r.bytes(LIMITS.plugin, 'plugin name');
   const envCount = r.u32('env count');

@@ -17,6 +17,7 @@ export interface Answer {
 }
 
 let ownNetns: string | undefined;
+let ownMntns: string | undefined;
 
 function nsId(path: string): string | undefined {
   try {
@@ -29,21 +30,25 @@ function nsId(path: string): string | undefined {
 
 /**
  * The request's namespaces from the descriptors the shim passed: [caller's netns,
- * CNI_NETNS (when the shim could open it)]. Paths through /proc keep them usable for as
- * long as the descriptors stay open (until the request has settled).
+ * caller's mount namespace, CNI_NETNS (when the shim could open it)]. Paths through
+ * /proc keep them usable for as long as the descriptors stay open (until the request
+ * has settled).
  */
-export function requestNamespaces(req: Request, fds: readonly number[]): RequestNamespaces {
-  const [hostFd, podFd] = fds;
+export function requestNamespaces(req: Request, fds: readonly number[], nsexec: RequestNamespaces['nsexec']): RequestNamespaces {
+  const [hostFd, mntFd, podFd] = fds as [number, number, number | undefined];
   const host = `/proc/self/fd/${hostFd}`;
   ownNetns ??= nsId('/proc/self/ns/net');
+  ownMntns ??= nsId('/proc/self/ns/mnt');
   const ns: RequestNamespaces = {
     host,
     hostIsOwn: ownNetns !== undefined && nsId(host) === ownNetns,
-    hostForChildren: `/proc/${process.pid}/fd/${hostFd}`,
+    mntIsOwn: ownMntns !== undefined && nsId(`/proc/self/fd/${mntFd}`) === ownMntns,
+    fds: { host: hostFd, mnt: mntFd },
   };
+  if (nsexec) ns.nsexec = nsexec;
   if (req.netnsState === NetnsState.Passed && podFd !== undefined) {
     ns.pod = `/proc/self/fd/${podFd}`;
-    ns.podForChildren = `/proc/${process.pid}/fd/${podFd}`;
+    ns.fds.pod = podFd;
   } else if (req.netnsState === NetnsState.OpenFailed) {
     ns.podErrno = req.netnsErrno;
   }
@@ -51,7 +56,7 @@ export function requestNamespaces(req: Request, fds: readonly number[]): Request
 }
 
 /** The PluginIO of a request, and its captured output. */
-export function requestIO(req: Request, fds: readonly number[]): { io: PluginIO; answer(exitCode: number): Answer } {
+export function requestIO(req: Request, fds: readonly number[], nsexec: RequestNamespaces['nsexec']): { io: PluginIO; answer(exitCode: number): Answer } {
   const out: string[] = [];
   const err: string[] = [];
   const io: PluginIO = {
@@ -59,7 +64,7 @@ export function requestIO(req: Request, fds: readonly number[]): { io: PluginIO;
     stdin: () => Promise.resolve(req.stdin),
     stdout: { write: (s) => void out.push(s) },
     stderr: { write: (s) => void err.push(s) },
-    namespaces: requestNamespaces(req, fds),
+    namespaces: requestNamespaces(req, fds, nsexec),
   };
   return {
     io,

@@ -53,6 +53,8 @@ export interface DaemonOptions {
   run: RunPlugin;
   isPlugin(name: string): boolean;
   log: Logger;
+  /** The shim as strand-nsexec, to run tools and delegates in a caller's namespaces (daemon/nsexec.ts). */
+  nsexec?: { file: string; argv0: string } | undefined;
 }
 
 export type Outcome =
@@ -308,7 +310,7 @@ export class Daemon {
    */
   private execute(req: Request, fds: number[]): Promise<{ answer: Answer; outcome: Outcome }> {
     this.running++;
-    const { io, answer } = requestIO(req, fds);
+    const { io, answer } = requestIO(req, fds, this.opts.nsexec);
     return new Promise((resolve) => {
       let finished = false;
       const finish = (a: Answer, outcome: Outcome): void => {

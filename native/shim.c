@@ -6,9 +6,15 @@
 //
 // The protocol is daemon/protocol.ts (frames, limits) and docs/daemon.md. In short:
 // send one REQUEST (plugin name from argv[0], the environment the plugins read, stdin,
-// and two descriptors over SCM_RIGHTS: this process's network namespace and CNI_NETNS,
-// opened here in the runtime's mount namespace), wait for STARTED, then for RESULT
-// (exit status, stdout, stderr).
+// and descriptors over SCM_RIGHTS: this process's network and mount namespaces, and
+// CNI_NETNS opened here in the runtime's mount namespace), wait for STARTED, then for
+// RESULT (exit status, stdout, stderr).
+//
+// Started as `strand-nsexec NETFD MNTFD FILE [ARG...]` (by the daemon) it is instead the
+// daemon's way to run a delegate or a tool where the runtime would have: it enters the
+// mount namespace MNTFD and the network namespace NETFD (inherited descriptors, -1 to
+// keep the current one) and execs FILE, so iptables, nft and delegates are the node's
+// own, whatever the daemon's container holds.
 //
 // Fallback: when the daemon cannot take the call (no socket, refused, not root, BUSY,
 // UNSUPPORTED, REJECTED, closed before STARTED, a request over a limit) this program
@@ -39,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -337,13 +344,64 @@ static void relay(int fd, uint32_t n, int64_t deadline, char *chunk, size_t chun
   }
 }
 
+// strand-nsexec NETFD MNTFD FILE [ARG...]: see the top of the file. Exits 126 (127 when
+// FILE is missing) with "strand-nsexec: failed to execute FILE: <strerror>" when the exec
+// fails, as nsenter(1) does, so the daemon can report the error spawn() would have.
+// With `--which NAME` instead of FILE: prints the first executable NAME on $PATH as the
+// caller's mount namespace has it (exit 1 when there is none).
+static int which(const char *name) {
+  const char *path = getenv("PATH");
+  char full[PATH_MAX];
+  for (const char *p = path ? path : ""; *p;) {
+    const char *end = strchr(p, ':');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n > 0 && n + strlen(name) + 2 <= sizeof full) {
+      memcpy(full, p, n);
+      full[n] = '/';
+      strcpy(full + n + 1, name);
+      struct stat st;
+      if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && access(full, X_OK) == 0) {
+        dprintf(1, "%s\n", full);
+        return 0;
+      }
+    }
+    p += n;
+    if (*p == ':') p++;
+  }
+  return 1;
+}
+
+static int nsexec(int argc, char **argv) {
+  if (argc < 4 || (strcmp(argv[3], "--which") == 0 && argc != 5)) {
+    dprintf(2, "usage: strand-nsexec NETFD MNTFD FILE [ARG...] | strand-nsexec NETFD MNTFD --which NAME\n");
+    return 2;
+  }
+  int netfd = atoi(argv[1]), mntfd = atoi(argv[2]);
+  // mount first: entering it resets the root and working directory to its root
+  if (mntfd >= 0 && setns(mntfd, CLONE_NEWNS) < 0) {
+    dprintf(2, "strand-nsexec: setns(mount): %s\n", strerror(errno));
+    return 125;
+  }
+  if (netfd >= 0 && setns(netfd, CLONE_NEWNET) < 0) {
+    dprintf(2, "strand-nsexec: setns(net): %s\n", strerror(errno));
+    return 125;
+  }
+  if (mntfd >= 0) close(mntfd);
+  if (netfd >= 0) close(netfd);
+  if (strcmp(argv[3], "--which") == 0) return which(argv[4]);
+  execv(argv[3], argv + 3);
+  int e = errno;
+  dprintf(2, "strand-nsexec: failed to execute %s: %s\n", argv[3], strerror(e));
+  return e == ENOENT ? 127 : 126;
+}
+
 int main(int argc, char **argv) {
-  (void)argc;
   signal(SIGPIPE, SIG_IGN);
   if (argv[0] && *argv[0]) {
     const char *slash = strrchr(argv[0], '/');
     plugin = slash ? slash + 1 : argv[0];
   }
+  if (strcmp(plugin, "strand-nsexec") == 0) return nsexec(argc, argv);
   debug = getenv("STRAND_SHIM_DEBUG") && strcmp(getenv("STRAND_SHIM_DEBUG"), "1") == 0;
   if (getenv("STRAND_DAEMON_SOCKET") && *getenv("STRAND_DAEMON_SOCKET")) sock_path = getenv("STRAND_DAEMON_SOCKET");
   int64_t t0 = now_ms();
@@ -367,12 +425,16 @@ int main(int argc, char **argv) {
     if (n > LIMIT_ENV_ENTRY || env_count > LIMIT_ENV_COUNT || env_total > LIMIT_ENV_TOTAL) standalone("environment over the protocol's limits");
   }
 
-  // The caller's network namespace (the plugin's "host"), and CNI_NETNS opened here, in
-  // the runtime's mount namespace. O_PATH: opening has no side effect on whatever the
-  // path names; the daemon reopens it through /proc/self/fd as the plugin would.
-  int fds[2], nfds = 0;
+  // The caller's network namespace (the plugin's "host") and mount namespace (where its
+  // tools and delegates are), and CNI_NETNS opened here, in the runtime's mount
+  // namespace. O_PATH: opening has no side effect on whatever the path names; the
+  // daemon reopens it through /proc/self/fd as the plugin would.
+  int fds[3], nfds = 0;
   fds[nfds] = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (fds[nfds] < 0) fallback("cannot open /proc/self/ns/net");
+  nfds++;
+  fds[nfds] = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  if (fds[nfds] < 0) fallback("cannot open /proc/self/ns/mnt");
   nfds++;
   uint32_t ns_state = NS_UNSET, ns_errno = 0;
   const char *netns = getenv("CNI_NETNS");

@@ -3,7 +3,7 @@
 // shell; input on stdin; the request's PATH with a sane fallback.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { childCommand, nsenterExecError } from '../../lib/cni/invoke.ts';
+import { type ChildSpawn, childSpawn, nsexecError } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 
 export interface ToolRun {
@@ -49,44 +49,55 @@ export class ToolError extends Error {
 }
 
 /**
- * The tools of one request: found on its PATH, run in its "host" network namespace
- * (under a daemon, the caller's; see childCommand). Nothing here reads process globals.
+ * The tools of one request: found on its PATH and run in its "host" namespaces (under a
+ * daemon, the caller's network and mount namespaces: the node's own iptables and nft,
+ * whatever the daemon's container holds; see childSpawn). Nothing here reads process
+ * globals.
  */
 export interface Tools {
   /** The full path of `name`, or undefined when it is not installed. */
-  find(name: string): string | undefined;
+  find(name: string): Promise<string | undefined>;
   /** Runs `tool args` with `input` on stdin; resolves with its exit code and output. */
   run(tool: string, args: readonly string[], input?: string): Promise<ToolRun>;
   /** Like run but throws ToolError on a non-zero exit. */
   mustRun(tool: string, args: readonly string[], input?: string): Promise<string>;
 }
 
+function spawnTool(how: ChildSpawn, env: Record<string, string>, input: string | undefined): Promise<ToolRun> {
+  return new Promise((resolve) => {
+    // node:child_process is loaded here, not at start-up: most runs never spawn, and the
+    // start-up snapshot of the single executable must not contain it.
+    const child = process
+      .getBuiltinModule('node:child_process')
+      .spawn(how.command, how.args, { stdio: how.stdio, env, ...(how.argv0 ? { argv0: how.argv0 } : {}) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', (e) => resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` }));
+    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(input ?? '');
+  });
+}
+
 export function toolsFor(a: Pick<CmdArgs, 'env' | 'namespaces'>): Tools {
-  const env = a.env;
-  const find = (name: string): string | undefined => findTool(name, env);
-  const run = (tool: string, args: readonly string[], input?: string): Promise<ToolRun> => {
-    const exe = find(tool);
-    if (!exe) return Promise.resolve({ code: 127, stdout: '', stderr: `${tool}: not found on PATH` });
-    const childEnv = { PATH: searchPath(env), LC_ALL: 'C' };
-    const [file, argv] = childCommand(exe, args, a.namespaces, childEnv);
-    return new Promise((resolve) => {
-      // node:child_process is loaded here, not at start-up: most runs never spawn, and the
-      // start-up snapshot of the single executable must not contain it.
-      const child = process.getBuiltinModule('node:child_process').spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', (e) => resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` }));
-      child.on('close', (code, signal) => {
-        // run through nsenter and not executable: the answer spawn's own error gives
-        const execError = file !== exe ? nsenterExecError(exe, code, stderr) : undefined;
-        if (execError) resolve({ code: 127, stdout, stderr: execError.message });
-        else resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-      });
-      child.stdin.on('error', () => {});
-      child.stdin.end(input ?? '');
-    });
+  const childEnv = { PATH: searchPath(a.env), LC_ALL: 'C' };
+  const ns = a.namespaces;
+  // Under a daemon in another mount namespace the lookup happens there too.
+  const find = async (name: string): Promise<string | undefined> => {
+    if (!ns || ns.mntIsOwn) return findTool(name, a.env);
+    const r = await spawnTool(childSpawn('--which', [name], ns), childEnv, undefined);
+    return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+  };
+  const run = async (tool: string, args: readonly string[], input?: string): Promise<ToolRun> => {
+    const exe = await find(tool);
+    if (!exe) return { code: 127, stdout: '', stderr: `${tool}: not found on PATH` };
+    const how = childSpawn(exe, args, ns);
+    const r = await spawnTool(how, childEnv, input);
+    // run through strand-nsexec and not executable: the answer spawn's own error gives
+    const execError = how.command !== exe ? nsexecError(exe, r.code, r.stderr) : undefined;
+    return execError ? { code: 127, stdout: r.stdout, stderr: execError.message } : r;
   };
   return {
     find,

@@ -114,7 +114,7 @@ async function teardownIptables(t: Tools, netName: string, containerId: string):
   const chain = masqChainName(netName, containerId);
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!t.find(saveTool[family])) return;
+      if (!(await t.find(saveTool[family]))) return;
       const saved = await natSave(t, family);
       await natRestore(t, family, iptablesDeleteLines(saved, new Set([chain])));
     }),
@@ -127,7 +127,7 @@ async function gcIptables(t: Tools, netName: string, valid: GcAttachment[]): Pro
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!t.find(saveTool[family])) return;
+      if (!(await t.find(saveTool[family]))) return;
       const saved = await natSave(t, family);
       const stale = new Set<string>();
       for (const l of saved) {
@@ -219,14 +219,14 @@ async function setupNftables(t: Tools, addresses: string[], netName: string, ifN
 }
 
 async function teardownNftables(t: Tools, netName: string, ifName: string, containerId: string): Promise<void> {
-  if (!t.find('nft')) return;
+  if (!(await t.find('nft'))) return;
   const prefix = hashForInstance(netName, ifName, containerId);
   const rules = await nftListMasqRules(t);
   await nftApply(t, nftDeleteRules(rules.filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle)));
 }
 
 async function gcNftables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
-  if (!t.find('nft')) return;
+  if (!(await t.find('nft'))) return;
   const net = hashForNetwork(netName);
   const keep = new Set(valid.map((a) => nftMasqComment(netName, a.ifname, a.containerID)));
   const rules = await nftListMasqRules(t);
@@ -236,8 +236,8 @@ async function gcNftables(t: Tools, netName: string, valid: GcAttachment[]): Pro
 // ---------------------------------------------------------------------------------
 
 /** The reference's default: iptables unless only nft is available. */
-export function defaultMasqBackend(t: Tools): MasqBackend {
-  if (!t.find('iptables-restore') && t.find('nft')) return 'nftables';
+export async function defaultMasqBackend(t: Tools): Promise<MasqBackend> {
+  if (!(await t.find('iptables-restore')) && (await t.find('nft'))) return 'nftables';
   return 'iptables';
 }
 
@@ -250,7 +250,7 @@ export async function setupMasq(
   ifName: string,
   containerId: string,
 ): Promise<void> {
-  const b = backend ?? defaultMasqBackend(t);
+  const b = backend ?? (await defaultMasqBackend(t));
   if (b === 'nftables') await setupNftables(t, addresses, netName, ifName, containerId);
   else await setupIptables(t, addresses, netName, containerId);
 }

@@ -38,7 +38,7 @@ export async function setupSpoofCheck(t: Tools, hostVeth: string, mac: string, r
 
 /** Removes the attachment's rules and chains; absent ones are fine. */
 export async function teardownSpoofCheck(t: Tools, refId: string): Promise<void> {
-  if (!t.find('nft')) return;
+  if (!(await t.find('nft'))) return;
   const c = chains(refId);
   const args = ['-j', 'list', 'table', 'bridge', 'nat'];
   const r = await t.run('nft', args);

@@ -6,9 +6,8 @@
 // and output handling, no exec.
 //
 // Under `strand daemon` a request carries the caller's namespaces (CmdArgs.namespaces):
-// an exec'd delegate then gets CNI_NETNS as a path it can open (/proc/<daemon>/fd/N) and
-// runs in the caller's network namespace (childCommand).
-import { existsSync } from 'node:fs';
+// an exec'd delegate then runs in the caller's network and mount namespaces and gets
+// CNI_NETNS as a descriptor it inherits (childSpawn).
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CniError, Code, isCniError } from './errors.ts';
@@ -50,33 +49,42 @@ export function delegateEnv(env: Record<string, string | undefined>, verb: strin
   return out;
 }
 
-const NSENTER = ['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter', '/sbin/nsenter'];
-
-/**
- * How to start `file args` in the request's "host" network namespace: as is, unless a
- * daemon serves a caller in another namespace than its own (never in a deployment,
- * where the daemon shares the node's namespace; test harnesses run each plugin call in a
- * namespace of their own), then through nsenter(1) into the caller's.
- */
-export function childCommand(
-  file: string,
-  args: readonly string[],
-  ns: RequestNamespaces | undefined,
-  env: Record<string, string | undefined> = {},
-): [string, string[]] {
-  if (!ns || ns.hostIsOwn) return [file, [...args]];
-  const nsenter = NSENTER.find((p) => existsSync(p));
-  if (!nsenter) {
-    throw new CniError(
-      Code.Internal,
-      `cannot run ${file} in the caller's network namespace`,
-      `nsenter (util-linux) is not installed (PATH ${env['PATH'] ?? ''})`,
-    );
-  }
-  return [nsenter, [`--net=${ns.hostForChildren}`, '--', file, ...args]];
+/** How to start a child process (a delegate, a tool) for a request. */
+export interface ChildSpawn {
+  command: string;
+  args: string[];
+  /** argv[0] when it is not `command` (the shim started as strand-nsexec). */
+  argv0?: string;
+  /** stdin, stdout, stderr, then the request's namespace descriptors as fds 3, 4, 5. */
+  stdio: Array<'pipe' | number>;
+  /** CNI_NETNS as the child opens it (its inherited fd 5), when there is a pod namespace. */
+  netns?: string;
 }
 
-/** strerror(3) texts nsenter prints when its execvp fails, by errno name. */
+/**
+ * How to start `file args` for a request. Standalone: as is. Under `strand daemon` the
+ * child inherits the request's namespace descriptors (caller's netns as fd 3, caller's
+ * mount namespace as fd 4, the pod's netns as fd 5: CNI_NETNS=/proc/self/fd/5 opens it
+ * in any mount namespace) and runs where the runtime would have run it: when the caller's
+ * network or mount namespace is not the daemon's own (the daemon in its container; test
+ * harnesses give every call a network namespace of its own), through the shim as
+ * `strand-nsexec`, which enters them and execs `file`.
+ */
+export function childSpawn(file: string, args: readonly string[], ns: RequestNamespaces | undefined): ChildSpawn {
+  if (!ns) return { command: file, args: [...args], stdio: ['pipe', 'pipe', 'pipe'] };
+  const stdio: ChildSpawn['stdio'] = ['pipe', 'pipe', 'pipe', ns.fds.host, ns.fds.mnt];
+  if (ns.fds.pod !== undefined) stdio.push(ns.fds.pod);
+  const netns = ns.fds.pod !== undefined ? '/proc/self/fd/5' : undefined;
+  const base = netns ? { stdio, netns } : { stdio };
+  if (ns.hostIsOwn && ns.mntIsOwn) return { command: file, args: [...args], ...base };
+  if (!ns.nsexec) {
+    throw new CniError(Code.Internal, `cannot run ${file} in the caller's namespaces`, 'the daemon has no strand-nsexec helper (the shim)');
+  }
+  const enter = [ns.hostIsOwn ? '-1' : '3', ns.mntIsOwn ? '-1' : '4'];
+  return { command: ns.nsexec.file, argv0: ns.nsexec.argv0, args: [...enter, file, ...args], ...base };
+}
+
+/** strerror(3) texts strand-nsexec prints when its exec fails, by errno name. */
 const EXEC_ERRORS: Readonly<Record<string, string>> = {
   'Permission denied': 'EACCES',
   'No such file or directory': 'ENOENT',
@@ -91,13 +99,13 @@ const EXEC_ERRORS: Readonly<Record<string, string>> = {
 };
 
 /**
- * When `file` ran through nsenter (childCommand) and could not be executed, nsenter
- * exits 126 or 127 saying why: the same error spawn() gives when it starts `file`
+ * When `file` ran through strand-nsexec (childSpawn) and could not be executed, the
+ * helper exits 126 or 127 saying why: the same error spawn() gives when it starts `file`
  * itself ("spawn <file> EACCES", code EACCES), so both paths fail alike. Else undefined.
  */
-export function nsenterExecError(file: string, status: number | null, stderr: string): NodeJS.ErrnoException | undefined {
+export function nsexecError(file: string, status: number | null, stderr: string): NodeJS.ErrnoException | undefined {
   if (status !== 126 && status !== 127) return undefined;
-  const m = /^nsenter: failed to execute (.*): ([^\n]*)\n?$/.exec(stderr);
+  const m = /^strand-nsexec: failed to execute (.*): ([^\n]*)\n?$/.exec(stderr);
   const code = m && m[1] === file ? EXEC_ERRORS[m[2]!] : undefined;
   if (!code) return undefined;
   const e: NodeJS.ErrnoException = new Error(`spawn ${file} ${code}`);
@@ -135,15 +143,21 @@ interface ExecOutcome {
 }
 
 function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number, ns?: RequestNamespaces): Promise<ExecOutcome> {
-  const [cmd, argv] = childCommand(file, [], ns, env);
+  const how = childSpawn(file, [], ns);
+  // The delegate opens the pod's namespace through its inherited descriptor.
+  const childEnv = how.netns && env['CNI_NETNS'] ? { ...env, CNI_NETNS: how.netns } : env;
   return new Promise((resolve, reject) => {
     // Own process group, so a timeout kills the delegate's children too (they would keep
     // its stdout open otherwise).
     // node:child_process is loaded here, not at start-up: most runs never spawn, and the
     // start-up snapshot of the single executable must not contain it.
-    const child = process
-      .getBuiltinModule('node:child_process')
-      .spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
+    const child = process.getBuiltinModule('node:child_process').spawn(how.command, how.args, {
+      env: childEnv,
+      stdio: how.stdio,
+      shell: false,
+      detached: timeoutMs !== undefined,
+      ...(how.argv0 ? { argv0: how.argv0 } : {}),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -162,16 +176,16 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
       if (timer) clearTimeout(timer);
       reject(e);
     });
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
     // A delegate that exits without reading stdin makes our write fail with EPIPE: its exit
     // status and output tell the story, so the write error itself is ignored.
-    child.stdin.on('error', () => {});
-    child.stdin.end(stdin);
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(stdin);
     child.on('close', (status, signal) => {
       if (timer) clearTimeout(timer);
       const stderr = Buffer.concat(err);
-      const execError = cmd !== file ? nsenterExecError(file, status, stderr.toString('utf8')) : undefined;
+      const execError = how.command !== file ? nsexecError(file, status, stderr.toString('utf8')) : undefined;
       if (execError) reject(execError);
       else resolve({ status, signal, stdout: Buffer.concat(out), stderr, timedOut });
     });
@@ -391,10 +405,7 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   const env = delegateEnv(a.env, verb);
   const inProcess = await inProcessFor(pluginType, file, a.env, opts);
   if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o, a.namespaces);
-  // An exec'd delegate cannot open this process's /proc/self/fd paths: it gets the daemon's.
-  const ns = a.namespaces;
-  if (ns?.podForChildren) env['CNI_NETNS'] = ns.podForChildren;
-  return execPlugin(file, confBytes(netconf), env, o, ns);
+  return execPlugin(file, confBytes(netconf), env, o, a.namespaces);
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */

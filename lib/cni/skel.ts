@@ -36,15 +36,22 @@ export interface PluginIO {
 export interface RequestNamespaces {
   /** The caller's network namespace, the plugin's "host" (/proc/self/fd/N). */
   host: string;
-  /** Whether `host` is this process's own namespace (always, in a deployment). */
+  /** Whether `host` is this process's own network namespace (always, in a deployment). */
   hostIsOwn: boolean;
+  /**
+   * Whether the caller's mount namespace is this process's own. When it is not (the
+   * daemon in its container), tools and delegates are looked up and run in the
+   * caller's, through `nsexec`, so they are the node's own (lib/cni/invoke.ts childSpawn).
+   */
+  mntIsOwn: boolean;
   /** CNI_NETNS reopened (/proc/self/fd/M), when the shim could open it. */
   pod?: string;
   /** Why the shim could not open CNI_NETNS: the errno of its open(2). */
   podErrno?: number;
-  /** `host` and `pod` as a child process opens them (/proc/<daemon pid>/fd/N). */
-  hostForChildren: string;
-  podForChildren?: string;
+  /** The descriptors behind them (a child process inherits them): caller's netns, caller's mount namespace, pod netns. */
+  fds: { host: number; mnt: number; pod?: number };
+  /** The helper that enters the caller's namespaces and execs (the shim started as strand-nsexec). */
+  nsexec?: { file: string; argv0: string };
 }
 
 /**

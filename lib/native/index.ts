@@ -128,7 +128,7 @@ function searchStarts(): string[] {
 }
 
 /** Extraction directories in order of preference: /run is tmpfs and usually exec-allowed. */
-function extractBases(): string[] {
+export function extractBases(): string[] {
   const bases = ['/run', process.env['XDG_RUNTIME_DIR'], tmpdir(), '/dev/shm'];
   return [...new Set(bases.filter((b): b is string => typeof b === 'string' && b !== ''))];
 }

@@ -247,13 +247,13 @@ describe('the socket itself', () => {
       flags: 0,
       netnsState: NetnsState.Unset,
       netnsErrno: 0,
-      fdCount: 1,
+      fdCount: 2,
       plugin: 'strand-bridge',
       env: ['CNI_COMMAND=VERSION'],
       stdin: Buffer.alloc(0),
     };
     // a well-formed request without the descriptor it announces
-    expect(notice(await raw(encodeRequest(req)))).toBe('6:0 descriptors, expected 1');
+    expect(notice(await raw(encodeRequest(req)))).toBe('6:0 descriptors, expected 2');
     // a field over its limit
     const big = encodeRequest({ ...req, env: [`X=${'x'.repeat(40 * 1024)}`] });
     expect(notice(await raw(big))).toMatch(/^6:environment variable is 40962 bytes, the limit is 32768/);

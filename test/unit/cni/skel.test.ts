@@ -470,8 +470,9 @@ describe('request namespaces (strand daemon)', () => {
   const ns = (pod: string | undefined, host = '/proc/self/ns/net'): RequestNamespaces => ({
     host,
     hostIsOwn: true,
-    hostForChildren: host,
-    ...(pod ? { pod, podForChildren: pod } : {}),
+    mntIsOwn: true,
+    fds: { host: 0, mnt: 0 },
+    ...(pod ? { pod } : {}),
   });
   it("the own-netns check compares the pod's descriptor with the caller's namespace, not CNI_NETNS", async () => {
     const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf(), { namespaces: ns('/proc/self/ns/net') });

@@ -31,7 +31,7 @@ const base: Request = {
   flags: 0,
   netnsState: NetnsState.Passed,
   netnsErrno: 0,
-  fdCount: 2,
+  fdCount: 3,
   plugin: 'strand-bridge',
   env: ['CNI_COMMAND=ADD', 'CNI_PATH=/opt/cni/bin', 'PATH=/usr/bin:/bin', 'EMPTY='],
   stdin: Buffer.from('{"cniVersion":"1.1.0"}'),
@@ -105,9 +105,9 @@ describe('request limits', () => {
   it('flags, netns state and descriptor count', () => {
     rejects({ flags: 4 }, /unknown flags 0x4/);
     rejects({ netnsState: 3 }, /unknown netns state 3/);
-    rejects({ fdCount: 1 }, /descriptor count 1, expected 2/);
-    rejects({ netnsState: NetnsState.Unset, fdCount: 2 }, /descriptor count 2, expected 1/);
-    expect(decodeRequest(body({ ...base, netnsState: NetnsState.OpenFailed, netnsErrno: 2, fdCount: 1 })).netnsErrno).toBe(2);
+    rejects({ fdCount: 2 }, /descriptor count 2, expected 3/);
+    rejects({ netnsState: NetnsState.Unset, fdCount: 3 }, /descriptor count 3, expected 2/);
+    expect(decodeRequest(body({ ...base, netnsState: NetnsState.OpenFailed, netnsErrno: 2, fdCount: 2 })).netnsErrno).toBe(2);
   });
   it('truncated and trailing bytes', () => {
     const b = body(base);
