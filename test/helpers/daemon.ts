@@ -18,6 +18,8 @@ export interface DaemonOptions {
   dir?: string;
   /** Run this instead of dist/strand (argv: the daemon's arguments follow). */
   command?: string[];
+  /** Run it in this network namespace (a name under /run/netns), as a node's daemon shares the node's. */
+  netns?: string;
 }
 
 export class TestDaemon {
@@ -47,8 +49,10 @@ export class TestDaemon {
 
   /** Starts it and waits (bounded) until the socket accepts connections. */
   async start(o: DaemonOptions = {}): Promise<this> {
-    const [cmd, ...pre] = o.command ?? [STRAND];
-    const child = spawn(cmd!, [...pre, 'daemon', '--socket', this.socket, '--log-level', 'debug', ...(o.args ?? [])], {
+    const argv = [...(o.command ?? [STRAND]), 'daemon', '--socket', this.socket, '--log-level', 'debug', ...(o.args ?? [])];
+    if (o.netns) argv.unshift('/usr/bin/nsenter', `--net=/run/netns/${o.netns}`, '--');
+    const [cmd, ...rest] = argv;
+    const child = spawn(cmd!, rest, {
       env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...o.env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,

@@ -1,12 +1,15 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { buildPauseImage, Containerd, CTR, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
+import { TestDaemon } from '../../helpers/daemon.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
+import { outcomes, settled } from '../daemon/harness.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames } from './fixtures.ts';
 
@@ -40,12 +43,21 @@ async function removeAllSandboxes(c: Containerd): Promise<void> {
   }
 }
 
-/** Starts containerd in a fresh host namespace with the pause image imported. */
-async function startContainerd(streamPort: number): Promise<{ c: Containerd; host: string }> {
+/**
+ * Starts containerd in a fresh host namespace with the pause image imported. Its CNI
+ * plugins inherit `env`; the shims of a strand install always get a socket of their
+ * own (never the machine's /run/strand/cni.sock).
+ */
+async function startContainerd(streamPort: number, env: Record<string, string> = {}): Promise<{ c: Containerd; host: string }> {
   const tar = buildPauseImage();
   netns = new NetnsSet();
   const host = netns.add('h');
-  ctd = await Containerd.start({ hostNs: host, streamPort, cgroupParent: `/strand-test-${netns.prefix}` });
+  ctd = await Containerd.start({
+    hostNs: host,
+    streamPort,
+    cgroupParent: `/strand-test-${netns.prefix}`,
+    env: { STRAND_DAEMON_SOCKET: join(tmpdir(), `${netns.prefix}-no-daemon.sock`), ...env },
+  });
   ctd.importImage(tar);
   return { c: ctd, host };
 }
@@ -99,7 +111,8 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
 }
 
 /** Stops and removes every pod, then checks sandboxes, netns and host links are gone. */
-async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[]): Promise<void> {
+/** `running`: containers still running (their rootfs mounts are not the pods'). */
+async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[], running: string[] = []): Promise<void> {
   expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(PODS);
   for (const p of pods) {
     await c.cri().stopPodSandbox(p.id);
@@ -108,7 +121,7 @@ async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: s
   }
   expect(await c.cri().listPodSandbox()).toEqual([]);
   for (const p of pods) expect(c.inMountNs(['sh', '-c', `test -e '${p.netns}' && echo present || echo gone`]).trim(), p.netns).toBe('gone');
-  expect(c.mounts()).toEqual([]);
+  expect(c.mounts().filter((m) => !running.some((id) => m.includes(`/${id}/`)))).toEqual([]);
   expect(linkNames(host).sort()).toEqual([...hostLinks].sort());
 }
 
@@ -161,11 +174,13 @@ function strandManifest(): { configMap: any; daemonSet: any } {
  * into containerd's CNI dirs) with strand-ipam on an etcd in the host namespace; `main`
  * replaces the template's strand-bridge (the reference bridge proves strand-ipam alone).
  */
-async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
+async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number, d?: TestDaemon): Promise<void> {
   requireStrandPlugin('strand-ipam');
   if (main === 'strand-bridge') requireStrandPlugin('strand-bridge');
   const strand = requireStrandPlugin('strand');
-  const { c, host } = await startContainerd(streamPort);
+  const { c, host } = await startContainerd(streamPort, d ? { STRAND_DAEMON_SOCKET: d.socket } : {});
+  // the daemon in the node's network namespace, as the DaemonSet's (hostNetwork) is
+  await d?.start({ netns: host });
   const prefix = netns!.prefix;
   etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2);
   const template = join(c.dir, 'conflist.template');
@@ -186,26 +201,48 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
         encoding: 'utf8',
       }),
     ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
-  const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
-  const records = ipamLs();
-  expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
-  for (const r of records) {
-    expect(r.node).toBe(`node-${prefix}`);
-    expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
-  }
+  // With a daemon: the pods through it, then (daemon stopped) through the fallback.
+  for (const round of d ? ['daemon', 'fallback'] : ['standalone']) {
+    const served = d ? outcomes(d.log).length : 0;
+    const pods = await runPods(c, `${prefix}${round[0]}`, '10.244.', '10.244.0.1');
+    const records = ipamLs();
+    expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
+    for (const r of records) {
+      expect(r.node).toBe(`node-${prefix}`);
+      expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
+    }
 
-  await removePods(c, host, pods, ['strand0', 'lo']);
-  expect(ipamLs()).toEqual([]);
-  const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
-  for (const p of pods) expect(keys).not.toContain(p.id);
-  const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
-  for (const p of pods) expect(nat).not.toContain(p.ip);
+    await removePods(c, host, pods, ['strand0', 'lo']);
+    expect(ipamLs()).toEqual([]);
+    const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
+    for (const p of pods) expect(keys).not.toContain(p.id);
+    const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+    for (const p of pods) expect(nat).not.toContain(p.ip);
+    if (round === 'daemon' && d) {
+      // every ADD and DEL of strand-bridge went through the daemon, and all were served
+      const calls = (await settled(d, served + 2 * PODS)).slice(served);
+      expect(calls.filter((o) => o === 'strand-bridge ADD: done 0')).toHaveLength(PODS);
+      expect(calls.filter((o) => o === 'strand-bridge DEL: done 0').length).toBeGreaterThanOrEqual(PODS);
+      expect(calls.filter((o) => !o.endsWith(': done 0'))).toEqual([]);
+      await d.stop(5000);
+      expect(d.socketExists()).toBe(false);
+    }
+  }
   await etcd.stop();
   etcd = undefined;
   await stopClean(c);
 }
 
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
+  it(`through strand daemon, then with the daemon stopped through the fallback: ${PODS} pods each, nothing left`, async () => {
+    const d = new TestDaemon();
+    try {
+      await strandIpamCase('strand-bridge', 31130, d);
+    } finally {
+      await d.stop(5000);
+    }
+  });
+
   it(`strand-bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
@@ -318,8 +355,10 @@ describe('the installer image run in containerd', () => {
     const bin = hostPath['cni-bin']!;
     const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
     expect(readdirSync(bin).sort()).toEqual(names);
-    const ino = statSync(join(bin, 'strand')).ino;
-    for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
+    // strand, and the shim (embedded in it) under every plugin name
+    const ino = statSync(join(bin, 'strand-bridge')).ino;
+    for (const n of names.slice(1)) expect(statSync(join(bin, n)).ino).toBe(ino);
+    expect(readFileSync(join(bin, 'strand-bridge')).equals(readFileSync(join(repoRoot, 'dist', 'bin', 'strand-shim')))).toBe(true);
     expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
     const conf = hostPath['cni-conf']!;
     expect(readdirSync(conf)).toEqual(['10-strand.conflist']);
@@ -329,7 +368,9 @@ describe('the installer image run in containerd', () => {
       ETCD_ENDPOINTS: parseEndpoints(configMap.data['etcd-endpoints']),
     }).text;
     expect(readFileSync(join(conf, '10-strand.conflist'), 'utf8')).toBe(expected);
-    const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+    // no daemon at that socket: the shim runs the strand beside it
+    const env = { CNI_COMMAND: 'VERSION', STRAND_DAEMON_SOCKET: join(c.dir, 'no-daemon.sock') };
+    const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
     expect(v.supportedVersions).toContain('1.1.0');
 
     const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
@@ -364,7 +405,7 @@ describe('the installer image run in containerd', () => {
     const pod = daemonSet.spec.template.spec;
     c.ctr(ctrRunArgs(c, `${prefix}-install`, image, resolveContainer(pod.initContainers[0], data, fields, hostPath)));
 
-    const spec = pod.containers[0];
+    const spec = pod.containers.find((x: any) => x.name === 'agent');
     expect(spec.name).toBe('agent');
     const pc = resolveContainer(spec, data, fields, hostPath);
     expect(pc.argv).toContain('--node-ip=192.0.2.1');
@@ -442,6 +483,117 @@ describe('the installer image run in containerd', () => {
     await etcd.stop();
     etcd = undefined;
     await stopClean(c);
+  });
+});
+
+describe('the daemon container of the DaemonSet, run in containerd', () => {
+  it("serves the CRI pods' CNI calls through the installed shims (the node's iptables through strand-nsexec); stopped, the pods come up through the fallback", async () => {
+    requireStrandPlugin('strand');
+    const runDir = mkdtempSync(join(tmpdir(), 'strand-run-')); // stands in for the node's /run/strand
+    try {
+      const { c, host } = await startContainerd(31140, { STRAND_DAEMON_SOCKET: join(runDir, 'cni.sock') });
+      const prefix = netns!.prefix;
+      const image = importStrandImage(c, prefix);
+      etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), 31141, 31142);
+      const { configMap, daemonSet } = strandManifest();
+      const pod = daemonSet.spec.template.spec;
+      const data = { ...configMap.data, 'etcd-endpoints': etcd.endpoint };
+      const fields = { 'spec.nodeName': `node-${prefix}`, 'status.hostIP': '192.0.2.1' };
+      // containerd's own CNI directories are "the node's" here
+      const hostPath: Record<string, string> = {
+        ...nodeDirs(c, configMap.data['conflist.template']),
+        'cni-bin': c.cniBinDir,
+        'cni-conf': c.cniConfDir,
+        'run-strand': runDir,
+        'ipam-data': join(c.dir, 'ipam-data'),
+      };
+      mkdirSync(hostPath['ipam-data']!, { recursive: true });
+      c.ctr(ctrRunArgs(c, `${prefix}-install`, image, resolveContainer(pod.initContainers[0], data, fields, hostPath)));
+      copyRefPlugins(c, ['loopback', 'portmap']);
+
+      // The DaemonSet mounts each directory at the node's path; the node's paths are temp
+      // directories here, so the daemon container gets them at theirs.
+      const spec = pod.containers.find((x: any) => x.name === 'daemon');
+      const samePath = { ...spec, volumeMounts: spec.volumeMounts.map((m: any) => (m.name === 'run-strand' ? m : { ...m, mountPath: hostPath[m.name] })) };
+      const pc = resolveContainer(samePath, data, fields, hostPath);
+      expect(pc.argv.slice(0, 2)).toEqual(['/strand', 'daemon']);
+      const id = `${prefix}-daemon`;
+      const daemon = spawn(CTR, ['-a', c.socket, '-n', 'k8s.io', ...ctrRunArgs(c, id, image, pc)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let logs = '';
+      for (const s of [daemon.stdout, daemon.stderr]) s.setEncoding('utf8').on('data', (d: string) => void (logs.length < 100_000 && (logs += d)));
+      const exited = new Promise<number | null>((r) => daemon.once('exit', (code) => r(code)));
+      try {
+        // readiness: the probe of the manifest, exec'd in the container
+        const deadline = Date.now() + 60_000;
+        for (let i = 0; ; i++) {
+          try {
+            c.ctr(['task', 'exec', '--exec-id', `probe-${i}`, id, ...spec.readinessProbe.exec.command]);
+            break;
+          } catch (e) {
+            if (Date.now() > deadline || daemon.exitCode !== null) throw new Error(`daemon never ready: ${(e as Error).message}\n${logs}`);
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
+        await c.waitNetworkReady();
+        const ipamLs = (): string[] =>
+          (
+            JSON.parse(
+              execFileSync(
+                'nsenter',
+                [`--net=/run/netns/${host}`, join(c.cniBinDir, 'strand'), 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'],
+                { encoding: 'utf8' },
+              ),
+            ) as Array<{ containerId: string }>
+          ).map((r) => r.containerId);
+        const nat = (): string => execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+
+        const served = await runPods(c, `${prefix}d`, '10.244.', '10.244.0.1');
+        for (const p of served) expect(nat(), "masquerade by the node's iptables").toContain(p.ip);
+        expect(ipamLs().sort()).toEqual(served.map((p) => p.id).sort());
+        await removePods(c, host, served, ['strand0', 'lo'], [id]);
+        expect(ipamLs()).toEqual([]);
+
+        // the kubelet stopping the daemon container: the socket goes, the pods keep coming
+        c.ctr(['task', 'kill', '-s', 'SIGTERM', id]);
+        expect(await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), pod.terminationGracePeriodSeconds * 1000))]), logs).toBe(
+          0,
+        );
+        const counts = JSON.parse(/stopped \((\{.*\})\)/.exec(logs)?.[1] ?? '{}') as Record<string, number>;
+        expect(counts['done'], logs).toBeGreaterThanOrEqual(2 * PODS); // every strand-bridge ADD and DEL
+        expect({ ...counts, done: 0 }).toEqual({
+          done: 0,
+          timeout: 0,
+          crashed: 0,
+          lost: 0,
+          busy: 0,
+          unsupported: 0,
+          rejected: 0,
+          cancelled: 0,
+          unauthorized: 0,
+        });
+        expect(existsSync(join(runDir, 'cni.sock'))).toBe(false);
+
+        const fallback = await runPods(c, `${prefix}f`, '10.244.', '10.244.0.1');
+        for (const p of fallback) expect(nat()).toContain(p.ip);
+        await removePods(c, host, fallback, ['strand0', 'lo']);
+        expect(ipamLs()).toEqual([]);
+        for (const p of [...served, ...fallback]) expect(nat()).not.toContain(p.ip);
+      } finally {
+        if (daemon.exitCode === null) {
+          try {
+            c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+          } catch {
+            // already gone
+          }
+          await exited;
+        }
+      }
+      await etcd.stop();
+      etcd = undefined;
+      await stopClean(c);
+    } finally {
+      rmSync(runDir, { recursive: true, force: true });
+    }
   });
 });
 
