@@ -79,11 +79,20 @@ function ip(args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
+/**
+ * The network of a column: the reference and the standalone column with host-local (as
+ * before the daemon); the daemon column with strand-ipam in-process on its local store
+ * (how a node runs it: the issue's comparison, "in-process strand-ipam against the Go
+ * bridge + host-local"); strand's columns on etcd in the etcd scenario.
+ */
 function conf(impl: Impl, sc: Scenario, dataDir: string, subnet: string, brSuffix: string, etcd?: string): Record<string, unknown> {
+  const routes = [{ dst: '0.0.0.0/0' }];
   const ipam =
     sc.etcd && impl.key !== 'reference'
-      ? { type: 'strand-ipam', ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }], etcd: { endpoints: [etcd], prefix: `/bench/${impl.key}` } }
-      : { type: 'host-local', dataDir, ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }] };
+      ? { type: 'strand-ipam', ranges: [[{ subnet }]], routes, etcd: { endpoints: [etcd], prefix: `/bench/${impl.key}` } }
+      : impl.key === 'daemon'
+        ? { type: 'strand-ipam', dataDir, ranges: [[{ subnet }]], routes }
+        : { type: 'host-local', dataDir, ranges: [[{ subnet }]], routes };
   return { cniVersion: '1.0.0', name: `bench-${impl.key}`, type: impl.type, bridge: `${impl.bridge}${brSuffix}`, ...sc.opts, ipam };
 }
 
@@ -233,8 +242,8 @@ async function main(): Promise<void> {
     const row = (label: string, s: Samples): string =>
       `  ${label.padEnd(17)} ADD p50 ${fmtMs(median(s.add)).padStart(6)} p90 ${fmtMs(quantile(s.add, 0.9)).padStart(6)} ms | ` +
       `DEL p50 ${fmtMs(median(s.del)).padStart(6)} p90 ${fmtMs(quantile(s.del, 0.9)).padStart(6)} ms | ` +
-      `ADD cpu p50 ${fmtMs(median(s.addCpu)).padStart(6)} ms | peak RSS ${(Math.max(...s.rssKb) / 1024).toFixed(1)} MiB`;
-    console.log(`\n${name}`);
+      `ADD cpu p50 ${fmtMs(median(s.addCpu)).padStart(6)} ms | peak RSS ${(Math.max(...s.rssKb) / 1024).toFixed(2)} MiB`;
+    console.log(`\n${name}${name.includes('etcd') ? '' : ' (the daemon column: strand-ipam in-process, local store)'}`);
     console.log(row('reference bridge', ref));
     console.log(row('strand-bridge', ours));
     console.log(row('strand via daemon', viaDaemon));

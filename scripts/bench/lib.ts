@@ -94,17 +94,34 @@ export interface Measured {
 // GNU time prints CPU seconds with two decimals: useless for a Go plugin that runs in
 // 2 ms. This helper forks, enters a network namespace when asked (argv[2], "-" for
 // none: no nsenter process in between), execs its arguments, and writes the wait4
-// rusage in microseconds. Compiled on first use, static with musl when available: the
-// forked child's footprint before exec counts in its peak RSS, and a 54 KB shim's peak
-// is measured against 2 MiB.
+// rusage in microseconds. Peak RSS: the kernel's ru_maxrss reads 0 for a process as
+// small as the shim (its RSS counters are per-CPU and folded in batches), so the helper
+// also stops the child at its exit (ptrace, PTRACE_O_TRACEEXIT) and reads VmHWM from
+// /proc; the larger of the two counts. Compiled on first use, static with musl when
+// available (the forked child's footprint before exec would count too).
 const RUSAGE_C = `#define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
+static long hwm_kb(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *p = strstr(buf, "VmHWM:");
+  return p ? strtol(p + 6, NULL, 10) : 0;
+}
 int main(int argc, char **argv) {
   if (argc < 4) return 127;
   pid_t pid = fork();
@@ -115,15 +132,33 @@ int main(int argc, char **argv) {
       if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) _exit(126);
       close(fd);
     }
+    ptrace(PTRACE_TRACEME, 0, 0, 0);
     execvp(argv[3], argv + 3);
     _exit(127);
   }
-  int st; struct rusage ru;
-  if (wait4(pid, &st, 0, &ru) < 0) return 127;
+  int st;
+  long hwm = 0;
+  struct rusage ru;
+  if (waitpid(pid, &st, 0) < 0) return 127; // stopped at exec
+  if (WIFSTOPPED(st)) {
+    ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACEEXIT);
+    ptrace(PTRACE_CONT, pid, 0, 0);
+  }
+  for (;;) {
+    if (wait4(pid, &st, 0, &ru) < 0) return 127;
+    if (!WIFSTOPPED(st)) break;
+    if ((st >> 8) == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
+      hwm = hwm_kb(pid);
+      ptrace(PTRACE_CONT, pid, 0, 0);
+    } else {
+      int sig = WSTOPSIG(st);
+      ptrace(PTRACE_CONT, pid, 0, sig == SIGTRAP ? 0 : sig);
+    }
+  }
   FILE *f = fopen(argv[1], "w");
   if (f) {
     fprintf(f, "%ld %ld %ld\\n", ru.ru_utime.tv_sec * 1000000L + ru.ru_utime.tv_usec,
-            ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec, ru.ru_maxrss);
+            ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec, ru.ru_maxrss > hwm ? ru.ru_maxrss : hwm);
     fclose(f);
   }
   if (WIFEXITED(st)) return WEXITSTATUS(st);
