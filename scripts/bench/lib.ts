@@ -246,11 +246,13 @@ export class BenchDaemon {
     this.socket = join(dir, 'cni.sock');
   }
 
-  /** Starts dist/strand daemon inside network namespace `netns` (as a node's shares the node's). */
-  static async start(netns: string): Promise<BenchDaemon> {
+  /** Starts dist/strand daemon inside network namespace `netns` (as a node's shares the node's), or here. */
+  static async start(netns?: string): Promise<BenchDaemon> {
     const d = new BenchDaemon(mkdtempSync(join(tmpdir(), 'strand-bench-daemon-')));
     const strand = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'strand');
-    d.proc = spawn('nsenter', [`--net=/run/netns/${netns}`, strand, 'daemon', '--socket', d.socket, '--max-requests', '1000', '--max-connections', '4000'], {
+    const argv = [strand, 'daemon', '--socket', d.socket, '--max-requests', '1000', '--max-connections', '4000'];
+    if (netns) argv.unshift('nsenter', `--net=/run/netns/${netns}`);
+    d.proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
