@@ -62,7 +62,8 @@ export class TestDaemon {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
     this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code))); // 'close': its output is all read
     const deadline = Date.now() + 30_000;
-    while (!this.output.includes('serving ')) {
+    // ready = the socket exists (it is renamed into place once it listens)
+    while (!existsSync(this.socket)) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`strand daemon did not start:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 20));
     }
