@@ -7,12 +7,13 @@
 // - etcd unreachable: routes stay as they are (the last known view), the agent retries
 //   with exponential backoff and is "not synced" until it has listed again;
 // - stop() (SIGTERM) leaves routes, FDB and neighbour entries in place and does not
-//   revoke the lease, so peers keep their routes to this node during a restart.
+//   revoke the lease; peers keep their routes to this node's blocks anyway (routes
+//   follow block ownership, not the liveness key), however long the agent is away.
 import type { Logger } from '../lib/cni/log.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
 import type { AgentConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
-import { applyEvent, viewFromListing, type ClusterView, type NodeRecord } from './model.ts';
+import { applyEvent, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
 import { desiredState, describeOp, plan, type Desired } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeState, type AgentState } from './status.ts';
@@ -64,7 +65,7 @@ export class Agent {
   private vtep: Vtep | undefined;
   private view: ClusterView | undefined;
   private reconcilePending = false;
-  private reregister: (() => void) | undefined;
+  private reregister: ((why: string) => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
   private loops: Array<Promise<void>> = [];
@@ -147,7 +148,13 @@ export class Agent {
   private sleep(ms: number, evenIfStopped = false): Promise<void> {
     if (this.stopped && !evenIfStopped) return Promise.resolve();
     return new Promise((resolve) => {
-      const s = { timer: setTimeout(() => (this.sleeps.delete(s), resolve()), ms), resolve };
+      const s = {
+        timer: setTimeout(() => {
+          this.sleeps.delete(s);
+          resolve();
+        }, ms),
+        resolve,
+      };
       this.sleeps.add(s);
     });
   }
@@ -177,7 +184,7 @@ export class Agent {
   }
 
   private record(): NodeRecord {
-    const r: NodeRecord = { name: this.cfg.nodeName, addresses: this.underlay?.addresses ?? [], mode: this.cfg.mode, started: this.state.started };
+    const r: NodeRecord = { name: this.cfg.nodeName, addresses: this.underlay?.addresses ?? [], mode: this.cfg.mode };
     if (this.vtep) {
       r.vtepMac = this.vtep.mac;
       r.vni = this.vtep.vni;
@@ -186,22 +193,23 @@ export class Agent {
     return r;
   }
 
-  /** Keeps the node record on a live lease; re-registers when the lease is lost. */
+  /** Keeps the node record current and the liveness key on a live lease; re-registers when the lease is lost. */
   private async registerLoop(): Promise<void> {
     const backoff = new Backoff();
     const reg = this.registry as Registry;
     while (!this.stopped) {
       try {
-        const r = await reg.register(this.cfg.nodeName, this.record(), this.cfg.leaseTTLSeconds);
+        const alive: AliveRecord = { name: this.cfg.nodeName, started: this.state.started };
+        const r = await reg.register(this.cfg.nodeName, this.record(), alive, this.cfg.leaseTTLSeconds);
         if (this.stopped) {
           r.lease.release();
           return;
         }
         this.state.registered = true;
         this.writeStatus();
-        this.log.info(`registered ${reg.nodeKey(this.cfg.nodeName)} (lease ttl ${this.cfg.leaseTTLSeconds}s)`);
+        this.log.info(`registered ${reg.nodeKey(this.cfg.nodeName)}, alive on a lease (ttl ${this.cfg.leaseTTLSeconds}s)`);
         backoff.reset();
-        const again = new Promise<string>((resolve) => (this.reregister = () => resolve('node record deleted')));
+        const again = new Promise<string>((resolve) => (this.reregister = (why) => resolve(why)));
         const why = await Promise.race([r.lost.then((e) => `lease lost: ${errorText(e)}`), again, this.whenStopped().then(() => 'stop')]);
         this.reregister = undefined;
         r.lease.release();
@@ -270,7 +278,8 @@ export class Agent {
       const r = applyEvent(view, reg.prefix, e.type, e.key, e.value);
       if (r === 'invalid') this.log.warn(`ignoring malformed record ${e.key}`);
       if (r === 'changed' || r === 'invalid') changed = true;
-      if (e.type === 'delete' && e.key === reg.nodeKey(this.cfg.nodeName)) this.reregister?.();
+      if (e.type === 'delete' && e.key === reg.nodeKey(this.cfg.nodeName)) this.reregister?.('node record deleted');
+      if (e.type === 'delete' && e.key === reg.aliveKey(this.cfg.nodeName)) this.reregister?.('liveness key deleted');
     }
     if (changed) this.scheduleReconcile();
   }

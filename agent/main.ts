@@ -103,11 +103,13 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   // A daemon must outlive a stray rejection inside the etcd client: log it, keep going.
   const onRejection = (e: unknown): void => log.error('unhandled rejection', e);
   process.on('unhandledRejection', onRejection);
-  let stopping: Promise<void> | undefined;
+  let stopping = false;
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       log.info(`${sig}: stopping (routes stay in place)`);
-      stopping ??= agent.stop().finally(resolve);
+      if (stopping) return;
+      stopping = true;
+      void agent.stop().finally(resolve);
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);

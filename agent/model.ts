@@ -4,7 +4,11 @@
 // etcd keys the agent reads (<prefix> is the IPAM's, default /strand/ipam; see
 // ipam/store/etcd.ts for the IPAM's own records):
 //
-//   <prefix>/nodes/<node>                    NodeRecord, attached to the node agent's lease
+//   <prefix>/nodes/<node>                    NodeRecord: how to reach the node (no lease: it
+//                                             outlives the agent, so routes to the node's
+//                                             blocks do too)
+//   <prefix>/alive/<node>                    {"name","started"} on the agent's lease: the
+//                                             agent is running (liveness, for status only)
 //   <prefix>/affinity/<network>/<block>      {"network","cidr","node"}: block ownership
 //   <prefix>/blocks/<network>/<block>        the block with its allocations; an allocation
 //                                             with "node" set is borrowed by that node
@@ -30,6 +34,13 @@ export interface NodeRecord {
   vtepMac?: string;
   vni?: number;
   port?: number;
+  /** ISO time the agent started (older agents put it here; now in the liveness key). */
+  started?: string;
+}
+
+/** The liveness key of a running agent (JSON at <prefix>/alive/<name>, on its lease). */
+export interface AliveRecord {
+  name: string;
   /** ISO time the agent started. */
   started?: string;
 }
@@ -51,16 +62,18 @@ export interface BorrowedIP {
 
 export interface ClusterView {
   nodes: Map<string, NodeRecord>;
+  /** Liveness keys of running agents, by key. */
+  alive: Map<string, AliveRecord>;
   affinities: Map<string, BlockOwner>;
   /** Per block key: the borrowed addresses inside it (blocks without any are absent). */
   borrowed: Map<string, BorrowedIP[]>;
 }
 
 export function emptyView(): ClusterView {
-  return { nodes: new Map(), affinities: new Map(), borrowed: new Map() };
+  return { nodes: new Map(), alive: new Map(), affinities: new Map(), borrowed: new Map() };
 }
 
-export type KeyKind = 'node' | 'affinity' | 'block';
+export type KeyKind = 'node' | 'alive' | 'affinity' | 'block';
 
 /** Which record kind a key under `<prefix>/` is, or undefined for keys the agent ignores. */
 export function keyKind(prefix: string, key: string): KeyKind | undefined {
@@ -70,6 +83,7 @@ export function keyKind(prefix: string, key: string): KeyKind | undefined {
   if (slash <= 0) return undefined;
   const kind = rest.slice(0, slash);
   if (kind === 'nodes') return 'node';
+  if (kind === 'alive') return 'alive';
   if (kind === 'affinity') return 'affinity';
   if (kind === 'blocks') return 'block';
   return undefined;
@@ -101,6 +115,11 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
   if (typeof v['port'] === 'number') rec.port = v['port'];
   if (typeof v['started'] === 'string') rec.started = v['started'];
   return rec;
+}
+
+function parseAlive(v: unknown): AliveRecord | undefined {
+  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
+  return typeof v['started'] === 'string' ? { name: v['name'], started: v['started'] } : { name: v['name'] };
 }
 
 function parseAffinity(v: unknown): BlockOwner | undefined {
@@ -137,7 +156,7 @@ export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';
 export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'delete', key: string, value?: string): ApplyResult {
   const kind = keyKind(prefix, key);
   if (!kind) return 'ignored';
-  const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'affinity' ? view.affinities : view.borrowed;
+  const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'alive' ? view.alive : kind === 'affinity' ? view.affinities : view.borrowed;
   const before = map.get(key);
   if (type === 'delete' || value === undefined) {
     return map.delete(key) ? 'changed' : 'unchanged';
@@ -150,6 +169,7 @@ export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'del
   }
   let parsed: unknown;
   if (kind === 'node') parsed = parseNodeRecord(raw);
+  else if (kind === 'alive') parsed = parseAlive(raw);
   else if (kind === 'affinity') parsed = parseAffinity(raw);
   else {
     const b = borrowedIn(raw);
@@ -183,6 +203,15 @@ export function nodesByName(view: ClusterView, prefix: string): Map<string, Node
   const out = new Map<string, NodeRecord>();
   for (const [key, rec] of view.nodes) {
     if (key === `${prefix}/nodes/${rec.name}`) out.set(rec.name, rec);
+  }
+  return out;
+}
+
+/** Names of the nodes whose agent is running (a liveness key matching its own key). */
+export function aliveNames(view: ClusterView, prefix: string): Set<string> {
+  const out = new Set<string>();
+  for (const [key, rec] of view.alive) {
+    if (key === `${prefix}/alive/${rec.name}`) out.add(rec.name);
   }
   return out;
 }

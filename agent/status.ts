@@ -108,11 +108,12 @@ export function formatState(s: AgentState, r: Readiness): string {
   lines.push(`peers (${s.peers.length}):`);
   for (const p of s.peers) {
     const extra = p.borrowed.length ? `, borrowed ${p.borrowed.join(' ')}` : '';
-    lines.push(`  ${p.name.padEnd(20)} ${p.addresses.join(',').padEnd(18)} ${p.vtepMac ?? ''} blocks ${p.blocks.join(' ') || '-'}${extra}`);
+    const away = p.alive === false ? ' (agent away)' : '';
+    lines.push(`  ${p.name.padEnd(20)} ${p.addresses.join(',').padEnd(18)} ${p.vtepMac ?? ''} blocks ${p.blocks.join(' ') || '-'}${extra}${away}`);
   }
   lines.push(`routes (${s.routes.length}, proto ${s.routeProtocol}):`);
   for (const rt of s.routes) lines.push(`  ${rt.dst.padEnd(20)} ${rt.gw ? `via ${rt.gw} ` : ''}${rt.dev ? `dev ${rt.dev} ` : ''}-> ${rt.node}`);
-  if (s.orphanBlocks.length) lines.push(`blocks of nodes without a live record: ${s.orphanBlocks.map((b) => `${b.cidr} (${b.node})`).join(', ')}`);
+  if (s.orphanBlocks.length) lines.push(`blocks of nodes without a record (not routed): ${s.orphanBlocks.map((b) => `${b.cidr} (${b.node})`).join(', ')}`);
   if (s.podLinks.length) lines.push(`pod links (proxy ARP): ${s.podLinks.join(', ')}`);
   for (const p of s.problems) lines.push(`problem: ${p}`);
   for (const e of s.lastReconcile?.errors ?? []) lines.push(`error: ${e}`);

@@ -121,6 +121,15 @@ export class SimEtcd {
     await this.stop().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /** Runs etcdctl (v3 API) against this etcd over loopback TCP; returns its stdout. */
+  etcdctl(args: string[]): string {
+    return execFileSync('etcdctl', [`--endpoints=${this.tcpEndpoint}`, ...args], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  }
 }
 
 export interface SimNode {
@@ -168,7 +177,7 @@ export interface AgentState {
   synced: boolean;
   registered: boolean;
   routes: Array<{ dst: string; gw?: string; dev?: string; node: string }>;
-  peers: Array<{ name: string }>;
+  peers: Array<{ name: string; alive?: boolean }>;
   [k: string]: unknown;
 }
 
@@ -292,7 +301,7 @@ export class SimCluster {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const s = this.readState(n);
-      if (s && s.synced && s.registered && s.pid === n.agent?.pid) return s;
+      if (s?.synced && s.registered && s.pid === n.agent?.pid) return s;
       if (n.agent && (n.agent.exitCode !== null || n.agent.signalCode !== null)) throw new Error(`agent of ${n.name} exited:\n${this.agentLog(n)}`);
       if (Date.now() > deadline) throw new Error(`agent of ${n.name} not synced after ${timeoutMs} ms:\n${this.agentLog(n)}`);
       await sleep(25);
@@ -414,6 +423,70 @@ export class SimCluster {
     const pod: SimPod = { ns, node: n, ip: addr.split('/')[0] as string, containerId };
     n.pods.push(pod);
     return pod;
+  }
+
+  /** Runs the bridge plugin's DEL for a pod (inside its node) and removes the pod's namespace. */
+  async delPod(pod: SimPod): Promise<void> {
+    const n = pod.node;
+    const exe = this.opts.plugin === 'bridge' ? join(refBinDir, 'bridge') : join(binDir, 'strand-bridge');
+    const r = await runIn(
+      n.ns,
+      exe,
+      { CNI_COMMAND: 'DEL', CNI_CONTAINERID: pod.containerId, CNI_NETNS: `/run/netns/${pod.ns}`, CNI_IFNAME: 'eth0', CNI_PATH: `${binDir}:${refBinDir}` },
+      JSON.stringify(this.netConf(n)),
+    );
+    if (r.code !== 0) throw new Error(`DEL on ${n.name} failed (${r.code}): ${r.stdout} ${r.stderr}`);
+    n.pods = n.pods.filter((p) => p !== pod);
+    ip(['netns', 'del', pod.ns]);
+    this.namespaces.splice(this.namespaces.indexOf(pod.ns), 1);
+  }
+
+  /**
+   * What removing a node from the cluster does to etcd (the node clean-up of issue #14
+   * will do it): its attachments, blocks and affinities released, its record and
+   * liveness key deleted. Stop its agent first, or it registers again.
+   */
+  removeNodeRecords(n: SimNode): void {
+    const p = this.etcdPrefix;
+    const keys = this.etcd
+      .etcdctl(['get', '--prefix', `${p}/`, '--keys-only'])
+      .split('\n')
+      .filter(Boolean);
+    for (const key of keys) {
+      if (key === `${p}/nodes/${n.name}` || key === `${p}/alive/${n.name}`) {
+        this.etcd.etcdctl(['del', key]);
+        continue;
+      }
+      if (!/\/(affinity|blocks|attachments)\//.test(key)) continue;
+      const value = this.etcd.etcdctl(['get', key, '--print-value-only']);
+      if ((JSON.parse(value) as { node?: string }).node === n.name) this.etcd.etcdctl(['del', key]);
+    }
+  }
+
+  /**
+   * Pings `target` from `from` every `intervalMs` for `durationMs`; resolves with the
+   * counts (ping's own summary).
+   */
+  async pingFor(from: SimPod, target: string, durationMs: number, intervalMs = 100): Promise<{ sent: number; received: number }> {
+    const count = Math.ceil(durationMs / intervalMs);
+    const r = await execFileP('ip', [
+      'netns',
+      'exec',
+      from.ns,
+      'ping',
+      '-n',
+      '-q',
+      '-i',
+      String(intervalMs / 1000),
+      '-c',
+      String(count),
+      '-W',
+      '2',
+      target,
+    ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+    if (!m) throw new Error(`no ping summary: ${r.stdout}`);
+    return { sent: Number(m[1]), received: Number(m[2]) };
   }
 
   get pods(): SimPod[] {

@@ -136,7 +136,10 @@ describe('agent state file', () => {
     registered: true,
     etcd: { connected: true, revision: 9 },
     routeProtocol: 115,
-    peers: [{ name: 'b', addresses: ['192.168.1.11'], blocks: ['10.244.0.64/26'], borrowed: [] }],
+    peers: [
+      { name: 'b', alive: true, addresses: ['192.168.1.11'], blocks: ['10.244.0.64/26'], borrowed: [] },
+      { name: 'c', alive: false, addresses: ['192.168.1.12'], blocks: ['10.244.0.128/26'], borrowed: [] },
+    ],
     routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', node: 'b', why: 'block' }],
     orphanBlocks: [],
     podLinks: ['cni0'],
@@ -163,7 +166,8 @@ describe('agent state file', () => {
       readiness(base, at, () => true),
     );
     expect(text).toContain('state:      synced');
-    expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26/);
+    expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26\n/);
+    expect(text).toMatch(/c\s+192\.168\.1\.12\s+blocks 10\.244\.0\.128\/26 \(agent away\)\n/);
     expect(text).toMatch(/10\.244\.0\.64\/26\s+via 192\.168\.1\.11 -> b/);
     expect(() => readState(join(tmp(), 'missing.json'))).toThrow(/is strand agent running/);
   });
