@@ -9,14 +9,16 @@
 // - stop() (SIGTERM) leaves routes, FDB and neighbour entries in place and does not
 //   revoke the lease; peers keep their routes to this node's blocks anyway (routes
 //   follow block ownership, not the liveness key), however long the agent is away.
+import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/cni/log.ts';
+import { formatPodMtu, parsePodMtu } from '../lib/plugin/mtu.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
 import type { AgentConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
 import { applyEvent, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
 import { desiredState, describeOp, plan, type Desired } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
-import { STATE_VERSION, writeState, type AgentState } from './status.ts';
+import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -173,6 +175,7 @@ export class Agent {
         this.log.info(
           `node ${this.cfg.nodeName}: ${this.underlay.addresses.join(', ')} on ${this.underlay.link.name}, mode ${this.cfg.mode}${this.vtep ? ` (${this.vtep.device} ${this.vtep.mac} mtu ${this.vtep.mtu})` : ''}`,
         );
+        this.publishPodMtu();
         return;
       } catch (e) {
         this.state.problems = [`node setup: ${errorText(e)}`];
@@ -180,6 +183,34 @@ export class Agent {
         this.log.warn(`node setup failed, retrying: ${errorText(e)}`);
         await this.sleep(backoff.next());
       }
+    }
+  }
+
+  /**
+   * The MTU pods on this node should have: the tunnel's in vxlan mode (the uplink's minus
+   * the encapsulation, or vxlan.mtu), the uplink's otherwise. Written to the pod MTU file
+   * when the file does not hold it already; a failed write is retried at the next reconcile.
+   */
+  private publishPodMtu(): void {
+    const mtu = this.vtep ? this.vtep.mtu : this.underlay?.link.mtu;
+    if (mtu === undefined) return;
+    const file = this.cfg.podMtuFile;
+    let current: number | undefined;
+    try {
+      current = parsePodMtu(readFileSync(file, 'utf8'));
+    } catch {
+      current = undefined;
+    }
+    if (current === mtu) {
+      this.state.podMtu = mtu;
+      return;
+    }
+    try {
+      writeFileAtomic(file, formatPodMtu(mtu));
+      this.state.podMtu = mtu;
+      this.log.info(`pod MTU ${mtu} written to ${file}${current !== undefined ? ` (was ${current})` : ''}`);
+    } catch (e) {
+      this.log.warn(`cannot write the pod MTU to ${file}: ${errorText(e)}`);
     }
   }
 
@@ -299,7 +330,11 @@ export class Agent {
     if (!view || !this.underlay) return undefined;
     const t0 = performance.now();
     try {
+      // the uplink's MTU may have changed: the tunnel's and the pods' follow
+      this.underlay.link.mtu = this.dp.linkMtu(this.underlay.link.index);
       if (this.cfg.mode === 'vxlan') this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+      if (this.vtep && this.state.vtep) this.state.vtep.mtu = this.vtep.mtu;
+      this.publishPodMtu();
       const links = this.dp.links();
       this.linkSignature = JSON.stringify(links);
       const facts = {

@@ -16,6 +16,7 @@
 //   "leaseTTL": "20s",                    node record lease
 //   "resyncInterval": "30s",              periodic full data-plane check
 //   "stateFile": "/run/strand/agent.json",
+//   "podMtuFile": "/run/strand/pod-mtu",  the pods' MTU for strand-bridge's `mtuFile`
 //   "routeProtocol": 115,                 rtnetlink protocol number marking our routes
 //   "proxyArp": true,                     proxy ARP on the pod bridges (see docs/agent.md)
 //   "logLevel": "info"
@@ -26,6 +27,7 @@ import { isCniError } from '../lib/cni/errors.ts';
 import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
+import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { isMode, type Mode } from './model.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
@@ -55,6 +57,8 @@ export interface AgentConfig {
   leaseTTLSeconds: number;
   resyncMs: number;
   stateFile: string;
+  /** Where the pod MTU (the tunnel's or the uplink's) is written for the plugins. */
+  podMtuFile: string;
   routeProtocol: number;
   proxyArp: boolean;
   logLevel: LogLevel;
@@ -169,6 +173,7 @@ export const FLAGS: Record<string, string> = {
   'lease-ttl': 'leaseTTL',
   resync: 'resyncInterval',
   'state-file': 'stateFile',
+  'pod-mtu-file': 'podMtuFile',
   'route-protocol': 'routeProtocol',
   'proxy-arp': 'proxyArp',
   'log-level': 'logLevel',
@@ -222,6 +227,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'leaseTTL',
     'resyncInterval',
     'stateFile',
+    'podMtuFile',
     'routeProtocol',
     'proxyArp',
     'logLevel',
@@ -284,6 +290,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     leaseTTLSeconds: Math.max(1, Math.ceil(ttlMs / 1000)),
     resyncMs: raw['resyncInterval'] === undefined ? DEFAULT_RESYNC_MS : parseDuration(raw['resyncInterval'], 'resyncInterval'),
     stateFile: raw['stateFile'] === undefined ? DEFAULT_STATE_FILE : str(raw['stateFile'], 'stateFile'),
+    podMtuFile: raw['podMtuFile'] === undefined ? DEFAULT_POD_MTU_FILE : str(raw['podMtuFile'], 'podMtuFile'),
     routeProtocol: raw['routeProtocol'] === undefined ? STRAND_ROUTE_PROTOCOL : int(raw['routeProtocol'], 'routeProtocol', 5, 254),
     proxyArp: pa,
     logLevel,

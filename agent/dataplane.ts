@@ -128,6 +128,11 @@ export class Dataplane {
     return this.vtep;
   }
 
+  /** The current MTU of a link (the underlay's may change after start). */
+  linkMtu(index: number): number {
+    return rtnl.getLink(this.ns, index).mtu;
+  }
+
   /** Every link with global addresses (candidates for pod links), loopback left out. */
   links(): PodLink[] {
     const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);

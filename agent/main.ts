@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger } from '../lib/cni/log.ts';
+import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, loadAgentConfig } from './config.ts';
 
 type CliIO = Pick<PluginIO, 'env' | 'stdout' | 'stderr'>;
@@ -39,6 +40,8 @@ options (flags override --config, which overrides --cni-conf):
   --lease-ttl <duration>     node record lease (default 20s)
   --resync <duration>        periodic full check of the data plane (default 30s)
   --state-file <path>        default ${DEFAULT_STATE_FILE}
+  --pod-mtu-file <path>      where the pods' MTU is written for strand-bridge's
+                             mtuFile (default ${DEFAULT_POD_MTU_FILE})
   --route-protocol <n>       protocol number marking the agent's routes (default 115)
   --proxy-arp true|false     proxy ARP on pod bridges (default true)
   --log-level <level>        debug, info, warn, error

@@ -26,6 +26,8 @@ export interface AgentState {
   registered: boolean;
   etcd: { connected: boolean; revision?: number; lastError?: string };
   vtep?: { device: string; mac: string; mtu: number; vni: number; port: number };
+  /** The pod MTU last written to the pod MTU file. */
+  podMtu?: number;
   routeProtocol: number;
   peers: PeerSummary[];
   routes: Array<Pick<DesiredRoute, 'dst' | 'gw' | 'dev' | 'node' | 'why'>>;
@@ -35,11 +37,16 @@ export interface AgentState {
   lastReconcile?: { at: string; reason: string; ops: number; errors: string[]; ms: number };
 }
 
-export function writeState(file: string, s: AgentState): void {
+/** Writes `text` to `file` by temp file + rename (readers see the old or the new file), creating its directory. */
+export function writeFileAtomic(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(tmp, text, { mode: 0o644 });
   renameSync(tmp, file);
+}
+
+export function writeState(file: string, s: AgentState): void {
+  writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
 }
 
 export class StateFileError extends Error {
@@ -96,6 +103,7 @@ export function formatState(s: AgentState, r: Readiness): string {
   lines.push(
     `node:       ${s.node} (${s.addresses.join(', ')}), mode ${s.mode}${s.vtep ? `, ${s.vtep.device} vni ${s.vtep.vni} port ${s.vtep.port} mtu ${s.vtep.mtu} mac ${s.vtep.mac}` : ''}`,
   );
+  if (s.podMtu !== undefined) lines.push(`pod MTU:    ${s.podMtu}`);
   lines.push(`state:      ${r.ready ? 'synced' : `NOT synced (${r.reason ?? 'unknown'})`}`);
   lines.push(`agent:      pid ${s.pid}${r.running ? '' : ' (gone)'}, started ${s.started}, updated ${s.updated}`);
   lines.push(

@@ -11,6 +11,7 @@ import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } 
 import { configureIface } from '../../lib/plugin/ipam-config.ts';
 import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openPodNetns, trySysctl, waitOperUp } from '../../lib/plugin/link.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
+import { readPodMtu } from '../../lib/plugin/mtu.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
@@ -145,18 +146,20 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
   const phases = new Phases();
   checkAddConfig(conf);
   const mac = resolveMac(conf, a.args);
+  // an explicit mtu wins; else the node's pod MTU from the agent's file, when named
+  const mtu = conf.mtu || (conf.mtuFile !== undefined ? readPodMtu(conf.mtuFile) : 0);
   const pod = openPodNetns(a.netns);
   const host = Netns.current();
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     return await undo.run(async () => {
       // 1. the bridge
-      const br = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
+      const br = ensureBridge(host, { name: conf.bridge, mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
       const brMacAtStart = br.mac;
       phases.mark('bridge');
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
-      const veth = createVeth(host, pod, { ifName: a.ifName, mtu: conf.mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
+      const veth = createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
       if (conf.hairpinMode || conf.portIsolation) {
         nl(`failed to set bridge port options on ${veth.host.name}`, () =>
           rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),

@@ -1,21 +1,22 @@
 // strand agent on a simulated cluster (see cluster.ts): node namespaces with their own
 // pod bridge, the real plugins inside them, agents run as `ip netns exec <node> strand
 // agent`, one etcd. host-gw: nodes on one L2 segment; vxlan: nodes behind a router.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireTools, ROUTE_PROTO, SimCluster, STRAND_BIN, type Mode, type PluginKind, type SimPod } from './cluster.ts';
+import { requireTools, ROUTE_PROTO, runIn, SimCluster, STRAND_BIN, type Mode, type PluginKind, type SimOptions, type SimPod } from './cluster.ts';
+import { binDir } from '../../helpers/run-plugin.ts';
 import { ip, ipJson } from '../../helpers/netns.ts';
 
 process.env['STRAND_TEST_PREFIX'] ??= 's9';
 
+const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let cluster: SimCluster | undefined;
-async function make(
-  mode: Mode,
-  nodes: number,
-  opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string; ipMasq?: boolean } = {},
-): Promise<SimCluster> {
+async function make(mode: Mode, nodes: number, opts: Omit<SimOptions, 'mode' | 'nodes'> = {}): Promise<SimCluster> {
   cluster = new SimCluster({ mode, nodes, ...opts });
   await cluster.setup();
   return cluster;
@@ -300,6 +301,80 @@ describe('strand agent', () => {
     expect(JSON.parse(after.out)).toMatchObject({ ready: false, running: false });
     // routes and the device stay after a graceful stop
     expect(c.routes(n1).get('10.244.0.64/26')?.dev).toBe('strand.77');
+  });
+
+  it('vxlan: pods get the tunnel MTU from the agent (mtuFile); full-size DF pings and a 10 MB transfer cross nodes; an explicit mtu wins', async () => {
+    const c = await make('vxlan', 2, { autoMtu: true });
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    // before the agent ran: ADD is refused with code 11 (try again later), nothing is left
+    await expect(c.addPod(n1)).rejects.toThrow(/"code": 11[\s\S]*pod MTU/);
+    expect(ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns: n1.ns }).map((l) => l.ifname)).toEqual(['lo', 'eth1']);
+    await c.startAgents();
+    const tunnel = (c.readState(n1)?.['vtep'] as { mtu: number }).mtu;
+    expect(tunnel).toBe(1450); // the underlay's 1500 minus 50 (IPv4 underlay)
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1450\n');
+    expect(c.readState(n1)?.['podMtu']).toBe(1450);
+    const p1 = await c.addPod(n1);
+    const p2 = await c.addPod(n2);
+    await c.waitConverged();
+    const mtuOf = (ns: string, dev: string): number => (ipJson<Array<{ mtu: number }>>(['link', 'show', dev], { ns })[0] as { mtu: number }).mtu;
+    expect(mtuOf(p1.ns, 'eth0')).toBe(tunnel);
+    expect(mtuOf(p2.ns, 'eth0')).toBe(tunnel);
+    expect(mtuOf(n1.ns, 'cni0')).toBe(tunnel);
+    // 1,422 bytes of ICMP payload + 8 + 20 = 1,450: the largest unfragmented packet fits ...
+    const df = (from: SimPod, to: string, size: number): Promise<{ stdout: string; code: number }> =>
+      execFileP('ip', ['netns', 'exec', from.ns, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(size), to]).then(
+        (r) => ({ stdout: r.stdout, code: 0 }),
+        (e: { stdout: string; code: number }) => ({ stdout: e.stdout, code: e.code }),
+      );
+    const ok = await df(p1, p2.ip, 1422);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(ok.stdout).toContain('3 received');
+    expect((await df(p2, p1.ip, 1422)).code).toBe(0);
+    // ... one byte more does not leave the pod (its eth0 is at the tunnel MTU)
+    expect((await df(p1, p2.ip, 1423)).code).not.toBe(0);
+    const bytes = 10 * 1024 * 1024;
+    const t = await c.transfer(p2, p1, bytes);
+    console.log(`[vxlan] 10 MiB pod to pod across nodes at MTU ${tunnel}: ${JSON.stringify(t)}`);
+    expect(t.error).toBeUndefined();
+    expect(t.counted).toBe(bytes);
+    // an explicit mtu in the config wins over the file
+    const conf = { ...c.netConf(n1), mtu: 1400 };
+    const ns = `${c.prefix}-mtu`;
+    ip(['netns', 'add', ns]);
+    try {
+      const r = await runIn(
+        n1.ns,
+        join(binDir, 'strand-bridge'),
+        { CNI_COMMAND: 'ADD', CNI_CONTAINERID: `${c.prefix}-mtu`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir },
+        JSON.stringify({ ...conf, bridge: 'cni1' }),
+      );
+      expect(r.code, r.stdout).toBe(0);
+      expect(mtuOf(ns, 'eth0')).toBe(1400);
+      const d = await runIn(
+        n1.ns,
+        join(binDir, 'strand-bridge'),
+        { CNI_COMMAND: 'DEL', CNI_CONTAINERID: `${c.prefix}-mtu`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir },
+        JSON.stringify({ ...conf, bridge: 'cni1' }),
+      );
+      expect(d.code, d.stdout).toBe(0);
+    } finally {
+      ip(['netns', 'del', ns]);
+    }
+  });
+
+  it('host-gw: pods get the uplink MTU, and follow it when it changes', async () => {
+    const c = await make('host-gw', 2, { autoMtu: true });
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    ip(['link', 'set', 'eth1', 'mtu', '1400'], { ns: n1.ns });
+    await c.startAgents();
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1400\n');
+    expect(readFileSync(n2.mtuFile, 'utf8')).toBe('1500\n');
+    const p1 = await c.addPod(n1);
+    expect((ipJson<Array<{ mtu: number }>>(['link', 'show', 'eth0'], { ns: p1.ns })[0] as { mtu: number }).mtu).toBe(1400);
+    ip(['link', 'set', 'eth1', 'mtu', '1300'], { ns: n1.ns });
+    for (let i = 0; i < 200 && readFileSync(n1.mtuFile, 'utf8') !== '1300\n'; i++) await sleep(50);
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1300\n');
   });
 
   it('starts while etcd is down: stays unsynced, keeps the routes it has, syncs once etcd is back', async () => {

@@ -137,6 +137,8 @@ export interface SimNode {
   ns: string;
   ip: string;
   stateFile: string;
+  /** The agent's pod MTU file (--pod-mtu-file; strand-bridge's mtuFile with `autoMtu`). */
+  mtuFile: string;
   logFile: string;
   agent?: ChildProcess;
   pods: SimPod[];
@@ -170,6 +172,8 @@ export interface SimOptions {
   network?: string;
   /** The bridge plugin's ipMasq (default false). */
   ipMasq?: boolean;
+  /** strand-bridge takes the pod MTU from the agent's file (`mtuFile`), as the DaemonSet's conflist does. */
+  autoMtu?: boolean;
 }
 
 export interface AgentState {
@@ -193,7 +197,17 @@ export class SimCluster {
   private podSeq = 0;
 
   constructor(opts: SimOptions) {
-    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '10s', resync: '2s', network: 's9net', ipMasq: false, ...opts };
+    this.opts = {
+      plugin: 'strand-bridge',
+      subnet: '10.244.0.0/16',
+      blockSize: 26,
+      leaseTTL: '10s',
+      resync: '2s',
+      network: 's9net',
+      ipMasq: false,
+      autoMtu: false,
+      ...opts,
+    };
     this.etcdPrefix = `/${this.prefix}`;
     this.infraNs = `${this.prefix}-${opts.mode === 'host-gw' ? 'sw' : 'rt'}`;
   }
@@ -233,7 +247,15 @@ export class SimCluster {
         ip(['link', 'set', 'eth1', 'up'], { ns });
         ip(['route', 'add', 'default', 'via', `192.168.${100 + i}.1`], { ns });
       }
-      this.nodes.push({ name, ns, ip: nodeIp, stateFile: join(this.dir, `${name}.json`), logFile: join(this.dir, `${name}.log`), pods: [] });
+      this.nodes.push({
+        name,
+        ns,
+        ip: nodeIp,
+        stateFile: join(this.dir, `${name}.json`),
+        mtuFile: join(this.dir, `${name}.mtu`),
+        logFile: join(this.dir, `${name}.log`),
+        pods: [],
+      });
     }
   }
 
@@ -255,6 +277,7 @@ export class SimCluster {
       `--lease-ttl=${this.opts.leaseTTL}`,
       `--resync=${this.opts.resync}`,
       `--state-file=${n.stateFile}`,
+      `--pod-mtu-file=${n.mtuFile}`,
       '--log-level=debug',
       ...extra,
     ];
@@ -388,6 +411,7 @@ export class SimCluster {
       isGateway: true,
       isDefaultGateway: true,
       ipMasq: this.opts.ipMasq,
+      ...(this.opts.autoMtu ? { mtuFile: n.mtuFile } : {}),
       ipam: {
         type: 'strand-ipam',
         nodeName: n.name,
@@ -542,6 +566,19 @@ export class SimCluster {
     srv.kill('SIGKILL');
     const peers = [...out.matchAll(/^peer (\S+)$/gm)].map((m) => (m[1] as string).replace(/^::ffff:/, ''));
     return { ...(JSON.parse(stdout.trim()) as Omit<ProbeReport, 'peers'>), peers };
+  }
+
+  /** Sends `bytes` over one TCP connection from `client` to a counting server in `server`. */
+  async transfer(server: SimPod, client: SimPod, bytes: number, port = 25502): Promise<{ sent: number; counted: number; ms: number; error?: string }> {
+    const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'sink', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.probes.push(srv);
+    await new Promise<void>((resolve, reject) => {
+      srv.stdout?.setEncoding('utf8').on('data', (d: string) => d.includes('listening') && resolve());
+      srv.on('exit', (code) => reject(new Error(`sink exited ${code}`)));
+    });
+    const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'send', server.ip, String(port), String(bytes)]);
+    srv.kill('SIGKILL');
+    return JSON.parse(stdout.trim()) as { sent: number; counted: number; ms: number; error?: string };
   }
 
   private readonly probes: ChildProcess[] = [];
