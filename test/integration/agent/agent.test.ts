@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireTools, ROUTE_PROTO, runIn, SimCluster, STRAND_BIN, type Mode, type PluginKind, type SimOptions, type SimPod } from './cluster.ts';
+import { requireTools, ROUTE_PROTO, runIn, SimCluster, STRAND_BIN, type Mode, type SimOptions, type SimPod } from './cluster.ts';
 import { binDir } from '../../helpers/run-plugin.ts';
 import { ip, ipJson } from '../../helpers/netns.ts';
 
@@ -310,7 +310,7 @@ describe('strand agent', () => {
     await expect(c.addPod(n1)).rejects.toThrow(/"code": 11[\s\S]*pod MTU/);
     expect(ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns: n1.ns }).map((l) => l.ifname)).toEqual(['lo', 'eth1']);
     await c.startAgents();
-    const tunnel = (c.readState(n1)?.['vtep'] as { mtu: number }).mtu;
+    const tunnel = (c.readState(n1)?.['vtep'] as { mtu: number } | undefined)?.mtu;
     expect(tunnel).toBe(1450); // the underlay's 1500 minus 50 (IPv4 underlay)
     expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1450\n');
     expect(c.readState(n1)?.['podMtu']).toBe(1450);

@@ -45,7 +45,10 @@ if (mode === 'server') {
     done = true;
     if (timer) clearInterval(timer);
     maxGap = Math.max(maxGap, Date.now() - last);
-    if (error) return report();
+    if (error) {
+      report();
+      return;
+    }
     const t = Date.now();
     const wait = setInterval(() => {
       if (received >= sent || Date.now() - t > 1000) {
@@ -99,7 +102,10 @@ if (mode === 'server') {
     while (sent < total) {
       const n = Math.min(chunk.length, total - sent);
       sent += n;
-      if (!sock.write(chunk.subarray(0, n))) return void sock.once('drain', pump);
+      if (!sock.write(chunk.subarray(0, n))) {
+        sock.once('drain', pump);
+        return;
+      }
     }
     sock.end();
   };
