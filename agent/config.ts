@@ -19,6 +19,8 @@
 //   "podMtuFile": "/run/strand/pod-mtu",  the pods' MTU for strand-bridge's `mtuFile`
 //   "routeProtocol": 115,                 rtnetlink protocol number marking our routes
 //   "proxyArp": true,                     proxy ARP on the pod bridges (see docs/agent.md)
+//   "metricsAddress": "127.0.0.1:9476",   the /metrics, /healthz, /readyz listener
+//   "reconcileStuckAfter": "60s",         a reconcile pass this long fails /healthz
 //   "logLevel": "info"
 // }
 import { readFileSync } from 'node:fs';
@@ -28,6 +30,7 @@ import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
+import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
@@ -37,6 +40,7 @@ export const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
+const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 
 export interface VxlanConfig {
   vni: number;
@@ -61,6 +65,10 @@ export interface AgentConfig {
   podMtuFile: string;
   routeProtocol: number;
   proxyArp: boolean;
+  /** The metrics and health listener (lib/observe/server.ts). */
+  metricsAddress: ListenAddress;
+  /** A reconcile pass running longer than this fails /healthz. */
+  reconcileStuckMs: number;
   logLevel: LogLevel;
 }
 
@@ -176,6 +184,8 @@ export const FLAGS: Record<string, string> = {
   'pod-mtu-file': 'podMtuFile',
   'route-protocol': 'routeProtocol',
   'proxy-arp': 'proxyArp',
+  'metrics-address': 'metricsAddress',
+  'reconcile-stuck-after': 'reconcileStuckAfter',
   'log-level': 'logLevel',
 };
 
@@ -230,6 +240,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'podMtuFile',
     'routeProtocol',
     'proxyArp',
+    'metricsAddress',
+    'reconcileStuckAfter',
     'logLevel',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
@@ -280,6 +292,14 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
   if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
 
+  let metricsAddress: ListenAddress;
+  try {
+    metricsAddress = parseListenAddress(raw['metricsAddress'] === undefined ? DEFAULT_OBSERVE_ADDRESS : str(raw['metricsAddress'], 'metricsAddress'));
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
+    throw e;
+  }
+
   const cfg: AgentConfig = {
     nodeName,
     nodeIPs,
@@ -293,6 +313,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     podMtuFile: raw['podMtuFile'] === undefined ? DEFAULT_POD_MTU_FILE : str(raw['podMtuFile'], 'podMtuFile'),
     routeProtocol: raw['routeProtocol'] === undefined ? STRAND_ROUTE_PROTOCOL : int(raw['routeProtocol'], 'routeProtocol', 5, 254),
     proxyArp: pa,
+    metricsAddress,
+    reconcileStuckMs: raw['reconcileStuckAfter'] === undefined ? DEFAULT_RECONCILE_STUCK_MS : parseDuration(raw['reconcileStuckAfter'], 'reconcileStuckAfter'),
     logLevel,
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');

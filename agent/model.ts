@@ -60,6 +60,15 @@ export interface BorrowedIP {
   borrower: string;
 }
 
+/** How full one block is (for the metrics; routing does not depend on it). */
+export interface BlockFill {
+  network: string;
+  cidr: string;
+  /** The owner. */
+  node: string;
+  allocated: number;
+}
+
 export interface ClusterView {
   nodes: Map<string, NodeRecord>;
   /** Liveness keys of running agents, by key. */
@@ -67,10 +76,12 @@ export interface ClusterView {
   affinities: Map<string, BlockOwner>;
   /** Per block key: the borrowed addresses inside it (blocks without any are absent). */
   borrowed: Map<string, BorrowedIP[]>;
+  /** Per block key: its owner and allocation count. */
+  fill: Map<string, BlockFill>;
 }
 
 export function emptyView(): ClusterView {
-  return { nodes: new Map(), alive: new Map(), affinities: new Map(), borrowed: new Map() };
+  return { nodes: new Map(), alive: new Map(), affinities: new Map(), borrowed: new Map(), fill: new Map() };
 }
 
 export type KeyKind = 'node' | 'alive' | 'affinity' | 'block';
@@ -146,6 +157,13 @@ export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
   return out;
 }
 
+function fillOf(v: unknown): BlockFill | undefined {
+  if (!isObj(v)) return undefined;
+  const { network, cidr, node, allocations } = v;
+  if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
+  return { network, cidr: canonicalCidr(cidr), node, allocated: isObj(allocations) ? Object.keys(allocations).length : 0 };
+}
+
 export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';
 
 /**
@@ -158,6 +176,7 @@ export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'del
   if (!kind) return 'ignored';
   const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'alive' ? view.alive : kind === 'affinity' ? view.affinities : view.borrowed;
   const before = map.get(key);
+  if (kind === 'block') view.fill.delete(key);
   if (type === 'delete' || value === undefined) {
     return map.delete(key) ? 'changed' : 'unchanged';
   }
@@ -172,6 +191,8 @@ export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'del
   else if (kind === 'alive') parsed = parseAlive(raw);
   else if (kind === 'affinity') parsed = parseAffinity(raw);
   else {
+    const f = fillOf(raw);
+    if (f) view.fill.set(key, f);
     const b = borrowedIn(raw);
     if (b && b.length === 0) {
       // the common case: a block without borrowed addresses is not kept at all
@@ -214,4 +235,38 @@ export function aliveNames(view: ClusterView, prefix: string): Set<string> {
     if (key === `${prefix}/alive/${rec.name}`) out.add(rec.name);
   }
   return out;
+}
+
+export interface Usage {
+  network: string;
+  blocks: number;
+  /** Addresses in the blocks. */
+  addresses: number;
+  allocated: number;
+}
+
+/**
+ * Block usage per network: of the blocks `node` owns, and of all blocks (the pool as far
+ * as it is claimed). Only `networks` when not empty.
+ */
+export function blockUsage(view: ClusterView, node: string, networks: readonly string[]): { node: Usage[]; pool: Usage[] } {
+  const mine = new Map<string, Usage>();
+  const pool = new Map<string, Usage>();
+  const add = (m: Map<string, Usage>, f: BlockFill, size: number): void => {
+    const u = m.get(f.network) ?? { network: f.network, blocks: 0, addresses: 0, allocated: 0 };
+    u.blocks++;
+    u.addresses += size;
+    u.allocated += f.allocated;
+    m.set(f.network, u);
+  };
+  for (const f of view.fill.values()) {
+    if (networks.length && !networks.includes(f.network)) continue;
+    const c = tryParseCidr(f.cidr);
+    if (!c) continue;
+    const size = 2 ** ((c.family === 4 ? 32 : 128) - c.prefix);
+    add(pool, f, size);
+    if (f.node === node) add(mine, f, size);
+  }
+  const sorted = (m: Map<string, Usage>): Usage[] => [...m.values()].sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
+  return { node: sorted(mine), pool: sorted(pool) };
 }

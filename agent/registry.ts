@@ -6,6 +6,7 @@
 import type { Etcd3, IKeyValue, IOptions, IRequestOp, Lease, Watcher } from 'etcd3';
 import type { EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { EtcdStore, openEtcdStore } from '../ipam/store/etcd.ts';
+import { timed, type RequestTiming } from '../lib/observe/timed.ts';
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 
@@ -47,6 +48,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export class Registry {
   readonly prefix: string;
+  /** Told about every etcd request (operation, seconds, success): the agent's metrics. */
+  onRequest: RequestTiming | undefined;
   readonly timeoutMs: number;
   private readonly store: EtcdStore;
   private readonly mod: typeof import('etcd3');
@@ -98,7 +101,7 @@ export class Registry {
       const r = this.mod.Range.prefix(d);
       return { request_range: { key: r.start, range_end: r.end } };
     });
-    const res = await this.client.kv.txn({ compare: [], success, failure: [] });
+    const res = await timed(this.onRequest, 'list', () => this.client.kv.txn({ compare: [], success, failure: [] }));
     const kvs: Array<[string, string]> = [];
     for (const r of res.responses) {
       for (const kv of r.response_range.kvs) kvs.push([kv.key.toString(), kv.value.toString()]);
@@ -142,7 +145,9 @@ export class Registry {
     w.on('disconnected', (e) => fail(`watch disconnected: ${errorText(e)}`));
     w.on('error', (e) => fail(`watch failed: ${errorText(e)}`));
     w.on('end', () => fail('watch ended'));
-    await withTimeout(new Promise<void>((resolve) => w.once('connected', () => resolve())), this.timeoutMs, 'watch create').catch((e: unknown) => {
+    await timed(this.onRequest, 'watch', () =>
+      withTimeout(new Promise<void>((resolve) => w.once('connected', () => resolve())), this.timeoutMs, 'watch create'),
+    ).catch((e: unknown) => {
       fail(errorText(e));
     });
     return {
@@ -160,12 +165,22 @@ export class Registry {
    */
   async register(node: string, record: unknown, alive: unknown, ttlSeconds: number): Promise<Registration> {
     const value = JSON.stringify(record);
-    const current = await withTimeout(this.client.get(this.nodeKey(node)).string(), this.timeoutMs, 'node record read');
-    if (current !== value) await withTimeout(this.client.put(this.nodeKey(node)).value(value).exec(), this.timeoutMs, 'node record write');
+    const current = await timed(this.onRequest, 'get', () => withTimeout(this.client.get(this.nodeKey(node)).string(), this.timeoutMs, 'node record read'));
+    if (current !== value) {
+      await timed(this.onRequest, 'put', () => withTimeout(this.client.put(this.nodeKey(node)).value(value).exec(), this.timeoutMs, 'node record write'));
+    }
     const lease = this.client.lease(ttlSeconds);
     const lost = new Promise<unknown>((resolve) => lease.on('lost', resolve));
+    let fired = 0;
+    lease.on('keepaliveFired', () => {
+      fired = performance.now();
+    });
+    lease.on('keepaliveSucceeded', () => this.onRequest?.('lease_keepalive', (performance.now() - fired) / 1000, true));
+    lease.on('keepaliveFailed', () => this.onRequest?.('lease_keepalive', (performance.now() - fired) / 1000, false));
     try {
-      await withTimeout(lease.put(this.aliveKey(node)).value(JSON.stringify(alive)).exec(), this.timeoutMs * 2, 'node registration');
+      await timed(this.onRequest, 'lease_put', () =>
+        withTimeout(lease.put(this.aliveKey(node)).value(JSON.stringify(alive)).exec(), this.timeoutMs * 2, 'node registration'),
+      );
     } catch (e) {
       lease.release();
       throw e;

@@ -93,7 +93,31 @@ async function withAllocator<T>(
   }
 }
 
+/** Tells the observer (the daemon's metrics) how an allocation or release went. */
+async function observed<T>(a: CmdArgs, conf: NetConf, op: 'allocate' | 'release', fn: () => Promise<T>, count: (r: T) => number): Promise<T> {
+  if (!a.observer?.ipam) return fn();
+  let r: T;
+  try {
+    r = await fn();
+  } catch (e) {
+    a.observer.ipam(conf.name, op, false, 0);
+    throw e;
+  }
+  a.observer.ipam(conf.name, op, true, count(r));
+  return r;
+}
+
 export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
+  return observed(
+    a,
+    conf,
+    'allocate',
+    () => add(a, conf),
+    (r) => r.ips?.length ?? 0,
+  );
+}
+
+async function add(a: CmdArgs, conf: NetConf): Promise<Result> {
   return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
     const got = await al.allocate(a.containerId, a.ifName);
     const result: Result = {
@@ -110,7 +134,13 @@ export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 }
 
 export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.release(a.containerId, a.ifName));
+  await observed(
+    a,
+    conf,
+    'release',
+    () => withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.release(a.containerId, a.ifName)),
+    (released) => released.length,
+  );
 }
 
 export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {

@@ -9,7 +9,7 @@ import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
 import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import type { CmdArgs, PluginIO } from './skel.ts';
+import type { CmdArgs, PluginIO, RequestObserver } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
@@ -219,6 +219,7 @@ export async function runInProcess(
   stdin: Buffer,
   env: Record<string, string>,
   opts: DelegateOptions = {},
+  observer?: RequestObserver,
 ): Promise<Buffer> {
   const out: string[] = [];
   const err: string[] = [];
@@ -227,6 +228,7 @@ export async function runInProcess(
     stdin: () => Promise.resolve(stdin),
     stdout: { write: (s) => void out.push(s) },
     stderr: { write: (s) => void err.push(s) },
+    ...(observer ? { observer } : {}),
   };
   let status: number;
   try {
@@ -264,7 +266,7 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   const o = log ? { ...opts, log } : opts;
   const env = delegateEnv(a.env, verb);
   const inProcess = await inProcessFor(pluginType, file, a.env, opts);
-  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o);
+  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o, a.observer);
   return execPlugin(file, confBytes(netconf), env, o);
 }
 

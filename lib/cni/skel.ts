@@ -16,11 +16,25 @@ export { parseCniArgs } from './args.ts';
 export { convertResult } from './convert.ts';
 export { validateWith } from './validate.ts';
 
+/**
+ * Told about each finished plugin call and IPAM operation by the process that runs the
+ * plugin code: the daemon's metrics (lib/observe/metrics.ts). A plugin run as its own
+ * process has none.
+ */
+export interface RequestObserver {
+  /** `code` is 0 for success, else the CNI error code; `verb` is a CNI verb or "invalid". */
+  request(plugin: string, verb: string, code: number, seconds: number): void;
+  /** A strand-ipam allocation (ADD) or release (DEL); `addresses` counts what succeeded. */
+  ipam?(network: string, op: 'allocate' | 'release', ok: boolean, addresses: number): void;
+}
+
 export interface PluginIO {
   env: Record<string, string | undefined>;
   stdin(): Promise<Buffer>;
   stdout: { write(s: string): void };
   stderr: { write(s: string): void };
+  /** Metrics of a long-lived process serving this call (the daemon); none in a plugin process. */
+  observer?: RequestObserver;
 }
 
 export interface CmdArgs {
@@ -37,6 +51,8 @@ export interface CmdArgs {
   verb?: Verb;
   /** Logs to stderr or the configured log file. Set by skel. */
   log?: Logger;
+  /** PluginIO.observer, passed on to in-process delegates. Set by skel. */
+  observer?: RequestObserver;
 }
 
 export interface PluginFuncs<C extends NetConf> {
@@ -120,6 +136,7 @@ function isOwnNetns(path: string): boolean {
  */
 export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec: PluginSpec<C>, io: PluginIO): Promise<number> {
   const env = io.env;
+  const t0 = performance.now();
   const supported = spec.versions ?? SPEC_VERSIONS;
   const envLevel = env['STRAND_LOG_LEVEL'];
   let log = createLogger({
@@ -130,6 +147,14 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
   });
   let errVersion: string = CURRENT_VERSION;
   const cmd = env['CNI_COMMAND'] ?? '';
+  const observe = (code: number): void => {
+    if (!io.observer) return;
+    try {
+      io.observer.request(spec.name, isVerb(cmd) ? cmd : 'invalid', code, (performance.now() - t0) / 1000);
+    } catch (e) {
+      log.warn('metrics observer failed', e);
+    }
+  };
   try {
     if (!cmd) {
       io.stderr.write(`${spec.about}\nCNI protocol versions supported: ${supported.join(', ')}\n`);
@@ -139,6 +164,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     if (cmd === 'VERSION') {
       // stdin is not read: libcni sends {"cniVersion": ...}, a person at a terminal sends nothing
       io.stdout.write(`${JSON.stringify(versionInfo(supported))}\n`);
+      observe(0);
       return 0;
     }
 
@@ -218,6 +244,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
       env,
       verb: cmd,
       log,
+      ...(io.observer ? { observer: io.observer } : {}),
     };
     switch (cmd) {
       case 'ADD': {
@@ -239,6 +266,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
         await funcs.gc(a, typed);
         break;
     }
+    observe(0);
     return 0;
   } catch (e) {
     const err = toCniError(e);
@@ -251,6 +279,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     } catch (w) {
       log.error('cannot write the error to stdout', w);
     }
+    observe(err.code);
     return 1;
   }
 }

@@ -10,8 +10,8 @@ import { CniError, Code } from '../cni/errors.ts';
 
 export const DEFAULT_POD_MTU_FILE = '/run/strand/pod-mtu';
 /** The smallest MTU an IPv4 link may have (RFC 791); IPv6 needs 1280. */
-export const MIN_MTU = 68;
-export const MAX_MTU = 65535;
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
 
 /** The MTU in a pod MTU file's text, or undefined when it is not one. */
 export function parsePodMtu(text: string): number | undefined {

@@ -170,7 +170,10 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2);
   const template = join(c.dir, 'conflist.template');
   const text: string = strandManifest().configMap.data['conflist.template'];
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
+  // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
+  const mtuFile = join(c.dir, 'pod-mtu');
+  writeFileSync(mtuFile, '1500\n');
+  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
   execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
     env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -290,8 +293,9 @@ function nodeDirs(c: Containerd, template: string): Record<string, string> {
     'cni-conf': join(node, 'etc/cni/net.d'),
     config: join(node, 'conflist.template'),
     'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
+    'strand-run': join(node, 'run/strand'),
   };
-  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
+  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!, hostPath['strand-run']!]) mkdirSync(d, { recursive: true });
   writeFileSync(hostPath['config']!, template);
   return hostPath;
 }
@@ -339,7 +343,7 @@ describe('the installer image run in containerd', () => {
     await stopClean(c);
   });
 
-  it('then the agent container: its readiness probe follows etcd, SIGTERM ends it within the grace period and its routes stay', async () => {
+  it('then the agent container: its readiness probe follows etcd, its liveness probe and metrics answer, SIGTERM ends it within the grace period and its routes stay', async () => {
     requireStrandPlugin('strand');
     const { c, host } = await startContainerd(24180);
     const prefix = netns!.prefix;
@@ -375,15 +379,27 @@ describe('the installer image run in containerd', () => {
     for (const s of [agent.stdout, agent.stderr]) s.setEncoding('utf8').on('data', (d: string) => void (logs.length < 50_000 && (logs += d)));
     const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
     let probes = 0;
-    // the readiness probe, exec'd in the running container as the kubelet does
-    const probe = (): { code: number; out: string } => {
-      const cmd: string[] = spec.readinessProbe.exec.command;
+    // the probes as the kubelet runs them: an HTTP GET from the node (the host network)
+    const httpGet = (p: { host: string; path: string; port: number }): { code: number; out: string } => {
       try {
-        return { code: 0, out: c.ctr(['task', 'exec', '--exec-id', `probe-${probes++}`, id, ...cmd]) };
+        const out = execFileSync(
+          'ip',
+          ['netns', 'exec', host, 'curl', '-s', '--max-time', '3', '-w', '\n%{http_code}', `http://${p.host}:${p.port}${p.path}`],
+          {
+            encoding: 'utf8',
+          },
+        );
+        const nl = out.lastIndexOf('\n');
+        return { code: Number(out.slice(nl + 1)), out: out.slice(0, nl) };
       } catch (e) {
-        const err = e as { status?: number; stdout?: string; stderr?: string };
-        return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+        return { code: -1, out: String((e as { stdout?: string }).stdout ?? e) };
       }
+    };
+    // the readiness probe: 200 ready, 503 not (0 for "no answer" is a failure too)
+    const probe = (): { code: number; out: string } => {
+      probes++;
+      const r = httpGet(spec.readinessProbe.httpGet);
+      return { code: r.code === 200 ? 0 : 1, out: r.out };
     };
     const waitProbe = async (want: number, what: string): Promise<string> => {
       const deadline = Date.now() + 90_000;
@@ -396,8 +412,14 @@ describe('the installer image run in containerd', () => {
     };
     const agentRoutes = () => JSON.parse(ipn(['-j', 'route', 'show', 'proto', '115'])) as Array<{ dst: string; gateway?: string }>;
     try {
-      expect(await waitProbe(0, 'ready'), logs).toMatch(/state:\s+synced/);
+      expect(await waitProbe(0, 'ready'), logs).toBe('ok\n');
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+      expect(httpGet(spec.livenessProbe.httpGet)).toEqual({ code: 200, out: 'ok\n' });
+      const metrics = httpGet({ ...spec.livenessProbe.httpGet, path: '/metrics' });
+      expect(metrics.code).toBe(200);
+      expect(metrics.out).toMatch(/^strand_agent_routes\{kind="block"\} 1$/m);
+      // the pod MTU for strand-bridge, in the host directory the DaemonSet mounts
+      expect(readFileSync(join(hostPath['strand-run']!, 'pod-mtu'), 'utf8')).toMatch(/^\d+\n$/);
       const pid = /^\S+\s+(\d+)/.exec(
         c
           .ctr(['task', 'ls'])
@@ -411,7 +433,8 @@ describe('the installer image run in containerd', () => {
 
       // etcd gone: not ready (routes stay); back: ready again
       await etcd.stop();
-      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/NOT synced/);
+      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/^not ready: not synced with etcd/);
+      expect(httpGet(spec.livenessProbe.httpGet).code).toBe(200);
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
       etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
       await waitProbe(0, 'ready again after etcd came back');
@@ -426,7 +449,7 @@ describe('the installer image run in containerd', () => {
       console.log(`agent container: exited ${ms} ms after SIGTERM`);
       expect(logs).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      // the lease is not revoked: peers keep their routes to this node for its TTL
+      // the node record stays (no lease): peers keep their routes to this node's blocks
       expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
     } finally {
       if (agent.exitCode === null) {

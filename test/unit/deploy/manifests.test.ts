@@ -91,7 +91,7 @@ describe('manifests: what strand relies on', () => {
 
   it('init container: `strand install` without --sleep, hostPath /opt/cni/bin and /etc/cni/net.d mounted where it writes', () => {
     const hostPaths = Object.fromEntries(pod.volumes.filter((v: any) => v.hostPath).map((v: any) => [v.name, v.hostPath.path]));
-    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d' });
+    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d', 'strand-run': '/run/strand' });
     const mounts = Object.fromEntries(inst.volumeMounts.map((m: any) => [m.name, m.mountPath]));
     expect(inst.command).toEqual(['/strand']);
     expect(inst.args[0]).toBe('install');
@@ -109,7 +109,7 @@ describe('manifests: what strand relies on', () => {
     expect(tlsVol.secret).toMatchObject({ secretName: find('Secret', 'strand-etcd-tls').metadata.name, optional: true });
   });
 
-  it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, readiness = `strand agent status`', () => {
+  it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, /run/strand shared, probes on the metrics listener', () => {
     expect(agent.image).toBe(inst.image);
     expect(agent.command).toEqual(['/strand']);
     expect(agent.args[0]).toBe('agent');
@@ -122,8 +122,15 @@ describe('manifests: what strand relies on', () => {
     // mounted where the installer's --host-conf-dir says, so the TLS paths in the
     // conflist are valid for the agent too; the agent only reads it
     const mounts = mountsOf(agent);
-    expect(Object.keys(mounts)).toEqual(['cni-conf']);
+    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run']);
     expect(mounts['cni-conf']).toMatchObject({ mountPath: flag(inst, 'host-conf-dir'), readOnly: true });
+    // the pod MTU file: where the agent writes it (default) is where strand-bridge reads it
+    const runDir = pod.volumes.find((v: any) => v.name === 'strand-run').hostPath.path;
+    expect(mounts['strand-run'].mountPath).toBe(runDir);
+    expect(mounts['strand-run'].readOnly).toBeUndefined();
+    const cfgOf = loadAgentConfig(new Map([['etcd-endpoints', 'http://127.0.0.1:2379']]), {});
+    expect(JSON.parse(cm.data['conflist.template']).plugins[0].mtuFile).toBe(cfgOf.podMtuFile);
+    expect(cfgOf.podMtuFile.startsWith(`${runDir}/`)).toBe(true);
     expect(flag(agent, 'cni-conf')).toBe(`${mounts['cni-conf'].mountPath}/${flag(inst, 'conf-name') ?? '10-strand.conflist'}`);
     const env = envOf(agent);
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
@@ -131,11 +138,15 @@ describe('manifests: what strand relies on', () => {
     expect(flag(agent, 'node-ip')).toBe('$(NODE_IP)');
     // $(VAR) in args is expanded by the kubelet only for variables the container defines
     for (const a of agent.args as string[]) for (const m of a.matchAll(/\$\(([A-Za-z0-9_]+)\)/g)) expect(Object.keys(env), a).toContain(m[1]);
-    // the probe reads the agent's default state file: neither side may move it alone
-    expect(agent.readinessProbe.exec.command).toEqual(['/strand', 'agent', 'status']);
-    expect(agent.args.some((a: string) => a.startsWith('--state-file') || a.startsWith('--config'))).toBe(false);
+    // the probes ask the agent's default listener (loopback: the kubelet runs on the node)
+    expect(agent.args.some((a: string) => a.startsWith('--metrics-address') || a.startsWith('--config') || a.startsWith('--pod-mtu-file'))).toBe(false);
+    const listen = cfgOf.metricsAddress;
+    expect(agent.ports).toEqual([{ name: 'metrics', containerPort: listen.port, protocol: 'TCP' }]);
+    expect(agent.livenessProbe.httpGet).toEqual({ host: listen.host, path: '/healthz', port: listen.port });
+    expect(agent.readinessProbe.httpGet).toEqual({ host: listen.host, path: '/readyz', port: listen.port });
     expect(agent.readinessProbe.periodSeconds).toBe(5);
     expect(agent.readinessProbe.failureThreshold).toBe(2);
+    expect(agent.livenessProbe.failureThreshold * agent.livenessProbe.periodSeconds).toBeGreaterThanOrEqual(30);
   });
 
   it('every configMapKeyRef names the strand ConfigMap and a key it has; agent-mode is a mode the agent knows', () => {
