@@ -21,12 +21,13 @@
 //   "proxyArp": true,                     proxy ARP on the pod bridges (see docs/agent.md)
 //   "metricsAddress": "127.0.0.1:9476",   the /metrics, /healthz, /readyz listener
 //   "reconcileStuckAfter": "60s",         a reconcile pass this long fails /healthz
-//   "logLevel": "info"
+//   "logLevel": "info",
+//   "logFormat": "text"                   or "json": one JSON object per line on stderr
 // }
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isCniError } from '../lib/cni/errors.ts';
-import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
+import { isLogLevel, type LogFormat, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
@@ -70,6 +71,7 @@ export interface AgentConfig {
   /** A reconcile pass running longer than this fails /healthz. */
   reconcileStuckMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
 }
 
 export class AgentConfigError extends Error {
@@ -187,6 +189,7 @@ export const FLAGS: Record<string, string> = {
   'metrics-address': 'metricsAddress',
   'reconcile-stuck-after': 'reconcileStuckAfter',
   'log-level': 'logLevel',
+  'log-format': 'logFormat',
 };
 
 function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
@@ -243,6 +246,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'metricsAddress',
     'reconcileStuckAfter',
     'logLevel',
+    'logFormat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
 
@@ -288,6 +292,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   const ttlMs = raw['leaseTTL'] === undefined ? DEFAULT_LEASE_TTL_S * 1000 : parseDuration(raw['leaseTTL'], 'leaseTTL');
   const logLevel = raw['logLevel'] ?? 'info';
   if (!isLogLevel(logLevel)) throw new AgentConfigError('logLevel', 'must be debug, info, warn or error');
+  const logFormat = raw['logFormat'] ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') throw new AgentConfigError('logFormat', 'must be text or json');
   const proxyArp = raw['proxyArp'] ?? true;
   const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
   if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
@@ -316,6 +322,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     metricsAddress,
     reconcileStuckMs: raw['reconcileStuckAfter'] === undefined ? DEFAULT_RECONCILE_STUCK_MS : parseDuration(raw['reconcileStuckAfter'], 'reconcileStuckAfter'),
     logLevel,
+    logFormat,
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
   return cfg;

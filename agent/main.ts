@@ -50,6 +50,7 @@ options (flags override --config, which overrides --cni-conf):
   --reconcile-stuck-after <duration>
                              a reconcile pass this long fails /healthz (default 60s)
   --log-level <level>        debug, info, warn, error
+  --log-format text|json     lines on stderr (default text; json: one object per line)
 `;
 
 class UsageError extends Error {
@@ -105,7 +106,7 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set());
   if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
   const cfg = loadAgentConfig(flags, io.env);
-  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel });
+  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel, format: cfg.logFormat });
   // prom-client and the HTTP server are loaded here only: plugin processes never load them
   const [{ Agent }, { Netns }, { StrandMetrics }, { startObserveServer }] = await Promise.all([
     import('./agent.ts'),

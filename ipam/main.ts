@@ -85,7 +85,11 @@ async function withAllocator<T>(
   let store: Store | undefined;
   try {
     store = await openStore(cfg);
-    return await fn(new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) }), cfg);
+    const node = nodeName(cfg, a.env);
+    a.log?.debug(
+      `store ${store.kind}${cfg.etcd ? ` (${cfg.etcd.transport}, prefix ${cfg.etcd.prefix})` : ` (${cfg.dataDir})`}, network ${cfg.network}, node ${node}`,
+    );
+    return await fn(new Allocator({ store, config: cfg, node }), cfg);
   } catch (e) {
     throw mapError(e, opts.unavailableCode);
   } finally {
@@ -120,6 +124,7 @@ export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 async function add(a: CmdArgs, conf: NetConf): Promise<Result> {
   return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
     const got = await al.allocate(a.containerId, a.ifName);
+    a.log?.debug(`allocated ${got.map((g) => formatIP(g.ip)).join(', ')}`);
     const result: Result = {
       cniVersion: '1.1.0',
       ips: got.map((g) => ({
@@ -138,7 +143,12 @@ export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
     a,
     conf,
     'release',
-    () => withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.release(a.containerId, a.ifName)),
+    () =>
+      withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al) => {
+        const released = await al.release(a.containerId, a.ifName);
+        a.log?.debug(released.length ? `released ${released.join(', ')}` : 'nothing allocated to release');
+        return released;
+      }),
     (released) => released.length,
   );
 }

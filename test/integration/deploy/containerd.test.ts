@@ -294,8 +294,10 @@ function nodeDirs(c: Containerd, template: string): Record<string, string> {
     config: join(node, 'conflist.template'),
     'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
     'strand-run': join(node, 'run/strand'),
+    'cni-log': join(node, 'var/log/strand'),
   };
-  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!, hostPath['strand-run']!]) mkdirSync(d, { recursive: true });
+  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!, hostPath['strand-run']!, hostPath['cni-log']!])
+    mkdirSync(d, { recursive: true });
   writeFileSync(hostPath['config']!, template);
   return hostPath;
 }

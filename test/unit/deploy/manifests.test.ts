@@ -1,11 +1,12 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Deployment, DaemonSet } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { FLAGS, loadAgentConfig } from '../../../agent/config.ts';
+import { DEFAULT_LOG_FILE } from '../../../lib/cni/log.ts';
 import { main as installMain } from '../../../cmd/install.ts';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 
@@ -91,7 +92,9 @@ describe('manifests: what strand relies on', () => {
 
   it('init container: `strand install` without --sleep, hostPath /opt/cni/bin and /etc/cni/net.d mounted where it writes', () => {
     const hostPaths = Object.fromEntries(pod.volumes.filter((v: any) => v.hostPath).map((v: any) => [v.name, v.hostPath.path]));
-    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d', 'strand-run': '/run/strand' });
+    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d', 'strand-run': '/run/strand', 'cni-log': '/var/log/strand' });
+    // the plugins' default log directory exists on the node once the pod starts
+    expect(pod.volumes.find((v: any) => v.name === 'cni-log').hostPath).toEqual({ path: dirname(DEFAULT_LOG_FILE), type: 'DirectoryOrCreate' });
     const mounts = Object.fromEntries(inst.volumeMounts.map((m: any) => [m.name, m.mountPath]));
     expect(inst.command).toEqual(['/strand']);
     expect(inst.args[0]).toBe('install');
