@@ -174,6 +174,7 @@ export class Agent {
     await Promise.race([Promise.allSettled([...this.loops, this.reconciling]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
+    this.metrics?.setSynced(false);
     this.writeStatus();
   }
 
