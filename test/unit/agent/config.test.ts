@@ -41,9 +41,30 @@ describe('agent config', () => {
       stateFile: DEFAULT_STATE_FILE,
       routeProtocol: STRAND_ROUTE_PROTOCOL,
       proxyArp: true,
+      podMtuFile: '/run/strand/pod-mtu',
+      metricsAddress: { host: '127.0.0.1', port: 9476 },
+      reconcileStuckMs: 60_000,
+      logFormat: 'text',
     });
     expect(c.etcd.prefix).toBe('/strand/ipam');
     expect(parseAgentConfig({ etcd }, { NODENAME: 'nn' }).nodeName).toBe('nn');
+  });
+
+  it('takes the metrics address, the stuck-reconcile limit and the pod MTU file, from flags too', () => {
+    const c = loadAgentConfig(
+      new Map([
+        ['etcd-endpoints', 'http://127.0.0.1:2379'],
+        ['metrics-address', '[::1]:9999'],
+        ['reconcile-stuck-after', '5s'],
+        ['pod-mtu-file', '/tmp/x/pod-mtu'],
+        ['log-format', 'json'],
+      ]),
+      {},
+    );
+    expect(c).toMatchObject({ metricsAddress: { host: '::1', port: 9999 }, reconcileStuckMs: 5000, podMtuFile: '/tmp/x/pod-mtu', logFormat: 'json' });
+    expect(parseAgentConfig({ etcd, metricsAddress: ':9476' }, {}).metricsAddress).toEqual({ host: '::', port: 9476 });
+    expect(() => parseAgentConfig({ etcd, metricsAddress: 'localhost:9476' }, {})).toThrow(/^metricsAddress: invalid listen address/);
+    expect(() => parseAgentConfig({ etcd, reconcileStuckAfter: 'soon' }, {})).toThrow(/reconcileStuckAfter/);
   });
 
   it('merges --cni-conf, --config and flags, flags last', () => {
