@@ -37,6 +37,16 @@ const L2_CONFIGS: Record<string, Record<string, unknown>> = {
   },
   'strand-macvlan': { master: 'eth0', mode: 'bridge', mtu: 1500, linkInContainer: true },
   'strand-ipvlan': { master: 'eth0', mode: 'l2', mtu: 1500, linkInContainer: true },
+  // chained plugins: STATUS only parses their config (an explicit backend: no tool lookup)
+  'strand-portmap': {
+    backend: 'iptables',
+    snat: true,
+    masqAll: false,
+    markMasqBit: 13,
+    conditionsV4: ['-d', '10.0.0.0/8'],
+    runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: '10.0.0.1' }] },
+  },
+  loopback: {},
 };
 
 const RESULT: Result = {

@@ -6,9 +6,14 @@ import { native } from '../native/index.ts';
 import {
   CodecError,
   formatRequest,
+  isDone,
   isDumpInterrupted,
+  isError,
   NETLINK_ROUTE,
+  parseDonePayload,
+  parseErrorPayload,
   parseMessage,
+  type RawMessage,
   type RequestFlags,
   type RtnlMessage,
   type RtnlRequest,
@@ -39,10 +44,10 @@ export class NetlinkSocket {
     this.seq = (Date.now() & 0x7fffffff) >>> 0;
   }
 
-  /** Opens a NETLINK_ROUTE socket inside the netns at `nsPath` (null: the current one). */
-  static open(nsPath: string | null): NetlinkSocket {
+  /** Opens a netlink socket (default NETLINK_ROUTE) inside the netns at `nsPath` (null: the current one). */
+  static open(nsPath: string | null, protocol = NETLINK_ROUTE): NetlinkSocket {
     try {
-      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, NETLINK_ROUTE));
+      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, protocol));
     } catch (e) {
       throw fromNative('netlink.open', e, nsPath ?? undefined);
     }
@@ -88,6 +93,49 @@ export class NetlinkSocket {
       return false;
     });
     return { messages, interrupted };
+  }
+
+  /**
+   * One request of any netlink family, already encoded by `format(seq)` (with NLM_F_ACK
+   * or NLM_F_DUMP set): returns the messages of the answer up to the acknowledgement or
+   * NLMSG_DONE, undecoded. Throws NetlinkError with the kernel's errno.
+   */
+  exchange(format: (seq: number) => Buffer, op: string): { messages: RawMessage[]; interrupted: boolean } {
+    if (this.fd < 0) throw new NetlinkError(op, errnoOf('EBADF'), 'netlink socket is closed');
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    const seq = this.seq;
+    try {
+      native().nlSend(this.fd, format(seq));
+    } catch (e) {
+      if (e instanceof CodecError) throw invalidArgument(op, e.message, e);
+      throw fromNative(op, e, 'send');
+    }
+    const messages: RawMessage[] = [];
+    let interrupted = false;
+    const deadline = Date.now() + this.timeoutMs;
+    for (;;) {
+      let dgram: Buffer;
+      try {
+        dgram = native().nlRecv(this.fd, Math.max(0, deadline - Date.now()));
+      } catch (e) {
+        throw fromNative(op, e, 'receive');
+      }
+      for (const raw of splitMessages(dgram)) {
+        if (raw.header.seq !== seq) continue;
+        if (isDumpInterrupted(raw.header)) interrupted = true;
+        if (isError(raw.header)) {
+          const err = parseErrorPayload(raw.header, raw.payload);
+          if (err.errno !== 0) throw new NetlinkError(op, err.errno, err.extAck?.msg);
+          return { messages, interrupted };
+        }
+        if (isDone(raw.header)) {
+          const errno = parseDonePayload(raw.payload);
+          if (errno !== 0) throw new NetlinkError(op, errno, 'dump failed');
+          return { messages, interrupted };
+        }
+        messages.push(raw);
+      }
+    }
   }
 
   private send(req: RtnlRequest, flags: RequestFlags, op: string): number {
