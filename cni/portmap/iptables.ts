@@ -180,10 +180,11 @@ function ensureShared(saved: readonly string[], c: Chain): string[] {
   return out;
 }
 
-/** Installs the rules forwarding the mapped ports of one pod address. */
-export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<void> {
+/** Installs the rules forwarding the mapped ports of one pod address; says whether it made the shared chains. */
+export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
   const family: IpFamily = cont.family;
   const saved = await natSave(family);
+  const createdShared = !savedHasChain(saved, TOP_DNAT_CHAIN);
   const lines: string[] = [];
   if (conf.snat && conf.externalSetMarkChain === undefined) {
     lines.push(...ensureShared(saved, setMarkChain(conf.markMasqBit)), ...ensureShared(saved, markMasqChain(conf.markMasqBit)));
@@ -197,6 +198,18 @@ export async function forwardPorts(conf: PortmapConf, containerId: string, cont:
   for (const r of pod.rules) lines.push(line('-A', pod.name, r));
   for (const r of pod.entryRules) lines.push(line('-A', TOP_DNAT_CHAIN, [...r, '-j', pod.name]));
   await natRestore(family, lines);
+  return { createdShared };
+}
+
+/**
+ * Rollback of an ADD that made the shared chains: removes them and the rules jumping to
+ * them while no pod's chain is jumped to from CNI-HOSTPORT-DNAT.
+ */
+export async function removeSharedIfUnused(family: IpFamily): Promise<void> {
+  const saved = await natSave(family);
+  if (saved.some((l) => l.startsWith(`-A ${TOP_DNAT_CHAIN} `))) return;
+  const shared = new Set([TOP_DNAT_CHAIN, MASQ_CHAIN, SETMARK_CHAIN]);
+  await natRestore(family, deleteChainsLines(saved, shared, ['PREROUTING', 'OUTPUT', 'POSTROUTING']));
 }
 
 /** CHECK of one pod address: its chain, its rules and the rules jumping to it (iptables -C, as the reference). */

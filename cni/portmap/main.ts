@@ -83,9 +83,14 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
   try {
     await withNetnsLock(host, 'portmap', () =>
       undo.run(async () => {
+        const backend = backends[conf.backend];
         for (const cont of addrs) {
-          undo.push(`remove the hostPort rules of ${cont.ip}`, () => unforward(conf, a.containerId));
-          await backends[conf.backend].forwardPorts(conf, a.containerId, cont);
+          // one transaction per family: a failed one changed nothing
+          const made = await backend.forwardPorts(conf, a.containerId, cont);
+          undo.push(`remove the hostPort rules of ${cont.ip}`, async () => {
+            await unforward(conf, a.containerId);
+            if (made.createdShared) await backend.removeSharedIfUnused(cont.family);
+          });
         }
         for (const cont of addrs) deleteStaleUdp(host, conf, cont, a);
         const v4 = addrs.find((c) => c.family === 4);

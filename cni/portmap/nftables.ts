@@ -59,8 +59,11 @@ function podRuleHandles(table: { rules: NftRule[] } | undefined, containerId: st
   return (table?.rules ?? []).filter((r) => chains.includes(r.chain) && r.comment === containerId);
 }
 
-/** Installs the rules forwarding the mapped ports of one pod address (replacing the pod's rules of an earlier ADD). */
-export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<void> {
+/**
+ * Installs the rules forwarding the mapped ports of one pod address (replacing the pod's
+ * rules of an earlier ADD); says whether it made the table.
+ */
+export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
   const fam = FAMILIES[cont.family];
   const t = `${fam} ${NFT_TABLE}`;
   const conditions = (cont.family === 6 ? conf.conditionsV6 : conf.conditionsV4).join(' ');
@@ -85,6 +88,15 @@ export async function forwardPorts(conf: PortmapConf, containerId: string, cont:
   for (const r of podRuleHandles(before, containerId)) lines.push(`delete rule ${t} ${r.chain} handle ${r.handle}`);
   for (const r of podRules(conf, cont)) lines.push(`add rule ${t} ${r.chain} ${r.rule} comment "${containerId}"`);
   await nftApply(lines);
+  return { createdShared: before === undefined };
+}
+
+/** Rollback of an ADD that made the table: deletes it while it holds no pod's rule. */
+export async function removeSharedIfUnused(family: 4 | 6): Promise<void> {
+  const fam = FAMILIES[family];
+  const table = await nftListTable(fam, NFT_TABLE);
+  if (!table || table.rules.some((r) => r.comment !== undefined)) return;
+  await nftApply([`delete table ${fam} ${NFT_TABLE}`]);
 }
 
 /** CHECK of one pod address: as many rules carrying its container ID as it should have, per chain. */
