@@ -23,10 +23,17 @@ export const GATEWAY4 = '10.78.0.1';
 export const SUBNET4 = '10.78.0.0/24';
 export const SUBNET6 = 'fd78::/64';
 
+/** The bridge's ADD result (what portmap gets as prevResult). */
+export interface BridgeResult {
+  cniVersion: string;
+  ips: Array<{ address: string; interface?: number }>;
+  [k: string]: unknown;
+}
+
 export interface Pod extends Attachment {
   ip4: string;
   ip6: string;
-  result: any;
+  result: BridgeResult;
 }
 
 export interface Node {
@@ -83,8 +90,8 @@ export class PortmapEnv {
   async addPod(n: Node): Promise<Pod> {
     const i = n.pods.length;
     const att: Attachment = { podNs: this.e.ns.add(`${n.tag}p${i}`), containerId: `${this.prefix}-${n.tag}-c${i}`, ifName: 'eth0' };
-    const result = ok(await this.e.run(REF_BRIDGE, n.host, 'ADD', att, this.bridgeConf(n)), 'bridge ADD');
-    const addrs: string[] = result.ips.map((x: { address: string }) => x.address.split('/')[0]);
+    const result = ok(await this.e.run(REF_BRIDGE, n.host, 'ADD', att, this.bridgeConf(n)), 'bridge ADD') as BridgeResult;
+    const addrs = result.ips.map((x) => x.address.split('/')[0]!);
     const pod: Pod = { ...att, ip4: addrs.find((a) => !a.includes(':'))!, ip6: addrs.find((a) => a.includes(':'))!, result };
     n.pods.push(pod);
     return pod;
