@@ -9,8 +9,10 @@
 // pod, and for IPv4 rules in ip6tables (containernetworking/plugins#819, fixed
 // upstream): its CHECK of strand's rules is expected to fail at the IPv6 table only.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { probe } from '../../helpers/hostport.ts';
+import { binDir } from '../../helpers/run-plugin.ts';
 import { cleanResult } from '../bridge/diff.ts';
 import { ip } from '../../helpers/netns.ts';
 import {
@@ -30,6 +32,7 @@ import {
   UPLINK4,
 } from './harness.ts';
 
+const STRAND_MACVLAN = join(binDir, 'strand-macvlan');
 const TCP = 34080;
 const UDP = 34053;
 const MAPPINGS: Mapping[] = [
@@ -302,6 +305,31 @@ describe('strand-portmap on its own', () => {
     expect(r.code, r.stdout).toBe(1);
     expect(r.json.msg).toBeTruthy();
     expect([natTable(n.host, 4), natTable(n.host, 6)]).toEqual(before);
+  });
+
+  it('chained after strand-macvlan: the rules point at the macvlan address (interface index of prevResult), CHECK, DEL', async () => {
+    const e = setup();
+    const n = await e.node('m', 0);
+    const pod = { podNs: e.e.ns.add('mp0'), containerId: `${e.prefix}-mv0`, ifName: 'eth0' };
+    const mv = {
+      cniVersion: '1.0.0',
+      name: e.netName,
+      master: `${e.prefix}mu`,
+      mode: 'bridge',
+      ipam: { type: 'host-local', dataDir: `${e.e.dataDir}/mv`, ranges: [[{ subnet: '192.0.2.0/24', rangeStart: '192.0.2.100', rangeEnd: '192.0.2.110' }]] },
+    };
+    const result = ok(await e.run(STRAND_MACVLAN, n, 'ADD', pod, mv), 'macvlan ADD');
+    const conf = { cniVersion: '1.0.0', name: e.netName, type: 'portmap', runtimeConfig: { portMappings: MAPPINGS }, prevResult: result };
+    expect(ok(await e.run(STRAND_PORTMAP, n, 'ADD', pod, conf), 'portmap ADD')).toEqual(result);
+    expect(natTable(n.host, 4)).toContain(
+      `-A ${natTable(n.host, 4)
+        .find((l) => l.startsWith(':CNI-DN-'))!
+        .slice(1, 29)} -p tcp -m tcp --dport ${TCP} -j DNAT --to-destination 192.0.2.100:${TCP}`,
+    );
+    ok(await e.run(STRAND_PORTMAP, n, 'CHECK', pod, conf), 'CHECK');
+    ok(await e.run(STRAND_PORTMAP, n, 'DEL', pod, conf), 'portmap DEL');
+    ok(await e.run(STRAND_MACVLAN, n, 'DEL', pod, mv), 'macvlan DEL');
+    expect(podChains(n.host)).toEqual([]);
   });
 
   it('no portMappings: ADD passes prevResult on and changes nothing; ADD without prevResult is code 7', async () => {
