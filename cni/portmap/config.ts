@@ -5,6 +5,7 @@ import { validatePortmapConf } from '../../gen/validators.js';
 import { formatIP, tryParseIP, unmap } from '../../lib/addr/cidr.ts';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
+import { goFieldKeys } from '../../lib/cni/validate.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
 import { defaultBackend, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
 
@@ -78,8 +79,18 @@ function resolveBackend(c: RawPortmapConf, defaultOf: () => NetfilterBackend): N
   return backend;
 }
 
+const MAPPING_FIELDS = ['hostPort', 'containerPort', 'protocol', 'hostIP'] as const;
+
+/** runtimeConfig.portMappings with its entries' keys matched as Go does (containerd sends "HostPort"...). */
+function withGoMappingKeys(raw: NetConf): NetConf {
+  const rc = raw.runtimeConfig;
+  const maps = rc?.['portMappings'];
+  if (!Array.isArray(maps)) return raw;
+  return { ...raw, runtimeConfig: { ...rc, portMappings: maps.map((m) => goFieldKeys(m, MAPPING_FIELDS)) } };
+}
+
 export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = defaultBackend): PortmapConf {
-  const c = validateWith<RawPortmapConf>(validatePortmapConf, raw);
+  const c = validateWith<RawPortmapConf>(validatePortmapConf, withGoMappingKeys(raw));
   if (c.markMasqBit !== undefined && c.externalSetMarkChain !== undefined) {
     throw invalid('markMasqBit', 'cannot specify externalSetMarkChain and markMasqBit');
   }

@@ -23,8 +23,14 @@ export interface ProbeResult {
 }
 
 /** Starts the server in `ns` on `port` (TCP and UDP, all addresses of both families). */
-export async function startServer(ns: string, name: string, port: number): Promise<ChildProcess> {
-  const srv = spawn('ip', ['netns', 'exec', ns, NODE_BIN, SELF, 'serve', name, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startServer(ns: string, name: string, port: number): Promise<ChildProcess> {
+  return startServerWith(['ip', 'netns', 'exec', ns], name, port);
+}
+
+/** Starts the server under `prefix`, a command that enters the pod's namespace (nsenter ...). */
+export async function startServerWith(prefix: string[], name: string, port: number): Promise<ChildProcess> {
+  const argv = [...prefix, NODE_BIN, SELF, 'serve', name, String(port)];
+  const srv = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   await new Promise<void>((resolve, reject) => {
@@ -33,7 +39,7 @@ export async function startServer(ns: string, name: string, port: number): Promi
       if (out.includes('listening')) resolve();
     });
     srv.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    srv.on('exit', (code) => reject(new Error(`probe server in ${ns} exited ${code}: ${err}`)));
+    srv.on('exit', (code) => reject(new Error(`probe server (${prefix.join(' ')}) exited ${code}: ${err}`)));
   });
   srv.removeAllListeners('exit');
   return srv;

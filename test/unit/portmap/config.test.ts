@@ -90,6 +90,24 @@ describe('parseConfig', () => {
     ]);
   });
 
+  it("mapping keys as Go matches them: containerd's go-cni sends HostPort/ContainerPort/Protocol/HostIP (no JSON tags)", () => {
+    const c = parse({
+      runtimeConfig: {
+        portMappings: [
+          { HostPort: 8080, ContainerPort: 80, Protocol: 'tcp', HostIP: '' },
+          { HOSTPORT: 1, containerport: 2, protocol: 'udp' },
+        ],
+      },
+    });
+    expect(c.portMappings).toEqual([
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 1, containerPort: 2, protocol: 'udp' },
+    ]);
+    // two keys for one field: the later wins, as in Go
+    expect(parse({ runtimeConfig: { portMappings: [{ HostPort: 1, hostPort: 2, containerPort: 3, protocol: 'tcp' }] } }).portMappings[0]!.hostPort).toBe(2);
+    expect(parse({ runtimeConfig: { portMappings: [{ hostPort: 2, HostPort: 1, containerPort: 3, protocol: 'tcp' }] } }).portMappings[0]!.hostPort).toBe(1);
+  });
+
   it('bad port mappings are code 7 naming the field', () => {
     const bad: Array<[Record<string, unknown>, string]> = [
       [{ ...tcp8080, hostPort: 0 }, 'hostPort'],
