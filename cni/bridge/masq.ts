@@ -19,10 +19,10 @@ import type { GcAttachment } from '../../lib/cni/types.ts';
 import { findTool, runTool, ToolError } from '../../lib/plugin/exec.ts';
 import {
   defaultBackend,
-  deleteChainsLines,
   formatChainName,
   goQuote,
-  hasIptables,
+  natCollectChains,
+  natRemoveChains,
   natRestore,
   natSave,
   nftApply,
@@ -82,46 +82,25 @@ async function setupIptables(addresses: string[], netName: string, containerId: 
   }
 }
 
-/** Restore lines deleting every POSTROUTING jump to `chains` and the chains themselves. */
-function iptablesDeleteLines(saved: string[], chains: Set<string>): string[] {
-  return deleteChainsLines(saved, chains, ['POSTROUTING']);
-}
-
 async function teardownIptables(netName: string, containerId: string): Promise<void> {
-  const chain = masqChainName(netName, containerId);
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
-      await natRestore(family, iptablesDeleteLines(saved, new Set([chain])));
-    }),
-  );
+  await natRemoveChains(new Set([masqChainName(netName, containerId)]), ['POSTROUTING']);
 }
 
 const COMMENT_RE = /--comment "name: \\"((?:[^"\\]|\\\\.)*)\\" id: \\"((?:[^"\\]|\\\\.)*)\\""/;
 
 async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
-      const stale = new Set<string>();
-      for (const l of saved) {
-        if (!l.startsWith('-A POSTROUTING ')) continue;
-        const m = COMMENT_RE.exec(l);
-        const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
-        if (!m || !j) continue;
-        // The comment carries the network name and the container ID (Go %q inside
-        // iptables-save quoting); the chain must be the one derived from them.
-        const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
-        const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
-        if (net !== netName || j[1] !== masqChainName(netName, id)) continue;
-        if (!keep.has(j[1]!)) stale.add(j[1]!);
-      }
-      if (stale.size) await natRestore(family, iptablesDeleteLines(saved, stale));
-    }),
-  );
+  await natCollectChains('POSTROUTING', (l) => {
+    const m = COMMENT_RE.exec(l);
+    const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
+    if (!m || !j) return undefined;
+    // The comment carries the network name and the container ID (Go %q inside
+    // iptables-save quoting); the chain must be the one derived from them.
+    const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
+    const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
+    if (net !== netName || j[1] !== masqChainName(netName, id)) return undefined;
+    return keep.has(j[1]!) ? undefined : j[1]!;
+  });
 }
 
 // ---------------------------------------------------------------------------------

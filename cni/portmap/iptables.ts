@@ -23,8 +23,9 @@ import type { GcAttachment } from '../../lib/cni/types.ts';
 import {
   deleteChainsLines,
   formatChainName,
-  hasIptables,
   type IpFamily,
+  natCollectChains,
+  natRemoveChains,
   natRestore,
   natRuleExists,
   natSave,
@@ -228,36 +229,20 @@ export async function checkPorts(conf: PortmapConf, containerId: string, cont: C
 }
 
 /** Removes one pod's chains (and an old version's SNAT chain) with every rule jumping to them, both families. */
-export async function unforwardPorts(netName: string, containerId: string): Promise<void> {
+export function unforwardPorts(netName: string, containerId: string): Promise<void> {
   const chains = new Set([dnatChainName(netName, containerId), oldSnatChainName(netName, containerId)]);
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
-      await natRestore(family, deleteChainsLines(saved, chains, [TOP_DNAT_CHAIN, OLD_TOP_SNAT_CHAIN]));
-    }),
-  );
+  return natRemoveChains(chains, [TOP_DNAT_CHAIN, OLD_TOP_SNAT_CHAIN]);
 }
 
 /** Removes the chains of this network's pods that are not in `valid` (found through the comments). */
-export async function gcPorts(netName: string, valid: readonly GcAttachment[]): Promise<void> {
+export function gcPorts(netName: string, valid: readonly GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
-      const stale = new Set<string>();
-      for (const l of saved) {
-        if (!l.startsWith(`-A ${TOP_DNAT_CHAIN} `)) continue;
-        const target = ruleTarget(l);
-        const m = COMMENT_RE.exec(ruleComment(l) ?? '');
-        if (!target || !m) continue;
-        const [, net, id] = m as unknown as [string, string, string];
-        // the chain must be the one derived from the comment: never someone else's
-        if (net !== netName || target !== dnatChainName(net, id) || keep.has(id)) continue;
-        stale.add(target);
-      }
-      if (stale.size) await natRestore(family, deleteChainsLines(saved, stale, [TOP_DNAT_CHAIN]));
-    }),
-  );
+  return natCollectChains(TOP_DNAT_CHAIN, (l) => {
+    const target = ruleTarget(l);
+    const m = COMMENT_RE.exec(ruleComment(l) ?? '');
+    if (!target || !m) return undefined;
+    const [, net, id] = m as unknown as [string, string, string];
+    // the chain must be the one derived from the comment: never someone else's
+    return net === netName && target === dnatChainName(net, id) && !keep.has(id) ? target : undefined;
+  });
 }

@@ -112,30 +112,22 @@ export class NetlinkSocket {
     }
     const messages: RawMessage[] = [];
     let interrupted = false;
-    const deadline = Date.now() + this.timeoutMs;
-    for (;;) {
-      let dgram: Buffer;
-      try {
-        dgram = native().nlRecv(this.fd, Math.max(0, deadline - Date.now()));
-      } catch (e) {
-        throw fromNative(op, e, 'receive');
+    this.readUntil(seq, op, (raw) => {
+      if (isDumpInterrupted(raw.header)) interrupted = true;
+      if (isError(raw.header)) {
+        const err = parseErrorPayload(raw.header, raw.payload);
+        if (err.errno !== 0) throw new NetlinkError(op, err.errno, err.extAck?.msg);
+        return true;
       }
-      for (const raw of splitMessages(dgram)) {
-        if (raw.header.seq !== seq) continue;
-        if (isDumpInterrupted(raw.header)) interrupted = true;
-        if (isError(raw.header)) {
-          const err = parseErrorPayload(raw.header, raw.payload);
-          if (err.errno !== 0) throw new NetlinkError(op, err.errno, err.extAck?.msg);
-          return { messages, interrupted };
-        }
-        if (isDone(raw.header)) {
-          const errno = parseDonePayload(raw.payload);
-          if (errno !== 0) throw new NetlinkError(op, errno, 'dump failed');
-          return { messages, interrupted };
-        }
-        messages.push(raw);
+      if (isDone(raw.header)) {
+        const errno = parseDonePayload(raw.payload);
+        if (errno !== 0) throw new NetlinkError(op, errno, 'dump failed');
+        return true;
       }
-    }
+      messages.push(raw);
+      return false;
+    });
+    return { messages, interrupted };
   }
 
   private send(req: RtnlRequest, flags: RequestFlags, op: string): number {
@@ -159,6 +151,16 @@ export class NetlinkSocket {
 
   /** Reads datagrams until `onMessage` returns true for a message of sequence `seq`. */
   private receive(seq: number, op: string, onMessage: (m: Exclude<RtnlMessage, { kind: 'error' }>) => boolean): void {
+    this.readUntil(seq, op, (raw) => {
+      const m = parseMessage(raw);
+      if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
+      if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
+      return onMessage(m);
+    });
+  }
+
+  /** Reads datagrams until `onRaw` returns true for a message of sequence `seq`; the deadline is the socket's timeout. */
+  private readUntil(seq: number, op: string, onRaw: (raw: RawMessage) => boolean): void {
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       let dgram: Buffer;
@@ -169,10 +171,7 @@ export class NetlinkSocket {
       }
       for (const raw of splitMessages(dgram)) {
         if (raw.header.seq !== seq) continue; // a late answer to an earlier, abandoned request
-        const m = parseMessage(raw);
-        if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
-        if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
-        if (onMessage(m)) return;
+        if (onRaw(raw)) return;
       }
     }
   }

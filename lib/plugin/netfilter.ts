@@ -137,6 +137,41 @@ export function deleteChainsLines(saved: readonly string[], chains: ReadonlySet<
   return out;
 }
 
+/**
+ * Removes `chains` and every rule of `fromChains` jumping to them, in each family whose
+ * tools are installed (absent chains are fine): the teardown of per-pod chains.
+ */
+export async function natRemoveChains(chains: ReadonlySet<string>, fromChains: readonly string[]): Promise<void> {
+  await Promise.all(
+    ([4, 6] as const).map(async (family) => {
+      if (!hasIptables(family)) return;
+      const saved = await natSave(family);
+      await natRestore(family, deleteChainsLines(saved, chains, fromChains));
+    }),
+  );
+}
+
+/**
+ * Garbage collection of per-pod chains: `stale(line)` names the chain a saved rule of
+ * `fromChain` jumps to when that chain is to go (undefined to keep it); those chains and
+ * their jumps are removed, in each family.
+ */
+export async function natCollectChains(fromChain: string, stale: (line: string) => string | undefined): Promise<void> {
+  await Promise.all(
+    ([4, 6] as const).map(async (family) => {
+      if (!hasIptables(family)) return;
+      const saved = await natSave(family);
+      const doomed = new Set<string>();
+      for (const l of saved) {
+        if (!l.startsWith(`-A ${fromChain} `)) continue;
+        const chain = stale(l);
+        if (chain) doomed.add(chain);
+      }
+      if (doomed.size) await natRestore(family, deleteChainsLines(saved, doomed, [fromChain]));
+    }),
+  );
+}
+
 /** The reference's default backend: iptables unless only nft is installed. */
 export function defaultBackend(): NetfilterBackend {
   if (!findTool('iptables-restore') && findTool('nft')) return 'nftables';
