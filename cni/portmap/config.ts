@@ -47,7 +47,7 @@ export interface PortmapConf extends NetConf {
 }
 
 /** Kubernetes uses mark bits 14 and 15, Calico 20-31. */
-export const DEFAULT_MARK_BIT = 13;
+const DEFAULT_MARK_BIT = 13;
 
 function invalid(field: string, why: string): CniError {
   return new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${why}`);

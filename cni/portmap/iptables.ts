@@ -37,9 +37,9 @@ import {
 } from '../../lib/plugin/netfilter.ts';
 import type { ContainerAddr, PortMapping, PortmapConf } from './config.ts';
 
-export const TOP_DNAT_CHAIN = 'CNI-HOSTPORT-DNAT';
-export const SETMARK_CHAIN = 'CNI-HOSTPORT-SETMARK';
-export const MASQ_CHAIN = 'CNI-HOSTPORT-MASQ';
+const TOP_DNAT_CHAIN = 'CNI-HOSTPORT-DNAT';
+const SETMARK_CHAIN = 'CNI-HOSTPORT-SETMARK';
+const MASQ_CHAIN = 'CNI-HOSTPORT-MASQ';
 /** The top-level SNAT chain of old reference versions: its per-pod chains are still removed. */
 const OLD_TOP_SNAT_CHAIN = 'CNI-HOSTPORT-SNAT';
 

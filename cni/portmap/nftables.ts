@@ -19,7 +19,7 @@ import { findTool } from '../../lib/plugin/exec.ts';
 import { nftApply, nftListTable, type NftRule } from '../../lib/plugin/netfilter.ts';
 import type { ContainerAddr, PortmapConf } from './config.ts';
 
-export const NFT_TABLE = 'cni_hostport';
+const NFT_TABLE = 'cni_hostport';
 const HOSTPORTS_ALL = 'hostports_all';
 const HOSTIP_HOSTPORTS = 'hostip_hostports';
 const HOSTPORTS = 'hostports';

@@ -26,17 +26,6 @@ export function goQuote(s: string): string {
   return JSON.stringify(s);
 }
 
-/** Reverses goQuote (undefined when `s` is not one double-quoted Go/JSON string). */
-export function goUnquote(s: string): string | undefined {
-  if (!s.startsWith('"') || !s.endsWith('"')) return undefined;
-  try {
-    const v: unknown = JSON.parse(s);
-    return typeof v === 'string' ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** How iptables-save prints an argument that needs quoting (and iptables-restore reads it). */
 export function saveQuote(s: string): string {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -91,7 +80,7 @@ const RESTORE_TOOL = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
 const IPTABLES_TOOL = { 4: 'iptables', 6: 'ip6tables' } as const;
 
 /** Whether the iptables tools of `family` are installed. */
-export function hasIptables(family: IpFamily): boolean {
+function hasIptables(family: IpFamily): boolean {
   return findTool(SAVE_TOOL[family]) !== undefined;
 }
 

@@ -17,11 +17,11 @@ export const STRAND_PORTMAP = join(binDir, 'strand-portmap');
 export const REF_PORTMAP = join(refBinDir, 'portmap');
 
 export const UPLINK4 = '192.0.2.1';
-export const UPLINK6 = 'fd00:192::1';
-export const CLIENT4 = '192.0.2.2';
+const UPLINK6 = 'fd00:192::1';
+const CLIENT4 = '192.0.2.2';
 export const GATEWAY4 = '10.78.0.1';
-export const SUBNET4 = '10.78.0.0/24';
-export const SUBNET6 = 'fd78::/64';
+const SUBNET4 = '10.78.0.0/24';
+const SUBNET6 = 'fd78::/64';
 
 /** The bridge's ADD result (what portmap gets as prevResult). */
 export interface BridgeResult {
