@@ -12,13 +12,14 @@
 // ADD made. DEL: the pod's rules of both backends (found by name and comment, so DEL
 // needs no addresses and works after the pod's netns is gone), idempotent. CHECK: the
 // rules are there. GC: removes the rules of attachments that are no longer valid.
-// STATUS: nothing to check.
+// STATUS: the backend's tools are installed.
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { pluginMain, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import { gcAttachments, type Result } from '../../lib/cni/types.ts';
 import { deleteConntrack, IpProto } from '../../lib/netlink/conntrack.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
+import { findTool } from '../../lib/plugin/exec.ts';
 import { nl } from '../../lib/plugin/link.ts';
 import { withNetnsLock } from '../../lib/plugin/netns-lock.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
@@ -146,7 +147,12 @@ async function cmdGc(a: CmdArgs, conf: PortmapConf): Promise<void> {
   a.log?.debug(`GC kept the hostPort rules of ${valid.length} attachments`);
 }
 
-async function cmdStatus(): Promise<void> {}
+/** STATUS: the configured backend's tools must be there (code 50, "plugin not available", when not). */
+async function cmdStatus(_a: CmdArgs, conf: PortmapConf): Promise<void> {
+  const tools = conf.backend === 'nftables' ? ['nft'] : ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore'];
+  const missing = tools.filter((t) => !findTool(t));
+  if (missing.length) throw new CniError(Code.PluginNotAvailable, `the ${conf.backend} backend is not available`, `not found on PATH: ${missing.join(', ')}`);
+}
 
 export function main(io: PluginIO): Promise<number> {
   return pluginMain<PortmapConf>(

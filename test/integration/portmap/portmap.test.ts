@@ -8,11 +8,11 @@
 // Debian's 1.1.1 CHECK looks for a pod's rules in ip6tables too, even for an IPv4-only
 // pod, and for IPv4 rules in ip6tables (containernetworking/plugins#819, fixed
 // upstream): its CHECK of strand's rules is expected to fail at the IPv6 table only.
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { probe } from '../../helpers/hostport.ts';
-import { binDir } from '../../helpers/run-plugin.ts';
+import { binDir, runPlugin } from '../../helpers/run-plugin.ts';
 import { cleanResult } from '../bridge/diff.ts';
 import { ip } from '../../helpers/netns.ts';
 import {
@@ -330,6 +330,50 @@ describe('strand-portmap on its own', () => {
     ok(await e.run(STRAND_PORTMAP, n, 'DEL', pod, conf), 'portmap DEL');
     ok(await e.run(STRAND_MACVLAN, n, 'DEL', pod, mv), 'macvlan DEL');
     expect(podChains(n.host)).toEqual([]);
+  });
+
+  it('concurrent ADDs on a fresh node make the shared chains and their jumps once; concurrent DELs leave only them', async () => {
+    const e = setup();
+    const n = await e.node('k', 6);
+    const conf = (i: number) => e.portmapConf(n.pods[i]!, [{ hostPort: 34300 + i, containerPort: 80, protocol: 'tcp' }]);
+    const adds = await Promise.all(n.pods.map((p, i) => e.run(STRAND_PORTMAP, n, 'ADD', p, conf(i))));
+    for (const r of adds) ok(r, 'concurrent ADD');
+    for (const family of [4, 6] as const) {
+      const t = natTable(n.host, family);
+      const count = (l: string) => t.filter((x) => x === l).length;
+      expect(count('-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT'), `IPv${family}`).toBe(1);
+      expect(count('-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT')).toBe(1);
+      expect(count('-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ')).toBe(1);
+      expect(count('-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE')).toBe(1);
+      expect(t.filter((l) => l.startsWith(':CNI-DN-'))).toHaveLength(6);
+    }
+    const dels = await Promise.all(n.pods.map((p, i) => e.run(STRAND_PORTMAP, n, 'DEL', p, conf(i))));
+    for (const r of dels) ok(r, 'concurrent DEL');
+    expect(podChains(n.host)).toEqual([]);
+  });
+
+  it('STATUS (1.1.0) succeeds when the backend tools are there, and is code 50 when they are not', async () => {
+    const e = setup();
+    const n = await e.node('t', 1);
+    const pod = n.pods[0]!;
+    for (const backend of ['iptables', 'nftables']) {
+      const conf = { cniVersion: '1.1.0', name: e.netName, type: 'portmap', backend };
+      ok(await e.run(STRAND_PORTMAP, n, 'STATUS', pod, conf), backend);
+    }
+    // nft hidden in a private mount namespace (/dev/null bound over it is not executable)
+    const wrapper = join(e.e.tmp, 'without-nft');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nexec /usr/bin/unshare --mount --propagation private /bin/sh -c 'mount --bind /dev/null "$(command -v nft)" && exec "$0"' "$STRAND_T_BIN"\n`,
+      { mode: 0o755 },
+    );
+    const conf = { cniVersion: '1.1.0', name: e.netName, type: 'strand-portmap', backend: 'nftables' };
+    const r = await runPlugin(wrapper, { command: 'STATUS', extra: { STRAND_T_BIN: STRAND_PORTMAP } }, conf);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.json).toMatchObject({ code: 50, msg: 'the nftables backend is not available' });
+    expect(r.json.details).toContain('nft');
+    // the iptables backend still is
+    ok(await runPlugin(wrapper, { command: 'STATUS', extra: { STRAND_T_BIN: STRAND_PORTMAP } }, { ...conf, backend: 'iptables' }), 'iptables STATUS');
   });
 
   it('no portMappings: ADD passes prevResult on and changes nothing; ADD without prevResult is code 7', async () => {
