@@ -85,14 +85,19 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
     await withNetnsLock(host, 'portmap', () =>
       undo.run(async () => {
         const backend = backends[conf.backend];
-        for (const cont of addrs) {
-          // one transaction per family: a failed one changed nothing
-          const made = await backend.forwardPorts(conf, a.containerId, cont);
-          undo.push(`remove the hostPort rules of ${cont.ip}`, async () => {
-            await unforward(conf, a.containerId);
-            if (made.createdShared) await backend.removeSharedIfUnused(cont.family);
-          });
-        }
+        // The families' tables are independent: both at once. One transaction per
+        // family, so a failed one changed nothing; a family that succeeded is undone.
+        const results = await Promise.allSettled(
+          addrs.map(async (cont) => {
+            const made = await backend.forwardPorts(conf, a.containerId, cont);
+            undo.push(`remove the hostPort rules of ${cont.ip}`, async () => {
+              await unforward(conf, a.containerId);
+              if (made.createdShared) await backend.removeSharedIfUnused(cont.family);
+            });
+          }),
+        );
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
         for (const cont of addrs) deleteStaleUdp(host, conf, cont, a);
         const v4 = addrs.find((c) => c.family === 4);
         if (conf.snat && v4) enableLocalnetRouting(host, v4);
