@@ -16,7 +16,7 @@
 // Every change is one `nft -f` transaction.
 import type { GcAttachment } from '../../lib/cni/types.ts';
 import { findTool } from '../../lib/plugin/exec.ts';
-import { nftApply, nftListTable, type NftRule } from '../../lib/plugin/netfilter.ts';
+import { nftApply, nftListTable, nftTables, type NftRule } from '../../lib/plugin/netfilter.ts';
 import type { ContainerAddr, PortmapConf } from './config.ts';
 
 const NFT_TABLE = 'cni_hostport';
@@ -112,8 +112,11 @@ export async function checkPorts(conf: PortmapConf, containerId: string, cont: C
 
 async function deleteWhere(pick: (r: NftRule) => boolean): Promise<void> {
   if (!findTool('nft')) return;
+  // one listing of the tables first: on a node without them (the iptables backend), that is all
+  const present = new Set((await nftTables()).filter((t) => t.name === NFT_TABLE).map((t) => t.family));
   await Promise.all(
     Object.values(FAMILIES).map(async (fam) => {
+      if (!present.has(fam)) return;
       const table = await nftListTable(fam, NFT_TABLE);
       const doomed = (table?.rules ?? []).filter((r) => POD_CHAINS.includes(r.chain) && pick(r));
       await nftApply(doomed.map((r) => `delete rule ${fam} ${NFT_TABLE} ${r.chain} handle ${r.handle}`));

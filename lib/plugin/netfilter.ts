@@ -202,6 +202,16 @@ export async function nftListTable(family: string, name: string): Promise<NftTab
   };
 }
 
+/** `nft -j list tables`: every table as {family, name}; [] when nft is not installed. */
+export async function nftTables(): Promise<Array<{ family: string; name: string }>> {
+  const args = ['-j', 'list', 'tables'];
+  const r = await runTool('nft', args);
+  if (r.code === 127) return [];
+  if (r.code !== 0) throw new ToolError('nft', args, r);
+  type Entry = { table?: { family: string; name: string } };
+  return ((JSON.parse(r.stdout) as { nftables?: Entry[] }).nftables ?? []).flatMap((e) => (e.table ? [{ family: e.table.family, name: e.table.name }] : []));
+}
+
 /** Runs nft commands (one per line) as one transaction. */
 export async function nftApply(lines: readonly string[]): Promise<void> {
   if (!lines.length) return;
