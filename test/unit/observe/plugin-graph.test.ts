@@ -8,7 +8,15 @@ import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../../helpers/run-plugin.ts';
 
-const ENTRIES = ['cni/bridge/main.ts', 'cni/macvlan/main.ts', 'cni/ipvlan/main.ts', 'ipam/main.ts', 'cmd/warmup.ts'];
+const ENTRIES = [
+  'cni/bridge/main.ts',
+  'cni/macvlan/main.ts',
+  'cni/ipvlan/main.ts',
+  'cni/portmap/main.ts',
+  'cni/loopback/main.ts',
+  'ipam/main.ts',
+  'cmd/warmup.ts',
+];
 
 describe('plugin module graphs', () => {
   it.each(ENTRIES)('%s never statically imports prom-client or lib/observe', async (entry) => {
