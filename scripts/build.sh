@@ -8,7 +8,8 @@
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts),
 #      the addon (SEA asset "strand_native.node") and the shim (asset "strand-shim",
 #      built in step 3b) embedded; NODE_OPTIONS is ignored
-#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
+#      hardlinks, dispatch by name
 #   6. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
 #      dist/shim/: the installed layout strand install makes (the shim under each plugin
 #      name, the executable beside them as `strand`), which the daemon-path tests use
@@ -38,8 +39,8 @@ NODE_BIN=$(readlink -f "$NODE_PKG/bin/node")
 command -v strip >/dev/null || die "strip not found (Debian package binutils)"
 
 ADDON="native/build/Release/strand_native.node"
-LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
-PLUGINS=(strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
+PLUGINS=(strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
 command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
 # One build id for the bundle and the shim's marker: a shim of this build runs in-process.
 STRAND_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

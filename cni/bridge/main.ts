@@ -8,7 +8,7 @@ import { cmdAdd } from './add.ts';
 import { cmdCheck } from './check.ts';
 import { parseConfig, type BridgeConf } from './config.ts';
 import { cmdDel } from './del.ts';
-import { toolsFor } from './exec.ts';
+import { toolsFor } from '../../lib/plugin/exec.ts';
 import { gcMasq } from './masq.ts';
 
 export const NAME = 'strand-bridge';

@@ -14,35 +14,34 @@
 // Teardown removes both backends' rules (the pod may come from another configuration),
 // found by chain name / comment, so it needs no addresses and works after the pod's
 // netns is gone. GC removes the rules of attachments that are not valid any more.
-import { createHash } from 'node:crypto';
 import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/addr/cidr.ts';
 import type { GcAttachment } from '../../lib/cni/types.ts';
-import { ToolError, type Tools } from './exec.ts';
+import { ToolError, type Tools } from '../../lib/plugin/exec.ts';
+import {
+  defaultBackend,
+  formatChainName,
+  goQuote,
+  natCollectChains,
+  natRemoveChains,
+  natRestore,
+  natSave,
+  nftApply,
+  saveQuote,
+  savedHasChain,
+  sha512hex,
+  type NetfilterBackend,
+} from '../../lib/plugin/netfilter.ts';
 
-export type MasqBackend = 'iptables' | 'nftables';
-
-function sha512hex(s: string): string {
-  return createHash('sha512').update(s).digest('hex');
-}
+export type MasqBackend = NetfilterBackend;
 
 /** iptables chain name for a (network, containerID): "CNI-" + 24 hex digits. */
 export function masqChainName(netName: string, containerId: string): string {
-  return `CNI-${sha512hex(netName + containerId)}`.slice(0, 28);
-}
-
-/** Go's %q for the printable strings used here. */
-function goQuote(s: string): string {
-  return JSON.stringify(s);
+  return formatChainName('', netName + containerId);
 }
 
 /** The iptables rule comment: name: "<net>" id: "<id>". */
 export function masqComment(netName: string, containerId: string): string {
   return `name: ${goQuote(netName)} id: ${goQuote(containerId)}`;
-}
-
-/** How iptables-save prints an argument that needs quoting. */
-function saveQuote(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
 /**
@@ -62,19 +61,6 @@ export function iptablesMasqRules(address: string, chain: string, comment: strin
   };
 }
 
-const saveTool = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
-const restoreTool = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
-
-async function natSave(t: Tools, family: 4 | 6): Promise<string[]> {
-  const out = await t.mustRun(saveTool[family], ['-t', 'nat']);
-  return out.split('\n');
-}
-
-async function natRestore(t: Tools, family: 4 | 6, lines: string[]): Promise<void> {
-  if (!lines.length) return;
-  await t.mustRun(restoreTool[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
-}
-
 async function setupIptables(t: Tools, addresses: string[], netName: string, containerId: string): Promise<void> {
   const chain = masqChainName(netName, containerId);
   const comment = masqComment(netName, containerId);
@@ -84,7 +70,7 @@ async function setupIptables(t: Tools, addresses: string[], netName: string, con
     const saved = await natSave(t, family);
     const have = new Set(saved);
     const input: string[] = [];
-    if (!saved.some((l) => l.startsWith(`:${chain} `))) input.push(`:${chain} - [0:0]`);
+    if (!savedHasChain(saved, chain)) input.push(`:${chain} - [0:0]`);
     for (const { rules } of wanted) {
       for (const r of rules) {
         if (have.has(r)) continue;
@@ -96,55 +82,25 @@ async function setupIptables(t: Tools, addresses: string[], netName: string, con
   }
 }
 
-/** Restore lines deleting every POSTROUTING jump to `chain` and the chain itself. */
-function iptablesDeleteLines(saved: string[], chains: Set<string>): string[] {
-  const out: string[] = [];
-  for (const l of saved) {
-    if (!l.startsWith('-A POSTROUTING ')) continue;
-    const m = / -j (\S+)$/.exec(l);
-    if (m && chains.has(m[1]!)) out.push(`-D${l.slice(2)}`);
-  }
-  for (const chain of chains) {
-    if (saved.some((l) => l.startsWith(`:${chain} `))) out.push(`-F ${chain}`, `-X ${chain}`);
-  }
-  return out;
-}
-
 async function teardownIptables(t: Tools, netName: string, containerId: string): Promise<void> {
-  const chain = masqChainName(netName, containerId);
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!(await t.find(saveTool[family]))) return;
-      const saved = await natSave(t, family);
-      await natRestore(t, family, iptablesDeleteLines(saved, new Set([chain])));
-    }),
-  );
+  await natRemoveChains(t, new Set([masqChainName(netName, containerId)]), ['POSTROUTING']);
 }
 
 const COMMENT_RE = /--comment "name: \\"((?:[^"\\]|\\\\.)*)\\" id: \\"((?:[^"\\]|\\\\.)*)\\""/;
 
 async function gcIptables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!(await t.find(saveTool[family]))) return;
-      const saved = await natSave(t, family);
-      const stale = new Set<string>();
-      for (const l of saved) {
-        if (!l.startsWith('-A POSTROUTING ')) continue;
-        const m = COMMENT_RE.exec(l);
-        const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
-        if (!m || !j) continue;
-        // The comment carries the network name and the container ID (Go %q inside
-        // iptables-save quoting); the chain must be the one derived from them.
-        const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
-        const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
-        if (net !== netName || j[1] !== masqChainName(netName, id)) continue;
-        if (!keep.has(j[1]!)) stale.add(j[1]!);
-      }
-      if (stale.size) await natRestore(t, family, iptablesDeleteLines(saved, stale));
-    }),
-  );
+  await natCollectChains(t, 'POSTROUTING', (l) => {
+    const m = COMMENT_RE.exec(l);
+    const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
+    if (!m || !j) return undefined;
+    // The comment carries the network name and the container ID (Go %q inside
+    // iptables-save quoting); the chain must be the one derived from them.
+    const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
+    const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
+    if (net !== netName || j[1] !== masqChainName(netName, id)) return undefined;
+    return keep.has(j[1]!) ? undefined : j[1]!;
+  });
 }
 
 // ---------------------------------------------------------------------------------
@@ -189,11 +145,6 @@ function nftDeleteRules(handles: number[]): string[] {
   return handles.map((h) => `delete rule inet ${NFT_MASQ_TABLE} ${NFT_MASQ_CHAIN} handle ${h}`);
 }
 
-async function nftApply(t: Tools, lines: string[]): Promise<void> {
-  if (!lines.length) return;
-  await t.mustRun('nft', ['-f', '-'], `${lines.join('\n')}\n`);
-}
-
 async function setupNftables(t: Tools, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
   const prefix = hashForInstance(netName, ifName, containerId);
   const stale = (await nftListMasqRules(t)).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
@@ -235,12 +186,6 @@ async function gcNftables(t: Tools, netName: string, valid: GcAttachment[]): Pro
 
 // ---------------------------------------------------------------------------------
 
-/** The reference's default: iptables unless only nft is available. */
-export async function defaultMasqBackend(t: Tools): Promise<MasqBackend> {
-  if (!(await t.find('iptables-restore')) && (await t.find('nft'))) return 'nftables';
-  return 'iptables';
-}
-
 /** Installs masquerading for the pod addresses (CIDR with host bits, "10.1.0.5/24"). */
 export async function setupMasq(
   t: Tools,
@@ -250,7 +195,7 @@ export async function setupMasq(
   ifName: string,
   containerId: string,
 ): Promise<void> {
-  const b = backend ?? (await defaultMasqBackend(t));
+  const b = backend ?? defaultBackend(t);
   if (b === 'nftables') await setupNftables(t, addresses, netName, ifName, containerId);
   else await setupIptables(t, addresses, netName, containerId);
 }
