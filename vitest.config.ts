@@ -16,6 +16,8 @@ const DAEMON_PATH_SUITES = [
   'test/integration/ipam/etcd.test.ts',
   'test/integration/deploy/verbs.test.ts',
   'test/integration/deploy/chain.test.ts',
+  'test/integration/portmap/*.test.ts',
+  'test/integration/loopback/*.test.ts',
 ];
 
 // Two projects: `unit` needs neither root nor a build; `integration` runs the built

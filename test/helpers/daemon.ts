@@ -2,7 +2,7 @@
 // 0700 temp directory (never /run/strand/cni.sock), in its own process group so that
 // stop() (SIGTERM, then SIGKILL) also ends any delegate it had started.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './run-plugin.ts';
@@ -49,6 +49,7 @@ export class TestDaemon {
 
   /** Starts it and waits (bounded) until the socket accepts connections. */
   async start(o: DaemonOptions = {}): Promise<this> {
+    const staleIno = existsSync(this.socket) ? statSync(this.socket).ino : undefined;
     const argv = [...(o.command ?? [STRAND]), 'daemon', '--socket', this.socket, '--log-level', 'debug', ...(o.args ?? [])];
     if (o.netns) argv.unshift('/usr/bin/nsenter', `--net=/run/netns/${o.netns}`, '--');
     const [cmd, ...rest] = argv;
@@ -62,8 +63,9 @@ export class TestDaemon {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
     this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code))); // 'close': its output is all read
     const deadline = Date.now() + 30_000;
-    // ready = the socket exists (it is renamed into place once it listens)
-    while (!existsSync(this.socket)) {
+    // ready = its socket exists (renamed into place once it listens; a stale one of
+    // another inode does not count)
+    while (!existsSync(this.socket) || (staleIno !== undefined && statSync(this.socket).ino === staleIno)) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`strand daemon did not start:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 20));
     }

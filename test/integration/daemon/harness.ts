@@ -201,11 +201,14 @@ export function runIn(ns: string, exe: string, env: Record<string, string>, stdi
 }
 
 /**
- * Log lines carry a timestamp, and a logged stack has the daemon's own frames below the
- * plugin's: both normalised away to compare two runs' stderr.
+ * Log lines carry a timestamp and the call's elapsed time, and a logged stack has the
+ * daemon's own frames below the plugin's: all normalised away to compare two runs' stderr.
  */
 export function stableStderr(s: string): string {
-  return s.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z/g, '<time>').replace(/^ +at .*\n/gm, '');
+  return s
+    .replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z/g, '<time>')
+    .replace(/ \+\d+(\.\d+)?ms:/g, ' +<elapsed>:')
+    .replace(/^ +at .*\n/gm, '');
 }
 
 /** What the daemon log says happened to requests: ["strand-bridge ADD: done 0", ...]. */
