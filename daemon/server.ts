@@ -75,6 +75,8 @@ export type Outcome =
   /** not run: the peer is not uid 0 */
   | 'unauthorized';
 
+export const OUTCOMES: readonly Outcome[] = ['done', 'timeout', 'crashed', 'lost', 'busy', 'unsupported', 'rejected', 'cancelled', 'unauthorized'];
+
 /** One event per connection, for metrics and logs (the hook of issue #16). */
 export interface RequestEvent {
   plugin: string;
@@ -119,17 +121,7 @@ export class Daemon {
     else if (this.escapedLogged++ < 100) this.opts.log.error('an error escaped outside any request (ignored)', e);
   };
   /** Requests served since start, by outcome. */
-  readonly counts: Record<Outcome, number> = {
-    done: 0,
-    timeout: 0,
-    crashed: 0,
-    lost: 0,
-    busy: 0,
-    unsupported: 0,
-    rejected: 0,
-    cancelled: 0,
-    unauthorized: 0,
-  };
+  readonly counts = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;

@@ -256,7 +256,11 @@ export class BenchDaemon {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
-    for (const s of [d.proc.stdout!, d.proc.stderr!]) s.setEncoding('utf8').on('data', (x: string) => void (d.log.length < 1e6 && (d.log += x)));
+    for (const s of [d.proc.stdout!, d.proc.stderr!]) {
+      s.setEncoding('utf8').on('data', (x: string) => {
+        if (d.log.length < 1e6) d.log += x;
+      });
+    }
     const deadline = Date.now() + 30_000;
     while (!d.log.includes('serving ')) {
       if (d.proc.exitCode !== null || Date.now() > deadline) throw new Error(`strand daemon did not start: ${d.log}`);

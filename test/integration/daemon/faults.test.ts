@@ -7,30 +7,19 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { encodeHeader, encodeRequest, HEADER_SIZE, Kind, NetnsState, decodeHeader, decodeNotice } from '../../../daemon/protocol.ts';
 import { SHIM_DIR } from '../../helpers/daemon.ts';
 import { repoRoot } from '../../helpers/run-plugin.ts';
-import { requireBuilt } from '../ipam/helpers.ts';
-import { type Call, fdsBackTo, outcomes, settled, shimDir, World } from './harness.ts';
+import { type Call, fdsBackTo, ok, outcomes, settled, shimDir, useWorld, type World } from './harness.ts';
 
+const world = useWorld();
 let w: World;
-
 beforeEach(() => {
-  requireBuilt();
-  w = new World();
-});
-
-afterEach(async () => {
-  await w.cleanup();
+  w = world();
 });
 
 const REQUIRE = { STRAND_SHIM_REQUIRE_DAEMON: '1' };
-
-function ok(r: Call, what = 'call'): any {
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stdout} ${r.stderr}`);
-  return r.json;
-}
 
 /** After DEL of every container: no pod link, no host veth, no IPAM record. */
 function expectClean(pods: string[]): void {

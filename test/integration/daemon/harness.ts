@@ -6,7 +6,9 @@ import { spawn } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
 import { TestDaemon, SHIM_DIR } from '../../helpers/daemon.ts';
+import { requireBuilt } from '../ipam/helpers.ts';
 import { ipJson, NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 
@@ -235,4 +237,23 @@ export async function fdsBackTo(d: { fds(): string[] }, base: readonly string[])
     await new Promise((r) => setTimeout(r, 20));
   }
   return d.fds();
+}
+
+/** A fresh World per test (made before, cleaned up after, the daemon stopped): `world()` is the current one. */
+export function useWorld(): () => World {
+  let w: World | undefined;
+  beforeEach(() => {
+    requireBuilt();
+    w = new World();
+  });
+  afterEach(async () => {
+    await w?.cleanup();
+  });
+  return () => w!;
+}
+
+/** The parsed answer of a call that must have succeeded. */
+export function ok(r: Call, what = 'call'): any {
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stdout} ${r.stderr}`);
+  return r.json;
 }

@@ -4,26 +4,15 @@
 // others complete.
 import { copyFileSync, linkSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../helpers/run-plugin.ts';
-import { requireBuilt } from '../ipam/helpers.ts';
-import { type Call, settled, World, writeTool } from './harness.ts';
+import { type Call, ok, settled, useWorld, type World, writeTool } from './harness.ts';
 
+const world = useWorld();
 let w: World;
-
 beforeEach(() => {
-  requireBuilt();
-  w = new World();
+  w = world();
 });
-
-afterEach(async () => {
-  await w.cleanup();
-});
-
-function ok(r: Call, what = 'call'): any {
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stdout} ${r.stderr}`);
-  return r.json;
-}
 
 describe('per-request environment', () => {
   it('two concurrent ADDs: each finds its own IPAM on its CNI_PATH, its own tools on its PATH, logs to its own file', async () => {

@@ -2,19 +2,13 @@
 // no descriptor and no child process left. The requests mix what a node sends, 20 per
 // unit of work: a bridge ADD, CHECK and two DELs with strand-ipam in-process, VERSION,
 // and failing calls (bad JSON, a missing namespace), 8 units at a time, through the shim.
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { requireBuilt } from '../ipam/helpers.ts';
-import { fdsBackTo, World } from './harness.ts';
+import { beforeEach, expect, it } from 'vitest';
+import { fdsBackTo, ok, useWorld, type World } from './harness.ts';
 
+const world = useWorld();
 let w: World;
-
 beforeEach(() => {
-  requireBuilt();
-  w = new World();
-});
-
-afterEach(async () => {
-  await w.cleanup();
+  w = world();
 });
 
 const TOTAL = 10_000;
