@@ -502,7 +502,7 @@ static napi_value UnixSend(napi_env env, napi_callback_info info) {
 
 // A descriptor watched by libuv. The JavaScript object holding it (an external) and the
 // uv handle each keep it alive: it is freed once the handle is closed and the external
-// collected, whichever comes last.
+// collected, whichever comes last. Closing drops the reference to the callback at once.
 typedef struct {
   uv_poll_t poll;
   napi_env env;
@@ -528,6 +528,13 @@ static void watcher_on_close(uv_handle_t *h) {
 static void watcher_close(watcher_t *w) {
   if (w->closing) return;
   w->closing = 1;
+  // The callback (and what it closes over, the JavaScript object holding this watcher's
+  // external) must not stay rooted: else the external is never collected and the
+  // watcher never freed.
+  if (w->cb) {
+    napi_delete_reference(w->env, w->cb);
+    w->cb = NULL;
+  }
   uv_close((uv_handle_t *)&w->poll, watcher_on_close);
 }
 

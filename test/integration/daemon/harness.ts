@@ -226,6 +226,18 @@ export async function settled(d: { log: string }, n: number, timeoutMs = 5000): 
   return outcomes(d.log);
 }
 
+/** The daemon's descriptors once they stay the same for 300 ms (a quiet daemon), or after 5 s. */
+export async function quietFds(d: { fds(): string[] }): Promise<string[]> {
+  let last = d.fds();
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = d.fds();
+    if (now.join() === last.join() && i >= 2) return now;
+    last = now;
+  }
+  return last;
+}
+
 /**
  * The daemon's descriptors once they are back to `base` (a connection is closed just
  * after its reply is sent), or what they are after a second.

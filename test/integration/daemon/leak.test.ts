@@ -1,9 +1,9 @@
 // The daemon after 10,000 requests (issue 13): resident size <= 150 MiB and not growing,
-// no descriptor and no child process left. The requests mix what a node sends, 20 per
+// no descriptor and no child process left. The requests mix what a node sends, 40 per
 // unit of work: a bridge ADD, CHECK and two DELs with strand-ipam in-process, VERSION,
 // and failing calls (bad JSON, a missing namespace), 8 units at a time, through the shim.
 import { beforeEach, expect, it } from 'vitest';
-import { fdsBackTo, ok, useWorld, type World } from './harness.ts';
+import { fdsBackTo, quietFds, useWorld, type World } from './harness.ts';
 
 const world = useWorld();
 let w: World;
@@ -21,7 +21,7 @@ it(`${TOTAL} requests: RSS <= 150 MiB and flat, descriptors and children back to
   const pods = Array.from({ length: PARALLEL }, (_, i) => w.pod(`l${i}`));
   const conf = w.conf();
   const env = { STRAND_SHIM_REQUIRE_DAEMON: '1' };
-  // one unit of work: 20 requests
+  // one unit of work: 40 requests
   const unit = async (slot: number, n: number): Promise<void> => {
     const pod = pods[slot]!;
     const id = `leak-${slot}-${n}`;
@@ -29,8 +29,8 @@ it(`${TOTAL} requests: RSS <= 150 MiB and flat, descriptors and children back to
     if (add.code !== 0) throw new Error(`ADD: ${add.stdout} ${add.stderr}`);
     const check = await w.verb('CHECK', pod, id, { ...conf, prevResult: add.json }, { env });
     if (check.code !== 0) throw new Error(`CHECK: ${check.stdout} ${check.stderr}`);
-    for (let i = 0; i < 12; i++) if ((await w.call('strand-bridge', { command: 'VERSION', env }, '')).code !== 0) throw new Error('VERSION failed');
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 28; i++) if ((await w.call('strand-bridge', { command: 'VERSION', env }, '')).code !== 0) throw new Error('VERSION failed');
+    for (let i = 0; i < 4; i++) {
       if ((await w.verb('ADD', pod, id, '{"cniVersion":', { env })).json?.code !== 6) throw new Error('bad JSON not code 6');
       if ((await w.verb('ADD', `${w.prefix}-gone`, id, conf, { env })).json?.code !== 4) throw new Error('missing netns not code 4');
     }
@@ -49,9 +49,9 @@ it(`${TOTAL} requests: RSS <= 150 MiB and flat, descriptors and children back to
   };
 
   // warm-up: the first thousand requests (code paths, pools, the heap finding its size)
-  const perThousand = 1000 / 20;
+  const perThousand = 1000 / 40;
   await batch(0, perThousand);
-  const base = { fds: await fdsBackTo(w.daemon, w.daemon.fds()), children: w.daemon.children() };
+  const base = { fds: await quietFds(w.daemon), children: w.daemon.children() };
   const rss: number[] = [];
   for (let b = 1; b < 10; b++) {
     await batch(b * perThousand, (b + 1) * perThousand);

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
@@ -223,7 +223,8 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       'strand-portmap',
     ].sort(),
   );
-  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand')).ino);
+  // loopback is the shim too: one file under every plugin name strand installs
+  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand-bridge')).ino);
   expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins.map((p: { type: string }) => p.type)).toEqual([
     main,
     'strand-portmap',
@@ -587,17 +588,23 @@ describe('the daemon container of the DaemonSet, run in containerd', () => {
       const pod = daemonSet.spec.template.spec;
       const data = { ...configMap.data, 'etcd-endpoints': etcd.endpoint };
       const fields = { 'spec.nodeName': `node-${prefix}`, 'status.hostIP': '192.0.2.1' };
+      // no agent runs here: a file in the IPAM data dir (mounted at the same path in the
+      // daemon container) stands in for the pod MTU it writes (mtuFile)
+      const mtuFile = join(c.dir, 'ipam-data', 'pod-mtu');
+      mkdirSync(dirname(mtuFile), { recursive: true });
+      writeFileSync(mtuFile, '1500\n');
+      const template = (configMap.data['conflist.template'] as string).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile));
       // containerd's own CNI directories are "the node's" here
       const hostPath: Record<string, string> = {
-        ...nodeDirs(c, configMap.data['conflist.template']),
+        ...nodeDirs(c, template),
         'cni-bin': c.cniBinDir,
         'cni-conf': c.cniConfDir,
         'strand-run': runDir,
         'ipam-data': join(c.dir, 'ipam-data'),
       };
       mkdirSync(hostPath['ipam-data']!, { recursive: true });
+      // the install lays down loopback and strand-portmap too: the chain needs nothing else
       c.ctr(ctrRunArgs(c, `${prefix}-install`, image, resolveContainer(pod.initContainers[0], data, fields, hostPath)));
-      copyRefPlugins(c, ['loopback', 'portmap']);
 
       // The DaemonSet mounts each directory at the node's path; the node's paths are temp
       // directories here, so the daemon container gets them at theirs.
