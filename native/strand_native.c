@@ -7,9 +7,10 @@
 // while this thread is in another namespace. If returning fails the process aborts:
 // continuing in the wrong namespace would silently configure the wrong network.
 //
-// Plain N-API (node_api.h) only, so the binary is ABI-stable across Node versions.
-// Errors are thrown as Error objects with `code` ("ENOENT"), `errno` (positive) and
-// `syscall` properties.
+// Plain N-API (node_api.h) only, so the binary is ABI-stable across Node versions. Every
+// napi_* status is checked (NAPI/NAPI_OR below): a failure becomes a thrown JavaScript
+// error. System errors are thrown as Error objects with `code` ("ENOENT"), `errno`
+// (positive) and `syscall` properties; bad arguments as TypeError / RangeError.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,56 +44,130 @@
 
 #define PATH_BUF 4096
 
-// ---- error helpers -------------------------------------------------------------------
+// ---- errors --------------------------------------------------------------------------
+
+// errno names we can meet (strerrorname_np is glibc-only); others are "E<number>".
+#define E(x) {x, #x}
+static const struct {
+  int num;
+  const char *name;
+} ERRNO_NAMES[] = {
+    E(EPERM),        E(ENOENT),     E(ESRCH),      E(EINTR),           E(EIO),           E(ENXIO),
+    E(E2BIG),        E(EBADF),      E(EAGAIN),     E(ENOMEM),          E(EACCES),        E(EFAULT),
+    E(EBUSY),        E(EEXIST),     E(EXDEV),      E(ENODEV),          E(ENOTDIR),       E(EISDIR),
+    E(EINVAL),       E(ENFILE),     E(EMFILE),     E(ENOTTY),          E(EFBIG),         E(ENOSPC),
+    E(EROFS),        E(EMLINK),     E(EPIPE),      E(ERANGE),          E(EDEADLK),       E(ENAMETOOLONG),
+    E(ENOLCK),       E(ENOSYS),     E(ENOTEMPTY),  E(ELOOP),           E(ENOMSG),        E(ENODATA),
+    E(EPROTO),       E(EBADMSG),    E(EOVERFLOW),  E(ENOTSOCK),        E(EMSGSIZE),      E(EPROTONOSUPPORT),
+    E(EOPNOTSUPP),   E(EAFNOSUPPORT), E(EADDRINUSE), E(EADDRNOTAVAIL), E(ENETDOWN),      E(ENETUNREACH),
+    E(ECONNRESET),   E(ENOBUFS),    E(ENOTCONN),   E(ETIMEDOUT),       E(ECONNREFUSED),  E(EHOSTUNREACH),
+    E(EALREADY),     E(EINPROGRESS), E(ESTALE),    E(EDQUOT),          E(ECANCELED),     E(ESPIPE),
+};
+#undef E
+
+// The errno's name; `buf` (16 bytes) holds "E<number>" for one not in the table.
+static const char *errno_name(int err, char buf[16]) {
+  for (size_t i = 0; i < sizeof ERRNO_NAMES / sizeof ERRNO_NAMES[0]; i++)
+    if (ERRNO_NAMES[i].num == err) return ERRNO_NAMES[i].name;
+  snprintf(buf, 16, "E%d", err);
+  return buf;
+}
+
+// An Error value for a failed napi_* call: the exception it left pending, or
+// ERR_NAPI_FAILURE with N-API's own message. NULL only if even that cannot be made.
+static napi_value napi_failure(napi_env env, const char *call) {
+  const napi_extended_error_info *info = NULL;
+  char msg[320];
+  // Read first: every later napi_* call overwrites the last error.
+  const char *why = napi_get_last_error_info(env, &info) == napi_ok && info && info->error_message ? info->error_message : "failed";
+  snprintf(msg, sizeof msg, "%.200s: %s", call, why);
+  bool pending = false;
+  napi_value e = NULL, code, message;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending && napi_get_and_clear_last_exception(env, &e) == napi_ok) return e;
+  if (napi_create_string_utf8(env, "ERR_NAPI_FAILURE", NAPI_AUTO_LENGTH, &code) != napi_ok ||
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok || napi_create_error(env, code, message, &e) != napi_ok)
+    return NULL;
+  return e;
+}
+
+// Throws for a failed napi_* call (see napi_failure).
+static void napi_failed(napi_env env, const char *call) {
+  napi_value e = napi_failure(env, call);
+  if (e) napi_throw(env, e);
+}
+
+// Checked N-API calls inside a function that has `env`: on failure throw and return
+// `ret` (NAPI_OR) or NULL (NAPI, for napi_callback functions).
+#define NAPI_OR(ret, call)               \
+  do {                                   \
+    if ((call) != napi_ok) {             \
+      napi_failed(env, #call);           \
+      return ret;                        \
+    }                                    \
+  } while (0)
+#define NAPI(call) NAPI_OR(NULL, call)
+
+// Builds the Error for `err` failing in `syscall` (optionally on `path`) into *out.
+static napi_status errno_error(napi_env env, int err, const char *syscall, const char *path, napi_value *out) {
+  char nbuf[16], msg[PATH_BUF + 256];
+  const char *name = errno_name(err, nbuf);
+  if (path)
+    snprintf(msg, sizeof msg, "%s: %s (%s '%s')", name, strerror(err), syscall, path);
+  else
+    snprintf(msg, sizeof msg, "%s: %s (%s)", name, strerror(err), syscall);
+  napi_value code, message, error, errno_v, syscall_v, path_v;
+  napi_status s;
+  if ((s = napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code)) != napi_ok) return s;
+  if ((s = napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message)) != napi_ok) return s;
+  if ((s = napi_create_error(env, code, message, &error)) != napi_ok) return s;
+  if ((s = napi_create_int32(env, err, &errno_v)) != napi_ok) return s;
+  if ((s = napi_set_named_property(env, error, "errno", errno_v)) != napi_ok) return s;
+  if ((s = napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v)) != napi_ok) return s;
+  if ((s = napi_set_named_property(env, error, "syscall", syscall_v)) != napi_ok) return s;
+  if (path) {
+    if ((s = napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_v)) != napi_ok) return s;
+    if ((s = napi_set_named_property(env, error, "path", path_v)) != napi_ok) return s;
+  }
+  *out = error;
+  return napi_ok;
+}
 
 static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
-  const char *name = strerrorname_np(err);
-  char msg[PATH_BUF + 256];
-  if (path)
-    snprintf(msg, sizeof msg, "%s: %s (%s '%s')", name ? name : "EUNKNOWN", strerror(err), syscall, path);
-  else
-    snprintf(msg, sizeof msg, "%s: %s (%s)", name ? name : "EUNKNOWN", strerror(err), syscall);
-  napi_value code, message, error, errno_v, syscall_v;
-  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, code, message, &error);
-  napi_create_int32(env, err, &errno_v);
-  napi_set_named_property(env, error, "errno", errno_v);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
-  napi_set_named_property(env, error, "syscall", syscall_v);
-  if (path) {
-    napi_value path_v;
-    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_v);
-    napi_set_named_property(env, error, "path", path_v);
-  }
-  napi_throw(env, error);
+  napi_value error;
+  NAPI(errno_error(env, err, syscall, path, &error));
+  NAPI(napi_throw(env, error));
   return NULL;
 }
 
 static napi_value throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  NAPI(napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg));
   return NULL;
 }
 
-// ---- argument helpers ----------------------------------------------------------------
+static napi_value throw_range(napi_env env, const char *msg) {
+  NAPI(napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg));
+  return NULL;
+}
+
+// ---- arguments -----------------------------------------------------------------------
 
 // Reads argument `v` as a path string into buf. Returns 1 for a string, 0 for null or
 // undefined (when allow_null), -1 after throwing.
 static int get_path(napi_env env, napi_value v, char *buf, int allow_null, const char *what) {
   napi_valuetype t;
-  napi_typeof(env, v, &t);
+  NAPI_OR(-1, napi_typeof(env, v, &t));
   if (allow_null && (t == napi_null || t == napi_undefined)) return 0;
   if (t != napi_string) {
     throw_type(env, what);
     return -1;
   }
   size_t len;
-  napi_get_value_string_utf8(env, v, NULL, 0, &len);
+  NAPI_OR(-1, napi_get_value_string_utf8(env, v, NULL, 0, &len));
   if (len == 0 || len >= PATH_BUF) {
     throw_errno(env, len == 0 ? ENOENT : ENAMETOOLONG, "open", NULL);
     return -1;
   }
-  napi_get_value_string_utf8(env, v, buf, PATH_BUF, &len);
+  NAPI_OR(-1, napi_get_value_string_utf8(env, v, buf, PATH_BUF, &len));
   if (strlen(buf) != len) {  // embedded NUL
     throw_errno(env, EINVAL, "open", NULL);
     return -1;
@@ -99,23 +175,57 @@ static int get_path(napi_env env, napi_value v, char *buf, int allow_null, const
   return 1;
 }
 
-static int get_int(napi_env env, napi_value v, int32_t *out, const char *what) {
+// Reads argument `v` (named `name`) as an integer in [min, max]: a non-number is a
+// TypeError; a fraction, NaN, an infinity or a value out of range a RangeError (never
+// truncated). Returns 0, or -1 after throwing.
+static int get_int(napi_env env, napi_value v, const char *name, int32_t min, int32_t max, int32_t *out) {
+  char msg[160];
   napi_valuetype t;
-  napi_typeof(env, v, &t);
+  NAPI_OR(-1, napi_typeof(env, v, &t));
   if (t != napi_number) {
-    throw_type(env, what);
+    snprintf(msg, sizeof msg, "%s must be a number", name);
+    throw_type(env, msg);
     return -1;
   }
-  napi_get_value_int32(env, v, out);
+  double d;
+  NAPI_OR(-1, napi_get_value_double(env, v, &d));
+  if (!(d >= min && d <= max) || d != (double)(int32_t)d) {  // NaN fails every comparison
+    snprintf(msg, sizeof msg, "%s must be an integer from %d to %d", name, (int)min, (int)max);
+    throw_range(env, msg);
+    return -1;
+  }
+  *out = (int32_t)d;
+  return 0;
+}
+
+#define FD_ARG(v, out) get_int(env, (v), "fd", 0, INT32_MAX, (out))
+
+// Reads argument `v` (named `name`) as a Buffer. Returns 0, or -1 after throwing.
+static int get_buffer(napi_env env, napi_value v, const char *name, void **data, size_t *len) {
+  bool is_buf = false;
+  NAPI_OR(-1, napi_is_buffer(env, v, &is_buf));
+  if (!is_buf) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s must be a Buffer", name);
+    throw_type(env, msg);
+    return -1;
+  }
+  NAPI_OR(-1, napi_get_buffer_info(env, v, data, len));
   return 0;
 }
 
 // Declares argv[N] and throws a TypeError naming the signature when fewer are given.
-#define ARGS(N, signature)                                  \
-  size_t argc = N;                                          \
-  napi_value argv[N];                                       \
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);     \
+#define ARGS(N, signature)                                     \
+  size_t argc = N;                                             \
+  napi_value argv[N];                                          \
+  NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));  \
   if (argc < N) return throw_type(env, signature)
+
+static napi_value make_int(napi_env env, int64_t n) {
+  napi_value out;
+  NAPI(napi_create_int64(env, n, &out));
+  return out;
+}
 
 // ---- namespace scope -----------------------------------------------------------------
 
@@ -150,7 +260,7 @@ static void ns_leave(int saved) {
   close(saved);
 }
 
-// ---- netlink -------------------------------------------------------------------------
+// ---- netlink sockets -----------------------------------------------------------------
 
 static int nl_open_here(int protocol) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
@@ -174,7 +284,7 @@ static napi_value NlOpen(napi_env env, napi_callback_info info) {
   int has = get_path(env, argv[0], path, 1, "nsPath must be a string or null");
   if (has < 0) return NULL;
   int32_t protocol;
-  if (get_int(env, argv[1], &protocol, "protocol must be a number") < 0) return NULL;
+  if (get_int(env, argv[1], "protocol", 0, 31, &protocol) < 0) return NULL;
 
   int fd;
   if (has) {
@@ -188,38 +298,40 @@ static napi_value NlOpen(napi_env env, napi_callback_info info) {
     fd = nl_open_here(protocol);
   }
   if (fd < 0) return throw_errno(env, -fd, "socket", NULL);
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return make_int(env, fd);
+}
+
+// close(fd)
+static napi_value Close(napi_env env, napi_callback_info info) {
+  ARGS(1, "close(fd)");
+  int32_t fd;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
+  return NULL;
 }
 
 // nlSend(fd, buf) -> bytes sent
 static napi_value NlSend(napi_env env, napi_callback_info info) {
   ARGS(2, "nlSend(fd, buf)");
   int32_t fd;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  bool is_buf = false;
-  napi_is_buffer(env, argv[1], &is_buf);
-  if (!is_buf) return throw_type(env, "buf must be a Buffer");
   void *data;
   size_t len;
-  napi_get_buffer_info(env, argv[1], &data, &len);
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_buffer(env, argv[1], "buf", &data, &len) < 0) return NULL;
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
   ssize_t n;
   do n = sendto(fd, data, len, 0, (struct sockaddr *)&sa, sizeof sa);
   while (n < 0 && errno == EINTR);
   if (n < 0) return throw_errno(env, errno, "sendto", NULL);
-  napi_value out;
-  napi_create_int64(env, n, &out);
-  return out;
+  return make_int(env, n);
 }
 
 // nlRecv(fd, timeoutMs) -> Buffer with one datagram (one or more netlink messages)
 static napi_value NlRecv(napi_env env, napi_callback_info info) {
   ARGS(2, "nlRecv(fd, timeoutMs)");
   int32_t fd, timeout;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  if (get_int(env, argv[1], &timeout, "timeoutMs must be a number") < 0) return NULL;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_int(env, argv[1], "timeoutMs", 0, INT32_MAX, &timeout) < 0) return NULL;
 
   struct pollfd p = {.fd = fd, .events = POLLIN};
   int r;
@@ -237,27 +349,19 @@ static napi_value NlRecv(napi_env env, napi_callback_info info) {
 
   void *data;
   napi_value buf;
-  if (napi_create_buffer(env, size > 0 ? (size_t)size : 1, &data, &buf) != napi_ok) return NULL;
+  NAPI(napi_create_buffer(env, size > 0 ? (size_t)size : 1, &data, &buf));
   ssize_t n;
   do n = recv(fd, data, size > 0 ? (size_t)size : 1, MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
   if (n < 0) return throw_errno(env, errno, "recv", NULL);
   if (n < size) {
     napi_value sub;
+    void *unused;
     // Datagram shrank between peek and read (cannot happen on one reader); slice.
-    napi_create_buffer_copy(env, (size_t)n, data, NULL, &sub);
+    NAPI(napi_create_buffer_copy(env, (size_t)n, data, &unused, &sub));
     return sub;
   }
   return buf;
-}
-
-// close(fd)
-static napi_value Close(napi_env env, napi_callback_info info) {
-  ARGS(1, "close(fd)");
-  int32_t fd;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, errno, "close", NULL);
-  return NULL;
 }
 
 // ---- files ---------------------------------------------------------------------------
@@ -271,8 +375,8 @@ static napi_value NsOpenFile(napi_env env, napi_callback_info info) {
   if (has < 0) return NULL;
   if (get_path(env, argv[1], path, 0, "path must be a string") < 0) return NULL;
   int32_t flags, mode;
-  if (get_int(env, argv[2], &flags, "flags must be a number") < 0) return NULL;
-  if (get_int(env, argv[3], &mode, "mode must be a number") < 0) return NULL;
+  if (get_int(env, argv[2], "flags", 0, INT32_MAX, &flags) < 0) return NULL;
+  if (get_int(env, argv[3], "mode", 0, 07777, &mode) < 0) return NULL;
 
   int fd, e = 0;
   if (has) {
@@ -288,9 +392,7 @@ static napi_value NsOpenFile(napi_env env, napi_callback_info info) {
     if (fd < 0) e = errno;
   }
   if (fd < 0) return throw_errno(env, e, "open", path);
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
+  return make_int(env, fd);
 }
 
 // isNetns(path) -> boolean: the path is an nsfs file for a network namespace.
@@ -305,12 +407,13 @@ static napi_value IsNetns(napi_env env, napi_callback_info info) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return throw_errno(env, errno, "open", path);
     int type = ioctl(fd, NS_GET_NSTYPE);
+    int e = errno;
     close(fd);
     // Kernels before 4.11 lack NS_GET_NSTYPE: accept any nsfs file there.
-    result = type == CLONE_NEWNET || (type < 0 && errno == ENOTTY);
+    result = type == CLONE_NEWNET || (type < 0 && e == ENOTTY);
   }
   napi_value out;
-  napi_get_boolean(env, result, &out);
+  NAPI(napi_get_boolean(env, result, &out));
   return out;
 }
 
@@ -318,8 +421,8 @@ static napi_value IsNetns(napi_env env, napi_callback_info info) {
 static napi_value Flock(napi_env env, napi_callback_info info) {
   ARGS(2, "flock(fd, op)");
   int32_t fd, op;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  if (get_int(env, argv[1], &op, "op must be a number") < 0) return NULL;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_int(env, argv[1], "op", 0, LOCK_SH | LOCK_EX | LOCK_NB | LOCK_UN, &op) < 0) return NULL;
   int r;
   do r = flock(fd, op);
   while (r < 0 && errno == EINTR);
@@ -339,7 +442,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"isNetns", NULL, IsNetns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
   };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  NAPI(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
 }
 

@@ -80,4 +80,59 @@ describe('native addon', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+  it('rejects non-integer and out-of-range numbers instead of truncating them', () => {
+    const n = native() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const fd = openSync('/dev/null', 'r');
+    try {
+      const cases: Array<[string, unknown[], string]> = [
+        ['flock', [fd, 1.5], 'op'],
+        ['flock', [fd, Number.NaN], 'op'],
+        ['flock', [fd, 16], 'op'],
+        ['flock', [1.5, LOCK.SH], 'fd'],
+        ['flock', [-1, LOCK.SH], 'fd'],
+        ['flock', [2 ** 31, LOCK.SH], 'fd'],
+        ['flock', [Number.POSITIVE_INFINITY, LOCK.SH], 'fd'],
+        ['close', [fd + 0.5], 'fd'],
+        ['nlOpen', [null, 32], 'protocol'],
+        ['nlOpen', [null, -0.25], 'protocol'],
+        ['nsOpenFile', [null, '/dev/null', 0, 0o10000], 'mode'],
+        ['nsOpenFile', [null, '/dev/null', 2 ** 40, 0], 'flags'],
+        ['nlRecv', [fd, 0.5], 'timeoutMs'],
+      ];
+      for (const [fn, args, arg] of cases) {
+        const e = errorOf(() => n[fn]!(...args));
+        expect(e, `${fn}(${args.join(', ')})`).toBeInstanceOf(RangeError);
+        expect(e).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+        expect(e.message).toContain(`${arg} must be an integer`);
+      }
+      // The lock is untouched by all of that: a valid call still works.
+      native().flock(fd, LOCK.SH);
+      native().flock(fd, LOCK.UN);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('rejects arguments of the wrong type with a TypeError naming the argument', () => {
+    const n = native() as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const [fn, args, text] of [
+      ['flock', ['3', LOCK.SH], 'fd must be a number'],
+      ['flock', [3], 'flock(fd, op)'],
+      ['nlSend', [0, 'not a buffer'], 'buf must be a Buffer'],
+      ['isNetns', [undefined], 'path must be a string'],
+      ['nsOpenFile', [null, '/dev/null', 0n, 0], 'flags must be a number'],
+    ] as Array<[string, unknown[], string]>) {
+      const e = errorOf(() => n[fn]!(...args));
+      expect(e, fn).toBeInstanceOf(TypeError);
+      expect(e).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      expect(e.message).toContain(text);
+    }
+  });
+
+  it('names errnos without glibc extensions', () => {
+    expect(errorOf(() => native().isNetns('/nonexistent'))).toMatchObject({ code: 'ENOENT', errno: 2 });
+    expect(errorOf(() => native().close(1_000_000))).toMatchObject({ code: 'EBADF', errno: 9, syscall: 'close' });
+    expect(errorOf(() => native().nsOpenFile(null, '/etc/hostname/x', 0, 0))).toMatchObject({ code: 'ENOTDIR', errno: 20 });
+    expect(errorOf(() => native().nlOpen(null, 31))).toMatchObject({ code: 'EPROTONOSUPPORT', errno: 93, syscall: 'socket' });
+  });
 });
