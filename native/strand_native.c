@@ -1,11 +1,21 @@
-// strand_native: the only native code in strand. It does what JavaScript cannot:
-// open a netlink socket or a file inside another network namespace, tell whether a path
-// is a network namespace, and take an advisory file lock.
+// strand_native: the N-API addon. It does what JavaScript cannot: open a netlink socket
+// or a file inside another network namespace, run netlink round trips off the JavaScript
+// thread, tell whether a path is a network namespace, and take an advisory file lock.
 //
 // Every namespace-entering function enters the target namespace, does one thing and
 // returns to the original namespace inside the same C call, so no JavaScript ever runs
 // while this thread is in another namespace. If returning fails the process aborts:
 // continuing in the wrong namespace would silently configure the wrong network.
+//
+// Netlink round trips (nlRequest) and sysctl writes (fdWrite) run on threads of our own,
+// not on libuv's pool of 4: the kernel handles a netlink request inside sendto(), under
+// its RTNL lock, and a veth deletion then waits there for RCU grace periods (15-30 ms),
+// so a burst of DELs would park every pool thread in the kernel and stall fs and crypto
+// work of the whole process. Those waits overlap well: deleting 50 veth pairs took
+// ~900 ms on 1 thread, ~400 ms on 4, ~70 ms on 64 (kernel 6.18). So up to 64 threads are
+// started on demand (a plugin process that sends one request at a time uses one); idle
+// ones sleep. The threads only move bytes and find where a reply ends; all parsing is
+// TypeScript's.
 //
 // Plain N-API (node_api.h) only, so the binary is ABI-stable across Node versions. Every
 // napi_* status is checked (NAPI/NAPI_OR below): a failure becomes a thrown JavaScript
@@ -18,7 +28,9 @@
 #include <linux/magic.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -310,58 +323,340 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// nlSend(fd, buf) -> bytes sent
-static napi_value NlSend(napi_env env, napi_callback_info info) {
-  ARGS(2, "nlSend(fd, buf)");
+// ---- work off the JavaScript thread --------------------------------------------------
+//
+// A job is one netlink round trip or one write. JavaScript submits it and gets a promise;
+// a worker thread does the blocking syscalls; the thread-safe function of the job's
+// environment (main thread, or a worker_threads Worker) settles the promise.
+// Callers keep at most one job per netlink socket in flight (lib/netlink/socket.ts).
+
+#define WORKERS_MAX 64  // see the file comment; each idle one costs a sleeping thread
+#define QUEUE_MAX 4096
+#define REPLY_MAX ((size_t)256 << 20)  // a dump larger than this fails with ENOBUFS
+
+// One received datagram.
+typedef struct chunk {
+  struct chunk *next;
+  size_t len;
+  unsigned char data[];
+} chunk;
+
+// Per environment. Freed when the thread-safe function is gone and no job refers to it.
+typedef struct env_ctx {
+  napi_threadsafe_function tsfn;
+  int closing;       // under ctx_mu: the tsfn is being finalized, do not call it
+  int refs;          // under ctx_mu: 1 for the tsfn + 1 per job
+  uint32_t pending;  // main thread only: jobs not yet settled (the tsfn is ref'd while > 0)
+} env_ctx;
+
+typedef enum { JOB_NL_REQUEST, JOB_WRITE } job_kind;
+
+typedef struct job {
+  struct job *next;
+  job_kind kind;
+  env_ctx *ctx;
+  napi_deferred deferred;
+  int fd;
+  int timeout_ms;
+  uint32_t seq;
+  size_t len;
+  unsigned char *data;  // request bytes (our copy)
+  // results
+  int err;  // errno, 0 on success
+  const char *syscall;
+  ssize_t written;
+  chunk *head, **tail;
+  uint32_t nchunks;
+  size_t total;
+} job;
+
+static pthread_mutex_t queue_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t queue_cv = PTHREAD_COND_INITIALIZER;
+static job *queue_head, **queue_tail = &queue_head;
+static int queue_len, idle_workers, workers;
+
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void ctx_unref(env_ctx *c) {
+  pthread_mutex_lock(&ctx_mu);
+  int last = --c->refs == 0;
+  pthread_mutex_unlock(&ctx_mu);
+  if (last) free(c);
+}
+
+static void job_free(job *j) {
+  for (chunk *c = j->head, *next; c; c = next) {
+    next = c->next;
+    free(c);
+  }
+  free(j->data);
+  free(j);
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void job_fail(job *j, int err, const char *syscall) {
+  j->err = err;
+  j->syscall = syscall;
+}
+
+// True when the datagram holds the end of the reply to `seq`: its NLMSG_ERROR (an error
+// or the ack) or NLMSG_DONE. A malformed datagram also ends it (the codec reports it).
+static int reply_ends(const unsigned char *p, size_t len, uint32_t seq) {
+  while (len >= sizeof(struct nlmsghdr)) {
+    const struct nlmsghdr *h = (const struct nlmsghdr *)p;
+    if (h->nlmsg_len < sizeof *h || h->nlmsg_len > len) return 1;
+    if (h->nlmsg_seq == seq && (h->nlmsg_type == NLMSG_ERROR || h->nlmsg_type == NLMSG_DONE)) return 1;
+    size_t step = NLMSG_ALIGN(h->nlmsg_len);
+    if (step >= len) break;
+    p += step;
+    len -= step;
+  }
+  return 0;
+}
+
+// Sends the request, then receives datagrams until the end of its reply or the deadline.
+// The kernel does the work inside sendto() (under RTNL): this is what must not run on
+// the JavaScript thread.
+static void run_nl_request(job *j) {
+  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+  ssize_t n;
+  do n = sendto(j->fd, j->data, j->len, 0, (struct sockaddr *)&sa, sizeof sa);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return job_fail(j, errno, "sendto");
+  int64_t deadline = now_ms() + j->timeout_ms;
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    struct pollfd p = {.fd = j->fd, .events = POLLIN};
+    int r = poll(&p, 1, left > 0 ? (int)left : 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return job_fail(j, errno, "poll");
+    if (r == 0) return job_fail(j, ETIMEDOUT, "poll");
+    // Peek the datagram's real size so a large dump message is never truncated.
+    char probe[16];
+    ssize_t size;
+    do size = recv(j->fd, probe, sizeof probe, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    while (size < 0 && errno == EINTR);
+    if (size < 0 && errno == EAGAIN) continue;
+    if (size < 0) return job_fail(j, errno, "recv");
+    if (j->total + (size_t)size > REPLY_MAX) return job_fail(j, ENOBUFS, "recv");
+    size_t cap = size > 0 ? (size_t)size : 1;
+    chunk *c = malloc(sizeof *c + cap);
+    if (!c) return job_fail(j, ENOMEM, "recv");
+    do n = recv(j->fd, c->data, cap, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int e = errno;
+      free(c);
+      return job_fail(j, e, "recv");
+    }
+    c->len = (size_t)n;
+    c->next = NULL;
+    *j->tail = c;
+    j->tail = &c->next;
+    j->nchunks++;
+    j->total += (size_t)n;
+    if (reply_ends(c->data, c->len, j->seq)) return;
+  }
+}
+
+static void run_write(job *j) {
+  ssize_t n;
+  do n = write(j->fd, j->data, j->len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return job_fail(j, errno, "write");
+  j->written = n;
+}
+
+// Hands a finished job to its environment's thread; drops it if that is going away.
+static void job_done(job *j) {
+  env_ctx *c = j->ctx;
+  pthread_mutex_lock(&ctx_mu);
+  int queued = !c->closing && napi_call_threadsafe_function(c->tsfn, j, napi_tsfn_nonblocking) == napi_ok;
+  pthread_mutex_unlock(&ctx_mu);
+  if (!queued) {
+    job_free(j);
+    ctx_unref(c);
+  }
+}
+
+static void *worker_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&queue_mu);
+  for (;;) {
+    idle_workers++;
+    while (!queue_head) pthread_cond_wait(&queue_cv, &queue_mu);
+    idle_workers--;
+    job *j = queue_head;
+    queue_head = j->next;
+    if (!queue_head) queue_tail = &queue_head;
+    queue_len--;
+    pthread_mutex_unlock(&queue_mu);
+    if (j->kind == JOB_NL_REQUEST)
+      run_nl_request(j);
+    else
+      run_write(j);
+    job_done(j);
+    pthread_mutex_lock(&queue_mu);
+  }
+  return NULL;
+}
+
+// Starts a detached worker with every signal blocked (signals belong to the main thread).
+static int spawn_worker(void) {
+  pthread_attr_t attr;
+  sigset_t all, old;
+  pthread_t t;
+  int e = pthread_attr_init(&attr);
+  if (e) return e;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  e = pthread_create(&t, &attr, worker_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return e;
+}
+
+// Queues a job, starting a worker when none is idle (up to WORKERS_MAX). Returns 0 or
+// an errno with *syscall set.
+static int enqueue(job *j, const char **syscall) {
+  pthread_mutex_lock(&queue_mu);
+  if (queue_len >= QUEUE_MAX) {
+    pthread_mutex_unlock(&queue_mu);
+    *syscall = "queue";
+    return EAGAIN;
+  }
+  if (queue_len + 1 > idle_workers && workers < WORKERS_MAX) {
+    int e = spawn_worker();
+    if (!e)
+      workers++;
+    else if (workers == 0) {
+      pthread_mutex_unlock(&queue_mu);
+      *syscall = "pthread_create";
+      return e;
+    }
+  }
+  j->next = NULL;
+  *queue_tail = j;
+  queue_tail = &j->next;
+  queue_len++;
+  pthread_cond_signal(&queue_cv);
+  pthread_mutex_unlock(&queue_mu);
+  return 0;
+}
+
+// Settles a job's promise on its environment's thread (the tsfn's call_js).
+static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)js_cb;
+  env_ctx *c = context;
+  job *j = data;
+  if (env) {  // NULL: the environment is being torn down, only free
+    napi_value value = NULL;
+    napi_status s = napi_ok;
+    int ok = 0;
+    if (j->err) {
+      s = errno_error(env, j->err, j->syscall, NULL, &value);
+    } else if (j->kind == JOB_WRITE) {
+      s = napi_create_int64(env, j->written, &value);
+      ok = s == napi_ok;
+    } else if ((s = napi_create_array_with_length(env, j->nchunks, &value)) == napi_ok) {
+      uint32_t i = 0;
+      for (chunk *ch = j->head; ch && s == napi_ok; ch = ch->next, i++) {
+        napi_value buf;
+        void *unused;
+        if ((s = napi_create_buffer_copy(env, ch->len, ch->data, &unused, &buf)) == napi_ok) s = napi_set_element(env, value, i, buf);
+      }
+      ok = s == napi_ok;
+    }
+    if (s != napi_ok) value = napi_failure(env, "settle");
+    if (value) s = ok ? napi_resolve_deferred(env, j->deferred, value) : napi_reject_deferred(env, j->deferred, value);
+    if (!value || s != napi_ok) napi_failed(env, "settle: the promise of a netlink request");
+    if (--c->pending == 0 && napi_unref_threadsafe_function(env, c->tsfn) != napi_ok) napi_failed(env, "napi_unref_threadsafe_function");
+  }
+  job_free(j);
+  ctx_unref(c);
+}
+
+// The tsfn is being destroyed (environment teardown): no worker may call it from now on.
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  env_ctx *c = data;
+  pthread_mutex_lock(&ctx_mu);
+  c->closing = 1;
+  pthread_mutex_unlock(&ctx_mu);
+  ctx_unref(c);
+}
+
+// Submits a job whose request bytes are copied from `data`; returns its promise. Failing
+// to queue rejects the promise (arguments were checked by the caller).
+static napi_value submit(napi_env env, job_kind kind, int fd, const void *data, size_t len, int timeout_ms, uint32_t seq) {
+  env_ctx *c;
+  NAPI(napi_get_instance_data(env, (void **)&c));
+  napi_value promise;
+  napi_deferred deferred;
+  NAPI(napi_create_promise(env, &deferred, &promise));
+  if (c->pending == 0) NAPI(napi_ref_threadsafe_function(env, c->tsfn));  // keep the process alive
+  c->pending++;
+  job *j = calloc(1, sizeof *j);
+  unsigned char *copy = malloc(len ? len : 1);
+  const char *syscall = "malloc";
+  int e = j && copy ? 0 : ENOMEM;
+  if (!e) {
+    memcpy(copy, data, len);
+    *j = (job){.kind = kind, .ctx = c, .deferred = deferred, .fd = fd, .timeout_ms = timeout_ms, .seq = seq, .len = len, .data = copy};
+    j->tail = &j->head;
+    pthread_mutex_lock(&ctx_mu);
+    c->refs++;
+    pthread_mutex_unlock(&ctx_mu);
+    e = enqueue(j, &syscall);
+    if (e) ctx_unref(c);
+  }
+  if (e) {
+    free(copy);
+    free(j);
+    if (--c->pending == 0) NAPI(napi_unref_threadsafe_function(env, c->tsfn));
+    napi_value error;
+    NAPI(errno_error(env, e, syscall, NULL, &error));
+    NAPI(napi_reject_deferred(env, deferred, error));
+  }
+  return promise;
+}
+
+// nlRequest(fd, request, timeoutMs) -> Promise<Buffer[]>: sends one netlink request and
+// resolves with every datagram received up to the end of its reply (NLMSG_ERROR or
+// NLMSG_DONE with the request's sequence number); rejects with ETIMEDOUT after timeoutMs.
+static napi_value NlRequest(napi_env env, napi_callback_info info) {
+  ARGS(3, "nlRequest(fd, request, timeoutMs)");
+  int32_t fd, timeout;
+  void *data;
+  size_t len;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_buffer(env, argv[1], "request", &data, &len) < 0) return NULL;
+  if (get_int(env, argv[2], "timeoutMs", 0, INT32_MAX, &timeout) < 0) return NULL;
+  if (len < sizeof(struct nlmsghdr) || len > ((size_t)1 << 20)) return throw_range(env, "request must hold a netlink message (16 bytes to 1 MiB)");
+  struct nlmsghdr h;
+  memcpy(&h, data, sizeof h);
+  return submit(env, JOB_NL_REQUEST, fd, data, len, timeout, h.nlmsg_seq);
+}
+
+// fdWrite(fd, data) -> Promise<number>: write(2) off the JavaScript thread (a sysctl
+// write can wait for RTNL in the kernel).
+static napi_value FdWrite(napi_env env, napi_callback_info info) {
+  ARGS(2, "fdWrite(fd, data)");
   int32_t fd;
   void *data;
   size_t len;
   if (FD_ARG(argv[0], &fd) < 0) return NULL;
-  if (get_buffer(env, argv[1], "buf", &data, &len) < 0) return NULL;
-  struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-  ssize_t n;
-  do n = sendto(fd, data, len, 0, (struct sockaddr *)&sa, sizeof sa);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return throw_errno(env, errno, "sendto", NULL);
-  return make_int(env, n);
-}
-
-// nlRecv(fd, timeoutMs) -> Buffer with one datagram (one or more netlink messages)
-static napi_value NlRecv(napi_env env, napi_callback_info info) {
-  ARGS(2, "nlRecv(fd, timeoutMs)");
-  int32_t fd, timeout;
-  if (FD_ARG(argv[0], &fd) < 0) return NULL;
-  if (get_int(env, argv[1], "timeoutMs", 0, INT32_MAX, &timeout) < 0) return NULL;
-
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  int r;
-  do r = poll(&p, 1, timeout);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) return throw_errno(env, errno, "poll", NULL);
-  if (r == 0) return throw_errno(env, ETIMEDOUT, "poll", NULL);
-
-  // Peek the datagram's real size so a large dump message is never truncated.
-  char probe[16];
-  ssize_t size;
-  do size = recv(fd, probe, sizeof probe, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
-  while (size < 0 && errno == EINTR);
-  if (size < 0) return throw_errno(env, errno, "recv", NULL);
-
-  void *data;
-  napi_value buf;
-  NAPI(napi_create_buffer(env, size > 0 ? (size_t)size : 1, &data, &buf));
-  ssize_t n;
-  do n = recv(fd, data, size > 0 ? (size_t)size : 1, MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return throw_errno(env, errno, "recv", NULL);
-  if (n < size) {
-    napi_value sub;
-    void *unused;
-    // Datagram shrank between peek and read (cannot happen on one reader); slice.
-    NAPI(napi_create_buffer_copy(env, (size_t)n, data, &unused, &sub));
-    return sub;
-  }
-  return buf;
+  if (get_buffer(env, argv[1], "data", &data, &len) < 0) return NULL;
+  if (len > ((size_t)1 << 20)) return throw_range(env, "data must be at most 1 MiB");
+  return submit(env, JOB_WRITE, fd, data, len, 0, 0);
 }
 
 // ---- files ---------------------------------------------------------------------------
@@ -433,10 +728,23 @@ static napi_value Flock(napi_env env, napi_callback_info info) {
 // ---- module --------------------------------------------------------------------------
 
 static napi_value Init(napi_env env, napi_value exports) {
+  env_ctx *c = calloc(1, sizeof *c);
+  if (!c) return throw_errno(env, ENOMEM, "malloc", NULL);
+  c->refs = 1;  // the tsfn's, dropped in tsfn_finalize
+  napi_value name;
+  if (napi_create_string_utf8(env, "strand_native", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, c, tsfn_finalize, c, settle, &c->tsfn) != napi_ok) {
+    napi_failed(env, "napi_create_threadsafe_function");
+    free(c);
+    return NULL;
+  }
+  // From here on c is owned by the tsfn (freed in tsfn_finalize when nothing else uses it).
+  NAPI(napi_unref_threadsafe_function(env, c->tsfn));  // idle: do not keep the process alive
+  NAPI(napi_set_instance_data(env, c, NULL, NULL));
   napi_property_descriptor props[] = {
       {"nlOpen", NULL, NlOpen, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"nlSend", NULL, NlSend, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"nlRecv", NULL, NlRecv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nlRequest", NULL, NlRequest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fdWrite", NULL, FdWrite, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nsOpenFile", NULL, NsOpenFile, NULL, NULL, NULL, napi_enumerable, NULL},
       {"isNetns", NULL, IsNetns, NULL, NULL, NULL, napi_enumerable, NULL},
