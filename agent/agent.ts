@@ -64,6 +64,10 @@ export class Agent {
   private vtep: Vtep | undefined;
   private view: ClusterView | undefined;
   private reconcilePending = false;
+  private checkingLinks = false;
+  /** The reconcile running or last run, and the one waiting behind it (at most one). */
+  private reconcileTail: Promise<unknown> = Promise.resolve();
+  private reconcileWaiting: Promise<Desired | undefined> | undefined;
   private reregister: (() => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
@@ -105,19 +109,22 @@ export class Agent {
     this.registry ??= await Registry.open(this.cfg.etcd);
     this.loops = [this.registerLoop(), this.syncLoop()];
     this.resyncTimer = setInterval(() => {
-      if (this.view) this.reconcile('resync');
+      if (this.view) void this.reconcile('resync');
       else this.writeStatus();
     }, this.cfg.resyncMs);
-    this.linkTimer = setInterval(() => this.checkLinks(), LINK_POLL_MS);
+    this.linkTimer = setInterval(() => void this.checkLinks(), LINK_POLL_MS);
   }
 
   /** Reconciles when the node's addressed links changed since the last reconcile. */
-  private checkLinks(): void {
-    if (!this.view || this.reconcilePending) return;
+  private async checkLinks(): Promise<void> {
+    if (!this.view || this.reconcilePending || this.reconcileWaiting || this.checkingLinks) return;
+    this.checkingLinks = true;
     try {
-      if (JSON.stringify(this.dp.links()) !== this.linkSignature) this.reconcile('links');
+      if (JSON.stringify(await this.dp.links()) !== this.linkSignature) await this.reconcile('links');
     } catch (e) {
       this.log.debug(`link check: ${errorText(e)}`);
+    } finally {
+      this.checkingLinks = false;
     }
   }
 
@@ -133,7 +140,7 @@ export class Agent {
     }
     for (const w of this.stopWaiters.splice(0)) w();
     await this.watch?.cancel().catch(() => undefined);
-    await Promise.race([Promise.allSettled(this.loops), this.sleep(3000, true)]);
+    await Promise.race([Promise.allSettled([...this.loops, this.reconcileTail]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
     this.writeStatus();
@@ -157,10 +164,10 @@ export class Agent {
     const backoff = new Backoff();
     while (!this.stopped) {
       try {
-        this.underlay = this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
+        this.underlay = await this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
         this.state.addresses = this.underlay.addresses;
         if (this.cfg.mode === 'vxlan') {
-          this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+          this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
           this.state.vtep = { device: this.vtep.device, mac: this.vtep.mac, mtu: this.vtep.mtu, vni: this.vtep.vni, port: this.vtep.port };
         }
         this.log.info(
@@ -239,7 +246,7 @@ export class Agent {
               (e: unknown) => resolve(errorText(e)),
             );
         });
-        this.reconcile('list');
+        await this.reconcile('list');
         this.state.synced = true;
         this.state.syncedAt = new Date().toISOString();
         this.writeStatus();
@@ -280,18 +287,33 @@ export class Agent {
     this.reconcilePending = true;
     setImmediate(() => {
       this.reconcilePending = false;
-      if (!this.stopped) this.reconcile('watch');
+      if (!this.stopped) void this.reconcile('watch');
     });
   }
 
-  /** Desired vs actual, then apply; all synchronous netlink. Never throws. */
-  reconcile(reason: string): Desired | undefined {
+  /**
+   * Desired vs actual, then apply. One at a time: a call while one runs waits for it, and
+   * calls that arrive meanwhile share the one waiting run (it starts after all of them).
+   * Never rejects.
+   */
+  reconcile(reason: string): Promise<Desired | undefined> {
+    if (this.reconcileWaiting !== undefined) return this.reconcileWaiting;
+    const run = this.reconcileTail.then(() => {
+      this.reconcileWaiting = undefined;
+      return this.reconcileNow(reason);
+    });
+    this.reconcileWaiting = run;
+    this.reconcileTail = run;
+    return run;
+  }
+
+  private async reconcileNow(reason: string): Promise<Desired | undefined> {
     const view = this.view;
     if (!view || !this.underlay) return undefined;
     const t0 = performance.now();
     try {
-      if (this.cfg.mode === 'vxlan') this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
-      const links = this.dp.links();
+      if (this.cfg.mode === 'vxlan') this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+      const links = await this.dp.links();
       this.linkSignature = JSON.stringify(links);
       const facts = {
         node: this.cfg.nodeName,
@@ -303,9 +325,9 @@ export class Agent {
         ...(this.vtep ? { vxlanDevice: this.vtep.device } : {}),
       };
       const desired = desiredState(view, facts);
-      const ops = plan(desired, this.dp.actual());
-      const report = this.dp.apply(ops);
-      const errors = [...report.errors, ...(this.cfg.proxyArp ? this.dp.ensureProxyArp(desired.podLinks) : [])];
+      const ops = plan(desired, await this.dp.actual());
+      const report = await this.dp.apply(ops);
+      const errors = [...report.errors, ...(this.cfg.proxyArp ? await this.dp.ensureProxyArp(desired.podLinks) : [])];
       for (const o of ops) this.log.info(`${reason}: ${describeOp(o)}`);
       const errText = errors.join('\n');
       if (errText && errText !== this.lastErrors) for (const e of errors) this.log.warn(e);

@@ -35,16 +35,16 @@ function ip(...args: string[]): void {
 }
 
 /** The sequence through strand's rtnetlink layer. */
-function viaNetlink(): void {
+async function viaNetlink(): Promise<void> {
   const host = Netns.open(path(hostName));
   const pod = Netns.open(path(podName));
   try {
-    rtnl.newLink(host, { name: HOST_IF, info: { kind: 'veth', peer: { name: 'eth0', netns: pod } } });
-    rtnl.setLink(host, HOST_IF, { up: true });
-    rtnl.setLink(pod, 'eth0', { up: true });
-    rtnl.newAddr(pod, { link: 'eth0', address: '10.99.0.2/24' });
-    rtnl.newAddr(pod, { link: 'eth0', address: 'fd99::2/64', nodad: true });
-    rtnl.newRoute(pod, { dst: '0.0.0.0/0', gw: '10.99.0.1' });
+    await rtnl.newLink(host, { name: HOST_IF, info: { kind: 'veth', peer: { name: 'eth0', netns: pod } } });
+    await rtnl.setLink(host, HOST_IF, { up: true });
+    await rtnl.setLink(pod, 'eth0', { up: true });
+    await rtnl.newAddr(pod, { link: 'eth0', address: '10.99.0.2/24' });
+    await rtnl.newAddr(pod, { link: 'eth0', address: 'fd99::2/64', nodad: true });
+    await rtnl.newRoute(pod, { dst: '0.0.0.0/0', gw: '10.99.0.1' });
   } finally {
     host.close();
     pod.close();
@@ -52,7 +52,7 @@ function viaNetlink(): void {
 }
 
 /** The same sequence through `ip` commands. */
-function viaIp(): void {
+async function viaIp(): Promise<void> {
   ip('-n', hostName, 'link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', podName);
   ip('-n', hostName, 'link', 'set', HOST_IF, 'up');
   ip('-n', podName, 'link', 'set', 'eth0', 'up');
@@ -80,9 +80,9 @@ const median = (xs: number[]): number => {
 };
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.9) - 1)] as number;
 
-function time(fn: () => void): number {
+async function time(fn: () => Promise<void>): Promise<number> {
   const t0 = process.hrtime.bigint();
-  fn();
+  await fn();
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
@@ -96,13 +96,13 @@ try {
   ];
   // Warm up both paths (module load, page cache), not counted.
   for (const s of subjects) {
-    s.fn();
+    await s.fn();
     verifyAndReset(s.key);
   }
   for (let i = 0; i < runs; i++) {
     const order = i % 2 === 0 ? subjects : [...subjects].reverse();
     for (const s of order) {
-      results[s.key].push(time(s.fn));
+      results[s.key].push(await time(s.fn));
       verifyAndReset(s.key);
     }
   }
