@@ -28,7 +28,7 @@
 // namespace the operation runs in. In DEL paths: `if (isNetlinkError(e, 'ENODEV')) ...`.
 
 import { closeSync, constants as fsConstants, readSync } from 'node:fs';
-import { broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
+import { ipFamily, broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
 import {
   AddrFlag,
   type AddrMessage,
@@ -37,7 +37,6 @@ import {
   type BridgeVlan,
   type DummyInfo,
   ExtMask,
-  ipVersion,
   type IpvlanInfo,
   LinkFamily,
   LinkFlag,
@@ -311,7 +310,7 @@ export async function newLink(ns: Netns, spec: NewLinkSpec): Promise<void> {
     const { dev, ...rest } = info;
     m.info = dev === undefined ? rest : { ...rest, dev: await linkIndex(ns, dev, op) };
     for (const ip of [info.local, info.group, info.remote]) {
-      if (ip !== undefined && !ipVersion(ip)) throw invalidArgument(op, `invalid vxlan address ${JSON.stringify(ip)}`);
+      if (ip !== undefined && !ipFamily(ip)) throw invalidArgument(op, `invalid vxlan address ${JSON.stringify(ip)}`);
     }
   } else {
     m.info = info;
@@ -447,7 +446,7 @@ interface ParsedCidr {
 function parseAddress(op: string, what: string, s: string, allowBare = false): ParsedCidr {
   const slash = s.indexOf('/');
   const ipText = slash < 0 ? s : s.slice(0, slash);
-  const version = ipVersion(ipText);
+  const version = ipFamily(ipText);
   const c = slash < 0 ? undefined : tryParseCidr(s);
   if (!version || (slash >= 0 && !c) || (slash < 0 && !allowBare)) {
     throw invalidArgument(op, `invalid ${what} ${JSON.stringify(s)}${allowBare ? '' : ' (want CIDR like 10.1.0.5/24)'}`);
@@ -457,7 +456,7 @@ function parseAddress(op: string, what: string, s: string, allowBare = false): P
 }
 
 function parseIp(op: string, what: string, s: string): { version: 4 | 6; ip: string } {
-  const version = ipVersion(s);
+  const version = ipFamily(s);
   if (!version) throw invalidArgument(op, `invalid ${what} ${JSON.stringify(s)}`);
   return { version, ip: s };
 }
