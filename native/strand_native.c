@@ -384,11 +384,16 @@ static void ctx_unref(env_ctx *c) {
   if (last) free(c);
 }
 
-static void job_free(job *j) {
+static void free_chunks(job *j) {
   for (chunk *c = j->head, *next; c; c = next) {
     next = c->next;
     free(c);
   }
+  j->head = NULL;
+}
+
+static void job_free(job *j) {
+  free_chunks(j);
   free(j->data);
   free(j);
 }
@@ -551,6 +556,18 @@ static int enqueue(job *j, const char **syscall) {
   return 0;
 }
 
+// The datagrams of a finished round trip as an array of Buffers.
+static napi_status reply_array(napi_env env, const job *j, napi_value *out) {
+  napi_status s = napi_create_array_with_length(env, j->nchunks, out);
+  uint32_t i = 0;
+  for (const chunk *ch = j->head; ch && s == napi_ok; ch = ch->next, i++) {
+    napi_value buf;
+    void *unused;
+    if ((s = napi_create_buffer_copy(env, ch->len, ch->data, &unused, &buf)) == napi_ok) s = napi_set_element(env, *out, i, buf);
+  }
+  return s;
+}
+
 // Settles a job's promise on its environment's thread (the tsfn's call_js).
 static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
   (void)js_cb;
@@ -565,13 +582,8 @@ static void settle(napi_env env, napi_value js_cb, void *context, void *data) {
     } else if (j->kind == JOB_WRITE) {
       s = napi_create_int64(env, j->written, &value);
       ok = s == napi_ok;
-    } else if ((s = napi_create_array_with_length(env, j->nchunks, &value)) == napi_ok) {
-      uint32_t i = 0;
-      for (chunk *ch = j->head; ch && s == napi_ok; ch = ch->next, i++) {
-        napi_value buf;
-        void *unused;
-        if ((s = napi_create_buffer_copy(env, ch->len, ch->data, &unused, &buf)) == napi_ok) s = napi_set_element(env, value, i, buf);
-      }
+    } else {
+      s = reply_array(env, j, &value);
       ok = s == napi_ok;
     }
     if (s != napi_ok) value = napi_failure(env, "settle");
@@ -632,18 +644,49 @@ static napi_value submit(napi_env env, job_kind kind, int fd, const void *data, 
 // nlRequest(fd, request, timeoutMs) -> Promise<Buffer[]>: sends one netlink request and
 // resolves with every datagram received up to the end of its reply (NLMSG_ERROR or
 // NLMSG_DONE with the request's sequence number); rejects with ETIMEDOUT after timeoutMs.
-static napi_value NlRequest(napi_env env, napi_callback_info info) {
-  ARGS(3, "nlRequest(fd, request, timeoutMs)");
+// Reads the (fd, request, timeoutMs) arguments of nlRequest/nlRequestSync into a job.
+// Returns 0, or -1 after throwing.
+static int request_args(napi_env env, napi_value *argv, job *j) {
   int32_t fd, timeout;
   void *data;
   size_t len;
-  if (FD_ARG(argv[0], &fd) < 0) return NULL;
-  if (get_buffer(env, argv[1], "request", &data, &len) < 0) return NULL;
-  if (get_int(env, argv[2], "timeoutMs", 0, INT32_MAX, &timeout) < 0) return NULL;
-  if (len < sizeof(struct nlmsghdr) || len > ((size_t)1 << 20)) return throw_range(env, "request must hold a netlink message (16 bytes to 1 MiB)");
+  if (FD_ARG(argv[0], &fd) < 0) return -1;
+  if (get_buffer(env, argv[1], "request", &data, &len) < 0) return -1;
+  if (get_int(env, argv[2], "timeoutMs", 0, INT32_MAX, &timeout) < 0) return -1;
+  if (len < sizeof(struct nlmsghdr) || len > ((size_t)1 << 20)) {
+    throw_range(env, "request must hold a netlink message (16 bytes to 1 MiB)");
+    return -1;
+  }
   struct nlmsghdr h;
   memcpy(&h, data, sizeof h);
-  return submit(env, JOB_NL_REQUEST, fd, data, len, timeout, h.nlmsg_seq);
+  *j = (job){.kind = JOB_NL_REQUEST, .fd = fd, .timeout_ms = timeout, .seq = h.nlmsg_seq, .len = len, .data = data};
+  j->tail = &j->head;
+  return 0;
+}
+
+static napi_value NlRequest(napi_env env, napi_callback_info info) {
+  ARGS(3, "nlRequest(fd, request, timeoutMs)");
+  job a;
+  if (request_args(env, argv, &a) < 0) return NULL;
+  return submit(env, JOB_NL_REQUEST, a.fd, a.data, a.len, a.timeout_ms, a.seq);
+}
+
+// nlRequestSync(fd, request, timeoutMs) -> Buffer[]: the same round trip on the calling
+// thread, for a process that serves one call and has nothing else to do meanwhile (a
+// plugin process): no thread handoff.
+static napi_value NlRequestSync(napi_env env, napi_callback_info info) {
+  ARGS(3, "nlRequestSync(fd, request, timeoutMs)");
+  job j;
+  if (request_args(env, argv, &j) < 0) return NULL;
+  run_nl_request(&j);
+  napi_value out = NULL;
+  napi_status s = napi_ok;
+  if (j.err)
+    throw_errno(env, j.err, j.syscall, NULL);
+  else if ((s = reply_array(env, &j, &out)) != napi_ok)
+    napi_failed(env, "nlRequestSync");
+  free_chunks(&j);  // j.data is the caller's Buffer
+  return s == napi_ok ? out : NULL;
 }
 
 // fdWrite(fd, data) -> Promise<number>: write(2) off the JavaScript thread (a sysctl
@@ -744,6 +787,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"nlOpen", NULL, NlOpen, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nlRequest", NULL, NlRequest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"nlRequestSync", NULL, NlRequestSync, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fdWrite", NULL, FdWrite, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, Close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"nsOpenFile", NULL, NsOpenFile, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -32,6 +32,8 @@ export interface StrandNative {
    * per socket may be in flight.
    */
   nlRequest(fd: number, request: Buffer, timeoutMs: number): Promise<Buffer[]>;
+  /** The same round trip on the calling thread (blocks it): for a process serving one call. */
+  nlRequestSync(fd: number, request: Buffer, timeoutMs: number): Buffer[];
   /** write(2) on an addon thread (a sysctl write may wait for a kernel lock); resolves with the bytes written. */
   fdWrite(fd: number, data: Buffer): Promise<number>;
   close(fd: number): void;

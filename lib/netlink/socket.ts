@@ -4,6 +4,12 @@
 // addon thread and the event loop stays free. Requests on one socket run one at a time,
 // in order (a bounded queue); different sockets run in parallel. No JavaScript runs
 // inside another namespace.
+//
+// A process that serves exactly one CNI call (the standalone plugin executable) has
+// nothing to do while it waits, and the thread handoff costs it 50-300 us per round trip
+// on a loaded machine (a bridge ADD makes ~30): cmd/main.ts calls useBlockingRoundTrips()
+// there, and the same operations then run on the calling thread. Never in a process that
+// serves concurrent requests (the daemon, the agent).
 
 import { native } from '../native/index.ts';
 import {
@@ -28,6 +34,18 @@ export interface DumpResult {
   messages: DataMessage[];
   /** The kernel flagged the dump as inconsistent (it changed while being read). */
   interrupted: boolean;
+}
+
+let blocking = false;
+
+/** Round trips on the calling thread from now on, for this whole process (see above). */
+export function useBlockingRoundTrips(on = true): void {
+  blocking = on;
+}
+
+/** True after useBlockingRoundTrips(): a one-call process. */
+export function blockingRoundTrips(): boolean {
+  return blocking;
 }
 
 /** Requests that may wait behind the one in flight on a socket; more is EAGAIN. */
@@ -137,6 +155,13 @@ export class NetlinkSocket {
   }
 
   private async roundTrip(buf: Buffer, op: string): Promise<Buffer[]> {
+    if (blocking) {
+      try {
+        return native().nlRequestSync(this.fd, buf, this.timeoutMs);
+      } catch (e) {
+        throw fromNative(op, e, 'request');
+      }
+    }
     let dgrams: Buffer[];
     try {
       dgrams = await native().nlRequest(this.fd, buf, this.timeoutMs);

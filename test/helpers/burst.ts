@@ -46,7 +46,7 @@ export interface LoopDelay {
   samples: number;
 }
 
-export interface PhaseReport {
+interface PhaseReport {
   command: 'ADD' | 'DEL';
   /** process.hrtime at the start and end, microseconds (to line up with a --cpu-prof profile). */
   startUs: number;

@@ -1,8 +1,10 @@
 import { closeSync, mkdtempSync, openSync, readlinkSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { once } from 'node:events';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { isNativeError, LOCK, native } from '../../../lib/native/index.ts';
+import { devAddonPath, isNativeError, LOCK, native } from '../../../lib/native/index.ts';
 import { formatRequest, NETLINK_ROUTE, parseMessages } from '../../../lib/netlink/codec/index.ts';
 import { errorOf, nsExecSysctl, useNamespaces } from './env.ts';
 
@@ -87,6 +89,25 @@ describe('native addon', () => {
     });
   });
 
+  it('nlRequestSync: the same round trip on the calling thread, errors thrown', () => {
+    const fd = native().nlOpen(env.set.path(env.podName), NETLINK_ROUTE);
+    try {
+      const replies = native().nlRequestSync(fd, formatRequest({ kind: 'link', action: 'get', link: { name: 'lo' } }, { ack: true }, 5), 2000);
+      expect(replies.flatMap((d) => parseMessages(d)).map((m) => [m.kind, m.header.seq])).toEqual([
+        ['link', 5],
+        ['ack', 5],
+      ]);
+      const noop = Buffer.alloc(16);
+      noop.writeUInt32LE(16, 0);
+      noop.writeUInt16LE(1, 4); // NLMSG_NOOP without NLM_F_ACK: no answer
+      noop.writeUInt16LE(1, 6);
+      expect(() => native().nlRequestSync(fd, noop, 10)).toThrow(expect.objectContaining({ code: 'ETIMEDOUT', syscall: 'poll' }));
+      expect(() => native().nlRequestSync(fd, noop, 1.5)).toThrow(RangeError);
+    } finally {
+      native().close(fd);
+    }
+  });
+
   it('nlRequest leaves the event loop free while the kernel takes its time', async () => {
     const fd = native().nlOpen(null, NETLINK_ROUTE);
     try {
@@ -106,6 +127,32 @@ describe('native addon', () => {
       // have held it back for the whole 400 ms).
       expect(timerAt).toBeLessThan(200);
       expect(settledAt).toBeGreaterThanOrEqual(399);
+    } finally {
+      native().close(fd);
+    }
+  });
+
+  it('a worker thread torn down with its request in flight: the completion is dropped, nothing crashes', async () => {
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const mod = { exports: {} };
+      process.dlopen(mod, workerData.addon);
+      const fd = mod.exports.nlOpen(null, 0);
+      const noop = Buffer.alloc(16);
+      noop.writeUInt32LE(16, 0);
+      noop.writeUInt16LE(1, 4);
+      noop.writeUInt16LE(1, 6);
+      mod.exports.nlRequest(fd, noop, 300).catch(() => {});
+      parentPort.postMessage('sent');
+    `;
+    const w = new Worker(code, { eval: true, workerData: { addon: devAddonPath() } });
+    await once(w, 'message');
+    await w.terminate();
+    await new Promise((r) => setTimeout(r, 500)); // its addon thread times out and finds the environment gone
+    const fd = native().nlOpen(null, NETLINK_ROUTE);
+    try {
+      const replies = await native().nlRequest(fd, formatRequest({ kind: 'link', action: 'get', link: { name: 'lo' } }, { ack: true }, 9), 2000);
+      expect(replies.flatMap((d) => parseMessages(d)).map((m) => m.kind)).toEqual(['link', 'ack']);
     } finally {
       native().close(fd);
     }

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Netns } from '../../../lib/netlink/netns.ts';
 import * as rtnl from '../../../lib/netlink/rtnl.ts';
-import { MAX_QUEUED } from '../../../lib/netlink/socket.ts';
+import { MAX_QUEUED, useBlockingRoundTrips } from '../../../lib/netlink/socket.ts';
 import { useNamespaces } from './env.ts';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
@@ -67,5 +67,32 @@ describe('netlink socket: ordering, parallelism, close', () => {
     expect(await queued).toMatchObject({ name: 'NetlinkError', code: 'EBADF' });
     expect(openFds()).toBe(before);
     expect((await rtnl.getLink(env.pod, 'late0')).name).toBe('late0');
+  });
+
+  it('useBlockingRoundTrips (a plugin process): the same operations and errors, round trips on the calling thread', async () => {
+    useBlockingRoundTrips(true);
+    try {
+      await rtnl.newLink(env.pod, { name: 'b0', info: { kind: 'bridge' } });
+      await rtnl.sysctlSet(env.pod, 'net/ipv6/conf/b0/accept_ra', '0');
+      expect(await rtnl.sysctlGet(env.pod, 'net/ipv6/conf/b0/accept_ra')).toBe('0');
+      expect((await rtnl.getLink(env.pod, 'b0')).kind).toBe('bridge');
+      await expect(rtnl.getLink(env.pod, 'nosuch0')).rejects.toMatchObject({ name: 'NetlinkError', code: 'ENODEV', op: 'getLink' });
+      await expect(rtnl.newLink(env.pod, { name: 'b0', info: { kind: 'bridge' } })).rejects.toMatchObject({ code: 'EEXIST', op: 'newLink' });
+      // Nothing waits on an addon thread: the whole call completes before a timer can fire.
+      let fired = false;
+      const t = setTimeout(() => {
+        fired = true;
+      }, 0);
+      const t0 = performance.now();
+      while (performance.now() - t0 < 2) {
+        // let the timer become due
+      }
+      await rtnl.delLink(env.pod, 'b0');
+      expect(fired).toBe(false);
+      clearTimeout(t);
+    } finally {
+      useBlockingRoundTrips(false);
+    }
+    expect((await rtnl.listLinks(env.pod)).map((l) => l.name)).toEqual(['lo']);
   });
 });
