@@ -641,9 +641,6 @@ static napi_value submit(napi_env env, job_kind kind, int fd, const void *data, 
   return promise;
 }
 
-// nlRequest(fd, request, timeoutMs) -> Promise<Buffer[]>: sends one netlink request and
-// resolves with every datagram received up to the end of its reply (NLMSG_ERROR or
-// NLMSG_DONE with the request's sequence number); rejects with ETIMEDOUT after timeoutMs.
 // Reads the (fd, request, timeoutMs) arguments of nlRequest/nlRequestSync into a job.
 // Returns 0, or -1 after throwing.
 static int request_args(napi_env env, napi_value *argv, job *j) {
@@ -664,6 +661,9 @@ static int request_args(napi_env env, napi_value *argv, job *j) {
   return 0;
 }
 
+// nlRequest(fd, request, timeoutMs) -> Promise<Buffer[]>: sends one netlink request and
+// resolves with every datagram received up to the end of its reply (NLMSG_ERROR or
+// NLMSG_DONE with the request's sequence number); rejects with ETIMEDOUT after timeoutMs.
 static napi_value NlRequest(napi_env env, napi_callback_info info) {
   ARGS(3, "nlRequest(fd, request, timeoutMs)");
   job a;
