@@ -43,6 +43,8 @@ export interface Vtep {
 export interface ApplyReport {
   applied: number;
   errors: string[];
+  /** The operations that failed (each has its line in `errors`). */
+  failed: Op[];
 }
 
 function isGlobal(a: rtnl.Addr): boolean {
@@ -128,6 +130,11 @@ export class Dataplane {
     return this.vtep;
   }
 
+  /** The current MTU of a link (the underlay's may change after start). */
+  async linkMtu(index: number): Promise<number> {
+    return (await rtnl.getLink(this.ns, index)).mtu;
+  }
+
   /** Every link with global addresses (candidates for pod links), loopback left out. */
   async links(): Promise<PodLink[]> {
     const links = (await rtnl.listLinks(this.ns)).filter((l) => l.type !== 772);
@@ -175,13 +182,14 @@ export class Dataplane {
 
   /** Applies the plan; each failure is reported and the rest still applied. */
   async apply(ops: readonly Op[]): Promise<ApplyReport> {
-    const report: ApplyReport = { applied: 0, errors: [] };
+    const report: ApplyReport = { applied: 0, errors: [], failed: [] };
     for (const o of ops) {
       try {
         await this.applyOne(o);
         report.applied++;
       } catch (e) {
         report.errors.push(`${describeOp(o)}: ${explain(o, e)}`);
+        report.failed.push(o);
       }
     }
     return report;

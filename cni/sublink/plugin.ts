@@ -74,6 +74,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
         { info: spec.info, master, linkInContainer, mtu: spec.mtu, mac: spec.mac },
         undo,
       );
+      a.log?.debug(`${spec.info.kind} ${a.ifName} (index ${link.index}, mac ${iface.mac ?? '?'}) on ${master.name} in ${a.netns}`);
       const result: Result = { cniVersion: CURRENT_VERSION, interfaces: [iface] };
 
       let source: Result | undefined;
@@ -84,6 +85,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
         source = await delegateAddWithRollback(type, a.stdinData, a);
         undo.push(`IPAM DEL (${type})`, () => delegateDel(type, a.stdinData, a));
         if (!source.ips?.length) throw new CniError(Code.DelegateFailed, `IPAM plugin ${type} returned no IP addresses`);
+        a.log?.debug(`IPAM ${type}: ${source.ips.map((i) => i.address).join(', ')}`);
       }
 
       if (source) {
@@ -147,6 +149,7 @@ export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void
   let linkErr: unknown;
   try {
     await deleteSublink(a.netns, a.ifName);
+    a.log?.debug(`DEL: ${a.ifName} removed (or already gone)`);
   } catch (e) {
     linkErr = e;
   }

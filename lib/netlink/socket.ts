@@ -1,5 +1,5 @@
-// One rtnetlink socket bound inside one network namespace. The only file that calls the
-// native addon for netlink. Asynchronous: the kernel does a request's work inside the
+// One netlink socket (rtnetlink unless told otherwise) bound inside one network
+// namespace. The only file that calls the native addon for netlink. Asynchronous: the kernel does a request's work inside the
 // send (under its RTNL lock, 15-30 ms for a veth deletion), so each round trip runs on an
 // addon thread and the event loop stays free. Requests on one socket run one at a time,
 // in order (a bounded queue); different sockets run in parallel. No JavaScript runs
@@ -15,9 +15,14 @@ import { native } from '../native/index.ts';
 import {
   CodecError,
   formatRequest,
+  isDone,
   isDumpInterrupted,
+  isError,
   NETLINK_ROUTE,
+  parseDonePayload,
+  parseErrorPayload,
   parseMessage,
+  type RawMessage,
   type RequestFlags,
   type RtnlMessage,
   type RtnlRequest,
@@ -67,10 +72,10 @@ export class NetlinkSocket {
     this.seq = (Date.now() & 0x7fffffff) >>> 0;
   }
 
-  /** Opens a NETLINK_ROUTE socket inside the netns at `nsPath` (null: the current one). */
-  static open(nsPath: string | null): NetlinkSocket {
+  /** Opens a netlink socket (default NETLINK_ROUTE) inside the netns at `nsPath` (null: the current one). */
+  static open(nsPath: string | null, protocol = NETLINK_ROUTE): NetlinkSocket {
     try {
-      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, NETLINK_ROUTE));
+      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, protocol));
     } catch (e) {
       throw fromNative('netlink.open', e, nsPath ?? undefined);
     }
@@ -104,12 +109,16 @@ export class NetlinkSocket {
    */
   async request(req: RtnlRequest, flags: Omit<RequestFlags, 'ack' | 'dump'>, op: string): Promise<DataMessage[]> {
     const out: DataMessage[] = [];
-    await this.exchange(req, { ...flags, ack: true }, op, (m) => {
-      if (m.kind === 'ack') return true;
-      if (m.kind === 'done') return true;
-      if (m.kind !== 'other') out.push(m);
-      return false;
-    });
+    await this.transact(
+      (seq) => formatRequest(req, { ...flags, ack: true }, seq),
+      op,
+      rtnlMessages(op, (m) => {
+        if (m.kind === 'ack') return true;
+        if (m.kind === 'done') return true;
+        if (m.kind !== 'other') out.push(m);
+        return false;
+      }),
+    );
     return out;
   }
 
@@ -117,17 +126,50 @@ export class NetlinkSocket {
   async dump(req: RtnlRequest, op: string): Promise<DumpResult> {
     const messages: DataMessage[] = [];
     let interrupted = false;
-    await this.exchange(req, { dump: true }, op, (m) => {
-      if (isDumpInterrupted(m.header)) interrupted = true;
-      if (m.kind === 'done' || m.kind === 'ack') return true;
-      if (m.kind !== 'other') messages.push(m);
+    await this.transact(
+      (seq) => formatRequest(req, { dump: true }, seq),
+      op,
+      rtnlMessages(op, (m) => {
+        if (isDumpInterrupted(m.header)) interrupted = true;
+        if (m.kind === 'done' || m.kind === 'ack') return true;
+        if (m.kind !== 'other') messages.push(m);
+        return false;
+      }),
+    );
+    return { messages, interrupted };
+  }
+
+  /**
+   * One request of any netlink family, already encoded by `format(seq)` (with NLM_F_ACK
+   * or NLM_F_DUMP set): resolves with the messages of the answer up to the
+   * acknowledgement or NLMSG_DONE, undecoded. Rejects with NetlinkError with the kernel's errno.
+   */
+  async exchange(format: (seq: number) => Buffer, op: string): Promise<{ messages: RawMessage[]; interrupted: boolean }> {
+    const messages: RawMessage[] = [];
+    let interrupted = false;
+    await this.transact(format, op, (raw) => {
+      if (isDumpInterrupted(raw.header)) interrupted = true;
+      if (isError(raw.header)) {
+        const err = parseErrorPayload(raw.header, raw.payload);
+        if (err.errno !== 0) throw new NetlinkError(op, err.errno, err.extAck?.msg);
+        return true;
+      }
+      if (isDone(raw.header)) {
+        const errno = parseDonePayload(raw.payload);
+        if (errno !== 0) throw new NetlinkError(op, errno, 'dump failed');
+        return true;
+      }
+      messages.push(raw);
       return false;
     });
     return { messages, interrupted };
   }
 
-  /** Queues one round trip behind the socket's earlier ones; `onMessage` sees the reply. */
-  private exchange(req: RtnlRequest, flags: RequestFlags, op: string, onMessage: (m: Exclude<RtnlMessage, { kind: 'error' }>) => boolean): Promise<void> {
+  /**
+   * Queues one round trip behind the socket's earlier ones: `format(seq)` is sent, and
+   * `onRaw` sees each message of the reply carrying that sequence number until it returns true.
+   */
+  private transact(format: (seq: number) => Buffer, op: string, onRaw: (raw: RawMessage) => boolean): Promise<void> {
     if (this.closeRequested) return Promise.reject(closedError(op));
     if (this.queued >= MAX_QUEUED)
       return Promise.reject(new NetlinkError(op, errnoOf('EAGAIN'), `more than ${MAX_QUEUED} requests queued on one netlink socket`));
@@ -136,8 +178,8 @@ export class NetlinkSocket {
       try {
         if (this.closeRequested) throw closedError(op);
         const seq = this.nextSeq();
-        const dgrams = await this.roundTrip(formatFor(req, flags, seq, op), op);
-        parseReply(dgrams, seq, op, onMessage);
+        const dgrams = await this.roundTrip(encode(format, seq, op), op);
+        readReply(dgrams, seq, op, onRaw);
       } finally {
         if (--this.queued === 0 && this.closeRequested) this.release();
       }
@@ -206,9 +248,9 @@ function closedError(op: string): NetlinkError {
   return new NetlinkError(op, errnoOf('EBADF'), 'netlink socket is closed');
 }
 
-function formatFor(req: RtnlRequest, flags: RequestFlags, seq: number, op: string): Buffer {
+function encode(format: (seq: number) => Buffer, seq: number, op: string): Buffer {
   try {
-    return formatRequest(req, flags, seq);
+    return format(seq);
   } catch (e) {
     // A value the codec cannot encode (VLAN id out of range, bad MAC...) is a bad argument.
     if (e instanceof CodecError) throw invalidArgument(op, e.message, e);
@@ -216,15 +258,22 @@ function formatFor(req: RtnlRequest, flags: RequestFlags, seq: number, op: strin
   }
 }
 
-/** Walks the reply's messages of sequence `seq` until `onMessage` returns true; kernel errors throw. */
-function parseReply(dgrams: Buffer[], seq: number, op: string, onMessage: (m: Exclude<RtnlMessage, { kind: 'error' }>) => boolean): void {
+/** An rtnetlink reader for transact(): decodes each message; kernel errors throw. */
+function rtnlMessages(op: string, onMessage: (m: Exclude<RtnlMessage, { kind: 'error' }>) => boolean): (raw: RawMessage) => boolean {
+  return (raw) => {
+    const m = parseMessage(raw);
+    if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
+    if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
+    return onMessage(m);
+  };
+}
+
+/** Walks the reply's messages of sequence `seq` until `onRaw` returns true. */
+function readReply(dgrams: Buffer[], seq: number, op: string, onRaw: (raw: RawMessage) => boolean): void {
   for (const dgram of dgrams) {
     for (const raw of splitMessages(dgram)) {
       if (raw.header.seq !== seq) continue; // a late answer to an earlier, abandoned request
-      const m = parseMessage(raw);
-      if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
-      if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
-      if (onMessage(m)) return;
+      if (onRaw(raw)) return;
     }
   }
   // The addon stops reading at the end of the reply; getting here means it never came.
