@@ -18,7 +18,9 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote.
+// --uninstall removes what install wrote and lists the node state it leaves (bridges,
+// VXLAN device, agent routes, IPAM records: cmd/install/report.ts). Install warns when
+// another network configuration sorts before strand's (the runtime would use that one).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +28,7 @@ import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
+import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './install/report.ts';
 import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
@@ -47,7 +50,11 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --etcd-tls-optional  no TLS when that directory holds none of the three files
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
-  --uninstall      remove the binaries, the conflist and the TLS files
+  --uninstall      remove the binaries, the conflist and the TLS files, then list
+                   what strand made on the node that stays (bridges, routes, IPAM state)
+
+  install warns when another network configuration in the conf dir sorts before
+  --conf-name: runtimes use the first one, so pods would not get strand's network.
 `;
 
 const TLS_SUBDIR = 'strand-etcd';
@@ -175,6 +182,8 @@ function install(o: Options, log: (s: string) => void): void {
   report(join(o.confDir, o.confName), writeFileAtomic(join(o.confDir, o.confName), p.conflist, 0o644));
   // TLS files of an earlier install go only after the conflist stopped naming them.
   if (p.tls.length === 0 && removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)} (no TLS configured)`);
+  const shadowed = precedenceWarning(o.confDir, o.confName);
+  if (shadowed !== undefined) log(shadowed);
 }
 
 function ensureParent(dir: string): void {
@@ -201,9 +210,20 @@ function removeTlsDir(confDir: string): boolean {
 }
 
 function uninstall(o: Options, log: (s: string) => void): void {
+  const conflist = join(o.confDir, o.confName);
+  let installed = '';
+  try {
+    installed = readFileSync(conflist, 'utf8'); // read first: it names the node state to report
+  } catch {
+    // not installed (or already uninstalled)
+  }
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
-  if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
+  if (removeIfPresent(conflist)) log(`removed ${conflist}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
+  if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
+  if (installed === '') return;
+  const others = configsBefore(o.confDir, '\uffff').map((n) => join(o.confDir, n));
+  for (const l of leftovers(nodeStateOf(installed), { otherConfigs: others })) log(`left in place: ${l}`);
 }
 
 /** Resolves on SIGTERM or SIGINT (the kubelet stopping the DaemonSet pod). */
