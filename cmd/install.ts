@@ -8,8 +8,10 @@
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
-// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
-//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
+// 2. Copies the shared libraries beside the binary (strand-lib/: libatomic.so.1, found
+//    through the binary's RUNPATH $ORIGIN/strand-lib) to <bin-dir>/strand-lib/, then the
+//    binary (this single executable, or --source) to <bin-dir>/strand with hardlinks
+//    strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
 //    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
 //    --etcd-tls-optional a TLS directory holding none of the three files (an optional
@@ -27,7 +29,18 @@ import { join } from 'node:path';
 import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
+import {
+  BINARY_NAMES,
+  ensureDir,
+  InstallError,
+  installBinaries,
+  installLibraries,
+  LIB_DIR,
+  removeIfPresent,
+  removeLibraries,
+  writeFileAtomic,
+  type Outcome,
+} from './install/files.ts';
 import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './install/report.ts';
 import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
@@ -173,6 +186,9 @@ function install(o: Options, log: (s: string) => void): void {
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
+  const libs = installLibraries(p.source, o.binDir);
+  if (libs.names.length > 0) report(`libraries ${libs.names.join(', ')} in ${join(o.binDir, LIB_DIR)}`, libs.outcome);
+  else if (o.source === undefined) log(`warning: no ${LIB_DIR}/ beside ${p.source}: the plugins need libatomic.so.1 from the node`);
   report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
   if (p.tls.length > 0) {
     const dir = join(o.confDir, TLS_SUBDIR);
@@ -218,6 +234,7 @@ function uninstall(o: Options, log: (s: string) => void): void {
     // not installed (or already uninstalled)
   }
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
+  for (const n of removeLibraries(o.binDir)) log(`removed ${join(o.binDir, LIB_DIR, n)}`);
   if (removeIfPresent(conflist)) log(`removed ${conflist}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
   if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
