@@ -317,7 +317,8 @@ describe('the installer image run in containerd', () => {
 
     const bin = hostPath['cni-bin']!;
     const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
-    expect(readdirSync(bin).sort()).toEqual(names);
+    expect(readdirSync(bin).sort()).toEqual([...names, 'strand-lib'].sort());
+    expect(readdirSync(join(bin, 'strand-lib'))).toEqual(['libatomic.so.1']);
     const ino = statSync(join(bin, 'strand')).ino;
     for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
     expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
