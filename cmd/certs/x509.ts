@@ -143,7 +143,7 @@ export function issuerFrom(certPem: string, key: KeyObject): Issuer {
   const f = children(tbs.body);
   const o = f[0]?.tag === 0xa0 ? 1 : 0; // [0] version is optional (v1)
   const subject = f[o + 4];
-  if (!subject || subject.tag !== 0x30) throw new CertificateError('CA certificate has no subject');
+  if (subject?.tag !== 0x30) throw new CertificateError('CA certificate has no subject');
   let keyId: Buffer | undefined;
   const exts = f.find((x) => x.tag === 0xa3);
   if (exts) {
@@ -193,7 +193,7 @@ function ipBytes(ip: string): Buffer {
   const t = tail ? tail.split(':') : [];
   const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(Number.parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
   return out;
 }
 
@@ -214,7 +214,7 @@ function altNames(names: string[]): Buffer {
 export function keyIdentifier(publicKey: KeyObject): Buffer {
   const spki = children(readTlv(publicKey.export({ type: 'spki', format: 'der' })).body);
   const bits = spki[1];
-  if (!bits || bits.tag !== 0x03) throw new CertificateError('public key has no subjectPublicKey');
+  if (bits?.tag !== 0x03) throw new CertificateError('public key has no subjectPublicKey');
   return createHash('sha1').update(bits.body.subarray(1)).digest();
 }
 
