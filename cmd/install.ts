@@ -145,6 +145,7 @@ interface Plan {
   source: string;
   tls: Array<{ name: string; data: Buffer }>;
   conflist: Buffer;
+  warnings: string[];
 }
 
 function plan(o: Options): Plan {
@@ -177,12 +178,24 @@ function plan(o: Options): Plan {
     }
     if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
   }
+  // https:// without client certificates cannot pass etcd's --client-cert-auth (the
+  // manifests' default): stop here, before a node gets a network that cannot allocate.
+  const endpoints = Array.isArray(values.ETCD_ENDPOINTS) ? values.ETCD_ENDPOINTS : [];
+  const warnings: string[] = [];
+  if (used.has('ETCD_CA') && tls.length === 0 && endpoints.some((e) => e.startsWith('https://'))) {
+    const where = tlsDir === undefined ? 'no --etcd-tls-dir (STRAND_ETCD_TLS_DIR) given' : `${tlsDir} holds none of ca.crt, tls.crt, tls.key`;
+    throw new InstallError(`etcd endpoints use https but ${where}: create the Secret strand-etcd-tls (strand certs writes it, docs/install.md)`);
+  }
+  if (tls.length > 0 && endpoints.length > 0 && endpoints.every((e) => e.startsWith('http://'))) {
+    warnings.push('warning: etcd TLS files given but every etcd endpoint is plain http://: the plugins will not use them');
+  }
   const { text } = fillTemplate(template, values);
-  return { source, tls, conflist: Buffer.from(text) };
+  return { source, tls, conflist: Buffer.from(text), warnings };
 }
 
 function install(o: Options, log: (s: string) => void): void {
   const p = plan(o);
+  for (const w of p.warnings) log(w);
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);

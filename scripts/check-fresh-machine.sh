@@ -20,6 +20,14 @@ mkdir -p "$work"/{upper,work,root}
 mkdir -p "$work/upper/src" "$work/upper/etc"
 git -C "$repo" archive HEAD | tar -x -C "$work/upper/src"
 cp -L /etc/resolv.conf "$work/upper/etc/resolv.conf"
+# A machine whose HTTPS goes through an intercepting proxy trusts its CA through
+# NODE_EXTRA_CA_CERTS (npm); the chroot gets the same file and variable.
+extra_ca=
+if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
+  mkdir -p "$work/upper/etc/ssl"
+  cp -L "$NODE_EXTRA_CA_CERTS" "$work/upper/etc/ssl/host-extra-ca.crt"
+  extra_ca=/etc/ssl/host-extra-ca.crt
+fi
 
 # shellcheck disable=SC2016
 unshare --mount --propagation private /bin/sh -c '
@@ -31,10 +39,10 @@ unshare --mount --propagation private /bin/sh -c '
   mount --rbind /dev "$w/root/dev"
   mount -t tmpfs -o mode=0755 tmpfs "$w/root/run"
   exec chroot "$w/root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    HOME=/root STRAND_TEST_PREFIX="${STRAND_TEST_PREFIX:-fm}" /bin/bash -c "
+    HOME=/root STRAND_TEST_PREFIX="${STRAND_TEST_PREFIX:-fm}" ${3:+NODE_EXTRA_CA_CERTS=$3} /bin/bash -c "
       set -e
       echo \"== before: \$(command -v node npm gcc || true)\"
       cd /src && bash scripts/demo.sh
       echo \"== installed: \$(dpkg-query -W -f=\"\\\${Package} \" nodejs npm g++ patchelf iproute2 qemu-system-x86 containerd golang-go etcd-server 2>/dev/null)\"
       echo \"== apt downloaded: \$(du -sh /var/cache/apt/archives | cut -f1)\""
-' sh "$work" "$rootfs"
+' sh "$work" "$rootfs" "$extra_ca"

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -127,5 +127,55 @@ describe('strand install --uninstall: what it leaves', () => {
     // the default bridge name of strand-bridge, and a conflist that is not JSON
     expect(nodeStateOf('{"name":"x","plugins":[{"type":"strand-bridge"}]}').bridges).toEqual(['cni0']);
     expect(nodeStateOf('not json')).toMatchObject({ bridges: [], network: undefined });
+  });
+});
+
+describe('strand install: etcd over https needs the client certificates', () => {
+  const tlsTemplate = () =>
+    writeFileSync(
+      join(root, 'template'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'strand',
+        plugins: [
+          {
+            type: 'strand-bridge',
+            ipam: { type: 'strand-ipam', etcd: { endpoints: '${ETCD_ENDPOINTS}', tls: { ca: '${ETCD_CA}', cert: '${ETCD_CERT}', key: '${ETCD_KEY}' } } },
+          },
+        ],
+      }),
+    );
+
+  it('https endpoints and an empty TLS directory (the optional Secret is missing): an error naming the Secret, nothing written', async () => {
+    tlsTemplate();
+    const empty = join(root, 'secret');
+    mkdirSync(empty);
+    const r = await run([...installArgs(), '--etcd-tls-dir', empty, '--etcd-tls-optional']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`etcd endpoints use https but ${empty} holds none of ca.crt, tls.crt, tls.key: create the Secret strand-etcd-tls (strand certs`);
+    expect(existsSync(bin)).toBe(false);
+    const none = await run(installArgs());
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no --etcd-tls-dir (STRAND_ETCD_TLS_DIR) given');
+  });
+
+  it('TLS files with plain-http endpoints: installed, with a warning', async () => {
+    tlsTemplate();
+    const dir = join(root, 'secret');
+    mkdirSync(dir);
+    for (const f of ['ca.crt', 'tls.crt', 'tls.key']) writeFileSync(join(dir, f), `-----BEGIN X-----\nAA==\n-----END X-----\n`);
+    let stderr = '';
+    const code = await main([...installArgs(), '--etcd-tls-dir', dir], {
+      env: { STRAND_ETCD_ENDPOINTS: 'http://10.96.0.50:2479' },
+      stdin: async () => Buffer.alloc(0),
+      stdout: { write: () => {} },
+      stderr: {
+        write: (s: string) => {
+          stderr += s;
+        },
+      },
+    });
+    expect(code, stderr).toBe(0);
+    expect(stderr).toContain('warning: etcd TLS files given but every etcd endpoint is plain http://');
   });
 });
