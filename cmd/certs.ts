@@ -116,7 +116,7 @@ function days(from: Date, n: number): Date {
 }
 
 /** A Secret of type kubernetes.io/tls with ca.crt, as YAML (PEM in literal blocks). */
-export function secretYaml(name: string, namespace: string, files: { 'ca.crt': string; 'tls.crt': string; 'tls.key': string }, comment: string): string {
+function secretYaml(name: string, namespace: string, files: { 'ca.crt': string; 'tls.crt': string; 'tls.key': string }, comment: string): string {
   const block = (pem: string) =>
     pem
       .trimEnd()

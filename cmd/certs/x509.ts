@@ -211,7 +211,7 @@ function altNames(names: string[]): Buffer {
 }
 
 /** The key identifier of a public key: SHA-1 of its subjectPublicKey bits (RFC 5280 4.2.1.2 (1)). */
-export function keyIdentifier(publicKey: KeyObject): Buffer {
+function keyIdentifier(publicKey: KeyObject): Buffer {
   const spki = children(readTlv(publicKey.export({ type: 'spki', format: 'der' })).body);
   const bits = spki[1];
   if (bits?.tag !== 0x03) throw new CertificateError('public key has no subjectPublicKey');

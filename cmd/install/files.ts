@@ -137,7 +137,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
 }
 
 /** Shared library file names in `dir` (none when it does not exist). */
-export function libraryNames(dir: string): string[] {
+function libraryNames(dir: string): string[] {
   try {
     return readdirSync(dir)
       .filter((n) => /^lib[A-Za-z0-9_+.-]*\.so(\.\d+)*$/.test(n))

@@ -28,8 +28,8 @@ export interface PodSandboxConfig {
   };
 }
 
-export type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE';
-export interface NamespaceOption {
+type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE';
+interface NamespaceOption {
   network?: NamespaceMode;
   pid?: NamespaceMode;
   ipc?: NamespaceMode;

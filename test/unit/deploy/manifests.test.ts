@@ -208,7 +208,11 @@ describe('manifests: what strand relies on', () => {
         env: { K8S_NODE_NAME: 'kind-worker', STRAND_ETCD_ENDPOINTS: cm.data['etcd-endpoints'], STRAND_ETCD_TLS_DIR: tlsDir },
         stdin: async () => Buffer.alloc(0),
         stdout: { write: () => {} },
-        stderr: { write: (s: string) => void (err += s) },
+        stderr: {
+          write: (s: string) => {
+            err += s;
+          },
+        },
       };
       expect(await installMain([...args, `--source=${join(tmp, 'strand')}`], io), err).toBe(0);
 
