@@ -9,16 +9,20 @@
 #
 #   scripts/image.sh [--out FILE] [--name REF]           the strand image (installer + agent)
 #   scripts/image.sh --pause [--out FILE] [--name REF]   a tiny pause image (tests)
+#   scripts/image.sh --etcd [--out FILE] [--name REF]    Debian's etcd, to run manifests/etcd.yaml's
+#                                                        pod in the containerd e2e test
 #
 # The strand image holds what the Dockerfile's image holds: /strand (dist/strand, the
 # single executable) and /strand-lib/ (the libraries it loads through its RUNPATH,
 # dist/strand-lib) with ENTRYPOINT ["/strand"] and CMD ["install", "--sleep"]. Where the
 # Dockerfile starts FROM distroless/cc-debian12 for the C/C++ runtime, this script copies
 # exactly the other shared libraries `ldd dist/strand` names from this Debian 12 host.
-# The pause image is /bin/busybox from busybox-static sleeping forever.
+# The pause image is /bin/busybox from busybox-static sleeping forever. The etcd image is
+# /usr/local/bin/etcd (Debian's etcd-server) with its loader and libraries, no entrypoint.
 #
 # Defaults: --out dist/strand-image.tar, --name docker.io/library/strand:<package.json version>
-#           (--pause: dist/test-tools/pause-image.tar, localhost/strand-test/pause:1)
+#           (--pause: dist/test-tools/pause-image.tar, localhost/strand-test/pause:1;
+#            --etcd: dist/test-tools/etcd-image.tar, localhost/strand-test/etcd:debian)
 # Deterministic: fixed mtimes and owners, gzip without name or time, so the same inputs
 # give the same digests.
 set -euo pipefail
@@ -30,9 +34,10 @@ name=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pause) kind=pause ;;
+    --etcd) kind=etcd ;;
     --out) out=$2; shift ;;
     --name) name=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -84,6 +89,18 @@ case $kind in
     entrypoint=(/bin/busybox sleep 2147483647)
     cmd=()
     ;;
+  etcd)
+    out=${out:-dist/test-tools/etcd-image.tar}
+    name=${name:-localhost/strand-test/etcd:debian}
+    [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing (Debian package etcd-server)"
+    mkdir -p "$root/usr/local/bin"
+    cp /usr/bin/etcd "$root/usr/local/bin/etcd"
+    while read -r lib; do
+      cp -L --parents "$lib" "$root/"
+    done < <(ldd /usr/bin/etcd | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    entrypoint=()
+    cmd=(etcd)
+    ;;
 esac
 printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
@@ -111,7 +128,8 @@ put() {
 
 config=$(
   printf '{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux",'
-  printf '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":%s' "$(ja "${entrypoint[@]}")"
+  printf '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
+  [ ${#entrypoint[@]} -gt 0 ] && printf ',"Entrypoint":%s' "$(ja "${entrypoint[@]}")"
   [ ${#cmd[@]} -gt 0 ] && printf ',"Cmd":%s' "$(ja "${cmd[@]}")"
   printf ',"WorkingDir":"/"},'
   printf '"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},' "$diff_id"

@@ -519,6 +519,65 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
   });
 });
 
+/** manifests/etcd.yaml's Deployment, parsed. */
+function etcdDeployment(): any {
+  return parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'etcd.yaml'), 'utf8'))
+    .map((d) => d.toJS())
+    .find((d) => d?.kind === 'Deployment');
+}
+
+/** An httpGet probe as the kubelet runs it for a host-network pod: from the node's network namespace. */
+function httpGetFromNode(ns: string, probe: { host: string; port: number; path: string }): number {
+  const url = `http://${probe.host}:${probe.port}${probe.path}`;
+  const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then((r) => console.log(r.status), () => console.log(0))`;
+  return Number(execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }).trim());
+}
+
+describe("manifests/etcd.yaml's pod run through the CRI as the kubelet runs it", () => {
+  it('etcd starts with the manifest command, Secret mount and security context (no capabilities, read-only root, seccomp), passes its probe, serves mutual TLS only', async () => {
+    const strand = requireStrandPlugin('strand');
+    const { c, host } = await startContainerd(24200);
+    const prefix = netns!.prefix;
+    const image = `localhost/strand-test/etcd:${prefix}`;
+    const tar = join(c.dir, 'etcd-image.tar');
+    execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--etcd', '--out', tar, '--name', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+    c.importImage(tar);
+    const certs = strandCerts(strand, c.dir);
+    const spec = etcdDeployment().spec.template.spec;
+    expect(spec.hostNetwork).toBe(true);
+    const container = spec.containers[0];
+    const data = join(c.dir, 'etcd-data');
+    mkdirSync(data);
+    // the Secret volume holds strand certs' server Secret; the hostPath is a temp dir
+    const pod = new KubeletPod(c, `${prefix}-etcd`, spec, {
+      image,
+      fields: { 'status.hostIP': '127.0.0.1' },
+      configMap: { name: 'none', data: {} },
+      volumes: { data, tls: certs.server },
+    });
+    await pod.runSandbox();
+    const id = await pod.start(container);
+    const ready = container.readinessProbe.httpGet;
+    const deadline = Date.now() + 60_000;
+    while (httpGetFromNode(host, ready) !== 200) {
+      const st = await c.cri().containerStatus(id);
+      if (st.status.state === 'CONTAINER_EXITED' || Date.now() > deadline) throw new Error(`etcd never ready (${st.status.state})\n${pod.logs()}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const oci = JSON.parse((await c.cri().containerStatus(id, true)).info['info'] ?? '{}').runtimeSpec;
+    for (const set of ['bounding', 'effective', 'permitted']) expect(oci.process.capabilities?.[set] ?? [], set).toEqual([]);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.root.readonly).toBe(true);
+    expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
+    // the client port as the manifest opens it: mutual TLS, nothing else
+    const port = Number(new URL(container.command.find((a: string) => a.startsWith('--listen-client-urls=')).split('=')[1]).port);
+    expectPlainHttpRefused(host, port, certs.client);
+    expect(readdirSync(data)).toContain('member');
+    await pod.remove();
+    await stopClean(c);
+  });
+});
+
 describe("ctr run --cni, kept away from the host's /etc/cni, /opt/cni and /var/lib/cni", () => {
   const hostPaths = ['/etc/cni', '/opt/cni', '/var/lib/cni'];
 
