@@ -246,9 +246,10 @@ function uninstall(o: Options, log: (s: string) => void): void {
   } catch {
     // not installed (or already uninstalled)
   }
+  // the conflist first: a runtime never sees a network whose plugins are gone
+  if (removeIfPresent(conflist)) log(`removed ${conflist}`);
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   for (const n of removeLibraries(o.binDir)) log(`removed ${join(o.binDir, LIB_DIR, n)}`);
-  if (removeIfPresent(conflist)) log(`removed ${conflist}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
   if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
   if (installed === '') return;
