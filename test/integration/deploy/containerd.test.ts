@@ -9,7 +9,7 @@ import { CLIENT_SECRET, SERVER_SECRET } from '../../../cmd/certs.ts';
 import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd, type NetnsEtcdTls } from '../../helpers/containerd.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
-import { filesMentioning, linkNames } from './fixtures.ts';
+import { filesMentioning, linkNames, versionOf } from './fixtures.ts';
 import { KubeletPod } from './kubelet.ts';
 
 // containerd end to end: Debian's containerd + runc started by the test, driven through
@@ -378,7 +378,7 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
       ETCD_KEY: hostConf('tls.key'),
     }).text;
     expect(readFileSync(join(conf, '10-strand.conflist'), 'utf8')).toBe(expected);
-    const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+    const v = versionOf(join(bin, 'strand-bridge'));
     expect(v.supportedVersions).toContain('1.1.0');
 
     const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];

@@ -74,7 +74,9 @@ function onNode(argv: string[], env: Record<string, string> = {}, input = ''): {
     encoding: 'utf8',
     timeout: 120_000,
   });
-  if (r.error) throw r.error;
+  // EPIPE: the command finished without reading all of `input` (a VERSION answer), as
+  // Go's os/exec in a runtime would also ignore
+  if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
