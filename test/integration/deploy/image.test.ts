@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -131,6 +131,33 @@ describe('scripts/image.sh: loaded into containerd', () => {
     expect(c.ctr(['images', 'ls', '-q'])).toContain(NAME);
     expect(runVersion(c, `${netns!.prefix}-v`)).toMatch(/^strand \d+\.\d+\.\d+/);
     expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+  });
+
+  it('`strand certs` runs in the image (as docs/install.md shows with docker run) and writes the Secrets into a mounted directory', async () => {
+    const c = await start(36130);
+    c.importImage(tarball);
+    const out = join(work, 'certs-from-image');
+    mkdirSync(out);
+    c.ctr([
+      'run',
+      '--rm',
+      '--runc-root',
+      join(c.dir, 'runc-ctr'),
+      '--fifo-dir',
+      join(c.dir, 'fifo'),
+      '--mount',
+      `type=bind,src=${out},dst=/certs,options=rbind:rw`,
+      NAME,
+      `${netns!.prefix}-c`,
+      '/strand',
+      'certs',
+      '--dir',
+      '/certs/out',
+    ]);
+    expect(readdirSync(join(out, 'out')).sort()).toEqual(['ca.crt', 'ca.key', 'client.crt', 'client.key', 'secrets.yaml', 'server.crt', 'server.key']);
+    const server = new X509Certificate(readFileSync(join(out, 'out', 'server.crt')));
+    expect(server.checkIssued(new X509Certificate(readFileSync(join(out, 'out', 'ca.crt'))))).toBe(true);
+    expect(server.checkIP('10.96.0.50')).toBe('10.96.0.50');
   });
 
   it('the docker-archive view alone (manifest.json + blobs, no OCI index), as docker load reads it: containerd imports and runs it', async () => {
