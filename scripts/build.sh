@@ -8,7 +8,8 @@
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
 #      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
 #      and RUNPATH $ORIGIN/strand-lib (patchelf, after the SEA blob is in)
-#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
+#      hardlinks, dispatch by name
 #   6. dist/strand-lib/ and dist/bin/strand-lib/: libatomic.so.1 from this machine, the
 #      one library the executable needs beyond glibc, libstdc++ and libgcc_s (which
 #      every glibc system has: apt, dnf and glibc itself need them). Shipping those too
@@ -41,7 +42,7 @@ command -v strip >/dev/null || die "strip not found (Debian package binutils)"
 command -v patchelf >/dev/null || die "patchelf not found (Debian package patchelf; scripts/setup.sh installs it)"
 
 ADDON="native/build/Release/strand_native.node"
-LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
 # Libraries shipped beside the executable (see 6. above), by soname.
 SHIPPED_LIBS=(libatomic.so.1)
 RUNPATH='$ORIGIN/strand-lib'

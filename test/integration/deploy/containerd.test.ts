@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { CLIENT_SECRET, SERVER_SECRET } from '../../../cmd/certs.ts';
 import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd, type NetnsEtcdTls } from '../../helpers/containerd.ts';
+import { probe, startServerWith } from '../../helpers/hostport.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames, versionOf } from './fixtures.ts';
@@ -102,7 +103,7 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
 
 /** Stops and removes every pod, then checks sandboxes, netns and host links are gone. */
 async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[]): Promise<void> {
-  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(PODS);
+  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(pods.length);
   for (const p of pods) {
     await c.cri().stopPodSandbox(p.id);
     await c.cri().stopPodSandbox(p.id); // idempotent, as the kubelet expects
@@ -222,6 +223,10 @@ function expectPlainHttpRefused(ns: string, port: number, clientDir: string): vo
  * strand installed by `strand install` from the DaemonSet's template (here straight
  * into containerd's CNI dirs) with strand-ipam on an etcd in the host namespace; `main`
  * replaces the template's strand-bridge (the reference bridge proves strand-ipam alone).
+ * The bin dir is empty before the install step, as on a node without the reference
+ * plugins: every plugin the pods need comes from strand, loopback (which containerd runs
+ * for every pod) and strand-portmap included; only the reference bridge is put there
+ * first when the template names it (install refuses a chain it cannot run).
  */
 async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
   requireStrandPlugin('strand-ipam');
@@ -237,16 +242,39 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   const template = join(c.dir, 'conflist.template');
   const text: string = strandManifest().configMap.data['conflist.template'];
   writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
-  execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
-    env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins[0].ipam.etcd.tls.cert).toBe(
-    join(c.cniConfDir, 'strand-etcd', 'tls.crt'),
+  const install = () =>
+    execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
+      env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+  expect(readdirSync(c.cniBinDir), 'an empty /opt/cni/bin before the install step').toEqual([]);
+  if (main === 'bridge') {
+    // the template names the reference bridge, which this node lacks: the install fails, naming it
+    expect(install).toThrow(/needs plugin "bridge"/);
+    expect(readdirSync(c.cniConfDir), 'no conflist written').toEqual([]);
+    copyRefPlugins(c, ['bridge']);
+  }
+  install();
+  const installed = readdirSync(c.cniBinDir).sort();
+  expect(installed).toEqual(
+    [
+      ...(main === 'bridge' ? ['bridge'] : []),
+      '.strand-installed.json',
+      'loopback',
+      'strand',
+      'strand-bridge',
+      'strand-ipam',
+      'strand-ipvlan',
+      'strand-lib',
+      'strand-macvlan',
+      'strand-portmap',
+    ].sort(),
   );
-  // the reference plugins a kind node already has
-  copyRefPlugins(c, main === 'bridge' ? ['loopback', 'portmap', 'bridge'] : ['loopback', 'portmap']);
-  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins[0].type).toBe(main);
+  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand')).ino);
+  const list = JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8'));
+  expect(list.plugins.map((p: { type: string }) => p.type)).toEqual([main, 'strand-portmap']);
+  expect(list.plugins[0].ipam.etcd.tls.cert).toBe(join(c.cniConfDir, 'strand-etcd', 'tls.crt'));
   await c.waitNetworkReady();
 
   const ipamLs = () =>
@@ -256,12 +284,22 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       }),
     ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
   const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
+  // strand's loopback brought lo up in every pod (containerd runs it before the conflist)
+  for (const p of pods) expect(c.inPod(p.netns, ['ip', '-o', 'link', 'show', 'lo'])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+
+  // a pod with a hostPort, reached from the node on its address and on localhost
+  const hostPod = await runHostPortPod(c, prefix);
+  pods.push(hostPod.pod);
   const records = ipamLs();
   expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
   for (const r of records) {
     expect(r.node).toBe(`node-${prefix}`);
     expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
   }
+  for (const addr of ['10.244.0.1', '127.0.0.1']) {
+    expect(await probe(host, 'tcp', addr, HOST_PORT), `node -> ${addr}:${HOST_PORT}`).toMatchObject({ ok: true, name: 'hostport-pod' });
+  }
+  hostPod.server.kill('SIGKILL');
 
   await removePods(c, host, pods, ['strand0', 'lo']);
   expect(ipamLs()).toEqual([]);
@@ -269,17 +307,37 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   for (const p of pods) expect(keys).not.toContain(p.id);
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
   for (const p of pods) expect(nat).not.toContain(p.ip);
+  expect(nat).not.toContain('CNI-DN-');
   await etcd.stop();
   etcd = undefined;
   await stopClean(c);
 }
 
+const HOST_PORT = 34180;
+
+/** One more sandbox with a hostPort, and the probe server listening in it. */
+async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod; server: ChildProcess }> {
+  const id = await c.cri().runPodSandbox({
+    metadata: { name: 'hostport', uid: `${prefix}-uid-hp`, namespace: 'default', attempt: 0 },
+    hostname: 'hostport',
+    logDirectory: join(c.dir, 'logs', 'hostport'),
+    labels: { test: prefix },
+    portMappings: [{ protocol: 'TCP', containerPort: HOST_PORT, hostPort: HOST_PORT }],
+    linux: { cgroupParent: c.opts.cgroupParent },
+  });
+  const st = await c.cri().podSandboxStatus(id);
+  expect(st.status.state).toBe('SANDBOX_READY');
+  const path = await c.cri().netnsPath(id);
+  const server = await startServerWith(c.podCommand(path), 'hostport-pod', HOST_PORT);
+  return { pod: { id, ip: st.status.network?.ip ?? '', netns: path }, server };
+}
+
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`strand-bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
-  it(`reference bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`reference bridge: install refuses the chain until the bridge is there; ${PODS} pod sandboxes get addresses, reach each other; hostPort; removal leaves nothing`, async () => {
     await strandIpamCase('bridge', 24150);
   });
 });
@@ -356,8 +414,9 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     expect(oci.linux.readonlyPaths).toContain('/proc/sys');
 
     const bin = volumes['cni-bin']!;
-    const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
-    expect(readdirSync(bin).sort()).toEqual([...names, 'strand-lib'].sort());
+    // strand's names and loopback (the node's bin dir has none), the record of them, strand-lib/
+    const names = ['loopback', 'strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan', 'strand-portmap'];
+    expect(readdirSync(bin).sort()).toEqual(['.strand-installed.json', ...names, 'strand-lib'].sort());
     expect(readdirSync(join(bin, 'strand-lib'))).toEqual(['libatomic.so.1']);
     const ino = statSync(join(bin, 'strand')).ino;
     for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
@@ -381,13 +440,14 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     const v = versionOf(join(bin, 'strand-bridge'));
     expect(v.supportedVersions).toContain('1.1.0');
 
-    const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
+    const inodes = () => [...names, '.strand-installed.json'].map((n) => statSync(join(bin, n)).ino).concat(statSync(join(conf, '10-strand.conflist')).ino);
+    const before = inodes();
     await pod.remove();
     const again = new KubeletPod(c, `${prefix}-ds2`, spec, inputs);
     await again.runSandbox();
     const second = await again.runToCompletion(container);
     expect(second.exitCode, second.log).toBe(0);
-    expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
+    expect(inodes()).toEqual(before);
     await again.remove();
     await stopClean(c);
   });

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { FLAGS, loadAgentConfig } from '../../../agent/config.ts';
 import { CLIENT_SECRET, makeCerts, SERVER_SECRET } from '../../../cmd/certs.ts';
-import { main as installMain } from '../../../cmd/install.ts';
+import { main as installMain, pluginTypes } from '../../../cmd/install.ts';
+import { BINARY_NAMES } from '../../../cmd/install/files.ts';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 
 // Every manifest validated offline against the Kubernetes schemas (kubernetes-models'
@@ -282,7 +283,7 @@ describe('manifests: what strand relies on', () => {
     }
   });
 
-  it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd', () => {
+  it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd, then strand-portmap with the portMappings capability', () => {
     const ref = inst.env.find((e: any) => e.name === 'STRAND_ETCD_ENDPOINTS').valueFrom.configMapKeyRef;
     expect(ref.name).toBe('strand-config');
     const endpoints = parseEndpoints(cm.data[ref.key]);
@@ -291,7 +292,10 @@ describe('manifests: what strand relies on', () => {
     expect(bridge.type).toBe('strand-bridge');
     expect(bridge.ipam).toMatchObject({ type: 'strand-ipam', nodeName: 'kind-worker', etcd: { endpoints } });
     expect(bridge.ipam.etcd).not.toHaveProperty('tls');
-    expect(portmap).toEqual({ type: 'portmap', capabilities: { portMappings: true } });
+    expect(portmap).toEqual({ type: 'strand-portmap', capabilities: { portMappings: true } });
+    // every plugin of the chain is one `strand install` lays down: a node needs nothing else
+    expect(pluginTypes(conflist).map((p) => p.type)).toEqual(['strand-bridge', 'strand-ipam', 'strand-portmap']);
+    for (const p of pluginTypes(conflist)) expect(BINARY_NAMES as readonly string[]).toContain(p.type);
     const withTls = fillTemplate(cm.data['conflist.template'], { NODE_NAME: 'n', ETCD_ENDPOINTS: endpoints, ETCD_CA: '/a', ETCD_CERT: '/b', ETCD_KEY: '/c' });
     expect((withTls.conflist.plugins[0] as any).ipam.etcd.tls).toEqual({ ca: '/a', cert: '/b', key: '/c' });
   });
