@@ -475,7 +475,7 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     await stopClean(c);
   });
 
-  it("then the agent container on an etcd with the manifest's mutual TLS: readiness follows etcd, proxy ARP on the pod bridge, SIGTERM ends it within the grace period, routes stay", async () => {
+  it("then the agent container (NET_ADMIN only) on an etcd with the manifest's mutual TLS: readiness follows etcd, proxy ARP on the pod bridge, SIGTERM ends it within the grace period, routes stay", async () => {
     const strand = requireStrandPlugin('strand');
     const { c, host } = await startContainerd(24180);
     const prefix = netns!.prefix;
@@ -523,6 +523,12 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     expect(cfg.args).toContain('--node-ip=192.0.2.1');
     expect(cfg.args).toContain(`--mode=${configMap.data['agent-mode']}`);
     const id = await pod.start(agentSpec);
+    // not privileged: NET_ADMIN only, /proc/sys read-only (proxy ARP goes through rtnetlink)
+    const oci = JSON.parse((await c.cri().containerStatus(id, true)).info['info'] ?? '{}').runtimeSpec;
+    for (const set of ['bounding', 'effective', 'permitted']) expect(oci.process.capabilities?.[set], set).toEqual(['CAP_NET_ADMIN']);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.linux.readonlyPaths).toContain('/proc/sys');
+    expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
     // the readiness probe, exec'd in the running container as the kubelet's prober does
     let probes = 0;
     const probe = async (): Promise<{ code: number; out: string }> => {

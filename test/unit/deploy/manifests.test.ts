@@ -114,8 +114,9 @@ describe('manifests: what strand relies on', () => {
       capabilities: { drop: ['ALL'] },
     });
     for (const c of [...pod.initContainers, ...pod.containers]) expect(c.securityContext.seccompProfile, c.name).toBeUndefined(); // the pod's applies
-    // the agent writes the pod bridge's proxy ARP sysctls through /proc/sys (docs/install.md)
-    expect(agent.securityContext).toEqual({ privileged: true });
+    // the agent: routes, VXLAN, neighbours and proxy ARP through rtnetlink, nothing more
+    expect(agent.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
+    for (const c of [...pod.initContainers, ...pod.containers]) expect(c.securityContext.privileged, c.name).toBeUndefined();
     expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     expect(pod.serviceAccountName).toBe(find('ServiceAccount', 'strand').metadata.name);
   });
