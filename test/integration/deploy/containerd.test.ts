@@ -241,7 +241,10 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   expectPlainHttpRefused(host, streamPort + 1, certs.client);
   const template = join(c.dir, 'conflist.template');
   const text: string = strandManifest().configMap.data['conflist.template'];
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
+  // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
+  const mtuFile = join(c.dir, 'pod-mtu');
+  writeFileSync(mtuFile, '1500\n');
+  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
   const install = () =>
     execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
       env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
@@ -364,6 +367,8 @@ function nodeDirs(c: Containerd, configMapData: Record<string, string>, tlsDir?:
     'cni-conf': join(node, 'etc/cni/net.d'),
     config: join(node, 'configmap'),
     'etcd-tls': tlsDir ?? join(node, 'no-secret'),
+    'strand-run': join(node, 'run/strand'),
+    'cni-log': join(node, 'var/log/strand'),
   };
   for (const d of Object.values(volumes)) mkdirSync(d, { recursive: true });
   for (const [k, v] of Object.entries(configMapData)) writeFileSync(join(volumes['config']!, k), v);
@@ -529,12 +534,18 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     expect(oci.process.noNewPrivileges).toBe(true);
     expect(oci.linux.readonlyPaths).toContain('/proc/sys');
     expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
-    // the readiness probe, exec'd in the running container as the kubelet's prober does
     let probes = 0;
-    const probe = async (): Promise<{ code: number; out: string }> => {
+    // the probes as the kubelet runs them: an HTTP GET from the node (the host network)
+    const httpGet = (p: { host: string; path: string; port: number }): { code: number; out: string } => {
+      const url = `http://${p.host}:${p.port}${p.path}`;
+      const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }).then(async (r) => console.log(JSON.stringify({ code: r.status, out: await r.text() })), () => console.log('{"code":-1,"out":""}'))`;
+      return JSON.parse(execFileSync('ip', ['netns', 'exec', host, process.execPath, '-e', script], { encoding: 'utf8' }));
+    };
+    // the readiness probe: 200 ready, 503 not (0 for "no answer" is a failure too)
+    const probe = (): { code: number; out: string } => {
       probes++;
-      const r = await c.cri().execSync(id, agentSpec.readinessProbe.exec.command, agentSpec.readinessProbe.timeoutSeconds);
-      return { code: r.exitCode, out: r.stdout + r.stderr };
+      const r = httpGet(agentSpec.readinessProbe.httpGet);
+      return { code: r.code === 200 ? 0 : 1, out: r.out };
     };
     const waitProbe = async (want: number, what: string): Promise<string> => {
       const deadline = Date.now() + 90_000;
@@ -549,18 +560,39 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     };
     const agentRoutes = () => JSON.parse(ipn(['-j', 'route', 'show', 'proto', '115'])) as Array<{ dst: string; gateway?: string }>;
     const proxyArp = () => execFileSync('ip', ['netns', 'exec', host, 'cat', `/proc/sys/net/ipv4/conf/${prefix}-br/proxy_arp`], { encoding: 'utf8' }).trim();
-    const ready = await waitProbe(0, 'ready');
-    expect(ready).toMatch(/state:\s+synced/);
+    // `strand agent status` in the container: the state file's view, errors included
+    const status = async () => {
+      const r = await c.cri().execSync(id, ['/strand', 'agent', 'status'], 10);
+      return r.stdout + r.stderr;
+    };
+    expect(await waitProbe(0, 'ready'), pod.logs()).toBe('ok\n');
     expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+    expect(httpGet(agentSpec.livenessProbe.httpGet)).toEqual({ code: 200, out: 'ok\n' });
+    const metrics = httpGet({ ...agentSpec.livenessProbe.httpGet, path: '/metrics' });
+    expect(metrics.code).toBe(200);
+    expect(metrics.out).toMatch(/^strand_agent_routes\{kind="block"\} 1$/m);
+    // the pod MTU for strand-bridge, in the host directory the DaemonSet mounts
+    expect(readFileSync(join(volumes['strand-run']!, 'pod-mtu'), 'utf8')).toMatch(/^\d+\n$/);
+    // proxy ARP on the pod bridge, set through rtnetlink with NET_ADMIN alone
     const deadline = Date.now() + 10_000;
     while (proxyArp() !== '1' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(proxyArp(), (await probe()).out).toBe('1');
-    expect((await probe()).out).not.toMatch(/^error:/m);
-    console.log(`agent container: ready after ${probes} probe(s)`);
+    expect(proxyArp(), await status()).toBe('1');
+    expect(await status()).not.toMatch(/^error:/m);
+    const pid = /^\S+\s+(\d+)/.exec(
+      c
+        .ctr(['task', 'ls'])
+        .split('\n')
+        .find((l) => l.startsWith(id)) ?? '',
+    )?.[1];
+    const rss = pid && existsSync(`/proc/${pid}/status`) ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : undefined;
+    console.log(
+      `agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${agentSpec.resources.requests.memory})`,
+    );
 
-    // etcd gone: not ready (routes stay); back: ready again
+    // etcd gone: not ready (routes stay), still alive; back: ready again
     await etcd.stop();
-    expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/NOT synced/);
+    expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/^not ready: not synced with etcd/);
+    expect(httpGet(agentSpec.livenessProbe.httpGet).code).toBe(200);
     expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
     etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182, tls);
     await waitProbe(0, 'ready again after etcd came back');
@@ -576,7 +608,7 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     console.log(`agent container: exited ${ms} ms after SIGTERM`);
     expect(pod.logs()).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
     expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-    // the lease is not revoked: peers keep their routes to this node for its TTL
+    // the node record stays (no lease): peers keep their routes to this node's blocks
     expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
     await pod.remove();
     await etcd.stop();
