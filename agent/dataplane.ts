@@ -1,9 +1,11 @@
 // The agent's data plane: reads and changes the node's routes, VXLAN device, FDB and
-// neighbour entries and proxy-ARP sysctls through rtnetlink (lib/netlink/rtnl.ts), in
+// neighbour entries and proxy-ARP settings through rtnetlink (lib/netlink/rtnl.ts,
+// lib/netlink/devconf.ts: CAP_NET_ADMIN is all it needs), in
 // the namespace handle it is given. Routes are marked with the agent's own protocol
 // number and only such routes are ever listed as "ours", replaced or deleted.
 import { createHash } from 'node:crypto';
 import { canonicalIP, ipFamily } from '../lib/addr/cidr.ts';
+import { setArpProxyDelay, setProxyArp } from '../lib/netlink/devconf.ts';
 import * as rtnl from '../lib/netlink/rtnl.ts';
 import type { Link, Netns, VxlanInfo } from '../lib/netlink/rtnl.ts';
 import type { VxlanConfig } from './config.ts';
@@ -230,16 +232,20 @@ export class Dataplane {
     await rtnl.newRoute(ns, spec, o.action === 'replace' ? { replace: true } : {});
   }
 
-  /** Proxy ARP (answered at once) on the links that carry pod gateways. */
+  /**
+   * Proxy ARP (answered at once) on the links that carry pod gateways. Read through
+   * /proc/sys, set through rtnetlink: CAP_NET_ADMIN is enough, /proc/sys may be read-only
+   * (the agent's container is not privileged).
+   */
   async ensureProxyArp(links: readonly string[]): Promise<string[]> {
     const errors: string[] = [];
     for (const l of links) {
-      for (const [path, value] of [
-        [`net/ipv4/conf/${l}/proxy_arp`, '1'],
-        [`net/ipv4/neigh/${l}/proxy_delay`, '0'],
+      for (const [path, value, set] of [
+        [`net/ipv4/conf/${l}/proxy_arp`, '1', (index: number) => setProxyArp(this.ns, index, true)],
+        [`net/ipv4/neigh/${l}/proxy_delay`, '0', (index: number) => setArpProxyDelay(this.ns, index, 0)],
       ] as const) {
         try {
-          if ((await rtnl.sysctlGet(this.ns, path)) !== value) await rtnl.sysctlSet(this.ns, path, value);
+          if ((await rtnl.sysctlGet(this.ns, path)) !== value) await set(await rtnl.linkIndex(this.ns, l));
         } catch (e) {
           errors.push(`sysctl ${path}=${value}: ${e instanceof Error ? e.message : String(e)}`);
         }

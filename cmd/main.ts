@@ -50,6 +50,10 @@ const commands: Record<string, Command> = {
     summary: 'install [options]    put strand and its conflist on a node (--help for options)',
     load: async () => (await import('./install.ts')).main,
   },
+  certs: {
+    summary: 'certs [options]      CA, etcd server and client certificates and their Secrets (--help)',
+    load: async () => (await import('./certs.ts')).main,
+  },
   agent: {
     summary: "agent [run|status]   node agent: routes to other nodes' pod blocks (host-gw, vxlan)",
     load: async () => (await import('../agent/main.ts')).main,
