@@ -566,13 +566,17 @@ export class Allocator {
     const own = affinities.filter((a) => a.node === node).map((a) => a.cidr);
     const blocks = own.length ? await this.blocks(own, fresh) : [];
     const sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => byLo(x.g, y.g));
-    const held = fresh ? await Promise.all(sorted.map(({ g }) => this.holdersIn(g.cidr, true))) : [];
-    for (const [i, { b, g }] of sorted.entries()) {
+    for (const { b, g } of sorted) {
       const spans = spansOf(rs, g, reserved);
-      const allocations = Allocator.withHolders(b.value, held[i] ?? new Map());
       // After a conflict, start at a random point so concurrent requests on one node spread out.
       const after = fresh ? g.lo + BigInt(Math.floor(this.random() * Number(g.hi - g.lo + 1n))) : b.value.last ? parseIP(b.value.last).value : undefined;
-      const got = pickFree(spans, Allocator.takenOf(allocations), after);
+      let allocations = b.value.allocations;
+      let got = pickFree(spans, Allocator.takenOf(allocations), after);
+      if (got && fresh) {
+        // the holders only of the block with room (one read per retry), then pick again
+        allocations = Allocator.withHolders(b.value, await this.holdersIn(g.cidr, true));
+        got = pickFree(spans, Allocator.takenOf(allocations), after);
+      }
       if (got) return this.takeOp(set, b, allocations, got.v, got.range, containerId, ifname, node);
     }
     // 2. claim a free block (after a conflict: one that really does not exist yet, rebuilt
