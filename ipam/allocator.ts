@@ -846,6 +846,7 @@ export class Allocator {
         // Blocks before attachments: an allocation committed in between is then seen on both sides.
         const blocks = await this.store.listBlocks(this.network);
         const atts = await this.store.listAttachments(this.network);
+        const affinities = new Set((await this.store.listAffinities(this.network)).map((a) => a.cidr));
         // the truth: address -> the attachment holding it
         const truth = new Map<string, { a: Versioned<Attachment>; v: bigint; family: Family }>();
         for (const a of atts) {
@@ -907,6 +908,11 @@ export class Allocator {
           placed.set(ip, g.cidr);
         }
         for (const b of rebuilt.values()) {
+          if (affinities.has(b.cidr)) {
+            // etcd: an affinity record whose block is gone blocks the block's creation
+            out.conflicts.push(`${b.cidr}: its affinity record remains without the block; strand ipam repair removes it`);
+            continue;
+          }
           // owned by the node holding most of its addresses
           const count = new Map<string, number>();
           for (const [ip, c] of placed)
