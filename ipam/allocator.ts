@@ -206,7 +206,7 @@ export interface GcOptions {
   startedAt: number;
   /** Overrides the config's gcGracePeriod. */
   graceMs?: number;
-  /** Whether the attachment's pod is still alive (its network namespace): such attachments are kept. */
+  /** Whether the attachment's pod still uses its address (its network namespace holds it): such attachments are kept. */
   isLive?: (a: Attachment) => Promise<boolean>;
   /** Release even attachments that are young or alive (strand ipam gc --force). */
   force?: boolean;
@@ -946,7 +946,7 @@ export class Allocator {
   /**
    * CNI GC: releases this node's attachments in this network that are not in `valid`,
    * except those created during the GC or less than the grace period before it started
-   * (an ADD the runtime's list may predate) and those whose pod is still alive
+   * (an ADD the runtime's list may predate) and those whose pod still uses its address
    * (`isLive`), unless `force`; an attachment written again since it was read is never
    * released. Then drops block entries of this node no attachment holds.
    */
@@ -967,7 +967,7 @@ export class Allocator {
             continue;
           }
           if (opts.isLive && (await opts.isLive(a.value))) {
-            out.kept.push({ containerId, ifname, ips, why: `its network namespace ${a.value.netns ?? ''} is still alive` });
+            out.kept.push({ containerId, ifname, ips, why: `its network namespace ${a.value.netns ?? ''} still holds its address` });
             continue;
           }
         }

@@ -72,7 +72,7 @@ export interface IpamConfig {
   requested: RequestedIP[];
   /** CNI GC never releases an attachment created less than this long before it started. */
   gcGraceMs: number;
-  /** CNI GC keeps an attachment whose recorded network namespace still exists. */
+  /** CNI GC keeps an attachment whose recorded network namespace still exists and holds one of its addresses. */
   gcKeepLiveNetns: boolean;
 }
 

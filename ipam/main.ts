@@ -17,6 +17,7 @@ import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cn
 import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
 import { formatIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 import { Netns } from '../lib/netlink/netns.ts';
+import { listAddrs } from '../lib/netlink/rtnl.ts';
 import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError, IpamReservedError, type AttachmentMeta } from './allocator.ts';
 import { parseIpamConfig, type IpamConfig } from './config.ts';
 import { hostLocalFilesOf, readHostLocal, removeHostLocal, withHostLocalLock } from './host-local.ts';
@@ -128,9 +129,27 @@ export function attachmentMeta(a: CmdArgs): AttachmentMeta {
   return meta;
 }
 
-/** Whether an attachment's network namespace still exists: its pod may still use the address (GC keeps it). */
-export async function netnsAlive(att: Attachment): Promise<boolean> {
-  return att.netns !== undefined && att.netns !== '' && Netns.exists(att.netns);
+/**
+ * Whether an attachment's recorded network namespace still exists and holds one of its
+ * addresses: its pod still uses it (GC keeps it). A namespace path can be reused by a
+ * later pod (the address then differs); one that cannot be inspected counts as holding it.
+ */
+export async function netnsHoldsAddress(att: Attachment): Promise<boolean> {
+  if (!att.netns || !Netns.exists(att.netns)) return false;
+  let ns: Netns | undefined;
+  try {
+    ns = Netns.open(att.netns);
+    const mine = new Set(att.ips.map((e) => e.ip));
+    const addrs = await listAddrs(ns);
+    return addrs.some((a) => {
+      const ip = tryParseIP(a.ip);
+      return ip !== undefined && mine.has(formatIP(ip));
+    });
+  } catch {
+    return true;
+  } finally {
+    ns?.close();
+  }
 }
 
 /** Opens the store, builds this node's allocator, runs `fn`, closes, maps errors to CNI codes. */
@@ -190,13 +209,14 @@ export async function cmdStatus(a: CmdArgs, conf: NetConf): Promise<void> {
  * GC per spec: every attachment of this node not in `cni.dev/valid-attachments` (null,
  * [] and an absent key all mean none is valid, as libcni and the Go skel read them) is
  * released, except one created during the GC or within ipam.gcGracePeriod before it, and
- * one whose network namespace still exists (unless ipam.gcKeepLiveNetns is false).
+ * one whose network namespace still exists and holds one of its addresses (unless
+ * ipam.gcKeepLiveNetns is false).
  */
 export async function cmdGc(a: CmdArgs, conf: NetConf): Promise<void> {
   const startedAt = Date.now();
   const valid = gcAttachments(conf);
   await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
-    const res = await al.gc(valid, { startedAt, ...(cfg.gcKeepLiveNetns ? { isLive: netnsAlive } : {}) });
+    const res = await al.gc(valid, { startedAt, ...(cfg.gcKeepLiveNetns ? { isLive: netnsHoldsAddress } : {}) });
     if (res.released.length) a.log?.info(`gc released ${res.released.join(', ')}`);
     for (const k of res.kept) a.log?.info(`gc kept ${k.containerId}/${k.ifname} (${k.ips.join(',')}): ${k.why}`);
   });
