@@ -76,7 +76,7 @@ export interface IpamConfig {
   gcKeepLiveNetns: boolean;
 }
 
-export const DEFAULT_GC_GRACE_MS = 10_000;
+const DEFAULT_GC_GRACE_MS = 10_000;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
@@ -163,7 +163,7 @@ interface ExcludeEntry {
 }
 
 /** A list of CIDRs or addresses ("10.1.0.0/30", "10.1.0.7"), each naming its field. */
-export function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
+function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
   if (!Array.isArray(raw)) throw bad(field, 'must be a list of CIDRs');
   return raw.map((x, i) => {
     const f = `${field}[${i}]`;

@@ -109,7 +109,7 @@ async function adoptHostLocal(al: Allocator, cfg: IpamConfig, a: CmdArgs, del?: 
 }
 
 /** Pod identity and network namespace of a request, recorded on its attachment. */
-export function attachmentMeta(a: CmdArgs): AttachmentMeta {
+function attachmentMeta(a: CmdArgs): AttachmentMeta {
   const meta: AttachmentMeta = {};
   if (a.netns) meta.netns = a.netns;
   let args: Map<string, string>;

@@ -7,7 +7,7 @@ import { contains, parseCidr, tryParseCidr, tryParseIP } from '../../lib/addr/ci
 import type { Affinity, Attachment, Block, Holder, Reservations, Versioned, WriteOp } from './types.ts';
 import { attachmentKey } from './types.ts';
 
-export const DOC_FORMAT = 'strand-ipam/v1';
+const DOC_FORMAT = 'strand-ipam/v1';
 
 export interface NetworkDoc {
   format: typeof DOC_FORMAT;
@@ -207,7 +207,7 @@ export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; no
 const indexes = new WeakMap<NetworkDoc, { rev: number; byIp: Map<string, string> }>();
 
 /** Canonical IP -> attachment key, over the attachments of `doc`. */
-export function holderIndex(doc: NetworkDoc): Map<string, string> {
+function holderIndex(doc: NetworkDoc): Map<string, string> {
   const c = indexes.get(doc);
   if (c && c.rev === doc.rev) return c.byIp;
   const byIp = new Map<string, string>();
