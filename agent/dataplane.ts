@@ -43,6 +43,8 @@ export interface Vtep {
 export interface ApplyReport {
   applied: number;
   errors: string[];
+  /** The operations that failed (each has its line in `errors`). */
+  failed: Op[];
 }
 
 function isGlobal(a: rtnl.Addr): boolean {
@@ -128,6 +130,11 @@ export class Dataplane {
     return this.vtep;
   }
 
+  /** The current MTU of a link (the underlay's may change after start). */
+  linkMtu(index: number): number {
+    return rtnl.getLink(this.ns, index).mtu;
+  }
+
   /** Every link with global addresses (candidates for pod links), loopback left out. */
   links(): PodLink[] {
     const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);
@@ -176,13 +183,14 @@ export class Dataplane {
 
   /** Applies the plan; each failure is reported and the rest still applied. */
   apply(ops: readonly Op[]): ApplyReport {
-    const report: ApplyReport = { applied: 0, errors: [] };
+    const report: ApplyReport = { applied: 0, errors: [], failed: [] };
     for (const o of ops) {
       try {
         this.applyOne(o);
         report.applied++;
       } catch (e) {
         report.errors.push(`${describeOp(o)}: ${explain(o, e)}`);
+        report.failed.push(o);
       }
     }
     return report;

@@ -8,8 +8,14 @@
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
+//    Every plugin the conflist names (`type`, `ipam.type`) must be in the bin dir or be
+//    one strand installs: a chain that cannot work fails the install (and so the init
+//    container: the node does not turn Ready).
 // 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
-//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
+//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam, strand-portmap,
+//    and `loopback` (which container runtimes run for every pod) when the bin dir has
+//    none or its loopback is strand's; a loopback of someone else's is never replaced.
+//    What it installed is recorded in <bin-dir>/.strand-installed.json (atomically).
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
 //    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
 //    --etcd-tls-optional a TLS directory holding none of the three files (an optional
@@ -18,15 +24,31 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote.
+// --uninstall removes what install wrote: the files recorded (a shared name such as
+// loopback only while it is still strand's file), the conflist, the TLS files.
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
-import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
+import {
+  BINARY_NAMES,
+  ensureDir,
+  InstallError,
+  installBinaries,
+  isExecutable,
+  isStrandFile,
+  MANIFEST_NAME,
+  namesToInstall,
+  readManifest,
+  removeIfPresent,
+  SHARED_NAMES,
+  writeFileAtomic,
+  writeManifest,
+  type Outcome,
+} from './install/files.ts';
+import { type Conflist, fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
                       [--template FILE] [--conf-name NAME] [--source FILE]
@@ -47,7 +69,12 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --etcd-tls-optional  no TLS when that directory holds none of the three files
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
-  --uninstall      remove the binaries, the conflist and the TLS files
+  --uninstall      remove what install put there: the binaries it recorded (loopback only
+                   while it is strand's), the conflist and the TLS files
+
+Install lays down loopback (run by container runtimes for every pod) when the bin dir
+has none, never replacing one of someone else's, and fails when the conflist names a
+plugin (type or ipam.type) that neither the bin dir has nor strand installs.
 `;
 
 const TLS_SUBDIR = 'strand-etcd';
@@ -123,8 +150,33 @@ function readInput(what: string, path: string): Buffer {
 /** Everything install will write, read and checked before anything is written. */
 interface Plan {
   source: string;
+  /** Names to put in the bin dir (strand and its hardlinks). */
+  binaries: string[];
   tls: Array<{ name: string; data: Buffer }>;
   conflist: Buffer;
+}
+
+/** Every plugin a conflist runs: each `type`, and each `ipam.type` (delegated from CNI_PATH). */
+export function pluginTypes(c: Conflist): Array<{ type: string; where: string }> {
+  const out: Array<{ type: string; where: string }> = [];
+  c.plugins.forEach((p, i) => {
+    out.push({ type: p.type, where: `plugins[${i}].type` });
+    const ipam = p['ipam'] as { type?: unknown } | undefined;
+    if (ipam && typeof ipam.type === 'string' && ipam.type !== '') out.push({ type: ipam.type, where: `plugins[${i}].ipam.type` });
+  });
+  return out;
+}
+
+/** Fails unless every plugin the conflist runs will be in `binDir`: installed now, or there already. */
+function checkChain(c: Conflist, binDir: string, installing: readonly string[]): void {
+  for (const { type, where } of pluginTypes(c)) {
+    if (type.includes('/') || type === '.' || type === '..') throw new InstallError(`the conflist's ${where} ${JSON.stringify(type)} is not a plugin name`);
+    if (installing.includes(type) || isExecutable(join(binDir, type))) continue;
+    throw new InstallError(
+      `the conflist needs plugin ${JSON.stringify(type)} (${where}), which is not in ${binDir} and not one strand installs (${installing.join(', ')}): ` +
+        'install it there or change the template',
+    );
+  }
 }
 
 function plan(o: Options): Plan {
@@ -157,8 +209,10 @@ function plan(o: Options): Plan {
     }
     if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
   }
-  const { text } = fillTemplate(template, values);
-  return { source, tls, conflist: Buffer.from(text) };
+  const { conflist, text } = fillTemplate(template, values);
+  const binaries = namesToInstall(o.binDir);
+  checkChain(conflist, o.binDir, binaries);
+  return { source, binaries, tls, conflist: Buffer.from(text) };
 }
 
 function install(o: Options, log: (s: string) => void): void {
@@ -166,7 +220,9 @@ function install(o: Options, log: (s: string) => void): void {
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
-  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
+  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, p.binaries));
+  report(join(o.binDir, MANIFEST_NAME), writeManifest(o.binDir, { files: p.binaries }));
+  for (const n of SHARED_NAMES) if (!p.binaries.includes(n)) log(`${join(o.binDir, n)} is not strand's: left as it is`);
   if (p.tls.length > 0) {
     const dir = join(o.confDir, TLS_SUBDIR);
     ensureDir(dir, 0o700);
@@ -201,7 +257,13 @@ function removeTlsDir(confDir: string): boolean {
 }
 
 function uninstall(o: Options, log: (s: string) => void): void {
+  // Shared names first (whether they are strand's is judged against `strand`), and only
+  // while they are strand's file; strand's own names in any case.
+  const recorded = readManifest(o.binDir)?.files ?? [];
+  const shared = [...new Set([...SHARED_NAMES, ...recorded])].filter((n) => !(BINARY_NAMES as readonly string[]).includes(n));
+  for (const n of shared) if (isStrandFile(o.binDir, n) && removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
+  removeIfPresent(join(o.binDir, MANIFEST_NAME));
   if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
 }

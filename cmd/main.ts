@@ -1,6 +1,7 @@
 // The multi-call entry point of the single executable. The name it was started by
 // decides what it is:
-//   strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam   a CNI plugin
+//   strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam,
+//   strand-portmap, loopback                                   a CNI plugin
 //   anything else (strand)                                     the `strand <command>` CLI
 // Every target is loaded with a dynamic import(): the bundle keeps each one's module
 // initialisation lazy, so a plugin start evaluates only that plugin's code.
@@ -18,6 +19,10 @@ const plugins: Record<string, () => Promise<PluginMain>> = {
   'strand-macvlan': async () => (await import('../cni/macvlan/main.ts')).main,
   'strand-ipvlan': async () => (await import('../cni/ipvlan/main.ts')).main,
   'strand-ipam': async () => (await import('../ipam/main.ts')).main,
+  // chained by the runtime after the interface plugin (hostPort): never delegated
+  'strand-portmap': async () => (await import('../cni/portmap/main.ts')).main,
+  // run by the runtime itself for every pod (containerd's CRI: type "loopback", CNI_IFNAME=lo)
+  loopback: async () => (await import('../cni/loopback/main.ts')).main,
 };
 
 // A strand plugin delegating IPAM to strand-ipam runs it in this process when the

@@ -163,7 +163,11 @@ async function withAllocator<T>(
   let store: Store | undefined;
   try {
     store = await openStore(cfg);
-    const al = new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) });
+    const node = nodeName(cfg, a.env);
+    a.log?.debug(
+      `store ${store.kind}${cfg.etcd ? ` (${cfg.etcd.transport}, prefix ${cfg.etcd.prefix})` : ` (${cfg.dataDir})`}, network ${cfg.network}, node ${node}`,
+    );
+    const al = new Allocator({ store, config: cfg, node });
     if (opts.adopt ?? true) await adoptHostLocal(al, cfg, a, opts.del ? { containerId: a.containerId, ifname: a.ifName } : undefined);
     return await fn(al, cfg);
   } catch (e) {
@@ -173,9 +177,34 @@ async function withAllocator<T>(
   }
 }
 
+/** Tells the observer (the daemon's metrics) how an allocation or release went. */
+async function observed<T>(a: CmdArgs, conf: NetConf, op: 'allocate' | 'release', fn: () => Promise<T>, count: (r: T) => number): Promise<T> {
+  if (!a.observer?.ipam) return fn();
+  let r: T;
+  try {
+    r = await fn();
+  } catch (e) {
+    a.observer.ipam(conf.name, op, false, 0);
+    throw e;
+  }
+  a.observer.ipam(conf.name, op, true, count(r));
+  return r;
+}
+
 export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
+  return observed(
+    a,
+    conf,
+    'allocate',
+    () => add(a, conf),
+    (r) => r.ips?.length ?? 0,
+  );
+}
+
+async function add(a: CmdArgs, conf: NetConf): Promise<Result> {
   return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
     const got = await al.allocate(a.containerId, a.ifName, attachmentMeta(a));
+    a.log?.debug(`allocated ${got.map((g) => formatIP(g.ip)).join(', ')}`);
     const result: Result = {
       cniVersion: '1.1.0',
       ips: got.map((g) => ({
@@ -190,7 +219,18 @@ export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 }
 
 export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater, del: true }, (al) => al.release(a.containerId, a.ifName));
+  await observed(
+    a,
+    conf,
+    'release',
+    () =>
+      withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater, del: true }, async (al) => {
+        const released = await al.release(a.containerId, a.ifName);
+        a.log?.debug(released.length ? `released ${released.join(', ')}` : 'nothing allocated to release');
+        return released;
+      }),
+    (released) => released.length,
+  );
 }
 
 export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {

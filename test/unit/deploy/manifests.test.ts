@@ -1,12 +1,14 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Deployment, DaemonSet } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { FLAGS, loadAgentConfig } from '../../../agent/config.ts';
-import { main as installMain } from '../../../cmd/install.ts';
+import { DEFAULT_LOG_FILE } from '../../../lib/cni/log.ts';
+import { main as installMain, pluginTypes } from '../../../cmd/install.ts';
+import { BINARY_NAMES } from '../../../cmd/install/files.ts';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 
 // Every manifest validated offline against the Kubernetes schemas (kubernetes-models'
@@ -91,7 +93,9 @@ describe('manifests: what strand relies on', () => {
 
   it('init container: `strand install` without --sleep, hostPath /opt/cni/bin and /etc/cni/net.d mounted where it writes', () => {
     const hostPaths = Object.fromEntries(pod.volumes.filter((v: any) => v.hostPath).map((v: any) => [v.name, v.hostPath.path]));
-    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d' });
+    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d', 'strand-run': '/run/strand', 'cni-log': '/var/log/strand' });
+    // the plugins' default log directory exists on the node once the pod starts
+    expect(pod.volumes.find((v: any) => v.name === 'cni-log').hostPath).toEqual({ path: dirname(DEFAULT_LOG_FILE), type: 'DirectoryOrCreate' });
     const mounts = Object.fromEntries(inst.volumeMounts.map((m: any) => [m.name, m.mountPath]));
     expect(inst.command).toEqual(['/strand']);
     expect(inst.args[0]).toBe('install');
@@ -109,7 +113,7 @@ describe('manifests: what strand relies on', () => {
     expect(tlsVol.secret).toMatchObject({ secretName: find('Secret', 'strand-etcd-tls').metadata.name, optional: true });
   });
 
-  it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, readiness = `strand agent status`', () => {
+  it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, /run/strand shared, probes on the metrics listener', () => {
     expect(agent.image).toBe(inst.image);
     expect(agent.command).toEqual(['/strand']);
     expect(agent.args[0]).toBe('agent');
@@ -122,8 +126,15 @@ describe('manifests: what strand relies on', () => {
     // mounted where the installer's --host-conf-dir says, so the TLS paths in the
     // conflist are valid for the agent too; the agent only reads it
     const mounts = mountsOf(agent);
-    expect(Object.keys(mounts)).toEqual(['cni-conf']);
+    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run']);
     expect(mounts['cni-conf']).toMatchObject({ mountPath: flag(inst, 'host-conf-dir'), readOnly: true });
+    // the pod MTU file: where the agent writes it (default) is where strand-bridge reads it
+    const runDir = pod.volumes.find((v: any) => v.name === 'strand-run').hostPath.path;
+    expect(mounts['strand-run'].mountPath).toBe(runDir);
+    expect(mounts['strand-run'].readOnly).toBeUndefined();
+    const cfgOf = loadAgentConfig(new Map([['etcd-endpoints', 'http://127.0.0.1:2379']]), {});
+    expect(JSON.parse(cm.data['conflist.template']).plugins[0].mtuFile).toBe(cfgOf.podMtuFile);
+    expect(cfgOf.podMtuFile.startsWith(`${runDir}/`)).toBe(true);
     expect(flag(agent, 'cni-conf')).toBe(`${mounts['cni-conf'].mountPath}/${flag(inst, 'conf-name') ?? '10-strand.conflist'}`);
     const env = envOf(agent);
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
@@ -131,11 +142,15 @@ describe('manifests: what strand relies on', () => {
     expect(flag(agent, 'node-ip')).toBe('$(NODE_IP)');
     // $(VAR) in args is expanded by the kubelet only for variables the container defines
     for (const a of agent.args as string[]) for (const m of a.matchAll(/\$\(([A-Za-z0-9_]+)\)/g)) expect(Object.keys(env), a).toContain(m[1]);
-    // the probe reads the agent's default state file: neither side may move it alone
-    expect(agent.readinessProbe.exec.command).toEqual(['/strand', 'agent', 'status']);
-    expect(agent.args.some((a: string) => a.startsWith('--state-file') || a.startsWith('--config'))).toBe(false);
+    // the probes ask the agent's default listener (loopback: the kubelet runs on the node)
+    expect(agent.args.some((a: string) => a.startsWith('--metrics-address') || a.startsWith('--config') || a.startsWith('--pod-mtu-file'))).toBe(false);
+    const listen = cfgOf.metricsAddress;
+    expect(agent.ports).toEqual([{ name: 'metrics', containerPort: listen.port, protocol: 'TCP' }]);
+    expect(agent.livenessProbe.httpGet).toEqual({ host: listen.host, path: '/healthz', port: listen.port });
+    expect(agent.readinessProbe.httpGet).toEqual({ host: listen.host, path: '/readyz', port: listen.port });
     expect(agent.readinessProbe.periodSeconds).toBe(5);
     expect(agent.readinessProbe.failureThreshold).toBe(2);
+    expect(agent.livenessProbe.failureThreshold * agent.livenessProbe.periodSeconds).toBeGreaterThanOrEqual(30);
   });
 
   it('every configMapKeyRef names the strand ConfigMap and a key it has; agent-mode is a mode the agent knows', () => {
@@ -214,7 +229,7 @@ describe('manifests: what strand relies on', () => {
     expect(script).toContain(`name=\${name:-${inst.image}}`);
   });
 
-  it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd', () => {
+  it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd, then strand-portmap with the portMappings capability', () => {
     const ref = inst.env.find((e: any) => e.name === 'STRAND_ETCD_ENDPOINTS').valueFrom.configMapKeyRef;
     expect(ref.name).toBe('strand-config');
     const endpoints = parseEndpoints(cm.data[ref.key]);
@@ -223,7 +238,10 @@ describe('manifests: what strand relies on', () => {
     expect(bridge.type).toBe('strand-bridge');
     expect(bridge.ipam).toMatchObject({ type: 'strand-ipam', nodeName: 'kind-worker', etcd: { endpoints } });
     expect(bridge.ipam.etcd).not.toHaveProperty('tls');
-    expect(portmap).toEqual({ type: 'portmap', capabilities: { portMappings: true } });
+    expect(portmap).toEqual({ type: 'strand-portmap', capabilities: { portMappings: true } });
+    // every plugin of the chain is one `strand install` lays down: a node needs nothing else
+    expect(pluginTypes(conflist).map((p) => p.type)).toEqual(['strand-bridge', 'strand-ipam', 'strand-portmap']);
+    for (const p of pluginTypes(conflist)) expect(BINARY_NAMES as readonly string[]).toContain(p.type);
     const withTls = fillTemplate(cm.data['conflist.template'], { NODE_NAME: 'n', ETCD_ENDPOINTS: endpoints, ETCD_CA: '/a', ETCD_CERT: '/b', ETCD_KEY: '/c' });
     expect((withTls.conflist.plugins[0] as any).ipam.etcd.tls).toEqual({ ca: '/a', cert: '/b', key: '/c' });
   });
