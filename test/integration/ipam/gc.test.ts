@@ -77,7 +77,9 @@ describe('CNI GC', () => {
     );
 
     it(`${kind}: a young attachment (gcGracePeriod) and one whose netns lives are kept; released when old, gone or when told`, async () => {
-      const { conf, store } = setup(kind, `keep-${kind.replace(' ', '-')}`);
+      const { conf: base, store } = setup(kind, `keep-${kind.replace(' ', '-')}`);
+      // GC's "kept ... because" lines are info: shown on stderr with logLevel info
+      const conf = { ...base, logLevel: 'info' };
       try {
         addrOf(await plugin({ command: 'ADD', containerId: 'young', node: 'n1' }, conf));
         const g1 = await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, { ...conf, 'cni.dev/valid-attachments': [] });
