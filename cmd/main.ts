@@ -39,11 +39,11 @@ interface Command {
 // Each module exports `main(argv: string[], io: PluginIO): Promise<number>`.
 const commands: Record<string, Command> = {
   version: {
-    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions',
+    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions (also --version)',
     load: async () => (await import('./version.ts')).main,
   },
   ipam: {
-    summary: 'ipam <ls|show|usage|release|gc> [--json]   inspect and repair IPAM records',
+    summary: 'ipam <ls|show|usage|release|gc|repair|reserve|unreserve|import-host-local> [--json]   inspect and repair IPAM records (--help)',
     load: async () => (await import('../ipam/cli.ts')).main,
   },
   install: {
@@ -152,6 +152,7 @@ async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<nu
     io.stdout.write(usage());
     return 0;
   }
+  if (name === '--version') return (await commands['version']!.load())(rest, io);
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     io.stderr.write(`strand: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
