@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger } from '../lib/cni/log.ts';
+import { passwordOnCommandLineWarning } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { DEFAULT_OBSERVE_ADDRESS } from '../lib/observe/server.ts';
 import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, loadAgentConfig } from './config.ts';
@@ -37,7 +38,8 @@ options (flags override --config, which overrides --cni-conf):
   --mtu <n>                  VXLAN device MTU (default: underlay MTU - 50)
   --etcd-endpoints <urls>    comma-separated; --etcd-prefix (default /strand/ipam),
                              --etcd-ca, --etcd-cert, --etcd-key, --etcd-username,
-                             --etcd-password
+                             --etcd-password (warns: a command line is readable
+                             by other users; prefer the --config or --cni-conf file)
   --lease-ttl <duration>     node record lease (default 20s)
   --resync <duration>        periodic full check of the data plane (default 30s)
   --state-file <path>        default ${DEFAULT_STATE_FILE}
@@ -105,6 +107,9 @@ async function status(argv: readonly string[], io: CliIO): Promise<number> {
 async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set());
   if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
+  // before the config is checked: a command line is readable by every local user at once
+  if (flags.has('etcd-password'))
+    io.stderr.write(`strand agent: ${passwordOnCommandLineWarning('"etcd": {"password"} in --config or the --cni-conf file (mode 0600)')}\n`);
   const cfg = loadAgentConfig(flags, io.env);
   const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel, format: cfg.logFormat });
   // prom-client and the HTTP server are loaded here only: plugin processes never load them

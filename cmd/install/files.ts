@@ -12,8 +12,10 @@ import {
   linkSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
   statSync,
   unlinkSync,
@@ -42,6 +44,13 @@ export interface Manifest {
   /** File names in the bin dir that strand installed. */
   files: string[];
 }
+
+/**
+ * The directory beside the executable with the shared libraries it needs beyond what
+ * every glibc system has (libatomic.so.1): scripts/build.sh sets the executable's
+ * RUNPATH to $ORIGIN/strand-lib, so it loads them from wherever it is installed.
+ */
+export const LIB_DIR = 'strand-lib';
 
 export type Outcome = 'written' | 'unchanged';
 
@@ -185,6 +194,47 @@ export function installShims(shim: Buffer, binDir: string, names: readonly strin
   }
   fsyncPath(binDir);
   return 'written';
+}
+
+/** Shared library file names in `dir` (none when it does not exist). */
+function libraryNames(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((n) => /^lib[A-Za-z0-9_+.-]*\.so(\.\d+)*$/.test(n))
+      .sort();
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/**
+ * Copies the shared libraries of `<dirname(source)>/strand-lib` to `<binDir>/strand-lib`
+ * (mode 0644, each by rename), before the binaries: a new binary never starts without
+ * its libraries. Libraries of an earlier install that the new one does not ship stay
+ * until uninstall (a running old binary may still map them).
+ */
+export function installLibraries(source: string, binDir: string): { outcome: Outcome; names: string[] } {
+  const from = join(dirname(source), LIB_DIR);
+  const names = libraryNames(from);
+  if (names.length === 0) return { outcome: 'unchanged', names };
+  const to = join(binDir, LIB_DIR);
+  ensureDir(to, 0o755);
+  let outcome: Outcome = 'unchanged';
+  for (const n of names) if (writeFileAtomic(join(to, n), readFileSync(join(from, n)), 0o644) === 'written') outcome = 'written';
+  return { outcome, names };
+}
+
+/** Removes `<binDir>/strand-lib` (its libraries, then the directory if that emptied it). */
+export function removeLibraries(binDir: string): string[] {
+  const dir = join(binDir, LIB_DIR);
+  const removed = libraryNames(dir).filter((n) => removeIfPresent(join(dir, n)));
+  try {
+    rmdirSync(dir);
+  } catch {
+    // absent, or holds files that are not ours
+  }
+  return removed;
 }
 
 /**

@@ -1,7 +1,7 @@
 // In-memory store, for tests and the allocator's unit tests. Same semantics as the
 // other stores: revisions, compare-and-swap commits, copies out (never shared objects).
-import { applyOps, docAffinities, docBlocks, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
-import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
+import { applyOps, docAffinities, docBlocks, docHasRecords, docHolders, docReservations, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
+import type { Affinity, Attachment, Block, Holder, Reservations, RepairOptions, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, StoreUnavailableError } from './types.ts';
 
 export class MemoryStore implements Store {
@@ -55,6 +55,32 @@ export class MemoryStore implements Store {
 
   async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
     return this.all(network).flatMap((d) => Object.values(d.blocks).map((b) => structuredClone(b)));
+  }
+
+  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
+    return docHolders(this.doc(network), cidr);
+  }
+
+  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
+    return docReservations(this.doc(network));
+  }
+
+  async listNetworks(): Promise<string[]> {
+    this.check();
+    return [...this.docs.values()]
+      .filter(docHasRecords)
+      .map((d) => d.network)
+      .sort();
+  }
+
+  async repairRecords(_network: string, _opts: RepairOptions): Promise<string[]> {
+    this.check();
+    return [];
+  }
+
+  /** The document of `network`, for tests that damage a store on purpose. */
+  rawDoc(network: string): NetworkDoc {
+    return this.doc(network);
   }
 
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {

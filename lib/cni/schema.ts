@@ -51,8 +51,9 @@ export const schemas = {
       // bytes; at most 1 TiB
       logFileMaxSize: { type: 'integer', minimum: 4096, maximum: 1099511627776 },
       logFileMaxFiles: { type: 'integer', minimum: 1, maximum: 100 },
+      // null: what libcni sends for a nil list (no attachment is valid), as is []
       'cni.dev/valid-attachments': {
-        type: 'array',
+        type: ['array', 'null'],
         items: {
           type: 'object',
           required: ['containerID', 'ifname'],

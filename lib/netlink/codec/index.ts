@@ -114,3 +114,4 @@ export * from './route.ts';
 export * from './neigh.ts';
 export { formatMessage, parseHeader, parseErrorPayload, formatErrorPayload, parseDonePayload, isError, isDone } from './message.ts';
 export * from './conntrack.ts';
+export * from './devconf.ts';

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ipJson } from '../../helpers/netns.ts';
@@ -125,4 +126,18 @@ export function linkNames(ns: string): string[] {
 export function resultAddrs(result: any): string[] {
   if (Array.isArray(result?.ips)) return result.ips.map((i: { address: string }) => i.address);
   return [result?.ip4?.ip, result?.ip6?.ip].filter((x): x is string => typeof x === 'string');
+}
+
+/**
+ * CNI VERSION of `bin` as a runtime asks it (config on stdin). A plugin may answer
+ * without reading stdin and exit first: the write then fails with EPIPE, which Go's
+ * os/exec (libcni) ignores too, so only the answer and the exit status count.
+ */
+export function versionOf(bin: string): { cniVersion: string; supportedVersions: string[] } {
+  // a shim is sent to a socket that does not exist, never the machine's /run/strand/cni.sock
+  const env = { CNI_COMMAND: 'VERSION', STRAND_DAEMON_SOCKET: '/nonexistent/strand-test-daemon.sock' };
+  const r = spawnSync(bin, { env, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8', timeout: 60_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
+  if (r.status !== 0) throw new Error(`${bin} VERSION exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }

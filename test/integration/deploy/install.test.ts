@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../../cmd/install.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { repoRoot } from '../../helpers/run-plugin.ts';
+import { versionOf } from './fixtures.ts';
 
 // `strand install` doing real file operations in temp directories: what a DaemonSet
 // container does to /opt/cni/bin and /etc/cni/net.d on the host.
@@ -45,8 +46,16 @@ function io(env: Record<string, string> = {}) {
     io: {
       env,
       stdin: async () => Buffer.alloc(0),
-      stdout: { write: (s: string) => void (out.stdout += s) },
-      stderr: { write: (s: string) => void (out.stderr += s) },
+      stdout: {
+        write: (s: string) => {
+          out.stdout += s;
+        },
+      },
+      stderr: {
+        write: (s: string) => {
+          out.stderr += s;
+        },
+      },
     },
   };
 }
@@ -367,9 +376,8 @@ describe('strand install from the single executable', () => {
     expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(join(repoRoot, 'dist', 'strand')))).toBe(true);
     for (const n of NAMES.filter((x) => x !== 'strand')) {
       expect(readFileSync(join(d.bin, n)).equals(readFileSync(join(repoRoot, 'dist', 'bin', 'strand-shim'))), n).toBe(true);
-      // no daemon at this socket: the shim runs the strand beside it
-      const env = { CNI_COMMAND: 'VERSION', STRAND_DAEMON_SOCKET: join(root, 'no-daemon.sock') };
-      const v = JSON.parse(execFileSync(join(d.bin, n), { env, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+      // no daemon at the socket versionOf names: the shim runs the strand beside it
+      const v = versionOf(join(d.bin, n));
       expect(v.supportedVersions).toContain('1.1.0');
     }
     expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.nodeName).toBe('node-b');

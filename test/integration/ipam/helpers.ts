@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { binDir, runPlugin, type PluginRun } from '../../helpers/run-plugin.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
 import type { Store } from '../../../ipam/store/types.ts';
+import { main as ipamCli } from '../../../ipam/cli.ts';
 import { parseCidr } from '../../../lib/addr/cidr.ts';
 
 export const IPAM_BIN = join(binDir, 'strand-ipam');
@@ -22,6 +23,17 @@ export function etcdSection(c: EtcdCluster, extra: Record<string, unknown> = {})
 
 export function netConf(name: string, ipam: Record<string, unknown>, cniVersion = '1.1.0'): Record<string, unknown> {
   return { cniVersion, name, type: 'bridge', ipam: { type: 'strand-ipam', ...ipam } };
+}
+
+/**
+ * A GC request for `conf`: `valid` as cni.dev/valid-attachments (null and undefined sent
+ * as such: undefined leaves the key out), with ipam.gcGracePeriod 0 unless `ipam` says
+ * otherwise (the attachments of a test are seconds old).
+ */
+export function gcConf(conf: Record<string, unknown>, valid: unknown, ipam: Record<string, unknown> = { gcGracePeriod: 0 }): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...conf, ipam: { ...(conf['ipam'] as object), ...ipam } };
+  if (valid !== undefined) out['cni.dev/valid-attachments'] = valid;
+  return out;
 }
 
 export interface Op {
@@ -105,6 +117,14 @@ export async function consistency(store: Store, network: string): Promise<{ prob
   }
   const inBlocks = new Set(allocated);
   for (const [ip, who] of held) if (!inBlocks.has(ip)) problems.push(`${who} lists ${ip} which no block holds`);
+  // the address index (etcd) or the computed one (files): exactly the attachments' addresses
+  const index = new Map([...(await store.holders(network, '0.0.0.0/0')), ...(await store.holders(network, '::/0'))]);
+  for (const [ip, who] of held) {
+    const h = index.get(ip);
+    if (!h || `${h.containerId}/${h.ifname}` !== who.split('@')[0])
+      problems.push(`index: ${ip} of ${who} is indexed as ${h ? `${h.containerId}/${h.ifname}` : 'nothing'}`);
+  }
+  for (const ip of index.keys()) if (!held.has(ip)) problems.push(`index: ${ip} indexed but no attachment holds it`);
   return { problems, allocated };
 }
 
@@ -132,4 +152,29 @@ export function addAndKill(conf: object, containerId: string, node: string, kill
     child.stdin.on('error', () => {});
     child.stdin.end(JSON.stringify(conf));
   });
+}
+
+/** `strand ipam <argv>` in this process (the CLI's own entry point). */
+export async function cli(argv: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await ipamCli(argv, {
+    stdout: {
+      write: (s: string) => {
+        out += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        err += s;
+      },
+    },
+    env,
+  });
+  return { code, out, err };
+}
+
+/** The attachments of `network` as "containerId/ifname=ip,ip" lines, sorted (a store's end state). */
+export async function holdings(store: Store, network: string): Promise<string[]> {
+  return (await store.listAttachments(network)).map((a) => `${a.value.containerId}/${a.value.ifname}=${a.value.ips.map((e) => e.ip).join(',')}`).sort();
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -6,6 +7,7 @@ import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernete
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { FLAGS, loadAgentConfig } from '../../../agent/config.ts';
+import { CLIENT_SECRET, makeCerts, SERVER_SECRET } from '../../../cmd/certs.ts';
 import { DEFAULT_LOG_FILE } from '../../../lib/cni/log.ts';
 import { main as installMain, pluginTypes } from '../../../cmd/install.ts';
 import { BINARY_NAMES } from '../../../cmd/install/files.ts';
@@ -17,6 +19,8 @@ import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 // misspelt field would pass validation: these checks catch the ones that matter).
 
 const dir = join(import.meta.dirname, '../../../manifests');
+const repo = join(dir, '..');
+const pkgVersion: string = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).version;
 
 const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'v1/Namespace': Namespace,
@@ -34,8 +38,22 @@ function load(file: string): any[] {
   return docs.map((d) => d.toJS()).filter((x) => x !== null);
 }
 
-const k8sFiles = ['namespace.yaml', 'etcd.yaml', 'strand.yaml', 'etcd-tls-secret.yaml'];
-const all = k8sFiles.flatMap((f) => load(f).map((obj) => ({ file: f, obj })));
+const k8sFiles = ['namespace.yaml', 'etcd.yaml', 'strand.yaml'];
+// the Secrets come from `strand certs` (secrets.yaml), made here with its defaults
+const certsDir = join(mkdtempSync(join(tmpdir(), 'strand-manifests-certs-')), 'certs');
+makeCerts({
+  dir: certsDir,
+  namespace: 'strand-system',
+  service: 'strand-etcd',
+  serviceIP: '10.96.0.50',
+  clusterDomain: 'cluster.local',
+  extraSans: [],
+  days: 1,
+  caDays: 2,
+});
+const secretDocs = parseAllDocuments(readFileSync(join(certsDir, 'secrets.yaml'), 'utf8')).map((d) => d.toJS());
+rmSync(join(certsDir, '..'), { recursive: true, force: true });
+const all = [...k8sFiles.flatMap((f) => load(f).map((obj) => ({ file: f, obj }))), ...secretDocs.map((obj) => ({ file: 'strand certs: secrets.yaml', obj }))];
 const find = (kind: string, name: string) => {
   const hit = all.find((x) => x.obj.kind === kind && x.obj.metadata?.name === name);
   if (!hit) throw new Error(`no ${kind} ${name} in manifests/`);
@@ -45,6 +63,7 @@ const find = (kind: string, name: string) => {
 describe('manifests: Kubernetes schema validation', () => {
   it('manifests/ holds exactly the files this test knows', () => {
     expect(readdirSync(dir).sort()).toEqual([...k8sFiles, 'kind-config.yaml'].sort());
+    expect(secretDocs.map((d) => d.metadata.name)).toEqual([SERVER_SECRET, CLIENT_SECRET]);
   });
 
   for (const { file, obj } of all) {
@@ -80,14 +99,30 @@ describe('manifests: what strand relies on', () => {
     return a?.slice(name.length + 3);
   };
 
-  it("DaemonSet: host network, privileged, system-node-critical, tolerates every taint, grace period above the daemon's", () => {
+  it("DaemonSet: host network, Linux nodes only, seccomp RuntimeDefault, system-node-critical, tolerates every taint, grace period above the daemon's", () => {
     expect(pod.hostNetwork).toBe(true);
+    expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
     expect(pod.terminationGracePeriodSeconds).toBe(30);
     expect(pod.initContainers.map((c: any) => c.name)).toEqual(['install']);
     expect(pod.containers.map((c: any) => c.name)).toEqual(['daemon', 'agent']);
-    for (const c of [inst, agent, daemon]) expect(c.securityContext.privileged).toBe(true);
+    // the installer only writes the host directories it mounts: root without capabilities
+    expect(inst.securityContext).toEqual({
+      runAsUser: 0,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    for (const c of [...pod.initContainers, ...pod.containers]) expect(c.securityContext.seccompProfile, c.name).toBeUndefined(); // the pod's applies
+    // the agent: routes, VXLAN, neighbours and proxy ARP through rtnetlink, nothing more
+    expect(agent.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
+    // the daemon alone is privileged: it does what the plugins do as root on the node
+    // (netlink and sysctls in every pod's namespace, /proc/sys writable) and enters the
+    // runtime's mount namespace for the node's iptables/nft and delegates (docs/daemon.md)
+    expect(daemon.securityContext).toEqual({ privileged: true });
+    for (const c of [...pod.initContainers, ...pod.containers].filter((x: any) => x !== daemon)) expect(c.securityContext.privileged, c.name).toBeUndefined();
     expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     expect(pod.serviceAccountName).toBe(find('ServiceAccount', 'strand').metadata.name);
   });
@@ -117,7 +152,7 @@ describe('manifests: what strand relies on', () => {
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
     expect(env['STRAND_ETCD_TLS_DIR'].value).toBe(mounts['etcd-tls']);
     const tlsVol = pod.volumes.find((v: any) => v.name === 'etcd-tls');
-    expect(tlsVol.secret).toMatchObject({ secretName: find('Secret', 'strand-etcd-tls').metadata.name, optional: true });
+    expect(tlsVol.secret).toMatchObject({ secretName: find('Secret', CLIENT_SECRET).metadata.name, optional: true });
   });
 
   it('agent container: `strand agent` on the conflist the installer wrote, conf dir read-only at its host path, /run/strand shared, probes on the metrics listener', () => {
@@ -218,7 +253,11 @@ describe('manifests: what strand relies on', () => {
         env: { K8S_NODE_NAME: 'kind-worker', STRAND_ETCD_ENDPOINTS: cm.data['etcd-endpoints'], STRAND_ETCD_TLS_DIR: tlsDir },
         stdin: async () => Buffer.alloc(0),
         stdout: { write: () => {} },
-        stderr: { write: (s: string) => void (err += s) },
+        stderr: {
+          write: (s: string) => {
+            err += s;
+          },
+        },
       };
       expect(await installMain([...args, `--source=${join(tmp, 'strand')}`], io), err).toBe(0);
 
@@ -249,9 +288,43 @@ describe('manifests: what strand relies on', () => {
     }
   });
 
-  it('DaemonSet image is the one scripts/image.sh names by default', () => {
-    const script = readFileSync(join(dir, '../scripts/image.sh'), 'utf8');
-    expect(script).toContain(`name=\${name:-${inst.image}}`);
+  it("DaemonSet image: package.json's version, the name scripts/image.sh gives by default", () => {
+    expect(inst.image).toBe(`docker.io/library/strand:${pkgVersion}`);
+    const script = readFileSync(join(repo, 'scripts/image.sh'), 'utf8');
+    expect(script).toContain('name=${name:-docker.io/library/strand:$version}');
+  });
+
+  it('the Dockerfile builds from source (a stage running scripts/build.sh) and ships /strand and /strand-lib', () => {
+    const df = readFileSync(join(repo, 'Dockerfile'), 'utf8');
+    expect(df).toMatch(/^FROM debian:12 AS build$/m);
+    expect(df).toMatch(/^RUN npm ci /m);
+    expect(df).toMatch(/bash scripts\/build\.sh/);
+    expect(df).toContain('COPY --from=build /src/dist/strand /strand');
+    expect(df).toContain('COPY --from=build /src/dist/strand-lib /strand-lib');
+    expect(df).not.toMatch(/^COPY dist\//m);
+    expect(readFileSync(join(repo, '.dockerignore'), 'utf8')).toMatch(/^node_modules$/m);
+  });
+
+  it('LICENSE (Apache-2.0, as package.json says) and a CHANGELOG with this version', () => {
+    expect(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).license).toBe('Apache-2.0');
+    expect(readFileSync(join(repo, 'LICENSE'), 'utf8')).toMatch(/Apache License\s+Version 2\.0, January 2004/);
+    expect(readFileSync(join(repo, 'CHANGELOG.md'), 'utf8')).toContain(`## ${pkgVersion}`);
+  });
+
+  it('every cluster address written in the manifests has a comment above naming it or saying where to change it', () => {
+    for (const f of [...k8sFiles, 'kind-config.yaml']) {
+      const lines = readFileSync(join(dir, f), 'utf8').split('\n');
+      lines.forEach((l, i) => {
+        const addr = /\b(?:10|172|192)\.\d+\.\d+\.\d+(?:\/\d+)?/.exec(l)?.[0];
+        if (l.trimStart().startsWith('#') || addr === undefined) return;
+        // (a conflist inside a ConfigMap is JSON: its comment stands above the key)
+        const above = lines.slice(Math.max(0, i - 25), i).filter((x) => x.trimStart().startsWith('#'));
+        expect(
+          above.some((x) => x.includes(addr) || /\bchange\b/.test(x)),
+          `${f}:${i + 1}: ${l.trim()}`,
+        ).toBe(true);
+      });
+    }
   });
 
   it('ConfigMap: the conflist template fills to strand-bridge + strand-ipam on etcd, then strand-portmap with the portMappings capability', () => {
@@ -276,15 +349,16 @@ describe('manifests: what strand relies on', () => {
     const svc = find('Service', 'strand-etcd');
     const p = dep.spec.template.spec;
     expect(p.hostNetwork).toBe(true);
-    expect(p.nodeSelector).toEqual({ 'node-role.kubernetes.io/control-plane': '' });
+    expect(p.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node-role.kubernetes.io/control-plane': '' });
     expect(p.tolerations.map((t: any) => t.key)).toContain('node-role.kubernetes.io/control-plane');
     expect(dep.spec.replicas).toBe(1);
     expect(dep.spec.strategy.type).toBe('Recreate');
     const args: string[] = p.containers[0].command;
-    expect(args).toContain('--listen-client-urls=http://0.0.0.0:2479');
+    expect(args).toContain('--listen-client-urls=https://0.0.0.0:2479');
     expect(args.some((a) => /:(2379|2380)\b/.test(a))).toBe(false); // the cluster's own etcd ports
     expect(dep.spec.template.metadata.labels).toMatchObject(svc.spec.selector);
     const endpoint = new URL(find('ConfigMap', 'strand-config').data['etcd-endpoints']);
+    expect(endpoint.protocol).toBe('https:');
     expect(endpoint.hostname).toBe(svc.spec.clusterIP);
     expect(Number(endpoint.port)).toBe(svc.spec.ports[0].port);
   });
@@ -305,9 +379,41 @@ describe('manifests: what strand relies on', () => {
     expect((toInt(ip) & mask) >>> 0).toBe(toInt(net));
   });
 
-  it('the example TLS Secret has the keys the installer reads, and placeholders it rejects', () => {
-    const s = find('Secret', 'strand-etcd-tls');
-    expect(Object.keys(s.stringData).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
-    for (const v of Object.values(s.stringData)) expect(String(v)).not.toContain('-----BEGIN ');
+  it('etcd: mutual TLS only (no plain-HTTP client URL), files from the Secret strand certs writes, no capabilities', () => {
+    const p = find('Deployment', 'strand-etcd').spec.template.spec;
+    const c = p.containers[0];
+    const args: string[] = c.command;
+    const flagValue = (n: string) => args.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
+    for (const n of ['listen-client-urls', 'advertise-client-urls']) for (const u of flagValue(n)!.split(',')) expect(u, n).toMatch(/^https:\/\//);
+    expect(args).toContain('--client-cert-auth');
+    // peer and metrics URLs stay plain HTTP, on loopback only
+    for (const n of ['listen-peer-urls', 'initial-advertise-peer-urls', 'listen-metrics-urls']) expect(flagValue(n), n).toMatch(/^http:\/\/127\.0\.0\.1:/);
+    const mount = c.volumeMounts.find((m: any) => m.name === 'tls');
+    expect(mount.readOnly).toBe(true);
+    const vol = p.volumes.find((v: any) => v.name === 'tls');
+    expect(vol.secret.secretName).toBe(SERVER_SECRET);
+    expect(vol.secret.optional).toBeUndefined();
+    const secret = find('Secret', SERVER_SECRET);
+    for (const [flag, key] of [
+      ['cert-file', 'tls.crt'],
+      ['key-file', 'tls.key'],
+      ['trusted-ca-file', 'ca.crt'],
+    ]) {
+      expect(flagValue(flag!)).toBe(`${mount.mountPath}/${key}`);
+      expect(secret.stringData[key!]).toMatch(/^-----BEGIN /);
+    }
+    expect(p.nodeSelector['kubernetes.io/os']).toBe('linux');
+    expect(p.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
+    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+  });
+
+  it("strand certs' server certificate names the Service's ClusterIP and DNS names (its defaults match the manifests)", () => {
+    const svc = find('Service', 'strand-etcd');
+    const cert = new X509Certificate(find('Secret', SERVER_SECRET).stringData['tls.crt']);
+    expect(cert.checkIP(svc.spec.clusterIP)).toBe(svc.spec.clusterIP);
+    const name = `${svc.metadata.name}.${svc.metadata.namespace}`;
+    for (const h of [svc.metadata.name, name, `${name}.svc`, `${name}.svc.cluster.local`]) expect(cert.checkHost(h), h).toBe(h);
+    const client = find('Secret', CLIENT_SECRET);
+    expect(new X509Certificate(client.stringData['tls.crt']).checkIssued(new X509Certificate(client.stringData['ca.crt']))).toBe(true);
   });
 });
