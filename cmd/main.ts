@@ -198,10 +198,14 @@ function internalError(argv0: string, io: PluginIO, e: unknown): void {
   io.stderr.write(`${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
 }
 
-/** Runs plugin `name` with `io` as a plugin process would (the daemon runs each request so). */
+/**
+ * Runs plugin `name` with `io` as a plugin process would (the daemon runs each request
+ * so), but keeps netlink asynchronous: many requests share the daemon's event loop.
+ */
 async function runPlugin(name: string, io: PluginIO): Promise<number> {
   try {
-    return await dispatch(name, [], io);
+    if (!Object.hasOwn(plugins, name)) throw new Error(`no plugin ${JSON.stringify(name)}`);
+    return await (await plugins[name]!())(io);
   } catch (e) {
     internalError(name, io, e);
     return 1;

@@ -793,7 +793,7 @@ static napi_value UnixListen(napi_env env, napi_callback_info info) {
   char path[PATH_BUF];
   if (get_path(env, argv[0], path, 0, "path must be a string") < 0) return NULL;
   int32_t backlog;
-  if (get_int(env, argv[1], &backlog, "backlog must be a number") < 0) return NULL;
+  if (get_int(env, argv[1], "backlog", 0, 4096, &backlog) < 0) return NULL;
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   char tmp[sizeof sa.sun_path];
   int len = snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
@@ -815,14 +815,21 @@ static napi_value UnixListen(napi_env env, napi_callback_info info) {
     return throw_errno(env, e, sc, path);
   }
   napi_value out;
-  napi_create_int32(env, fd, &out);
+  if (napi_create_int32(env, fd, &out) != napi_ok) {
+    napi_failed(env, "napi_create_int32");
+    unlink(path);
+    close(fd);
+    return NULL;
+  }
   return out;
 }
 
+// Sets obj[name] = v. Returns 0, or -1 after throwing.
 static int set_int_prop(napi_env env, napi_value obj, const char *name, int64_t v) {
   napi_value x;
-  if (napi_create_int64(env, v, &x) != napi_ok) return -1;
-  return napi_set_named_property(env, obj, name, x) == napi_ok ? 0 : -1;
+  NAPI_OR(-1, napi_create_int64(env, v, &x));
+  NAPI_OR(-1, napi_set_named_property(env, obj, name, x));
+  return 0;
 }
 
 // unixAccept(fd) -> null when no connection is waiting, else {fd, pid, uid, gid}: the
@@ -830,14 +837,14 @@ static int set_int_prop(napi_env env, napi_value obj, const char *name, int64_t 
 static napi_value UnixAccept(napi_env env, napi_callback_info info) {
   ARGS(1, "unixAccept(fd)");
   int32_t lfd;
-  if (get_int(env, argv[0], &lfd, "fd must be a number") < 0) return NULL;
+  if (FD_ARG(argv[0], &lfd) < 0) return NULL;
   int fd;
   do fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) {
       napi_value nul;
-      napi_get_null(env, &nul);
+      NAPI(napi_get_null(env, &nul));
       return nul;
     }
     return throw_errno(env, errno, "accept4", NULL);
@@ -850,11 +857,34 @@ static napi_value UnixAccept(napi_env env, napi_callback_info info) {
     return throw_errno(env, e, "getsockopt", NULL);
   }
   napi_value out;
-  if (napi_create_object(env, &out) != napi_ok || set_int_prop(env, out, "fd", fd) < 0 || set_int_prop(env, out, "pid", cred.pid) < 0 ||
-      set_int_prop(env, out, "uid", cred.uid) < 0 || set_int_prop(env, out, "gid", cred.gid) < 0) {
+  if (napi_create_object(env, &out) != napi_ok) {
+    napi_failed(env, "napi_create_object");
     close(fd);
     return NULL;
   }
+  if (set_int_prop(env, out, "fd", fd) < 0 || set_int_prop(env, out, "pid", cred.pid) < 0 || set_int_prop(env, out, "uid", cred.uid) < 0 ||
+      set_int_prop(env, out, "gid", cred.gid) < 0) {
+    close(fd);
+    return NULL;
+  }
+  return out;
+}
+
+// {data, fds, truncated} for unixRecv. NULL after throwing (the caller closes the fds).
+static napi_value recv_result(napi_env env, const char *data, size_t n, const int *fds, size_t nfds, bool truncated) {
+  napi_value out, buf, arr, trunc;
+  NAPI(napi_create_object(env, &out));
+  NAPI(napi_create_buffer_copy(env, n, data, NULL, &buf));
+  NAPI(napi_create_array_with_length(env, nfds, &arr));
+  NAPI(napi_get_boolean(env, truncated, &trunc));
+  for (size_t i = 0; i < nfds; i++) {
+    napi_value v;
+    NAPI(napi_create_int32(env, fds[i], &v));
+    NAPI(napi_set_element(env, arr, (uint32_t)i, v));
+  }
+  NAPI(napi_set_named_property(env, out, "data", buf));
+  NAPI(napi_set_named_property(env, out, "fds", arr));
+  NAPI(napi_set_named_property(env, out, "truncated", trunc));
   return out;
 }
 
@@ -864,9 +894,8 @@ static napi_value UnixAccept(napi_env env, napi_callback_info info) {
 static napi_value UnixRecv(napi_env env, napi_callback_info info) {
   ARGS(2, "unixRecv(fd, max)");
   int32_t fd, max;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  if (get_int(env, argv[1], &max, "max must be a number") < 0) return NULL;
-  if (max < 1 || max > RECV_CHUNK) return throw_errno(env, EINVAL, "recvmsg", NULL);
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_int(env, argv[1], "max", 1, RECV_CHUNK, &max) < 0) return NULL;
   char data[RECV_CHUNK];
   union {
     struct cmsghdr align;
@@ -880,7 +909,7 @@ static napi_value UnixRecv(napi_env env, napi_callback_info info) {
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       napi_value nul;
-      napi_get_null(env, &nul);
+      NAPI(napi_get_null(env, &nul));
       return nul;
     }
     return throw_errno(env, errno, "recvmsg", NULL);
@@ -897,24 +926,9 @@ static napi_value UnixRecv(napi_env env, napi_callback_info info) {
       else close(got);
     }
   }
-  napi_value out, buf, arr, truncated;
-  if (napi_create_object(env, &out) != napi_ok || napi_create_buffer_copy(env, (size_t)n, data, NULL, &buf) != napi_ok ||
-      napi_create_array_with_length(env, nfds, &arr) != napi_ok || napi_get_boolean(env, (msg.msg_flags & MSG_CTRUNC) != 0, &truncated) != napi_ok) {
+  napi_value out = recv_result(env, data, (size_t)n, fds, nfds, (msg.msg_flags & MSG_CTRUNC) != 0);
+  if (!out)
     for (size_t i = 0; i < nfds; i++) close(fds[i]);
-    return NULL;
-  }
-  for (size_t i = 0; i < nfds; i++) {
-    napi_value v;
-    if (napi_create_int32(env, fds[i], &v) != napi_ok || napi_set_element(env, arr, (uint32_t)i, v) != napi_ok) {
-      for (size_t j = 0; j < nfds; j++) close(fds[j]);
-      return NULL;
-    }
-  }
-  if (napi_set_named_property(env, out, "data", buf) != napi_ok || napi_set_named_property(env, out, "fds", arr) != napi_ok ||
-      napi_set_named_property(env, out, "truncated", truncated) != napi_ok) {
-    for (size_t i = 0; i < nfds; i++) close(fds[i]);
-    return NULL;
-  }
   return out;
 }
 
@@ -923,12 +937,10 @@ static napi_value UnixRecv(napi_env env, napi_callback_info info) {
 static napi_value UnixSend(napi_env env, napi_callback_info info) {
   ARGS(2, "unixSend(fd, buf)");
   int32_t fd;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
-  bool is_buf = false;
-  if (napi_is_buffer(env, argv[1], &is_buf) != napi_ok || !is_buf) return throw_type(env, "buf must be a Buffer");
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
   void *data;
   size_t len;
-  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) return NULL;
+  if (get_buffer(env, argv[1], "buf", &data, &len) < 0) return NULL;
   ssize_t n;
   do n = send(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
@@ -936,9 +948,7 @@ static napi_value UnixSend(napi_env env, napi_callback_info info) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) return throw_errno(env, errno, "send", NULL);
     n = 0;
   }
-  napi_value out;
-  napi_create_int64(env, n, &out);
-  return out;
+  return make_int(env, n);
 }
 
 // A descriptor watched by libuv. The JavaScript object holding it (an external) and the
@@ -1007,7 +1017,13 @@ static void watcher_on_poll(uv_poll_t *h, int status, int events) {
 static watcher_t *get_watcher(napi_env env, napi_value v) {
   napi_valuetype t;
   void *p = NULL;
-  if (napi_typeof(env, v, &t) != napi_ok || t != napi_external || napi_get_value_external(env, v, &p) != napi_ok || !p) {
+  NAPI(napi_typeof(env, v, &t));
+  if (t != napi_external) {
+    throw_type(env, "watcher must come from watch()");
+    return NULL;
+  }
+  NAPI(napi_get_value_external(env, v, &p));
+  if (!p) {
     throw_type(env, "watcher must come from watch()");
     return NULL;
   }
@@ -1025,11 +1041,12 @@ static watcher_t *get_watcher(napi_env env, napi_value v) {
 static napi_value Watch(napi_env env, napi_callback_info info) {
   ARGS(2, "watch(fd, callback)");
   int32_t fd;
-  if (get_int(env, argv[0], &fd, "fd must be a number") < 0) return NULL;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
   napi_valuetype t;
-  if (napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) return throw_type(env, "callback must be a function");
+  NAPI(napi_typeof(env, argv[1], &t));
+  if (t != napi_function) return throw_type(env, "callback must be a function");
   uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return NULL;
+  NAPI(napi_get_uv_event_loop(env, &loop));
   watcher_t *w = calloc(1, sizeof *w);
   if (!w) return throw_errno(env, ENOMEM, "calloc", NULL);
   w->env = env;
@@ -1043,6 +1060,7 @@ static napi_value Watch(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok ||
       napi_create_string_utf8(env, "strand.watch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, NULL, name, &w->actx) != napi_ok || napi_create_external(env, w, watcher_finalize, NULL, &ext) != napi_ok) {
+    napi_failed(env, "watch");
     // Not handed to JavaScript: close the handle and free once libuv is done with it.
     w->finalized = 1;
     watcher_close(w);
@@ -1057,8 +1075,8 @@ static napi_value WatchStart(napi_env env, napi_callback_info info) {
   watcher_t *w = get_watcher(env, argv[0]);
   if (!w) return NULL;
   int32_t events;
-  if (get_int(env, argv[1], &events, "events must be a number") < 0) return NULL;
-  int r = uv_poll_start(&w->poll, events & (UV_READABLE | UV_WRITABLE), watcher_on_poll);
+  if (get_int(env, argv[1], "events", 0, UV_READABLE | UV_WRITABLE, &events) < 0) return NULL;
+  int r = uv_poll_start(&w->poll, events, watcher_on_poll);
   if (r < 0) return throw_errno(env, -r, "uv_poll_start", NULL);
   return NULL;
 }
