@@ -116,7 +116,7 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
 
 /**
  * Stops and removes every pod, then checks sandboxes, netns and host links are gone.
- * `running`: containers still running (their rootfs mounts are not the pods').
+ * `running`: containers and sandboxes still running (their rootfs mounts are not the pods').
  */
 async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[], running: string[] = []): Promise<void> {
   expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(pods.length);
@@ -125,7 +125,7 @@ async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: s
     await c.cri().stopPodSandbox(p.id); // idempotent, as the kubelet expects
     await c.cri().removePodSandbox(p.id);
   }
-  expect(await c.cri().listPodSandbox()).toEqual([]);
+  expect((await c.cri().listPodSandbox()).filter((x) => !running.includes(x.id))).toEqual([]);
   for (const p of pods) expect(c.inMountNs(['sh', '-c', `test -e '${p.netns}' && echo present || echo gone`]).trim(), p.netns).toBe('gone');
   expect(c.mounts().filter((m) => !running.some((id) => m.includes(`/${id}/`)))).toEqual([]);
   expect(linkNames(host).sort()).toEqual([...hostLinks].sort());
@@ -715,7 +715,11 @@ describe('the daemon container of the DaemonSet, run through the CRI as the kube
       },
     );
     await pod.runSandbox();
-    const install = await pod.runToCompletion(spec.initContainers[0]);
+    // the conflist names the TLS files at the node's conf dir: containerd's here
+    const init = spec.initContainers[0];
+    const installer = { ...init, args: init.args.map((a: string) => (a.startsWith('--host-conf-dir=') ? `--host-conf-dir=${c.cniConfDir}` : a)) };
+    expect(installer.args).toContain(`--host-conf-dir=${c.cniConfDir}`);
+    const install = await pod.runToCompletion(installer);
     expect(install.exitCode, install.log).toBe(0);
     const id = await pod.start(samePath);
     try {
