@@ -128,6 +128,16 @@ interface Samples {
 
 const empty = (): Samples => ({ add: [], del: [], addCpu: [], rssKb: [] });
 
+/** Medians of each phase over the runs' phase records. */
+function medianPhases(runs: Array<Record<string, { wall: number; cpu: number }>>): Record<string, { wall: number; cpu: number }> {
+  const out: Record<string, { wall: number; cpu: number }> = {};
+  for (const k of Object.keys(runs[0] ?? {})) {
+    const med = (f: 'wall' | 'cpu'): number => Number(median(runs.map((p) => p[k]?.[f] ?? 0)).toFixed(2));
+    out[k] = { wall: med('wall'), cpu: med('cpu') };
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { cycles: { type: 'string' }, json: { type: 'boolean' } }, strict: true });
   const cycles = Number(values.cycles ?? 30);
@@ -149,6 +159,7 @@ async function main(): Promise<void> {
   const made: string[] = [];
   const results: Record<string, Record<string, Samples>> = {};
   const phases: Array<Record<string, { wall: number; cpu: number }>> = [];
+  const daemonPhases: Array<Record<string, { wall: number; cpu: number }>> = [];
   const startup: number[] = [];
   const startupCpu: number[] = [];
   const ipamAlone: number[] = [];
@@ -211,6 +222,15 @@ async function main(): Promise<void> {
       const line = a.stderr.split('\n').find((l) => l.includes('ADD phases (ms)'));
       if (line) phases.push(JSON.parse(line.slice(line.indexOf('{'))) as Record<string, { wall: number; cpu: number }>);
       await run(hostNs, STRAND, 'DEL', strandImpl.podNs, sconf);
+    }
+    // The same phases through the daemon (strand-ipam in-process, as its column runs).
+    const dImpl = impls[2]!;
+    const dconf = conf(dImpl, sc, join(tmp, 'ipam-phases-daemon'), '10.98.0.0/24', 'x');
+    for (let i = 0; i < 10; i++) {
+      const a = await run(hostNs, SHIM, 'ADD', dImpl.podNs, dconf, { ...daemon.env(), STRAND_LOG_LEVEL: 'debug' }, dImpl.cniPath);
+      const line = a.stderr.split('\n').find((l) => l.includes('ADD phases (ms)'));
+      if (line) daemonPhases.push(JSON.parse(line.slice(line.indexOf('{'))) as Record<string, { wall: number; cpu: number }>);
+      await run(hostNs, SHIM, 'DEL', dImpl.podNs, dconf, daemon.env(), dImpl.cniPath);
     }
   } finally {
     if (daemon) {
@@ -287,11 +307,8 @@ async function main(): Promise<void> {
       daemonRatio: { addP50: dAdd, delP50: dDel, addP90: ratio(quantile(viaDaemon.add, 0.9), quantile(ref.add, 0.9)) },
     };
   }
-  const phaseMedians: Record<string, { wall: number; cpu: number }> = {};
-  for (const k of Object.keys(phases[0] ?? {})) {
-    const med = (f: 'wall' | 'cpu'): number => Number(median(phases.map((p) => p[k]?.[f] ?? 0)).toFixed(2));
-    phaseMedians[k] = { wall: med('wall'), cpu: med('cpu') };
-  }
+  const phaseMedians = medianPhases(phases);
+  const daemonPhaseMedians = medianPhases(daemonPhases);
   console.log(
     `\nstrand daemon: ${daemonUse.requests} requests, ${fmtMs(perRequest)} ms CPU per request (including warm-up), RSS ${(daemonUse.rssKb / 1024).toFixed(0)} MiB (peak ${(daemonUse.hwmKb / 1024).toFixed(0)} MiB)`,
   );
@@ -300,12 +317,15 @@ async function main(): Promise<void> {
   console.log(`  host-local ADD run alone (the delegate both plugins exec): ${fmtMs(median(ipamAlone))} ms wall, ${fmtMs(median(ipamCpu))} ms cpu`);
   console.log('  strand phases, wall/cpu ms since the previous mark (start = process start to the ADD handler):');
   for (const [k, v] of Object.entries(phaseMedians)) console.log(`    ${k.padEnd(8)} ${fmtMs(v.wall).padStart(7)} wall ${fmtMs(v.cpu).padStart(7)} cpu`);
+  console.log('  the same through the daemon (strand-ipam in-process; start = request received to the ADD handler):');
+  for (const [k, v] of Object.entries(daemonPhaseMedians)) console.log(`    ${k.padEnd(8)} ${fmtMs(v.wall).padStart(7)} wall ${fmtMs(v.cpu).padStart(7)} cpu`);
   out['breakdown'] = {
     startupMs: summarize(startup),
     startupCpuMs: summarize(startupCpu),
     hostLocalAddMs: summarize(ipamAlone),
     hostLocalCpuMs: summarize(ipamCpu),
     strandPhasesMs: phaseMedians,
+    daemonPhasesMs: daemonPhaseMedians,
   };
   emitBenchJson(out as { bench: string });
   if (values.json) console.log(JSON.stringify(out));
