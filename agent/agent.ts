@@ -10,7 +10,7 @@
 //   revoke the lease, so peers keep their routes to this node during a restart.
 import type { Logger } from '../lib/cni/log.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig, FlatConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
 import { applyEvent, viewFromListing, type ClusterView, type NodeRecord } from './model.ts';
 import { desiredState, describeOp, plan, type Desired } from './reconcile.ts';
@@ -105,6 +105,7 @@ export class Agent {
     this.registry ??= await Registry.open(this.cfg.etcd);
     this.loops = [this.registerLoop(), this.syncLoop()];
     this.resyncTimer = setInterval(() => {
+      if (this.cfg.flat && this.state.flat) void this.reassertFlat(this.cfg.flat);
       if (this.view) this.reconcile('resync');
       else this.writeStatus();
     }, this.cfg.resyncMs);
@@ -157,6 +158,7 @@ export class Agent {
     const backoff = new Backoff();
     while (!this.stopped) {
       try {
+        if (this.cfg.flat && !this.state.flat) await this.takeOverUplink(this.cfg.flat);
         this.underlay = this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
         this.state.addresses = this.underlay.addresses;
         if (this.cfg.mode === 'vxlan') {
@@ -173,6 +175,25 @@ export class Agent {
         this.log.warn(`node setup failed, retrying: ${errorText(e)}`);
         await this.sleep(backoff.next());
       }
+    }
+  }
+
+  /** Flat mode: the bridge takes over the uplink (agent/flat.ts) before the node's addresses are read. */
+  private async takeOverUplink(flat: FlatConfig): Promise<void> {
+    const { ensureTakeover } = await import('./flat.ts');
+    const o = await ensureTakeover(this.dp.ns, flat, { log: this.log });
+    this.state.flat = { uplink: flat.uplink, bridge: flat.bridge, takeover: o.state };
+    if (o.state !== 'adopted') this.state.flat.since = o.record.completed ?? o.record.started;
+    if (o.state === 'taken-over') this.state.flat.ms = Math.round(o.ms);
+  }
+
+  /** Flat mode, every resync: the bridge keeps the uplink's MTU and sysctls. */
+  private async reassertFlat(flat: FlatConfig): Promise<void> {
+    const { reassertBridge } = await import('./flat.ts');
+    try {
+      for (const f of reassertBridge(this.dp.ns, flat)) this.log.warn(`flat: ${f}`);
+    } catch (e) {
+      this.log.warn(`flat: ${errorText(e)}`);
     }
   }
 

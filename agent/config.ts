@@ -9,7 +9,9 @@
 //   "nodeInterface": "eth0",              addresses of nodeInterface, else of the
 //                                         interface of the default route
 //   "networks": ["strand"],               IPAM network names (default: every network)
-//   "mode": "vxlan",                      "host-gw" (default) or "vxlan"
+//   "mode": "vxlan",                      "host-gw" (default), "vxlan" or "flat"
+//   "flat": { "uplink": "eth0", "bridge": "br0", "record": "/run/strand/flat.json" },
+//                                         flat mode: the uplink the bridge takes over
 //   "vxlan": { "vni": 4096, "port": 4789, "device": "strand.4096", "mtu": 1450 },
 //   "etcd": { "endpoints": [...], "prefix": "/strand/ipam", "tls": {...}, ... },
 //                                         the same shape as strand-ipam's `etcd`
@@ -35,6 +37,18 @@ export const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
+export const DEFAULT_FLAT_BRIDGE = 'br0';
+/** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
+export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
+
+export interface FlatConfig {
+  /** The node's uplink (physical interface) that joins the bridge. */
+  uplink: string;
+  /** The bridge that takes over the uplink's configuration (strand-bridge's `bridge`). */
+  bridge: string;
+  /** Where the state before the takeover is kept for restore. */
+  record: string;
+}
 
 export interface VxlanConfig {
   vni: number;
@@ -58,6 +72,8 @@ export interface AgentConfig {
   routeProtocol: number;
   proxyArp: boolean;
   logLevel: LogLevel;
+  /** Flat mode: the uplink takeover (agent/flat.ts). */
+  flat?: FlatConfig;
 }
 
 export class AgentConfigError extends Error {
@@ -172,6 +188,9 @@ export const FLAGS: Record<string, string> = {
   'route-protocol': 'routeProtocol',
   'proxy-arp': 'proxyArp',
   'log-level': 'logLevel',
+  uplink: 'flat.uplink',
+  'flat-bridge': 'flat.bridge',
+  'flat-record': 'flat.record',
 };
 
 function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
@@ -189,6 +208,11 @@ function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
  * the files the flags name.
  */
 export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<string, string | undefined>): AgentConfig {
+  return parseAgentConfig(loadRawConfig(flags), env);
+}
+
+/** The merged, not yet validated configuration of --config, --cni-conf and the flags. */
+export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   const file = flags.get('config');
   if (file !== undefined) {
@@ -206,7 +230,26 @@ export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<
     const path = FLAGS[name];
     if (path) setPath(raw, path, value);
   }
-  return parseAgentConfig(raw, env);
+  return raw;
+}
+
+/** The `flat` section: uplink (required), bridge, record. */
+export function parseFlatConfig(v: unknown): FlatConfig {
+  if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
+  for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
+  if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
+  const uplink = linkName(v['uplink'], 'flat.uplink');
+  const bridge = v['bridge'] === undefined ? DEFAULT_FLAT_BRIDGE : linkName(v['bridge'], 'flat.bridge');
+  if (uplink === bridge) throw new AgentConfigError('flat.bridge', `must differ from the uplink (${uplink})`);
+  return { uplink, bridge, record: v['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(v['record'], 'flat.record') };
+}
+
+/** The takeover record named by a raw configuration (for `strand agent --restore`, which needs nothing else). */
+export function flatRecordOf(raw: Record<string, unknown>): string {
+  const f = raw['flat'];
+  if (f === undefined) return DEFAULT_TAKEOVER_RECORD;
+  if (!isObj(f)) throw new AgentConfigError('flat', 'must be an object');
+  return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
 /** Validates a merged raw configuration object. */
@@ -225,6 +268,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'routeProtocol',
     'proxyArp',
     'logLevel',
+    'flat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
 
@@ -242,7 +286,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   }
 
   const mode = raw['mode'] ?? 'host-gw';
-  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw" or "vxlan", not ${JSON.stringify(mode)}`);
+  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw", "vxlan" or "flat", not ${JSON.stringify(mode)}`);
+  if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
   const vx = raw['vxlan'] ?? {};
   if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
@@ -289,5 +334,6 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     logLevel,
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
+  if (mode === 'flat') cfg.flat = parseFlatConfig(raw['flat']);
   return cfg;
 }

@@ -228,7 +228,9 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     }
   }
 
-  const blocks = [...view.affinities.values()].filter((a) => wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
+  // flat: pods live on the node's own segment (docs/flat.md); nothing is routed
+  const routed = local.mode !== 'flat';
+  const blocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
   for (const b of blocks) {
     if (b.node === local.node) continue;
     const peer = nodes.get(b.node);
@@ -248,7 +250,7 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
 
   const borrowed = [...view.borrowed.values()]
     .flat()
-    .filter((x) => wanted(x.network))
+    .filter((x) => routed && wanted(x.network))
     .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
   for (const x of borrowed) {
     const dst = hostCidr(x.ip);
@@ -272,7 +274,7 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     addRoute({ dst, ...hop.route, why: 'borrowed' }, hop);
   }
 
-  const allBlocks = [...view.affinities.values()].filter((a) => wanted(a.network)).map((a) => a.cidr);
+  const allBlocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).map((a) => a.cidr);
   const candidates = local.links.filter((l) => l.name !== local.vxlanDevice);
   return {
     routes: [...routes.values()].sort((a, b) => cmp(a.dst, b.dst)),

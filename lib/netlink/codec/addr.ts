@@ -4,6 +4,12 @@
 import { type Attr, attrIp, attrStr, attrU32, bytesToIp, CodecError, familyOf, formatAttr, parseAttrs, str, u32, versionOf } from './attr.ts';
 import * as K from './constants.ts';
 
+/** Keeps an attribute this codec does not name. */
+function keep(o: { extra?: Attr[] }, a: Attr): void {
+  if (o.extra) o.extra.push(a);
+  else o.extra = [a];
+}
+
 /** Address flag bits by meaning (ifa_flags / IFA_FLAGS). */
 export const AddrFlag = {
   secondary: K.IFA_F_SECONDARY,
@@ -79,7 +85,7 @@ export function parseAddrMessage(buf: Buffer): { value: AddrMessage; consumed: n
         break;
       case K.IFA_CACHEINFO:
         if (v.length >= 16) m.cacheinfo = { preferred: v.readUInt32LE(0), valid: v.readUInt32LE(4), created: v.readUInt32LE(8), updated: v.readUInt32LE(12) };
-        else (m.extra ??= []).push(a);
+        else keep(m, a);
         break;
       case K.IFA_RT_PRIORITY:
         m.rtPriority = u32(v);
@@ -88,7 +94,7 @@ export function parseAddrMessage(buf: Buffer): { value: AddrMessage; consumed: n
         m.proto = v.readUInt8(0);
         break;
       default:
-        (m.extra ??= []).push(a);
+        keep(m, a);
     }
   }
   return { value: m, consumed: buf.length };

@@ -5,6 +5,12 @@
 import { type Attr, attrIp, attrStr, attrU32, bytesToIp, CodecError, familyOf, formatAttr, parseAttrs, str, u32, u8, versionOf } from './attr.ts';
 import * as K from './constants.ts';
 
+/** Keeps an attribute this codec does not name. */
+function keep(o: { extra?: Attr[] }, a: Attr): void {
+  if (o.extra) o.extra.push(a);
+  else o.extra = [a];
+}
+
 /** Route table ids by meaning. */
 export const Table = { unspec: K.RT_TABLE_UNSPEC, main: K.RT_TABLE_MAIN, local: 255, default: 253 } as const;
 /** Route protocols by meaning (who installed the route). */
@@ -155,7 +161,7 @@ function parseMultipath(v: Buffer): RouteNexthop[] {
     for (const a of parseAttrs(v.subarray(off + K.RTNH_LEN, off + len))) {
       if (a.type === K.RTA_GATEWAY) nh.gateway = bytesToIp(a.value);
       else if (a.type === K.RTA_FLOW) nh.flow = u32(a.value);
-      else (nh.extra ??= []).push(a);
+      else keep(nh, a);
     }
     out.push(nh);
     off += (len + 3) & ~3;
@@ -250,10 +256,10 @@ export function parseRouteMessage(buf: Buffer): { value: RouteMessage; consumed:
             c[f] = f === 'expires' ? v.readInt32LE(i * 4) : v.readUInt32LE(i * 4);
           });
           m.cacheinfo = c;
-        } else (m.extra ??= []).push(a);
+        } else keep(m, a);
         break;
       default:
-        (m.extra ??= []).push(a);
+        keep(m, a);
     }
   }
   return { value: m, consumed: buf.length };

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { formatRouteMessage, parseAttrs, parseRouteMessage, Protocol, RouteFlag, RouteType, type RouteMessage, Scope, Table } from '../../../lib/netlink/codec/index.ts';
+import {
+  formatRouteMessage,
+  parseAttrs,
+  parseRouteMessage,
+  Protocol,
+  RouteFlag,
+  RouteType,
+  type RouteMessage,
+  Scope,
+  Table,
+} from '../../../lib/netlink/codec/index.ts';
 import { dataOf, indexByName, kernelFixture, WHERE } from './fixtures.ts';
 
 interface IpRoute {
@@ -113,7 +123,14 @@ describe('rtmsg: every attribute a route can carry survives parse and format', (
       flags: 0,
       multipath: [
         { oif: 3, flags: 0, hops: 0, gateway: '192.168.1.1' },
-        { oif: 7, flags: RouteFlag.onlink, hops: 4, gateway: '192.168.2.1', flow: 5, extra: [{ type: 18, nested: false, value: Buffer.from([2, 0, 10, 0, 0, 1]) }] },
+        {
+          oif: 7,
+          flags: RouteFlag.onlink,
+          hops: 4,
+          gateway: '192.168.2.1',
+          flow: 5,
+          extra: [{ type: 18, nested: false, value: Buffer.from([2, 0, 10, 0, 0, 1]) }],
+        },
       ],
     };
     const back = roundTrip(m);
