@@ -10,8 +10,9 @@
 //                                         interface of the default route
 //   "networks": ["strand"],               IPAM network names (default: every network)
 //   "mode": "vxlan",                      "host-gw" (default), "vxlan" or "flat"
-//   "flat": { "uplink": "eth0", "bridge": "br0", "record": "/run/strand/flat.json" },
-//                                         flat mode: the uplink the bridge takes over
+//   "flat": { "uplink": "eth0", "bridge": "br0", "record": "/run/strand/flat.json",
+//             "vlans": [100] },           flat mode: the uplink the bridge takes over,
+//                                         and the pod VLANs tagged on it
 //   "vxlan": { "vni": 4096, "port": 4789, "device": "strand.4096", "mtu": 1450 },
 //   "etcd": { "endpoints": [...], "prefix": "/strand/ipam", "tls": {...}, ... },
 //                                         the same shape as strand-ipam's `etcd`
@@ -48,6 +49,8 @@ export interface FlatConfig {
   bridge: string;
   /** Where the state before the takeover is kept for restore. */
   record: string;
+  /** VLANs of pods (strand-bridge `vlan`): bridge VLAN filtering on, these VLANs tagged on the uplink port. */
+  vlans: number[];
 }
 
 export interface VxlanConfig {
@@ -191,6 +194,7 @@ export const FLAGS: Record<string, string> = {
   uplink: 'flat.uplink',
   'flat-bridge': 'flat.bridge',
   'flat-record': 'flat.record',
+  'flat-vlans': 'flat.vlans',
 };
 
 function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
@@ -236,12 +240,15 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
 /** The `flat` section: uplink (required), bridge, record. */
 export function parseFlatConfig(v: unknown): FlatConfig {
   if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
-  for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
+  for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
   if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
   const uplink = linkName(v['uplink'], 'flat.uplink');
   const bridge = v['bridge'] === undefined ? DEFAULT_FLAT_BRIDGE : linkName(v['bridge'], 'flat.bridge');
   if (uplink === bridge) throw new AgentConfigError('flat.bridge', `must differ from the uplink (${uplink})`);
-  return { uplink, bridge, record: v['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(v['record'], 'flat.record') };
+  const raw = v['vlans'] === undefined ? [] : typeof v['vlans'] === 'string' ? list(v['vlans'], 'flat.vlans') : v['vlans'];
+  if (!Array.isArray(raw)) throw new AgentConfigError('flat.vlans', 'must be a list of VLAN ids');
+  const vlans = [...new Set(raw.map((x, i) => int(x, `flat.vlans[${i}]`, 2, 4094)))].sort((a, b) => a - b);
+  return { uplink, bridge, record: v['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(v['record'], 'flat.record'), vlans };
 }
 
 /** The takeover record named by a raw configuration (for `strand agent --restore`, which needs nothing else). */

@@ -56,7 +56,9 @@ export interface TakeoverRecord {
   started: string;
   completed?: string;
   uplink: { name: string; index: number; mac?: string; mtu: number };
-  bridge: { name: string; created: boolean; before?: { mtu: number; mac?: string; up: boolean } };
+  bridge: { name: string; created: boolean; before?: { mtu: number; mac?: string; up: boolean; vlanFiltering?: boolean } };
+  /** VLANs put on the uplink port (tagged), for pods with strand-bridge's `vlan`. */
+  vlans?: number[];
   /** Sysctls of the bridge before the takeover set them (an adopted bridge gets them back). */
   sysctls: Record<string, string>;
   /** The uplink's addresses and routes as dumped, every attribute kept. */
@@ -331,7 +333,11 @@ function snapshot(ns: Netns, cfg: FlatConfig): { uplink: rtnl.Link; bridge: rtnl
     routes,
     neighs,
   };
-  if (bridge) rec.bridge.before = { mtu: bridge.mtu, up: bridge.up, ...(bridge.mac ? { mac: bridge.mac } : {}) };
+  if (bridge) {
+    const vf = (bridge.info as rtnl.BridgeInfo | undefined)?.vlanFiltering;
+    rec.bridge.before = { mtu: bridge.mtu, up: bridge.up, ...(bridge.mac ? { mac: bridge.mac } : {}), ...(vf !== undefined ? { vlanFiltering: vf } : {}) };
+  }
+  if (cfg.vlans.length) rec.vlans = [...cfg.vlans];
   return { uplink, bridge, rec };
 }
 
@@ -364,7 +370,8 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       // 1. the bridge, with the uplink's MTU and MAC
       let br: number;
       if (!existing) {
-        const spec: rtnl.NewLinkSpec = { name: cfg.bridge, info: { kind: 'bridge' }, mtu: uplink.mtu, up: true };
+        const info: rtnl.BridgeInfo = cfg.vlans.length ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' };
+        const spec: rtnl.NewLinkSpec = { name: cfg.bridge, info, mtu: uplink.mtu, up: true };
         if (uplink.mac) spec.mac = uplink.mac;
         rtnl.newLink(ns, spec);
         br = rtnl.getLink(ns, cfg.bridge).index;
@@ -374,8 +381,16 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
         // still reach the node: the bridge delivers its ports' MACs locally.
         br = existing.index;
         const before = existing;
-        rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true });
-        undo.push(`restore bridge ${cfg.bridge}`, () => restoreBridge(ns, br, { mtu: before.mtu, up: before.up, ...(before.mac ? { mac: before.mac } : {}) }));
+        const vf = rec.bridge.before?.vlanFiltering;
+        rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true, ...(cfg.vlans.length && !vf ? { info: { kind: 'bridge', vlanFiltering: true } } : {}) });
+        undo.push(`restore bridge ${cfg.bridge}`, () =>
+          restoreBridge(ns, br, {
+            mtu: before.mtu,
+            up: before.up,
+            ...(before.mac ? { mac: before.mac } : {}),
+            ...(vf !== undefined ? { vlanFiltering: vf } : {}),
+          }),
+        );
       }
       await after('bridge');
 
@@ -396,6 +411,8 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       // goes on, received through the bridge, sent straight out of the port)
       rtnl.setLink(ns, up, { master: br });
       undo.push(`take ${uplink.name} out of ${cfg.bridge}`, () => rtnl.setLink(ns, up, { master: null }));
+      // the pods' VLANs reach the segment tagged (the node's own traffic stays untagged, VLAN 1)
+      for (const vid of cfg.vlans) rtnl.newBridgeVlan(ns, up, { vid });
       await after('enslave');
 
       // 4. the addresses, also on the bridge
@@ -550,10 +567,12 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
 }
 
 /** An adopted bridge's own settings back (its MAC only if it changed: a bridge without a set MAC follows its ports). */
-function restoreBridge(ns: Netns, br: number, b: { mtu: number; mac?: string; up: boolean }): void {
+function restoreBridge(ns: Netns, br: number, b: NonNullable<TakeoverRecord['bridge']['before']>): void {
   const now = rtnl.getLink(ns, br);
   const back: rtnl.SetLinkSpec = { mtu: b.mtu, up: b.up };
   if (b.mac && now.mac !== b.mac) back.mac = b.mac;
+  const vf = (now.info as rtnl.BridgeInfo | undefined)?.vlanFiltering;
+  if (b.vlanFiltering !== undefined && vf !== undefined && vf !== b.vlanFiltering) back.info = { kind: 'bridge', vlanFiltering: b.vlanFiltering };
   rtnl.setLink(ns, br, back);
 }
 
@@ -607,6 +626,15 @@ export function reassertBridge(ns: Netns, cfg: FlatConfig): string[] {
   if (br.mtu !== uplink.mtu) {
     rtnl.setLink(ns, br.index, { mtu: uplink.mtu });
     fixed.push(`${cfg.bridge} mtu ${br.mtu} -> ${uplink.mtu} (the uplink's)`);
+  }
+  if (cfg.vlans.length) {
+    const have = new Set(
+      (rtnl.listBridgeVlans(ns).get(uplink.index) ?? []).flatMap((v) => Array.from({ length: (v.vidEnd ?? v.vid) - v.vid + 1 }, (_, i) => v.vid + i)),
+    );
+    for (const vid of cfg.vlans.filter((v) => !have.has(v))) {
+      rtnl.newBridgeVlan(ns, uplink.index, { vid });
+      fixed.push(`VLAN ${vid} back on ${cfg.uplink}`);
+    }
   }
   for (const t of LINK_SYSCTLS) {
     const want = tryGet(ns, sysctlName(t, uplink.name));

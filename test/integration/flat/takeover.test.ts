@@ -75,7 +75,7 @@ async function richNode(): Promise<{ ns: string; cfg: FlatConfig }> {
   r(['172.31.0.0/16', 'via', '172.30.0.254']);
   await settled(ns);
   await settled(seg.rt);
-  return { ns, cfg: { uplink: 'eth1', bridge: 'br0', record: join(dir, 'flat.json') } };
+  return { ns, cfg: { uplink: 'eth1', bridge: 'br0', record: join(dir, 'flat.json'), vlans: [] } };
 }
 
 /** What the takeover must produce: the uplink in br0 with the uplink's MTU and MAC, the configuration on br0. */

@@ -48,9 +48,19 @@ describe('agent config: mode flat', () => {
       {},
     );
     expect(c.mode).toBe('flat');
-    expect(c.flat).toEqual({ uplink: 'eth0', bridge: 'br0', record: DEFAULT_TAKEOVER_RECORD });
-    const d = parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json' } }, {});
-    expect(d.flat).toEqual({ uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json' });
+    expect(c.flat).toEqual({ uplink: 'eth0', bridge: 'br0', record: DEFAULT_TAKEOVER_RECORD, vlans: [] });
+    const d = parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [200, 100, 200] } }, {});
+    expect(d.flat).toEqual({ uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [100, 200] });
+    const f = loadAgentConfig(
+      new Map([
+        ['etcd-endpoints', 'http://127.0.0.1:2379'],
+        ['mode', 'flat'],
+        ['uplink', 'eth0'],
+        ['flat-vlans', '30,20'],
+      ]),
+      {},
+    );
+    expect(f.flat?.vlans).toEqual([20, 30]);
     expect(parseAgentConfig({ etcd }, {}).flat).toBeUndefined();
   });
 
@@ -61,6 +71,7 @@ describe('agent config: mode flat', () => {
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'a-name-far-too-long' } }, {})).field).toBe('flat.uplink');
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', bridge: 'eth0' } }, {})).field).toBe('flat.bridge');
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', bond: 'x' } }, {})).field).toBe('flat.bond');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', vlans: [1] } }, {})).field).toBe('flat.vlans[0]');
   });
 
   it('--restore needs only the record path (no etcd)', () => {

@@ -1,0 +1,80 @@
+// Flat mode end to end on simulated machines (cluster.ts): a switch, a router, three
+// nodes whose agents take their uplink over into br0, pods by strand-bridge (isGateway
+// false) + strand-ipam on one etcd. Pods are hosts of the segment: they reach each other
+// and the router, the router reaches them, and nothing is routed or encapsulated.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ipJson } from '../../helpers/netns.ts';
+import { requireTools } from '../agent/cluster.ts';
+import { FlatCluster, type FlatPod, ROUTER } from './cluster.ts';
+
+process.env['STRAND_TEST_PREFIX'] ??= 'fl';
+process.env['STRAND_TEST_PORTS'] ??= '37000-37999';
+
+const execFileP = promisify(execFile);
+
+let cluster: FlatCluster | undefined;
+beforeAll(() => requireTools());
+afterEach(async () => {
+  await cluster?.destroy();
+  cluster = undefined;
+});
+
+/** Pings each target from namespace `ns` (one process); returns those that never answered (3 tries). */
+async function unreachable(ns: string, targets: readonly string[]): Promise<string[]> {
+  const script = `for ip in ${targets.join(' ')}; do ping -n -q -c 1 -W 1 $ip >/dev/null 2>&1 || ping -n -q -c 3 -i 0.2 -W 3 $ip >/dev/null 2>&1 || echo $ip; done`;
+  const { stdout } = await execFileP('ip', ['netns', 'exec', ns, 'sh', '-c', script]);
+  return stdout.split('\n').filter(Boolean);
+}
+
+describe('flat mode: three nodes on one segment', () => {
+  it('pods on different nodes reach each other and the router, the router reaches every pod; no routes, no vxlan, the router sees the pods own MACs', async () => {
+    const c = new FlatCluster({ nodes: 3 });
+    cluster = c;
+    await c.setup();
+    const routerRoutes = JSON.stringify(ipJson(['route', 'show', 'table', 'all'], { ns: c.seg.rt }));
+    await c.startAgents();
+    for (const n of c.nodes) for (let i = 0; i < 2; i++) await c.addPod(n);
+    const pods = c.pods;
+    expect(new Set(pods.map((p) => p.ip)).size).toBe(6);
+
+    const failures: string[] = [];
+    await Promise.all(
+      pods.map(async (p: FlatPod) => {
+        const targets = [ROUTER, ...pods.filter((q) => q.node !== p.node).map((q) => q.ip)];
+        for (const t of await unreachable(p.ns, targets)) failures.push(`${p.node.name}/${p.ip} -> ${t}`);
+      }),
+    );
+    for (const t of await unreachable(
+      c.seg.rt,
+      pods.map((p) => p.ip),
+    ))
+      failures.push(`router -> ${t}`);
+    expect(failures).toEqual([]);
+
+    // the router learned every pod's own MAC (no proxy ARP, no node MAC in between)
+    const neigh = ipJson<Array<{ dst: string; lladdr?: string }>>(['neigh', 'show', 'dev', 'eth0'], { ns: c.seg.rt });
+    for (const p of pods) expect(neigh.find((x) => x.dst === p.ip)?.lladdr, p.ip).toBe(p.mac);
+    // nothing was added on the router
+    expect(JSON.stringify(ipJson(['route', 'show', 'table', 'all'], { ns: c.seg.rt }))).toBe(routerRoutes);
+    for (const n of c.nodes) {
+      // no encapsulation device, no routes of the agent, no proxy ARP on the bridge
+      const kinds = ipJson<Array<{ ifname: string; linkinfo?: { info_kind?: string } }>>(['-d', 'link', 'show'], { ns: n.ns }).map(
+        (l) => l.linkinfo?.info_kind ?? '',
+      );
+      expect(kinds).not.toContain('vxlan');
+      expect(ipJson(['route', 'show', 'proto', '115', 'table', 'all'], { ns: n.ns })).toEqual([]);
+      const main = ipJson<Array<{ dst: string; gateway?: string; dev: string }>>(['-4', 'route', 'show'], { ns: n.ns }).map(
+        (r) => `${r.dst}${r.gateway ? ` via ${r.gateway}` : ''} dev ${r.dev}`,
+      );
+      expect(main).toEqual([`default via ${ROUTER} dev br0`, '192.168.77.0/24 dev br0']);
+      const s = c.state(n) as { mode: string; routes: unknown[]; podLinks: unknown[]; addresses: string[] };
+      expect(s).toMatchObject({ mode: 'flat', routes: [], podLinks: [], addresses: [n.ip] });
+      // the pods' default route is the router, not the node
+      for (const p of pods.filter((q) => q.node === n)) {
+        expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-4', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER);
+      }
+    }
+  });
+});
