@@ -4,7 +4,7 @@
 //                  [--template FILE] [--conf-name NAME] [--source FILE]
 //                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
 //                  [--node-name NAME] [--sleep]
-//   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+//   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
@@ -18,12 +18,14 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote.
+// --uninstall removes what install wrote, after undoing flat mode's uplink takeover when
+// its record exists (agent/flat.ts; a failed restore removes nothing).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
+import { DEFAULT_TAKEOVER_RECORD } from '../agent/config.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
 import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
@@ -32,7 +34,7 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                       [--template FILE] [--conf-name NAME] [--source FILE]
                       [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
                       [--node-name NAME] [--sleep]
-       strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+       strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
 
   --bin-dir        CNI plugin directory (default /opt/cni/bin)
   --conf-dir       CNI config directory to write to (default /etc/cni/net.d)
@@ -48,6 +50,8 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
   --uninstall      remove the binaries, the conflist and the TLS files
+  --flat-record    with --uninstall: first undo the flat-mode uplink takeover recorded
+                   there (default /run/strand/flat.json; nothing to do when absent)
 `;
 
 const TLS_SUBDIR = 'strand-etcd';
@@ -66,6 +70,7 @@ interface Options {
   nodeName: string | undefined;
   sleep: boolean;
   uninstall: boolean;
+  flatRecord: string;
 }
 
 function parseOptions(argv: string[], env: PluginIO['env']): Options {
@@ -86,6 +91,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       'node-name': { type: 'string' },
       sleep: { type: 'boolean' },
       uninstall: { type: 'boolean' },
+      'flat-record': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -108,6 +114,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     nodeName: values['node-name'] ?? (env['K8S_NODE_NAME'] || env['NODENAME'] || undefined),
     sleep: values.sleep ?? false,
     uninstall: values.uninstall ?? false,
+    flatRecord: values['flat-record'] ?? DEFAULT_TAKEOVER_RECORD,
   };
 }
 
@@ -200,6 +207,22 @@ function removeTlsDir(confDir: string): boolean {
   return any;
 }
 
+/** Undoes flat mode's uplink takeover (strand agent --restore) when its record exists. */
+async function restoreFlat(record: string, log: (s: string) => void): Promise<void> {
+  if (!existsSync(record)) return;
+  const [{ restore }, { Netns }] = await Promise.all([import('../agent/flat.ts'), import('../lib/netlink/netns.ts')]);
+  const ns = Netns.current();
+  const say = (m: string): void => log(m);
+  try {
+    const r = await restore(ns, record, { log: { debug: () => {}, info: say, warn: say, error: say } });
+    if (r.warnings.length) log(`flat takeover undone with ${r.warnings.length} warning(s)`);
+  } catch (e) {
+    throw new InstallError(`cannot undo the flat-mode takeover recorded in ${record} (nothing removed): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  } finally {
+    ns.close();
+  }
+}
+
 function uninstall(o: Options, log: (s: string) => void): void {
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
@@ -230,8 +253,10 @@ export async function main(argv: string[], io: PluginIO): Promise<number> {
       return 0;
     }
     o = parseOptions(argv, io.env);
-    if (o.uninstall) uninstall(o, log);
-    else install(o, log);
+    if (o.uninstall) {
+      await restoreFlat(o.flatRecord, log);
+      uninstall(o, log);
+    } else install(o, log);
   } catch (e) {
     if (e instanceof InstallError || e instanceof TemplateError) {
       log(e.message);

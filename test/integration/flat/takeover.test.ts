@@ -291,6 +291,27 @@ describe('flat mode: uplink takeover', () => {
     }
   });
 
+  it('strand install --uninstall undoes the takeover before removing the files', async () => {
+    const { ns, cfg } = await richNode();
+    const before = dumps(ns);
+    const handle = Netns.open(`/run/netns/${ns}`);
+    try {
+      await takeover(handle, cfg, { log: quiet });
+    } finally {
+      handle.close();
+    }
+    const bin = join(dir, 'bin');
+    const conf = join(dir, 'conf');
+    const r = spawnSync('ip', ['netns', 'exec', ns, STRAND_BIN, 'install', '--uninstall', '--bin-dir', bin, '--conf-dir', conf, '--flat-record', cfg.record], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/restored eth1/);
+    await settled(ns);
+    expect(dumps(ns)).toEqual(before);
+    expect(existsSync(cfg.record)).toBe(false);
+  });
+
   it('refuses, changing nothing: uplink in another bridge, bridge name taken by another kind of link, missing uplink, nexthop objects', async () => {
     const { ns, cfg } = await richNode();
     const handle = Netns.open(`/run/netns/${ns}`);
