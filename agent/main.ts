@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger, isLogLevel } from '../lib/cni/log.ts';
+import { passwordOnCommandLineWarning } from '../ipam/store/etcd-config.ts';
 import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, flatRecordOf, loadAgentConfig, loadRawConfig } from './config.ts';
 
 type CliIO = Pick<PluginIO, 'env' | 'stdout' | 'stderr'>;
@@ -44,7 +45,8 @@ options (flags override --config, which overrides --cni-conf):
   --mtu <n>                  VXLAN device MTU (default: underlay MTU - 50)
   --etcd-endpoints <urls>    comma-separated; --etcd-prefix (default /strand/ipam),
                              --etcd-ca, --etcd-cert, --etcd-key, --etcd-username,
-                             --etcd-password
+                             --etcd-password (warns: a command line is readable
+                             by other users; prefer the --config or --cni-conf file)
   --lease-ttl <duration>     node record lease (default 20s)
   --resync <duration>        periodic full check of the data plane (default 30s)
   --state-file <path>        default ${DEFAULT_STATE_FILE}
@@ -129,6 +131,8 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set());
   if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
   const cfg = loadAgentConfig(flags, io.env);
+  if (flags.has('etcd-password'))
+    io.stderr.write(`strand agent: ${passwordOnCommandLineWarning('"etcd": {"password"} in --config or the --cni-conf file (mode 0600)')}\n`);
   const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel });
   const [{ Agent }, { Netns }] = await Promise.all([import('./agent.ts'), import('../lib/netlink/netns.ts')]);
   const agent = new Agent(cfg, { ns: Netns.current(), log });

@@ -137,6 +137,7 @@ async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<nu
     io.stdout.write(usage());
     return 0;
   }
+  if (name === '--version') return (await commands['version']!.load())(rest, io);
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
     io.stderr.write(`strand: unknown command ${JSON.stringify(name)}\n\n${usage()}`);

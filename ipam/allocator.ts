@@ -9,9 +9,10 @@
 // that range set. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
-import { formatIP, parseIP, tryParseCidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
-import { rangeFor, rangeSetText, usableIn, type IpamConfig, type Range, type RangeSet } from './config.ts';
-import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './store/types.ts';
+import { formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { excludedBy, maxBig, minBig, rangeFor, rangeSetText, usableIn, type Interval, type IpamConfig, type Range, type RangeSet } from './config.ts';
+import type { Affinity, AllocationRef, Attachment, Block, Holder, PodRef, Reservations, Store, Versioned, WriteOp } from './store/types.ts';
+import { attachmentKey } from './store/types.ts';
 
 export class IpamExhaustedError extends Error {
   override readonly name = 'IpamExhaustedError';
@@ -32,6 +33,16 @@ export class IpamConflictError extends Error {
   }
 }
 
+/** A requested address is reserved in the store (strand ipam reserve) without allowRequested. */
+export class IpamReservedError extends Error {
+  override readonly name = 'IpamReservedError';
+  readonly ip: string;
+  constructor(ip: string, source: string) {
+    super(`requested IP ${ip} is reserved (${source})`);
+    this.ip = ip;
+  }
+}
+
 /** Compare-and-swap kept failing past the retry bound (heavy contention): try again later. */
 export class IpamContentionError extends Error {
   override readonly name = 'IpamContentionError';
@@ -40,6 +51,13 @@ export class IpamContentionError extends Error {
 /** CHECK found the allocation missing or different. */
 export class IpamCheckError extends Error {
   override readonly name = 'IpamCheckError';
+}
+
+/** What an ADD records about the attachment besides its addresses. */
+export interface AttachmentMeta {
+  netns?: string;
+  pod?: PodRef;
+  origin?: string;
 }
 
 export interface AllocatedIP {
@@ -57,6 +75,8 @@ export interface AllocatorOptions {
   /** Bound on compare-and-swap retries per address (default 64). */
   maxRetries?: number;
   random?: () => number;
+  /** Clock (ms), for GC's grace period; Date.now by default. */
+  now?: () => number;
 }
 
 interface BlockGeom {
@@ -70,6 +90,8 @@ interface Span {
   lo: bigint;
   hi: bigint;
   range: Range;
+  /** The range's exclusions and the store's reservations inside [lo, hi], sorted by lo. */
+  excl: Interval[];
 }
 
 function geom(cidr: string): BlockGeom | undefined {
@@ -85,48 +107,45 @@ function blockCidr(family: Family, lo: bigint, prefix: number): string {
   return `${formatIP({ family, value: lo })}/${prefix}`;
 }
 
-/** The parts of `rs`'s ranges that fall inside block `g`, in address order. */
-function spansOf(rs: RangeSet, g: BlockGeom): Span[] {
+const byLo = (a: { lo: bigint }, b: { lo: bigint }): number => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0);
+
+/** The parts of `rs`'s ranges that fall inside block `g`, in address order, with their exclusions. */
+function spansOf(rs: RangeSet, g: BlockGeom, reserved: readonly Interval[] = []): Span[] {
   if (g.family !== rs.family) return [];
   const out: Span[] = [];
   for (const r of rs.ranges) {
-    const lo = g.lo > r.start ? g.lo : r.start;
-    const hi = g.hi < r.end ? g.hi : r.end;
-    if (lo <= hi) out.push({ lo, hi, range: r });
+    const lo = maxBig(g.lo, r.start);
+    const hi = minBig(g.hi, r.end);
+    if (lo > hi) continue;
+    const excl = [...r.exclude, ...reserved].filter((x) => x.lo <= hi && lo <= x.hi).sort(byLo);
+    out.push({ lo, hi, range: r, excl });
   }
-  return out.sort((a, b) => (a.lo < b.lo ? -1 : 1));
+  return out.sort(byLo);
 }
 
-function excludedCount(s: Span): bigint {
-  let n = 0n;
-  for (const v of new Set([s.range.subnet.ip, s.range.gateway, ...(s.range.family === 4 ? [broadcastOf(s.range)] : [])])) {
-    if (v >= s.lo && v <= s.hi) n++;
+/** The first usable, untaken, not excluded address of `s` in [from, to], or undefined. */
+function scanSpan(s: Span, from: bigint, to: bigint, taken: ReadonlySet<bigint>): bigint | undefined {
+  // Each step passes a taken or special address, or jumps over an exclusion: bounded by
+  // |taken| + |excl| + 3, whatever the span's size (an excluded /64 costs one step).
+  let xi = 0;
+  for (let v = from; v <= to; ) {
+    while (xi < s.excl.length && (s.excl[xi] as Interval).hi < v) xi++;
+    const x = s.excl[xi];
+    if (x && x.lo <= v) {
+      v = x.hi + 1n;
+      continue;
+    }
+    if (!taken.has(v) && usableIn(s.range, v)) return v;
+    v++;
   }
-  return n;
-}
-
-function broadcastOf(r: Range): bigint {
-  return r.subnet.ip + (1n << BigInt(32 - r.subnet.prefix)) - 1n;
-}
-
-function allocatedValues(b: Block): Set<bigint> {
-  const out = new Set<bigint>();
-  for (const k of Object.keys(b.allocations)) out.add(parseIP(k).value);
-  return out;
+  return undefined;
 }
 
 /**
  * A free usable address in `spans`, walking upward from just after `after` and wrapping
  * (host-local's round robin), or undefined when every usable address is taken.
  */
-function pickFree(spans: Span[], taken: Set<bigint>, after: bigint | undefined): { v: bigint; range: Range } | undefined {
-  let usable = 0n;
-  let used = 0n;
-  for (const s of spans) {
-    usable += s.hi - s.lo + 1n - excludedCount(s);
-    for (const v of taken) if (v >= s.lo && v <= s.hi && usableIn(s.range, v)) used++;
-  }
-  if (used >= usable) return undefined;
+function pickFree(spans: Span[], taken: ReadonlySet<bigint>, after: bigint | undefined): { v: bigint; range: Range } | undefined {
   const from = after === undefined ? undefined : after + 1n;
   const passes: Array<[bigint | undefined, bigint | undefined]> =
     from === undefined
@@ -137,11 +156,10 @@ function pickFree(spans: Span[], taken: Set<bigint>, after: bigint | undefined):
         ];
   for (const [start, stop] of passes) {
     for (const s of spans) {
-      let v = start !== undefined && start > s.lo ? start : s.lo;
-      const hi = stop !== undefined && stop < s.hi ? stop : s.hi;
-      for (; v <= hi; v++) {
-        if (!taken.has(v) && usableIn(s.range, v)) return { v, range: s.range };
-      }
+      const lo = start === undefined ? s.lo : maxBig(start, s.lo);
+      const hi = stop === undefined ? s.hi : minBig(stop, s.hi);
+      const v = lo <= hi ? scanSpan(s, lo, hi, taken) : undefined;
+      if (v !== undefined) return { v, range: s.range };
     }
   }
   return undefined;
@@ -151,7 +169,85 @@ function sameHolder(ref: { containerId: string; ifname: string }, containerId: s
   return ref.containerId === containerId && ref.ifname === ifname;
 }
 
+/** The store's reservations as intervals (per family), with their descriptions. */
+export function reservationIntervals(r: Reservations | undefined): Interval[] {
+  const out: Interval[] = [];
+  for (const x of r?.reservations ?? []) {
+    const c = tryParseCidr(x.cidr);
+    if (!c) continue;
+    const size = 1n << BigInt((c.family === 4 ? 32 : 128) - c.prefix);
+    const lo = c.ip & ~(size - 1n);
+    const iv: Interval = { lo, hi: lo + size - 1n, source: `reservation ${x.cidr}${x.note ? ` "${x.note}"` : ''}`, family: c.family };
+    if (x.allowRequested) iv.allowRequested = true;
+    out.push(iv);
+  }
+  return out;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** One CNI GC decision about an attachment of this node that is not in the valid list. */
+export interface GcKept {
+  containerId: string;
+  ifname: string;
+  ips: string[];
+  why: string;
+}
+
+export interface GcResult {
+  /** Addresses released (attachments not valid, and block entries no attachment holds). */
+  released: string[];
+  /** Attachments not in the valid list that were kept, and why. */
+  kept: GcKept[];
+}
+
+export interface GcOptions {
+  /** When the GC request arrived (ms); attachments created after `startedAt - grace` are kept. */
+  startedAt: number;
+  /** Overrides the config's gcGracePeriod. */
+  graceMs?: number;
+  /** Whether the attachment's pod is still alive (its network namespace): such attachments are kept. */
+  isLive?: (a: Attachment) => Promise<boolean>;
+  /** Release even attachments that are young or alive (strand ipam gc --force). */
+  force?: boolean;
+  dryRun?: boolean;
+}
+
+/** What repair found and did in one network (blocks made to agree with attachments). */
+export interface RepairReport {
+  /** Block entries no attachment holds: dropped. */
+  orphans: string[];
+  /** Attachment addresses missing from their block: entered again. */
+  restored: string[];
+  /** Blocks that were missing and were rebuilt from the attachments. */
+  blocksCreated: string[];
+  /** Attachments whose recorded block was wrong: corrected. */
+  attachmentsFixed: string[];
+  /** Addresses two attachments claim, or that no block can hold: left for the operator. */
+  conflicts: string[];
+}
+
+export function emptyRepairReport(): RepairReport {
+  return { orphans: [], restored: [], blocksCreated: [], attachmentsFixed: [], conflicts: [] };
+}
+
+/** One host-local reservation to adopt: a container's addresses from host-local's files. */
+export interface Adoptee {
+  containerId: string;
+  ifname: string;
+  ips: string[];
+}
+
+export interface AdoptResult {
+  /** "ip containerId/ifname" newly recorded. */
+  imported: string[];
+  /** Already recorded for the same container (an earlier import). */
+  already: string[];
+  /** Held by another attachment, or a second address of one range set: not imported. */
+  conflicts: string[];
+  /** Outside every configured range: not imported (no allocation can hand it out). */
+  outside: string[];
+}
 
 export class Allocator {
   readonly store: Store;
@@ -159,6 +255,7 @@ export class Allocator {
   readonly node: string;
   private readonly maxRetries: number;
   private readonly random: () => number;
+  private readonly now: () => number;
   /** Commits refused by compare-and-swap, for benchmarks. */
   conflicts = 0;
   /** Operations of this allocator (one node) run one at a time: concurrent ones would only collide on the same block. */
@@ -168,6 +265,7 @@ export class Allocator {
   // in-process allocator allocates with a single transaction when nothing moved.
   private affCache: Affinity[] | undefined;
   private readonly blockCache = new Map<string, Versioned<Block>>();
+  private resCache: { rev: number; intervals: Interval[] } | undefined;
 
   constructor(opts: AllocatorOptions) {
     this.store = opts.store;
@@ -175,6 +273,7 @@ export class Allocator {
     this.node = opts.node;
     this.maxRetries = opts.maxRetries ?? 64;
     this.random = opts.random ?? Math.random;
+    this.now = opts.now ?? Date.now;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -190,7 +289,7 @@ export class Allocator {
   /** The block prefix used for range `r`. */
   blockPrefix(r: Range): number {
     const bs = this.config.blockSize[r.family];
-    return bs > r.subnet.prefix ? bs : r.subnet.prefix;
+    return Math.max(bs, r.subnet.prefix);
   }
 
   /** The range set an address belongs to (by config), or -1. */
@@ -208,6 +307,14 @@ export class Allocator {
     return this.affCache;
   }
 
+  private async reservations(fresh: boolean): Promise<{ rev: number; intervals: Interval[] }> {
+    if (fresh || !this.resCache) {
+      const r = await this.store.getReservations(this.network);
+      this.resCache = { rev: r?.rev ?? 0, intervals: reservationIntervals(r?.value) };
+    }
+    return this.resCache;
+  }
+
   private async blocks(cidrs: readonly string[], fresh: boolean): Promise<Array<Versioned<Block>>> {
     if (!fresh && cidrs.every((c) => this.blockCache.has(c))) return cidrs.map((c) => this.blockCache.get(c) as Versioned<Block>);
     const got = await this.store.getBlocks(this.network, cidrs);
@@ -221,6 +328,7 @@ export class Allocator {
     const rev = await this.store.commit(ops);
     if (rev === undefined) {
       this.affCache = undefined;
+      this.resCache = undefined;
       this.blockCache.clear();
       return undefined;
     }
@@ -231,6 +339,8 @@ export class Allocator {
       } else if (op.op === 'delBlock') {
         this.blockCache.delete(op.cidr);
         if (this.affCache) this.affCache = this.affCache.filter((a) => a.cidr !== op.cidr);
+      } else if (op.op === 'putReservations') {
+        this.resCache = undefined;
       }
     }
     return rev;
@@ -252,13 +362,16 @@ export class Allocator {
    * addresses already held. If a later range set fails, the addresses taken by this
    * call are released again (dual-stack rollback) and the error is rethrown.
    */
-  async allocate(containerId: string, ifname: string): Promise<AllocatedIP[]> {
+  async allocate(containerId: string, ifname: string, meta: AttachmentMeta = {}): Promise<AllocatedIP[]> {
     return this.serial(() =>
       this.store.exclusive(this.network, async () => {
         // With warm caches assume no attachment yet (create-if-absent catches a repeat ADD).
         const optimistic = this.affCache !== undefined;
-        // Cold (a fresh plugin process): read the attachment and the block ownership in parallel (one round trip).
-        let att = optimistic ? undefined : (await Promise.all([this.store.getAttachment(this.network, containerId, ifname), this.affinities(true)]))[0];
+        // Cold (a fresh plugin process): read the attachment, the block ownership and the
+        // reservations in parallel (one round trip).
+        let att = optimistic
+          ? undefined
+          : (await Promise.all([this.store.getAttachment(this.network, containerId, ifname), this.affinities(true), this.reservations(true)]))[0];
         const out: AllocatedIP[] = [];
         const undo: Array<() => Promise<void>> = [];
         try {
@@ -269,7 +382,12 @@ export class Allocator {
               out.push({ set, ip, range: this.rangeOf(set, ip), block: held.block });
               continue;
             }
-            const got = await this.allocateInSet(set, containerId, ifname, set === 0 || att ? { att } : undefined);
+            const want = this.config.requested.find((r) => r.set === set)?.ip;
+            const got = await this.allocateInSet(set, containerId, ifname, {
+              meta,
+              ...(want ? { want } : {}),
+              ...(set === 0 || att ? { known: { att } } : {}),
+            });
             att = got.att;
             out.push(got.ip);
             const ipText = formatIP(got.ip.ip);
@@ -296,115 +414,198 @@ export class Allocator {
     set: number,
     containerId: string,
     ifname: string,
-    known?: { att: Versioned<Attachment> | undefined },
+    opts: { meta: AttachmentMeta; want?: IPAddr; known?: { att: Versioned<Attachment> | undefined }; node?: string; ignoreReservations?: boolean },
   ): Promise<{ ip: AllocatedIP; att: Versioned<Attachment> }> {
     const rs = this.config.rangeSets[set] as RangeSet;
-    const req = this.config.requested.find((r) => r.set === set);
+    const node = opts.node ?? this.node;
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) await this.backoff(attempt);
+      const fresh = attempt > 0;
       // Re-read the attachment each round: an earlier commit whose reply was lost may
       // already have recorded an address for this set.
-      const att = attempt === 0 && known ? known.att : await this.store.getAttachment(this.network, containerId, ifname);
+      const att = attempt === 0 && opts.known ? opts.known.att : await this.store.getAttachment(this.network, containerId, ifname);
       const held = att?.value.ips.find((e) => this.setOf(parseIP(e.ip)) === set);
       if (att && held) {
         const ip = parseIP(held.ip);
         return { ip: { set, ip, range: this.rangeOf(set, ip), block: held.block }, att };
       }
-      const affinities = (await this.affinities(attempt > 0)).filter((a) => {
+      const [affs, res] = await Promise.all([this.affinities(fresh), this.reservations(fresh)]);
+      const affinities = affs.filter((a) => {
         const g = geom(a.cidr);
         return g !== undefined && spansOf(rs, g).length > 0;
       });
-      const plan = req
-        ? await this.planRequested(set, req.ip, affinities, containerId, ifname)
-        : await this.planAny(set, rs, affinities, attempt, containerId, ifname);
+      const reserved = opts.ignoreReservations ? [] : res.intervals.filter((x) => x.family === rs.family);
+      const plan = opts.want
+        ? await this.planRequested(set, opts.want, affinities, reserved, containerId, ifname, node, fresh)
+        : await this.planAny(set, rs, affinities, reserved, attempt, containerId, ifname, node);
+      const entry = { ip: formatIP(plan.ip.ip), block: plan.ip.block };
       const attachment: Attachment = att
-        ? { ...att.value, ips: [...att.value.ips, { ip: formatIP(plan.ip.ip), block: plan.ip.block }] }
-        : {
-            network: this.network,
-            containerId,
-            ifname,
-            node: this.node,
-            ips: [{ ip: formatIP(plan.ip.ip), block: plan.ip.block }],
-            created: new Date().toISOString(),
-          };
-      const rev = await this.commit([plan.op, { op: 'putAttachment', attachment, prevRev: att?.rev ?? 0 }]);
+        ? { ...att.value, ips: [...att.value.ips, entry] }
+        : { network: this.network, containerId, ifname, node, ips: [entry], created: new Date(this.now()).toISOString(), ...opts.meta };
+      const rev = await this.commit([
+        plan.op,
+        { op: 'putAttachment', attachment, prevRev: att?.rev ?? 0, prevIps: att?.value.ips.map((e) => e.ip) ?? [] },
+        { op: 'expectReservations', network: this.network, prevRev: res.rev },
+      ]);
       if (rev !== undefined) return { ip: plan.ip, att: { value: attachment, rev } };
     }
   }
 
-  private newBlockOp(set: number, g: BlockGeom, v: bigint, range: Range, containerId: string, ifname: string): { op: WriteOp; ip: AllocatedIP } {
+  /** Addresses held by attachments inside `cidr`, read only after a conflict (the commit itself refuses a held address). */
+  private async holdersIn(cidr: string, fresh: boolean): Promise<Map<string, Holder>> {
+    return fresh ? this.store.holders(this.network, cidr) : new Map();
+  }
+
+  /** Block entries for held addresses the block does not list (the block is rebuilt as it is written). */
+  private static withHolders(block: Block, holders: ReadonlyMap<string, Holder>): Record<string, AllocationRef> {
+    const allocations = { ...block.allocations };
+    for (const [ip, h] of holders) {
+      const cur = allocations[ip];
+      if (cur && sameHolder(cur, h.containerId, h.ifname)) continue;
+      allocations[ip] =
+        h.node === block.node ? { containerId: h.containerId, ifname: h.ifname } : { containerId: h.containerId, ifname: h.ifname, node: h.node };
+    }
+    return allocations;
+  }
+
+  private static takenOf(allocations: Record<string, AllocationRef>): Set<bigint> {
+    const out = new Set<bigint>();
+    for (const k of Object.keys(allocations)) out.add(parseIP(k).value);
+    return out;
+  }
+
+  private newBlockOp(
+    set: number,
+    g: BlockGeom,
+    v: bigint,
+    range: Range,
+    containerId: string,
+    ifname: string,
+    node: string,
+    holders: ReadonlyMap<string, Holder>,
+  ): { op: WriteOp; ip: AllocatedIP } {
     const ipText = formatIP({ family: g.family, value: v });
-    const block: Block = { network: this.network, cidr: g.cidr, node: this.node, allocations: { [ipText]: { containerId, ifname } }, last: ipText };
+    const base: Block = { network: this.network, cidr: g.cidr, node, allocations: {} };
+    const allocations = Allocator.withHolders(base, holders);
+    allocations[ipText] = { containerId, ifname };
+    const block: Block = { ...base, allocations, last: ipText };
     return { op: { op: 'putBlock', block, prevRev: 0 }, ip: { set, ip: { family: g.family, value: v }, range, block: g.cidr } };
   }
 
-  private takeOp(set: number, b: Versioned<Block>, v: bigint, range: Range, containerId: string, ifname: string): { op: WriteOp; ip: AllocatedIP } {
+  private takeOp(
+    set: number,
+    b: Versioned<Block>,
+    allocations: Record<string, AllocationRef>,
+    v: bigint,
+    range: Range,
+    containerId: string,
+    ifname: string,
+    node: string,
+  ): { op: WriteOp; ip: AllocatedIP } {
     const family = range.family;
     const ipText = formatIP({ family, value: v });
-    const ref = b.value.node === this.node ? { containerId, ifname } : { containerId, ifname, node: this.node };
-    const block: Block = { ...b.value, allocations: { ...b.value.allocations, [ipText]: ref }, last: ipText };
+    const ref = b.value.node === node ? { containerId, ifname } : { containerId, ifname, node };
+    const block: Block = { ...b.value, allocations: { ...allocations, [ipText]: ref }, last: ipText };
     return { op: { op: 'putBlock', block, prevRev: b.rev }, ip: { set, ip: { family, value: v }, range, block: b.value.cidr } };
   }
 
-  private async planRequested(set: number, ip: IPAddr, affinities: Affinity[], containerId: string, ifname: string): Promise<{ op: WriteOp; ip: AllocatedIP }> {
+  private async planRequested(
+    set: number,
+    ip: IPAddr,
+    affinities: Affinity[],
+    reserved: readonly Interval[],
+    containerId: string,
+    ifname: string,
+    node: string,
+    fresh: boolean,
+  ): Promise<{ op: WriteOp; ip: AllocatedIP }> {
     const ipText = formatIP(ip);
     const range = this.rangeOf(set, ip);
+    const r = excludedBy(
+      reserved.filter((x) => !x.allowRequested),
+      ip.value,
+    );
+    if (r) throw new IpamReservedError(ipText, r.source);
     const owner = affinities.find((a) => {
       const g = geom(a.cidr);
       return g !== undefined && ip.value >= g.lo && ip.value <= g.hi;
     });
+    const prefix = this.blockPrefix(range);
+    const size = 1n << BigInt((range.family === 4 ? 32 : 128) - prefix);
+    const lo = ip.value & ~(size - 1n);
+    const g: BlockGeom = owner ? (geom(owner.cidr) as BlockGeom) : { cidr: blockCidr(range.family, lo, prefix), family: range.family, lo, hi: lo + size - 1n };
+    const holders = await this.holdersIn(g.cidr, fresh);
+    const h = holders.get(ipText);
+    if (h && !sameHolder(h, containerId, ifname)) throw new IpamConflictError(ipText, `${h.containerId}/${h.ifname}`);
     if (owner) {
       const [b] = await this.blocks([owner.cidr], true);
       if (b) {
         const holder = b.value.allocations[ipText];
-        if (holder && !sameHolder(holder, containerId, ifname)) {
-          throw new IpamConflictError(ipText, `${holder.containerId}/${holder.ifname}`);
-        }
-        return this.takeOp(set, b, ip.value, range, containerId, ifname);
+        // Conservative: a block entry is honoured even when no attachment backs it (an
+        // address index from before strand recorded one may be incomplete); gc drops it.
+        if (holder && !sameHolder(holder, containerId, ifname)) throw new IpamConflictError(ipText, `${holder.containerId}/${holder.ifname}`);
+        const allocations = Allocator.withHolders(b.value, holders);
+        return this.takeOp(set, b, allocations, ip.value, range, containerId, ifname, node);
       }
     }
-    const prefix = this.blockPrefix(range);
-    const size = 1n << BigInt((range.family === 4 ? 32 : 128) - prefix);
-    const lo = ip.value & ~(size - 1n);
-    const g: BlockGeom = { cidr: blockCidr(range.family, lo, prefix), family: range.family, lo, hi: lo + size - 1n };
-    return this.newBlockOp(set, g, ip.value, range, containerId, ifname);
+    return this.newBlockOp(set, g, ip.value, range, containerId, ifname, node, holders);
   }
 
   private async planAny(
     set: number,
     rs: RangeSet,
     affinities: Affinity[],
+    reserved: readonly Interval[],
     attempt: number,
     containerId: string,
     ifname: string,
+    node: string,
   ): Promise<{ op: WriteOp; ip: AllocatedIP }> {
+    const fresh = attempt > 0;
     // 1. inside this node's blocks
-    const own = affinities.filter((a) => a.node === this.node).map((a) => a.cidr);
-    const blocks = own.length ? await this.blocks(own, attempt > 0) : [];
-    const sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => (x.g.lo < y.g.lo ? -1 : 1));
-    for (const { b, g } of sorted) {
-      const spans = spansOf(rs, g);
+    const own = affinities.filter((a) => a.node === node).map((a) => a.cidr);
+    const blocks = own.length ? await this.blocks(own, fresh) : [];
+    const sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => byLo(x.g, y.g));
+    const held = fresh ? await Promise.all(sorted.map(({ g }) => this.holdersIn(g.cidr, true))) : [];
+    for (const [i, { b, g }] of sorted.entries()) {
+      const spans = spansOf(rs, g, reserved);
+      const allocations = Allocator.withHolders(b.value, held[i] ?? new Map());
       // After a conflict, start at a random point so concurrent requests on one node spread out.
-      const after = attempt > 0 ? g.lo + BigInt(Math.floor(this.random() * Number(g.hi - g.lo + 1n))) : b.value.last ? parseIP(b.value.last).value : undefined;
-      const got = pickFree(spans, allocatedValues(b.value), after);
-      if (got) return this.takeOp(set, b, got.v, got.range, containerId, ifname);
+      const after = fresh ? g.lo + BigInt(Math.floor(this.random() * Number(g.hi - g.lo + 1n))) : b.value.last ? parseIP(b.value.last).value : undefined;
+      const got = pickFree(spans, Allocator.takenOf(allocations), after);
+      if (got) return this.takeOp(set, b, allocations, got.v, got.range, containerId, ifname, node);
     }
-    // 2. claim a free block
-    const claim = this.findFreeBlock(rs, affinities);
-    if (claim) {
-      const got = pickFree(spansOf(rs, claim), new Set(), undefined);
-      if (got) return this.newBlockOp(set, claim, got.v, got.range, containerId, ifname);
+    // 2. claim a free block (after a conflict: one that really does not exist yet, rebuilt
+    //    around the addresses attachments hold in it)
+    const ghosts: Affinity[] = [];
+    for (let tries = 0; tries < 64; tries++) {
+      const claim = this.findFreeBlock(rs, [...affinities, ...ghosts]);
+      if (!claim) break;
+      if (fresh) {
+        const [exists] = await this.store.getBlocks(this.network, [claim.cidr]);
+        if (exists) {
+          // a block without its affinity record (damaged bookkeeping): not free
+          ghosts.push({ network: this.network, cidr: claim.cidr, node: exists.value.node });
+          continue;
+        }
+      }
+      const holders = await this.holdersIn(claim.cidr, fresh);
+      const taken = new Set([...holders.keys()].map((k) => parseIP(k).value));
+      const got = pickFree(spansOf(rs, claim, reserved), taken, undefined);
+      if (got) return this.newBlockOp(set, claim, got.v, got.range, containerId, ifname, node, holders);
+      ghosts.push({ network: this.network, cidr: claim.cidr, node: '' }); // full of held addresses: try the next
     }
     // 3. borrow from another node's block
     if (!this.config.strictAffinity) {
-      const others = affinities.filter((a) => a.node !== this.node).map((a) => a.cidr);
+      const others = [...affinities.filter((a) => a.node !== node), ...ghosts.filter((a) => a.node !== '')].map((a) => a.cidr);
       const ob = others.length ? await this.blocks(others, true) : [];
       const start = ob.length ? Math.floor(this.random() * ob.length) : 0;
       for (let i = 0; i < ob.length; i++) {
         const b = ob[(start + i) % ob.length] as Versioned<Block>;
         const g = geom(b.value.cidr) as BlockGeom;
-        const got = pickFree(spansOf(rs, g), allocatedValues(b.value), b.value.last ? parseIP(b.value.last).value : undefined);
-        if (got) return this.takeOp(set, b, got.v, got.range, containerId, ifname);
+        const allocations = Allocator.withHolders(b.value, await this.holdersIn(g.cidr, fresh));
+        const got = pickFree(spansOf(rs, g, reserved), Allocator.takenOf(allocations), b.value.last ? parseIP(b.value.last).value : undefined);
+        if (got) return this.takeOp(set, b, allocations, got.v, got.range, containerId, ifname, node);
       }
     }
     throw new IpamExhaustedError(rangeSetText(rs), rs.field);
@@ -415,7 +616,7 @@ export class Allocator {
     const taken = affinities
       .map((a) => geom(a.cidr))
       .filter((g): g is BlockGeom => g !== undefined && g.family === rs.family)
-      .sort((a, b) => (a.lo < b.lo ? -1 : 1));
+      .sort(byLo);
     for (const r of rs.ranges) {
       const prefix = this.blockPrefix(r);
       const size = 1n << BigInt((r.family === 4 ? 32 : 128) - prefix);
@@ -437,6 +638,77 @@ export class Allocator {
   }
 
   // -------------------------------------------------------------------------------
+  // Host-local migration
+
+  /**
+   * Records host-local's reservations as attachments (keyed by host-local's container ID
+   * and ifname, on this node), each address entered in its block as if requested. An
+   * address another attachment holds is a conflict (reported, not imported); one outside
+   * every range is left out. `cursors`: host-local's last_reserved_ip of each range set,
+   * which becomes the round-robin cursor of the block holding it (this node's).
+   */
+  async adopt(entries: readonly Adoptee[], cursors: readonly string[] = [], opts: { dryRun?: boolean } = {}): Promise<AdoptResult> {
+    return this.serial(() =>
+      this.store.exclusive(this.network, async () => {
+        const out: AdoptResult = { imported: [], already: [], conflicts: [], outside: [] };
+        await Promise.all([this.affinities(true), this.reservations(true)]);
+        for (const e of entries) {
+          for (const ipText of e.ips) {
+            const ip = tryParseIP(ipText);
+            const what = `${ipText} ${e.containerId}/${e.ifname}`;
+            const set = ip ? this.setOf(ip) : -1;
+            if (!ip || set < 0) {
+              out.outside.push(what);
+              continue;
+            }
+            const att = await this.store.getAttachment(this.network, e.containerId, e.ifname);
+            const inSet = att?.value.ips.find((x) => this.setOf(parseIP(x.ip)) === set);
+            if (inSet) {
+              (inSet.ip === formatIP(ip) ? out.already : out.conflicts).push(
+                inSet.ip === formatIP(ip) ? what : `${what}: the container already holds ${inSet.ip}`,
+              );
+              continue;
+            }
+            if (opts.dryRun) {
+              const h = await this.store.holders(this.network, `${formatIP(ip)}/${ip.family === 4 ? 32 : 128}`);
+              const other = h.get(formatIP(ip));
+              if (other) out.conflicts.push(`${what}: held by ${other.containerId}/${other.ifname}`);
+              else out.imported.push(what);
+              continue;
+            }
+            try {
+              // past reservations: the address is in use already
+              await this.allocateInSet(set, e.containerId, e.ifname, { meta: { origin: 'host-local' }, want: ip, known: { att }, ignoreReservations: true });
+              out.imported.push(what);
+            } catch (err) {
+              if (err instanceof IpamConflictError || err instanceof IpamReservedError) out.conflicts.push(`${what}: ${err.message}`);
+              else throw err;
+            }
+          }
+        }
+        if (!opts.dryRun) for (const c of cursors) await this.setCursor(c);
+        return out;
+      }),
+    );
+  }
+
+  /** Makes `ipText` the round-robin cursor of this node's block holding it (host-local's last_reserved_ip). */
+  private async setCursor(ipText: string): Promise<void> {
+    const ip = tryParseIP(ipText);
+    if (!ip) return;
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const owner = (await this.affinities(attempt > 0)).find((a) => {
+        const g = geom(a.cidr);
+        return a.node === this.node && g !== undefined && g.family === ip.family && ip.value >= g.lo && ip.value <= g.hi;
+      });
+      if (!owner) return;
+      const [b] = await this.blocks([owner.cidr], true);
+      if (!b || b.value.last === formatIP(ip)) return;
+      if ((await this.commit([{ op: 'putBlock', block: { ...b.value, last: formatIP(ip) }, prevRev: b.rev }])) !== undefined) return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------
   // DEL, GC
 
   /** Releases every address of (containerId, ifname); returns them. Idempotent. */
@@ -448,7 +720,7 @@ export class Allocator {
         while (att) {
           const first = att.value.ips[0];
           if (!first) {
-            const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev }]);
+            const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev, ips: [] }]);
             if (rev !== undefined) break;
             att = await this.store.getAttachment(this.network, containerId, ifname);
             continue;
@@ -460,6 +732,34 @@ export class Allocator {
         return released;
       }),
     );
+  }
+
+  /**
+   * Releases the attachment exactly as read (`att`), all its addresses in one commit:
+   * nothing when it changed since (a DEL and a new ADD for the same container, or any
+   * other write). Returns what it released.
+   */
+  private async releaseIfUnchanged(att: Versioned<Attachment>): Promise<string[]> {
+    const { containerId, ifname } = att.value;
+    const ips = att.value.ips.map((e) => e.ip);
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) {
+        await this.backoff(attempt);
+        const now = await this.store.getAttachment(this.network, containerId, ifname);
+        if (!now || now.rev !== att.rev) return [];
+      }
+      const ops: WriteOp[] = [{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev, ips }];
+      const byBlock = new Map<string, string[]>();
+      for (const e of att.value.ips) byBlock.set(e.block, [...(byBlock.get(e.block) ?? []), e.ip]);
+      for (const b of await this.blocks([...byBlock.keys()], attempt > 0)) {
+        const mine = (byBlock.get(b.value.cidr) ?? []).filter((ip) => {
+          const h = b.value.allocations[ip];
+          return h !== undefined && sameHolder(h, containerId, ifname);
+        });
+        if (mine.length) ops.push(await this.blockWithout(b, mine));
+      }
+      if ((await this.commit(ops)) !== undefined) return ips;
+    }
   }
 
   /**
@@ -483,8 +783,8 @@ export class Allocator {
       const after: Attachment | undefined = rest.length ? { ...att.value, ips: rest } : undefined;
       ops.push(
         after
-          ? { op: 'putAttachment', attachment: after, prevRev: att.rev }
-          : { op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev },
+          ? { op: 'putAttachment', attachment: after, prevRev: att.rev, prevIps: att.value.ips.map((e) => e.ip) }
+          : { op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev, ips: att.value.ips.map((e) => e.ip) },
       );
       const [b] = await this.blocks([entry.block], attempt > 0);
       const holder = b?.value.allocations[ipText];
@@ -521,91 +821,176 @@ export class Allocator {
   }
 
   /**
-   * Makes blocks and attachments of this network agree, whatever node they belong to:
-   * drops block entries without a matching attachment and attachment addresses missing
-   * from their block. Commits are atomic, so this only finds damage from outside
-   * (hand edits, a store restored from backup). Returns what it removed.
+   * Makes the blocks of this network agree with its attachments (the truth), whatever
+   * node they belong to: block entries no attachment holds are dropped; attachment
+   * addresses missing from their block are entered again; a missing block is rebuilt
+   * from the attachments holding addresses in it; an attachment naming the wrong block
+   * is corrected. Never drops an attachment. With `dryRun`, only reports.
    */
-  async repair(): Promise<{ allocations: string[]; attachmentIPs: string[] }> {
-    const out = { allocations: [] as string[], attachmentIPs: [] as string[] };
-    for (let attempt = 0; ; attempt++) {
-      if (attempt > 0) await this.backoff(attempt);
-      let conflict = false;
-      // Blocks before attachments (see gc); attachment damage is re-checked on a fresh block read.
-      const blocks = await this.store.listBlocks(this.network);
-      const atts = await this.store.listAttachments(this.network);
-      const holds = new Set(atts.flatMap((a) => a.value.ips.map((e) => `${e.ip} ${a.value.containerId}/${a.value.ifname}`)));
-      for (const b of blocks) {
-        const orphans = Object.entries(b.value.allocations)
-          .filter(([ip, ref]) => !holds.has(`${ip} ${ref.containerId}/${ref.ifname}`))
-          .map(([ip]) => ip);
-        if (orphans.length === 0) continue;
-        if ((await this.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
-        else out.allocations.push(...orphans);
+  async repair(opts: { dryRun?: boolean } = {}): Promise<RepairReport> {
+    return this.store.exclusive(this.network, async () => {
+      for (let attempt = 0; ; attempt++) {
+        if (attempt > 0) await this.backoff(attempt);
+        const out = emptyRepairReport();
+        let conflict = false;
+        const apply = async (ops: WriteOp[]): Promise<boolean> => {
+          if (opts.dryRun) return true;
+          if ((await this.commit(ops)) !== undefined) return true;
+          conflict = true;
+          return false;
+        };
+        // Blocks before attachments: an allocation committed in between is then seen on both sides.
+        const blocks = await this.store.listBlocks(this.network);
+        const atts = await this.store.listAttachments(this.network);
+        // the truth: address -> the attachment holding it
+        const truth = new Map<string, { a: Versioned<Attachment>; v: bigint; family: Family }>();
+        for (const a of atts) {
+          for (const e of a.value.ips) {
+            const other = truth.get(e.ip);
+            if (other) {
+              out.conflicts.push(`${e.ip}: held by ${other.a.value.containerId}/${other.a.value.ifname} and ${a.value.containerId}/${a.value.ifname}`);
+              continue;
+            }
+            const ip = parseIP(e.ip);
+            truth.set(e.ip, { a, v: ip.value, family: ip.family });
+          }
+        }
+        const ref = (b: Block, a: Attachment): AllocationRef =>
+          a.node === b.node ? { containerId: a.containerId, ifname: a.ifname } : { containerId: a.containerId, ifname: a.ifname, node: a.node };
+        const placed = new Map<string, string>(); // ip -> block cidr holding it now
+        const geoms = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom }));
+        for (const { b, g } of geoms) {
+          const allocations: Record<string, AllocationRef> = {};
+          let changed = false;
+          for (const [ip, r] of Object.entries(b.value.allocations)) {
+            const t = truth.get(ip);
+            if (!t || !sameHolder(r, t.a.value.containerId, t.a.value.ifname)) {
+              out.orphans.push(ip);
+              changed = true;
+              continue;
+            }
+            const want = ref(b.value, t.a.value);
+            if (r.node !== want.node) changed = true;
+            allocations[ip] = want;
+            placed.set(ip, b.value.cidr);
+          }
+          for (const [ip, t] of truth) {
+            if (placed.has(ip) || t.family !== g.family || t.v < g.lo || t.v > g.hi) continue;
+            allocations[ip] = ref(b.value, t.a.value);
+            placed.set(ip, b.value.cidr);
+            out.restored.push(ip);
+            changed = true;
+          }
+          if (!changed) continue;
+          const op: WriteOp =
+            Object.keys(allocations).length === 0 && (await this.ownerHasAnother(b.value))
+              ? { op: 'delBlock', network: this.network, cidr: b.value.cidr, prevRev: b.rev }
+              : { op: 'putBlock', block: { ...b.value, allocations }, prevRev: b.rev };
+          await apply([op]);
+        }
+        // addresses no block covers: rebuild the block each attachment names
+        const rebuilt = new Map<string, Block>();
+        for (const [ip, t] of truth) {
+          if (placed.has(ip)) continue;
+          const named = t.a.value.ips.find((e) => e.ip === ip)?.block ?? '';
+          const g = geom(named);
+          if (!g || g.family !== t.family || t.v < g.lo || t.v > g.hi || geoms.some((x) => x.g.family === g.family && x.g.lo <= g.hi && g.lo <= x.g.hi)) {
+            out.conflicts.push(`${ip}: no block holds it and its recorded block ${named || '(none)'} cannot be rebuilt`);
+            continue;
+          }
+          const b = rebuilt.get(g.cidr) ?? { network: this.network, cidr: g.cidr, node: t.a.value.node, allocations: {} };
+          rebuilt.set(g.cidr, b);
+          placed.set(ip, g.cidr);
+        }
+        for (const b of rebuilt.values()) {
+          // owned by the node holding most of its addresses
+          const count = new Map<string, number>();
+          for (const [ip, c] of placed)
+            if (c === b.cidr)
+              count.set(
+                (truth.get(ip) as { a: Versioned<Attachment> }).a.value.node,
+                (count.get((truth.get(ip) as { a: Versioned<Attachment> }).a.value.node) ?? 0) + 1,
+              );
+          b.node = [...count.entries()].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))[0]?.[0] ?? b.node;
+          for (const [ip, c] of placed) if (c === b.cidr) b.allocations[ip] = ref(b, (truth.get(ip) as { a: Versioned<Attachment> }).a.value);
+          out.blocksCreated.push(b.cidr);
+          out.restored.push(...Object.keys(b.allocations));
+          await apply([{ op: 'putBlock', block: b, prevRev: 0 }]);
+        }
+        // attachments naming a block that does not hold the address
+        for (const a of atts) {
+          const ips = a.value.ips.map((e) => {
+            const at = placed.get(e.ip);
+            return at && at !== e.block ? { ip: e.ip, block: at } : e;
+          });
+          if (ips.every((e, i) => e === a.value.ips[i])) continue;
+          out.attachmentsFixed.push(`${a.value.containerId}/${a.value.ifname}`);
+          const cur = a.value.ips.map((e) => e.ip);
+          await apply([{ op: 'putAttachment', attachment: { ...a.value, ips }, prevRev: a.rev, prevIps: cur }]);
+        }
+        if (!conflict) return out;
       }
-      for (const a of atts) {
-        const { containerId, ifname } = a.value;
-        const fresh = new Map((await this.store.getBlocks(this.network, [...new Set(a.value.ips.map((e) => e.block))])).map((b) => [b.value.cidr, b]));
-        const missing = a.value.ips.filter((e) => {
-          const ref = fresh.get(e.block)?.value.allocations[e.ip];
-          return !ref || !sameHolder(ref, containerId, ifname);
-        });
-        if (missing.length === 0) continue;
-        const rest = a.value.ips.filter((e) => !missing.includes(e));
-        const op: WriteOp = rest.length
-          ? { op: 'putAttachment', attachment: { ...a.value, ips: rest }, prevRev: a.rev }
-          : { op: 'delAttachment', network: this.network, containerId, ifname, prevRev: a.rev };
-        if ((await this.commit([op])) === undefined) conflict = true;
-        else out.attachmentIPs.push(...missing.map((e) => e.ip));
-      }
-      if (!conflict) return out;
-    }
+    });
   }
 
   /**
    * CNI GC: releases this node's attachments in this network that are not in `valid`,
-   * and any allocation of this node left in a block without a matching attachment.
+   * except those created during the GC or less than the grace period before it started
+   * (an ADD the runtime's list may predate) and those whose pod is still alive
+   * (`isLive`), unless `force`; an attachment written again since it was read is never
+   * released. Then drops block entries of this node no attachment holds.
    */
-  async gc(valid: ReadonlyArray<{ containerID: string; ifname: string }>): Promise<string[]> {
-    const keep = new Set(valid.map((v) => `${v.containerID}/${v.ifname}`));
-    const released: string[] = [];
-    const atts = await this.store.listAttachments(this.network);
-    for (const a of atts) {
-      if (a.value.node !== this.node || keep.has(`${a.value.containerId}/${a.value.ifname}`)) continue;
-      released.push(...(await this.release(a.value.containerId, a.value.ifname)));
-    }
+  async gc(valid: ReadonlyArray<{ containerID: string; ifname: string }>, opts: GcOptions): Promise<GcResult> {
+    const keep = new Set(valid.map((v) => attachmentKey(v.containerID, v.ifname)));
+    const grace = opts.graceMs ?? this.config.gcGraceMs;
+    const out: GcResult = { released: [], kept: [] };
     await this.store.exclusive(this.network, async () => {
+      const atts = await this.store.listAttachments(this.network);
+      for (const a of atts) {
+        const { containerId, ifname } = a.value;
+        if (a.value.node !== this.node || keep.has(attachmentKey(containerId, ifname))) continue;
+        const ips = a.value.ips.map((e) => e.ip);
+        if (!opts.force) {
+          const created = Date.parse(a.value.created);
+          if (Number.isFinite(created) && created > opts.startedAt - grace) {
+            out.kept.push({ containerId, ifname, ips, why: `created ${a.value.created}, within the GC grace period of ${grace} ms` });
+            continue;
+          }
+          if (opts.isLive && (await opts.isLive(a.value))) {
+            out.kept.push({ containerId, ifname, ips, why: `its network namespace ${a.value.netns ?? ''} is still alive` });
+            continue;
+          }
+        }
+        if (opts.dryRun) out.released.push(...ips);
+        else out.released.push(...(await this.serial(() => this.releaseIfUnchanged(a))));
+      }
       for (let attempt = 0; ; attempt++) {
         if (attempt > 0) await this.backoff(attempt);
         // Blocks before attachments: an allocation committed in between is then seen on both sides.
         const blocks = await this.store.listBlocks(this.network);
-        const live = new Set((await this.store.listAttachments(this.network)).map((a) => `${a.value.containerId}/${a.value.ifname}`));
+        const live = new Set(
+          (await this.store.listAttachments(this.network)).flatMap((x) => x.value.ips.map((e) => `${e.ip} ${x.value.containerId}/${x.value.ifname}`)),
+        );
         let conflict = false;
         for (const b of blocks) {
           const orphans = Object.entries(b.value.allocations)
-            .filter(([, ref]) => (ref.node ?? b.value.node) === this.node && !live.has(`${ref.containerId}/${ref.ifname}`))
+            .filter(([ip, ref]) => (ref.node ?? b.value.node) === this.node && !live.has(`${ip} ${ref.containerId}/${ref.ifname}`))
             .map(([ip]) => ip);
           if (orphans.length === 0) continue;
-          if ((await this.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
-          else released.push(...orphans);
+          if (opts.dryRun) out.released.push(...orphans);
+          else if ((await this.commit([await this.blockWithout(b, orphans)])) === undefined) conflict = true;
+          else out.released.push(...orphans);
         }
-        if (!conflict) return;
+        if (!conflict || opts.dryRun) return;
       }
     });
-    return released;
+    return out;
   }
 
-  /** CHECK: the attachment exists, every block agrees, one address per range set. */
+  /** CHECK: the attachment exists, one address per range set, every one listed in prevResult. */
   async check(containerId: string, ifname: string, expected?: readonly string[]): Promise<Attachment> {
     const att = await this.store.getAttachment(this.network, containerId, ifname);
     if (!att) throw new IpamCheckError(`no allocation for ${containerId}/${ifname} in network ${this.network}`);
-    for (const e of att.value.ips) {
-      const [b] = await this.store.getBlocks(this.network, [e.block]);
-      const holder = b?.value.allocations[e.ip];
-      if (!holder || !sameHolder(holder, containerId, ifname)) {
-        throw new IpamCheckError(`${e.ip} of ${containerId}/${ifname} is not recorded in block ${e.block}`);
-      }
-    }
     for (let set = 0; set < this.config.rangeSets.length; set++) {
       if (!att.value.ips.some((e) => this.setOf(parseIP(e.ip)) === set)) {
         throw new IpamCheckError(`${containerId}/${ifname} holds no address in range set ${rangeSetText(this.config.rangeSets[set] as RangeSet)}`);

@@ -1,10 +1,14 @@
 // `strand ipam ...`: the admin CLI over either store.
 //
-//   strand ipam [store flags] [--network N] [--json] ls
+//   strand ipam [store flags] [--network N] [--json] ls [--namespace NS] [--node N]
 //   strand ipam ... show <ip>
-//   strand ipam ... usage                       per pool, per node, per block
-//   strand ipam ... release <ip|containerID>
-//   strand ipam ... gc                          repair block/attachment disagreements
+//   strand ipam ... usage                       per pool, per node and per block; reservations
+//   strand ipam ... release <ip|containerID> [--dry-run]
+//   strand ipam ... gc [--dry-run] [--repair] [--valid F --node N [--force]]
+//   strand ipam ... repair [--dry-run] [--force]
+//   strand ipam ... reserve <ip|cidr> --note TEXT [--allow-requested]
+//   strand ipam ... unreserve <ip|cidr>
+//   strand ipam --conf F import-host-local [--host-local-dir D] [--node N] [--dry-run]
 //
 // Store flags: --conf <file> (a network config or conflist holding a strand-ipam
 // section: its store and network are used), or --data-dir <dir> (local store, default
@@ -12,17 +16,22 @@
 // [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-username U] with the password from
 // --etcd-password-file F or $STRAND_ETCD_PASSWORD (--etcd-password P still works, with a
 // warning: a command line is readable by every local user in /proc/<pid>/cmdline).
+//
+// Exit status: 0 done, 1 failed or nothing found (show, release), 2 usage error (also a
+// --data-dir that does not exist).
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { CniError } from '../lib/cni/errors.ts';
 import type { NetConf } from '../lib/cni/types.ts';
 import { bitsOf, contains, parseCidr, tryParseIP, formatIP } from '../lib/addr/cidr.ts';
-import { Allocator } from './allocator.ts';
-import { DEFAULT_DATA_DIR, usableIn, type IpamConfig } from './config.ts';
-import { parseEtcdConfig } from './store/etcd-config.ts';
+import { Allocator, emptyRepairReport, reservationIntervals, type RepairReport } from './allocator.ts';
+import { DEFAULT_DATA_DIR, excludedBy, usableIn, type IpamConfig } from './config.ts';
+import { readHostLocal, removeHostLocal, withHostLocalLock } from './host-local.ts';
+import { listReservations, reserve, ReservationError, unreserve } from './reservations.ts';
+import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } from './store/etcd-config.ts';
 import { LocalStore } from './store/local.ts';
-import type { Store } from './store/types.ts';
-import { loadConfig, openStore } from './main.ts';
+import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
+import { loadConfig, netnsAlive, nodeName, openStore } from './main.ts';
 
 /** stdout/stderr, and the environment (process.env when not given). */
 type CliIO = Pick<PluginIO, 'stdout' | 'stderr'> & { env?: Record<string, string | undefined> };
@@ -33,22 +42,39 @@ export const PASSWORD_ENV = 'STRAND_ETCD_PASSWORD';
 const USAGE = `usage: strand ipam [options] <command>
 
 commands:
-  ls                         attachments and their addresses
-  show <ip>                  the block, owner and holder of an address
-  usage                      used/free per pool, per node and per block
+  ls                         attachments: addresses, node, pod (--namespace NS, --node N)
+  show <ip>                  who holds an address: attachment, pod, block, reservation
+  usage                      used/free per pool, per node and per block; reservations
   release <ip|containerID>   release an address, or every address of a container
-  gc                         drop block entries without attachment and vice versa
+  gc                         make blocks agree with the attachments (the truth): drop
+                             block entries no attachment holds, re-enter the missing;
+                             --repair: also rebuild damaged records (= repair);
+                             --valid <file> --node <n>: also release that node's
+                             attachments not in the file's list (CNI GC's JSON list of
+                             {containerID, ifname}), except young ones and those whose
+                             network namespace lives, unless --force
+  repair                     rebuild damaged store records, then gc; --force sets a
+                             document that cannot be read aside and starts it empty
+  reserve <ip|cidr>          never hand out these addresses (--note TEXT,
+                             --allow-requested: a request naming one may take it)
+  unreserve <ip|cidr>        remove a reservation
+  import-host-local          move the reference host-local's reservations of the
+                             network (--conf) into the store: --host-local-dir D
+                             (default <dataDir>/<network>), --node N (default this node)
 
 options:
   --conf <file>              network config or conflist with a strand-ipam section
   --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR})
-  --etcd-endpoints <urls>    etcd store (comma-separated); --etcd-prefix, --etcd-ca,
-                             --etcd-cert, --etcd-key, --etcd-username
+  --etcd-endpoints <urls>    etcd store (comma-separated); --etcd-prefix (default
+                             ${DEFAULT_ETCD_PREFIX}), --etcd-ca, --etcd-cert, --etcd-key,
+                             --etcd-username
   --etcd-password-file <f>   the etcd password: first line of file f (keep it 0600);
                              or set $${PASSWORD_ENV} (with --etcd-username)
   --etcd-password <pw>       discouraged: other local users can read a command line
   --network <name>           only this network
+  --dry-run                  release, gc, repair, import-host-local: show, change nothing
   --json                     machine-readable output
+  -h, --help                 this text
 `;
 
 class UsageError extends Error {
@@ -57,6 +83,7 @@ class UsageError extends Error {
 
 interface Opts {
   flags: Map<string, string>;
+  bools: Set<string>;
   json: boolean;
   args: string[];
 }
@@ -73,7 +100,14 @@ const VALUE_FLAGS = new Set([
   'etcd-password',
   'etcd-password-file',
   'network',
+  'namespace',
+  'node',
+  'note',
+  'valid',
+  'host-local-dir',
 ]);
+
+const BOOL_FLAGS = new Set(['json', 'dry-run', 'repair', 'force', 'allow-requested', 'help']);
 
 /**
  * The etcd password for the store flags: --etcd-password-file (its first line), or
@@ -87,7 +121,7 @@ export function etcdPassword(flags: ReadonlyMap<string, string>, env: Record<str
   const inline = flags.get('etcd-password');
   if (file !== undefined && inline !== undefined) throw new UsageError('give the etcd password one way: --etcd-password-file or --etcd-password');
   if (inline !== undefined) {
-    warn(`warning: --etcd-password is visible to other users of this machine (/proc/<pid>/cmdline); use --etcd-password-file or ${PASSWORD_ENV}`);
+    warn(passwordOnCommandLineWarning(`--etcd-password-file or ${PASSWORD_ENV}`));
     return inline;
   }
   if (file !== undefined) {
@@ -108,26 +142,42 @@ export function etcdPassword(flags: ReadonlyMap<string, string>, env: Record<str
 
 function parseArgv(argv: string[]): Opts {
   const flags = new Map<string, string>();
+  const bools = new Set<string>();
   const args: string[] = [];
-  let json = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
-    if (a === '--json') json = true;
+    if (a === '-h') bools.add('help');
     else if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = a.slice(2, eq === -1 ? undefined : eq);
+      if (BOOL_FLAGS.has(name) && eq === -1) {
+        bools.add(name);
+        continue;
+      }
       if (!VALUE_FLAGS.has(name)) throw new UsageError(`unknown option ${a}`);
       const v = eq === -1 ? argv[++i] : a.slice(eq + 1);
       if (v === undefined) throw new UsageError(`${a} needs a value`);
       flags.set(name, v);
     } else args.push(a);
   }
-  return { flags, json, args };
+  return { flags, bools, json: bools.has('json'), args };
 }
 
 /** The strand-ipam section of a network config or conflist file, as a NetConf. */
 function confFromFile(file: string): NetConf {
-  const raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--conf ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new UsageError(`--conf ${file}: not valid JSON`);
+  }
+  if (typeof raw !== 'object' || raw === null) throw new UsageError(`--conf ${file}: not a network config`);
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as Array<Record<string, unknown>>) : [raw];
   const p = plugins.find((x) => {
     const ipam = x['ipam'] as { type?: unknown } | undefined;
@@ -143,15 +193,32 @@ interface Ctx {
   /** From --conf: ranges known, so usage can show capacity. */
   config?: IpamConfig;
   network?: string;
+  env: Record<string, string | undefined>;
 }
 
-async function openCtx(o: Opts, io: CliIO): Promise<Ctx> {
+/** Commands that may create a local data directory; the others need it to exist (exit 2 otherwise). */
+const CREATES_DATA_DIR = new Set(['reserve', 'import-host-local']);
+
+function requireDir(dir: string, command: string): void {
+  if (CREATES_DATA_DIR.has(command)) return;
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new UsageError(`data dir ${dir} does not exist (--data-dir, or the config's ipam.dataDir)`);
+  }
+  if (!isDir) throw new UsageError(`data dir ${dir} is not a directory`);
+}
+
+async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
   const conf = o.flags.get('conf');
   const network = o.flags.get('network');
+  const env = io.env ?? process.env;
   if (conf) {
     const cfg = loadConfig(confFromFile(conf), '', false);
+    if (!cfg.etcd) requireDir(cfg.dataDir, command);
     const store = await openStore(cfg);
-    return { store, config: cfg, network: network ?? cfg.network };
+    return { store, config: cfg, network: network ?? cfg.network, env };
   }
   const eps = o.flags.get('etcd-endpoints');
   let store: Store;
@@ -163,22 +230,44 @@ async function openCtx(o: Opts, io: CliIO): Promise<Ctx> {
     const tls = { ca: o.flags.get('etcd-ca'), cert: o.flags.get('etcd-cert'), key: o.flags.get('etcd-key') };
     if (tls.ca || tls.cert || tls.key) raw['tls'] = tls;
     if (o.flags.has('etcd-username')) raw['username'] = o.flags.get('etcd-username');
-    const password = etcdPassword(o.flags, io.env ?? process.env, (line) => io.stderr.write(`strand ipam: ${line}\n`));
+    const password = etcdPassword(o.flags, env, (line) => io.stderr.write(`strand ipam: ${line}\n`));
     if (password !== undefined) raw['password'] = password;
     store = await openEtcdStore(parseEtcdConfig(raw, '--etcd'));
   } else {
-    store = new LocalStore(o.flags.get('data-dir') ?? DEFAULT_DATA_DIR);
+    const dir = o.flags.get('data-dir') ?? DEFAULT_DATA_DIR;
+    requireDir(dir, command);
+    store = new LocalStore(dir);
   }
-  return network === undefined ? { store } : { store, network };
+  return network === undefined ? { store, env } : { store, network, env };
 }
 
-/** An allocator able to release in `network` (any node); ranges known only with --conf. */
-function adminAllocator(ctx: Ctx, network: string): Allocator {
+/** An allocator acting in `network` (as `node`, default any); ranges known only with --conf. */
+function adminAllocator(ctx: Ctx, network: string, node = 'strand-ipam-cli'): Allocator {
   const config: IpamConfig =
     ctx.config && ctx.config.network === network
       ? ctx.config
-      : { network, rangeSets: [], routes: [], dataDir: '', blockSize: { 4: 26, 6: 122 }, strictAffinity: false, requested: [] };
-  return new Allocator({ store: ctx.store, config, node: 'strand-ipam-cli' });
+      : {
+          network,
+          rangeSets: [],
+          routes: [],
+          dataDir: '',
+          blockSize: { 4: 26, 6: 122 },
+          strictAffinity: false,
+          requested: [],
+          gcGraceMs: 0,
+          gcKeepLiveNetns: true,
+        };
+  return new Allocator({ store: ctx.store, config, node });
+}
+
+/** The networks a command covers: --network / --conf's, or every one in the store. */
+async function networksOf(ctx: Ctx): Promise<string[]> {
+  return ctx.network !== undefined ? [ctx.network] : ctx.store.listNetworks();
+}
+
+function needNetwork(ctx: Ctx, command: string): string {
+  if (ctx.network === undefined) throw new UsageError(`${command} needs --network or --conf`);
+  return ctx.network;
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -196,8 +285,14 @@ function blockSize(cidr: string): bigint {
   return 1n << BigInt(bitsOf(c.family) - c.prefix);
 }
 
+const podText = (a: Attachment): string => (a.pod?.name ? a.pod.name : '-');
+
 async function cmdLs(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
-  const atts = (await ctx.store.listAttachments(ctx.network)).map((a) => a.value);
+  const ns = o.flags.get('namespace');
+  const node = o.flags.get('node');
+  const atts = (await ctx.store.listAttachments(ctx.network))
+    .map((a) => a.value)
+    .filter((a) => (ns === undefined || a.pod?.namespace === ns) && (node === undefined || a.node === node));
   atts.sort((a, b) => a.network.localeCompare(b.network) || a.containerId.localeCompare(b.containerId) || a.ifname.localeCompare(b.ifname));
   if (o.json) {
     io.stdout.write(`${JSON.stringify(atts, null, 2)}\n`);
@@ -205,8 +300,8 @@ async function cmdLs(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   }
   io.stdout.write(
     table(
-      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'CREATED'],
-      atts.map((a) => [a.network, a.containerId, a.ifname, a.node, a.ips.map((e) => e.ip).join(','), a.created]),
+      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'NAMESPACE', 'POD', 'CREATED'],
+      atts.map((a) => [a.network, a.containerId, a.ifname, a.node, a.ips.map((e) => e.ip).join(','), a.pod?.namespace ?? '-', podText(a), a.created]),
     ),
   );
   return 0;
@@ -217,52 +312,72 @@ async function cmdShow(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   const ip = ipText === undefined ? undefined : tryParseIP(ipText);
   if (!ip) throw new UsageError('show needs an IP address');
   const canon = formatIP(ip);
-  const found = (await ctx.store.listBlocks(ctx.network)).filter((b) => contains(b.value.cidr, ip));
-  const out = found.map((b) => {
-    const ref = b.value.allocations[canon];
-    return {
-      ip: canon,
-      network: b.value.network,
-      block: b.value.cidr,
-      blockNode: b.value.node,
-      allocated: ref !== undefined,
-      ...(ref ? { containerId: ref.containerId, ifname: ref.ifname, node: ref.node ?? b.value.node, borrowed: ref.node !== undefined } : {}),
-    };
-  });
+  const out: Array<Record<string, unknown>> = [];
+  for (const network of await networksOf(ctx)) {
+    const [blocks, atts, res] = await Promise.all([ctx.store.listBlocks(network), ctx.store.listAttachments(network), ctx.store.getReservations(network)]);
+    const b = blocks.find((x) => contains(x.value.cidr, ip))?.value;
+    const a = atts.find((x) => x.value.ips.some((e) => e.ip === canon))?.value;
+    const reservation = reservationIntervals(res?.value).find((x) => x.family === ip.family && x.lo <= ip.value && ip.value <= x.hi);
+    if (!b && !a && !reservation) continue;
+    const ref = b?.allocations[canon];
+    const row: Record<string, unknown> = { ip: canon, network, allocated: a !== undefined };
+    if (b) Object.assign(row, { block: b.cidr, blockNode: b.node });
+    if (a) {
+      Object.assign(row, { containerId: a.containerId, ifname: a.ifname, node: a.node, borrowed: b !== undefined && a.node !== b.node, created: a.created });
+      if (a.pod) row['pod'] = a.pod;
+      if (a.netns) row['netns'] = a.netns;
+      // the block's own record of the address (bookkeeping; `gc` makes it agree)
+      row['blockAgrees'] = ref !== undefined && ref.containerId === a.containerId && ref.ifname === a.ifname;
+    } else if (ref) row['orphanBlockEntry'] = `${ref.containerId}/${ref.ifname}`;
+    if (reservation) row['reserved'] = reservation.source;
+    out.push(row);
+  }
   if (o.json) io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  else if (out.length === 0) io.stdout.write(`${canon}: not in any block\n`);
+  else if (out.length === 0) io.stdout.write(`${canon}: not in any block, attachment or reservation\n`);
   else {
     io.stdout.write(
       table(
-        ['IP', 'NETWORK', 'BLOCK', 'BLOCK NODE', 'STATE', 'HOLDER', 'NODE'],
-        out.map((r) => [
-          r.ip,
-          r.network,
-          r.block,
-          r.blockNode,
-          r.allocated ? (r.borrowed ? 'borrowed' : 'allocated') : 'free',
-          r.containerId ? `${r.containerId}/${r.ifname}` : '-',
-          r.node ?? '-',
-        ]),
+        ['IP', 'NETWORK', 'STATE', 'HOLDER', 'NODE', 'POD', 'BLOCK', 'BLOCK NODE'],
+        out.map((r) => {
+          const pod = r['pod'] as Attachment['pod'];
+          const state = r['allocated'] ? (r['borrowed'] ? 'borrowed' : 'allocated') : r['reserved'] ? 'reserved' : 'free';
+          return [
+            canon,
+            String(r['network']),
+            state,
+            r['containerId'] ? `${String(r['containerId'])}/${String(r['ifname'])}` : '-',
+            String(r['node'] ?? '-'),
+            pod ? `${pod.namespace ?? '?'}/${pod.name ?? '?'}${pod.uid ? ` (${pod.uid})` : ''}` : '-',
+            String(r['block'] ?? '-'),
+            String(r['blockNode'] ?? '-'),
+          ];
+        }),
       ),
     );
+    for (const r of out) if (r['reserved']) io.stdout.write(`${canon} in ${String(r['network'])}: ${String(r['reserved'])}\n`);
   }
-  return out.some((r) => r.allocated) ? 0 : 1;
+  return out.some((r) => r['allocated']) ? 0 : 1;
 }
 
 async function cmdUsage(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   const blocks = (await ctx.store.listBlocks(ctx.network)).map((b) => b.value);
+  const reservations = (
+    await Promise.all((await networksOf(ctx)).map(async (network) => (await listReservations(ctx.store, network)).map((r) => ({ network, ...r }))))
+  ).flat();
   const blockRows = blocks.map((b) => {
     const c = parseCidr(b.cidr);
-    // Capacity: usable addresses of the block under the configured ranges when known.
+    // Capacity: usable addresses of the block under the configured ranges when known,
+    // less `exclude` and the store's reservations.
     let capacity = blockSize(b.cidr);
-    if (ctx.config && ctx.config.network === b.network) {
+    if (ctx.config && ctx.config.network === b.network && capacity <= 65536n) {
       const rs = ctx.config.rangeSets.filter((s) => s.family === c.family);
+      const reserved = reservationIntervals({ network: b.network, reservations: reservations.filter((r) => r.network === b.network) });
       let n = 0n;
-      if (capacity <= 65536n) {
-        for (let v = c.ip; v < c.ip + capacity; v++) if (rs.some((s) => s.ranges.some((r) => usableIn(r, v)))) n++;
-        capacity = n;
+      for (let v = c.ip; v < c.ip + capacity; v++) {
+        if (reserved.some((x) => x.family === c.family && x.lo <= v && v <= x.hi)) continue;
+        if (rs.some((s) => s.ranges.some((r) => usableIn(r, v) && !excludedBy(r.exclude, v)))) n++;
       }
+      capacity = n;
     }
     return { network: b.network, family: c.family, block: b.cidr, node: b.node, used: Object.keys(b.allocations).length, capacity: Number(capacity) };
   });
@@ -281,7 +396,7 @@ async function cmdUsage(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   const pools = group((r) => `${r.network} IPv${r.family}`);
   const nodes = group((r) => `${r.network} ${r.node}`);
   if (o.json) {
-    io.stdout.write(`${JSON.stringify({ pools, nodes, blocks: blockRows }, null, 2)}\n`);
+    io.stdout.write(`${JSON.stringify({ pools, nodes, blocks: blockRows, reservations }, null, 2)}\n`);
     return 0;
   }
   const pct = (u: number, c: number): string => (c ? `${((100 * u) / c).toFixed(1)}%` : '-');
@@ -306,58 +421,177 @@ async function cmdUsage(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
       blockRows.map((b) => [b.network, b.block, b.node, String(b.used), String(b.capacity)]),
     ),
   );
+  io.stdout.write('\nRESERVATIONS\n');
+  io.stdout.write(
+    table(
+      ['NETWORK', 'RESERVED', 'NOTE', 'REQUESTABLE', 'CREATED'],
+      reservations.map((r) => [r.network, r.cidr, r.note || '-', r.allowRequested ? 'yes' : 'no', r.created]),
+    ),
+  );
   return 0;
 }
 
 async function cmdRelease(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   const what = o.args[1];
   if (!what) throw new UsageError('release needs an IP address or a container ID');
-  const targets: Array<{ network: string; containerId: string; ifname: string }> = [];
+  const dryRun = o.bools.has('dry-run');
   const ip = tryParseIP(what);
-  if (ip) {
-    const canon = formatIP(ip);
-    for (const b of await ctx.store.listBlocks(ctx.network)) {
-      const ref = b.value.allocations[canon];
-      if (ref) targets.push({ network: b.value.network, containerId: ref.containerId, ifname: ref.ifname });
-    }
-  } else {
-    for (const a of await ctx.store.listAttachments(ctx.network)) {
-      if (a.value.containerId === what) targets.push({ network: a.value.network, containerId: a.value.containerId, ifname: a.value.ifname });
-    }
-  }
+  const canon = ip && formatIP(ip);
+  const targets = (await ctx.store.listAttachments(ctx.network))
+    .map((a) => a.value)
+    .filter((a) => (canon ? a.ips.some((e) => e.ip === canon) : a.containerId === what));
   const released: Array<{ network: string; containerId: string; ifname: string; ips: string[] }> = [];
   for (const t of targets) {
-    const ips = await adminAllocator(ctx, t.network).release(t.containerId, t.ifname);
-    released.push({ ...t, ips });
+    const ips = dryRun ? t.ips.map((e) => e.ip) : await adminAllocator(ctx, t.network).release(t.containerId, t.ifname);
+    released.push({ network: t.network, containerId: t.containerId, ifname: t.ifname, ips });
   }
   if (o.json) io.stdout.write(`${JSON.stringify(released, null, 2)}\n`);
   else if (released.length === 0) io.stdout.write(`nothing allocated to ${what}\n`);
   else
     io.stdout.write(
       table(
-        ['NETWORK', 'CONTAINER', 'IFNAME', 'RELEASED'],
+        ['NETWORK', 'CONTAINER', 'IFNAME', dryRun ? 'WOULD RELEASE' : 'RELEASED'],
         released.map((r) => [r.network, r.containerId, r.ifname, r.ips.join(',')]),
       ),
     );
   return released.length ? 0 : 1;
 }
 
-async function cmdGc(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
-  const nets =
-    ctx.network !== undefined
-      ? [ctx.network]
-      : [...new Set([...(await ctx.store.listAffinities()).map((a) => a.network), ...(await ctx.store.listAttachments()).map((a) => a.value.network)])].sort();
-  const rows: Array<{ network: string; allocations: string[]; attachmentIPs: string[] }> = [];
-  for (const n of nets) rows.push({ network: n, ...(await adminAllocator(ctx, n).repair()) });
+interface GcRow extends RepairReport {
+  network: string;
+  /** Store-internal repair (repair / gc --repair). */
+  notes: string[];
+  /** With --valid: attachments released, and those kept with why. */
+  released: string[];
+  kept: string[];
+}
+
+function readValid(file: string): Array<{ containerID: string; ifname: string }> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--valid ${file}: not a readable JSON list (${(e as NodeJS.ErrnoException).code ?? 'invalid JSON'})`);
+  }
+  if (raw === null) return [];
+  const list = Array.isArray(raw) ? raw : (raw as Record<string, unknown>)['cni.dev/valid-attachments'];
+  if (list === null || list === undefined) return [];
+  if (!Array.isArray(list)) throw new UsageError(`--valid ${file}: expected a list of {"containerID", "ifname"}`);
+  return list.map((x: unknown, i) => {
+    const o = x as Record<string, unknown>;
+    if (typeof o?.['containerID'] !== 'string' || typeof o['ifname'] !== 'string')
+      throw new UsageError(`--valid ${file}: entry ${i} has no containerID/ifname`);
+    return { containerID: o['containerID'], ifname: o['ifname'] };
+  });
+}
+
+async function gcRun(ctx: Ctx, o: Opts, io: CliIO, repairRecords: boolean): Promise<number> {
+  const dryRun = o.bools.has('dry-run');
+  const force = o.bools.has('force');
+  const validFile = o.flags.get('valid');
+  const valid = validFile === undefined ? undefined : readValid(validFile);
+  const node = o.flags.get('node');
+  if (valid && node === undefined) throw new UsageError('gc --valid needs --node (the node whose attachments the list covers)');
+  const rows: GcRow[] = [];
+  for (const n of await networksOf(ctx)) {
+    const row: GcRow = { network: n, notes: [], released: [], kept: [], ...emptyRepairReport() };
+    if (repairRecords) row.notes = await ctx.store.repairRecords(n, { dryRun, force });
+    if (valid && node !== undefined) {
+      const r = await adminAllocator(ctx, n, node).gc(valid, { startedAt: Date.now(), isLive: netnsAlive, force, dryRun });
+      row.released = r.released;
+      row.kept = r.kept.map((k) => `${k.containerId}/${k.ifname} (${k.ips.join(',')}): ${k.why}`);
+    }
+    Object.assign(row, await adminAllocator(ctx, n).repair({ dryRun }));
+    rows.push(row);
+  }
   if (o.json) io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-  else
+  else {
+    const list = (x: string[]): string => x.join(',') || '-';
     io.stdout.write(
       table(
-        ['NETWORK', 'ORPHAN ALLOCATIONS', 'DANGLING ATTACHMENT IPS'],
-        rows.map((r) => [r.network, r.allocations.join(',') || '-', r.attachmentIPs.join(',') || '-']),
+        ['NETWORK', 'ORPHAN ENTRIES', 'RESTORED', 'BLOCKS REBUILT', 'CONFLICTS', ...(valid ? ['RELEASED'] : [])],
+        rows.map((r) => [
+          r.network,
+          list(r.orphans),
+          list(r.restored),
+          list(r.blocksCreated),
+          String(r.conflicts.length),
+          ...(valid ? [list(r.released)] : []),
+        ]),
       ),
     );
+    for (const r of rows) {
+      for (const x of [...r.notes, ...r.conflicts, ...r.attachmentsFixed.map((a) => `attachment ${a}: block corrected`), ...r.kept.map((k) => `kept ${k}`)]) {
+        io.stdout.write(`${r.network}: ${x}\n`);
+      }
+    }
+    if (dryRun) io.stdout.write('(dry run: nothing changed)\n');
+  }
+  return rows.some((r) => r.conflicts.length) ? 1 : 0;
+}
+
+async function cmdGc(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  return gcRun(ctx, o, io, o.bools.has('repair'));
+}
+
+async function cmdRepair(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  return gcRun(ctx, o, io, true);
+}
+
+async function cmdReserve(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const network = needNetwork(ctx, 'reserve');
+  const what = o.args[1];
+  if (!what) throw new UsageError('reserve needs an IP address or CIDR');
+  const note = o.flags.get('note') ?? '';
+  const r = await reserve(ctx.store, network, { cidr: what, note, allowRequested: o.bools.has('allow-requested') });
+  if (o.json) io.stdout.write(`${JSON.stringify({ network, ...r }, null, 2)}\n`);
+  else {
+    io.stdout.write(`${r.changed ? 'reserved' : 'already reserved'}: ${r.cidr} in ${network}${note ? ` (${note})` : ''}\n`);
+    for (const h of r.holders) io.stdout.write(`warning: ${h.ip} is held by ${h.containerId}/${h.ifname} on ${h.node}; it keeps it until released\n`);
+  }
   return 0;
+}
+
+async function cmdUnreserve(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const network = needNetwork(ctx, 'unreserve');
+  const what = o.args[1];
+  if (!what) throw new UsageError('unreserve needs an IP address or CIDR');
+  const removed = await unreserve(ctx.store, network, what);
+  if (o.json) io.stdout.write(`${JSON.stringify({ network, removed }, null, 2)}\n`);
+  else io.stdout.write(removed ? `unreserved ${what} in ${network}\n` : `${what} is not reserved in ${network}\n`);
+  return removed ? 0 : 1;
+}
+
+async function cmdImportHostLocal(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  if (!ctx.config) throw new UsageError('import-host-local needs --conf (the network config: its ranges and store)');
+  const cfg = ctx.config;
+  const dryRun = o.bools.has('dry-run');
+  const dir = o.flags.get('host-local-dir') ?? join(cfg.dataDir, cfg.network);
+  const node = o.flags.get('node') ?? nodeName(cfg, ctx.env);
+  const al = new Allocator({ store: ctx.store, config: cfg, node });
+  const run = async (): Promise<{ imported: string[]; already: string[]; conflicts: string[]; outside: string[]; skipped: string[] }> => {
+    const hl = readHostLocal(dir);
+    if (!hl) return { imported: [], already: [], conflicts: [], outside: [], skipped: [] };
+    const res = await al.adopt(hl.entries, hl.cursors, { dryRun });
+    if (!dryRun)
+      removeHostLocal(
+        hl,
+        [...res.imported, ...res.already].map((x) => x.split(' ')[0] as string),
+      );
+    return { ...res, skipped: hl.skipped };
+  };
+  const res = dryRun || !readHostLocal(dir) ? await run() : await withHostLocalLock(dir, run);
+  if (o.json) io.stdout.write(`${JSON.stringify({ network: cfg.network, node, dir, dryRun, ...res }, null, 2)}\n`);
+  else {
+    const total = res.imported.length + res.already.length + res.conflicts.length + res.outside.length + res.skipped.length;
+    if (total === 0) io.stdout.write(`no host-local reservations in ${dir}\n`);
+    for (const x of res.imported) io.stdout.write(`${dryRun ? 'would import' : 'imported'} ${x}\n`);
+    for (const x of res.already) io.stdout.write(`already in the store: ${x}\n`);
+    for (const x of res.conflicts) io.stdout.write(`CONFLICT, kept in ${dir}: ${x}\n`);
+    for (const x of res.outside) io.stdout.write(`outside every range of ${cfg.network}, kept in ${dir}: ${x}\n`);
+    for (const x of res.skipped) io.stdout.write(`skipped: ${x}\n`);
+  }
+  return res.conflicts.length ? 1 : 0;
 }
 
 const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>> = {
@@ -366,6 +600,10 @@ const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>
   usage: cmdUsage,
   release: cmdRelease,
   gc: cmdGc,
+  repair: cmdRepair,
+  reserve: cmdReserve,
+  unreserve: cmdUnreserve,
+  'import-host-local': cmdImportHostLocal,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {
@@ -373,20 +611,28 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
   try {
     const o = parseArgv(argv);
     const name = o.args[0];
-    if (name === undefined || name === 'help' || argv.includes('-h')) {
-      (name === undefined ? io.stderr : io.stdout).write(USAGE);
-      return name === undefined ? 2 : 0;
+    if (o.bools.has('help') || name === 'help') {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    if (name === undefined) {
+      io.stderr.write(USAGE);
+      return 2;
     }
     const cmd = COMMANDS[name];
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
-    ctx = await openCtx(o, io);
+    ctx = await openCtx(o, io, name);
     return await cmd(ctx, o, io);
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr.write(`strand ipam: ${e.message}\n\n${USAGE}`);
       return 2;
     }
-    const msg = e instanceof CniError ? e.message : e instanceof Error ? e.message : String(e);
+    if (e instanceof ReservationError) {
+      io.stderr.write(`strand ipam: ${e.message}\n`);
+      return 2;
+    }
+    const msg = isStoreDamaged(e) ? `IPAM store damaged: ${e.message}` : e instanceof Error ? e.message : String(e);
     io.stderr.write(`strand ipam: ${msg}\n`);
     return 1;
   } finally {

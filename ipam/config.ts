@@ -10,12 +10,27 @@
 // - gateway defaults to the subnet's first address; rangeStart to subnet+1; rangeEnd to
 //   the last address (the one before broadcast for IPv4).
 // - the network address, IPv4 broadcast and the gateway are never handed out.
+// - `exclude` (Whereabouts' name and meaning): a list of CIDRs (or single addresses) never
+//   handed out, on a range (`ranges[i][j].exclude`) or for every range of the matching
+//   family (`ipam.exclude`); a requested address inside one is refused (code 7).
 import { readFileSync } from 'node:fs';
 import { loadCniArgs } from '../lib/cni/args.ts';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
 import { bitsOf, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+
+/** Addresses lo..hi (inclusive) that are never handed out, and where they come from. */
+export interface Interval {
+  lo: bigint;
+  hi: bigint;
+  /** "ipam.exclude[0] (10.1.0.0/30)", or a reservation's description. */
+  source: string;
+  /** A request naming an address inside it explicitly may take it (store reservations only). */
+  allowRequested?: boolean;
+  /** Set on store reservations (a range's exclusions have its family). */
+  family?: Family;
+}
 
 export interface Range {
   family: Family;
@@ -26,6 +41,8 @@ export interface Range {
   gateway: bigint;
   /** Config path of this range, for messages: "ipam.ranges[0][1]". */
   field: string;
+  /** `exclude` of this range and of the ipam section, inside the subnet, sorted by lo. */
+  exclude: Interval[];
 }
 
 export interface RangeSet {
@@ -53,7 +70,13 @@ export interface IpamConfig {
   strictAffinity: boolean;
   nodeName?: string;
   requested: RequestedIP[];
+  /** CNI GC never releases an attachment created less than this long before it started. */
+  gcGraceMs: number;
+  /** CNI GC keeps an attachment whose recorded network namespace still exists. */
+  gcKeepLiveNetns: boolean;
 }
+
+export const DEFAULT_GC_GRACE_MS = 10_000;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
@@ -105,7 +128,7 @@ export function parseRange(raw: unknown, field: string): Range {
   if (c.prefix > bitsOf(c.family) - 2) throw bad(`${field}.subnet`, `network ${s} too small to allocate from`);
   const fam = c.family;
   const last = subnetLast(c);
-  const r: Range = { family: fam, subnet: c, start: c.ip + 1n, end: fam === 4 ? last - 1n : last, gateway: c.ip + 1n, field };
+  const r: Range = { family: fam, subnet: c, start: c.ip + 1n, end: fam === 4 ? last - 1n : last, gateway: c.ip + 1n, field, exclude: [] };
   const gw = optString(raw, 'gateway', field);
   if (gw !== undefined) {
     r.gateway = ipValue(gw, fam, `${field}.gateway`);
@@ -122,7 +145,64 @@ export function parseRange(raw: unknown, field: string): Range {
     if (!inSubnet(r, r.end)) throw bad(`${field}.rangeEnd`, `${re} is not in subnet ${s}`);
   }
   if (r.start > r.end) throw bad(`${field}.rangeStart`, `${ip(fam, r.start)} is after rangeEnd ${ip(fam, r.end)}`);
+  if (raw['exclude'] !== undefined && raw['exclude'] !== null) {
+    for (const x of parseExclude(raw['exclude'], `${field}.exclude`)) {
+      if (x.family !== fam) throw bad(x.field, `${x.text} is not an IPv${fam} CIDR`);
+      addExclusion(r, x);
+    }
+  }
   return r;
+}
+
+interface ExcludeEntry {
+  family: Family;
+  lo: bigint;
+  hi: bigint;
+  text: string;
+  field: string;
+}
+
+/** A list of CIDRs or addresses ("10.1.0.0/30", "10.1.0.7"), each naming its field. */
+export function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
+  if (!Array.isArray(raw)) throw bad(field, 'must be a list of CIDRs');
+  return raw.map((x, i) => {
+    const f = `${field}[${i}]`;
+    const c =
+      typeof x === 'string' ? (tryParseCidr(x) ?? (tryParseIP(x) ? tryParseCidr(`${x}/${bitsOf((tryParseIP(x) as IPAddr).family)}`) : undefined)) : undefined;
+    if (!c) throw bad(f, `invalid CIDR ${JSON.stringify(typeof x === 'string' ? clip(x, 64) : x)}`);
+    const n = networkOf(c);
+    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
+    return { family: c.family, lo: n.ip, hi: n.ip + size - 1n, text: formatCidr(n), field: f };
+  });
+}
+
+/** Adds the part of `x` inside the range's subnet to its exclusions (sorted by lo). */
+function addExclusion(r: Range, x: ExcludeEntry): void {
+  const first = r.subnet.ip;
+  const last = subnetLast(r.subnet);
+  const lo = maxBig(x.lo, first);
+  const hi = minBig(x.hi, last);
+  if (lo > hi) return;
+  r.exclude.push({ lo, hi, source: `${x.field} (${x.text})` });
+  r.exclude.sort((a, b) => (a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0));
+}
+
+/** Math.max/min for bigints (which Math cannot take). */
+export function maxBig(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+export function minBig(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}
+
+/** The exclusion of `list` (sorted by lo) holding `v`, if any. */
+export function excludedBy(list: readonly Interval[], v: bigint): Interval | undefined {
+  for (const x of list) {
+    if (x.lo > v) return undefined;
+    if (v <= x.hi) return x;
+  }
+  return undefined;
 }
 
 export function rangeText(r: Range): string {
@@ -179,6 +259,17 @@ export function usableInSet(rs: RangeSet, v: bigint): Range | undefined {
 
 // ---------------------------------------------------------------------------------
 
+/** A duration of zero or more: milliseconds as a number, or "10s", "500ms", "1m". */
+function parseGrace(v: unknown, field: string): number {
+  if (v === undefined || v === null) return DEFAULT_GC_GRACE_MS;
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v;
+  if (typeof v === 'string') {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v);
+    if (m) return Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
+  }
+  throw bad(field, 'must be a duration (milliseconds, or "10s", "500ms", "1m")');
+}
+
 function parseBlockSize(raw: unknown, fam: Family, field: string): number {
   if (raw === undefined) return DEFAULT_BLOCK_SIZE[fam];
   const bits = bitsOf(fam);
@@ -195,10 +286,10 @@ export function parseResolvConf(text: string): DNS {
     const f = line.trim().split(/\s+/);
     const [k, ...rest] = f;
     if (!k || k.startsWith('#') || k.startsWith(';')) continue;
-    if (k === 'nameserver' && rest[0]) (dns.nameservers ??= []).push(rest[0]);
+    if (k === 'nameserver' && rest[0]) dns.nameservers = [...(dns.nameservers ?? []), rest[0]];
     else if (k === 'domain' && rest[0]) dns.domain = rest[0];
     else if (k === 'search') dns.search = rest;
-    else if (k === 'options') (dns.options ??= []).push(...rest);
+    else if (k === 'options') dns.options = [...(dns.options ?? []), ...rest];
   }
   return dns;
 }
@@ -238,10 +329,10 @@ function collectRequested(conf: NetConf, envArgs: Map<string, string>): Array<{ 
   if (rtIps !== undefined && !Array.isArray(rtIps)) throw bad('runtimeConfig.ips', 'must be a list of IP addresses');
   if (!argIps?.length) {
     const envIp = envArgs.get('IP');
-    if (envIp) envIp.split(',').forEach((s, i) => out.push({ ip: parseRequestedIP(s.trim(), `CNI_ARGS IP[${i}]`), field: 'CNI_ARGS IP' }));
+    if (envIp) for (const [i, s] of envIp.split(',').entries()) out.push({ ip: parseRequestedIP(s.trim(), `CNI_ARGS IP[${i}]`), field: 'CNI_ARGS IP' });
   }
-  (argIps ?? []).forEach((s, i) => out.push({ ip: parseRequestedIP(s, `args.cni.ips[${i}]`), field: `args.cni.ips[${i}]` }));
-  (rtIps ?? []).forEach((s, i) => out.push({ ip: parseRequestedIP(s, `runtimeConfig.ips[${i}]`), field: `runtimeConfig.ips[${i}]` }));
+  for (const [i, s] of (argIps ?? []).entries()) out.push({ ip: parseRequestedIP(s, `args.cni.ips[${i}]`), field: `args.cni.ips[${i}]` });
+  for (const [i, s] of (rtIps ?? []).entries()) out.push({ ip: parseRequestedIP(s, `runtimeConfig.ips[${i}]`), field: `runtimeConfig.ips[${i}]` });
   return out;
 }
 
@@ -269,7 +360,7 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   const rtRanges = conf.runtimeConfig?.['ipRanges'];
   if (rtRanges !== undefined) {
     if (!Array.isArray(rtRanges)) throw bad('runtimeConfig.ipRanges', 'must be a list of range sets');
-    rtRanges.forEach((rs, i) => sets.push(parseRangeSet(rs, `runtimeConfig.ipRanges[${i}]`)));
+    for (const [i, rs] of rtRanges.entries()) sets.push(parseRangeSet(rs, `runtimeConfig.ipRanges[${i}]`));
   }
   if (ipam['subnet'] !== undefined && ipam['subnet'] !== '') {
     const legacy = { subnet: ipam['subnet'], rangeStart: ipam['rangeStart'], rangeEnd: ipam['rangeEnd'], gateway: ipam['gateway'] };
@@ -278,9 +369,14 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   }
   if (ipam['ranges'] !== undefined) {
     if (!Array.isArray(ipam['ranges'])) throw bad('ipam.ranges', 'must be a list of range sets');
-    ipam['ranges'].forEach((rs, i) => sets.push(parseRangeSet(rs, `ipam.ranges[${i}]`)));
+    for (const [i, rs] of ipam['ranges'].entries()) sets.push(parseRangeSet(rs, `ipam.ranges[${i}]`));
   }
   if (sets.length === 0) throw bad('ipam.ranges', 'no IP ranges specified');
+  if (ipam['exclude'] !== undefined && ipam['exclude'] !== null) {
+    for (const x of parseExclude(ipam['exclude'], 'ipam.exclude')) {
+      for (const rs of sets) for (const r of rs.ranges) if (r.family === x.family) addExclusion(r, x);
+    }
+  }
   for (let i = 0; i < sets.length; i++) {
     for (let j = i + 1; j < sets.length; j++) {
       for (const a of (sets[i] as RangeSet).ranges) {
@@ -304,6 +400,8 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
     const rg = rangeFor(free.rs, r.ip) as Range;
     if (r.ip.value === rg.gateway) throw bad(r.field, `requested IP ${txt} is the gateway of ${rg.field}`);
     if (!usableIn(rg, r.ip.value)) throw bad(r.field, `requested IP ${txt} is the network or broadcast address of ${rg.field}`);
+    const ex = excludedBy(rg.exclude, r.ip.value);
+    if (ex) throw bad(r.field, `requested IP ${txt} is excluded by ${ex.source}`);
     requested.push({ ip: r.ip, set: free.i, field: r.field });
   }
 
@@ -319,7 +417,13 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
     },
     strictAffinity: false,
     requested,
+    gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
+    gcKeepLiveNetns: true,
   };
+  if (ipam['gcKeepLiveNetns'] !== undefined) {
+    if (typeof ipam['gcKeepLiveNetns'] !== 'boolean') throw bad('ipam.gcKeepLiveNetns', 'must be a boolean');
+    cfg.gcKeepLiveNetns = ipam['gcKeepLiveNetns'];
+  }
   if (ipam['strictAffinity'] !== undefined) {
     if (typeof ipam['strictAffinity'] !== 'boolean') throw bad('ipam.strictAffinity', 'must be a boolean');
     cfg.strictAffinity = ipam['strictAffinity'];

@@ -1,19 +1,27 @@
 // strand-ipam: the IPAM plugin. A host-local compatible config (only `type` changed)
 // works with the local store; `ipam.etcd` switches to cluster-wide allocation on etcd.
 //
-// Error codes: config 7 (naming the field), store unreachable 11 on ADD/DEL/CHECK/GC and
-// 50 on STATUS, range exhausted 102 (naming the range), requested IP taken 103, CHECK
-// mismatch 105.
+// Error codes: config 7 (naming the field; also a requested address that is reserved),
+// store unreachable or damaged 11 on ADD/DEL/CHECK/GC and 50 on STATUS (naming the file or
+// key and what is wrong), range exhausted 102 (naming the range), requested IP taken 103,
+// CHECK mismatch 105.
+//
+// Every verb but STATUS first adopts the reference host-local's reservations of the same
+// network (<dataDir>/<network>/<ip> files) into the store (ipam/host-local.ts).
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { validateIpamConf } from '../gen/validators.js';
+import { parseCniArgs } from '../lib/cni/args.ts';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cni/skel.ts';
 import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
 import { formatIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
-import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError } from './allocator.ts';
+import { Netns } from '../lib/netlink/netns.ts';
+import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError, IpamReservedError, type AttachmentMeta } from './allocator.ts';
 import { parseIpamConfig, type IpamConfig } from './config.ts';
+import { hostLocalFilesOf, readHostLocal, removeHostLocal, withHostLocalLock } from './host-local.ts';
 import { DataDirError, LocalStore } from './store/local.ts';
-import { isStoreUnavailable, type Store } from './store/types.ts';
+import { isStoreDamaged, isStoreUnavailable, type Attachment, type PodRef, type Store } from './store/types.ts';
 
 export const PLUGIN_NAME = 'strand-ipam';
 const ABOUT = `${PLUGIN_NAME} v0.1.0 (host-local compatible; local or etcd store)`;
@@ -66,7 +74,9 @@ function mapError(e: unknown, unavailableCode: number): unknown {
       cause: e,
     });
   }
+  if (isStoreDamaged(e)) return new CniError(unavailableCode, `IPAM store damaged (${e.store})`, e.message, { cause: e });
   if (isStoreUnavailable(e)) return new CniError(unavailableCode, `IPAM store unavailable (${e.store})`, e.message, { cause: e });
+  if (e instanceof IpamReservedError) return new CniError(Code.InvalidNetworkConfig, e.message, '', { cause: e });
   if (e instanceof IpamExhaustedError) return new CniError(Code.IpamExhausted, e.message, '', { cause: e });
   if (e instanceof IpamConflictError) return new CniError(Code.IpamConflict, e.message, '', { cause: e });
   if (e instanceof IpamContentionError) return new CniError(Code.TryAgainLater, 'IPAM store too busy', e.message, { cause: e });
@@ -74,18 +84,69 @@ function mapError(e: unknown, unavailableCode: number): unknown {
   return e;
 }
 
+/**
+ * Moves the reference host-local's reservations of this network into the store (each an
+ * attachment keyed by its container ID and ifname, on this node), under host-local's own
+ * lock. `del`: the container being deleted, whose files go even when they could not be
+ * adopted. A readdir when there is nothing to move.
+ */
+async function adoptHostLocal(al: Allocator, cfg: IpamConfig, a: CmdArgs, del?: { containerId: string; ifname: string }): Promise<void> {
+  const dir = join(cfg.dataDir, cfg.network);
+  if (!readHostLocal(dir)) return;
+  await withHostLocalLock(dir, async () => {
+    const hl = readHostLocal(dir);
+    if (!hl) return;
+    const res = await al.adopt(hl.entries, hl.cursors);
+    const moved = [...res.imported, ...res.already].map((x) => x.split(' ')[0] as string);
+    const gone = del ? hostLocalFilesOf(hl, del.containerId, del.ifname) : [];
+    removeHostLocal(hl, [...moved, ...gone]);
+    if (res.imported.length) a.log?.info(`adopted host-local reservations: ${res.imported.join(', ')}`);
+    for (const x of [...res.conflicts, ...res.outside.map((o) => `${o}: outside every configured range`), ...hl.skipped]) {
+      a.log?.warn(`host-local reservation not adopted: ${x}`);
+    }
+  });
+}
+
+/** Pod identity and network namespace of a request, recorded on its attachment. */
+export function attachmentMeta(a: CmdArgs): AttachmentMeta {
+  const meta: AttachmentMeta = {};
+  if (a.netns) meta.netns = a.netns;
+  let args: Map<string, string>;
+  try {
+    args = parseCniArgs(a.args);
+  } catch {
+    return meta; // a malformed CNI_ARGS was refused already (loadConfig)
+  }
+  const pod: PodRef = {};
+  const ns = args.get('K8S_POD_NAMESPACE');
+  const name = args.get('K8S_POD_NAME');
+  const uid = args.get('K8S_POD_UID');
+  if (ns) pod.namespace = ns;
+  if (name) pod.name = name;
+  if (uid) pod.uid = uid;
+  if (Object.keys(pod).length) meta.pod = pod;
+  return meta;
+}
+
+/** Whether an attachment's network namespace still exists: its pod may still use the address (GC keeps it). */
+export async function netnsAlive(att: Attachment): Promise<boolean> {
+  return att.netns !== undefined && att.netns !== '' && Netns.exists(att.netns);
+}
+
 /** Opens the store, builds this node's allocator, runs `fn`, closes, maps errors to CNI codes. */
 async function withAllocator<T>(
   a: CmdArgs,
   conf: NetConf,
-  opts: { requested: boolean; unavailableCode: number },
+  opts: { requested: boolean; unavailableCode: number; adopt?: boolean; del?: boolean },
   fn: (al: Allocator, cfg: IpamConfig) => Promise<T>,
 ): Promise<T> {
   const cfg = loadConfig(conf, a.args, opts.requested);
   let store: Store | undefined;
   try {
     store = await openStore(cfg);
-    return await fn(new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) }), cfg);
+    const al = new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) });
+    if (opts.adopt ?? true) await adoptHostLocal(al, cfg, a, opts.del ? { containerId: a.containerId, ifname: a.ifName } : undefined);
+    return await fn(al, cfg);
   } catch (e) {
     throw mapError(e, opts.unavailableCode);
   } finally {
@@ -95,7 +156,7 @@ async function withAllocator<T>(
 
 export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
   return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
-    const got = await al.allocate(a.containerId, a.ifName);
+    const got = await al.allocate(a.containerId, a.ifName, attachmentMeta(a));
     const result: Result = {
       cniVersion: '1.1.0',
       ips: got.map((g) => ({
@@ -110,7 +171,7 @@ export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 }
 
 export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, (al) => al.release(a.containerId, a.ifName));
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater, del: true }, (al) => al.release(a.containerId, a.ifName));
 }
 
 export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {
@@ -122,14 +183,22 @@ export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {
 }
 
 export async function cmdStatus(a: CmdArgs, conf: NetConf): Promise<void> {
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.PluginNotAvailable }, (al, cfg) => al.store.ping(cfg.network));
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.PluginNotAvailable, adopt: false }, (al, cfg) => al.store.ping(cfg.network));
 }
 
+/**
+ * GC per spec: every attachment of this node not in `cni.dev/valid-attachments` (null,
+ * [] and an absent key all mean none is valid, as libcni and the Go skel read them) is
+ * released, except one created during the GC or within ipam.gcGracePeriod before it, and
+ * one whose network namespace still exists (unless ipam.gcKeepLiveNetns is false).
+ */
 export async function cmdGc(a: CmdArgs, conf: NetConf): Promise<void> {
+  const startedAt = Date.now();
   const valid = gcAttachments(conf);
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al) => {
-    const released = await al.gc(valid);
-    if (released.length) a.log?.info(`gc released ${released.join(', ')}`);
+  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
+    const res = await al.gc(valid, { startedAt, ...(cfg.gcKeepLiveNetns ? { isLive: netnsAlive } : {}) });
+    if (res.released.length) a.log?.info(`gc released ${res.released.join(', ')}`);
+    for (const k of res.kept) a.log?.info(`gc kept ${k.containerId}/${k.ifname} (${k.ips.join(',')}): ${k.why}`);
   });
 }
 

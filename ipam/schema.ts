@@ -11,6 +11,8 @@ const range = {
     rangeStart: { type: 'string', format: 'ip' },
     rangeEnd: { type: 'string', format: 'ip' },
     gateway: { type: 'string', format: 'ip' },
+    // Whereabouts' name: CIDRs (or addresses) never handed out
+    exclude: { type: 'array', items: { type: 'string' } },
   },
 } as const;
 
@@ -45,6 +47,14 @@ export const schemas = {
       dataDir: { type: 'string', minLength: 1 },
       nodeName: { type: 'string', minLength: 1 },
       strictAffinity: { type: 'boolean' },
+      exclude: { type: 'array', items: { type: 'string' } },
+      gcKeepLiveNetns: { type: 'boolean' },
+      gcGracePeriod: {
+        anyOf: [
+          { type: 'number', minimum: 0 },
+          { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' },
+        ],
+      },
       blockSize: { type: 'integer', minimum: 1, maximum: 32 },
       blockSizeV6: { type: 'integer', minimum: 1, maximum: 128 },
       etcd: {

@@ -1,19 +1,253 @@
 // Shared logic of the document stores (memory and local files): one JSON document per
-// network holding its blocks and attachments, each with the revision of its last write.
-import type { Affinity, Attachment, Block, Versioned, WriteOp } from './types.ts';
+// network holding its blocks, attachments and reservations, each with the revision of its
+// last write. Also the record shape checks every store applies to what it reads (a record
+// that fails them is a StoreDamagedError naming where it is and what is wrong, never
+// quoting its bytes), and the salvage of a damaged document for `strand ipam repair`.
+import { tryParseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
+import type { Affinity, Attachment, Block, Holder, Reservations, Versioned, WriteOp } from './types.ts';
 import { attachmentKey } from './types.ts';
 
+export const DOC_FORMAT = 'strand-ipam/v1';
+
 export interface NetworkDoc {
-  format: 'strand-ipam/v1';
+  format: typeof DOC_FORMAT;
   network: string;
   /** Revision of the last commit; every record written by it carries this revision. */
   rev: number;
   blocks: Record<string, Versioned<Block>>;
   attachments: Record<string, Versioned<Attachment>>;
+  reservations?: Versioned<Reservations>;
 }
 
 export function emptyDoc(network: string): NetworkDoc {
-  return { format: 'strand-ipam/v1', network, rev: 0, blocks: {}, attachments: {} };
+  return { format: DOC_FORMAT, network, rev: 0, blocks: {}, attachments: {} };
+}
+
+// ---------------------------------------------------------------------------------
+// Record shapes. Each returns what is wrong (naming only fields of our own schema), or
+// undefined when the value is a well-formed record.
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+
+function kind(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+export function blockProblem(v: unknown): string | undefined {
+  if (!isObj(v)) return `is ${kind(v)}, not a block`;
+  for (const k of ['network', 'cidr', 'node'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
+  if (!tryParseCidr(v['cidr'] as string)) return 'cidr is not a CIDR';
+  const al = v['allocations'];
+  if (!isObj(al)) return `allocations is ${al === undefined ? 'missing' : kind(al)}, not an object`;
+  let i = 0;
+  for (const [ip, ref] of Object.entries(al)) {
+    i++;
+    if (!tryParseIP(ip)) return `allocation ${i} is not keyed by an IP address`;
+    if (!isObj(ref) || !isStr(ref['containerId']) || !isStr(ref['ifname'])) return `allocation ${i} has no containerId/ifname`;
+    if (ref['node'] !== undefined && !isStr(ref['node'])) return `allocation ${i}: node is not a string`;
+  }
+  if (v['last'] !== undefined && !(isStr(v['last']) && tryParseIP(v['last']))) return 'last is not an IP address';
+  return undefined;
+}
+
+export function attachmentProblem(v: unknown): string | undefined {
+  if (!isObj(v)) return `is ${kind(v)}, not an attachment`;
+  for (const k of ['network', 'containerId', 'ifname', 'node', 'created'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
+  const ips = v['ips'];
+  if (!Array.isArray(ips)) return `ips is ${ips === undefined ? 'missing' : kind(ips)}, not a list`;
+  for (let i = 0; i < ips.length; i++) {
+    const e: unknown = ips[i];
+    if (!isObj(e) || !isStr(e['ip']) || !tryParseIP(e['ip'])) return `ips[${i}] has no valid ip`;
+    if (!isStr(e['block']) || !tryParseCidr(e['block'])) return `ips[${i}] has no valid block`;
+  }
+  for (const k of ['netns', 'origin'] as const) if (v[k] !== undefined && !isStr(v[k])) return `${k} is not a string`;
+  const pod = v['pod'];
+  if (pod !== undefined) {
+    if (!isObj(pod)) return 'pod is not an object';
+    for (const k of ['namespace', 'name', 'uid'] as const) if (pod[k] !== undefined && !isStr(pod[k])) return `pod.${k} is not a string`;
+  }
+  return undefined;
+}
+
+export function reservationsProblem(v: unknown): string | undefined {
+  if (!isObj(v)) return `is ${kind(v)}, not a reservation list`;
+  if (!isStr(v['network'])) return 'network is missing or not a string';
+  const list = v['reservations'];
+  if (!Array.isArray(list)) return 'reservations is missing or not a list';
+  for (let i = 0; i < list.length; i++) {
+    const r: unknown = list[i];
+    if (!isObj(r) || !isStr(r['cidr']) || !tryParseCidr(r['cidr'])) return `reservations[${i}] has no valid cidr`;
+    if (!isStr(r['note']) || !isStr(r['created'])) return `reservations[${i}] has no note/created`;
+    if (r['allowRequested'] !== undefined && typeof r['allowRequested'] !== 'boolean') return `reservations[${i}].allowRequested is not a boolean`;
+  }
+  return undefined;
+}
+
+function versionedProblem(v: unknown, inner: (x: unknown) => string | undefined): string | undefined {
+  if (!isObj(v)) return `is ${kind(v)}, not a {value, rev} record`;
+  if (typeof v['rev'] !== 'number' || !Number.isInteger(v['rev']) || v['rev'] < 1) return 'rev is not a positive integer';
+  return inner(v['value']);
+}
+
+/**
+ * The problem with a parsed store document of `network`, or undefined. Checks every
+ * record: a document that passes can be used without further checks.
+ */
+export function docProblem(raw: unknown, network: string): string | undefined {
+  if (raw === null) return 'holds null, not a store document';
+  if (!isObj(raw)) return `holds ${kind(raw)}, not a store document`;
+  if (raw['format'] !== DOC_FORMAT) return raw['format'] === undefined ? 'format is missing' : 'format is not strand-ipam/v1';
+  if (raw['network'] !== network) return isStr(raw['network']) ? 'belongs to another network' : 'network is missing or not a string';
+  if (typeof raw['rev'] !== 'number' || !Number.isInteger(raw['rev']) || raw['rev'] < 0) return 'rev is missing or not a non-negative integer';
+  for (const part of ['blocks', 'attachments'] as const) {
+    const m = raw[part];
+    if (!isObj(m)) return `${part} is ${m === undefined ? 'missing' : kind(m)}, not an object`;
+  }
+  let i = 0;
+  for (const [k, b] of Object.entries(raw['blocks'] as Record<string, unknown>)) {
+    i++;
+    const p = versionedProblem(b, blockProblem);
+    if (p) return `blocks entry ${i}: ${p}`;
+    if ((b as Versioned<Block>).value.cidr !== k) return `blocks entry ${i}: its key is not its cidr`;
+  }
+  i = 0;
+  for (const [k, a] of Object.entries(raw['attachments'] as Record<string, unknown>)) {
+    i++;
+    const p = versionedProblem(a, attachmentProblem);
+    if (p) return `attachments entry ${i}: ${p}`;
+    const v = (a as Versioned<Attachment>).value;
+    if (attachmentKey(v.containerId, v.ifname) !== k) return `attachments entry ${i}: its key is not containerId/ifname`;
+  }
+  if (raw['reservations'] !== undefined) {
+    const p = versionedProblem(raw['reservations'], reservationsProblem);
+    if (p) return `reservations: ${p}`;
+  }
+  return undefined;
+}
+
+/**
+ * What can be kept of a damaged document (parsed JSON): every well-formed record. Blocks
+ * and attachments that are missing entirely are rebuilt later from each other by the
+ * allocator's repair. Returns the document and one line per thing dropped or fixed.
+ */
+export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; notes: string[] } {
+  const doc = emptyDoc(network);
+  const notes: string[] = [];
+  if (!isObj(raw)) {
+    notes.push(`the document ${raw === null ? 'is null' : `is ${kind(raw)}`}: nothing to keep`);
+    return { doc, notes };
+  }
+  if (raw['format'] !== DOC_FORMAT) notes.push('format set to strand-ipam/v1');
+  if (raw['network'] !== network) notes.push('network set to the directory name');
+  let maxRev = typeof raw['rev'] === 'number' && Number.isInteger(raw['rev']) && raw['rev'] >= 0 ? raw['rev'] : 0;
+  const take = <T>(
+    part: string,
+    m: unknown,
+    inner: (x: unknown) => string | undefined,
+    keyOf: (v: T) => string,
+    put: (k: string, v: Versioned<T>) => void,
+  ): void => {
+    if (!isObj(m)) {
+      notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
+      return;
+    }
+    let i = 0;
+    for (const rec of Object.values(m)) {
+      i++;
+      const p = versionedProblem(rec, inner);
+      if (p) {
+        notes.push(`${part} entry ${i} dropped: ${p}`);
+        continue;
+      }
+      const v = rec as Versioned<T>;
+      maxRev = Math.max(maxRev, v.rev);
+      put(keyOf(v.value), { value: v.value, rev: v.rev });
+    }
+  };
+  take<Block>(
+    'blocks',
+    raw['blocks'],
+    blockProblem,
+    (b) => b.cidr,
+    (k, v) => {
+      v.value.network = network;
+      doc.blocks[k] = v;
+    },
+  );
+  take<Attachment>(
+    'attachments',
+    raw['attachments'],
+    attachmentProblem,
+    (a) => attachmentKey(a.containerId, a.ifname),
+    (k, v) => {
+      v.value.network = network;
+      doc.attachments[k] = v;
+    },
+  );
+  if (raw['reservations'] !== undefined) {
+    const p = versionedProblem(raw['reservations'], reservationsProblem);
+    if (p) notes.push(`reservations dropped (re-add them with strand ipam reserve): ${p}`);
+    else {
+      const r = raw['reservations'] as Versioned<Reservations>;
+      doc.reservations = { value: { ...r.value, network }, rev: r.rev };
+      maxRev = Math.max(maxRev, r.rev);
+    }
+  }
+  doc.rev = maxRev;
+  return { doc, notes };
+}
+
+// ---------------------------------------------------------------------------------
+// Address index: which attachment holds each address (computed from the attachments).
+
+const indexes = new WeakMap<NetworkDoc, { rev: number; byIp: Map<string, string> }>();
+
+/** Canonical IP -> attachment key, over the attachments of `doc`. */
+export function holderIndex(doc: NetworkDoc): Map<string, string> {
+  const c = indexes.get(doc);
+  if (c && c.rev === doc.rev) return c.byIp;
+  const byIp = new Map<string, string>();
+  for (const [k, a] of Object.entries(doc.attachments)) for (const e of a.value.ips) byIp.set(e.ip, k);
+  indexes.set(doc, { rev: doc.rev, byIp });
+  return byIp;
+}
+
+export function docHolders(doc: NetworkDoc, inCidr: (ip: string) => boolean): Map<string, Holder> {
+  const out = new Map<string, Holder>();
+  for (const [ip, key] of holderIndex(doc)) {
+    if (!inCidr(ip)) continue;
+    const a = doc.attachments[key]?.value;
+    if (a) out.set(ip, { containerId: a.containerId, ifname: a.ifname, node: a.node });
+  }
+  return out;
+}
+
+/** Whether no op of the commit claims an address another attachment holds (after the ops before it). */
+function addressesFree(doc: NetworkDoc, ops: readonly WriteOp[]): boolean {
+  const idx = holderIndex(doc);
+  const now = new Map<string, string | null>();
+  const holder = (ip: string): string | null | undefined => (now.has(ip) ? now.get(ip) : idx.get(ip));
+  for (const op of ops) {
+    if (op.op === 'delAttachment') {
+      const key = attachmentKey(op.containerId, op.ifname);
+      for (const e of doc.attachments[key]?.value.ips ?? []) if (holder(e.ip) === key) now.set(e.ip, null);
+    } else if (op.op === 'putAttachment') {
+      const a = op.attachment;
+      const key = attachmentKey(a.containerId, a.ifname);
+      const want = new Set(a.ips.map((e) => e.ip));
+      for (const e of doc.attachments[key]?.value.ips ?? []) if (!want.has(e.ip) && holder(e.ip) === key) now.set(e.ip, null);
+      for (const ip of want) {
+        const h = holder(ip);
+        if (h && h !== key) return false;
+        now.set(ip, key);
+      }
+    }
+  }
+  return true;
 }
 
 function currentRev(doc: NetworkDoc, op: WriteOp): number {
@@ -26,12 +260,19 @@ function currentRev(doc: NetworkDoc, op: WriteOp): number {
       return doc.attachments[attachmentKey(op.attachment.containerId, op.attachment.ifname)]?.rev ?? 0;
     case 'delAttachment':
       return doc.attachments[attachmentKey(op.containerId, op.ifname)]?.rev ?? 0;
+    case 'putReservations':
+    case 'expectReservations':
+      return doc.reservations?.rev ?? 0;
   }
 }
 
-/** Applies `ops` to `doc` in place when every prevRev holds; returns the new revision or undefined. */
+/**
+ * Applies `ops` to `doc` in place when every prevRev holds and no address would be held
+ * by two attachments; returns the new revision, or undefined (nothing applied).
+ */
 export function applyOps(doc: NetworkDoc, ops: readonly WriteOp[]): number | undefined {
   for (const op of ops) if (currentRev(doc, op) !== op.prevRev) return undefined;
+  if (!addressesFree(doc, ops)) return undefined;
   const rev = doc.rev + 1;
   for (const op of ops) {
     switch (op.op) {
@@ -49,6 +290,11 @@ export function applyOps(doc: NetworkDoc, ops: readonly WriteOp[]): number | und
       case 'delAttachment':
         delete doc.attachments[attachmentKey(op.containerId, op.ifname)];
         break;
+      case 'putReservations':
+        doc.reservations = { value: structuredClone(op.reservations), rev };
+        break;
+      case 'expectReservations':
+        break;
     }
   }
   doc.rev = rev;
@@ -57,7 +303,11 @@ export function applyOps(doc: NetworkDoc, ops: readonly WriteOp[]): number | und
 
 /** The network every op of a commit belongs to (a commit never spans networks). */
 export function opsNetwork(ops: readonly WriteOp[]): string {
-  const nets = new Set(ops.map((o) => (o.op === 'putBlock' ? o.block.network : o.op === 'putAttachment' ? o.attachment.network : o.network)));
+  const nets = new Set(
+    ops.map((o) =>
+      o.op === 'putBlock' ? o.block.network : o.op === 'putAttachment' ? o.attachment.network : o.op === 'putReservations' ? o.reservations.network : o.network,
+    ),
+  );
   const [first] = nets;
   if (nets.size !== 1 || first === undefined) throw new Error(`a commit must touch exactly one network, got ${[...nets].join(', ')}`);
   return first;
@@ -74,4 +324,9 @@ export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Vers
     if (b) out.push(structuredClone(b));
   }
   return out;
+}
+
+/** Whether the document holds any record (an empty one is not listed as a network). */
+export function docHasRecords(doc: NetworkDoc): boolean {
+  return Object.keys(doc.blocks).length > 0 || Object.keys(doc.attachments).length > 0 || (doc.reservations?.value.reservations.length ?? 0) > 0;
 }

@@ -42,6 +42,11 @@ export interface EtcdConfig {
 
 export const DEFAULT_ETCD_PREFIX = '/strand/ipam';
 
+/** What `strand ipam` and `strand agent` print when the etcd password comes on the command line. */
+export function passwordOnCommandLineWarning(instead: string): string {
+  return `warning: --etcd-password is visible to other users of this machine (/proc/<pid>/cmdline); use ${instead}`;
+}
+
 function parseDuration(v: unknown, field: string, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v === 'number' && v > 0) return v;

@@ -46,8 +46,8 @@ export interface TxnResult {
 
 export interface EtcdKv {
   readonly transport: 'grpc' | 'http';
-  /** The key, or every key in [key, end) when `end` is given. */
-  range(key: Buffer, end?: Buffer): Promise<KvPair[]>;
+  /** The key, or every key in [key, end) when `end` is given; values left empty with `keysOnly`. */
+  range(key: Buffer, end?: Buffer, keysOnly?: boolean): Promise<KvPair[]>;
   /** Applies `success` atomically when every comparison holds. */
   txn(compare: readonly KvCompare[], success: readonly KvOp[]): Promise<TxnResult>;
   close(): void;
@@ -71,8 +71,8 @@ export function grpcKv(client: Etcd3): EtcdKv {
     kvs.map((kv) => ({ key: kv.key, value: kv.value, modRevision: Number(kv.mod_revision) }));
   return {
     transport: 'grpc',
-    async range(key, end) {
-      const res = await client.kv.range(end ? { key, range_end: end } : { key });
+    async range(key, end, keysOnly) {
+      const res = await client.kv.range({ key, ...(end ? { range_end: end } : {}), ...(keysOnly ? { keys_only: true } : {}) });
       return pairs(res.kvs);
     },
     async txn(compare, success) {
@@ -286,8 +286,12 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
 
   return {
     transport: 'http',
-    async range(key, end) {
-      const res = (await call('/v3/kv/range', end ? { key: b64(key), range_end: b64(end) } : { key: b64(key) })) as JsonRange;
+    async range(key, end, keysOnly) {
+      const res = (await call('/v3/kv/range', {
+        key: b64(key),
+        ...(end ? { range_end: b64(end) } : {}),
+        ...(keysOnly ? { keys_only: true } : {}),
+      })) as JsonRange;
       return jsonPairs(res.kvs);
     },
     async txn(compare, success) {

@@ -13,9 +13,17 @@
 //       Allocations inside the block; every change is a compare-and-swap on this key's
 //       mod_revision. `node` inside an allocation marks an address borrowed by another
 //       node (routes for such addresses need a /32 or /128 towards the borrower).
-//   <prefix>/attachments/<network>/<containerID>/<ifname>   {"network","containerId","ifname","node","ips":[{ip,block}],"created"}
+//   <prefix>/attachments/<network>/<containerID>/<ifname>   {"network","containerId","ifname","node","ips":[{ip,block}],"created",
+//                                                            "netns","pod":{namespace,name,uid},"origin"}
 //       The allocation key of ADD/DEL/CHECK/GC, written in the same transaction as the
 //       block change, so blocks and attachments always agree.
+//   <prefix>/addresses/<network>/v4/<8 hex digits>  (v6: 32)   {"ip","containerId","ifname","node"}
+//       The attachments' address index: one key per address an attachment holds, created
+//       (create-if-absent) and deleted in the same transaction as its attachment. It is
+//       what makes "no two attachments hold one address" atomic whatever the blocks say;
+//       fixed-width hex keeps a block's addresses one key range (holders()).
+//   <prefix>/reservations/<network>            {"network","reservations":[{cidr,note,allowRequested,created}]}
+//       Addresses never handed out; every allocation compares this key's revision.
 //
 // Every revision the Store interface exposes is the key's etcd mod_revision.
 //
@@ -27,13 +35,23 @@ import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from './etcd-config.ts';
 import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
-import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
-import { blockSegment, StoreUnavailableError } from './types.ts';
+import { bitsOf, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
+import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
+import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
+import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
+
+/** The path segment of an address in the address index: "v4/0a010005", "v6/fd00...0005". */
+export function addressSegment(ip: IPAddr): string {
+  return `v${ip.family}/${ip.value.toString(16).padStart(bitsOf(ip.family) / 4, '0')}`;
+}
 
 export function etcdKeys(prefix: string): {
   affinity(network?: string, cidr?: string): string;
   block(network?: string, cidr?: string): string;
   attachment(network?: string, containerId?: string, ifname?: string): string;
+  /** The address index key of `ip` (canonical text or parsed), or the network's directory. */
+  address(network?: string, ip?: IPAddr): string;
+  reservations(network?: string): string;
 } {
   // With fewer arguments each returns the directory prefix (ending in "/").
   const path = (kind: string, parts: Array<string | undefined>): string => {
@@ -45,6 +63,8 @@ export function etcdKeys(prefix: string): {
     affinity: (n, c) => path('affinity', [n, c === undefined ? undefined : blockSegment(c)]),
     block: (n, c) => path('blocks', [n, c === undefined ? undefined : blockSegment(c)]),
     attachment: (n, id, ifn) => path('attachments', [n, id, ifn]),
+    address: (n, ip) => path('addresses', [n, ip === undefined ? undefined : addressSegment(ip)]),
+    reservations: (n) => path('reservations', [n]),
   };
 }
 
@@ -157,12 +177,25 @@ export class EtcdStore implements Store {
     }
   }
 
-  private range(key: string, prefix: boolean): Promise<KvPair[]> {
-    return this.call('range', () => this.kv.range(Buffer.from(key), prefix ? prefixEnd(key) : undefined));
+  private range(key: string, prefix: boolean, keysOnly = false): Promise<KvPair[]> {
+    return this.call('range', () => this.kv.range(Buffer.from(key), prefix ? prefixEnd(key) : undefined, keysOnly));
   }
 
-  private static parse<T>(kv: KvPair): Versioned<T> {
-    return { value: JSON.parse(kv.value.toString()) as T, rev: kv.modRevision };
+  /** Parses and checks one value; a value that is not the record its key names is StoreDamagedError naming the key. */
+  private static decode<T>(kv: KvPair, problem: (v: unknown) => string | undefined): T {
+    let v: unknown;
+    try {
+      v = JSON.parse(kv.value.toString()) as unknown;
+    } catch {
+      throw new StoreDamagedError('etcd', kv.key.toString(), `is not valid JSON (${kv.value.length} bytes)`);
+    }
+    const p = problem(v);
+    if (p) throw new StoreDamagedError('etcd', kv.key.toString(), p);
+    return v as T;
+  }
+
+  private static parse<T>(kv: KvPair, problem: (v: unknown) => string | undefined): Versioned<T> {
+    return { value: EtcdStore.decode<T>(kv, problem), rev: kv.modRevision };
   }
 
   async exclusive<T>(_network: string, fn: () => Promise<T>): Promise<T> {
@@ -171,31 +204,61 @@ export class EtcdStore implements Store {
 
   async getAttachment(network: string, containerId: string, ifname: string): Promise<Versioned<Attachment> | undefined> {
     const [kv] = await this.range(this.keys.attachment(network, containerId, ifname), false);
-    return kv && EtcdStore.parse<Attachment>(kv);
+    return kv && EtcdStore.parse<Attachment>(kv, attachmentProblem);
   }
 
   async listAttachments(network?: string): Promise<Array<Versioned<Attachment>>> {
-    return (await this.range(this.keys.attachment(network), true)).map((kv) => EtcdStore.parse<Attachment>(kv));
+    return (await this.range(this.keys.attachment(network), true)).map((kv) => EtcdStore.parse<Attachment>(kv, attachmentProblem));
   }
 
   async listAffinities(network?: string): Promise<Affinity[]> {
-    return (await this.range(this.keys.affinity(network), true)).map((kv) => JSON.parse(kv.value.toString()) as Affinity);
+    return (await this.range(this.keys.affinity(network), true)).map((kv) => EtcdStore.decode<Affinity>(kv, affinityProblem));
   }
 
   async getBlocks(network: string, cidrs: readonly string[]): Promise<Array<Versioned<Block>>> {
     if (cidrs.length === 0) return [];
     if (cidrs.length === 1) {
       const [kv] = await this.range(this.keys.block(network, cidrs[0]), false);
-      return kv ? [EtcdStore.parse<Block>(kv)] : [];
+      return kv ? [EtcdStore.parse<Block>(kv, blockProblem)] : [];
     }
     // One round trip for many keys: a read-only transaction of range requests.
     const ops: KvOp[] = cidrs.map((c) => ({ range: Buffer.from(this.keys.block(network, c)) }));
     const res = await this.call('txn', () => this.kv.txn([], ops));
-    return res.ranges.flatMap((kvs) => kvs.map((kv) => EtcdStore.parse<Block>(kv)));
+    return res.ranges.flatMap((kvs) => kvs.map((kv) => EtcdStore.parse<Block>(kv, blockProblem)));
   }
 
   async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
-    return (await this.range(this.keys.block(network), true)).map((kv) => EtcdStore.parse<Block>(kv));
+    return (await this.range(this.keys.block(network), true)).map((kv) => EtcdStore.parse<Block>(kv, blockProblem));
+  }
+
+  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
+    const c = parseCidr(cidr);
+    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
+    const lo = this.keys.address(network, { family: c.family, value: c.ip });
+    const hi = this.keys.address(network, { family: c.family, value: c.ip + size - 1n });
+    const kvs = await this.call('range', () => this.kv.range(Buffer.from(lo), Buffer.from(`${hi}\0`)));
+    const out = new Map<string, Holder>();
+    for (const kv of kvs) {
+      const h = EtcdStore.decode<Holder & { ip: string }>(kv, addressProblem);
+      out.set(h.ip, { containerId: h.containerId, ifname: h.ifname, node: h.node });
+    }
+    return out;
+  }
+
+  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
+    const [kv] = await this.range(this.keys.reservations(network), false);
+    return kv && EtcdStore.parse<Reservations>(kv, reservationsProblem);
+  }
+
+  async listNetworks(): Promise<string[]> {
+    const nets = new Set<string>();
+    for (const dir of [this.keys.block(), this.keys.attachment(), this.keys.reservations()]) {
+      for (const kv of await this.range(dir, true, true)) {
+        const n = kv.key.toString().slice(dir.length).split('/')[0];
+        if (n) nets.add(n);
+      }
+    }
+    return [...nets].sort();
   }
 
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {
@@ -209,6 +272,11 @@ export class EtcdStore implements Store {
     };
     const del = (key: string): void => {
       success.push({ del: Buffer.from(key) });
+    };
+    const addr = (network: string, ip: string): string => {
+      const a = tryParseIP(ip);
+      if (!a) throw new Error(`not an IP address: ${ip}`);
+      return this.keys.address(network, a);
     };
     for (const op of ops) {
       switch (op.op) {
@@ -236,18 +304,171 @@ export class EtcdStore implements Store {
           const key = this.keys.attachment(a.network, a.containerId, a.ifname);
           expect(key, op.prevRev);
           put(key, a);
+          const before = new Set(op.prevIps);
+          const after = new Set(a.ips.map((e) => e.ip));
+          for (const ip of after) {
+            if (before.has(ip)) continue;
+            // create-if-absent: the address must not be held by any other attachment
+            const k = addr(a.network, ip);
+            expect(k, 0);
+            put(k, { ip, containerId: a.containerId, ifname: a.ifname, node: a.node });
+          }
+          for (const ip of before) if (!after.has(ip)) del(addr(a.network, ip));
           break;
         }
         case 'delAttachment': {
           const key = this.keys.attachment(op.network, op.containerId, op.ifname);
           expect(key, op.prevRev);
           del(key);
+          for (const ip of op.ips) del(addr(op.network, ip));
           break;
         }
+        case 'putReservations': {
+          const key = this.keys.reservations(op.reservations.network);
+          expect(key, op.prevRev);
+          put(key, op.reservations);
+          break;
+        }
+        case 'expectReservations':
+          expect(this.keys.reservations(op.network), op.prevRev);
+          break;
       }
     }
     const res = await this.call('txn', () => this.kv.txn(compare, success));
     return res.succeeded ? res.revision : undefined;
+  }
+
+  /**
+   * Damaged values: blocks, affinities and index entries are removed (rebuilt from the
+   * attachments); a damaged attachment is rebuilt from the index entries and block
+   * entries that name it, or removed when none does; damaged reservations are removed
+   * (reported: re-add them). Then the derived records are made to agree: an affinity for
+   * every block and none without, an index entry for every attachment address.
+   */
+  async repairRecords(network: string, opts: RepairOptions): Promise<string[]> {
+    const notes: string[] = [];
+    const write = async (what: string, ops: KvOp[]): Promise<void> => {
+      notes.push(what);
+      if (!opts.dryRun && ops.length) await this.call('txn', () => this.kv.txn([], ops));
+    };
+    const delKey = (kv: KvPair): KvOp => ({ del: kv.key });
+    const putKey = (key: string, v: unknown): KvOp => ({ put: Buffer.from(key), value: Buffer.from(JSON.stringify(v)) });
+    const good = <T>(kv: KvPair, problem: (v: unknown) => string | undefined): { ok: true; v: T } | { ok: false; why: string } => {
+      try {
+        return { ok: true, v: EtcdStore.decode<T>(kv, problem) };
+      } catch (e) {
+        if (e instanceof StoreDamagedError) return { ok: false, why: e.problem };
+        throw e;
+      }
+    };
+    const [blockKvs, affKvs, attKvs, addrKvs, resKvs] = await Promise.all([
+      this.range(this.keys.block(network), true),
+      this.range(this.keys.affinity(network), true),
+      this.range(this.keys.attachment(network), true),
+      this.range(this.keys.address(network), true),
+      this.range(this.keys.reservations(network), false),
+    ]);
+    const blocks = new Map<string, Block>();
+    for (const kv of blockKvs) {
+      const r = good<Block>(kv, blockProblem);
+      if (r.ok) blocks.set(r.v.cidr, r.v);
+      else await write(`${kv.key.toString()}: ${r.why}: removed (rebuilt from the attachments)`, [delKey(kv)]);
+    }
+    const index = new Map<string, Holder & { ip: string }>();
+    for (const kv of addrKvs) {
+      const r = good<Holder & { ip: string }>(kv, addressProblem);
+      if (r.ok) index.set(r.v.ip, r.v);
+      else await write(`${kv.key.toString()}: ${r.why}: removed (rebuilt from the attachments)`, [delKey(kv)]);
+    }
+    const atts = new Map<string, Attachment>();
+    for (const kv of attKvs) {
+      const r = good<Attachment>(kv, attachmentProblem);
+      if (r.ok) {
+        atts.set(attachmentKey(r.v.containerId, r.v.ifname), r.v);
+        continue;
+      }
+      // the key names the attachment: <dir>/<containerID>/<ifname>
+      const [containerId, ifname] = kv.key.toString().slice(this.keys.attachment(network).length).split('/');
+      const ips = new Map<string, { ip: string; block: string; node: string }>();
+      for (const h of index.values()) {
+        if (h.containerId !== containerId || h.ifname !== ifname) continue;
+        const block = [...blocks.values()].find((b) => b.allocations[h.ip] !== undefined)?.cidr;
+        if (block) ips.set(h.ip, { ip: h.ip, block, node: h.node });
+      }
+      for (const b of blocks.values()) {
+        for (const [ip, ref] of Object.entries(b.allocations)) {
+          if (ref.containerId === containerId && ref.ifname === ifname && !ips.has(ip)) ips.set(ip, { ip, block: b.cidr, node: ref.node ?? b.node });
+        }
+      }
+      if (!containerId || !ifname || ips.size === 0) {
+        await write(`${kv.key.toString()}: ${r.why}: removed (no index or block entry names it)`, [delKey(kv)]);
+        continue;
+      }
+      const first = [...ips.values()][0] as { node: string };
+      const a: Attachment = {
+        network,
+        containerId,
+        ifname,
+        node: first.node,
+        ips: [...ips.values()].map((e) => ({ ip: e.ip, block: e.block })),
+        created: new Date().toISOString(),
+      };
+      atts.set(attachmentKey(containerId, ifname), a);
+      await write(`${kv.key.toString()}: ${r.why}: rebuilt from the records naming it (${a.ips.map((e) => e.ip).join(',')})`, [putKey(kv.key.toString(), a)]);
+    }
+    for (const kv of resKvs) {
+      const r = good<Reservations>(kv, reservationsProblem);
+      if (!r.ok) await write(`${kv.key.toString()}: ${r.why}: removed; re-add the reservations with strand ipam reserve`, [delKey(kv)]);
+    }
+    const affs = new Map<string, KvPair>();
+    for (const kv of affKvs) {
+      const r = good<Affinity>(kv, affinityProblem);
+      const cidr = blockFromSegment(kv.key.toString().slice(this.keys.affinity(network).length));
+      if (!r.ok) await write(`${kv.key.toString()}: ${r.why}: removed`, [delKey(kv)]);
+      else if (!blocks.has(cidr)) await write(`affinity ${cidr} (node ${r.v.node}) has no block: removed`, [delKey(kv)]);
+      else if (r.v.node !== blocks.get(cidr)?.node) {
+        await write(`affinity ${cidr} names node ${r.v.node}, its block ${blocks.get(cidr)?.node}: rewritten`, [
+          putKey(kv.key.toString(), { network, cidr, node: blocks.get(cidr)?.node }),
+        ]);
+        affs.set(cidr, kv);
+      } else affs.set(cidr, kv);
+    }
+    for (const b of blocks.values()) {
+      if (!affs.has(b.cidr))
+        await write(`block ${b.cidr} (node ${b.node}) had no affinity: added`, [
+          putKey(this.keys.affinity(network, b.cidr), { network, cidr: b.cidr, node: b.node }),
+        ]);
+    }
+    // the address index: exactly the attachments' addresses
+    const wanted = new Map<string, Holder & { ip: string }>();
+    for (const a of atts.values()) {
+      for (const e of a.ips) {
+        const other = wanted.get(e.ip);
+        if (other) {
+          notes.push(
+            `${e.ip} is held by two attachments, ${other.containerId}/${other.ifname} and ${a.containerId}/${a.ifname}: release one (strand ipam release)`,
+          );
+          continue;
+        }
+        wanted.set(e.ip, { ip: e.ip, containerId: a.containerId, ifname: a.ifname, node: a.node });
+      }
+    }
+    for (const [ip, h] of wanted) {
+      const cur = index.get(ip);
+      if (cur && cur.containerId === h.containerId && cur.ifname === h.ifname && cur.node === h.node) continue;
+      const a = tryParseIP(ip) as IPAddr;
+      await write(`index entry of ${ip} ${cur ? `named ${cur.containerId}/${cur.ifname}` : 'missing'}: set to ${h.containerId}/${h.ifname}`, [
+        putKey(this.keys.address(network, a), h),
+      ]);
+    }
+    for (const [ip, h] of index) {
+      if (wanted.has(ip)) continue;
+      const a = tryParseIP(ip) as IPAddr;
+      await write(`index entry of ${ip} names ${h.containerId}/${h.ifname}, which does not hold it: removed`, [
+        { del: Buffer.from(this.keys.address(network, a)) },
+      ]);
+    }
+    return notes;
   }
 
   async ping(): Promise<void> {
@@ -257,4 +478,19 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     this.kv.close();
   }
+}
+
+function affinityProblem(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'is not an affinity record';
+  const o = v as Record<string, unknown>;
+  for (const k of ['network', 'cidr', 'node'] as const) if (typeof o[k] !== 'string') return `${k} is missing or not a string`;
+  return undefined;
+}
+
+function addressProblem(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'is not an address index record';
+  const o = v as Record<string, unknown>;
+  for (const k of ['ip', 'containerId', 'ifname', 'node'] as const) if (typeof o[k] !== 'string') return `${k} is missing or not a string`;
+  if (!tryParseIP(o['ip'] as string)) return 'ip is not an IP address';
+  return undefined;
 }

@@ -1,7 +1,8 @@
 // In-memory store, for tests and the allocator's unit tests. Same semantics as the
 // other stores: revisions, compare-and-swap commits, copies out (never shared objects).
-import { applyOps, docAffinities, docBlocks, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
-import type { Affinity, Attachment, Block, Store, Versioned, WriteOp } from './types.ts';
+import { contains, parseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
+import { applyOps, docAffinities, docBlocks, docHasRecords, docHolders, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
+import type { Affinity, Attachment, Block, Holder, Reservations, RepairOptions, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, StoreUnavailableError } from './types.ts';
 
 export class MemoryStore implements Store {
@@ -55,6 +56,37 @@ export class MemoryStore implements Store {
 
   async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
     return this.all(network).flatMap((d) => Object.values(d.blocks).map((b) => structuredClone(b)));
+  }
+
+  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
+    const c = parseCidr(cidr);
+    return docHolders(this.doc(network), (ip) => {
+      const a = tryParseIP(ip);
+      return a !== undefined && contains(c, a);
+    });
+  }
+
+  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
+    const r = this.doc(network).reservations;
+    return r && structuredClone(r);
+  }
+
+  async listNetworks(): Promise<string[]> {
+    this.check();
+    return [...this.docs.values()]
+      .filter(docHasRecords)
+      .map((d) => d.network)
+      .sort();
+  }
+
+  async repairRecords(_network: string, _opts: RepairOptions): Promise<string[]> {
+    this.check();
+    return [];
+  }
+
+  /** The document of `network`, for tests that damage a store on purpose. */
+  rawDoc(network: string): NetworkDoc {
+    return this.doc(network);
   }
 
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {

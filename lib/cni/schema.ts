@@ -48,8 +48,9 @@ export const schemas = {
       dns,
       logFile: { type: 'string', minLength: 1 },
       logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+      // null: what libcni sends for a nil list (no attachment is valid), as is []
       'cni.dev/valid-attachments': {
-        type: 'array',
+        type: ['array', 'null'],
         items: {
           type: 'object',
           required: ['containerID', 'ifname'],

@@ -457,8 +457,17 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
       }
     }
     for (const a of live) if (!atts.some((x) => x.containerId === a.cid)) violation(`GC or chaos lost live pod ${a.cid} (${a.ip})`);
-    const repaired = strandIpam(['gc']) as Array<{ allocations: string[]; attachmentIPs: string[] }>;
-    for (const r of repaired) if (r.allocations.length || r.attachmentIPs.length) violation(`store inconsistent: repair removed ${JSON.stringify(r)}`);
+    const repaired = strandIpam(['gc']) as Array<{
+      orphans: string[];
+      restored: string[];
+      blocksCreated: string[];
+      attachmentsFixed: string[];
+      conflicts: string[];
+    }>;
+    for (const r of repaired) {
+      if (r.orphans.length || r.restored.length || r.blocksCreated.length || r.attachmentsFixed.length || r.conflicts.length)
+        violation(`store inconsistent: gc repaired ${JSON.stringify(r)}`);
+    }
     const usage = strandIpam(['usage']) as { pools: Array<{ used: number }> };
     const used = usage.pools.reduce((s, x) => s + x.used, 0);
     if (used !== live.length) violation(`block usage says ${used} addresses used, ${live.length} pods live`);

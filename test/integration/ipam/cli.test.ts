@@ -61,7 +61,9 @@ describe('strand ipam CLI', () => {
       expect(relId.code).toBe(0);
       expect((await run([...storeFlags, 'release', 'cb'])).code).toBe(1);
       const gc = await run([...storeFlags, 'gc', '--json']);
-      expect(JSON.parse(gc.out)).toEqual([{ network: 'net-cli', allocations: [], attachmentIPs: [] }]);
+      expect(JSON.parse(gc.out)).toEqual([
+        { network: 'net-cli', orphans: [], restored: [], blocksCreated: [], attachmentsFixed: [], conflicts: [], notes: [], released: [], kept: [] },
+      ]);
       expect(JSON.parse((await run([...storeFlags, 'ls', '--json'])).out)).toEqual([]);
     });
   }

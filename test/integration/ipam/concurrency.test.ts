@@ -10,7 +10,7 @@ import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { openEtcdStore } from '../../../ipam/store/etcd.ts';
 import { parseEtcdConfig } from '../../../ipam/store/etcd-config.ts';
 import type { Store } from '../../../ipam/store/types.ts';
-import { addAndKill, addrOf, consistency, etcdSection, netConf, plugin, requireBuilt, runMany, type Op } from './helpers.ts';
+import { addAndKill, addrOf, consistency, etcdSection, gcConf, netConf, plugin, requireBuilt, runMany, type Op } from './helpers.ts';
 
 const N = Number(process.env['STRAND_IPAM_PROCS'] ?? 2000);
 const NODES = Array.from({ length: 8 }, (_, i) => `node-${i}`);
@@ -130,7 +130,7 @@ describe('strand-ipam processes on etcd', () => {
       const valid = ops('ADD', 8, 'live')
         .filter((o) => o.node === node)
         .map((o) => ({ containerID: o.containerId, ifname: 'eth0' }));
-      const gc = await plugin({ command: 'GC', containerId: 'gc', node }, { ...conf, 'cni.dev/valid-attachments': valid });
+      const gc = await plugin({ command: 'GC', containerId: 'gc', node }, gcConf(conf, valid));
       expect(gc.code, gc.stdout).toBe(0);
     }
     const after = await consistency(store, 'net-kill');

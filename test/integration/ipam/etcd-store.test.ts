@@ -18,7 +18,7 @@ async function contract(store: EtcdStore): Promise<void> {
   const att = { network: 'net', containerId: 'c1', ifname: 'eth0', node: 'n1', ips: [{ ip: '10.0.0.2', block: '10.0.0.0/26' }], created: 'now' };
   const r1 = await store.commit([
     { op: 'putBlock', block: block('10.0.0.0/26', 'n1', { '10.0.0.2': { containerId: 'c1', ifname: 'eth0' } }), prevRev: 0 },
-    { op: 'putAttachment', attachment: att, prevRev: 0 },
+    { op: 'putAttachment', attachment: att, prevRev: 0, prevIps: [] },
   ]);
   expect(r1).toBeGreaterThan(0);
   // create-if-absent fails for an existing block, and nothing of the commit is applied
@@ -49,7 +49,7 @@ async function contract(store: EtcdStore): Promise<void> {
   expect(await store.listAttachments()).toHaveLength(1);
   expect(
     await store.commit([
-      { op: 'delAttachment', network: 'net', containerId: 'c1', ifname: 'eth0', prevRev: r1 as number },
+      { op: 'delAttachment', network: 'net', containerId: 'c1', ifname: 'eth0', prevRev: r1 as number, ips: ['10.0.0.2'] },
       { op: 'delBlock', network: 'net', cidr: '10.0.0.0/26', prevRev: r2 as number },
     ]),
   ).toBeGreaterThan(r2 as number);

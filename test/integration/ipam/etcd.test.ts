@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { openEtcdStore } from '../../../ipam/store/etcd.ts';
 import { parseEtcdConfig } from '../../../ipam/store/etcd-config.ts';
-import { consistency, etcdSection, netConf, plugin, requireBuilt, addrOf } from './helpers.ts';
+import { consistency, etcdSection, gcConf, netConf, plugin, requireBuilt, addrOf } from './helpers.ts';
 
 describe('strand-ipam on a single etcd member', () => {
   let etcd: EtcdCluster;
@@ -91,10 +91,7 @@ describe('strand-ipam on a single etcd member', () => {
         ['/s4test/affinity/net-keys/10.21.0.0-26', 'node-a'],
         ['/s4test/affinity/net-keys/10.21.0.64-26', 'node-b'],
       ]);
-      const gc = await plugin(
-        { command: 'GC', containerId: 'x', node: 'node-a' },
-        { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'a2', ifname: 'eth0' }] },
-      );
+      const gc = await plugin({ command: 'GC', containerId: 'x', node: 'node-a' }, gcConf(conf, [{ containerID: 'a2', ifname: 'eth0' }]));
       expect(gc.code, gc.stdout).toBe(0);
       const left = (await store.listAttachments('net-keys')).map((a) => a.value.containerId).sort();
       expect(left).toEqual(['a2', 'b1']); // node-b's attachment is not node-a's to collect

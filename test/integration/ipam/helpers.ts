@@ -24,6 +24,17 @@ export function netConf(name: string, ipam: Record<string, unknown>, cniVersion 
   return { cniVersion, name, type: 'bridge', ipam: { type: 'strand-ipam', ...ipam } };
 }
 
+/**
+ * A GC request for `conf`: `valid` as cni.dev/valid-attachments (null and undefined sent
+ * as such: undefined leaves the key out), with ipam.gcGracePeriod 0 unless `ipam` says
+ * otherwise (the attachments of a test are seconds old).
+ */
+export function gcConf(conf: Record<string, unknown>, valid: unknown, ipam: Record<string, unknown> = { gcGracePeriod: 0 }): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...conf, ipam: { ...(conf['ipam'] as object), ...ipam } };
+  if (valid !== undefined) out['cni.dev/valid-attachments'] = valid;
+  return out;
+}
+
 export interface Op {
   command: 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
   containerId: string;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runPlugin, refBinDir } from '../../helpers/run-plugin.ts';
 import { LocalStore, DOC_FILE } from '../../../ipam/store/local.ts';
-import { addAndKill, addrOf, consistency, plugin, requireBuilt, runMany, type Op } from './helpers.ts';
+import { addAndKill, addrOf, consistency, gcConf, plugin, requireBuilt, runMany, type Op } from './helpers.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -96,10 +96,7 @@ describe('strand-ipam local store under concurrency and crashes', () => {
     expect(() => JSON.parse(readFileSync(file, 'utf8'))).not.toThrow();
     const store = new LocalStore(dir);
     expect((await consistency(store, 'net-local')).problems).toEqual([]);
-    const gc = await plugin(
-      { command: 'GC', containerId: 'gc', node: 'n' },
-      { ...conf, 'cni.dev/valid-attachments': [{ containerID: 'keep', ifname: 'eth0' }] },
-    );
+    const gc = await plugin({ command: 'GC', containerId: 'gc', node: 'n' }, gcConf(conf, [{ containerID: 'keep', ifname: 'eth0' }]));
     expect(gc.code, gc.stdout).toBe(0);
     expect((await store.listAttachments('net-local')).map((a) => a.value.containerId)).toEqual(['keep']);
     expect((await consistency(store, 'net-local')).allocated).toHaveLength(2);

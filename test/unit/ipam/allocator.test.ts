@@ -128,7 +128,7 @@ describe('allocator over the memory store', () => {
     const strict = alloc({ ...r, strictAffinity: true }, { store, node: 'b' });
     await expect(strict.allocate('b-strict', 'eth0')).rejects.toBeInstanceOf(IpamExhaustedError);
     // GC on b releases b's allocations not listed as valid, including the borrowed one
-    const released = await b.gc([{ containerID: 'b1', ifname: 'eth0' }]);
+    const { released } = await b.gc([{ containerID: 'b1', ifname: 'eth0' }], { startedAt: Date.now(), graceMs: 0 });
     expect(released).toContain(borrowed[0]);
     expect(released).toHaveLength(63);
     expect((await store.listAttachments('net1')).map((x) => x.value.containerId).sort()).toEqual(['a1', 'b1']);
