@@ -67,6 +67,8 @@ export class Agent {
   private reregister: (() => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
+  /** Flat mode: node addresses that pods hold (reported with every reconcile). */
+  private flatProblems: string[] = [];
   private loops: Array<Promise<void>> = [];
   readonly state: AgentState;
 
@@ -104,6 +106,7 @@ export class Agent {
     if (this.stopped) return;
     this.registry ??= await Registry.open(this.cfg.etcd);
     this.loops = [this.registerLoop(), this.syncLoop()];
+    if (this.cfg.flat) this.loops.push(this.reserveLoop(this.cfg.flat));
     this.resyncTimer = setInterval(() => {
       if (this.cfg.flat && this.state.flat) void this.reassertFlat(this.cfg.flat);
       if (this.view) this.reconcile('resync');
@@ -185,6 +188,39 @@ export class Agent {
     this.state.flat = { uplink: flat.uplink, bridge: flat.bridge, takeover: o.state };
     if (o.state !== 'adopted') this.state.flat.since = o.record.completed ?? o.record.started;
     if (o.state === 'taken-over') this.state.flat.ms = Math.round(o.ms);
+  }
+
+  /**
+   * Flat mode: the node's own addresses (those on the bridge) are reserved in every IPAM
+   * network, so no pod gets one of them; retried until etcd takes it. Reservations outlive
+   * the agent (`strand ipam unreserve` removes one).
+   */
+  private async reserveLoop(flat: FlatConfig): Promise<void> {
+    const { nodeAddresses } = await import('./flat.ts');
+    const backoff = new Backoff();
+    const reg = this.registry as Registry;
+    while (!this.stopped) {
+      try {
+        const addrs = nodeAddresses(this.dp.ns, flat);
+        const problems: string[] = [];
+        for (const network of this.cfg.networks) {
+          for (const a of addrs) {
+            const holders = await reg.reserve(network, a, `node ${this.cfg.nodeName} (strand agent, flat mode)`);
+            for (const h of holders)
+              problems.push(`${a} of this node is held by ${h.containerId}/${h.ifname} on ${h.node} in network ${network}: the segment sees it twice`);
+          }
+        }
+        if (this.state.flat) this.state.flat.reserved = addrs;
+        for (const p of problems) this.log.error(`flat: ${p}`);
+        this.flatProblems = problems;
+        this.log.info(`flat: reserved ${addrs.join(', ')} in IPAM network(s) ${this.cfg.networks.join(', ')}`);
+        this.writeStatus();
+        return;
+      } catch (e) {
+        this.log.warn(`flat: reserving the node's addresses failed, retrying: ${errorText(e)}`);
+        await this.sleep(backoff.next());
+      }
+    }
   }
 
   /** Flat mode, every resync: the bridge keeps the uplink's MTU and sysctls. */
@@ -339,7 +375,7 @@ export class Agent {
         routes: desired.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}), ...(r.dev ? { dev: r.dev } : {}), node: r.node, why: r.why })),
         orphanBlocks: desired.orphanBlocks,
         podLinks: desired.podLinks,
-        problems: desired.problems,
+        problems: [...this.flatProblems, ...desired.problems],
         lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms: performance.now() - t0 },
       });
       this.writeStatus();

@@ -341,6 +341,10 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     logLevel,
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
-  if (mode === 'flat') cfg.flat = parseFlatConfig(raw['flat']);
+  if (mode === 'flat') {
+    cfg.flat = parseFlatConfig(raw['flat']);
+    if (cfg.networks.length === 0)
+      throw new AgentConfigError('networks', "mode flat reserves the node's addresses in the IPAM networks: name them (--network, or --cni-conf)");
+  }
   return cfg;
 }

@@ -613,6 +613,16 @@ export async function ensureTakeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps)
   return { state: 'taken-over', record, ms: performance.now() - t0 };
 }
 
+/** The node's own addresses on the segment: the global addresses of the bridge (what the takeover moved there). */
+export function nodeAddresses(ns: Netns, cfg: FlatConfig): string[] {
+  const br = rtnl.findLink(ns, cfg.bridge);
+  if (!br) throw new TakeoverError(`bridge ${cfg.bridge} does not exist`);
+  return rtnl
+    .listAddrs(ns, { link: br.index })
+    .filter((a) => a.scope === rtnl.Scope.universe && !(a.version === 6 && a.ip.toLowerCase().startsWith('fe80:')))
+    .map((a) => a.ip);
+}
+
 /**
  * The bridge keeps what the takeover gave it: the uplink's MTU and sysctls (strand-bridge
  * ADD turns accept_ra off on its bridge, as the reference plugin does; on the node's own

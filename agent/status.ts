@@ -27,7 +27,7 @@ export interface AgentState {
   etcd: { connected: boolean; revision?: number; lastError?: string };
   vtep?: { device: string; mac: string; mtu: number; vni: number; port: number };
   /** Flat mode: the uplink taken over by the bridge, how this start found it, since when, how long it took (ms). */
-  flat?: { uplink: string; bridge: string; takeover: 'taken-over' | 'recognised' | 'adopted'; since?: string; ms?: number };
+  flat?: { uplink: string; bridge: string; takeover: 'taken-over' | 'recognised' | 'adopted'; since?: string; ms?: number; reserved?: string[] };
   routeProtocol: number;
   peers: PeerSummary[];
   routes: Array<Pick<DesiredRoute, 'dst' | 'gw' | 'dev' | 'node' | 'why'>>;
@@ -100,7 +100,9 @@ export function formatState(s: AgentState, r: Readiness): string {
   );
   if (s.flat) {
     const f = s.flat;
-    lines.push(`flat:       ${f.uplink} in ${f.bridge} (${f.takeover}${f.since ? ` ${f.since}` : ''}${f.ms !== undefined ? `, ${f.ms} ms` : ''})`);
+    lines.push(
+      `flat:       ${f.uplink} in ${f.bridge} (${f.takeover}${f.since ? ` ${f.since}` : ''}${f.ms !== undefined ? `, ${f.ms} ms` : ''})${f.reserved ? `, reserved in IPAM: ${f.reserved.join(', ')}` : ''}`,
+    );
   }
   lines.push(`state:      ${r.ready ? 'synced' : `NOT synced (${r.reason ?? 'unknown'})`}`);
   lines.push(`agent:      pid ${s.pid}${r.running ? '' : ' (gone)'}, started ${s.started}, updated ${s.updated}`);

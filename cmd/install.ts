@@ -217,7 +217,9 @@ async function restoreFlat(record: string, log: (s: string) => void): Promise<vo
     const r = await restore(ns, record, { log: { debug: () => {}, info: say, warn: say, error: say } });
     if (r.warnings.length) log(`flat takeover undone with ${r.warnings.length} warning(s)`);
   } catch (e) {
-    throw new InstallError(`cannot undo the flat-mode takeover recorded in ${record} (nothing removed): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new InstallError(`cannot undo the flat-mode takeover recorded in ${record} (nothing removed): ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
   } finally {
     ns.close();
   }

@@ -253,6 +253,7 @@ function adminAllocator(ctx: Ctx, network: string, node = 'strand-ipam-cli'): Al
           dataDir: '',
           blockSize: { 4: 26, 6: 122 },
           strictAffinity: false,
+          blockAffinity: true,
           requested: [],
           gcGraceMs: 0,
           gcKeepLiveNetns: true,

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ipJson } from '../../helpers/netns.ts';
 import { requireTools } from '../agent/cluster.ts';
-import { FlatCluster, type FlatPod, ROUTER } from './cluster.ts';
+import { FlatCluster, type FlatPod, nodeIp, ROUTER } from './cluster.ts';
 
 process.env['STRAND_TEST_PREFIX'] ??= 'fl';
 process.env['STRAND_TEST_PORTS'] ??= '37000-37999';
@@ -38,6 +38,7 @@ describe('flat mode: three nodes on one segment', () => {
     for (const n of c.nodes) for (let i = 0; i < 2; i++) await c.addPod(n);
     const pods = c.pods;
     expect(new Set(pods.map((p) => p.ip)).size).toBe(6);
+    for (const p of pods) expect([ROUTER, ...c.nodes.map((n) => n.ip)]).not.toContain(p.ip);
 
     const failures: string[] = [];
     await Promise.all(
@@ -76,5 +77,55 @@ describe('flat mode: three nodes on one segment', () => {
         expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-4', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER);
       }
     }
+  });
+});
+
+describe('flat mode: IPAM of the shared subnet', () => {
+  it('300 pods across 3 nodes on a /24, router and nodes reserved: no duplicates, no reserved address used, then code 102', async () => {
+    // the router: the range's gateway and a store reservation; an appliance: exclude in the range
+    const c = new FlatCluster({ nodes: 3, range: { subnet: '192.168.77.0/24', gateway: ROUTER, exclude: ['192.168.77.250/31'] } });
+    cluster = c;
+    await c.setup();
+    await c.startAgents();
+    expect(await c.ipamCli(['reserve', ROUTER, '--note', 'router'])).toMatch(/reserved/);
+    // the agents reserved their nodes' addresses
+    for (const n of c.nodes) {
+      const deadline = Date.now() + 15_000;
+      while (!(c.state(n) as { flat?: { reserved?: string[] } } | undefined)?.flat?.reserved) {
+        if (Date.now() > deadline) throw new Error(`${n.name} reserved nothing:\n${c.agentLog(n)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // (exit 1: no attachment holds it)
+      expect(await c.ipamCli(['show', n.ip], [1])).toMatch(new RegExp(`reservation ${n.ip.replaceAll('.', '\\.')}/32 "node ${n.name}`));
+    }
+    const got: string[] = [];
+    const refused: Array<{ code: number | null; out: Record<string, unknown> }> = [];
+    const t0 = Date.now();
+    await Promise.all(
+      c.nodes.map(async (n) => {
+        for (let i = 0; i < 100; i++) {
+          const r = await c.ipamAdd(n, `${c.seg.prefix}-${n.name}-${i}`);
+          const ip = (r.out['ips'] as Array<{ address: string }> | undefined)?.[0]?.address;
+          if (r.code === 0 && ip) got.push(ip.split('/')[0] as string);
+          else refused.push(r);
+        }
+      }),
+    );
+    console.log(
+      `[flat] 300 strand-ipam ADDs from 3 nodes (100 each, nodes in parallel) in ${Date.now() - t0} ms: ${got.length} allocated, ${refused.length} refused`,
+    );
+    // 254 usable: the router, 3 nodes and 2 excluded are never handed out
+    expect(got).toHaveLength(248);
+    expect(new Set(got).size).toBe(248);
+    for (const r of [ROUTER, nodeIp(1), nodeIp(2), nodeIp(3), '192.168.77.250', '192.168.77.251']) expect(got).not.toContain(r);
+    expect(refused).toHaveLength(52);
+    for (const r of refused) {
+      expect(r.code).toBe(1);
+      expect(r.out).toMatchObject({ code: 102 });
+      expect(String(r.out['msg'])).toContain('192.168.77.1-192.168.77.254');
+    }
+    // pods of every node spread over the whole subnet (no node-tied blocks)
+    const attachments = JSON.parse(await c.ipamCli(['ls', '--json'])) as Array<{ ips?: string[]; node?: string }>;
+    expect(attachments).toHaveLength(248);
   });
 });

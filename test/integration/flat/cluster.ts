@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binDir } from '../../helpers/run-plugin.ts';
+import { binDir, runPlugin } from '../../helpers/run-plugin.ts';
 import { runIn, SimEtcd, STRAND_BIN } from '../agent/cluster.ts';
 import { ip } from '../../helpers/netns.ts';
 import { Segment, settled, sleep } from './segment.ts';
@@ -39,6 +39,8 @@ export interface FlatOptions {
   nodes: number;
   /** The strand-ipam range (default: the whole segment, gateway the router). */
   range?: Record<string, unknown>;
+  /** More keys of the strand-ipam section. */
+  ipam?: Record<string, unknown>;
   network?: string;
 }
 
@@ -59,7 +61,7 @@ export class FlatCluster {
     this.opts = opts;
     this.network = opts.network ?? 'flatnet';
     this.etcdPrefix = `/${this.seg.prefix}`;
-    this.range = opts.range ?? { subnet: SUBNET, gateway: ROUTER, rangeStart: '192.168.77.64' };
+    this.range = opts.range ?? { subnet: SUBNET, gateway: ROUTER };
   }
 
   /** Router, nodes (eth1 with the node address, default route via the router), etcd. */
@@ -157,9 +159,39 @@ export class FlatCluster {
         nodeName: n.name,
         ranges: [[this.range]],
         routes: [{ dst: '0.0.0.0/0' }],
+        blockAffinity: false,
+        ...this.opts.ipam,
         etcd: { endpoints: [this.etcd.unixEndpoint], prefix: this.etcdPrefix, dialTimeout: 3000, requestTimeout: 5000 },
       },
     };
+  }
+
+  /** `strand ipam <args>` against this cluster's etcd; stdout (exit codes other than `ok` throw). */
+  async ipamCli(args: string[], ok: readonly number[] = [0]): Promise<string> {
+    const r = await runIn(this.seg.rt, STRAND_BIN, {}, '', [
+      'ipam',
+      `--etcd-endpoints=${this.etcd.unixEndpoint}`,
+      `--etcd-prefix=${this.etcdPrefix}`,
+      `--network=${this.network}`,
+      ...args,
+    ]);
+    if (!ok.includes(r.code ?? -1)) throw new Error(`strand ipam ${args.join(' ')}: ${r.code} ${r.stdout} ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /**
+   * strand-ipam ADD alone (what strand-bridge delegates) with node `n`'s config, run from
+   * the test's namespace (IPAM touches no namespace; CNI_NETNS names the node's): the
+   * CNI result or error JSON and the exit code.
+   */
+  async ipamAdd(n: FlatNode, containerId: string): Promise<{ code: number | null; out: Record<string, unknown> }> {
+    const conf = this.netConf(n);
+    const r = await runPlugin(
+      'strand-ipam',
+      { command: 'ADD', containerId, netns: `/run/netns/${n.ns}`, ifName: 'eth0', path: binDir },
+      { ...conf, type: 'strand-ipam' },
+    );
+    return { code: r.code, out: (r.json ?? {}) as Record<string, unknown> };
   }
 
   /** strand-bridge ADD inside the node namespace for a new pod namespace. */

@@ -116,6 +116,7 @@ function agentArgs(cfg: FlatConfig, stateFile: string): string[] {
     'agent',
     '--node-name=n1',
     '--mode=flat',
+    '--network=flatnet',
     `--uplink=${cfg.uplink}`,
     `--flat-bridge=${cfg.bridge}`,
     `--flat-record=${cfg.record}`,

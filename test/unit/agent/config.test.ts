@@ -44,18 +44,23 @@ describe('agent config: mode flat', () => {
         ['etcd-endpoints', 'http://127.0.0.1:2379'],
         ['mode', 'flat'],
         ['uplink', 'eth0'],
+        ['network', 'flatnet'],
       ]),
       {},
     );
     expect(c.mode).toBe('flat');
     expect(c.flat).toEqual({ uplink: 'eth0', bridge: 'br0', record: DEFAULT_TAKEOVER_RECORD, vlans: [] });
-    const d = parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [200, 100, 200] } }, {});
+    const d = parseAgentConfig(
+      { etcd, mode: 'flat', networks: ['n'], flat: { uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [200, 100, 200] } },
+      {},
+    );
     expect(d.flat).toEqual({ uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [100, 200] });
     const f = loadAgentConfig(
       new Map([
         ['etcd-endpoints', 'http://127.0.0.1:2379'],
         ['mode', 'flat'],
         ['uplink', 'eth0'],
+        ['network', 'n'],
         ['flat-vlans', '30,20'],
       ]),
       {},
@@ -64,8 +69,9 @@ describe('agent config: mode flat', () => {
     expect(parseAgentConfig({ etcd }, {}).flat).toBeUndefined();
   });
 
-  it('refuses a flat mode without uplink, flat settings in another mode, bad names, unknown keys', () => {
+  it('refuses a flat mode without uplink or networks, flat settings in another mode, bad names, unknown keys', () => {
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat' }, {})).field).toBe('flat');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0' } }, {})).field).toBe('networks');
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: {} }, {})).field).toBe('flat.uplink');
     expect(fails(() => parseAgentConfig({ etcd, mode: 'host-gw', flat: { uplink: 'eth0' } }, {})).field).toBe('flat');
     expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'a-name-far-too-long' } }, {})).field).toBe('flat.uplink');
