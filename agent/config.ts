@@ -38,7 +38,7 @@ export const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
-export const DEFAULT_FLAT_BRIDGE = 'br0';
+const DEFAULT_FLAT_BRIDGE = 'br0';
 /** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
 export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
 
@@ -238,7 +238,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
 }
 
 /** The `flat` section: uplink (required), bridge, record. */
-export function parseFlatConfig(v: unknown): FlatConfig {
+function parseFlatConfig(v: unknown): FlatConfig {
   if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
   for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
   if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');

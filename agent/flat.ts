@@ -35,7 +35,7 @@ import * as rtnl from '../lib/netlink/rtnl.ts';
 import type { AddrMessage, Netns, RouteMessage } from '../lib/netlink/rtnl.ts';
 import type { FlatConfig } from './config.ts';
 
-export const RECORD_VERSION = 1;
+const RECORD_VERSION = 1;
 
 export class TakeoverError extends Error {
   override readonly name = 'TakeoverError';
@@ -101,7 +101,7 @@ const ROUTE_FLAGS_SETTABLE = rtnl.RouteFlag.onlink | 0x2;
 const ROUTE_ATTRS_REPORTED = new Set([17, 25]);
 
 /** Per-link sysctls the bridge takes from the uplink (`%` is the link name). Missing ones (IPv6 off) are skipped. */
-export const LINK_SYSCTLS = [
+const LINK_SYSCTLS = [
   'net/ipv4/conf/%/forwarding',
   'net/ipv4/conf/%/rp_filter',
   'net/ipv4/conf/%/arp_ignore',

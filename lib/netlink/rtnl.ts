@@ -720,7 +720,7 @@ export function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: number 
 // requests that send such a message back as it is (the caller sets the link and clears
 // what the kernel only reports).
 
-export type { AddrMessage, RouteMessage, RouteNexthop } from './codec/index.ts';
+export type { AddrMessage, RouteMessage } from './codec/index.ts';
 
 /** RTM_GETADDR dump as whole messages, optionally of one link and one IP version. */
 export function dumpAddrMessages(ns: Netns, filter: { index?: number; version?: 4 | 6 } = {}): AddrMessage[] {

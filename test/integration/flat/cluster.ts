@@ -13,7 +13,7 @@ import { runIn, SimEtcd, STRAND_BIN } from '../agent/cluster.ts';
 import { ip } from '../../helpers/netns.ts';
 import { Segment, settled, sleep } from './segment.ts';
 
-export const SUBNET = '192.168.77.0/24';
+const SUBNET = '192.168.77.0/24';
 export const ROUTER = '192.168.77.1';
 export const nodeIp = (i: number): string => `192.168.77.${10 + i}`;
 

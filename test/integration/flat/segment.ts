@@ -10,7 +10,7 @@ import { runPrefix } from '../../helpers/prefix.ts';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export function sysctl(ns: string, key: string, value: string): void {
+function sysctl(ns: string, key: string, value: string): void {
   execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', `${key}=${value}`], { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
