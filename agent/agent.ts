@@ -223,7 +223,7 @@ export class Agent {
     }
   }
 
-  /** Flat mode, every resync: the bridge keeps the uplink's MTU and sysctls. */
+  /** Flat mode, every resync: the bridge keeps the uplink's MTU and accept_ra, the uplink its pod VLANs. */
   private async reassertFlat(flat: FlatConfig): Promise<void> {
     const { reassertBridge } = await import('./flat.ts');
     try {

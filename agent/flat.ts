@@ -579,8 +579,8 @@ function restoreBridge(ns: Netns, br: number, b: NonNullable<TakeoverRecord['bri
 // --------------------------------------------------------------- agent start-up ----
 
 /**
- * At agent start: a completed takeover is recognised (and the bridge's MTU and sysctls
- * put back if something changed them), a half-done one is restored and done again, an
+ * At agent start: a completed takeover is recognised (and what strand may have undone on
+ * the bridge put back, reassertBridge), a half-done one is restored and done again, an
  * uplink already in the bridge without a record (set up by hand) is adopted as it is,
  * anything else is taken over.
  */
@@ -624,9 +624,11 @@ export function nodeAddresses(ns: Netns, cfg: FlatConfig): string[] {
 }
 
 /**
- * The bridge keeps what the takeover gave it: the uplink's MTU and sysctls (strand-bridge
- * ADD turns accept_ra off on its bridge, as the reference plugin does; on the node's own
- * bridge that would stop router advertisements). Returns what it had to fix.
+ * What strand itself may undo on the bridge is put back: strand-bridge ADD turns
+ * `accept_ra` off on its bridge, as the reference plugin does (on the node's own bridge
+ * that would stop router advertisements), so the bridge gets the uplink's value again;
+ * its MTU stays the uplink's and the pod VLANs stay on the uplink port. Other settings
+ * are the administrator's. Returns what it had to fix.
  */
 export function reassertBridge(ns: Netns, cfg: FlatConfig): string[] {
   const fixed: string[] = [];
@@ -646,11 +648,10 @@ export function reassertBridge(ns: Netns, cfg: FlatConfig): string[] {
       fixed.push(`VLAN ${vid} back on ${cfg.uplink}`);
     }
   }
-  for (const t of LINK_SYSCTLS) {
-    const want = tryGet(ns, sysctlName(t, uplink.name));
-    const key = sysctlName(t, cfg.bridge);
-    const have = tryGet(ns, key);
-    if (want === undefined || have === undefined || want === have) continue;
+  const want = tryGet(ns, `net/ipv6/conf/${uplink.name}/accept_ra`);
+  const key = `net/ipv6/conf/${cfg.bridge}/accept_ra`;
+  const have = tryGet(ns, key);
+  if (want !== undefined && have !== undefined && want !== have) {
     try {
       rtnl.sysctlSet(ns, key, want);
       fixed.push(`${key} ${have} -> ${want} (the uplink's)`);

@@ -2,7 +2,7 @@
 // nodes whose agents take their uplink over into br0, pods by strand-bridge (isGateway
 // false) + strand-ipam on one etcd. Pods are hosts of the segment: they reach each other
 // and the router, the router reaches them, and nothing is routed or encapsulated.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ipJson } from '../../helpers/netns.ts';
@@ -72,6 +72,12 @@ describe('flat mode: three nodes on one segment', () => {
       expect(main).toEqual([`default via ${ROUTER} dev br0`, '192.168.77.0/24 dev br0']);
       const s = c.state(n) as { mode: string; routes: unknown[]; podLinks: unknown[]; addresses: string[] };
       expect(s).toMatchObject({ mode: 'flat', routes: [], podLinks: [], addresses: [n.ip] });
+      // strand-bridge ADD turned accept_ra off on br0 (as the reference does); the agent puts the uplink's back
+      const ra = (l: string): string =>
+        execFileSync('ip', ['netns', 'exec', n.ns, 'sysctl', '-n', `net.ipv6.conf.${l}.accept_ra`], { encoding: 'utf8' }).trim();
+      const deadline = Date.now() + 10_000;
+      while (ra('br0') !== ra('eth1') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(ra('br0')).toBe(ra('eth1'));
       // the pods' default route is the router, not the node
       for (const p of pods.filter((q) => q.node === n)) {
         expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-4', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER);
