@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ipJson } from '../../helpers/netns.ts';
 import { requireTools } from '../agent/cluster.ts';
-import { FlatCluster, type FlatPod, nodeIp, ROUTER } from './cluster.ts';
+import { FlatCluster, type FlatPod, nodeIp, nodeIp6, ROUTER, ROUTER6 } from './cluster.ts';
 
 process.env['STRAND_TEST_PREFIX'] ??= 'fl';
 process.env['STRAND_TEST_PORTS'] ??= '37000-37999';
@@ -29,21 +29,25 @@ async function unreachable(ns: string, targets: readonly string[]): Promise<stri
 }
 
 describe('flat mode: three nodes on one segment', () => {
-  it('pods on different nodes reach each other and the router, the router reaches every pod; no routes, no vxlan, the router sees the pods own MACs', async () => {
-    const c = new FlatCluster({ nodes: 3 });
+  it('pods on different nodes reach each other and the router, the router reaches every pod (IPv4 and IPv6); no routes, no vxlan, the router sees the pods own MACs', async () => {
+    const c = new FlatCluster({ nodes: 3, ipv6: true });
     cluster = c;
     await c.setup();
     const routerRoutes = JSON.stringify(ipJson(['route', 'show', 'table', 'all'], { ns: c.seg.rt }));
     await c.startAgents();
+    for (const n of c.nodes) await c.waitReserved(n);
     for (const n of c.nodes) for (let i = 0; i < 2; i++) await c.addPod(n);
     const pods = c.pods;
     expect(new Set(pods.map((p) => p.ip)).size).toBe(6);
     for (const p of pods) expect([ROUTER, ...c.nodes.map((n) => n.ip)]).not.toContain(p.ip);
+    for (const p of pods) expect([ROUTER6, ...c.nodes.map((_, i) => nodeIp6(i + 1))]).not.toContain(p.ip6);
+    expect(new Set(pods.map((p) => p.ip6)).size).toBe(6);
 
     const failures: string[] = [];
     await Promise.all(
       pods.map(async (p: FlatPod) => {
-        const targets = [ROUTER, ...pods.filter((q) => q.node !== p.node).map((q) => q.ip)];
+        const others = pods.filter((q) => q.node !== p.node);
+        const targets = [ROUTER, ROUTER6, ...others.map((q) => q.ip), ...others.map((q) => q.ip6 as string)];
         for (const t of await unreachable(p.ns, targets)) failures.push(`${p.node.name}/${p.ip} -> ${t}`);
       }),
     );
@@ -54,9 +58,12 @@ describe('flat mode: three nodes on one segment', () => {
       failures.push(`router -> ${t}`);
     expect(failures).toEqual([]);
 
-    // the router learned every pod's own MAC (no proxy ARP, no node MAC in between)
+    // the router learned every pod's own MAC by ARP and ND (no proxy, no node MAC in between)
     const neigh = ipJson<Array<{ dst: string; lladdr?: string }>>(['neigh', 'show', 'dev', 'eth0'], { ns: c.seg.rt });
-    for (const p of pods) expect(neigh.find((x) => x.dst === p.ip)?.lladdr, p.ip).toBe(p.mac);
+    for (const p of pods) {
+      expect(neigh.find((x) => x.dst === p.ip)?.lladdr, p.ip).toBe(p.mac);
+      expect(neigh.find((x) => x.dst === p.ip6)?.lladdr, p.ip6).toBe(p.mac);
+    }
     // nothing was added on the router
     expect(JSON.stringify(ipJson(['route', 'show', 'table', 'all'], { ns: c.seg.rt }))).toBe(routerRoutes);
     for (const n of c.nodes) {
@@ -71,7 +78,8 @@ describe('flat mode: three nodes on one segment', () => {
       );
       expect(main).toEqual([`default via ${ROUTER} dev br0`, '192.168.77.0/24 dev br0']);
       const s = c.state(n) as { mode: string; routes: unknown[]; podLinks: unknown[]; addresses: string[] };
-      expect(s).toMatchObject({ mode: 'flat', routes: [], podLinks: [], addresses: [n.ip] });
+      expect(s).toMatchObject({ mode: 'flat', routes: [], podLinks: [], addresses: [n.ip, nodeIp6(c.nodes.indexOf(n) + 1)] });
+      expect((s as { flat?: { reserved?: string[] } }).flat?.reserved).toEqual([n.ip, nodeIp6(c.nodes.indexOf(n) + 1)]);
       // strand-bridge ADD turned accept_ra off on br0 (as the reference does); the agent puts the uplink's back
       const ra = (l: string): string =>
         execFileSync('ip', ['netns', 'exec', n.ns, 'sysctl', '-n', `net.ipv6.conf.${l}.accept_ra`], { encoding: 'utf8' }).trim();
@@ -81,6 +89,7 @@ describe('flat mode: three nodes on one segment', () => {
       // the pods' default route is the router, not the node
       for (const p of pods.filter((q) => q.node === n)) {
         expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-4', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER);
+        expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-6', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER6);
       }
     }
   });
@@ -96,11 +105,7 @@ describe('flat mode: IPAM of the shared subnet', () => {
     expect(await c.ipamCli(['reserve', ROUTER, '--note', 'router'])).toMatch(/reserved/);
     // the agents reserved their nodes' addresses
     for (const n of c.nodes) {
-      const deadline = Date.now() + 15_000;
-      while (!(c.state(n) as { flat?: { reserved?: string[] } } | undefined)?.flat?.reserved) {
-        if (Date.now() > deadline) throw new Error(`${n.name} reserved nothing:\n${c.agentLog(n)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      expect(await c.waitReserved(n)).toEqual([n.ip]);
       // (exit 1: no attachment holds it)
       expect(await c.ipamCli(['show', n.ip], [1])).toMatch(new RegExp(`reservation ${n.ip.replaceAll('.', '\\.')}/32 "node ${n.name}`));
     }

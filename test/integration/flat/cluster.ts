@@ -16,6 +16,8 @@ import { Segment, settled, sleep } from './segment.ts';
 const SUBNET = '192.168.77.0/24';
 export const ROUTER = '192.168.77.1';
 export const nodeIp = (i: number): string => `192.168.77.${10 + i}`;
+export const ROUTER6 = 'fd77::1';
+export const nodeIp6 = (i: number): string => `fd77::${10 + i}`;
 
 export interface FlatNode {
   name: string;
@@ -31,6 +33,8 @@ export interface FlatPod {
   ns: string;
   node: FlatNode;
   ip: string;
+  /** Dual stack: the pod's IPv6 address. */
+  ip6?: string;
   mac: string;
   containerId: string;
 }
@@ -41,6 +45,8 @@ export interface FlatOptions {
   range?: Record<string, unknown>;
   /** More keys of the strand-ipam section. */
   ipam?: Record<string, unknown>;
+  /** Dual stack: the segment also has fd77::/64 (router fd77::1, nodes fd77::1N), pods get an address of it. */
+  ipv6?: boolean;
   network?: string;
 }
 
@@ -67,11 +73,12 @@ export class FlatCluster {
   /** Router, nodes (eth1 with the node address, default route via the router), etcd. */
   async setup(): Promise<void> {
     this.etcd = await SimEtcd.create();
-    this.seg.router([`${ROUTER}/24`]);
+    this.seg.router([`${ROUTER}/24`, ...(this.opts.ipv6 ? [`${ROUTER6}/64`] : [])]);
     for (let i = 1; i <= this.opts.nodes; i++) {
       const name = `n${i}`;
-      const ns = this.seg.node(name, [`${nodeIp(i)}/24`]);
+      const ns = this.seg.node(name, [`${nodeIp(i)}/24`, ...(this.opts.ipv6 ? [`${nodeIp6(i)}/64`] : [])]);
       ip(['route', 'add', 'default', 'via', ROUTER], { ns });
+      if (this.opts.ipv6) ip(['-6', 'route', 'add', 'default', 'via', ROUTER6], { ns });
       this.nodes.push({
         name,
         ns,
@@ -146,6 +153,17 @@ export class FlatCluster {
     }
   }
 
+  /** Waits until the node's agent has reserved its addresses in the IPAM; returns them. */
+  async waitReserved(n: FlatNode, timeoutMs = 15_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = (this.state(n) as { flat?: { reserved?: string[] } } | undefined)?.flat?.reserved;
+      if (r) return r;
+      if (Date.now() > deadline) throw new Error(`${n.name} reserved nothing after ${timeoutMs} ms:\n${this.agentLog(n)}`);
+      await sleep(50);
+    }
+  }
+
   netConf(n: FlatNode): Record<string, unknown> {
     return {
       cniVersion: '1.0.0',
@@ -157,8 +175,8 @@ export class FlatCluster {
       ipam: {
         type: 'strand-ipam',
         nodeName: n.name,
-        ranges: [[this.range]],
-        routes: [{ dst: '0.0.0.0/0' }],
+        ranges: [[this.range], ...(this.opts.ipv6 ? [[{ subnet: 'fd77::/64', gateway: ROUTER6 }]] : [])],
+        routes: [{ dst: '0.0.0.0/0' }, ...(this.opts.ipv6 ? [{ dst: '::/0' }] : [])],
         blockAffinity: false,
         ...this.opts.ipam,
         etcd: { endpoints: [this.etcd.unixEndpoint], prefix: this.etcdPrefix, dialTimeout: 3000, requestTimeout: 5000 },
@@ -207,10 +225,12 @@ export class FlatCluster {
     );
     if (r.code !== 0) throw new Error(`ADD on ${n.name} failed (${r.code}): ${r.stdout} ${r.stderr}`);
     const res = JSON.parse(r.stdout) as { ips?: Array<{ address: string }>; interfaces?: Array<{ mac?: string; sandbox?: string }> };
-    const addr = res.ips?.[0]?.address;
+    const addr = res.ips?.find((x) => !x.address.includes(':'))?.address;
+    const addr6 = res.ips?.find((x) => x.address.includes(':'))?.address;
     const mac = res.interfaces?.find((i) => i.sandbox)?.mac;
     if (!addr || !mac) throw new Error(`ADD on ${n.name}: no address or MAC in ${r.stdout}`);
     const pod: FlatPod = { ns, node: n, ip: addr.split('/')[0] as string, mac, containerId };
+    if (addr6) pod.ip6 = addr6.split('/')[0] as string;
     this.pods.push(pod);
     return pod;
   }
