@@ -130,9 +130,10 @@ async function restoreCmd(argv: readonly string[], io: CliIO): Promise<number> {
 async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set());
   if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
-  const cfg = loadAgentConfig(flags, io.env);
+  // before the config is checked: a command line is readable by every local user at once
   if (flags.has('etcd-password'))
     io.stderr.write(`strand agent: ${passwordOnCommandLineWarning('"etcd": {"password"} in --config or the --cni-conf file (mode 0600)')}\n`);
+  const cfg = loadAgentConfig(flags, io.env);
   const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel });
   const [{ Agent }, { Netns }] = await Promise.all([import('./agent.ts'), import('../lib/netlink/netns.ts')]);
   const agent = new Agent(cfg, { ns: Netns.current(), log });

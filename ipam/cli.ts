@@ -79,6 +79,12 @@ options:
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
+  /** Print the usage text after the message (not for a wrong path, say). */
+  readonly showUsage: boolean;
+  constructor(message: string, opts: { showUsage?: boolean } = {}) {
+    super(message);
+    this.showUsage = opts.showUsage ?? true;
+  }
 }
 
 interface Opts {
@@ -205,9 +211,9 @@ function requireDir(dir: string, command: string): void {
   try {
     isDir = statSync(dir).isDirectory();
   } catch {
-    throw new UsageError(`data dir ${dir} does not exist (--data-dir, or the config's ipam.dataDir)`);
+    throw new UsageError(`data dir ${dir} does not exist (--data-dir, or the config's ipam.dataDir)`, { showUsage: false });
   }
-  if (!isDir) throw new UsageError(`data dir ${dir} is not a directory`);
+  if (!isDir) throw new UsageError(`data dir ${dir} is not a directory`, { showUsage: false });
 }
 
 async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
@@ -626,7 +632,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return await cmd(ctx, o, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.stderr.write(`strand ipam: ${e.message}\n\n${USAGE}`);
+      io.stderr.write(`strand ipam: ${e.message}\n${e.showUsage ? `\n${USAGE}` : ''}`);
       return 2;
     }
     if (e instanceof ReservationError) {

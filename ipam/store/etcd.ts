@@ -471,8 +471,10 @@ export class EtcdStore implements Store {
     return notes;
   }
 
-  async ping(): Promise<void> {
-    await this.range(this.keys.affinity(), false);
+  /** Reachable; with a network, the records every ADD of it reads are readable too. */
+  async ping(network?: string): Promise<void> {
+    if (network === undefined) await this.range(this.keys.affinity(), false);
+    else await Promise.all([this.listAffinities(network), this.getReservations(network)]);
   }
 
   async close(): Promise<void> {

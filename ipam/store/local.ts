@@ -347,12 +347,14 @@ export class LocalStore implements Store {
   async repairRecords(network: string, opts: RepairOptions): Promise<string[]> {
     return this.exclusive(network, async () => {
       const file = this.docFile(network);
+      const forceHint = 'nothing in it can be rebuilt: restore a backup, or repair --force moves it aside and starts the network empty';
       let text: string | undefined;
       try {
         text = this.readText(network);
       } catch (e) {
         // a link or a non-file: nothing of ours to read; --force moves it aside
-        if (!(e instanceof StoreDamagedError) || !opts.force) throw e;
+        if (!(e instanceof StoreDamagedError)) throw e;
+        if (!opts.force) throw new StoreDamagedError('local', file, e.problem, forceHint);
         return this.setAside(network, e.problem, opts.dryRun);
       }
       if (text === undefined) return [];
@@ -360,19 +362,14 @@ export class LocalStore implements Store {
       try {
         raw = parseDocText(text, file);
       } catch (e) {
-        if (!(e instanceof StoreDamagedError) || !opts.force) {
-          throw new StoreDamagedError(
-            'local',
-            file,
-            `${(e as StoreDamagedError).problem}: nothing in it can be rebuilt; restore a backup, or repair --force sets it aside and starts empty`,
-          );
-        }
+        if (!(e instanceof StoreDamagedError)) throw e;
+        if (!opts.force) throw new StoreDamagedError('local', file, e.problem, forceHint);
         return this.setAside(network, e.problem, opts.dryRun);
       }
       if (docProblem(raw, network) === undefined) return [];
       const { doc, notes } = salvageDoc(raw, network);
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-        if (!opts.force) throw new StoreDamagedError('local', file, `${notes.join('; ')}; repair --force sets it aside and starts empty`);
+        if (!opts.force) throw new StoreDamagedError('local', file, notes.join('; '), forceHint);
         return this.setAside(network, notes.join('; '), opts.dryRun);
       }
       if (!opts.dryRun) {

@@ -188,8 +188,8 @@ export class StoreDamagedError extends StoreUnavailableError {
   override readonly name = 'StoreDamagedError';
   readonly where: string;
   readonly problem: string;
-  constructor(store: string, where: string, problem: string) {
-    super(store, `${where}: ${problem} (strand ipam repair rebuilds what it can)`);
+  constructor(store: string, where: string, problem: string, hint = 'strand ipam repair rebuilds what it can') {
+    super(store, `${where}: ${problem} (${hint})`);
     this.where = where;
     this.problem = problem;
   }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { binDir, runPlugin, type PluginRun } from '../../helpers/run-plugin.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
 import type { Store } from '../../../ipam/store/types.ts';
+import { main as ipamCli } from '../../../ipam/cli.ts';
 import { parseCidr } from '../../../lib/addr/cidr.ts';
 
 export const IPAM_BIN = join(binDir, 'strand-ipam');
@@ -116,6 +117,14 @@ export async function consistency(store: Store, network: string): Promise<{ prob
   }
   const inBlocks = new Set(allocated);
   for (const [ip, who] of held) if (!inBlocks.has(ip)) problems.push(`${who} lists ${ip} which no block holds`);
+  // the address index (etcd) or the computed one (files): exactly the attachments' addresses
+  const index = new Map([...(await store.holders(network, '0.0.0.0/0')), ...(await store.holders(network, '::/0'))]);
+  for (const [ip, who] of held) {
+    const h = index.get(ip);
+    if (!h || `${h.containerId}/${h.ifname}` !== who.split('@')[0])
+      problems.push(`index: ${ip} of ${who} is indexed as ${h ? `${h.containerId}/${h.ifname}` : 'nothing'}`);
+  }
+  for (const ip of index.keys()) if (!held.has(ip)) problems.push(`index: ${ip} indexed but no attachment holds it`);
   return { problems, allocated };
 }
 
@@ -143,4 +152,21 @@ export function addAndKill(conf: object, containerId: string, node: string, kill
     child.stdin.on('error', () => {});
     child.stdin.end(JSON.stringify(conf));
   });
+}
+
+/** `strand ipam <argv>` in this process (the CLI's own entry point). */
+export async function cli(argv: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await ipamCli(argv, {
+    stdout: { write: (s: string) => void (out += s) },
+    stderr: { write: (s: string) => void (err += s) },
+    env,
+  });
+  return { code, out, err };
+}
+
+/** The attachments of `network` as "containerId/ifname=ip,ip" lines, sorted (a store's end state). */
+export async function holdings(store: Store, network: string): Promise<string[]> {
+  return (await store.listAttachments(network)).map((a) => `${a.value.containerId}/${a.value.ifname}=${a.value.ips.map((e) => e.ip).join(',')}`).sort();
 }
