@@ -16,13 +16,16 @@
 //   - only then the uplink's routes, neighbours and addresses are deleted.
 // Nothing is ever missing: a route exists through the uplink until its copy through the
 // bridge exists (and the uplink, a bridge port by then, still sends what is routed to
-// it), so the default route is never absent, not even during the swap.
+// it), so the default route is never absent, not even during the swap. The routes move
+// right after the uplink joins the bridge (before waiting for IPv6 DAD): a bridge port
+// cannot learn neighbours (their replies go up the bridge), so the uplink must not need
+// to for long.
 //
 // It is one transaction: the original state is written to the takeover record (default
 // /run/strand/flat.json: a reboot resets both the kernel and /run) before the first
 // change, every step pushes its undo, and a failure anywhere unwinds them. restore()
-// puts the recorded state back (uplink's addresses and routes first, then the bridge's
-// copies go, then the uplink leaves the bridge, then the bridge goes if strand made it);
+// puts the recorded state back (the uplink's addresses, the uplink out of the bridge, its
+// routes, then the bridge's copies go, then the bridge if strand made it);
 // it also finishes the job after a crash half-way, from the record alone.
 // ensureTakeover() is what the agent runs at start: it recognises a completed takeover,
 // repairs a half-done one (restore, then takeover again) and otherwise takes over.
@@ -425,7 +428,6 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
         }
         await after(`address#${i}`);
       }
-      if (rec.addrs.some((a) => a.version === 6)) await settle(ns, br, cfg.bridge);
       await after('addresses');
 
       // 5. the routes, also through the bridge (device routes first)
@@ -442,6 +444,10 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
         rtnl.newNeigh(ns, { link: br, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
         undo.push(`remove neighbour ${n.ip} from ${cfg.bridge}`, () => void ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip })));
       }
+      // Only now wait for IPv6 DAD on the bridge: meanwhile the uplink's copies serve, and
+      // the routes already go through the bridge (a port that answers for itself would not
+      // learn a neighbour: replies to its ARP and ND go up the bridge).
+      if (rec.addrs.some((a) => a.version === 6)) await settle(ns, br, cfg.bridge);
       await after('routes');
 
       // 6. off the uplink: routes (gateway routes first), neighbours, addresses
@@ -518,9 +524,12 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
   const br = brLink?.kind === 'bridge' ? brLink.index : undefined;
   const elapsed = Math.floor((Date.now() - Date.parse(rec.started)) / 1000);
 
-  // 1. the uplink gets its addresses, then its routes and neighbours back
+  // 1. the uplink gets its addresses back, leaves the bridge (a bridge port would not learn
+  // its neighbours: replies to its ARP and ND go up the bridge), then gets its routes and
+  // neighbours back: only the routes' swap leaves the node without a working route
   for (const a of addOrder(rec.addrs)) ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, rec.uplink.name, rec.uplink.name, elapsed)));
   if (rec.addrs.some((a) => a.version === 6)) await settle(ns, up, rec.uplink.name).catch((e: unknown) => warn(errorText(e)));
+  if (br !== undefined && rtnl.getLink(ns, up).master === br) rtnl.setLink(ns, up, { master: null });
   const routes = [...rec.routes].sort(gatewayLast);
   for (const r of routes) {
     for (const m of routesVia(r, up, up, elapsed)) {
@@ -543,8 +552,7 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
     }
   }
 
-  // 3. the uplink leaves the bridge; the bridge goes (strand made it) or gets its settings back
-  if (br !== undefined && rtnl.getLink(ns, up).master === br) rtnl.setLink(ns, up, { master: null });
+  // 3. the bridge goes (strand made it) or gets its settings back
   if (br !== undefined) {
     if (rec.bridge.created) {
       const ports = rtnl.listLinks(ns).filter((l) => l.master === br);

@@ -26,12 +26,20 @@ export function dumps(ns: string): Record<'link' | 'addr' | 'route4' | 'route6' 
   };
 }
 
-/** Waits until no IPv6 address of the namespace is tentative (DAD done). */
+/**
+ * Waits until the namespace's addresses are settled: no IPv6 address tentative (DAD
+ * done) and `ip -j addr` the same twice 100 ms apart (carrier and the link-local
+ * addresses it brings arrive asynchronously after a link is set up).
+ */
 export async function settled(ns: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (ip(['-6', 'addr', 'show', 'tentative'], { ns }).trim() !== '') {
-    if (Date.now() > deadline) throw new Error(`IPv6 addresses in ${ns} still tentative after ${timeoutMs} ms`);
-    await sleep(20);
+  let prev = '';
+  for (;;) {
+    const now = ip(['-j', 'addr', 'show'], { ns });
+    if (now === prev && !now.includes('"tentative"')) return;
+    if (Date.now() > deadline) throw new Error(`addresses in ${ns} still changing (or tentative) after ${timeoutMs} ms`);
+    prev = now;
+    await sleep(100);
   }
 }
 

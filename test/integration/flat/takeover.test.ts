@@ -276,6 +276,13 @@ describe('flat mode: uplink takeover', () => {
     ip(['link', 'add', 'vethpod', 'type', 'veth', 'peer', 'name', 'vethpeer'], { ns });
     ip(['link', 'set', 'vethpod', 'master', 'br0', 'up'], { ns });
     ip(['link', 'set', 'vethpeer', 'up'], { ns });
+    // the carrier comes up (and with it the link-local addresses) asynchronously
+    const up = (): boolean =>
+      ipJson<Array<{ ifname: string; operstate: string; addr_info: Array<{ scope: string }> }>>(['addr', 'show'], { ns })
+        .filter((l) => ['br0', 'vethpod', 'vethpeer'].includes(l.ifname))
+        .every((l) => l.operstate === 'UP' && l.addr_info.some((a) => a.scope === 'link'));
+    for (let i = 0; i < 200 && !up(); i++) await sleep(25);
+    expect(up()).toBe(true);
     await settled(ns);
     const before = dumps(ns);
     const handle = Netns.open(`/run/netns/${ns}`);
