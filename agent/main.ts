@@ -33,11 +33,13 @@ options (flags override --config, which overrides --cni-conf):
   --node-ip <ip>[,<ip6>]     underlay address(es) of this node
   --node-interface <name>    take the node address from this interface
                              (default: the interface of the IPv4 default route)
-  --network <name>[,...]     IPAM networks to route (default: all)
+  --network <name>[,...]     IPAM networks to route (default: all; flat: required, the
+                             node's addresses are reserved there)
   --mode host-gw|vxlan|flat  default host-gw
   --uplink <name>            flat: the interface the bridge takes over
   --flat-bridge <name>       flat: the bridge (default br0; strand-bridge's "bridge")
   --flat-record <path>       flat: record of the takeover (default /run/strand/flat.json)
+  --flat-vlans <id>[,...]    flat: pod VLANs, tagged on the uplink (bridge VLAN filtering)
   --restore                  undo the flat takeover recorded there, then exit
   --vni <n>                  VXLAN network identifier (default 4096)
   --vxlan-port <n>           VXLAN UDP port (default 4789)
