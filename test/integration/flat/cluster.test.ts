@@ -135,8 +135,15 @@ describe('flat mode: IPAM of the shared subnet', () => {
       expect(r.out).toMatchObject({ code: 102 });
       expect(String(r.out['msg'])).toContain('192.168.77.1-192.168.77.254');
     }
-    // pods of every node spread over the whole subnet (no node-tied blocks)
-    const attachments = JSON.parse(await c.ipamCli(['ls', '--json'])) as Array<{ ips?: string[]; node?: string }>;
+    const attachments = JSON.parse(await c.ipamCli(['ls', '--json'])) as unknown[];
     expect(attachments).toHaveLength(248);
+    // a pod's ADD through strand-bridge then fails with the IPAM's code, leaving nothing behind
+    const n1 = c.nodes[0] as (typeof c.nodes)[0];
+    const linksBefore = ipJson<unknown[]>(['link', 'show'], { ns: n1.ns }).length;
+    const add = await c.runAdd(n1);
+    expect(add.code).toBe(1);
+    expect(JSON.parse(add.stdout)).toMatchObject({ code: 102 });
+    expect(ipJson<unknown[]>(['link', 'show'], { ns: n1.ns }).length).toBe(linksBefore);
+    expect(ipJson<unknown[]>(['link', 'show'], { ns: add.ns })).toHaveLength(1);
   });
 });

@@ -212,8 +212,8 @@ export class FlatCluster {
     return { code: r.code, out: (r.json ?? {}) as Record<string, unknown> };
   }
 
-  /** strand-bridge ADD inside the node namespace for a new pod namespace. */
-  async addPod(n: FlatNode): Promise<FlatPod> {
+  /** strand-bridge ADD inside the node namespace for a new pod namespace: the plugin's exit code and output. */
+  async runAdd(n: FlatNode): Promise<{ ns: string; containerId: string; code: number | null; stdout: string; stderr: string }> {
     const seq = ++this.podSeq;
     const ns = this.seg.addNs(`${n.name}p${seq}`);
     const containerId = `${this.seg.prefix}-pod-${seq}`;
@@ -223,6 +223,13 @@ export class FlatCluster {
       { CNI_COMMAND: 'ADD', CNI_CONTAINERID: containerId, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir },
       JSON.stringify(this.netConf(n)),
     );
+    return { ns, containerId, ...r };
+  }
+
+  /** strand-bridge ADD of a new pod; throws when it fails. */
+  async addPod(n: FlatNode): Promise<FlatPod> {
+    const r = await this.runAdd(n);
+    const { ns, containerId } = r;
     if (r.code !== 0) throw new Error(`ADD on ${n.name} failed (${r.code}): ${r.stdout} ${r.stderr}`);
     const res = JSON.parse(r.stdout) as { ips?: Array<{ address: string }>; interfaces?: Array<{ mac?: string; sandbox?: string }> };
     const addr = res.ips?.find((x) => !x.address.includes(':'))?.address;
