@@ -10,6 +10,9 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           environment: 'node',
+          // A few unit tests start processes (the validator generator, concurrent log
+          // writers): 5 s, vitest's default, is too tight on a loaded 2-core machine.
+          testTimeout: 60_000,
         },
       },
       {

@@ -2,20 +2,30 @@
 // (list, then watch; list again whenever the watch breaks), and reconciles the data
 // plane after every change and every resync interval.
 //
+// Reconcile passes never overlap: a request while one runs queues one more pass. A pass
+// may wait on the kernel (netlink); a pass that never ends is what the liveness check
+// (/healthz, lib/observe) reports.
+//
 // Failure rules:
 // - nothing is changed in the kernel before the first successful listing;
 // - etcd unreachable: routes stay as they are (the last known view), the agent retries
 //   with exponential backoff and is "not synced" until it has listed again;
 // - stop() (SIGTERM) leaves routes, FDB and neighbour entries in place and does not
-//   revoke the lease, so peers keep their routes to this node during a restart.
+//   revoke the lease; peers keep their routes to this node's blocks anyway (routes
+//   follow block ownership, not the liveness key), however long the agent is away.
+import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/cni/log.ts';
+import { formatPodMtu, parsePodMtu } from '../lib/plugin/mtu.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
 import type { AgentConfig, FlatConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
-import { applyEvent, viewFromListing, type ClusterView, type NodeRecord } from './model.ts';
-import { desiredState, describeOp, plan, type Desired } from './reconcile.ts';
+import type { StrandMetrics } from '../lib/observe/metrics.ts';
+import { LoopWatch } from '../lib/observe/health.ts';
+import type { ObserveSources } from '../lib/observe/server.ts';
+import { applyEvent, blockUsage, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
+import { desiredState, describeOp, plan, type Desired, type Op } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
-import { STATE_VERSION, writeState, type AgentState } from './status.ts';
+import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -46,6 +56,10 @@ export interface AgentDeps {
   log: Logger;
   /** Defaults to Registry.open(cfg.etcd). */
   registry?: Registry;
+  /** Where to record metrics (lib/observe/metrics.ts); none: nothing is recorded. */
+  metrics?: StrandMetrics;
+  /** Defaults to a Dataplane in `ns` (a test substitutes one that hangs). */
+  dataplane?: Dataplane;
 }
 
 export class Agent {
@@ -64,11 +78,19 @@ export class Agent {
   private vtep: Vtep | undefined;
   private view: ClusterView | undefined;
   private reconcilePending = false;
-  private reregister: (() => void) | undefined;
+  /** The running chain of reconcile passes, and the reason for one more pass after it. */
+  private reconciling: Promise<void> | undefined;
+  private reconcileAgain: string | undefined;
+  private readonly metrics: StrandMetrics | undefined;
+  /** Liveness of the reconcile loop (/healthz). */
+  readonly reconcileWatch: LoopWatch;
+  private reregister: ((why: string) => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
   /** Flat mode: node addresses that pods hold (reported with every reconcile). */
   private flatProblems: string[] = [];
+  /** Flat mode: the next reconcile pass first puts the bridge's settings back (every resync). */
+  private flatReassertDue = false;
   private loops: Array<Promise<void>> = [];
   readonly state: AgentState;
 
@@ -76,7 +98,10 @@ export class Agent {
     this.cfg = cfg;
     this.log = deps.log;
     this.registry = deps.registry;
-    this.dp = new Dataplane(deps.ns, { protocol: cfg.routeProtocol, mode: cfg.mode });
+    this.metrics = deps.metrics;
+    this.dp = deps.dataplane ?? new Dataplane(deps.ns, { protocol: cfg.routeProtocol, mode: cfg.mode });
+    // resync runs a pass every resyncMs once synced: three missed ones mean it is wedged
+    this.reconcileWatch = new LoopWatch('reconcile loop', { maxPassMs: cfg.reconcileStuckMs, maxIdleMs: 3 * cfg.resyncMs + cfg.reconcileStuckMs });
     const now = new Date().toISOString();
     this.state = {
       version: STATE_VERSION,
@@ -105,24 +130,41 @@ export class Agent {
     await this.setupNode();
     if (this.stopped) return;
     this.registry ??= await Registry.open(this.cfg.etcd);
+    const metrics = this.metrics;
+    if (metrics) this.registry.onRequest = (op, seconds, ok) => metrics.etcdRequest(op, seconds, ok);
     this.loops = [this.registerLoop(), this.syncLoop()];
     if (this.cfg.flat) this.loops.push(this.reserveLoop(this.cfg.flat));
     this.resyncTimer = setInterval(() => {
-      if (this.cfg.flat && this.state.flat) void this.reassertFlat(this.cfg.flat);
-      if (this.view) this.reconcile('resync');
+      // flat: the bridge's settings are put back in the next pass, with or without etcd
+      if (this.cfg.flat && this.state.flat) this.flatReassertDue = true;
+      if (this.view || this.flatReassertDue) void this.requestReconcile('resync');
+      if (!this.view) this.writeStatus();
       else this.writeStatus();
     }, this.cfg.resyncMs);
-    this.linkTimer = setInterval(() => this.checkLinks(), LINK_POLL_MS);
+    this.linkTimer = setInterval(() => void this.checkLinks(), LINK_POLL_MS);
   }
 
   /** Reconciles when the node's addressed links changed since the last reconcile. */
-  private checkLinks(): void {
-    if (!this.view || this.reconcilePending) return;
+  private async checkLinks(): Promise<void> {
+    if (!this.view || this.reconcilePending || this.reconciling) return;
     try {
-      if (JSON.stringify(this.dp.links()) !== this.linkSignature) this.reconcile('links');
+      if (JSON.stringify(await this.dp.links()) !== this.linkSignature) void this.requestReconcile('links');
     } catch (e) {
       this.log.debug(`link check: ${errorText(e)}`);
     }
+  }
+
+  /** What the /metrics, /healthz and /readyz listener serves for this agent. */
+  observeSources(): ObserveSources {
+    return { ...(this.metrics ? { metrics: this.metrics } : {}), liveness: [this.reconcileWatch], readiness: () => this.readiness() };
+  }
+
+  /** Why the agent is not ready (undefined: ready): it must have listed etcd and be watching. */
+  readiness(): string | undefined {
+    if (this.stopped) return 'stopping';
+    if (!this.underlay) return this.state.problems[0] ?? 'setting up the node';
+    if (!this.state.synced) return this.state.etcd.lastError ? `not synced with etcd: ${this.state.etcd.lastError}` : 'not synced with etcd yet';
+    return undefined;
   }
 
   /** Stops the loops and closes etcd; routes and the lease are left alone. */
@@ -137,9 +179,10 @@ export class Agent {
     }
     for (const w of this.stopWaiters.splice(0)) w();
     await this.watch?.cancel().catch(() => undefined);
-    await Promise.race([Promise.allSettled(this.loops), this.sleep(3000, true)]);
+    await Promise.race([Promise.allSettled([...this.loops, this.reconciling]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
+    this.metrics?.setSynced(false);
     this.writeStatus();
   }
 
@@ -151,7 +194,13 @@ export class Agent {
   private sleep(ms: number, evenIfStopped = false): Promise<void> {
     if (this.stopped && !evenIfStopped) return Promise.resolve();
     return new Promise((resolve) => {
-      const s = { timer: setTimeout(() => (this.sleeps.delete(s), resolve()), ms), resolve };
+      const s = {
+        timer: setTimeout(() => {
+          this.sleeps.delete(s);
+          resolve();
+        }, ms),
+        resolve,
+      };
       this.sleeps.add(s);
     });
   }
@@ -162,15 +211,16 @@ export class Agent {
     while (!this.stopped) {
       try {
         if (this.cfg.flat && !this.state.flat) await this.takeOverUplink(this.cfg.flat);
-        this.underlay = this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
+        this.underlay = await this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
         this.state.addresses = this.underlay.addresses;
         if (this.cfg.mode === 'vxlan') {
-          this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+          this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
           this.state.vtep = { device: this.vtep.device, mac: this.vtep.mac, mtu: this.vtep.mtu, vni: this.vtep.vni, port: this.vtep.port };
         }
         this.log.info(
           `node ${this.cfg.nodeName}: ${this.underlay.addresses.join(', ')} on ${this.underlay.link.name}, mode ${this.cfg.mode}${this.vtep ? ` (${this.vtep.device} ${this.vtep.mac} mtu ${this.vtep.mtu})` : ''}`,
         );
+        this.publishPodMtu();
         return;
       } catch (e) {
         this.state.problems = [`node setup: ${errorText(e)}`];
@@ -233,8 +283,38 @@ export class Agent {
     }
   }
 
+  /**
+   * The MTU pods on this node should have: the tunnel's in vxlan mode (the uplink's minus
+   * the encapsulation, or vxlan.mtu), the uplink's otherwise. Written to the pod MTU file
+   * when the file does not hold it already; a failed write is retried at the next reconcile.
+   */
+  private publishPodMtu(): void {
+    const mtu = this.vtep ? this.vtep.mtu : this.underlay?.link.mtu;
+    if (mtu === undefined) return;
+    const file = this.cfg.podMtuFile;
+    let current: number | undefined;
+    try {
+      current = parsePodMtu(readFileSync(file, 'utf8'));
+    } catch {
+      current = undefined;
+    }
+    if (current === mtu) {
+      this.state.podMtu = mtu;
+      this.metrics?.setPodMtu(mtu);
+      return;
+    }
+    try {
+      writeFileAtomic(file, formatPodMtu(mtu));
+      this.state.podMtu = mtu;
+      this.metrics?.setPodMtu(mtu);
+      this.log.info(`pod MTU ${mtu} written to ${file}${current !== undefined ? ` (was ${current})` : ''}`);
+    } catch (e) {
+      this.log.warn(`cannot write the pod MTU to ${file}: ${errorText(e)}`);
+    }
+  }
+
   private record(): NodeRecord {
-    const r: NodeRecord = { name: this.cfg.nodeName, addresses: this.underlay?.addresses ?? [], mode: this.cfg.mode, started: this.state.started };
+    const r: NodeRecord = { name: this.cfg.nodeName, addresses: this.underlay?.addresses ?? [], mode: this.cfg.mode };
     if (this.vtep) {
       r.vtepMac = this.vtep.mac;
       r.vni = this.vtep.vni;
@@ -243,22 +323,23 @@ export class Agent {
     return r;
   }
 
-  /** Keeps the node record on a live lease; re-registers when the lease is lost. */
+  /** Keeps the node record current and the liveness key on a live lease; re-registers when the lease is lost. */
   private async registerLoop(): Promise<void> {
     const backoff = new Backoff();
     const reg = this.registry as Registry;
     while (!this.stopped) {
       try {
-        const r = await reg.register(this.cfg.nodeName, this.record(), this.cfg.leaseTTLSeconds);
+        const alive: AliveRecord = { name: this.cfg.nodeName, started: this.state.started };
+        const r = await reg.register(this.cfg.nodeName, this.record(), alive, this.cfg.leaseTTLSeconds);
         if (this.stopped) {
           r.lease.release();
           return;
         }
         this.state.registered = true;
         this.writeStatus();
-        this.log.info(`registered ${reg.nodeKey(this.cfg.nodeName)} (lease ttl ${this.cfg.leaseTTLSeconds}s)`);
+        this.log.info(`registered ${reg.nodeKey(this.cfg.nodeName)}, alive on a lease (ttl ${this.cfg.leaseTTLSeconds}s)`);
         backoff.reset();
-        const again = new Promise<string>((resolve) => (this.reregister = () => resolve('node record deleted')));
+        const again = new Promise<string>((resolve) => (this.reregister = (why) => resolve(why)));
         const why = await Promise.race([r.lost.then((e) => `lease lost: ${errorText(e)}`), again, this.whenStopped().then(() => 'stop')]);
         this.reregister = undefined;
         r.lease.release();
@@ -296,8 +377,10 @@ export class Agent {
               (e: unknown) => resolve(errorText(e)),
             );
         });
-        this.reconcile('list');
+        await this.requestReconcile('list');
+        if (this.stopped) return;
         this.state.synced = true;
+        this.metrics?.setSynced(true);
         this.state.syncedAt = new Date().toISOString();
         this.writeStatus();
         this.log.info(`synced at revision ${listing.revision}: ${view.nodes.size} node(s), ${view.affinities.size} block(s)`);
@@ -310,6 +393,7 @@ export class Agent {
       }
       this.watch = undefined;
       this.state.synced = false;
+      this.metrics?.setSynced(false);
       this.state.etcd.connected = false;
       this.state.etcd.lastError = broken;
       this.writeStatus();
@@ -327,7 +411,8 @@ export class Agent {
       const r = applyEvent(view, reg.prefix, e.type, e.key, e.value);
       if (r === 'invalid') this.log.warn(`ignoring malformed record ${e.key}`);
       if (r === 'changed' || r === 'invalid') changed = true;
-      if (e.type === 'delete' && e.key === reg.nodeKey(this.cfg.nodeName)) this.reregister?.();
+      if (e.type === 'delete' && e.key === reg.nodeKey(this.cfg.nodeName)) this.reregister?.('node record deleted');
+      if (e.type === 'delete' && e.key === reg.aliveKey(this.cfg.nodeName)) this.reregister?.('liveness key deleted');
     }
     if (changed) this.scheduleReconcile();
   }
@@ -337,18 +422,52 @@ export class Agent {
     this.reconcilePending = true;
     setImmediate(() => {
       this.reconcilePending = false;
-      if (!this.stopped) this.reconcile('watch');
+      if (!this.stopped) void this.requestReconcile('watch');
     });
   }
 
-  /** Desired vs actual, then apply; all synchronous netlink. Never throws. */
-  reconcile(reason: string): Desired | undefined {
+  /**
+   * Runs a reconcile pass for `reason`, or, when one is running, queues one more pass
+   * after it. Resolves when the chain of passes is done. Never rejects.
+   */
+  requestReconcile(reason: string): Promise<void> {
+    if (this.reconciling) {
+      this.reconcileAgain ??= reason;
+      return this.reconciling;
+    }
+    const chain = async (): Promise<void> => {
+      let next: string | undefined = reason;
+      while (next !== undefined && !this.stopped) {
+        this.reconcileAgain = undefined;
+        await this.reconcile(next);
+        next = this.reconcileAgain;
+      }
+    };
+    this.reconciling = chain().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  /** Desired vs actual, then apply. Never throws. Only through requestReconcile (passes must not overlap). */
+  private async reconcile(reason: string): Promise<Desired | undefined> {
+    const flat = this.flatReassertDue ? this.cfg.flat : undefined;
+    this.flatReassertDue = false;
     const view = this.view;
-    if (!view || !this.underlay) return undefined;
+    if ((!view || !this.underlay) && !flat) return undefined;
     const t0 = performance.now();
+    this.reconcileWatch.begin();
     try {
-      if (this.cfg.mode === 'vxlan') this.vtep = this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
-      const links = this.dp.links();
+      // flat: what strand-bridge ADD changes on the node's bridge goes back first (its
+      // MTU is the uplink's: the pods' follows below)
+      if (flat) await this.reassertFlat(flat);
+      if (!view || !this.underlay) return undefined;
+      // the uplink's MTU may have changed: the tunnel's and the pods' follow
+      this.underlay.link.mtu = await this.dp.linkMtu(this.underlay.link.index);
+      if (this.cfg.mode === 'vxlan') this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
+      if (this.vtep && this.state.vtep) this.state.vtep.mtu = this.vtep.mtu;
+      this.publishPodMtu();
+      const links = await this.dp.links();
       this.linkSignature = JSON.stringify(links);
       const facts = {
         node: this.cfg.nodeName,
@@ -360,9 +479,10 @@ export class Agent {
         ...(this.vtep ? { vxlanDevice: this.vtep.device } : {}),
       };
       const desired = desiredState(view, facts);
-      const ops = plan(desired, this.dp.actual());
-      const report = this.dp.apply(ops);
-      const errors = [...report.errors, ...(this.cfg.proxyArp ? this.dp.ensureProxyArp(desired.podLinks) : [])];
+      const ops = plan(desired, await this.dp.actual());
+      const report = await this.dp.apply(ops);
+      const sysctlErrors = this.cfg.proxyArp ? await this.dp.ensureProxyArp(desired.podLinks) : [];
+      const errors = [...report.errors, ...sysctlErrors];
       for (const o of ops) this.log.info(`${reason}: ${describeOp(o)}`);
       const errText = errors.join('\n');
       if (errText && errText !== this.lastErrors) for (const e of errors) this.log.warn(e);
@@ -370,22 +490,62 @@ export class Agent {
       const probText = desired.problems.join('\n');
       if (probText && probText !== this.lastProblems) for (const p of desired.problems) this.log.warn(p);
       this.lastProblems = probText;
+      const ms = performance.now() - t0;
       Object.assign(this.state, {
         peers: desired.peers,
         routes: desired.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}), ...(r.dev ? { dev: r.dev } : {}), node: r.node, why: r.why })),
         orphanBlocks: desired.orphanBlocks,
         podLinks: desired.podLinks,
         problems: [...this.flatProblems, ...desired.problems],
-        lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms: performance.now() - t0 },
+        lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms },
       });
+      this.recordMetrics(reason, ms, desired, ops, report.failed, sysctlErrors.length, view);
       this.writeStatus();
       return desired;
     } catch (e) {
       this.log.error(`reconcile (${reason}) failed: ${errorText(e)}`);
-      this.state.lastReconcile = { at: new Date().toISOString(), reason, ops: 0, errors: [errorText(e)], ms: performance.now() - t0 };
+      const ms = performance.now() - t0;
+      this.state.lastReconcile = { at: new Date().toISOString(), reason, ops: 0, errors: [errorText(e)], ms };
+      this.metrics?.reconcileFailed(reason, ms / 1000);
       this.writeStatus();
       return undefined;
+    } finally {
+      this.reconcileWatch.end();
     }
+  }
+
+  private recordMetrics(
+    reason: string,
+    ms: number,
+    desired: Desired,
+    ops: readonly Op[],
+    failed: readonly Op[],
+    sysctlErrors: number,
+    view: ClusterView,
+  ): void {
+    const m = this.metrics;
+    if (!m) return;
+    const bad = new Set(failed);
+    const failedRoutes = new Set(failed.filter((o) => o.op === 'route').map((o) => o.route.dst));
+    const routes = { block: 0, borrowed: 0, 'local-borrowed': 0 };
+    for (const r of desired.routes) if (!failedRoutes.has(r.dst)) routes[r.why]++;
+    const failedFdb = failed.filter((o) => o.op === 'fdb' && o.action !== 'del').length;
+    const failedNeigh = failed.filter((o) => o.op === 'neigh' && o.action !== 'del').length;
+    const alive = desired.peers.filter((p) => p.alive).length;
+    m.reconciled({
+      reason,
+      seconds: ms / 1000,
+      routes,
+      fdb: desired.fdb.length - failedFdb,
+      neighs: desired.neighs.length - failedNeigh,
+      changes: ops.filter((o) => !bad.has(o)).map((o) => ({ object: o.op, action: o.action })),
+      errors: [...failed.map((o) => ({ object: o.op })), ...Array.from({ length: sysctlErrors }, () => ({ object: 'sysctl' }))],
+      peers: { alive, away: desired.peers.length - alive },
+      orphanBlocks: desired.orphanBlocks.length,
+    });
+    const usage = blockUsage(view, this.cfg.nodeName, this.cfg.networks);
+    m.setNodeUsage(this.cfg.nodeName, usage.node);
+    m.setPoolUsage(usage.pool);
   }
 
   private writeStatus(): void {

@@ -19,16 +19,22 @@
 //   "leaseTTL": "20s",                    node record lease
 //   "resyncInterval": "30s",              periodic full data-plane check
 //   "stateFile": "/run/strand/agent.json",
+//   "podMtuFile": "/run/strand/pod-mtu",  the pods' MTU for strand-bridge's `mtuFile`
 //   "routeProtocol": 115,                 rtnetlink protocol number marking our routes
 //   "proxyArp": true,                     proxy ARP on the pod bridges (see docs/agent.md)
-//   "logLevel": "info"
+//   "metricsAddress": "127.0.0.1:9476",   the /metrics, /healthz, /readyz listener
+//   "reconcileStuckAfter": "60s",         a reconcile pass this long fails /healthz
+//   "logLevel": "info",
+//   "logFormat": "text"                   or "json": one JSON object per line on stderr
 // }
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isCniError } from '../lib/cni/errors.ts';
-import { isLogLevel, type LogLevel } from '../lib/cni/log.ts';
+import { isLogLevel, type LogFormat, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
+import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
+import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
@@ -38,6 +44,7 @@ export const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
+const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 const DEFAULT_FLAT_BRIDGE = 'br0';
 /** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
 export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
@@ -72,9 +79,16 @@ export interface AgentConfig {
   leaseTTLSeconds: number;
   resyncMs: number;
   stateFile: string;
+  /** Where the pod MTU (the tunnel's or the uplink's) is written for the plugins. */
+  podMtuFile: string;
   routeProtocol: number;
   proxyArp: boolean;
+  /** The metrics and health listener (lib/observe/server.ts). */
+  metricsAddress: ListenAddress;
+  /** A reconcile pass running longer than this fails /healthz. */
+  reconcileStuckMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** Flat mode: the uplink takeover (agent/flat.ts). */
   flat?: FlatConfig;
 }
@@ -188,9 +202,13 @@ export const FLAGS: Record<string, string> = {
   'lease-ttl': 'leaseTTL',
   resync: 'resyncInterval',
   'state-file': 'stateFile',
+  'pod-mtu-file': 'podMtuFile',
   'route-protocol': 'routeProtocol',
   'proxy-arp': 'proxyArp',
+  'metrics-address': 'metricsAddress',
+  'reconcile-stuck-after': 'reconcileStuckAfter',
   'log-level': 'logLevel',
+  'log-format': 'logFormat',
   uplink: 'flat.uplink',
   'flat-bridge': 'flat.bridge',
   'flat-record': 'flat.record',
@@ -272,9 +290,13 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'leaseTTL',
     'resyncInterval',
     'stateFile',
+    'podMtuFile',
     'routeProtocol',
     'proxyArp',
+    'metricsAddress',
+    'reconcileStuckAfter',
     'logLevel',
+    'logFormat',
     'flat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
@@ -322,9 +344,19 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   const ttlMs = raw['leaseTTL'] === undefined ? DEFAULT_LEASE_TTL_S * 1000 : parseDuration(raw['leaseTTL'], 'leaseTTL');
   const logLevel = raw['logLevel'] ?? 'info';
   if (!isLogLevel(logLevel)) throw new AgentConfigError('logLevel', 'must be debug, info, warn or error');
+  const logFormat = raw['logFormat'] ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') throw new AgentConfigError('logFormat', 'must be text or json');
   const proxyArp = raw['proxyArp'] ?? true;
   const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
   if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
+
+  let metricsAddress: ListenAddress;
+  try {
+    metricsAddress = parseListenAddress(raw['metricsAddress'] === undefined ? DEFAULT_OBSERVE_ADDRESS : str(raw['metricsAddress'], 'metricsAddress'));
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
+    throw e;
+  }
 
   const cfg: AgentConfig = {
     nodeName,
@@ -336,9 +368,13 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     leaseTTLSeconds: Math.max(1, Math.ceil(ttlMs / 1000)),
     resyncMs: raw['resyncInterval'] === undefined ? DEFAULT_RESYNC_MS : parseDuration(raw['resyncInterval'], 'resyncInterval'),
     stateFile: raw['stateFile'] === undefined ? DEFAULT_STATE_FILE : str(raw['stateFile'], 'stateFile'),
+    podMtuFile: raw['podMtuFile'] === undefined ? DEFAULT_POD_MTU_FILE : str(raw['podMtuFile'], 'podMtuFile'),
     routeProtocol: raw['routeProtocol'] === undefined ? STRAND_ROUTE_PROTOCOL : int(raw['routeProtocol'], 'routeProtocol', 5, 254),
     proxyArp: pa,
+    metricsAddress,
+    reconcileStuckMs: raw['reconcileStuckAfter'] === undefined ? DEFAULT_RECONCILE_STUCK_MS : parseDuration(raw['reconcileStuckAfter'], 'reconcileStuckAfter'),
     logLevel,
+    logFormat,
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
   if (mode === 'flat') {

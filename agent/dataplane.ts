@@ -1,9 +1,11 @@
 // The agent's data plane: reads and changes the node's routes, VXLAN device, FDB and
-// neighbour entries and proxy-ARP sysctls through rtnetlink (lib/netlink/rtnl.ts), in
+// neighbour entries and proxy-ARP settings through rtnetlink (lib/netlink/rtnl.ts,
+// lib/netlink/devconf.ts: CAP_NET_ADMIN is all it needs), in
 // the namespace handle it is given. Routes are marked with the agent's own protocol
 // number and only such routes are ever listed as "ours", replaced or deleted.
 import { createHash } from 'node:crypto';
 import { canonicalIP, ipFamily } from '../lib/addr/cidr.ts';
+import { setArpProxyDelay, setProxyArp } from '../lib/netlink/devconf.ts';
 import * as rtnl from '../lib/netlink/rtnl.ts';
 import type { Link, Netns, VxlanInfo } from '../lib/netlink/rtnl.ts';
 import type { VxlanConfig } from './config.ts';
@@ -43,6 +45,8 @@ export interface Vtep {
 export interface ApplyReport {
   applied: number;
   errors: string[];
+  /** The operations that failed (each has its line in `errors`). */
+  failed: Op[];
 }
 
 function isGlobal(a: rtnl.Addr): boolean {
@@ -128,6 +132,11 @@ export class Dataplane {
     return this.vtep;
   }
 
+  /** The current MTU of a link (the underlay's may change after start). */
+  linkMtu(index: number): number {
+    return rtnl.getLink(this.ns, index).mtu;
+  }
+
   /** Every link with global addresses (candidates for pod links), loopback left out. */
   links(): PodLink[] {
     const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);
@@ -176,13 +185,14 @@ export class Dataplane {
 
   /** Applies the plan; each failure is reported and the rest still applied. */
   apply(ops: readonly Op[]): ApplyReport {
-    const report: ApplyReport = { applied: 0, errors: [] };
+    const report: ApplyReport = { applied: 0, errors: [], failed: [] };
     for (const o of ops) {
       try {
         this.applyOne(o);
         report.applied++;
       } catch (e) {
         report.errors.push(`${describeOp(o)}: ${explain(o, e)}`);
+        report.failed.push(o);
       }
     }
     return report;
@@ -219,16 +229,20 @@ export class Dataplane {
     rtnl.newRoute(ns, spec, o.action === 'replace' ? { replace: true } : {});
   }
 
-  /** Proxy ARP (answered at once) on the links that carry pod gateways. */
+  /**
+   * Proxy ARP (answered at once) on the links that carry pod gateways. Read through
+   * /proc/sys, set through rtnetlink: CAP_NET_ADMIN is enough, /proc/sys may be read-only
+   * (the agent's container is not privileged).
+   */
   ensureProxyArp(links: readonly string[]): string[] {
     const errors: string[] = [];
     for (const l of links) {
-      for (const [path, value] of [
-        [`net/ipv4/conf/${l}/proxy_arp`, '1'],
-        [`net/ipv4/neigh/${l}/proxy_delay`, '0'],
+      for (const [path, value, set] of [
+        [`net/ipv4/conf/${l}/proxy_arp`, '1', (index: number) => setProxyArp(this.ns, index, true)],
+        [`net/ipv4/neigh/${l}/proxy_delay`, '0', (index: number) => setArpProxyDelay(this.ns, index, 0)],
       ] as const) {
         try {
-          if (rtnl.sysctlGet(this.ns, path) !== value) rtnl.sysctlSet(this.ns, path, value);
+          if (rtnl.sysctlGet(this.ns, path) !== value) set(rtnl.linkIndex(this.ns, l));
         } catch (e) {
           errors.push(`sysctl ${path}=${value}: ${e instanceof Error ? e.message : String(e)}`);
         }

@@ -11,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger, isLogLevel } from '../lib/cni/log.ts';
 import { passwordOnCommandLineWarning } from '../ipam/store/etcd-config.ts';
+import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
+import { DEFAULT_OBSERVE_ADDRESS } from '../lib/observe/server.ts';
 import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, flatRecordOf, loadAgentConfig, loadRawConfig } from './config.ts';
 
 type CliIO = Pick<PluginIO, 'env' | 'stdout' | 'stderr'>;
@@ -52,9 +54,16 @@ options (flags override --config, which overrides --cni-conf):
   --lease-ttl <duration>     node record lease (default 20s)
   --resync <duration>        periodic full check of the data plane (default 30s)
   --state-file <path>        default ${DEFAULT_STATE_FILE}
+  --pod-mtu-file <path>      where the pods' MTU is written for strand-bridge's
+                             mtuFile (default ${DEFAULT_POD_MTU_FILE})
   --route-protocol <n>       protocol number marking the agent's routes (default 115)
   --proxy-arp true|false     proxy ARP on pod bridges (default true)
+  --metrics-address <a:p>    listener of /metrics, /healthz, /readyz
+                             (default ${DEFAULT_OBSERVE_ADDRESS}; ":9476" for every address)
+  --reconcile-stuck-after <duration>
+                             a reconcile pass this long fails /healthz (default 60s)
   --log-level <level>        debug, info, warn, error
+  --log-format text|json     lines on stderr (default text; json: one object per line)
 `;
 
 class UsageError extends Error {
@@ -136,23 +145,42 @@ async function run(argv: readonly string[], io: CliIO): Promise<number> {
   if (flags.has('etcd-password'))
     io.stderr.write(`strand agent: ${passwordOnCommandLineWarning('"etcd": {"password"} in --config or the --cni-conf file (mode 0600)')}\n`);
   const cfg = loadAgentConfig(flags, io.env);
-  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel });
-  const [{ Agent }, { Netns }] = await Promise.all([import('./agent.ts'), import('../lib/netlink/netns.ts')]);
-  const agent = new Agent(cfg, { ns: Netns.current(), log });
+  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level: cfg.logLevel, format: cfg.logFormat });
+  // prom-client and the HTTP server are loaded here only: plugin processes never load them
+  const [{ Agent }, { Netns }, { StrandMetrics }, { startObserveServer }] = await Promise.all([
+    import('./agent.ts'),
+    import('../lib/netlink/netns.ts'),
+    import('../lib/observe/metrics.ts'),
+    import('../lib/observe/server.ts'),
+  ]);
+  const metrics = new StrandMetrics();
+  const agent = new Agent(cfg, { ns: Netns.current(), log, metrics });
+  const where = `${cfg.metricsAddress.host.includes(':') ? `[${cfg.metricsAddress.host}]` : cfg.metricsAddress.host}:${cfg.metricsAddress.port}`;
+  let server: Awaited<ReturnType<typeof startObserveServer>>;
+  try {
+    server = await startObserveServer(cfg.metricsAddress, agent.observeSources(), log);
+  } catch (e) {
+    io.stderr.write(`strand agent: cannot listen on ${where} (metricsAddress): ${(e as Error).message}\n`);
+    return 1;
+  }
+  log.info(`metrics on http://${where}/metrics, liveness /healthz, readiness /readyz`);
   // A daemon must outlive a stray rejection inside the etcd client: log it, keep going.
   const onRejection = (e: unknown): void => log.error('unhandled rejection', e);
   process.on('unhandledRejection', onRejection);
-  let stopping: Promise<void> | undefined;
+  let stopping = false;
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (sig: NodeJS.Signals): void => {
       log.info(`${sig}: stopping (routes stay in place)`);
-      stopping ??= agent.stop().finally(resolve);
+      if (stopping) return;
+      stopping = true;
+      void agent.stop().finally(resolve);
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
   await agent.start();
   await stopped;
+  await server.close();
   process.off('unhandledRejection', onRejection);
   // grpc may keep sockets open for a moment after close(): do not wait on them
   setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();

@@ -4,7 +4,11 @@
 // etcd keys the agent reads (<prefix> is the IPAM's, default /strand/ipam; see
 // ipam/store/etcd.ts for the IPAM's own records):
 //
-//   <prefix>/nodes/<node>                    NodeRecord, attached to the node agent's lease
+//   <prefix>/nodes/<node>                    NodeRecord: how to reach the node (no lease: it
+//                                             outlives the agent, so routes to the node's
+//                                             blocks do too)
+//   <prefix>/alive/<node>                    {"name","started"} on the agent's lease: the
+//                                             agent is running (liveness, for status only)
 //   <prefix>/affinity/<network>/<block>      {"network","cidr","node"}: block ownership
 //   <prefix>/blocks/<network>/<block>        the block with its allocations; an allocation
 //                                             with "node" set is borrowed by that node
@@ -30,6 +34,13 @@ export interface NodeRecord {
   vtepMac?: string;
   vni?: number;
   port?: number;
+  /** ISO time the agent started (older agents put it here; now in the liveness key). */
+  started?: string;
+}
+
+/** The liveness key of a running agent (JSON at <prefix>/alive/<name>, on its lease). */
+export interface AliveRecord {
+  name: string;
   /** ISO time the agent started. */
   started?: string;
 }
@@ -49,18 +60,31 @@ export interface BorrowedIP {
   borrower: string;
 }
 
+/** How full one block is (for the metrics; routing does not depend on it). */
+export interface BlockFill {
+  network: string;
+  cidr: string;
+  /** The owner. */
+  node: string;
+  allocated: number;
+}
+
 export interface ClusterView {
   nodes: Map<string, NodeRecord>;
+  /** Liveness keys of running agents, by key. */
+  alive: Map<string, AliveRecord>;
   affinities: Map<string, BlockOwner>;
   /** Per block key: the borrowed addresses inside it (blocks without any are absent). */
   borrowed: Map<string, BorrowedIP[]>;
+  /** Per block key: its owner and allocation count. */
+  fill: Map<string, BlockFill>;
 }
 
 export function emptyView(): ClusterView {
-  return { nodes: new Map(), affinities: new Map(), borrowed: new Map() };
+  return { nodes: new Map(), alive: new Map(), affinities: new Map(), borrowed: new Map(), fill: new Map() };
 }
 
-export type KeyKind = 'node' | 'affinity' | 'block';
+export type KeyKind = 'node' | 'alive' | 'affinity' | 'block';
 
 /** Which record kind a key under `<prefix>/` is, or undefined for keys the agent ignores. */
 export function keyKind(prefix: string, key: string): KeyKind | undefined {
@@ -70,6 +94,7 @@ export function keyKind(prefix: string, key: string): KeyKind | undefined {
   if (slash <= 0) return undefined;
   const kind = rest.slice(0, slash);
   if (kind === 'nodes') return 'node';
+  if (kind === 'alive') return 'alive';
   if (kind === 'affinity') return 'affinity';
   if (kind === 'blocks') return 'block';
   return undefined;
@@ -103,6 +128,11 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
   return rec;
 }
 
+function parseAlive(v: unknown): AliveRecord | undefined {
+  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
+  return typeof v['started'] === 'string' ? { name: v['name'], started: v['started'] } : { name: v['name'] };
+}
+
 function parseAffinity(v: unknown): BlockOwner | undefined {
   if (!isObj(v)) return undefined;
   const { network, cidr, node } = v;
@@ -127,6 +157,13 @@ export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
   return out;
 }
 
+function fillOf(v: unknown): BlockFill | undefined {
+  if (!isObj(v)) return undefined;
+  const { network, cidr, node, allocations } = v;
+  if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
+  return { network, cidr: canonicalCidr(cidr), node, allocated: isObj(allocations) ? Object.keys(allocations).length : 0 };
+}
+
 export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';
 
 /**
@@ -137,8 +174,9 @@ export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';
 export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'delete', key: string, value?: string): ApplyResult {
   const kind = keyKind(prefix, key);
   if (!kind) return 'ignored';
-  const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'affinity' ? view.affinities : view.borrowed;
+  const map: Map<string, unknown> = kind === 'node' ? view.nodes : kind === 'alive' ? view.alive : kind === 'affinity' ? view.affinities : view.borrowed;
   const before = map.get(key);
+  if (kind === 'block') view.fill.delete(key);
   if (type === 'delete' || value === undefined) {
     return map.delete(key) ? 'changed' : 'unchanged';
   }
@@ -150,8 +188,11 @@ export function applyEvent(view: ClusterView, prefix: string, type: 'put' | 'del
   }
   let parsed: unknown;
   if (kind === 'node') parsed = parseNodeRecord(raw);
+  else if (kind === 'alive') parsed = parseAlive(raw);
   else if (kind === 'affinity') parsed = parseAffinity(raw);
   else {
+    const f = fillOf(raw);
+    if (f) view.fill.set(key, f);
     const b = borrowedIn(raw);
     if (b && b.length === 0) {
       // the common case: a block without borrowed addresses is not kept at all
@@ -185,4 +226,47 @@ export function nodesByName(view: ClusterView, prefix: string): Map<string, Node
     if (key === `${prefix}/nodes/${rec.name}`) out.set(rec.name, rec);
   }
   return out;
+}
+
+/** Names of the nodes whose agent is running (a liveness key matching its own key). */
+export function aliveNames(view: ClusterView, prefix: string): Set<string> {
+  const out = new Set<string>();
+  for (const [key, rec] of view.alive) {
+    if (key === `${prefix}/alive/${rec.name}`) out.add(rec.name);
+  }
+  return out;
+}
+
+export interface Usage {
+  network: string;
+  blocks: number;
+  /** Addresses in the blocks. */
+  addresses: number;
+  allocated: number;
+}
+
+/**
+ * Block usage per network: of the blocks `node` owns, and of all blocks (the pool as far
+ * as it is claimed). Only `networks` when not empty.
+ */
+export function blockUsage(view: ClusterView, node: string, networks: readonly string[]): { node: Usage[]; pool: Usage[] } {
+  const mine = new Map<string, Usage>();
+  const pool = new Map<string, Usage>();
+  const add = (m: Map<string, Usage>, f: BlockFill, size: number): void => {
+    const u = m.get(f.network) ?? { network: f.network, blocks: 0, addresses: 0, allocated: 0 };
+    u.blocks++;
+    u.addresses += size;
+    u.allocated += f.allocated;
+    m.set(f.network, u);
+  };
+  for (const f of view.fill.values()) {
+    if (networks.length && !networks.includes(f.network)) continue;
+    const c = tryParseCidr(f.cidr);
+    if (!c) continue;
+    const size = 2 ** ((c.family === 4 ? 32 : 128) - c.prefix);
+    add(pool, f, size);
+    if (f.node === node) add(mine, f, size);
+  }
+  const sorted = (m: Map<string, Usage>): Usage[] => [...m.values()].sort((a, b) => (a.network < b.network ? -1 : a.network > b.network ? 1 : 0));
+  return { node: sorted(mine), pool: sorted(pool) };
 }

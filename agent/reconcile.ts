@@ -12,8 +12,13 @@
 //   address derived from P's VTEP MAC (EUI-64) for IPv6 blocks.
 // A borrowed address A (allocated by node N inside someone's block) gets A/32 (/128)
 // towards N; when N is this node, A/32 dev <the pod link holding A's subnet>.
+//
+// Routes follow block ownership, not agent liveness: a peer whose agent is away (its
+// liveness key expired: crash loop, OOM kill, slow image pull) keeps its routes as long
+// as it owns the blocks, since its pods still run. They go when the block is released or
+// moves, or when the node's record is removed (the node left the cluster).
 import { bitsOf, canonicalIP, contains, containsCidr, formatCidr, ipFamily, network, parseCidr, tryParseCidr, type Family } from '../lib/addr/cidr.ts';
-import { nodesByName, type ClusterView, type Mode, type NodeRecord } from './model.ts';
+import { aliveNames, nodesByName, type ClusterView, type Mode, type NodeRecord } from './model.ts';
 
 export interface PodLink {
   name: string;
@@ -66,6 +71,8 @@ export interface NeighEntry {
 
 export interface PeerSummary {
   name: string;
+  /** Its agent is running (liveness key present); routes do not depend on it. */
+  alive: boolean;
   addresses: string[];
   vtepMac?: string;
   blocks: string[];
@@ -79,7 +86,7 @@ export interface Desired {
   /** Links that carry pod gateways: proxy ARP on them answers for remote pods. */
   podLinks: string[];
   peers: PeerSummary[];
-  /** Blocks whose owner has no live node record (its lease expired): no route. */
+  /** Blocks whose owner has no node record (never registered, or removed): no route. */
   orphanBlocks: BlockRef[];
   /** Things that keep a route from being built (missing address, MAC...). */
   problems: string[];
@@ -185,6 +192,7 @@ function podLinks(links: readonly PodLink[], blocks: readonly string[]): string[
 /** Everything this node should have, from the cluster view. */
 export function desiredState(view: ClusterView, local: LocalFacts): Desired {
   const nodes = nodesByName(view, local.prefix);
+  const alive = aliveNames(view, local.prefix);
   const wanted = (network: string): boolean => local.networks.length === 0 || local.networks.includes(network);
   const problems = new Set<string>();
   const routes = new Map<string, DesiredRoute>();
@@ -195,7 +203,7 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
 
   for (const [name, rec] of nodes) {
     if (name === local.node) continue;
-    const p: PeerSummary = { name, addresses: rec.addresses, blocks: [], borrowed: [] };
+    const p: PeerSummary = { name, alive: alive.has(name), addresses: rec.addresses, blocks: [], borrowed: [] };
     if (rec.vtepMac) p.vtepMac = rec.vtepMac;
     peers.set(name, p);
   }
@@ -218,19 +226,26 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     if (hop) addEntries(hop);
   };
 
-  // vxlan: every live peer gets its FDB and (IPv4 next hop) neighbour entry up front, so
-  // the first route to a new block needs nothing else
+  // flat: pods live on the node's own segment (docs/flat.md); nothing is routed
+  const routed = local.mode !== 'flat';
+  const blocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
+  const borrowed = [...view.borrowed.values()]
+    .flat()
+    .filter((x) => routed && wanted(x.network))
+    .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
+
+  // vxlan: every peer that is alive or has pods here (blocks, borrowed addresses) gets its
+  // FDB and (IPv4 next hop) neighbour entry up front, so the first route to a new block
+  // needs nothing else
   if (local.mode === 'vxlan') {
+    const holders = new Set([...blocks.map((b) => b.node), ...borrowed.map((x) => x.borrower)]);
     for (const [name, rec] of [...nodes].sort((a, b) => cmp(a[0], b[0]))) {
-      if (name === local.node || !rec.vtepMac) continue;
+      if (name === local.node || !rec.vtepMac || !(alive.has(name) || holders.has(name))) continue;
       const hop = nexthopTo(rec, 4, local);
       if (typeof hop !== 'string') addEntries(hop);
     }
   }
 
-  // flat: pods live on the node's own segment (docs/flat.md); nothing is routed
-  const routed = local.mode !== 'flat';
-  const blocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
   for (const b of blocks) {
     if (b.node === local.node) continue;
     const peer = nodes.get(b.node);
@@ -248,10 +263,6 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     addRoute({ dst: netCidr(b.cidr), ...hop.route, why: 'block' }, hop);
   }
 
-  const borrowed = [...view.borrowed.values()]
-    .flat()
-    .filter((x) => routed && wanted(x.network))
-    .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
   for (const x of borrowed) {
     const dst = hostCidr(x.ip);
     if (x.borrower === local.node) {
@@ -264,7 +275,7 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
       continue;
     }
     const peer = nodes.get(x.borrower);
-    if (!peer) continue; // borrower gone: its address goes the way of the block
+    if (!peer) continue; // borrower's record removed: its address goes the way of the block
     peers.get(peer.name)?.borrowed.push(x.ip);
     const hop = nexthopTo(peer, parseCidr(dst).family, local);
     if (typeof hop === 'string') {

@@ -1,9 +1,12 @@
-// The agent's etcd side: one consistent listing of node records, block affinities and
-// blocks; a watch from the listing's revision; the node record kept alive by a lease.
+// The agent's etcd side: one consistent listing of node records, liveness keys, block
+// affinities and blocks; a watch from the listing's revision; the node record (kept
+// without a lease: peers route to the node's blocks while the agent is away) and the
+// liveness key (on a lease the agent keeps alive).
 // The connection is the IPAM's (ipam/store/etcd.ts: endpoints, TLS, auth, timeouts).
 import type { Etcd3, IKeyValue, IOptions, IRequestOp, Lease, Watcher } from 'etcd3';
 import type { EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { EtcdStore, openEtcdStore } from '../ipam/store/etcd.ts';
+import { timed, type RequestTiming } from '../lib/observe/timed.ts';
 
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 
@@ -45,6 +48,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export class Registry {
   readonly prefix: string;
+  /** Told about every etcd request (operation, seconds, success): the agent's metrics. */
+  onRequest: RequestTiming | undefined;
   readonly timeoutMs: number;
   private readonly store: EtcdStore;
   private readonly mod: typeof import('etcd3');
@@ -85,14 +90,18 @@ export class Registry {
     return `${this.prefix}/nodes/${node}`;
   }
 
-  /** Node records, affinities and blocks in one read-only transaction (one revision). */
+  aliveKey(node: string): string {
+    return `${this.prefix}/alive/${node}`;
+  }
+
+  /** Node records, liveness keys, affinities and blocks in one read-only transaction (one revision). */
   async list(): Promise<Listing> {
-    const dirs = [`${this.prefix}/nodes/`, this.store.keys.affinity(), this.store.keys.block()];
+    const dirs = [`${this.prefix}/nodes/`, `${this.prefix}/alive/`, this.store.keys.affinity(), this.store.keys.block()];
     const success: IRequestOp[] = dirs.map((d) => {
       const r = this.mod.Range.prefix(d);
       return { request_range: { key: r.start, range_end: r.end } };
     });
-    const res = await this.client.kv.txn({ compare: [], success, failure: [] });
+    const res = await timed(this.onRequest, 'list', () => this.client.kv.txn({ compare: [], success, failure: [] }));
     const kvs: Array<[string, string]> = [];
     for (const r of res.responses) {
       for (const kv of r.response_range.kvs) kvs.push([kv.key.toString(), kv.value.toString()]);
@@ -136,18 +145,42 @@ export class Registry {
     w.on('disconnected', (e) => fail(`watch disconnected: ${errorText(e)}`));
     w.on('error', (e) => fail(`watch failed: ${errorText(e)}`));
     w.on('end', () => fail('watch ended'));
-    await withTimeout(new Promise<void>((resolve) => w.once('connected', () => resolve())), this.timeoutMs, 'watch create').catch((e: unknown) => {
+    await timed(this.onRequest, 'watch', () =>
+      withTimeout(new Promise<void>((resolve) => w.once('connected', () => resolve())), this.timeoutMs, 'watch create'),
+    ).catch((e: unknown) => {
       fail(errorText(e));
     });
-    return { cancel: () => (broken ? Promise.resolve() : ((broken = true), cancel())) };
+    return {
+      cancel: () => {
+        if (broken) return Promise.resolve();
+        broken = true;
+        return cancel();
+      },
+    };
   }
 
-  /** Grants a lease with automatic keep-alive and puts the node record on it. */
-  async register(node: string, record: unknown, ttlSeconds: number): Promise<Registration> {
+  /**
+   * Writes the node record (no lease; only when it changed, so peers see no needless
+   * event), then grants a lease with automatic keep-alive and puts the liveness key on it.
+   */
+  async register(node: string, record: unknown, alive: unknown, ttlSeconds: number): Promise<Registration> {
+    const value = JSON.stringify(record);
+    const current = await timed(this.onRequest, 'get', () => withTimeout(this.client.get(this.nodeKey(node)).string(), this.timeoutMs, 'node record read'));
+    if (current !== value) {
+      await timed(this.onRequest, 'put', () => withTimeout(this.client.put(this.nodeKey(node)).value(value).exec(), this.timeoutMs, 'node record write'));
+    }
     const lease = this.client.lease(ttlSeconds);
     const lost = new Promise<unknown>((resolve) => lease.on('lost', resolve));
+    let fired = 0;
+    lease.on('keepaliveFired', () => {
+      fired = performance.now();
+    });
+    lease.on('keepaliveSucceeded', () => this.onRequest?.('lease_keepalive', (performance.now() - fired) / 1000, true));
+    lease.on('keepaliveFailed', () => this.onRequest?.('lease_keepalive', (performance.now() - fired) / 1000, false));
     try {
-      await withTimeout(lease.put(this.nodeKey(node)).value(JSON.stringify(record)).exec(), this.timeoutMs * 2, 'node registration');
+      await timed(this.onRequest, 'lease_put', () =>
+        withTimeout(lease.put(this.aliveKey(node)).value(JSON.stringify(alive)).exec(), this.timeoutMs * 2, 'node registration'),
+      );
     } catch (e) {
       lease.release();
       throw e;
@@ -162,10 +195,10 @@ export class Registry {
    */
   async reserve(network: string, cidr: string, note: string): Promise<Array<{ ip: string; containerId: string; ifname: string; node: string }>> {
     const { reserve } = await import('../ipam/reservations.ts');
-    return (await withTimeout(reserve(this.store, network, { cidr, note }), this.timeoutMs * 2, 'reservation')).holders;
+    return (await timed(this.onRequest, 'reserve', () => withTimeout(reserve(this.store, network, { cidr, note }), this.timeoutMs * 2, 'reservation'))).holders;
   }
 
-  /** Closes the client. Leases are not revoked: node records live until their TTL ends. */
+  /** Closes the client. Leases are not revoked: liveness keys live until their TTL ends. */
   async close(): Promise<void> {
     await this.store.close().catch(() => undefined);
   }

@@ -28,6 +28,8 @@ export interface AgentState {
   vtep?: { device: string; mac: string; mtu: number; vni: number; port: number };
   /** Flat mode: the uplink taken over by the bridge, how this start found it, since when, how long it took (ms). */
   flat?: { uplink: string; bridge: string; takeover: 'taken-over' | 'recognised' | 'adopted'; since?: string; ms?: number; reserved?: string[] };
+  /** The pod MTU last written to the pod MTU file. */
+  podMtu?: number;
   routeProtocol: number;
   peers: PeerSummary[];
   routes: Array<Pick<DesiredRoute, 'dst' | 'gw' | 'dev' | 'node' | 'why'>>;
@@ -37,11 +39,16 @@ export interface AgentState {
   lastReconcile?: { at: string; reason: string; ops: number; errors: string[]; ms: number };
 }
 
-export function writeState(file: string, s: AgentState): void {
+/** Writes `text` to `file` by temp file + rename (readers see the old or the new file), creating its directory. */
+export function writeFileAtomic(file: string, text: string): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(tmp, text, { mode: 0o644 });
   renameSync(tmp, file);
+}
+
+export function writeState(file: string, s: AgentState): void {
+  writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
 }
 
 export class StateFileError extends Error {
@@ -104,6 +111,7 @@ export function formatState(s: AgentState, r: Readiness): string {
       `flat:       ${f.uplink} in ${f.bridge} (${f.takeover}${f.since ? ` ${f.since}` : ''}${f.ms !== undefined ? `, ${f.ms} ms` : ''})${f.reserved ? `, reserved in IPAM: ${f.reserved.join(', ')}` : ''}`,
     );
   }
+  if (s.podMtu !== undefined) lines.push(`pod MTU:    ${s.podMtu}`);
   lines.push(`state:      ${r.ready ? 'synced' : `NOT synced (${r.reason ?? 'unknown'})`}`);
   lines.push(`agent:      pid ${s.pid}${r.running ? '' : ' (gone)'}, started ${s.started}, updated ${s.updated}`);
   lines.push(
@@ -116,11 +124,12 @@ export function formatState(s: AgentState, r: Readiness): string {
   lines.push(`peers (${s.peers.length}):`);
   for (const p of s.peers) {
     const extra = p.borrowed.length ? `, borrowed ${p.borrowed.join(' ')}` : '';
-    lines.push(`  ${p.name.padEnd(20)} ${p.addresses.join(',').padEnd(18)} ${p.vtepMac ?? ''} blocks ${p.blocks.join(' ') || '-'}${extra}`);
+    const away = p.alive === false ? ' (agent away)' : '';
+    lines.push(`  ${p.name.padEnd(20)} ${p.addresses.join(',').padEnd(18)} ${p.vtepMac ?? ''} blocks ${p.blocks.join(' ') || '-'}${extra}${away}`);
   }
   lines.push(`routes (${s.routes.length}, proto ${s.routeProtocol}):`);
   for (const rt of s.routes) lines.push(`  ${rt.dst.padEnd(20)} ${rt.gw ? `via ${rt.gw} ` : ''}${rt.dev ? `dev ${rt.dev} ` : ''}-> ${rt.node}`);
-  if (s.orphanBlocks.length) lines.push(`blocks of nodes without a live record: ${s.orphanBlocks.map((b) => `${b.cidr} (${b.node})`).join(', ')}`);
+  if (s.orphanBlocks.length) lines.push(`blocks of nodes without a record (not routed): ${s.orphanBlocks.map((b) => `${b.cidr} (${b.node})`).join(', ')}`);
   if (s.podLinks.length) lines.push(`pod links (proxy ARP): ${s.podLinks.join(', ')}`);
   for (const p of s.problems) lines.push(`problem: ${p}`);
   for (const e of s.lastReconcile?.errors ?? []) lines.push(`error: ${e}`);

@@ -8,8 +8,17 @@
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
-// 2. Copies the binary (this single executable, or --source) to <bin-dir>/strand with
-//    hardlinks strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam.
+//    Every plugin the conflist names (`type`, `ipam.type`) must be in the bin dir or be
+//    one strand installs: a chain that cannot work fails the install (and so the init
+//    container: the node does not turn Ready). `https://` etcd endpoints need the TLS
+//    files (client certificates).
+// 2. Copies the shared libraries beside the binary (strand-lib/: libatomic.so.1, found
+//    through the binary's RUNPATH $ORIGIN/strand-lib) to <bin-dir>/strand-lib/, then the
+//    binary (this single executable, or --source) to <bin-dir>/strand with hardlinks
+//    strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam, strand-portmap,
+//    and `loopback` (which container runtimes run for every pod) when the bin dir has
+//    none or its loopback is strand's; a loopback of someone else's is never replaced.
+//    What it installed is recorded in <bin-dir>/.strand-installed.json (atomically).
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
 //    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
 //    --etcd-tls-optional a TLS directory holding none of the three files (an optional
@@ -18,8 +27,12 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote, after undoing flat mode's uplink takeover when
-// its record exists (agent/flat.ts; a failed restore removes nothing).
+// --uninstall removes what install wrote: first it undoes flat mode's uplink takeover when
+// its record exists (agent/flat.ts; a failed restore removes nothing), then the conflist,
+// the files recorded (a shared name such as loopback only while it is still strand's
+// file), strand-lib/, the TLS files; then it lists the node state it leaves (bridges,
+// VXLAN device, agent routes, IPAM records: cmd/install/report.ts). Install warns when
+// another network configuration sorts before strand's (the runtime would use that one).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -27,8 +40,27 @@ import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
 import { DEFAULT_TAKEOVER_RECORD } from '../agent/config.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { BINARY_NAMES, ensureDir, InstallError, installBinaries, removeIfPresent, writeFileAtomic, type Outcome } from './install/files.ts';
-import { fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
+import {
+  BINARY_NAMES,
+  ensureDir,
+  InstallError,
+  installBinaries,
+  installLibraries,
+  isExecutable,
+  isStrandFile,
+  LIB_DIR,
+  MANIFEST_NAME,
+  namesToInstall,
+  readManifest,
+  removeIfPresent,
+  removeLibraries,
+  SHARED_NAMES,
+  writeFileAtomic,
+  writeManifest,
+  type Outcome,
+} from './install/files.ts';
+import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './install/report.ts';
+import { type Conflist, fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
                       [--template FILE] [--conf-name NAME] [--source FILE]
@@ -49,9 +81,19 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
   --etcd-tls-optional  no TLS when that directory holds none of the three files
   --node-name      node name (env K8S_NODE_NAME, NODENAME; default: hostname)
   --sleep          after installing, wait for SIGTERM (DaemonSet)
-  --uninstall      remove the binaries, the conflist and the TLS files
+  --uninstall      remove what install put there: the conflist, the binaries it recorded
+                   (loopback only while it is strand's), strand-lib/ and the TLS files,
+                   then list what strand made on the node that stays (bridges, routes,
+                   IPAM state)
   --flat-record    with --uninstall: first undo the flat-mode uplink takeover recorded
                    there (default /run/strand/flat.json; nothing to do when absent)
+
+Install lays down loopback (run by container runtimes for every pod) when the bin dir
+has none, never replacing one of someone else's, and fails when the conflist names a
+plugin (type or ipam.type) that neither the bin dir has nor strand installs, or when
+the etcd endpoints use https:// without TLS files. It warns when another network
+configuration in the conf dir sorts before --conf-name: runtimes use the first one, so
+pods would not get strand's network.
 `;
 
 const TLS_SUBDIR = 'strand-etcd';
@@ -130,8 +172,34 @@ function readInput(what: string, path: string): Buffer {
 /** Everything install will write, read and checked before anything is written. */
 interface Plan {
   source: string;
+  /** Names to put in the bin dir (strand and its hardlinks). */
+  binaries: string[];
   tls: Array<{ name: string; data: Buffer }>;
   conflist: Buffer;
+  warnings: string[];
+}
+
+/** Every plugin a conflist runs: each `type`, and each `ipam.type` (delegated from CNI_PATH). */
+export function pluginTypes(c: Conflist): Array<{ type: string; where: string }> {
+  const out: Array<{ type: string; where: string }> = [];
+  c.plugins.forEach((p, i) => {
+    out.push({ type: p.type, where: `plugins[${i}].type` });
+    const ipam = p['ipam'] as { type?: unknown } | undefined;
+    if (ipam && typeof ipam.type === 'string' && ipam.type !== '') out.push({ type: ipam.type, where: `plugins[${i}].ipam.type` });
+  });
+  return out;
+}
+
+/** Fails unless every plugin the conflist runs will be in `binDir`: installed now, or there already. */
+function checkChain(c: Conflist, binDir: string, installing: readonly string[]): void {
+  for (const { type, where } of pluginTypes(c)) {
+    if (type.includes('/') || type === '.' || type === '..') throw new InstallError(`the conflist's ${where} ${JSON.stringify(type)} is not a plugin name`);
+    if (installing.includes(type) || isExecutable(join(binDir, type))) continue;
+    throw new InstallError(
+      `the conflist needs plugin ${JSON.stringify(type)} (${where}), which is not in ${binDir} and not one strand installs (${installing.join(', ')}): ` +
+        'install it there or change the template',
+    );
+  }
 }
 
 function plan(o: Options): Plan {
@@ -164,16 +232,35 @@ function plan(o: Options): Plan {
     }
     if (!used.has('ETCD_CA')) throw new InstallError('--etcd-tls-dir given but the template has no ${ETCD_CA}/${ETCD_CERT}/${ETCD_KEY}');
   }
-  const { text } = fillTemplate(template, values);
-  return { source, tls, conflist: Buffer.from(text) };
+  // https:// without client certificates cannot pass etcd's --client-cert-auth (the
+  // manifests' default): stop here, before a node gets a network that cannot allocate.
+  const endpoints = Array.isArray(values.ETCD_ENDPOINTS) ? values.ETCD_ENDPOINTS : [];
+  const warnings: string[] = [];
+  if (used.has('ETCD_CA') && tls.length === 0 && endpoints.some((e) => e.startsWith('https://'))) {
+    const where = tlsDir === undefined ? 'no --etcd-tls-dir (STRAND_ETCD_TLS_DIR) given' : `${tlsDir} holds none of ca.crt, tls.crt, tls.key`;
+    throw new InstallError(`etcd endpoints use https but ${where}: create the Secret strand-etcd-tls (strand certs writes it, docs/install.md)`);
+  }
+  if (tls.length > 0 && endpoints.length > 0 && endpoints.every((e) => e.startsWith('http://'))) {
+    warnings.push('warning: etcd TLS files given but every etcd endpoint is plain http://: the plugins will not use them');
+  }
+  const { conflist, text } = fillTemplate(template, values);
+  const binaries = namesToInstall(o.binDir);
+  checkChain(conflist, o.binDir, binaries);
+  return { source, binaries, tls, conflist: Buffer.from(text), warnings };
 }
 
 function install(o: Options, log: (s: string) => void): void {
   const p = plan(o);
+  for (const w of p.warnings) log(w);
   ensureParent(o.binDir);
   ensureParent(o.confDir);
   const report = (what: string, r: Outcome) => log(`${what}: ${r}`);
-  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir));
+  const libs = installLibraries(p.source, o.binDir);
+  if (libs.names.length > 0) report(`libraries ${libs.names.join(', ')} in ${join(o.binDir, LIB_DIR)}`, libs.outcome);
+  else if (o.source === undefined) log(`warning: no ${LIB_DIR}/ beside ${p.source}: the plugins need libatomic.so.1 from the node`);
+  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, p.binaries));
+  report(join(o.binDir, MANIFEST_NAME), writeManifest(o.binDir, { files: p.binaries }));
+  for (const n of SHARED_NAMES) if (!p.binaries.includes(n)) log(`${join(o.binDir, n)} is not strand's: left as it is`);
   if (p.tls.length > 0) {
     const dir = join(o.confDir, TLS_SUBDIR);
     ensureDir(dir, 0o700);
@@ -182,6 +269,8 @@ function install(o: Options, log: (s: string) => void): void {
   report(join(o.confDir, o.confName), writeFileAtomic(join(o.confDir, o.confName), p.conflist, 0o644));
   // TLS files of an earlier install go only after the conflist stopped naming them.
   if (p.tls.length === 0 && removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)} (no TLS configured)`);
+  const shadowed = precedenceWarning(o.confDir, o.confName);
+  if (shadowed !== undefined) log(shadowed);
 }
 
 function ensureParent(dir: string): void {
@@ -226,9 +315,28 @@ async function restoreFlat(record: string, log: (s: string) => void): Promise<vo
 }
 
 function uninstall(o: Options, log: (s: string) => void): void {
+  const conflist = join(o.confDir, o.confName);
+  let installed = '';
+  try {
+    installed = readFileSync(conflist, 'utf8'); // read first: it names the node state to report
+  } catch {
+    // not installed (or already uninstalled)
+  }
+  // the conflist first: a runtime never sees a network whose plugins are gone
+  if (removeIfPresent(conflist)) log(`removed ${conflist}`);
+  // Shared names first (whether they are strand's is judged against `strand`), and only
+  // while they are strand's file; strand's own names in any case.
+  const recorded = readManifest(o.binDir)?.files ?? [];
+  const shared = [...new Set([...SHARED_NAMES, ...recorded])].filter((n) => !(BINARY_NAMES as readonly string[]).includes(n));
+  for (const n of shared) if (isStrandFile(o.binDir, n) && removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
   for (const n of BINARY_NAMES) if (removeIfPresent(join(o.binDir, n))) log(`removed ${join(o.binDir, n)}`);
-  if (removeIfPresent(join(o.confDir, o.confName))) log(`removed ${join(o.confDir, o.confName)}`);
+  removeIfPresent(join(o.binDir, MANIFEST_NAME));
+  for (const n of removeLibraries(o.binDir)) log(`removed ${join(o.binDir, LIB_DIR, n)}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
+  if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
+  if (installed === '') return;
+  const others = configsBefore(o.confDir, '\uffff').map((n) => join(o.confDir, n));
+  for (const l of leftovers(nodeStateOf(installed), { otherConfigs: others })) log(`left in place: ${l}`);
 }
 
 /** Resolves on SIGTERM or SIGINT (the kubelet stopping the DaemonSet pod). */

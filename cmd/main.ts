@@ -1,6 +1,7 @@
 // The multi-call entry point of the single executable. The name it was started by
 // decides what it is:
-//   strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam   a CNI plugin
+//   strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam,
+//   strand-portmap, loopback                                   a CNI plugin
 //   anything else (strand)                                     the `strand <command>` CLI
 // Every target is loaded with a dynamic import(): the bundle keeps each one's module
 // initialisation lazy, so a plugin start evaluates only that plugin's code.
@@ -18,6 +19,10 @@ const plugins: Record<string, () => Promise<PluginMain>> = {
   'strand-macvlan': async () => (await import('../cni/macvlan/main.ts')).main,
   'strand-ipvlan': async () => (await import('../cni/ipvlan/main.ts')).main,
   'strand-ipam': async () => (await import('../ipam/main.ts')).main,
+  // chained by the runtime after the interface plugin (hostPort): never delegated
+  'strand-portmap': async () => (await import('../cni/portmap/main.ts')).main,
+  // run by the runtime itself for every pod (containerd's CRI: type "loopback", CNI_IFNAME=lo)
+  loopback: async () => (await import('../cni/loopback/main.ts')).main,
 };
 
 // A strand plugin delegating IPAM to strand-ipam runs it in this process when the
@@ -33,16 +38,20 @@ interface Command {
 // Each module exports `main(argv: string[], io: PluginIO): Promise<number>`.
 const commands: Record<string, Command> = {
   version: {
-    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions',
+    summary: 'version [--json]     strand version, git commit, Node version, CNI spec versions (also --version)',
     load: async () => (await import('./version.ts')).main,
   },
   ipam: {
-    summary: 'ipam <ls|show|usage|release|gc> [--json]   inspect and repair IPAM records',
+    summary: 'ipam <ls|show|usage|release|gc|repair|reserve|unreserve|import-host-local> [--json]   inspect and repair IPAM records (--help)',
     load: async () => (await import('../ipam/cli.ts')).main,
   },
   install: {
     summary: 'install [options]    put strand and its conflist on a node (--help for options)',
     load: async () => (await import('./install.ts')).main,
+  },
+  certs: {
+    summary: 'certs [options]      CA, etcd server and client certificates and their Secrets (--help)',
+    load: async () => (await import('./certs.ts')).main,
   },
   agent: {
     summary: "agent [run|status]   node agent: routes to other nodes' pod blocks (host-gw, vxlan)",

@@ -218,7 +218,7 @@ export interface GcOptions {
   startedAt: number;
   /** Overrides the config's gcGracePeriod. */
   graceMs?: number;
-  /** Whether the attachment's pod is still alive (its network namespace): such attachments are kept. */
+  /** Whether the attachment's pod still uses its address (its network namespace holds it): such attachments are kept. */
   isLive?: (a: Attachment) => Promise<boolean>;
   /** Release even attachments that are young or alive (strand ipam gc --force). */
   force?: boolean;
@@ -589,13 +589,17 @@ export class Allocator {
       const k = nodeHash(node) % sorted.length;
       sorted = [...sorted.slice(k), ...sorted.slice(0, k)];
     }
-    const held = fresh ? await Promise.all(sorted.map(({ g }) => this.holdersIn(g.cidr, true))) : [];
-    for (const [i, { b, g }] of sorted.entries()) {
+    for (const { b, g } of sorted) {
       const spans = spansOf(rs, g, reserved);
-      const allocations = Allocator.withHolders(b.value, held[i] ?? new Map());
       // After a conflict, start at a random point so concurrent requests on one node spread out.
       const after = fresh ? g.lo + BigInt(Math.floor(this.random() * Number(g.hi - g.lo + 1n))) : b.value.last ? parseIP(b.value.last).value : undefined;
-      const got = pickFree(spans, Allocator.takenOf(allocations), after);
+      let allocations = b.value.allocations;
+      let got = pickFree(spans, Allocator.takenOf(allocations), after);
+      if (got && fresh) {
+        // the holders only of the block with room (one read per retry), then pick again
+        allocations = Allocator.withHolders(b.value, await this.holdersIn(g.cidr, true));
+        got = pickFree(spans, Allocator.takenOf(allocations), after);
+      }
       if (got) return this.takeOp(set, b, allocations, got.v, got.range, containerId, ifname, node);
     }
     // 2. claim a free block (after a conflict: one that really does not exist yet, rebuilt
@@ -865,6 +869,7 @@ export class Allocator {
         // Blocks before attachments: an allocation committed in between is then seen on both sides.
         const blocks = await this.store.listBlocks(this.network);
         const atts = await this.store.listAttachments(this.network);
+        const affinities = new Set((await this.store.listAffinities(this.network)).map((a) => a.cidr));
         // the truth: address -> the attachment holding it
         const truth = new Map<string, { a: Versioned<Attachment>; v: bigint; family: Family }>();
         for (const a of atts) {
@@ -926,6 +931,11 @@ export class Allocator {
           placed.set(ip, g.cidr);
         }
         for (const b of rebuilt.values()) {
+          if (affinities.has(b.cidr)) {
+            // etcd: an affinity record whose block is gone blocks the block's creation
+            out.conflicts.push(`${b.cidr}: its affinity record remains without the block; strand ipam repair removes it`);
+            continue;
+          }
           // owned by the node holding most of its addresses
           const count = new Map<string, number>();
           for (const [ip, c] of placed)
@@ -961,7 +971,7 @@ export class Allocator {
   /**
    * CNI GC: releases this node's attachments in this network that are not in `valid`,
    * except those created during the GC or less than the grace period before it started
-   * (an ADD the runtime's list may predate) and those whose pod is still alive
+   * (an ADD the runtime's list may predate) and those whose pod still uses its address
    * (`isLive`), unless `force`; an attachment written again since it was read is never
    * released. Then drops block entries of this node no attachment holds.
    */
@@ -982,7 +992,7 @@ export class Allocator {
             continue;
           }
           if (opts.isLive && (await opts.isLive(a.value))) {
-            out.kept.push({ containerId, ifname, ips, why: `its network namespace ${a.value.netns ?? ''} is still alive` });
+            out.kept.push({ containerId, ifname, ips, why: `its network namespace ${a.value.netns ?? ''} still holds its address` });
             continue;
           }
         }

@@ -31,7 +31,7 @@ import { listReservations, reserve, ReservationError, unreserve } from './reserv
 import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } from './store/etcd-config.ts';
 import { LocalStore } from './store/local.ts';
 import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
-import { loadConfig, netnsAlive, nodeName, openStore } from './main.ts';
+import { loadConfig, netnsHoldsAddress, nodeName, openStore } from './main.ts';
 
 /** stdout/stderr, and the environment (process.env when not given). */
 type CliIO = Pick<PluginIO, 'stdout' | 'stderr'> & { env?: Record<string, string | undefined> };
@@ -52,7 +52,7 @@ commands:
                              --valid <file> --node <n>: also release that node's
                              attachments not in the file's list (CNI GC's JSON list of
                              {containerID, ifname}), except young ones and those whose
-                             network namespace lives, unless --force
+                             network namespace still holds their address, unless --force
   repair                     rebuild damaged store records, then gc; --force sets a
                              document that cannot be read aside and starts it empty
   reserve <ip|cidr>          never hand out these addresses (--note TEXT,
@@ -504,7 +504,7 @@ async function gcRun(ctx: Ctx, o: Opts, io: CliIO, repairRecords: boolean): Prom
     const row: GcRow = { network: n, notes: [], released: [], kept: [], ...emptyRepairReport() };
     if (repairRecords) row.notes = await ctx.store.repairRecords(n, { dryRun, force });
     if (valid && node !== undefined) {
-      const r = await adminAllocator(ctx, n, node).gc(valid, { startedAt: Date.now(), isLive: netnsAlive, force, dryRun });
+      const r = await adminAllocator(ctx, n, node).gc(valid, { startedAt: Date.now(), isLive: netnsHoldsAddress, force, dryRun });
       row.released = r.released;
       row.kept = r.kept.map((k) => `${k.containerId}/${k.ifname} (${k.ips.join(',')}): ${k.why}`);
     }

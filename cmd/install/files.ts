@@ -7,12 +7,15 @@ import {
   chmodSync,
   closeSync,
   copyFileSync,
+  lstatSync,
   fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
+  rmdirSync,
   rmSync,
   statSync,
   unlinkSync,
@@ -25,8 +28,29 @@ export class InstallError extends Error {
   override readonly name = 'InstallError';
 }
 
-/** The single executable and its hardlinks, as scripts/build.sh makes them in dist/bin. */
-export const BINARY_NAMES = ['strand', 'strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam'] as const;
+/** The single executable and the plugin names that are always strand's (its hardlinks). */
+export const BINARY_NAMES = ['strand', 'strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam', 'strand-portmap'] as const;
+
+/**
+ * Plugin names strand also answers to that other projects ship too: installed only where
+ * the bin dir has none, and only ever replaced or removed when they are strand's.
+ */
+export const SHARED_NAMES = ['loopback'] as const;
+
+/** The record of what install put in a bin dir (next to the binaries). */
+export const MANIFEST_NAME = '.strand-installed.json';
+
+export interface Manifest {
+  /** File names in the bin dir that strand installed. */
+  files: string[];
+}
+
+/**
+ * The directory beside the executable with the shared libraries it needs beyond what
+ * every glibc system has (libatomic.so.1): scripts/build.sh sets the executable's
+ * RUNPATH to $ORIGIN/strand-lib, so it loads them from wherever it is installed.
+ */
+export const LIB_DIR = 'strand-lib';
 
 export type Outcome = 'written' | 'unchanged';
 
@@ -85,11 +109,11 @@ export function writeFileAtomic(path: string, data: Buffer, mode: number): Outco
 }
 
 /**
- * Installs `source` as `<binDir>/strand` plus hardlinks under the other names. When
- * `strand` already has the same content and every name is a link to it, nothing is
- * touched. The plugin names are replaced first and `strand` last, each by rename.
+ * Installs `source` as `<binDir>/strand` plus hardlinks under `names`. When `strand`
+ * already has the same content and every name is a link to it, nothing is touched. The
+ * plugin names are replaced first and `strand` last, each by rename.
  */
-export function installBinaries(source: string, binDir: string): Outcome {
+export function installBinaries(source: string, binDir: string, names: readonly string[] = BINARY_NAMES): Outcome {
   const main = join(binDir, 'strand');
   const srcStat = statSync(source);
   if (!srcStat.isFile()) throw new InstallError(`--source ${source} is not a regular file`);
@@ -100,7 +124,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
     if (errCode(e) !== 'ENOENT') throw e;
   }
   const mainSame = current !== undefined && current.size === srcStat.size && (current.mode & 0o777) === 0o755 && fileHash(main) === fileHash(source);
-  if (mainSame && current && BINARY_NAMES.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
+  if (mainSame && current && names.every((n) => sameInode(join(binDir, n), current.ino))) return 'unchanged';
 
   const temps: string[] = [];
   try {
@@ -112,7 +136,7 @@ export function installBinaries(source: string, binDir: string): Outcome {
       chmodSync(origin, 0o755);
       fsyncPath(origin);
     }
-    for (const name of BINARY_NAMES) {
+    for (const name of names) {
       if (name === 'strand') continue;
       const tmp = tempName(join(binDir, name));
       temps.push(tmp);
@@ -125,6 +149,109 @@ export function installBinaries(source: string, binDir: string): Outcome {
   }
   fsyncPath(binDir);
   return 'written';
+}
+
+/** Shared library file names in `dir` (none when it does not exist). */
+function libraryNames(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((n) => /^lib[A-Za-z0-9_+.-]*\.so(\.\d+)*$/.test(n))
+      .sort();
+  } catch (e) {
+    if (errCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+/**
+ * Copies the shared libraries of `<dirname(source)>/strand-lib` to `<binDir>/strand-lib`
+ * (mode 0644, each by rename), before the binaries: a new binary never starts without
+ * its libraries. Libraries of an earlier install that the new one does not ship stay
+ * until uninstall (a running old binary may still map them).
+ */
+export function installLibraries(source: string, binDir: string): { outcome: Outcome; names: string[] } {
+  const from = join(dirname(source), LIB_DIR);
+  const names = libraryNames(from);
+  if (names.length === 0) return { outcome: 'unchanged', names };
+  const to = join(binDir, LIB_DIR);
+  ensureDir(to, 0o755);
+  let outcome: Outcome = 'unchanged';
+  for (const n of names) if (writeFileAtomic(join(to, n), readFileSync(join(from, n)), 0o644) === 'written') outcome = 'written';
+  return { outcome, names };
+}
+
+/** Removes `<binDir>/strand-lib` (its libraries, then the directory if that emptied it). */
+export function removeLibraries(binDir: string): string[] {
+  const dir = join(binDir, LIB_DIR);
+  const removed = libraryNames(dir).filter((n) => removeIfPresent(join(dir, n)));
+  try {
+    rmdirSync(dir);
+  } catch {
+    // absent, or holds files that are not ours
+  }
+  return removed;
+}
+
+/**
+ * Whether `name` in `binDir` is strand's file: a hardlink of one of strand's own names
+ * (normally `strand` itself; a plugin name too, after an install interrupted between
+ * replacing the plugin names and `strand`).
+ */
+export function isStrandFile(binDir: string, name: string): boolean {
+  let ino: number;
+  try {
+    ino = statSync(join(binDir, name)).ino;
+  } catch {
+    return false;
+  }
+  return BINARY_NAMES.some((n) => n !== name && sameInode(join(binDir, n), ino));
+}
+
+/** The manifest of an earlier install, or undefined (none, or unreadable: then nothing counts as recorded). */
+export function readManifest(binDir: string): Manifest | undefined {
+  try {
+    const m = JSON.parse(readFileSync(join(binDir, MANIFEST_NAME), 'utf8')) as unknown;
+    const files = (m as { files?: unknown } | null)?.files;
+    if (!Array.isArray(files) || !files.every((f) => typeof f === 'string' && f !== '' && !f.includes('/'))) return undefined;
+    return { files: files as string[] };
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeManifest(binDir: string, m: Manifest): Outcome {
+  return writeFileAtomic(join(binDir, MANIFEST_NAME), Buffer.from(`${JSON.stringify({ files: [...m.files].sort() }, null, 2)}\n`), 0o644);
+}
+
+/**
+ * The names this install puts in `binDir`: strand's own, and each shared name the bin
+ * dir has none of or whose file is strand's (a hardlink of it: whatever a record says,
+ * a file of someone else's is never replaced).
+ */
+export function namesToInstall(binDir: string): string[] {
+  const out: string[] = [...BINARY_NAMES];
+  for (const name of SHARED_NAMES) if (!present(join(binDir, name)) || isStrandFile(binDir, name)) out.push(name);
+  return out;
+}
+
+/** Something (a file, a link, even a dangling one) is at `path`. */
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An executable regular file (after symlinks) is at `path`: what libcni would run. */
+export function isExecutable(path: string): boolean {
+  try {
+    const st = statSync(path);
+    return st.isFile() && (st.mode & 0o111) !== 0;
+  } catch {
+    return false;
+  }
 }
 
 function sameInode(path: string, ino: number): boolean {

@@ -11,6 +11,7 @@ import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } 
 import { configureIface } from '../../lib/plugin/ipam-config.ts';
 import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openPodNetns, trySysctl, waitOperUp } from '../../lib/plugin/link.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
+import { readPodMtu } from '../../lib/plugin/mtu.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
@@ -145,24 +146,31 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
   const phases = new Phases();
   checkAddConfig(conf);
   const mac = resolveMac(conf, a.args);
+  // an explicit mtu wins; else the node's pod MTU from the agent's file, when named
+  const mtu = conf.mtu || (conf.mtuFile !== undefined ? readPodMtu(conf.mtuFile) : 0);
+  a.log?.debug(`mtu ${mtu || 'kernel default'}${conf.mtu ? '' : conf.mtuFile !== undefined ? ` from ${conf.mtuFile}` : ''}`);
   const pod = openPodNetns(a.netns);
   const host = Netns.current();
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     return await undo.run(async () => {
       // 1. the bridge
-      const br = ensureBridge(host, { name: conf.bridge, mtu: conf.mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
+      const br = ensureBridge(host, { name: conf.bridge, mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
       const brMacAtStart = br.mac;
+      a.log?.debug(`bridge ${br.name} index ${br.index} mtu ${br.mtu}`);
       phases.mark('bridge');
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
-      const veth = createVeth(host, pod, { ifName: a.ifName, mtu: conf.mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
+      const veth = createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
       if (conf.hairpinMode || conf.portIsolation) {
         nl(`failed to set bridge port options on ${veth.host.name}`, () =>
           rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),
         );
       }
       if (conf.vlanFiltering) setPortVlans(host, veth.host.index, conf);
+      a.log?.debug(
+        `veth ${veth.host.name} (index ${veth.host.index}) on ${br.name}, peer ${a.ifName} (index ${veth.cont.index}, mac ${veth.cont.mac ?? '?'}) in ${a.netns}`,
+      );
       phases.mark('veth');
 
       const hostIf: Interface = { name: veth.host.name };
@@ -175,6 +183,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       if (conf.macspoofchk) {
         const ref = spoofRefId(a.containerId, a.ifName);
         await setupSpoofCheck(veth.host.name, veth.cont.mac ?? '', ref);
+        a.log?.debug(`macspoofchk rules for ${veth.host.name}`);
         undo.push('remove macspoofchk rules', () => teardownSpoofCheck(ref));
       }
 
@@ -188,6 +197,9 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
         result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
         if (ipam.dns) result.dns = ipam.dns;
         const gateways = calcGateways(result, conf);
+        a.log?.debug(
+          `IPAM ${ipamType}: ${result.ips.map((i) => i.address).join(', ')}${result.routes.length ? `, routes ${result.routes.map((r) => r.dst).join(', ')}` : ''}`,
+        );
         phases.mark('ipam');
 
         // 5. the pod side: sysctls, addresses, up, routes
@@ -213,7 +225,10 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           }
           for (const fam of [4, 6] as const) {
             const mine = gateways.filter((g) => g.family === fam);
-            for (const g of mine) ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
+            for (const g of mine) {
+              ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
+              a.log?.debug(`gateway ${g.cidr} on ${gwDev.name}`);
+            }
             if (mine.length) enableForwarding(host, fam, undo);
           }
           phases.mark('gateway');
@@ -224,6 +239,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           const addrs = result.ips.map((ip) => ip.address);
           undo.push('remove masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
           await setupMasq(conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
+          a.log?.debug(`ipMasq rules (${conf.ipMasqBackend ?? 'iptables'}) for ${addrs.join(', ')}`);
           phases.mark('masq');
         }
       } else if (!conf.disableContainerInterface) {

@@ -24,6 +24,8 @@ export interface RawBridgeConf extends NetConf {
   ipMasq?: boolean;
   ipMasqBackend?: MasqBackend;
   mtu?: number;
+  /** strand's own: take the MTU from this file (written by `strand agent`) when `mtu` is unset. */
+  mtuFile?: string;
   hairpinMode?: boolean;
   promiscMode?: boolean;
   vlan?: number;

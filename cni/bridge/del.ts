@@ -13,7 +13,10 @@ import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 /** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
 function deletePodLink(a: CmdArgs): void {
   const pod = openPodNetnsForDel(a.netns);
-  if (!pod) return; // the runtime already removed the namespace
+  if (!pod) {
+    a.log?.debug(`DEL: namespace ${JSON.stringify(a.netns)} is gone, so is ${a.ifName}`);
+    return; // the runtime already removed the namespace
+  }
   try {
     deleteLinkIfPresent(pod, a.ifName);
   } catch (e) {
@@ -30,6 +33,7 @@ export async function cmdDel(a: CmdArgs, conf: BridgeConf): Promise<void> {
   const step = async (what: string, fn: () => unknown): Promise<void> => {
     try {
       await fn();
+      a.log?.debug(`DEL: ${what} done`);
     } catch (e) {
       a.log?.warn(`DEL: ${what} failed`, e);
       errors.push(e);

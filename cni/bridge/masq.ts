@@ -14,35 +14,34 @@
 // Teardown removes both backends' rules (the pod may come from another configuration),
 // found by chain name / comment, so it needs no addresses and works after the pod's
 // netns is gone. GC removes the rules of attachments that are not valid any more.
-import { createHash } from 'node:crypto';
 import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/addr/cidr.ts';
 import type { GcAttachment } from '../../lib/cni/types.ts';
-import { findTool, mustRunTool, runTool, ToolError } from './exec.ts';
+import { findTool, runTool, ToolError } from '../../lib/plugin/exec.ts';
+import {
+  defaultBackend,
+  formatChainName,
+  goQuote,
+  natCollectChains,
+  natRemoveChains,
+  natRestore,
+  natSave,
+  nftApply,
+  saveQuote,
+  savedHasChain,
+  sha512hex,
+  type NetfilterBackend,
+} from '../../lib/plugin/netfilter.ts';
 
-export type MasqBackend = 'iptables' | 'nftables';
-
-function sha512hex(s: string): string {
-  return createHash('sha512').update(s).digest('hex');
-}
+export type MasqBackend = NetfilterBackend;
 
 /** iptables chain name for a (network, containerID): "CNI-" + 24 hex digits. */
 export function masqChainName(netName: string, containerId: string): string {
-  return `CNI-${sha512hex(netName + containerId)}`.slice(0, 28);
-}
-
-/** Go's %q for the printable strings used here. */
-function goQuote(s: string): string {
-  return JSON.stringify(s);
+  return formatChainName('', netName + containerId);
 }
 
 /** The iptables rule comment: name: "<net>" id: "<id>". */
 export function masqComment(netName: string, containerId: string): string {
   return `name: ${goQuote(netName)} id: ${goQuote(containerId)}`;
-}
-
-/** How iptables-save prints an argument that needs quoting. */
-function saveQuote(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
 /**
@@ -62,19 +61,6 @@ export function iptablesMasqRules(address: string, chain: string, comment: strin
   };
 }
 
-const saveTool = { 4: 'iptables-save', 6: 'ip6tables-save' } as const;
-const restoreTool = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
-
-async function natSave(family: 4 | 6): Promise<string[]> {
-  const out = await mustRunTool(saveTool[family], ['-t', 'nat']);
-  return out.split('\n');
-}
-
-async function natRestore(family: 4 | 6, lines: string[]): Promise<void> {
-  if (!lines.length) return;
-  await mustRunTool(restoreTool[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
-}
-
 async function setupIptables(addresses: string[], netName: string, containerId: string): Promise<void> {
   const chain = masqChainName(netName, containerId);
   const comment = masqComment(netName, containerId);
@@ -84,7 +70,7 @@ async function setupIptables(addresses: string[], netName: string, containerId: 
     const saved = await natSave(family);
     const have = new Set(saved);
     const input: string[] = [];
-    if (!saved.some((l) => l.startsWith(`:${chain} `))) input.push(`:${chain} - [0:0]`);
+    if (!savedHasChain(saved, chain)) input.push(`:${chain} - [0:0]`);
     for (const { rules } of wanted) {
       for (const r of rules) {
         if (have.has(r)) continue;
@@ -96,55 +82,25 @@ async function setupIptables(addresses: string[], netName: string, containerId: 
   }
 }
 
-/** Restore lines deleting every POSTROUTING jump to `chain` and the chain itself. */
-function iptablesDeleteLines(saved: string[], chains: Set<string>): string[] {
-  const out: string[] = [];
-  for (const l of saved) {
-    if (!l.startsWith('-A POSTROUTING ')) continue;
-    const m = / -j (\S+)$/.exec(l);
-    if (m && chains.has(m[1]!)) out.push(`-D${l.slice(2)}`);
-  }
-  for (const chain of chains) {
-    if (saved.some((l) => l.startsWith(`:${chain} `))) out.push(`-F ${chain}`, `-X ${chain}`);
-  }
-  return out;
-}
-
 async function teardownIptables(netName: string, containerId: string): Promise<void> {
-  const chain = masqChainName(netName, containerId);
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!findTool(saveTool[family])) return;
-      const saved = await natSave(family);
-      await natRestore(family, iptablesDeleteLines(saved, new Set([chain])));
-    }),
-  );
+  await natRemoveChains(new Set([masqChainName(netName, containerId)]), ['POSTROUTING']);
 }
 
 const COMMENT_RE = /--comment "name: \\"((?:[^"\\]|\\\\.)*)\\" id: \\"((?:[^"\\]|\\\\.)*)\\""/;
 
 async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!findTool(saveTool[family])) return;
-      const saved = await natSave(family);
-      const stale = new Set<string>();
-      for (const l of saved) {
-        if (!l.startsWith('-A POSTROUTING ')) continue;
-        const m = COMMENT_RE.exec(l);
-        const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
-        if (!m || !j) continue;
-        // The comment carries the network name and the container ID (Go %q inside
-        // iptables-save quoting); the chain must be the one derived from them.
-        const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
-        const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
-        if (net !== netName || j[1] !== masqChainName(netName, id)) continue;
-        if (!keep.has(j[1]!)) stale.add(j[1]!);
-      }
-      if (stale.size) await natRestore(family, iptablesDeleteLines(saved, stale));
-    }),
-  );
+  await natCollectChains('POSTROUTING', (l) => {
+    const m = COMMENT_RE.exec(l);
+    const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
+    if (!m || !j) return undefined;
+    // The comment carries the network name and the container ID (Go %q inside
+    // iptables-save quoting); the chain must be the one derived from them.
+    const id = JSON.parse(`"${m[2]!.replace(/\\\\/g, '\\')}"`) as string;
+    const net = JSON.parse(`"${m[1]!.replace(/\\\\/g, '\\')}"`) as string;
+    if (net !== netName || j[1] !== masqChainName(netName, id)) return undefined;
+    return keep.has(j[1]!) ? undefined : j[1]!;
+  });
 }
 
 // ---------------------------------------------------------------------------------
@@ -189,11 +145,6 @@ function nftDeleteRules(handles: number[]): string[] {
   return handles.map((h) => `delete rule inet ${NFT_MASQ_TABLE} ${NFT_MASQ_CHAIN} handle ${h}`);
 }
 
-async function nftApply(lines: string[]): Promise<void> {
-  if (!lines.length) return;
-  await mustRunTool('nft', ['-f', '-'], `${lines.join('\n')}\n`);
-}
-
 async function setupNftables(addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
   const prefix = hashForInstance(netName, ifName, containerId);
   const stale = (await nftListMasqRules()).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
@@ -235,15 +186,9 @@ async function gcNftables(netName: string, valid: GcAttachment[]): Promise<void>
 
 // ---------------------------------------------------------------------------------
 
-/** The reference's default: iptables unless only nft is available. */
-export function defaultMasqBackend(): MasqBackend {
-  if (!findTool('iptables-restore') && findTool('nft')) return 'nftables';
-  return 'iptables';
-}
-
 /** Installs masquerading for the pod addresses (CIDR with host bits, "10.1.0.5/24"). */
 export async function setupMasq(backend: MasqBackend | undefined, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
-  const b = backend ?? defaultMasqBackend();
+  const b = backend ?? defaultBackend();
   if (b === 'nftables') await setupNftables(addresses, netName, ifName, containerId);
   else await setupIptables(addresses, netName, containerId);
 }

@@ -32,6 +32,8 @@ export const schemas = {
       ipMasq: { type: 'boolean' },
       ipMasqBackend: { enum: ['iptables', 'nftables'] },
       mtu: { type: 'integer', minimum: 0, maximum: 65535 },
+      // strand's own: the node's pod MTU file written by `strand agent` (lib/plugin/mtu.ts)
+      mtuFile: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^/' },
       hairpinMode: { type: 'boolean' },
       promiscMode: { type: 'boolean' },
       vlan: { type: 'integer', minimum: 0, maximum: 4094 },

@@ -4,7 +4,7 @@
 // cni-br-iface-<id> and cni-br-iface-<id>-mac, every rule commented
 // "macspoofchk-<id>", id = <containerID>-<ifname>), so either implementation can remove
 // the other's rules.
-import { findTool, mustRunTool, runTool, ToolError } from './exec.ts';
+import { findTool, mustRunTool, runTool, ToolError } from '../../lib/plugin/exec.ts';
 
 const TABLE = 'bridge nat';
 const BASE = 'PREROUTING';

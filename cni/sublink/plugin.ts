@@ -67,6 +67,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
       const master = resolveMaster(host, pod, { master: conf.master || spec.master, linkInContainer });
       checkMtu(spec.mtu, master);
       const { link, iface } = createSublink(host, pod, a.ifName, a.netns, { info: spec.info, master, linkInContainer, mtu: spec.mtu, mac: spec.mac }, undo);
+      a.log?.debug(`${spec.info.kind} ${a.ifName} (index ${link.index}, mac ${iface.mac ?? '?'}) on ${master.name} in ${a.netns}`);
       const result: Result = { cniVersion: CURRENT_VERSION, interfaces: [iface] };
 
       let source: Result | undefined;
@@ -77,6 +78,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
         source = await delegateAddWithRollback(type, a.stdinData, a);
         undo.push(`IPAM DEL (${type})`, () => delegateDel(type, a.stdinData, a));
         if (!source.ips?.length) throw new CniError(Code.DelegateFailed, `IPAM plugin ${type} returned no IP addresses`);
+        a.log?.debug(`IPAM ${type}: ${source.ips.map((i) => i.address).join(', ')}`);
       }
 
       if (source) {
@@ -140,6 +142,7 @@ export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void
   let linkErr: unknown;
   try {
     deleteSublink(a.netns, a.ifName);
+    a.log?.debug(`DEL: ${a.ifName} removed (or already gone)`);
   } catch (e) {
     linkErr = e;
   }

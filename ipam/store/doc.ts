@@ -3,11 +3,11 @@
 // last write. Also the record shape checks every store applies to what it reads (a record
 // that fails them is a StoreDamagedError naming where it is and what is wrong, never
 // quoting its bytes), and the salvage of a damaged document for `strand ipam repair`.
-import { tryParseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
+import { contains, parseCidr, tryParseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
 import type { Affinity, Attachment, Block, Holder, Reservations, Versioned, WriteOp } from './types.ts';
 import { attachmentKey } from './types.ts';
 
-export const DOC_FORMAT = 'strand-ipam/v1';
+const DOC_FORMAT = 'strand-ipam/v1';
 
 export interface NetworkDoc {
   format: typeof DOC_FORMAT;
@@ -207,7 +207,7 @@ export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; no
 const indexes = new WeakMap<NetworkDoc, { rev: number; byIp: Map<string, string> }>();
 
 /** Canonical IP -> attachment key, over the attachments of `doc`. */
-export function holderIndex(doc: NetworkDoc): Map<string, string> {
+function holderIndex(doc: NetworkDoc): Map<string, string> {
   const c = indexes.get(doc);
   if (c && c.rev === doc.rev) return c.byIp;
   const byIp = new Map<string, string>();
@@ -216,12 +216,15 @@ export function holderIndex(doc: NetworkDoc): Map<string, string> {
   return byIp;
 }
 
-export function docHolders(doc: NetworkDoc, inCidr: (ip: string) => boolean): Map<string, Holder> {
+/** The addresses inside `cidr` that attachments of `doc` hold (Store.holders of the document stores). */
+export function docHolders(doc: NetworkDoc, cidr: string): Map<string, Holder> {
+  const c = parseCidr(cidr);
   const out = new Map<string, Holder>();
   for (const [ip, key] of holderIndex(doc)) {
-    if (!inCidr(ip)) continue;
-    const a = doc.attachments[key]?.value;
-    if (a) out.set(ip, { containerId: a.containerId, ifname: a.ifname, node: a.node });
+    const a = tryParseIP(ip);
+    if (!a || !contains(c, a)) continue;
+    const att = doc.attachments[key]?.value;
+    if (att) out.set(ip, { containerId: att.containerId, ifname: att.ifname, node: att.node });
   }
   return out;
 }
@@ -324,6 +327,11 @@ export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Vers
     if (b) out.push(structuredClone(b));
   }
   return out;
+}
+
+/** A copy of the document's reservation record (Store.getReservations of the document stores). */
+export function docReservations(doc: NetworkDoc): Versioned<Reservations> | undefined {
+  return doc.reservations && structuredClone(doc.reservations);
 }
 
 /** Whether the document holds any record (an empty one is not listed as a network). */

@@ -41,7 +41,7 @@ import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, 
 import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
 
 /** The path segment of an address in the address index: "v4/0a010005", "v6/fd00...0005". */
-export function addressSegment(ip: IPAddr): string {
+function addressSegment(ip: IPAddr): string {
   return `v${ip.family}/${ip.value.toString(16).padStart(bitsOf(ip.family) / 4, '0')}`;
 }
 

@@ -25,9 +25,8 @@ import {
   accessSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { contains, parseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
 import { LOCK, native, isNativeError } from '../../lib/native/index.ts';
-import { applyOps, docAffinities, docBlocks, docHolders, docProblem, emptyDoc, opsNetwork, salvageDoc, type NetworkDoc } from './doc.ts';
+import { applyOps, docAffinities, docBlocks, docHolders, docReservations, docProblem, emptyDoc, opsNetwork, salvageDoc, type NetworkDoc } from './doc.ts';
 import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, StoreDamagedError, StoreUnavailableError } from './types.ts';
 
@@ -327,16 +326,11 @@ export class LocalStore implements Store {
   }
 
   async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
-    const c = parseCidr(cidr);
-    return docHolders(this.readDoc(network), (ip) => {
-      const a = tryParseIP(ip);
-      return a !== undefined && contains(c, a);
-    });
+    return docHolders(this.readDoc(network), cidr);
   }
 
   async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
-    const r = this.readDoc(network).reservations;
-    return r && structuredClone(r);
+    return docReservations(this.readDoc(network));
   }
 
   /** Networks with a document (read or not: repair lists damaged ones too). */

@@ -1,7 +1,6 @@
 // In-memory store, for tests and the allocator's unit tests. Same semantics as the
 // other stores: revisions, compare-and-swap commits, copies out (never shared objects).
-import { contains, parseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
-import { applyOps, docAffinities, docBlocks, docHasRecords, docHolders, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
+import { applyOps, docAffinities, docBlocks, docHasRecords, docHolders, docReservations, emptyDoc, opsNetwork, type NetworkDoc } from './doc.ts';
 import type { Affinity, Attachment, Block, Holder, Reservations, RepairOptions, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, StoreUnavailableError } from './types.ts';
 
@@ -59,16 +58,11 @@ export class MemoryStore implements Store {
   }
 
   async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
-    const c = parseCidr(cidr);
-    return docHolders(this.doc(network), (ip) => {
-      const a = tryParseIP(ip);
-      return a !== undefined && contains(c, a);
-    });
+    return docHolders(this.doc(network), cidr);
   }
 
   async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
-    const r = this.doc(network).reservations;
-    return r && structuredClone(r);
+    return docReservations(this.doc(network));
   }
 
   async listNetworks(): Promise<string[]> {

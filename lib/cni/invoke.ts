@@ -9,7 +9,7 @@ import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
 import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import type { CmdArgs, PluginIO } from './skel.ts';
+import type { CmdArgs, PluginIO, RequestObserver } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
@@ -161,7 +161,7 @@ export async function execPlugin(file: string, stdin: Buffer, env: Record<string
 /** The exec'd (or in-process) delegate's stdout on success; its error as a CniError otherwise. */
 function outcomeStdout(file: string, outcome: ExecOutcome, opts: DelegateOptions): Buffer {
   const name = file.slice(file.lastIndexOf('/') + 1);
-  if (outcome.stderr.length) opts.log?.info(`${name} stderr: ${clip(outcome.stderr, 4000)}`);
+  if (outcome.stderr.length) opts.log?.warn(`${name} stderr: ${clip(outcome.stderr, 4000)}`);
   if (outcome.timedOut) {
     throw new CniError(Code.DelegateFailed, `plugin ${name} timed out`, `killed after ${opts.timeoutMs} ms`);
   }
@@ -219,6 +219,7 @@ export async function runInProcess(
   stdin: Buffer,
   env: Record<string, string>,
   opts: DelegateOptions = {},
+  observer?: RequestObserver,
 ): Promise<Buffer> {
   const out: string[] = [];
   const err: string[] = [];
@@ -227,6 +228,7 @@ export async function runInProcess(
     stdin: () => Promise.resolve(stdin),
     stdout: { write: (s) => void out.push(s) },
     stderr: { write: (s) => void err.push(s) },
+    ...(observer ? { observer } : {}),
   };
   let status: number;
   try {
@@ -235,7 +237,7 @@ export async function runInProcess(
     // pluginMain never throws; a module that cannot load does (the exec'd binary would
     // have printed code 999 and exited 1: the runtime sees a failed delegate either way).
     const name = file.slice(file.lastIndexOf('/') + 1);
-    if (err.length) opts.log?.info(`${name} stderr: ${clip(Buffer.from(err.join('')), 4000)}`);
+    if (err.length) opts.log?.warn(`${name} stderr: ${clip(Buffer.from(err.join('')), 4000)}`);
     throw new CniError(Code.DelegateFailed, `plugin ${name} failed`, `in-process: ${(e as Error).message}`, { cause: e });
   }
   return outcomeStdout(
@@ -264,8 +266,19 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   const o = log ? { ...opts, log } : opts;
   const env = delegateEnv(a.env, verb);
   const inProcess = await inProcessFor(pluginType, file, a.env, opts);
-  if (inProcess) return runInProcess(file, inProcess, confBytes(netconf), env, o);
-  return execPlugin(file, confBytes(netconf), env, o);
+  const how = inProcess ? 'in-process' : `exec ${file}`;
+  log?.debug(`delegate ${verb} ${pluginType} (${how})`);
+  const t0 = performance.now();
+  try {
+    const out = inProcess ? await runInProcess(file, inProcess, confBytes(netconf), env, o, a.observer) : await execPlugin(file, confBytes(netconf), env, o);
+    log?.debug(`delegate ${verb} ${pluginType} done in ${(performance.now() - t0).toFixed(1)} ms`);
+    return out;
+  } catch (e) {
+    log?.debug(
+      `delegate ${verb} ${pluginType} failed after ${(performance.now() - t0).toFixed(1)} ms: ${isCniError(e) ? `code ${e.code} ${e.msg}` : String(e)}`,
+    );
+    throw e;
+  }
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */

@@ -46,8 +46,11 @@ export const schemas = {
         properties: { type: { type: 'string', minLength: 1, pattern: TYPE_PATTERN } },
       },
       dns,
-      logFile: { type: 'string', minLength: 1 },
+      logFile: { type: 'string', minLength: 1, maxLength: 4096 },
       logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
+      // bytes; at most 1 TiB
+      logFileMaxSize: { type: 'integer', minimum: 4096, maximum: 1099511627776 },
+      logFileMaxFiles: { type: 'integer', minimum: 1, maximum: 100 },
       // null: what libcni sends for a nil list (no attachment is valid), as is []
       'cni.dev/valid-attachments': {
         type: ['array', 'null'],

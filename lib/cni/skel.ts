@@ -7,7 +7,7 @@ import { validateNetConf } from '../../gen/validators.js';
 import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
 import { IFNAME_FORBIDDEN } from './formats.ts';
-import { createLogger, isLogLevel, type Logger } from './log.ts';
+import { createLogger, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, defaultLogFile, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
 import { checkSupported, checkVerbAllowed, isSupportedVersion, selectVersion, versionInfo } from './version.ts';
@@ -16,11 +16,25 @@ export { parseCniArgs } from './args.ts';
 export { convertResult } from './convert.ts';
 export { validateWith } from './validate.ts';
 
+/**
+ * Told about each finished plugin call and IPAM operation by the process that runs the
+ * plugin code: the daemon's metrics (lib/observe/metrics.ts). A plugin run as its own
+ * process has none.
+ */
+export interface RequestObserver {
+  /** `code` is 0 for success, else the CNI error code; `verb` is a CNI verb or "invalid". */
+  request(plugin: string, verb: string, code: number, seconds: number): void;
+  /** A strand-ipam allocation (ADD) or release (DEL); `addresses` counts what succeeded. */
+  ipam?(network: string, op: 'allocate' | 'release', ok: boolean, addresses: number): void;
+}
+
 export interface PluginIO {
   env: Record<string, string | undefined>;
   stdin(): Promise<Buffer>;
   stdout: { write(s: string): void };
   stderr: { write(s: string): void };
+  /** Metrics of a long-lived process serving this call (the daemon); none in a plugin process. */
+  observer?: RequestObserver;
 }
 
 export interface CmdArgs {
@@ -37,6 +51,8 @@ export interface CmdArgs {
   verb?: Verb;
   /** Logs to stderr or the configured log file. Set by skel. */
   log?: Logger;
+  /** PluginIO.observer, passed on to in-process delegates. Set by skel. */
+  observer?: RequestObserver;
 }
 
 export interface PluginFuncs<C extends NetConf> {
@@ -114,22 +130,57 @@ function isOwnNetns(path: string): boolean {
   }
 }
 
+/** What every log line of this call names: the verb and, when there is one, the attachment. */
+function requestContext(cmd: string, env: Record<string, string | undefined>): string {
+  const verb = isVerb(cmd) ? cmd : cmd ? 'invalid-command' : 'no-command';
+  const id = env['CNI_CONTAINERID'];
+  return id ? `${verb} ${id}/${env['CNI_IFNAME'] ?? ''}` : verb;
+}
+
+/**
+ * The logger of one call: the config's `logFile`, else STRAND_LOG_FILE, else
+ * /var/log/strand/cni.log when that directory exists, else stderr; level `logLevel`, else
+ * STRAND_LOG_LEVEL, else info into a file and warn on stderr (the runtime's own log gets
+ * only problems); rotation `logFileMaxSize` / `logFileMaxFiles`.
+ */
+function requestLogger(name: string, io: PluginIO, env: Record<string, string | undefined>, conf: NetConf | undefined, context: string, t0: number): Logger {
+  const file = (typeof conf?.logFile === 'string' ? conf.logFile : undefined) ?? (env['STRAND_LOG_FILE'] || undefined) ?? defaultLogFile();
+  const envLevel = env['STRAND_LOG_LEVEL'];
+  const level = isLogLevel(conf?.logLevel) ? conf.logLevel : isLogLevel(envLevel) ? envLevel : file ? 'info' : 'warn';
+  return createLogger({
+    name,
+    stderr: io.stderr,
+    file,
+    level,
+    context,
+    since: t0,
+    rotation: {
+      maxBytes: typeof conf?.logFileMaxSize === 'number' ? conf.logFileMaxSize : DEFAULT_LOG_MAX_BYTES,
+      maxFiles: typeof conf?.logFileMaxFiles === 'number' ? conf.logFileMaxFiles : DEFAULT_LOG_MAX_FILES,
+    },
+  });
+}
+
 /**
  * Runs one CNI command. Returns the exit status: 0, or 1 after printing the error JSON on
  * stdout. Logs go to stderr or to STRAND_LOG_FILE / the config's `logFile`.
  */
 export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec: PluginSpec<C>, io: PluginIO): Promise<number> {
   const env = io.env;
+  const t0 = performance.now();
   const supported = spec.versions ?? SPEC_VERSIONS;
-  const envLevel = env['STRAND_LOG_LEVEL'];
-  let log = createLogger({
-    name: spec.name,
-    stderr: io.stderr,
-    file: env['STRAND_LOG_FILE'] || undefined,
-    level: isLogLevel(envLevel) ? envLevel : undefined,
-  });
   let errVersion: string = CURRENT_VERSION;
   const cmd = env['CNI_COMMAND'] ?? '';
+  const context = requestContext(cmd, env);
+  let log = requestLogger(spec.name, io, env, undefined, context, t0);
+  const observe = (code: number): void => {
+    if (!io.observer) return;
+    try {
+      io.observer.request(spec.name, isVerb(cmd) ? cmd : 'invalid', code, (performance.now() - t0) / 1000);
+    } catch (e) {
+      log.warn('metrics observer failed', e);
+    }
+  };
   try {
     if (!cmd) {
       io.stderr.write(`${spec.about}\nCNI protocol versions supported: ${supported.join(', ')}\n`);
@@ -139,6 +190,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     if (cmd === 'VERSION') {
       // stdin is not read: libcni sends {"cniVersion": ...}, a person at a terminal sends nothing
       io.stdout.write(`${JSON.stringify(versionInfo(supported))}\n`);
+      observe(0);
       return 0;
     }
 
@@ -183,13 +235,8 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     validateWith(validateNetConf, raw);
     const conf = raw as NetConf;
     conf.cniVersion = version;
-    if (conf.logFile !== undefined || conf.logLevel !== undefined) {
-      log = createLogger({
-        name: spec.name,
-        stderr: io.stderr,
-        file: typeof conf.logFile === 'string' ? conf.logFile : env['STRAND_LOG_FILE'] || undefined,
-        level: isLogLevel(conf.logLevel) ? conf.logLevel : isLogLevel(envLevel) ? envLevel : undefined,
-      });
+    if (conf.logFile !== undefined || conf.logLevel !== undefined || conf.logFileMaxSize !== undefined || conf.logFileMaxFiles !== undefined) {
+      log = requestLogger(spec.name, io, env, conf, context, t0);
     }
     if (raw['prevResult'] !== undefined) {
       try {
@@ -218,6 +265,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
       env,
       verb: cmd,
       log,
+      ...(io.observer ? { observer: io.observer } : {}),
     };
     switch (cmd) {
       case 'ADD': {
@@ -239,6 +287,8 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
         await funcs.gc(a, typed);
         break;
     }
+    log.info(`${cmd} succeeded`);
+    observe(0);
     return 0;
   } catch (e) {
     const err = toCniError(e);
@@ -251,6 +301,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     } catch (w) {
       log.error('cannot write the error to stdout', w);
     }
+    observe(err.code);
     return 1;
   }
 }

@@ -105,3 +105,21 @@ export function validateWith<T>(validator: ValidatorLike, raw: unknown, prefix: 
     secret ? `${field}: ${reason}` : `${field}: ${reason}; got ${preview(valueAt(raw, segs))}`,
   );
 }
+
+/**
+ * An object's keys as Go's encoding/json matches them to struct fields: a key equal to a
+ * field name, else the first field equal to it ignoring case (the later of two keys for
+ * one field wins). Runtimes send capability arguments from Go structs without JSON tags
+ * (containerd's go-cni: {"HostPort": 8080, "ContainerPort": 80, ...}), and the
+ * reference plugins accept them because of this rule. Other keys and non-objects pass
+ * through unchanged.
+ */
+export function goFieldKeys(v: unknown, fields: readonly string[]): unknown {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    const name = fields.includes(k) ? k : (fields.find((f) => f.toLowerCase() === k.toLowerCase()) ?? k);
+    Object.defineProperty(out, name, { value: x, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}

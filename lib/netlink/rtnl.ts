@@ -764,6 +764,18 @@ export function delRouteMessage(ns: Netns, route: RouteMessage): void {
   requestOne(ns, { kind: 'route', action: 'del', route }, {}, 'delRoute');
 }
 
+/**
+ * RTM_GETROUTE for one address (`ip route get <ip>`): the route the kernel would use to
+ * reach it (its `oif` is the output link). ENETUNREACH when there is none.
+ */
+export function getRoute(ns: Netns, ip: string): Route {
+  const op = 'getRoute';
+  const dst = parseIp(op, 'destination', ip);
+  const req: RtnlRequest = { kind: 'route', action: 'get', route: { version: dst.version, dstLen: dst.version === 4 ? 32 : 128, dst: dst.ip } };
+  for (const m of requestOne(ns, req, {}, op)) if (m.kind === 'route') return toRoute(m.route);
+  throw new NetlinkError(op, errnoOf('ENETUNREACH'), `no route to ${ip}`);
+}
+
 // ====================================================================== neighbours ====
 
 export interface NeighSpec {

@@ -6,9 +6,14 @@ import { native } from '../native/index.ts';
 import {
   CodecError,
   formatRequest,
+  isDone,
   isDumpInterrupted,
+  isError,
   NETLINK_ROUTE,
+  parseDonePayload,
+  parseErrorPayload,
   parseMessage,
+  type RawMessage,
   type RequestFlags,
   type RtnlMessage,
   type RtnlRequest,
@@ -39,10 +44,10 @@ export class NetlinkSocket {
     this.seq = (Date.now() & 0x7fffffff) >>> 0;
   }
 
-  /** Opens a NETLINK_ROUTE socket inside the netns at `nsPath` (null: the current one). */
-  static open(nsPath: string | null): NetlinkSocket {
+  /** Opens a netlink socket (default NETLINK_ROUTE) inside the netns at `nsPath` (null: the current one). */
+  static open(nsPath: string | null, protocol = NETLINK_ROUTE): NetlinkSocket {
     try {
-      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, NETLINK_ROUTE));
+      return new NetlinkSocket(nsPath, native().nlOpen(nsPath, protocol));
     } catch (e) {
       throw fromNative('netlink.open', e, nsPath ?? undefined);
     }
@@ -90,6 +95,41 @@ export class NetlinkSocket {
     return { messages, interrupted };
   }
 
+  /**
+   * One request of any netlink family, already encoded by `format(seq)` (with NLM_F_ACK
+   * or NLM_F_DUMP set): returns the messages of the answer up to the acknowledgement or
+   * NLMSG_DONE, undecoded. Throws NetlinkError with the kernel's errno.
+   */
+  exchange(format: (seq: number) => Buffer, op: string): { messages: RawMessage[]; interrupted: boolean } {
+    if (this.fd < 0) throw new NetlinkError(op, errnoOf('EBADF'), 'netlink socket is closed');
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    const seq = this.seq;
+    try {
+      native().nlSend(this.fd, format(seq));
+    } catch (e) {
+      if (e instanceof CodecError) throw invalidArgument(op, e.message, e);
+      throw fromNative(op, e, 'send');
+    }
+    const messages: RawMessage[] = [];
+    let interrupted = false;
+    this.readUntil(seq, op, (raw) => {
+      if (isDumpInterrupted(raw.header)) interrupted = true;
+      if (isError(raw.header)) {
+        const err = parseErrorPayload(raw.header, raw.payload);
+        if (err.errno !== 0) throw new NetlinkError(op, err.errno, err.extAck?.msg);
+        return true;
+      }
+      if (isDone(raw.header)) {
+        const errno = parseDonePayload(raw.payload);
+        if (errno !== 0) throw new NetlinkError(op, errno, 'dump failed');
+        return true;
+      }
+      messages.push(raw);
+      return false;
+    });
+    return { messages, interrupted };
+  }
+
   private send(req: RtnlRequest, flags: RequestFlags, op: string): number {
     if (this.fd < 0) throw new NetlinkError(op, errnoOf('EBADF'), 'netlink socket is closed');
     this.seq = (this.seq + 1) >>> 0 || 1;
@@ -111,6 +151,16 @@ export class NetlinkSocket {
 
   /** Reads datagrams until `onMessage` returns true for a message of sequence `seq`. */
   private receive(seq: number, op: string, onMessage: (m: Exclude<RtnlMessage, { kind: 'error' }>) => boolean): void {
+    this.readUntil(seq, op, (raw) => {
+      const m = parseMessage(raw);
+      if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
+      if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
+      return onMessage(m);
+    });
+  }
+
+  /** Reads datagrams until `onRaw` returns true for a message of sequence `seq`; the deadline is the socket's timeout. */
+  private readUntil(seq: number, op: string, onRaw: (raw: RawMessage) => boolean): void {
     const deadline = Date.now() + this.timeoutMs;
     for (;;) {
       let dgram: Buffer;
@@ -121,10 +171,7 @@ export class NetlinkSocket {
       }
       for (const raw of splitMessages(dgram)) {
         if (raw.header.seq !== seq) continue; // a late answer to an earlier, abandoned request
-        const m = parseMessage(raw);
-        if (m.kind === 'error') throw new NetlinkError(op, m.errno, m.extAck?.msg);
-        if (m.kind === 'done' && m.errno !== 0) throw new NetlinkError(op, m.errno, 'dump failed');
-        if (onMessage(m)) return;
+        if (onRaw(raw)) return;
       }
     }
   }

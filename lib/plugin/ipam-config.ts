@@ -78,10 +78,15 @@ export async function configureIface(ns: Netns, link: PodLink, result: Result, i
       v6 = true;
     }
     nl(`failed to add IP addr ${ip.address} to ${JSON.stringify(link.name)}`, () => rtnl.newAddr(ns, { link: link.index, address: ip.address }));
+    log?.debug(`address ${ip.address} on ${link.name}`);
     if (ip.gateway !== undefined && gw[fam] === undefined) gw[fam] = ip.gateway;
   }
   nl(`failed to set ${JSON.stringify(link.name)} up`, () => rtnl.setLink(ns, link.index, { up: true }));
-  if (gw[6] !== undefined) await settleIPv6(ns, link);
+  log?.debug(`${link.name} up`);
+  if (gw[6] !== undefined) {
+    await settleIPv6(ns, link);
+    log?.debug(`IPv6 duplicate address detection done on ${link.name}`);
+  }
   for (const r of result.routes ?? []) {
     const via = r.gw ?? gw[familyOf(r.dst)];
     const spec: rtnl.RouteSpec = { dst: r.dst, link: link.index };
@@ -93,9 +98,13 @@ export async function configureIface(ns: Netns, link: PodLink, result: Result, i
     if (r.advmss !== undefined) spec.advmss = r.advmss;
     try {
       rtnl.newRoute(ns, spec);
+      log?.debug(`route ${r.dst}${via ? ` via ${via}` : ''} dev ${link.name}`);
     } catch (e) {
       // The reference adds routes with "append" semantics: an identical route is fine.
-      if (rtnl.isNetlinkError(e, 'EEXIST')) continue;
+      if (rtnl.isNetlinkError(e, 'EEXIST')) {
+        log?.debug(`route ${r.dst}${via ? ` via ${via}` : ''} dev ${link.name} exists`);
+        continue;
+      }
       if (rtnl.isNetlinkError(e)) {
         throw new CniError(Code.NetlinkFailure, `failed to add route ${r.dst}${via ? ` via ${via}` : ''} dev ${link.name}`, e.message, { cause: e });
       }

@@ -108,6 +108,7 @@ export function buildModel(run: BenchRun): Model {
   for (const [bench, name] of [
     ['bridge', 'bridge'],
     ['macvlan', 'macvlan'],
+    ['chain', 'chain'],
     ['churn', 'churn: bridge, 50 concurrent'],
   ] as const) {
     const res = r(bench);
@@ -336,6 +337,7 @@ export function tableLines(run: BenchRun): Line[] {
   for (const [bench, base] of [
     ['bridge', 'bridge'],
     ['macvlan', 'macvlan'],
+    ['chain', 'chain: bridge + IPAM + portmap, ipMasq, hairpin'],
   ] as const) {
     const res = r(bench);
     if (!res) continue;

@@ -430,7 +430,10 @@ export async function runChaos(opts: Partial<ChaosOptions> = {}): Promise<ChaosR
     const valid = live.map((a) => ({ containerID: a.cid, ifname: 'eth0' }));
     const beforeGc = strandIpam(['ls']) as Array<{ containerId: string; ips: Array<{ ip: string }> }>;
     for (let i = 0; i < o.nodes; i++) {
-      const r = await invoke(bridgeExe, i, { CNI_COMMAND: 'GC' }, conf(i, { 'cni.dev/valid-attachments': valid }), false);
+      // nothing else runs now: no grace period for attachments of the last seconds of churn
+      const gcConf = conf(i, { 'cni.dev/valid-attachments': valid });
+      gcConf['ipam'] = { ...(gcConf['ipam'] as object), gcGracePeriod: 0 };
+      const r = await invoke(bridgeExe, i, { CNI_COMMAND: 'GC' }, gcConf, false);
       if (r.code !== 0) violation(`GC on node ${i} failed: ${r.stdout} ${r.stderr.slice(0, 500)}`);
     }
 

@@ -276,6 +276,13 @@ disabled_plugins = [
     return this.inMountNs(['nsenter', `--net=${netnsPath}`, '--', ...argv]);
   }
 
+  /** The command prefix that runs a program in a pod's network namespace (for long-running ones). */
+  podCommand(netnsPath: string): string[] {
+    const pid = this.runningPid();
+    if (pid === undefined) throw new Error('containerd is not running');
+    return ['nsenter', `--target=${pid}`, '--mount', '--', 'nsenter', `--net=${netnsPath}`, '--'];
+  }
+
   /**
    * `ctr run --cni`: ctr itself runs the CNI plugins, from the fixed /etc/cni/net.d and
    * /opt/cni/bin, caching in /var/lib/cni. It runs in its own mount namespace where
@@ -362,18 +369,27 @@ function removeCgroupParent(parent: string): void {
 export interface NetnsEtcd {
   endpoint: string;
   pid: number;
-  /** `etcdctl <args>` against this member, run inside its namespace. */
+  /** `etcdctl <args>` against this member, run inside its namespace (with the client certificate under TLS). */
   etcdctl(args: string[]): string;
   stop(): Promise<void>;
+}
+
+/** etcd's server certificate and mutual-TLS flags, and a client certificate for etcdctl. */
+export interface NetnsEtcdTls {
+  /** server flags, e.g. --cert-file=..., --client-cert-auth */
+  flags: string[];
+  /** etcdctl's --cacert, --cert, --key */
+  client: { ca: string; cert: string; key: string };
 }
 
 /**
  * A one-member etcd (Debian etcd-server) inside network namespace `ns` on its loopback,
  * for plugins that containerd runs in that namespace. Data under `dataDir`. Ports are
- * the caller's (inside the namespace: they cannot collide with the host's).
+ * the caller's (inside the namespace: they cannot collide with the host's). With `tls`,
+ * the client URL is https and the server takes tls.flags.
  */
-export async function startEtcdInNetns(ns: string, dataDir: string, clientPort: number, peerPort: number): Promise<NetnsEtcd> {
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+export async function startEtcdInNetns(ns: string, dataDir: string, clientPort: number, peerPort: number, tls?: NetnsEtcdTls): Promise<NetnsEtcd> {
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const proc = spawn(
@@ -391,6 +407,7 @@ export async function startEtcdInNetns(ns: string, dataDir: string, clientPort: 
       '--heartbeat-interval=10',
       '--election-timeout=100',
       '--log-level=warn',
+      ...(tls?.flags ?? []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
   );
@@ -399,11 +416,21 @@ export async function startEtcdInNetns(ns: string, dataDir: string, clientPort: 
     if (log.length < 20_000) log += d;
   });
   const etcdctl = (args: string[]) =>
-    execFileSync('nsenter', [`--net=/run/netns/${ns}`, '/usr/bin/etcdctl', `--endpoints=${endpoint}`, ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
-    });
+    execFileSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${ns}`,
+        '/usr/bin/etcdctl',
+        `--endpoints=${endpoint}`,
+        ...(tls ? [`--cacert=${tls.client.ca}`, `--cert=${tls.client.cert}`, `--key=${tls.client.key}`] : []),
+        ...args,
+      ],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
+      },
+    );
   const stop = async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       const exited = new Promise<void>((r) => proc.once('exit', () => r()));

@@ -112,4 +112,6 @@ export * from './link.ts';
 export * from './addr.ts';
 export * from './route.ts';
 export * from './neigh.ts';
-export { formatMessage, parseHeader, parseErrorPayload, formatErrorPayload } from './message.ts';
+export { formatMessage, parseHeader, parseErrorPayload, formatErrorPayload, parseDonePayload, isError, isDone } from './message.ts';
+export * from './conntrack.ts';
+export * from './devconf.ts';

@@ -16,13 +16,72 @@ export interface PodSandboxMetadata {
   attempt?: number;
 }
 
+export interface PortMapping {
+  protocol?: 'TCP' | 'UDP' | 'SCTP';
+  containerPort: number;
+  hostPort: number;
+  hostIp?: string;
+}
+
 export interface PodSandboxConfig {
   metadata: PodSandboxMetadata;
   hostname?: string;
   logDirectory?: string;
+  /** hostPort mappings: containerd hands them to the plugins with the portMappings capability. */
+  portMappings?: PortMapping[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  linux?: { cgroupParent?: string };
+  linux?: {
+    cgroupParent?: string;
+    securityContext?: { namespaceOptions?: NamespaceOption; privileged?: boolean; seccomp?: SecurityProfile };
+  };
+}
+
+type NamespaceMode = 'POD' | 'CONTAINER' | 'NODE';
+interface NamespaceOption {
+  network?: NamespaceMode;
+  pid?: NamespaceMode;
+  ipc?: NamespaceMode;
+}
+export interface SecurityProfile {
+  profileType: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+  localhostRef?: string;
+}
+
+/** CRI LinuxContainerSecurityContext (the fields the kubelet sets from a pod spec). */
+export interface ContainerSecurityContext {
+  capabilities?: { addCapabilities?: string[]; dropCapabilities?: string[] };
+  privileged?: boolean;
+  namespaceOptions?: NamespaceOption;
+  runAsUser?: { value: number };
+  readonlyRootfs?: boolean;
+  noNewPrivs?: boolean;
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  seccomp?: SecurityProfile;
+}
+
+export interface ContainerConfig {
+  metadata: { name: string; attempt?: number };
+  image: { image: string };
+  command?: string[];
+  args?: string[];
+  envs?: Array<{ key: string; value: string }>;
+  mounts?: Array<{ containerPath: string; hostPath: string; readonly?: boolean }>;
+  labels?: Record<string, string>;
+  logPath?: string;
+  linux?: { securityContext?: ContainerSecurityContext };
+}
+
+export interface ContainerStatusResponse {
+  status: {
+    id: string;
+    state: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
+    exitCode: number;
+    reason: string;
+    message: string;
+    logPath: string;
+  };
 }
 
 export interface PodSandboxStatusResponse {
@@ -99,6 +158,35 @@ export class CriClient {
   async listPodSandbox(): Promise<Array<{ id: string; metadata: PodSandboxMetadata; state: string }>> {
     const res = await this.call<{ items: Array<{ id: string; metadata: PodSandboxMetadata; state: string }> }>('ListPodSandbox', {});
     return res.items;
+  }
+
+  async createContainer(podSandboxId: string, config: ContainerConfig, sandboxConfig: PodSandboxConfig): Promise<string> {
+    const res = await this.call<{ containerId: string }>('CreateContainer', { podSandboxId, config, sandboxConfig });
+    return res.containerId;
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.call('StartContainer', { containerId: id });
+  }
+
+  /** SIGTERM (or the image's stop signal), SIGKILL after `timeoutSeconds`. */
+  async stopContainer(id: string, timeoutSeconds: number): Promise<void> {
+    await this.call('StopContainer', { containerId: id, timeout: timeoutSeconds });
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    await this.call('RemoveContainer', { containerId: id });
+  }
+
+  /** verbose: `info.info` holds JSON with the OCI runtime spec containerd generated (runtimeSpec). */
+  containerStatus(id: string, verbose = false): Promise<ContainerStatusResponse & { info: Record<string, string> }> {
+    return this.call('ContainerStatus', { containerId: id, verbose });
+  }
+
+  /** Runs `cmd` in the container (a probe's exec), as the kubelet's prober does. */
+  async execSync(id: string, cmd: string[], timeoutSeconds: number): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const res = await this.call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', { containerId: id, cmd, timeout: timeoutSeconds });
+    return { exitCode: res.exitCode, stdout: Buffer.from(res.stdout).toString('utf8'), stderr: Buffer.from(res.stderr).toString('utf8') };
   }
 
   /** The sandbox's network namespace path, from the runtime spec in the verbose info. */

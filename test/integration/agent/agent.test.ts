@@ -1,21 +1,22 @@
 // strand agent on a simulated cluster (see cluster.ts): node namespaces with their own
 // pod bridge, the real plugins inside them, agents run as `ip netns exec <node> strand
 // agent`, one etcd. host-gw: nodes on one L2 segment; vxlan: nodes behind a router.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { requireTools, ROUTE_PROTO, SimCluster, STRAND_BIN, type Mode, type PluginKind } from './cluster.ts';
+import { requireTools, ROUTE_PROTO, runIn, SimCluster, STRAND_BIN, type Mode, type SimOptions, type SimPod } from './cluster.ts';
+import { binDir } from '../../helpers/run-plugin.ts';
 import { ip, ipJson } from '../../helpers/netns.ts';
 
 process.env['STRAND_TEST_PREFIX'] ??= 's9';
 
+const execFileP = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let cluster: SimCluster | undefined;
-async function make(
-  mode: Mode,
-  nodes: number,
-  opts: { plugin?: PluginKind; subnet?: string; blockSize?: number; leaseTTL?: string; ipMasq?: boolean } = {},
-): Promise<SimCluster> {
+async function make(mode: Mode, nodes: number, opts: Omit<SimOptions, 'mode' | 'nodes'> = {}): Promise<SimCluster> {
   cluster = new SimCluster({ mode, nodes, ...opts });
   await cluster.setup();
   return cluster;
@@ -26,6 +27,10 @@ afterEach(async () => {
   await cluster?.destroy();
   cluster = undefined;
 });
+
+function fdbOf(ns: string): string {
+  return execFileSync('ip', ['netns', 'exec', ns, 'bridge', 'fdb', 'show', 'dev', 'strand.4096'], { encoding: 'utf8' });
+}
 
 function statusCmd(c: SimCluster, node: string, json: boolean): { code: number; out: string } {
   const n = c.node(node);
@@ -58,38 +63,88 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     );
   });
 
-  it('a node leaving (agent stopped, lease expired) loses its routes on the others; routes stay on the node itself', async () => {
-    const c = await make(mode, 3, { leaseTTL: '3s' });
+  it('an agent away for 3x the lease TTL: every route stays and cross-node pings never stop; a node removed from etcd loses its routes', async () => {
+    const ttlS = 2;
+    const c = await make(mode, 3, { leaseTTL: `${ttlS}s` });
     await c.startAgents();
     for (const n of c.nodes) await c.addPod(n);
     await c.waitConverged();
     const [n1, n2, n3] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0], (typeof c.nodes)[0]];
-    const n3Routes = c.routes(n3);
-    expect(n3Routes.size).toBe(2);
+    const [p1, p2, p3] = [n1.pods[0], n2.pods[0], n3.pods[0]] as [SimPod, SimPod, SimPod];
+    const before = c.nodes.map((n) => c.routes(n));
+    const fdbBefore = mode === 'vxlan' ? c.nodes.map((n) => fdbOf(n.ns)) : [];
+    const monitors = [c.monitor(n1), c.monitor(n2)];
 
-    expect(await c.stopAgent(n3, 'SIGTERM')).toBe(0);
-    // graceful stop: the lease is not revoked, peers keep routing to n3 until it expires
+    // n3's agent crashes and stays away for 3x the lease TTL (plus a second) while n1's
+    // and n2's pods ping n3's pod, and n3's pod pings n1's, ten times a second
+    const awayMs = 3 * ttlS * 1000 + 1000;
+    const pings = [c.pingFor(p1, p3.ip, awayMs + 1000), c.pingFor(p2, p3.ip, awayMs + 1000), c.pingFor(p3, p1.ip, awayMs + 1000)];
     await sleep(500);
-    expect(c.routes(n1).size).toBe(2);
+    await c.stopAgent(n3, 'SIGKILL');
+    // the peers do see the agent go (its liveness key expires) ...
+    for (let i = 0; ; i++) {
+      if (c.readState(n1)?.peers.find((p) => p.name === 'n3')?.alive === false) break;
+      if (i > 200) throw new Error(`n1 never saw n3's agent go:\n${c.agentLog(n1)}`);
+      await sleep(50);
+    }
+    expect(statusCmd(c, 'n1', false).out).toMatch(/n3 .*\(agent away\)/);
+    await sleep(awayMs - 500);
+    const results = await Promise.all(pings);
+    // ... and change nothing: no route or VXLAN neighbour event, not one ping lost
+    const events = (await Promise.all(monitors.map((m) => m.stop()))).flat();
+    console.log(`[${mode}] agent of n3 away ${awayMs} ms (lease TTL ${ttlS}s): pings ${JSON.stringify(results)}`);
+    expect(events.filter((l) => (l.includes(`proto ${ROUTE_PROTO}`) || l.includes('strand.4096')) && !l.includes('table local proto kernel'))).toEqual([]);
+    for (const r of results) expect(r.received).toBe(r.sent);
+    expect(c.nodes.map((n) => c.routes(n))).toEqual(before);
+    if (mode === 'vxlan') expect(c.nodes.map((n) => fdbOf(n.ns))).toEqual(fdbBefore);
+
+    // n3's agent comes back: alive again, nothing changed either
+    c.startAgent(n3);
+    await c.waitSynced(n3);
+    for (let i = 0; c.readState(n1)?.peers.find((p) => p.name === 'n3')?.alive !== true; i++) {
+      if (i > 200) throw new Error(`n1 never saw n3's agent come back:\n${c.agentLog(n1)}`);
+      await sleep(50);
+    }
+    expect(c.nodes.map((n) => c.routes(n))).toEqual(before);
+
+    // n3 leaves the cluster for good: its blocks released, its record deleted; the others
+    // drop its routes (and, vxlan, its FDB and neighbour entries)
+    await c.stopAgent(n3, 'SIGTERM');
+    c.removeNodeRecords(n3);
     const gone = (r: Map<string, unknown>): boolean => r.size === 1;
     const t = await c.waitRoutes(n1, gone, 15_000);
     await c.waitRoutes(n2, gone, 15_000);
-    console.log(`[${mode}] n3's routes removed ${t + 500} ms after its agent stopped (lease TTL 3s)`);
-    expect(c.routes(n3)).toEqual(n3Routes);
-    const n1Pod = n1.pods[0];
-    const n2Pod = n2.pods[0];
-    if (!n1Pod || !n2Pod) throw new Error('pods missing');
-    expect(await c.unreachable(n1Pod, [n2Pod.ip])).toEqual([]);
+    console.log(`[${mode}] n3's routes removed ${t} ms after its records were deleted`);
+    expect(await c.unreachable(p1, [p2.ip])).toEqual([]);
     if (mode === 'vxlan') {
-      const fdb = execFileSync('ip', ['netns', 'exec', n1.ns, 'bridge', 'fdb', 'show', 'dev', 'strand.4096'], { encoding: 'utf8' });
-      expect(fdb).toContain(n2.ip);
-      expect(fdb).not.toContain(n3.ip);
+      for (let i = 0; fdbOf(n1.ns).includes(n3.ip) && i < 100; i++) await sleep(50);
+      expect(fdbOf(n1.ns)).toContain(n2.ip);
+      expect(fdbOf(n1.ns)).not.toContain(n3.ip);
     }
-    // n3 comes back: routes to it return
-    c.startAgent(n3);
-    await c.waitSynced(n3);
+  });
+
+  it('routes follow a block that is released and claimed by another node', async () => {
+    // /30 blocks: n1's first block holds 2 pods (.2 .3), n2's blocks hold 4
+    const c = await make(mode, 2, { blockSize: 30 });
+    await c.startAgents();
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    const a1 = await c.addPod(n1);
+    expect(a1.ip).toBe('10.244.0.2');
+    for (let i = 0; i < 4; i++) await c.addPod(n2);
+    const b5 = await c.addPod(n2);
+    expect(b5.ip).toBe('10.244.0.8');
+    await c.waitRoutes(n1, (r) => r.get('10.244.0.8/30')?.gateway === n2.ip);
+    // the last pod of n2's second block goes: the block is released, n1 drops its route
+    await c.delPod(b5);
+    await c.waitRoutes(n1, (r) => !r.has('10.244.0.8/30') && r.has('10.244.0.4/30'));
+    // n1 fills its block and claims the lowest free one: the released block, now n1's
+    await c.addPod(n1);
+    const a3 = await c.addPod(n1);
+    expect(a3.ip).toBe('10.244.0.8');
+    await c.waitRoutes(n2, (r) => r.get('10.244.0.8/30')?.gateway === n1.ip && r.has('10.244.0.0/30'));
+    expect(c.routes(n1).has('10.244.0.8/30')).toBe(false);
     await c.waitConverged();
-    expect(await c.allPairsFailures()).toEqual([]);
+    expect(await c.unreachable(a3, [c.nodes[1]?.pods[0]?.ip as string])).toEqual([]);
   });
 
   it("with ipMasq: true, pods keep their source address across nodes and reach other nodes' addresses", async () => {
@@ -171,7 +226,7 @@ describe('strand agent', () => {
     // n2 routes to n1; n1 cannot add its route to n2's block and says so
     await c.waitRoutes(n2, (r) => r.has('10.244.0.0/26'));
     for (let i = 0; i < 100 && !(c.readState(n1)?.['lastReconcile'] as { errors?: string[] } | undefined)?.errors?.length; i++) await sleep(50);
-    const errors = (c.readState(n1)?.['lastReconcile'] as { errors: string[] }).errors;
+    const errors = (c.readState(n1)?.['lastReconcile'] as { errors: string[] } | undefined)?.errors ?? [];
     expect(errors.join('\n')).toContain('10.244.0.64/26');
     expect(errors.join('\n')).toContain('does not own');
     await sleep(2500); // a resync interval
@@ -246,6 +301,80 @@ describe('strand agent', () => {
     expect(JSON.parse(after.out)).toMatchObject({ ready: false, running: false });
     // routes and the device stay after a graceful stop
     expect(c.routes(n1).get('10.244.0.64/26')?.dev).toBe('strand.77');
+  });
+
+  it('vxlan: pods get the tunnel MTU from the agent (mtuFile); full-size DF pings and a 10 MB transfer cross nodes; an explicit mtu wins', async () => {
+    const c = await make('vxlan', 2, { autoMtu: true });
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    // before the agent ran: ADD is refused with code 11 (try again later), nothing is left
+    await expect(c.addPod(n1)).rejects.toThrow(/"code": 11[\s\S]*pod MTU/);
+    expect(ipJson<Array<{ ifname: string }>>(['link', 'show'], { ns: n1.ns }).map((l) => l.ifname)).toEqual(['lo', 'eth1']);
+    await c.startAgents();
+    const tunnel = (c.readState(n1)?.['vtep'] as { mtu: number } | undefined)?.mtu;
+    expect(tunnel).toBe(1450); // the underlay's 1500 minus 50 (IPv4 underlay)
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1450\n');
+    expect(c.readState(n1)?.['podMtu']).toBe(1450);
+    const p1 = await c.addPod(n1);
+    const p2 = await c.addPod(n2);
+    await c.waitConverged();
+    const mtuOf = (ns: string, dev: string): number => (ipJson<Array<{ mtu: number }>>(['link', 'show', dev], { ns })[0] as { mtu: number }).mtu;
+    expect(mtuOf(p1.ns, 'eth0')).toBe(tunnel);
+    expect(mtuOf(p2.ns, 'eth0')).toBe(tunnel);
+    expect(mtuOf(n1.ns, 'cni0')).toBe(tunnel);
+    // 1,422 bytes of ICMP payload + 8 + 20 = 1,450: the largest unfragmented packet fits ...
+    const df = (from: SimPod, to: string, size: number): Promise<{ stdout: string; code: number }> =>
+      execFileP('ip', ['netns', 'exec', from.ns, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', '-M', 'do', '-s', String(size), to]).then(
+        (r) => ({ stdout: r.stdout, code: 0 }),
+        (e: { stdout: string; code: number }) => ({ stdout: e.stdout, code: e.code }),
+      );
+    const ok = await df(p1, p2.ip, 1422);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(ok.stdout).toContain('3 received');
+    expect((await df(p2, p1.ip, 1422)).code).toBe(0);
+    // ... one byte more does not leave the pod (its eth0 is at the tunnel MTU)
+    expect((await df(p1, p2.ip, 1423)).code).not.toBe(0);
+    const bytes = 10 * 1024 * 1024;
+    const t = await c.transfer(p2, p1, bytes);
+    console.log(`[vxlan] 10 MiB pod to pod across nodes at MTU ${tunnel}: ${JSON.stringify(t)}`);
+    expect(t.error).toBeUndefined();
+    expect(t.counted).toBe(bytes);
+    // an explicit mtu in the config wins over the file
+    const conf = { ...c.netConf(n1), mtu: 1400 };
+    const ns = `${c.prefix}-mtu`;
+    ip(['netns', 'add', ns]);
+    try {
+      const r = await runIn(
+        n1.ns,
+        join(binDir, 'strand-bridge'),
+        { CNI_COMMAND: 'ADD', CNI_CONTAINERID: `${c.prefix}-mtu`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir },
+        JSON.stringify({ ...conf, bridge: 'cni1' }),
+      );
+      expect(r.code, r.stdout).toBe(0);
+      expect(mtuOf(ns, 'eth0')).toBe(1400);
+      const d = await runIn(
+        n1.ns,
+        join(binDir, 'strand-bridge'),
+        { CNI_COMMAND: 'DEL', CNI_CONTAINERID: `${c.prefix}-mtu`, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: binDir },
+        JSON.stringify({ ...conf, bridge: 'cni1' }),
+      );
+      expect(d.code, d.stdout).toBe(0);
+    } finally {
+      ip(['netns', 'del', ns]);
+    }
+  });
+
+  it('host-gw: pods get the uplink MTU, and follow it when it changes', async () => {
+    const c = await make('host-gw', 2, { autoMtu: true });
+    const [n1, n2] = c.nodes as [(typeof c.nodes)[0], (typeof c.nodes)[0]];
+    ip(['link', 'set', 'eth1', 'mtu', '1400'], { ns: n1.ns });
+    await c.startAgents();
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1400\n');
+    expect(readFileSync(n2.mtuFile, 'utf8')).toBe('1500\n');
+    const p1 = await c.addPod(n1);
+    expect((ipJson<Array<{ mtu: number }>>(['link', 'show', 'eth0'], { ns: p1.ns })[0] as { mtu: number }).mtu).toBe(1400);
+    ip(['link', 'set', 'eth1', 'mtu', '1300'], { ns: n1.ns });
+    for (let i = 0; i < 200 && readFileSync(n1.mtuFile, 'utf8') !== '1300\n'; i++) await sleep(50);
+    expect(readFileSync(n1.mtuFile, 'utf8')).toBe('1300\n');
   });
 
   it('starts while etcd is down: stays unsynced, keeps the routes it has, syncs once etcd is back', async () => {

@@ -121,6 +121,15 @@ export class SimEtcd {
     await this.stop().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  /** Runs etcdctl (v3 API) against this etcd over loopback TCP; returns its stdout. */
+  etcdctl(args: string[]): string {
+    return execFileSync('etcdctl', [`--endpoints=${this.tcpEndpoint}`, ...args], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  }
 }
 
 export interface SimNode {
@@ -128,6 +137,8 @@ export interface SimNode {
   ns: string;
   ip: string;
   stateFile: string;
+  /** The agent's pod MTU file (--pod-mtu-file; strand-bridge's mtuFile with `autoMtu`). */
+  mtuFile: string;
   logFile: string;
   agent?: ChildProcess;
   pods: SimPod[];
@@ -161,6 +172,8 @@ export interface SimOptions {
   network?: string;
   /** The bridge plugin's ipMasq (default false). */
   ipMasq?: boolean;
+  /** strand-bridge takes the pod MTU from the agent's file (`mtuFile`), as the DaemonSet's conflist does. */
+  autoMtu?: boolean;
 }
 
 export interface AgentState {
@@ -168,7 +181,7 @@ export interface AgentState {
   synced: boolean;
   registered: boolean;
   routes: Array<{ dst: string; gw?: string; dev?: string; node: string }>;
-  peers: Array<{ name: string }>;
+  peers: Array<{ name: string; alive?: boolean }>;
   [k: string]: unknown;
 }
 
@@ -184,7 +197,17 @@ export class SimCluster {
   private podSeq = 0;
 
   constructor(opts: SimOptions) {
-    this.opts = { plugin: 'strand-bridge', subnet: '10.244.0.0/16', blockSize: 26, leaseTTL: '10s', resync: '2s', network: 's9net', ipMasq: false, ...opts };
+    this.opts = {
+      plugin: 'strand-bridge',
+      subnet: '10.244.0.0/16',
+      blockSize: 26,
+      leaseTTL: '10s',
+      resync: '2s',
+      network: 's9net',
+      ipMasq: false,
+      autoMtu: false,
+      ...opts,
+    };
     this.etcdPrefix = `/${this.prefix}`;
     this.infraNs = `${this.prefix}-${opts.mode === 'host-gw' ? 'sw' : 'rt'}`;
   }
@@ -224,7 +247,15 @@ export class SimCluster {
         ip(['link', 'set', 'eth1', 'up'], { ns });
         ip(['route', 'add', 'default', 'via', `192.168.${100 + i}.1`], { ns });
       }
-      this.nodes.push({ name, ns, ip: nodeIp, stateFile: join(this.dir, `${name}.json`), logFile: join(this.dir, `${name}.log`), pods: [] });
+      this.nodes.push({
+        name,
+        ns,
+        ip: nodeIp,
+        stateFile: join(this.dir, `${name}.json`),
+        mtuFile: join(this.dir, `${name}.mtu`),
+        logFile: join(this.dir, `${name}.log`),
+        pods: [],
+      });
     }
   }
 
@@ -246,6 +277,7 @@ export class SimCluster {
       `--lease-ttl=${this.opts.leaseTTL}`,
       `--resync=${this.opts.resync}`,
       `--state-file=${n.stateFile}`,
+      `--pod-mtu-file=${n.mtuFile}`,
       '--log-level=debug',
       ...extra,
     ];
@@ -292,7 +324,7 @@ export class SimCluster {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const s = this.readState(n);
-      if (s && s.synced && s.registered && s.pid === n.agent?.pid) return s;
+      if (s?.synced && s.registered && s.pid === n.agent?.pid) return s;
       if (n.agent && (n.agent.exitCode !== null || n.agent.signalCode !== null)) throw new Error(`agent of ${n.name} exited:\n${this.agentLog(n)}`);
       if (Date.now() > deadline) throw new Error(`agent of ${n.name} not synced after ${timeoutMs} ms:\n${this.agentLog(n)}`);
       await sleep(25);
@@ -379,6 +411,7 @@ export class SimCluster {
       isGateway: true,
       isDefaultGateway: true,
       ipMasq: this.opts.ipMasq,
+      ...(this.opts.autoMtu ? { mtuFile: n.mtuFile } : {}),
       ipam: {
         type: 'strand-ipam',
         nodeName: n.name,
@@ -414,6 +447,70 @@ export class SimCluster {
     const pod: SimPod = { ns, node: n, ip: addr.split('/')[0] as string, containerId };
     n.pods.push(pod);
     return pod;
+  }
+
+  /** Runs the bridge plugin's DEL for a pod (inside its node) and removes the pod's namespace. */
+  async delPod(pod: SimPod): Promise<void> {
+    const n = pod.node;
+    const exe = this.opts.plugin === 'bridge' ? join(refBinDir, 'bridge') : join(binDir, 'strand-bridge');
+    const r = await runIn(
+      n.ns,
+      exe,
+      { CNI_COMMAND: 'DEL', CNI_CONTAINERID: pod.containerId, CNI_NETNS: `/run/netns/${pod.ns}`, CNI_IFNAME: 'eth0', CNI_PATH: `${binDir}:${refBinDir}` },
+      JSON.stringify(this.netConf(n)),
+    );
+    if (r.code !== 0) throw new Error(`DEL on ${n.name} failed (${r.code}): ${r.stdout} ${r.stderr}`);
+    n.pods = n.pods.filter((p) => p !== pod);
+    ip(['netns', 'del', pod.ns]);
+    this.namespaces.splice(this.namespaces.indexOf(pod.ns), 1);
+  }
+
+  /**
+   * What removing a node from the cluster does to etcd (the node clean-up of issue #14
+   * will do it): its attachments, blocks and affinities released, its record and
+   * liveness key deleted. Stop its agent first, or it registers again.
+   */
+  removeNodeRecords(n: SimNode): void {
+    const p = this.etcdPrefix;
+    const keys = this.etcd
+      .etcdctl(['get', '--prefix', `${p}/`, '--keys-only'])
+      .split('\n')
+      .filter(Boolean);
+    for (const key of keys) {
+      if (key === `${p}/nodes/${n.name}` || key === `${p}/alive/${n.name}`) {
+        this.etcd.etcdctl(['del', key]);
+        continue;
+      }
+      if (!/\/(affinity|blocks|attachments)\//.test(key)) continue;
+      const value = this.etcd.etcdctl(['get', key, '--print-value-only']);
+      if ((JSON.parse(value) as { node?: string }).node === n.name) this.etcd.etcdctl(['del', key]);
+    }
+  }
+
+  /**
+   * Pings `target` from `from` every `intervalMs` for `durationMs`; resolves with the
+   * counts (ping's own summary).
+   */
+  async pingFor(from: SimPod, target: string, durationMs: number, intervalMs = 100): Promise<{ sent: number; received: number }> {
+    const count = Math.ceil(durationMs / intervalMs);
+    const r = await execFileP('ip', [
+      'netns',
+      'exec',
+      from.ns,
+      'ping',
+      '-n',
+      '-q',
+      '-i',
+      String(intervalMs / 1000),
+      '-c',
+      String(count),
+      '-W',
+      '2',
+      target,
+    ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+    if (!m) throw new Error(`no ping summary: ${r.stdout}`);
+    return { sent: Number(m[1]), received: Number(m[2]) };
   }
 
   get pods(): SimPod[] {
@@ -469,6 +566,19 @@ export class SimCluster {
     srv.kill('SIGKILL');
     const peers = [...out.matchAll(/^peer (\S+)$/gm)].map((m) => (m[1] as string).replace(/^::ffff:/, ''));
     return { ...(JSON.parse(stdout.trim()) as Omit<ProbeReport, 'peers'>), peers };
+  }
+
+  /** Sends `bytes` over one TCP connection from `client` to a counting server in `server`. */
+  async transfer(server: SimPod, client: SimPod, bytes: number, port = 25502): Promise<{ sent: number; counted: number; ms: number; error?: string }> {
+    const srv = spawn('ip', ['netns', 'exec', server.ns, NODE_BIN, PROBE, 'sink', server.ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.probes.push(srv);
+    await new Promise<void>((resolve, reject) => {
+      srv.stdout?.setEncoding('utf8').on('data', (d: string) => d.includes('listening') && resolve());
+      srv.on('exit', (code) => reject(new Error(`sink exited ${code}`)));
+    });
+    const { stdout } = await execFileP('ip', ['netns', 'exec', client.ns, NODE_BIN, PROBE, 'send', server.ip, String(port), String(bytes)]);
+    srv.kill('SIGKILL');
+    return JSON.parse(stdout.trim()) as { sent: number; counted: number; ms: number; error?: string };
   }
 
   private readonly probes: ChildProcess[] = [];

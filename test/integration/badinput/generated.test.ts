@@ -68,6 +68,15 @@ const FIELDS: Record<PluginName, Array<[string, 'string' | 'integer' | 'boolean'
     ['ipam.ranges', 'array'],
     ['name', 'string'],
   ],
+  'strand-portmap': [
+    ['snat', 'boolean'],
+    ['masqAll', 'boolean'],
+    ['markMasqBit', 'integer'],
+    ['externalSetMarkChain', 'string'],
+    ['conditionsV4', 'array'],
+    ['runtimeConfig.portMappings', 'array'],
+    ['name', 'string'],
+  ],
 };
 
 function patchAt(path: string, value: unknown): Record<string, unknown> {

@@ -17,7 +17,7 @@ export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'badinput');
 export const casesDir = join(fixturesDir, 'cases');
 export const delegatesDir = join(fixturesDir, 'delegates');
 
-export const PLUGINS = ['strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam'] as const;
+export const PLUGINS = ['strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam', 'strand-portmap'] as const;
 export type PluginName = (typeof PLUGINS)[number];
 
 /** A port where nothing listens (checked before the run): an unreachable etcd. */

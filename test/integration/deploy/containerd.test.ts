@@ -1,14 +1,17 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
-import { buildPauseImage, Containerd, CTR, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd } from '../../helpers/containerd.ts';
+import { CLIENT_SECRET, SERVER_SECRET } from '../../../cmd/certs.ts';
+import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd, type NetnsEtcdTls } from '../../helpers/containerd.ts';
+import { probe, startServerWith } from '../../helpers/hostport.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
-import { filesMentioning, linkNames } from './fixtures.ts';
+import { filesMentioning, linkNames, versionOf } from './fixtures.ts';
+import { KubeletPod } from './kubelet.ts';
 
 // containerd end to end: Debian's containerd + runc started by the test, driven through
 // the CRI API (RunPodSandbox, PodSandboxStatus, StopPodSandbox, RemovePodSandbox) as the
@@ -100,7 +103,7 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
 
 /** Stops and removes every pod, then checks sandboxes, netns and host links are gone. */
 async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[]): Promise<void> {
-  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(PODS);
+  expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(pods.length);
   for (const p of pods) {
     await c.cri().stopPodSandbox(p.id);
     await c.cri().stopPodSandbox(p.id); // idempotent, as the kubelet expects
@@ -157,9 +160,73 @@ function strandManifest(): { configMap: any; daemonSet: any } {
 }
 
 /**
+ * `strand certs` (the built binary, with the defaults the docs use) into `dir`, and its
+ * two Secrets as the kubelet mounts them: a directory per Secret, one 0400 file per key.
+ */
+function strandCerts(strand: string, dir: string): { server: string; client: string } {
+  execFileSync(strand, ['certs', '--dir', join(dir, 'certs')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const docs = parseAllDocuments(readFileSync(join(dir, 'certs', 'secrets.yaml'), 'utf8')).map((d) => d.toJS());
+  const mount = (name: string): string => {
+    const secret = docs.find((d) => d.metadata.name === name);
+    if (!secret) throw new Error(`secrets.yaml has no ${name}`);
+    const d = join(dir, 'secret-volumes', name);
+    mkdirSync(d, { recursive: true });
+    for (const [k, v] of Object.entries(secret.stringData as Record<string, string>)) writeFileSync(join(d, k), v, { mode: 0o400 });
+    return d;
+  };
+  return { server: mount(SERVER_SECRET), client: mount(CLIENT_SECRET) };
+}
+
+/** manifests/etcd.yaml's mutual-TLS flags, its Secret's mount path pointed at the server Secret's files. */
+function etcdManifestTls(certs: { server: string; client: string }): NetnsEtcdTls {
+  const dep = parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'etcd.yaml'), 'utf8'))
+    .map((d) => d.toJS())
+    .find((d) => d?.kind === 'Deployment');
+  const container = dep.spec.template.spec.containers[0];
+  const mountPath: string = container.volumeMounts.find((m: any) => m.name === 'tls').mountPath;
+  const flags = (container.command as string[])
+    .filter((a) => /^--(cert-file|key-file|trusted-ca-file|client-cert-auth)\b/.test(a))
+    .map((a) => a.replace(mountPath, certs.server));
+  expect(flags).toHaveLength(4);
+  expect(flags).toContain('--client-cert-auth');
+  return { flags, client: { ca: join(certs.client, 'ca.crt'), cert: join(certs.client, 'tls.crt'), key: join(certs.client, 'tls.key') } };
+}
+
+/**
+ * The etcd client port refuses what is not mutual TLS: a plain-HTTP request (etcd's TLS
+ * listener answers 400, no key is read) and TLS without a client certificate.
+ */
+function expectPlainHttpRefused(ns: string, port: number, clientDir: string): void {
+  const script = `fetch('http://127.0.0.1:${port}/v3/kv/range', { method: 'POST', body: JSON.stringify({ key: 'Lw==', range_end: 'MA==' }) })
+    .then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })), (e) => console.log(JSON.stringify({ error: String(e.cause?.code ?? e) })))`;
+  const plain = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }));
+  expect(plain.status ?? plain.error, JSON.stringify(plain)).not.toBe(200);
+  expect(JSON.stringify(plain)).not.toMatch(/"kvs"|"header"/);
+  if (plain.status !== undefined) expect(plain.body).toMatch(/HTTP request to an HTTPS server/);
+  const etcdctl = (args: string[]) =>
+    execFileSync('nsenter', [`--net=/run/netns/${ns}`, '/usr/bin/etcdctl', '--dial-timeout=2s', '--command-timeout=3s', ...args, 'get', '/'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: '/usr/bin:/bin', ETCDCTL_API: '3' },
+    });
+  expect(() => etcdctl([`--endpoints=http://127.0.0.1:${port}`])).toThrow();
+  expect(() => etcdctl([`--endpoints=https://127.0.0.1:${port}`, `--cacert=${join(clientDir, 'ca.crt')}`])).toThrow();
+  etcdctl([
+    `--endpoints=https://127.0.0.1:${port}`,
+    `--cacert=${join(clientDir, 'ca.crt')}`,
+    `--cert=${join(clientDir, 'tls.crt')}`,
+    `--key=${join(clientDir, 'tls.key')}`,
+  ]);
+}
+
+/**
  * strand installed by `strand install` from the DaemonSet's template (here straight
  * into containerd's CNI dirs) with strand-ipam on an etcd in the host namespace; `main`
  * replaces the template's strand-bridge (the reference bridge proves strand-ipam alone).
+ * The bin dir is empty before the install step, as on a node without the reference
+ * plugins: every plugin the pods need comes from strand, loopback (which containerd runs
+ * for every pod) and strand-portmap included; only the reference bridge is put there
+ * first when the template names it (install refuses a chain it cannot run).
  */
 async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
   requireStrandPlugin('strand-ipam');
@@ -167,17 +234,50 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   const strand = requireStrandPlugin('strand');
   const { c, host } = await startContainerd(streamPort);
   const prefix = netns!.prefix;
-  etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2);
+  // etcd as manifests/etcd.yaml runs it: mutual TLS with the certificates of `strand certs`
+  const certs = strandCerts(strand, c.dir);
+  etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), streamPort + 1, streamPort + 2, etcdManifestTls(certs));
+  expect(etcd.endpoint).toMatch(/^https:/);
+  expectPlainHttpRefused(host, streamPort + 1, certs.client);
   const template = join(c.dir, 'conflist.template');
   const text: string = strandManifest().configMap.data['conflist.template'];
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`));
-  execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`], {
-    env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd.endpoint },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // the reference plugins a kind node already has
-  copyRefPlugins(c, main === 'bridge' ? ['loopback', 'portmap', 'bridge'] : ['loopback', 'portmap']);
-  expect(JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8')).plugins[0].type).toBe(main);
+  // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
+  const mtuFile = join(c.dir, 'pod-mtu');
+  writeFileSync(mtuFile, '1500\n');
+  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
+  const install = () =>
+    execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
+      env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+  expect(readdirSync(c.cniBinDir), 'an empty /opt/cni/bin before the install step').toEqual([]);
+  if (main === 'bridge') {
+    // the template names the reference bridge, which this node lacks: the install fails, naming it
+    expect(install).toThrow(/needs plugin "bridge"/);
+    expect(readdirSync(c.cniConfDir), 'no conflist written').toEqual([]);
+    copyRefPlugins(c, ['bridge']);
+  }
+  install();
+  const installed = readdirSync(c.cniBinDir).sort();
+  expect(installed).toEqual(
+    [
+      ...(main === 'bridge' ? ['bridge'] : []),
+      '.strand-installed.json',
+      'loopback',
+      'strand',
+      'strand-bridge',
+      'strand-ipam',
+      'strand-ipvlan',
+      'strand-lib',
+      'strand-macvlan',
+      'strand-portmap',
+    ].sort(),
+  );
+  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand')).ino);
+  const list = JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8'));
+  expect(list.plugins.map((p: { type: string }) => p.type)).toEqual([main, 'strand-portmap']);
+  expect(list.plugins[0].ipam.etcd.tls.cert).toBe(join(c.cniConfDir, 'strand-etcd', 'tls.crt'));
   await c.waitNetworkReady();
 
   const ipamLs = () =>
@@ -187,12 +287,22 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       }),
     ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
   const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
+  // strand's loopback brought lo up in every pod (containerd runs it before the conflist)
+  for (const p of pods) expect(c.inPod(p.netns, ['ip', '-o', 'link', 'show', 'lo'])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
+
+  // a pod with a hostPort, reached from the node on its address and on localhost
+  const hostPod = await runHostPortPod(c, prefix);
+  pods.push(hostPod.pod);
   const records = ipamLs();
   expect(records.map((r) => r.containerId).sort()).toEqual(pods.map((p) => p.id).sort());
   for (const r of records) {
     expect(r.node).toBe(`node-${prefix}`);
     expect(r.ips.map((i) => i.ip.split('/')[0])).toContain(pods.find((p) => p.id === r.containerId)!.ip);
   }
+  for (const addr of ['10.244.0.1', '127.0.0.1']) {
+    expect(await probe(host, 'tcp', addr, HOST_PORT), `node -> ${addr}:${HOST_PORT}`).toMatchObject({ ok: true, name: 'hostport-pod' });
+  }
+  hostPod.server.kill('SIGKILL');
 
   await removePods(c, host, pods, ['strand0', 'lo']);
   expect(ipamLs()).toEqual([]);
@@ -200,78 +310,40 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   for (const p of pods) expect(keys).not.toContain(p.id);
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
   for (const p of pods) expect(nat).not.toContain(p.ip);
+  expect(nat).not.toContain('CNI-DN-');
   await etcd.stop();
   etcd = undefined;
   await stopClean(c);
 }
 
+const HOST_PORT = 34180;
+
+/** One more sandbox with a hostPort, and the probe server listening in it. */
+async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod; server: ChildProcess }> {
+  const id = await c.cri().runPodSandbox({
+    metadata: { name: 'hostport', uid: `${prefix}-uid-hp`, namespace: 'default', attempt: 0 },
+    hostname: 'hostport',
+    logDirectory: join(c.dir, 'logs', 'hostport'),
+    labels: { test: prefix },
+    portMappings: [{ protocol: 'TCP', containerPort: HOST_PORT, hostPort: HOST_PORT }],
+    linux: { cgroupParent: c.opts.cgroupParent },
+  });
+  const st = await c.cri().podSandboxStatus(id);
+  expect(st.status.state).toBe('SANDBOX_READY');
+  const path = await c.cri().netnsPath(id);
+  const server = await startServerWith(c.podCommand(path), 'hostport-pod', HOST_PORT);
+  return { pod: { id, ip: st.status.network?.ip ?? '', netns: path }, server };
+}
+
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`strand-bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
-  it(`reference bridge: ${PODS} pod sandboxes get addresses, reach each other; removal leaves no links, no IPAM records, no shims, no mounts`, async () => {
+  it(`reference bridge: install refuses the chain until the bridge is there; ${PODS} pod sandboxes get addresses, reach each other; hostPort; removal leaves nothing`, async () => {
     await strandIpamCase('bridge', 24150);
   });
 });
-
-/** A container of the DaemonSet's pod, resolved as the kubelet would on node `node`. */
-interface PodContainer {
-  argv: string[];
-  env: string[];
-  mounts: string[];
-}
-
-/**
- * Env from `value`, the downward API (`fields`: fieldPath -> value) and the ConfigMap
- * (`data`); `$(VAR)` in command/args expanded from the container's own env (the
- * kubelet's rule: an unknown name stays as written); each volume mount a bind mount of
- * `hostPath[volume]`, read-only where the manifest says so.
- */
-function resolveContainer(container: any, data: Record<string, string>, fields: Record<string, string>, hostPath: Record<string, string>): PodContainer {
-  const configMap = strandManifest().configMap;
-  const vars: Record<string, string> = {};
-  for (const e of container.env ?? []) {
-    const ref = e.valueFrom?.configMapKeyRef;
-    const field = e.valueFrom?.fieldRef?.fieldPath;
-    let v: string | undefined;
-    if (e.value !== undefined) v = e.value;
-    else if (field !== undefined) v = fields[field];
-    else if (ref?.name === configMap.metadata.name) v = data[ref.key];
-    if (v === undefined) throw new Error(`cannot resolve env ${e.name}`);
-    vars[e.name] = v;
-  }
-  const expand = (a: string) => a.replace(/\$\(([A-Za-z0-9_]+)\)/g, (m, n: string) => vars[n] ?? m);
-  const mounts = (container.volumeMounts ?? []).flatMap((m: any) => {
-    const src = hostPath[m.name];
-    if (!src) throw new Error(`no host path for volume ${m.name}`);
-    return ['--mount', `type=bind,src=${src},dst=${m.mountPath},options=rbind:${m.readOnly ? 'ro' : 'rw'}`];
-  });
-  return {
-    argv: [...container.command, ...container.args].map(expand),
-    env: Object.entries(vars).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-    mounts,
-  };
-}
-
-/** `ctr run` arguments for a container with the pod's host network and privileges. */
-function ctrRunArgs(c: Containerd, name: string, image: string, pc: PodContainer): string[] {
-  return [
-    'run',
-    '--rm',
-    '--net-host',
-    '--privileged',
-    '--runc-root',
-    join(c.dir, 'runc-ctr'),
-    '--fifo-dir',
-    join(c.dir, 'fifo'),
-    ...pc.env,
-    ...pc.mounts,
-    image,
-    name,
-    ...pc.argv,
-  ];
-}
 
 /** Builds the strand image with scripts/image.sh and imports it; returns its name. */
 function importStrandImage(c: Containerd, prefix: string): string {
@@ -282,165 +354,324 @@ function importStrandImage(c: Containerd, prefix: string): string {
   return image;
 }
 
-/** Host directories standing in for the node's, one per DaemonSet volume. */
-function nodeDirs(c: Containerd, template: string): Record<string, string> {
+/**
+ * Host directories standing in for the node's, one per DaemonSet volume: the two
+ * hostPaths, the ConfigMap volume (a directory with one file per key) and the
+ * strand-etcd-tls Secret volume (`tlsDir`: its files, or an empty directory when the
+ * optional Secret does not exist).
+ */
+function nodeDirs(c: Containerd, configMapData: Record<string, string>, tlsDir?: string): Record<string, string> {
   const node = join(c.dir, 'node');
-  const hostPath: Record<string, string> = {
+  const volumes: Record<string, string> = {
     'cni-bin': join(node, 'opt/cni/bin'),
     'cni-conf': join(node, 'etc/cni/net.d'),
-    config: join(node, 'conflist.template'),
-    'etcd-tls': join(node, 'etcd-tls'), // the optional Secret does not exist: empty
+    config: join(node, 'configmap'),
+    'etcd-tls': tlsDir ?? join(node, 'no-secret'),
+    'strand-run': join(node, 'run/strand'),
+    'cni-log': join(node, 'var/log/strand'),
   };
-  for (const d of [hostPath['cni-bin']!, hostPath['cni-conf']!, hostPath['etcd-tls']!]) mkdirSync(d, { recursive: true });
-  writeFileSync(hostPath['config']!, template);
-  return hostPath;
+  for (const d of Object.values(volumes)) mkdirSync(d, { recursive: true });
+  for (const [k, v] of Object.entries(configMapData)) writeFileSync(join(volumes['config']!, k), v);
+  return volumes;
 }
 
-describe('the installer image run in containerd', () => {
-  it('the init container fills a bin dir and a conf dir exactly as the DaemonSet would, exits 0, and a re-run changes nothing', async () => {
+describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest security contexts)', () => {
+  it('the init container, unprivileged (uid 0, no capabilities, read-only root, seccomp RuntimeDefault), fills the bin and conf dirs and exits 0; a re-run changes nothing', async () => {
     const strand = requireStrandPlugin('strand');
     const { c } = await startContainerd(24140);
     const prefix = netns!.prefix;
     const image = importStrandImage(c, prefix);
 
     const { configMap, daemonSet } = strandManifest();
-    const container = daemonSet.spec.template.spec.initContainers[0];
+    const spec = daemonSet.spec.template.spec;
+    const container = spec.initContainers[0];
     expect(container.name).toBe('install');
-    const hostPath = nodeDirs(c, configMap.data['conflist.template']);
-    // the init container's command, args, env and mounts as they are: it must end by itself
-    const pc = resolveContainer(container, configMap.data, { 'spec.nodeName': 'node-img' }, hostPath);
-    expect(pc.argv.slice(0, 2)).toEqual(['/strand', 'install']);
-    expect(pc.argv).not.toContain('--sleep');
-    // ctr run exits with the task's status: a non-zero exit throws here
-    const run = () => c.ctr(ctrRunArgs(c, `${prefix}-installer`, image, pc));
-    run();
+    expect(container.securityContext.privileged).toBeUndefined();
+    const certs = strandCerts(strand, c.dir);
+    const volumes = nodeDirs(c, configMap.data, certs.client);
+    const inputs = { image, fields: { 'spec.nodeName': 'node-img' }, configMap: { name: configMap.metadata.name, data: configMap.data }, volumes };
+    const pod = new KubeletPod(c, `${prefix}-ds`, spec, inputs);
+    const cfg = pod.containerConfig(container);
+    // what the runtime is asked for: no privileges, every capability dropped, seccomp on
+    expect(cfg.linux?.securityContext).toMatchObject({
+      capabilities: { dropCapabilities: ['ALL'] },
+      runAsUser: { value: 0 },
+      readonlyRootfs: true,
+      noNewPrivs: true,
+      seccomp: { profileType: 'RuntimeDefault' },
+      namespaceOptions: { network: 'NODE' },
+    });
+    expect(cfg.linux?.securityContext?.privileged).toBeUndefined();
+    expect(cfg.command).toEqual(['/strand']);
+    expect(cfg.args?.[0]).toBe('install');
+    expect(cfg.args).not.toContain('--sleep');
+    await pod.runSandbox();
+    const first = await pod.runToCompletion(container);
+    expect(first.exitCode, first.log).toBe(0);
+    expect(first.log).toContain('strand install: libraries libatomic.so.1 in /host/opt/cni/bin/strand-lib: written');
+    // what containerd made of it: the OCI spec runc ran the installer with
+    const oci = JSON.parse((await c.cri().containerStatus(first.id, true)).info['info'] ?? '{}').runtimeSpec;
+    expect(oci.process.user.uid).toBe(0);
+    for (const set of ['bounding', 'effective', 'permitted']) expect(oci.process.capabilities?.[set] ?? [], set).toEqual([]);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.root.readonly).toBe(true);
+    expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
+    expect(oci.linux.readonlyPaths).toContain('/proc/sys');
 
-    const bin = hostPath['cni-bin']!;
-    const names = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
-    expect(readdirSync(bin).sort()).toEqual(names);
+    const bin = volumes['cni-bin']!;
+    // strand's names and loopback (the node's bin dir has none), the record of them, strand-lib/
+    const names = ['loopback', 'strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan', 'strand-portmap'];
+    expect(readdirSync(bin).sort()).toEqual(['.strand-installed.json', ...names, 'strand-lib'].sort());
+    expect(readdirSync(join(bin, 'strand-lib'))).toEqual(['libatomic.so.1']);
     const ino = statSync(join(bin, 'strand')).ino;
     for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
     expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
-    const conf = hostPath['cni-conf']!;
-    expect(readdirSync(conf)).toEqual(['10-strand.conflist']);
+    const conf = volumes['cni-conf']!;
+    expect(readdirSync(conf).sort()).toEqual(['10-strand.conflist', 'strand-etcd']);
     expect(statSync(join(conf, '10-strand.conflist')).mode & 0o777).toBe(0o644);
+    for (const f of ['ca.crt', 'tls.crt', 'tls.key']) {
+      expect(statSync(join(conf, 'strand-etcd', f)).mode & 0o777).toBe(0o600);
+      expect(readFileSync(join(conf, 'strand-etcd', f))).toEqual(readFileSync(join(certs.client, f)));
+    }
+    const hostConf = (n: string) => `/etc/cni/net.d/strand-etcd/${n}`;
     const expected = fillTemplate(configMap.data['conflist.template'], {
       NODE_NAME: 'node-img',
       ETCD_ENDPOINTS: parseEndpoints(configMap.data['etcd-endpoints']),
+      ETCD_CA: hostConf('ca.crt'),
+      ETCD_CERT: hostConf('tls.crt'),
+      ETCD_KEY: hostConf('tls.key'),
     }).text;
     expect(readFileSync(join(conf, '10-strand.conflist'), 'utf8')).toBe(expected);
-    const v = JSON.parse(execFileSync(join(bin, 'strand-bridge'), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+    const v = versionOf(join(bin, 'strand-bridge'));
     expect(v.supportedVersions).toContain('1.1.0');
 
-    const before = [...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino];
-    run();
-    expect([...names.map((n) => statSync(join(bin, n)).ino), statSync(join(conf, '10-strand.conflist')).ino]).toEqual(before);
-    expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+    const inodes = () => [...names, '.strand-installed.json'].map((n) => statSync(join(bin, n)).ino).concat(statSync(join(conf, '10-strand.conflist')).ino);
+    const before = inodes();
+    await pod.remove();
+    const again = new KubeletPod(c, `${prefix}-ds2`, spec, inputs);
+    await again.runSandbox();
+    const second = await again.runToCompletion(container);
+    expect(second.exitCode, second.log).toBe(0);
+    expect(inodes()).toEqual(before);
+    await again.remove();
     await stopClean(c);
   });
 
-  it('then the agent container: its readiness probe follows etcd, SIGTERM ends it within the grace period and its routes stay', async () => {
+  it('without the strand-etcd-tls Secret and with the https endpoint, the init container fails with a message naming the Secret', async () => {
     requireStrandPlugin('strand');
+    const { c } = await startContainerd(24190);
+    const prefix = netns!.prefix;
+    const image = importStrandImage(c, prefix);
+    const { configMap, daemonSet } = strandManifest();
+    const spec = daemonSet.spec.template.spec;
+    const volumes = nodeDirs(c, configMap.data);
+    const pod = new KubeletPod(c, `${prefix}-ds`, spec, {
+      image,
+      fields: { 'spec.nodeName': 'n' },
+      configMap: { name: configMap.metadata.name, data: configMap.data },
+      volumes,
+    });
+    await pod.runSandbox();
+    const r = await pod.runToCompletion(spec.initContainers[0]);
+    expect(r.exitCode).toBe(1);
+    expect(r.log).toContain('etcd endpoints use https but /etc/strand/etcd-tls holds none of ca.crt, tls.crt, tls.key: create the Secret strand-etcd-tls');
+    expect(readdirSync(volumes['cni-conf']!)).toEqual([]);
+    await pod.remove();
+    await stopClean(c);
+  });
+
+  it("then the agent container (NET_ADMIN only) on an etcd with the manifest's mutual TLS: readiness follows etcd, proxy ARP on the pod bridge, SIGTERM ends it within the grace period, routes stay", async () => {
+    const strand = requireStrandPlugin('strand');
     const { c, host } = await startContainerd(24180);
     const prefix = netns!.prefix;
     const image = importStrandImage(c, prefix);
+    const certs = strandCerts(strand, c.dir);
+    const tls = etcdManifestTls(certs);
     const etcdDir = join(c.dir, 'etcd');
-    etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
+    etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182, tls);
+    expectPlainHttpRefused(host, 24181, certs.client);
 
-    // the node's underlay (status.hostIP) and a peer node on it owning one block
+    // the node's underlay (status.hostIP), a peer node on it owning one block, and the
+    // pod bridge with its gateway address as the first pod ADD leaves it
     const ipn = (args: string[]) => execFileSync('ip', ['-n', host, ...args], { encoding: 'utf8' });
     ipn(['link', 'add', `${prefix}-up`, 'type', 'veth', 'peer', 'name', `${prefix}-uq`]);
     ipn(['addr', 'add', '192.0.2.1/24', 'dev', `${prefix}-up`]);
     for (const l of [`${prefix}-up`, `${prefix}-uq`]) ipn(['link', 'set', l, 'up']);
+    ipn(['link', 'add', `${prefix}-br`, 'type', 'bridge']);
+    ipn(['addr', 'add', '10.244.0.1/16', 'dev', `${prefix}-br`]);
+    ipn(['link', 'set', `${prefix}-br`, 'up']);
     const { configMap, daemonSet } = strandManifest();
     const etcdPrefix: string = JSON.parse(configMap.data['conflist.template']).plugins[0].ipam.etcd.prefix;
     etcd.etcdctl(['put', `${etcdPrefix}/nodes/peer`, JSON.stringify({ name: 'peer', addresses: ['192.0.2.2'], mode: 'host-gw' })]);
     etcd.etcdctl(['put', `${etcdPrefix}/affinity/strand/10.244.1.0-26`, JSON.stringify({ network: 'strand', cidr: '10.244.1.0/26', node: 'peer' })]);
 
-    // the ConfigMap pointed at this etcd, as an operator would edit it
+    // the ConfigMap pointed at this etcd (same scheme as shipped: https), as an operator would edit it
+    const shipped = new URL(configMap.data['etcd-endpoints']);
+    expect(shipped.protocol).toBe('https:');
     const data = { ...configMap.data, 'etcd-endpoints': etcd.endpoint };
-    const fields = { 'spec.nodeName': 'node-img', 'status.hostIP': '192.0.2.1' };
-    const hostPath = nodeDirs(c, configMap.data['conflist.template']);
-    const pod = daemonSet.spec.template.spec;
-    c.ctr(ctrRunArgs(c, `${prefix}-install`, image, resolveContainer(pod.initContainers[0], data, fields, hostPath)));
+    expect(new URL(etcd.endpoint).protocol).toBe(shipped.protocol);
+    const spec = daemonSet.spec.template.spec;
+    const volumes = nodeDirs(c, data, certs.client);
+    const pod = new KubeletPod(c, `${prefix}-ds`, spec, {
+      image,
+      fields: { 'spec.nodeName': 'node-img', 'status.hostIP': '192.0.2.1' },
+      configMap: { name: configMap.metadata.name, data },
+      volumes,
+    });
+    await pod.runSandbox();
+    const install = await pod.runToCompletion(spec.initContainers[0]);
+    expect(install.exitCode, install.log).toBe(0);
 
-    const spec = pod.containers[0];
-    expect(spec.name).toBe('agent');
-    const pc = resolveContainer(spec, data, fields, hostPath);
-    expect(pc.argv).toContain('--node-ip=192.0.2.1');
-    expect(pc.argv).toContain(`--mode=${configMap.data['agent-mode']}`);
-    const id = `${prefix}-agent`;
-    const agent = spawn(CTR, ['-a', c.socket, '-n', 'k8s.io', ...ctrRunArgs(c, id, image, pc)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let logs = '';
-    for (const s of [agent.stdout, agent.stderr]) s.setEncoding('utf8').on('data', (d: string) => void (logs.length < 50_000 && (logs += d)));
-    const exited = new Promise<number | null>((r) => agent.once('exit', (code) => r(code)));
+    const agentSpec = spec.containers[0];
+    expect(agentSpec.name).toBe('agent');
+    const cfg = pod.containerConfig(agentSpec);
+    expect(cfg.args).toContain('--node-ip=192.0.2.1');
+    expect(cfg.args).toContain(`--mode=${configMap.data['agent-mode']}`);
+    const id = await pod.start(agentSpec);
+    // not privileged: NET_ADMIN only, /proc/sys read-only (proxy ARP goes through rtnetlink)
+    const oci = JSON.parse((await c.cri().containerStatus(id, true)).info['info'] ?? '{}').runtimeSpec;
+    for (const set of ['bounding', 'effective', 'permitted']) expect(oci.process.capabilities?.[set], set).toEqual(['CAP_NET_ADMIN']);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.linux.readonlyPaths).toContain('/proc/sys');
+    expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
     let probes = 0;
-    // the readiness probe, exec'd in the running container as the kubelet does
+    // the probes as the kubelet runs them: an HTTP GET from the node (the host network)
+    const httpGet = (p: { host: string; path: string; port: number }): { code: number; out: string } => {
+      const url = `http://${p.host}:${p.port}${p.path}`;
+      const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(3000) }).then(async (r) => console.log(JSON.stringify({ code: r.status, out: await r.text() })), () => console.log('{"code":-1,"out":""}'))`;
+      return JSON.parse(execFileSync('ip', ['netns', 'exec', host, process.execPath, '-e', script], { encoding: 'utf8' }));
+    };
+    // the readiness probe: 200 ready, 503 not (0 for "no answer" is a failure too)
     const probe = (): { code: number; out: string } => {
-      const cmd: string[] = spec.readinessProbe.exec.command;
-      try {
-        return { code: 0, out: c.ctr(['task', 'exec', '--exec-id', `probe-${probes++}`, id, ...cmd]) };
-      } catch (e) {
-        const err = e as { status?: number; stdout?: string; stderr?: string };
-        return { code: err.status ?? -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
-      }
+      probes++;
+      const r = httpGet(agentSpec.readinessProbe.httpGet);
+      return { code: r.code === 200 ? 0 : 1, out: r.out };
     };
     const waitProbe = async (want: number, what: string): Promise<string> => {
       const deadline = Date.now() + 90_000;
       for (;;) {
-        const r = probe();
+        const r = await probe();
         if (r.code === want) return r.out;
-        if (Date.now() > deadline || agent.exitCode !== null) throw new Error(`probe never ${what} (last exit ${r.code}: ${r.out})\nagent log:\n${logs}`);
+        const st = await c.cri().containerStatus(id);
+        if (Date.now() > deadline || st.status.state === 'CONTAINER_EXITED')
+          throw new Error(`probe never ${what} (last exit ${r.code}: ${r.out})\nagent log:\n${pod.logs()}`);
         await new Promise((res) => setTimeout(res, 500));
       }
     };
     const agentRoutes = () => JSON.parse(ipn(['-j', 'route', 'show', 'proto', '115'])) as Array<{ dst: string; gateway?: string }>;
-    try {
-      expect(await waitProbe(0, 'ready'), logs).toMatch(/state:\s+synced/);
-      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      const pid = /^\S+\s+(\d+)/.exec(
-        c
-          .ctr(['task', 'ls'])
-          .split('\n')
-          .find((l) => l.startsWith(id)) ?? '',
-      )?.[1];
-      const rss = pid && existsSync(`/proc/${pid}/status`) ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : undefined;
-      console.log(
-        `agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${spec.resources.requests.memory})`,
-      );
+    const proxyArp = () => execFileSync('ip', ['netns', 'exec', host, 'cat', `/proc/sys/net/ipv4/conf/${prefix}-br/proxy_arp`], { encoding: 'utf8' }).trim();
+    // `strand agent status` in the container: the state file's view, errors included
+    const status = async () => {
+      const r = await c.cri().execSync(id, ['/strand', 'agent', 'status'], 10);
+      return r.stdout + r.stderr;
+    };
+    expect(await waitProbe(0, 'ready'), pod.logs()).toBe('ok\n');
+    expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+    expect(httpGet(agentSpec.livenessProbe.httpGet)).toEqual({ code: 200, out: 'ok\n' });
+    const metrics = httpGet({ ...agentSpec.livenessProbe.httpGet, path: '/metrics' });
+    expect(metrics.code).toBe(200);
+    expect(metrics.out).toMatch(/^strand_agent_routes\{kind="block"\} 1$/m);
+    // the pod MTU for strand-bridge, in the host directory the DaemonSet mounts
+    expect(readFileSync(join(volumes['strand-run']!, 'pod-mtu'), 'utf8')).toMatch(/^\d+\n$/);
+    // proxy ARP on the pod bridge, set through rtnetlink with NET_ADMIN alone
+    const deadline = Date.now() + 10_000;
+    while (proxyArp() !== '1' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(proxyArp(), await status()).toBe('1');
+    expect(await status()).not.toMatch(/^error:/m);
+    const pid = /^\S+\s+(\d+)/.exec(
+      c
+        .ctr(['task', 'ls'])
+        .split('\n')
+        .find((l) => l.startsWith(id)) ?? '',
+    )?.[1];
+    const rss = pid && existsSync(`/proc/${pid}/status`) ? /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : undefined;
+    console.log(
+      `agent container: ready after ${probes} probe(s), RSS ${rss ? `${Math.round(Number(rss) / 1024)} MiB` : '?'} (request ${agentSpec.resources.requests.memory})`,
+    );
 
-      // etcd gone: not ready (routes stay); back: ready again
-      await etcd.stop();
-      expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/NOT synced/);
-      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182);
-      await waitProbe(0, 'ready again after etcd came back');
+    // etcd gone: not ready (routes stay), still alive; back: ready again
+    await etcd.stop();
+    expect(await waitProbe(1, 'went unready with etcd down')).toMatch(/^not ready: not synced with etcd/);
+    expect(httpGet(agentSpec.livenessProbe.httpGet).code).toBe(200);
+    expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+    etcd = await startEtcdInNetns(host, etcdDir, 24181, 24182, tls);
+    await waitProbe(0, 'ready again after etcd came back');
 
-      // the kubelet stopping the pod: SIGTERM, then SIGKILL after the grace period
-      const t0 = Date.now();
-      c.ctr(['task', 'kill', '-s', 'SIGTERM', id]);
-      const grace = pod.terminationGracePeriodSeconds * 1000;
-      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), grace))]);
-      const ms = Date.now() - t0;
-      expect(code, `agent still running ${grace} ms after SIGTERM\n${logs}`).toBe(0);
-      console.log(`agent container: exited ${ms} ms after SIGTERM`);
-      expect(logs).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
-      expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
-      // the lease is not revoked: peers keep their routes to this node for its TTL
-      expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
-    } finally {
-      if (agent.exitCode === null) {
-        try {
-          c.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
-        } catch {
-          // already gone
-        }
-        await exited;
-      }
-    }
-    expect(c.ctr(['containers', 'ls', '-q']).trim()).toBe('');
+    // the kubelet stopping the pod: SIGTERM, then SIGKILL after the grace period
+    const t0 = Date.now();
+    await c.cri().stopContainer(id, spec.terminationGracePeriodSeconds);
+    const ms = Date.now() - t0;
+    const st = await c.cri().containerStatus(id);
+    expect(st.status.state).toBe('CONTAINER_EXITED');
+    expect(st.status.exitCode, pod.logs()).toBe(0);
+    expect(ms).toBeLessThan(spec.terminationGracePeriodSeconds * 1000);
+    console.log(`agent container: exited ${ms} ms after SIGTERM`);
+    expect(pod.logs()).toMatch(/SIGTERM: stopping \(routes stay in place\)/);
+    expect(agentRoutes()).toMatchObject([{ dst: '10.244.1.0/26', gateway: '192.0.2.2' }]);
+    // the node record stays (no lease): peers keep their routes to this node's blocks
+    expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
+    await pod.remove();
     await etcd.stop();
     etcd = undefined;
+    await stopClean(c);
+  });
+});
+
+/** manifests/etcd.yaml's Deployment, parsed. */
+function etcdDeployment(): any {
+  return parseAllDocuments(readFileSync(join(repoRoot, 'manifests', 'etcd.yaml'), 'utf8'))
+    .map((d) => d.toJS())
+    .find((d) => d?.kind === 'Deployment');
+}
+
+/** An httpGet probe as the kubelet runs it for a host-network pod: from the node's network namespace. */
+function httpGetFromNode(ns: string, probe: { host: string; port: number; path: string }): number {
+  const url = `http://${probe.host}:${probe.port}${probe.path}`;
+  const script = `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(2000) }).then((r) => console.log(r.status), () => console.log(0))`;
+  return Number(execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }).trim());
+}
+
+describe("manifests/etcd.yaml's pod run through the CRI as the kubelet runs it", () => {
+  it('etcd starts with the manifest command, Secret mount and security context (no capabilities, read-only root, seccomp), passes its probe, serves mutual TLS only', async () => {
+    const strand = requireStrandPlugin('strand');
+    const { c, host } = await startContainerd(24200);
+    const prefix = netns!.prefix;
+    const image = `localhost/strand-test/etcd:${prefix}`;
+    const tar = join(c.dir, 'etcd-image.tar');
+    execFileSync('bash', [join(repoRoot, 'scripts', 'image.sh'), '--etcd', '--out', tar, '--name', image], { stdio: ['ignore', 'ignore', 'pipe'] });
+    c.importImage(tar);
+    const certs = strandCerts(strand, c.dir);
+    const spec = etcdDeployment().spec.template.spec;
+    expect(spec.hostNetwork).toBe(true);
+    const container = spec.containers[0];
+    const data = join(c.dir, 'etcd-data');
+    mkdirSync(data);
+    // the Secret volume holds strand certs' server Secret; the hostPath is a temp dir
+    const pod = new KubeletPod(c, `${prefix}-etcd`, spec, {
+      image,
+      fields: { 'status.hostIP': '127.0.0.1' },
+      configMap: { name: 'none', data: {} },
+      volumes: { data, tls: certs.server },
+    });
+    await pod.runSandbox();
+    const id = await pod.start(container);
+    const ready = container.readinessProbe.httpGet;
+    const deadline = Date.now() + 60_000;
+    while (httpGetFromNode(host, ready) !== 200) {
+      const st = await c.cri().containerStatus(id);
+      if (st.status.state === 'CONTAINER_EXITED' || Date.now() > deadline) throw new Error(`etcd never ready (${st.status.state})\n${pod.logs()}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const oci = JSON.parse((await c.cri().containerStatus(id, true)).info['info'] ?? '{}').runtimeSpec;
+    for (const set of ['bounding', 'effective', 'permitted']) expect(oci.process.capabilities?.[set] ?? [], set).toEqual([]);
+    expect(oci.process.noNewPrivileges).toBe(true);
+    expect(oci.root.readonly).toBe(true);
+    expect(oci.linux.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
+    // the client port as the manifest opens it: mutual TLS, nothing else
+    const port = Number(new URL(container.command.find((a: string) => a.startsWith('--listen-client-urls=')).split('=')[1]).port);
+    expectPlainHttpRefused(host, port, certs.client);
+    expect(readdirSync(data)).toContain('member');
+    await pod.remove();
     await stopClean(c);
   });
 });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ipJson } from '../../helpers/netns.ts';
@@ -26,10 +27,10 @@ export function bridgeConf(type: 'bridge' | 'strand-bridge', bridge: string, ipa
 }
 
 /** Reference meta plugins chained after the main plugin, each followed by a recorder. */
-export function metaChain(tag: (n: number) => Record<string, unknown>): Record<string, unknown>[] {
+export function metaChain(tag: (n: number) => Record<string, unknown>, portmap: 'portmap' | 'strand-portmap' = 'portmap'): Record<string, unknown>[] {
   return [
     tag(1),
-    { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+    { type: portmap, capabilities: { portMappings: true }, snat: true },
     tag(2),
     { type: 'tuning', mtu: 1400, sysctl: { 'net.ipv4.conf.eth0.arp_filter': '1' } },
     tag(3),
@@ -125,4 +126,16 @@ export function linkNames(ns: string): string[] {
 export function resultAddrs(result: any): string[] {
   if (Array.isArray(result?.ips)) return result.ips.map((i: { address: string }) => i.address);
   return [result?.ip4?.ip, result?.ip6?.ip].filter((x): x is string => typeof x === 'string');
+}
+
+/**
+ * CNI VERSION of `bin` as a runtime asks it (config on stdin). A plugin may answer
+ * without reading stdin and exit first: the write then fails with EPIPE, which Go's
+ * os/exec (libcni) ignores too, so only the answer and the exit status count.
+ */
+export function versionOf(bin: string): { cniVersion: string; supportedVersions: string[] } {
+  const r = spawnSync(bin, { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8', timeout: 60_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
+  if (r.status !== 0) throw new Error(`${bin} VERSION exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }

@@ -1,17 +1,20 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../../cmd/install.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { repoRoot } from '../../helpers/run-plugin.ts';
+import { versionOf } from './fixtures.ts';
 
 // `strand install` doing real file operations in temp directories: what a DaemonSet
 // container does to /opt/cni/bin and /etc/cni/net.d on the host.
 
-const NAMES = ['strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan'];
+// strand's own names, and loopback (laid down because the bin dir has none)
+const NAMES = ['loopback', 'strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan', 'strand-portmap'];
+const MANIFEST = '.strand-installed.json';
 const PEM = (what: string) => `-----BEGIN ${what}-----\n${randomBytes(48).toString('base64')}\n-----END ${what}-----\n`;
 
 const TEMPLATE = JSON.stringify({
@@ -43,8 +46,16 @@ function io(env: Record<string, string> = {}) {
     io: {
       env,
       stdin: async () => Buffer.alloc(0),
-      stdout: { write: (s: string) => void (out.stdout += s) },
-      stderr: { write: (s: string) => void (out.stderr += s) },
+      stdout: {
+        write: (s: string) => {
+          out.stdout += s;
+        },
+      },
+      stderr: {
+        write: (s: string) => {
+          out.stderr += s;
+        },
+      },
     },
   };
 }
@@ -103,7 +114,8 @@ describe('strand install (in-process, real files)', () => {
     expect(r.code, r.stderr).toBe(0);
     const src = readFileSync(d.source);
     const main = statSync(join(d.bin, 'strand'));
-    expect(readdirSync(d.bin).sort()).toEqual(NAMES);
+    expect(readdirSync(d.bin).sort()).toEqual([MANIFEST, ...NAMES]);
+    expect(JSON.parse(readFileSync(join(d.bin, MANIFEST), 'utf8'))).toEqual({ files: NAMES });
     for (const n of NAMES) {
       const st = statSync(join(d.bin, n));
       expect(st.ino, n).toBe(main.ino);
@@ -127,7 +139,7 @@ describe('strand install (in-process, real files)', () => {
     });
     // no temp files left behind
     expect(readdirSync(d.conf).filter((f) => f.startsWith('.'))).toEqual([]);
-    expect(readdirSync(d.bin).filter((f) => f.startsWith('.'))).toEqual([]);
+    expect(readdirSync(d.bin).filter((f) => f.startsWith('.') && f !== MANIFEST)).toEqual([]);
   });
 
   it('is idempotent: a re-run rewrites nothing (same inodes) and says unchanged', async () => {
@@ -137,7 +149,7 @@ describe('strand install (in-process, real files)', () => {
     const again = await install(args);
     expect(again.code).toBe(0);
     expect(again.stderr).not.toMatch(/: written/);
-    expect(again.stderr.match(/: unchanged/g)).toHaveLength(5); // binaries, 3 TLS files, conflist
+    expect(again.stderr.match(/: unchanged/g)).toHaveLength(6); // binaries, their record, 3 TLS files, conflist
     expect({ bin: snapshot(d.bin), conf: snapshot(d.conf) }).toEqual(before);
   });
 
@@ -213,15 +225,77 @@ describe('strand install (in-process, real files)', () => {
     expect((await install([...baseArgs(), '--bogus'])).code).toBe(2);
   });
 
-  it('--uninstall removes what install wrote and nothing else; twice is fine', async () => {
+  it('--uninstall removes what install wrote (loopback included) and nothing else; twice is fine', async () => {
     expect((await install([...baseArgs(), '--etcd-tls-dir', d.tls, '--etcd-endpoints', 'http://127.0.0.1:24379'])).code).toBe(0);
-    writeFileSync(join(d.bin, 'loopback'), 'someone else');
+    writeFileSync(join(d.bin, 'bridge'), 'someone else');
     writeFileSync(join(d.conf, '99-other.conflist'), '{}');
     const args = ['--uninstall', '--bin-dir', d.bin, '--conf-dir', d.conf];
     expect((await install(args)).code).toBe(0);
-    expect(readdirSync(d.bin)).toEqual(['loopback']);
+    expect(readdirSync(d.bin)).toEqual(['bridge']);
     expect(readdirSync(d.conf)).toEqual(['99-other.conflist']);
     expect((await install(args)).code).toBe(0);
+  });
+
+  it('a loopback of someone else is never replaced nor removed; one strand installed is kept up to date', async () => {
+    mkdirSync(d.bin, { recursive: true });
+    const args = [...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379'];
+    // someone else's: a file, and (second round) a symlink to the reference plugin
+    for (const make of [
+      () => writeFileSync(join(d.bin, 'loopback'), 'someone else', { mode: 0o755 }),
+      () => symlinkSync('/usr/lib/cni/loopback', join(d.bin, 'loopback')),
+    ]) {
+      make();
+      const before = lstatSync(join(d.bin, 'loopback'));
+      const r = await install(args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`${join(d.bin, 'loopback')} is not strand's: left as it is`);
+      const after = lstatSync(join(d.bin, 'loopback'));
+      expect([after.ino, after.size, after.isSymbolicLink()]).toEqual([before.ino, before.size, before.isSymbolicLink()]);
+      expect(JSON.parse(readFileSync(join(d.bin, MANIFEST), 'utf8')).files).not.toContain('loopback');
+      expect((await install(['--uninstall', '--bin-dir', d.bin, '--conf-dir', d.conf])).code).toBe(0);
+      expect(readdirSync(d.bin)).toEqual(['loopback']);
+      rmSync(join(d.bin, 'loopback'));
+    }
+
+    // strand's own: installed into the empty dir, then replaced with a new strand (not left pointing at the old one)
+    expect((await install(args)).code).toBe(0);
+    expect(statSync(join(d.bin, 'loopback')).ino).toBe(statSync(join(d.bin, 'strand')).ino);
+    writeFileSync(d.source, randomBytes(1024));
+    expect((await install(args)).code).toBe(0);
+    expect(statSync(join(d.bin, 'loopback')).ino).toBe(statSync(join(d.bin, 'strand')).ino);
+    expect(readFileSync(join(d.bin, 'loopback')).equals(readFileSync(d.source))).toBe(true);
+    // an install interrupted before it wrote its record: the loopback it linked is still recognised as strand's
+    rmSync(join(d.bin, MANIFEST));
+    expect((await install(args)).code).toBe(0);
+    expect(JSON.parse(readFileSync(join(d.bin, MANIFEST), 'utf8')).files).toContain('loopback');
+  });
+
+  it('refuses a broken chain: a plugin type or ipam.type the bin dir lacks and strand does not install names the plugin; nothing is written', async () => {
+    const chain = (plugins: object[]) => JSON.stringify({ cniVersion: '1.0.0', name: 'strand', plugins });
+    const bridge = { type: 'strand-bridge', ipam: { type: 'strand-ipam', ranges: [[{ subnet: '10.244.0.0/16' }]] } };
+    const cases: Array<[object[], RegExp]> = [
+      [[bridge, { type: 'portmap', capabilities: { portMappings: true } }], /needs plugin "portmap" \(plugins\[1\]\.type\)/],
+      [[{ ...bridge, ipam: { type: 'host-local' } }], /needs plugin "host-local" \(plugins\[0\]\.ipam\.type\)/],
+      [[{ type: 'bridge' }], /needs plugin "bridge"/],
+    ];
+    for (const [plugins, msg] of cases) {
+      writeFileSync(d.template, chain(plugins));
+      const r = await install([...baseArgs()]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(msg);
+      expect(existsSync(join(root, 'host')), 'nothing written').toBe(false);
+    }
+    // the plugin is there (an executable file), or strand installs it: fine
+    mkdirSync(d.bin, { recursive: true });
+    writeFileSync(join(d.bin, 'portmap'), '#!/bin/sh\n', { mode: 0o755 });
+    writeFileSync(d.template, chain([bridge, { type: 'portmap' }, { type: 'strand-portmap' }, { type: 'loopback' }]));
+    expect((await install([...baseArgs()])).code).toBe(0);
+    // present but not executable is as good as absent
+    writeFileSync(join(d.bin, 'tuning'), 'x', { mode: 0o644 });
+    writeFileSync(d.template, chain([bridge, { type: 'tuning' }]));
+    const r = await install([...baseArgs()]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/needs plugin "tuning"/);
   });
 
   it('dropping TLS on re-install removes the old TLS files after the conflist stops naming them', async () => {
@@ -258,7 +332,7 @@ describe('strand install from the single executable', () => {
     expect(out).toBe('');
     expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(join(repoRoot, 'dist', 'strand')))).toBe(true);
     for (const n of NAMES.filter((x) => x !== 'strand')) {
-      const v = JSON.parse(execFileSync(join(d.bin, n), { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' }));
+      const v = versionOf(join(d.bin, n));
       expect(v.supportedVersions).toContain('1.1.0');
     }
     expect(JSON.parse(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).plugins[0].ipam.nodeName).toBe('node-b');

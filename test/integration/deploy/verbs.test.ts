@@ -179,7 +179,15 @@ for (const c of CASES) {
       env.writeConflist(net, {
         cniVersion: '1.0.0',
         cniVersions: ['1.0.0', '1.1.0'],
-        plugins: [{ type: c.plugin, ...c.conf(netns.prefix), ipam: ipamConf('strand-ipam', ipamDir, { v4: '10.68.0.0/24' }) }],
+        // p2's namespace still exists and its attachment is seconds old, which strand-ipam's GC
+        // honours by default: told to release it anyway
+        plugins: [
+          {
+            type: c.plugin,
+            ...c.conf(netns.prefix),
+            ipam: { ...ipamConf('strand-ipam', ipamDir, { v4: '10.68.0.0/24' }), gcGracePeriod: 0, gcKeepLiveNetns: false },
+          },
+        ],
       });
       const id = (i: number) => `${netns.prefix}-c${i}`;
       const opts = (i: number) => ({ hostNs: host, containerId: id(i), path: [binDir, refBinDir] });

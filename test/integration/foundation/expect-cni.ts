@@ -2,7 +2,7 @@ import { expect } from 'vitest';
 import type { PluginRun } from '../../helpers/run-plugin.ts';
 
 export const SEVEN_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
-export const PLUGINS = ['strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam'] as const;
+export const PLUGINS = ['strand-bridge', 'strand-macvlan', 'strand-ipvlan', 'strand-ipam', 'strand-portmap', 'loopback'] as const;
 
 /** A JavaScript stack frame line ("    at fn (file:1:2)"). */
 const STACK_FRAME = /^\s+at .+[:(]/m;

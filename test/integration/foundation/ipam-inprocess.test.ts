@@ -84,8 +84,8 @@ async function addOnce(opts: { path?: string; extra?: Record<string, string>; ar
   const docs = Object.fromEntries(
     Object.entries(env.ipamFiles())
       .filter(([f]) => f.endsWith('strand-ipam.json'))
-      // the attachment's creation time differs between two runs; all else must not
-      .map(([f, body]) => [f, body.replace(/"created":"[^"]*"/g, '"created":"-"')]),
+      // the attachment's creation time and netns path differ between two runs; all else must not
+      .map(([f, body]) => [f, body.replace(/"created":"[^"]*"/g, '"created":"-"').replace(/"netns":"[^"]*"/g, '"netns":"-"')]),
   );
   for (let i = 0; i < 2; i++) {
     const del = await traced(env, host, pod, 'DEL', conf, opts);

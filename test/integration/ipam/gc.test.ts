@@ -77,7 +77,9 @@ describe('CNI GC', () => {
     );
 
     it(`${kind}: a young attachment (gcGracePeriod) and one whose netns lives are kept; released when old, gone or when told`, async () => {
-      const { conf, store } = setup(kind, `keep-${kind.replace(' ', '-')}`);
+      const { conf: base, store } = setup(kind, `keep-${kind.replace(' ', '-')}`);
+      // GC's "kept ... because" lines are info: shown on stderr with logLevel info
+      const conf = { ...base, logLevel: 'info' };
       try {
         addrOf(await plugin({ command: 'ADD', containerId: 'young', node: 'n1' }, conf));
         const g1 = await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, { ...conf, 'cni.dev/valid-attachments': [] });
@@ -91,7 +93,18 @@ describe('CNI GC', () => {
         ip(['addr', 'add', `${liveIp}/24`, 'dev', 'lo'], { ns: pod });
         expect((await store.getAttachment(NET, 'live', 'eth0'))?.value.netns).toBe(ns.path(pod));
         const g2 = await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, gcConf(conf, []));
-        expect(g2.stderr).toMatch(/gc kept live\/eth0 .*network namespace .* is still alive/);
+        expect(g2.stderr).toMatch(/gc kept live\/eth0 .*network namespace .* still holds its address/);
+        expect(await ids(store)).toEqual(['live']);
+        // the same path, reused by a later pod that holds another address: not this attachment's pod
+        ip(['addr', 'del', `${liveIp}/24`, 'dev', 'lo'], { ns: pod });
+        ip(['addr', 'add', '10.65.0.250/24', 'dev', 'lo'], { ns: pod });
+        addrOf(await plugin({ command: 'ADD', containerId: 'reused', node: 'n1' }, conf, { CNI_NETNS: ns.path(pod) }));
+        const g2b = await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, gcConf(conf, [{ containerID: 'reused', ifname: 'eth0' }]));
+        expect(g2b.code).toBe(0);
+        expect(await ids(store)).toEqual(['reused']);
+        ip(['addr', 'add', `${liveIp}/24`, 'dev', 'lo'], { ns: pod });
+        addrOf(await plugin({ command: 'ADD', containerId: 'live', node: 'n1' }, { ...conf, args: { cni: { ips: [liveIp] } } }, { CNI_NETNS: ns.path(pod) }));
+        expect((await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, gcConf(conf, []))).code).toBe(0);
         expect(await ids(store)).toEqual(['live']);
         // told so: released although its namespace lives
         const g3 = await plugin({ command: 'GC', containerId: 'gc', node: 'n1' }, gcConf(conf, [], { gcGracePeriod: 0, gcKeepLiveNetns: false }));

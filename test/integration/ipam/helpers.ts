@@ -159,8 +159,16 @@ export async function cli(argv: string[], env: Record<string, string | undefined
   let out = '';
   let err = '';
   const code = await ipamCli(argv, {
-    stdout: { write: (s: string) => void (out += s) },
-    stderr: { write: (s: string) => void (err += s) },
+    stdout: {
+      write: (s: string) => {
+        out += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        err += s;
+      },
+    },
     env,
   });
   return { code, out, err };

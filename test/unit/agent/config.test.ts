@@ -100,9 +100,30 @@ describe('agent config', () => {
       stateFile: DEFAULT_STATE_FILE,
       routeProtocol: STRAND_ROUTE_PROTOCOL,
       proxyArp: true,
+      podMtuFile: '/run/strand/pod-mtu',
+      metricsAddress: { host: '127.0.0.1', port: 9476 },
+      reconcileStuckMs: 60_000,
+      logFormat: 'text',
     });
     expect(c.etcd.prefix).toBe('/strand/ipam');
     expect(parseAgentConfig({ etcd }, { NODENAME: 'nn' }).nodeName).toBe('nn');
+  });
+
+  it('takes the metrics address, the stuck-reconcile limit and the pod MTU file, from flags too', () => {
+    const c = loadAgentConfig(
+      new Map([
+        ['etcd-endpoints', 'http://127.0.0.1:2379'],
+        ['metrics-address', '[::1]:9999'],
+        ['reconcile-stuck-after', '5s'],
+        ['pod-mtu-file', '/tmp/x/pod-mtu'],
+        ['log-format', 'json'],
+      ]),
+      {},
+    );
+    expect(c).toMatchObject({ metricsAddress: { host: '::1', port: 9999 }, reconcileStuckMs: 5000, podMtuFile: '/tmp/x/pod-mtu', logFormat: 'json' });
+    expect(parseAgentConfig({ etcd, metricsAddress: ':9476' }, {}).metricsAddress).toEqual({ host: '::', port: 9476 });
+    expect(() => parseAgentConfig({ etcd, metricsAddress: 'localhost:9476' }, {})).toThrow(/^metricsAddress: invalid listen address/);
+    expect(() => parseAgentConfig({ etcd, reconcileStuckAfter: 'soon' }, {})).toThrow(/reconcileStuckAfter/);
   });
 
   it('merges --cni-conf, --config and flags, flags last', () => {
@@ -195,7 +216,10 @@ describe('agent state file', () => {
     registered: true,
     etcd: { connected: true, revision: 9 },
     routeProtocol: 115,
-    peers: [{ name: 'b', addresses: ['192.168.1.11'], blocks: ['10.244.0.64/26'], borrowed: [] }],
+    peers: [
+      { name: 'b', alive: true, addresses: ['192.168.1.11'], blocks: ['10.244.0.64/26'], borrowed: [] },
+      { name: 'c', alive: false, addresses: ['192.168.1.12'], blocks: ['10.244.0.128/26'], borrowed: [] },
+    ],
     routes: [{ dst: '10.244.0.64/26', gw: '192.168.1.11', node: 'b', why: 'block' }],
     orphanBlocks: [],
     podLinks: ['cni0'],
@@ -222,7 +246,8 @@ describe('agent state file', () => {
       readiness(base, at, () => true),
     );
     expect(text).toContain('state:      synced');
-    expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26/);
+    expect(text).toMatch(/b\s+192\.168\.1\.11\s+blocks 10\.244\.0\.64\/26\n/);
+    expect(text).toMatch(/c\s+192\.168\.1\.12\s+blocks 10\.244\.0\.128\/26 \(agent away\)\n/);
     expect(text).toMatch(/10\.244\.0\.64\/26\s+via 192\.168\.1\.11 -> b/);
     expect(() => readState(join(tmp(), 'missing.json'))).toThrow(/is strand agent running/);
   });

@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { applyEvent, emptyView, viewFromListing, type ClusterView, type NodeRecord } from '../../../agent/model.ts';
+import { aliveNames, applyEvent, emptyView, viewFromListing, type ClusterView, type NodeRecord } from '../../../agent/model.ts';
 import { desiredState, hostCidr, linkLocalFromMac, plan, routeMatches, type Actual, type LocalFacts } from '../../../agent/reconcile.ts';
 
 const P = '/strand/ipam';
 
 function node(name: string, ip: string, extra: Partial<NodeRecord> = {}): [string, string] {
   return [`${P}/nodes/${name}`, JSON.stringify({ name, addresses: [ip], mode: 'host-gw', ...extra })];
+}
+function alive(name: string): [string, string] {
+  return [`${P}/alive/${name}`, JSON.stringify({ name, started: '2026-01-01T00:00:00.000Z' })];
 }
 function affinity(network: string, cidr: string, owner: string): [string, string] {
   return [`${P}/affinity/${network}/${cidr.replace('/', '-')}`, JSON.stringify({ network, cidr, node: owner })];
@@ -68,7 +71,7 @@ describe('desiredState: host-gw', () => {
     expect(desiredState(view, hostGw()).podLinks).toEqual(['cni0']);
   });
 
-  it('drops the routes of a node whose record is gone (lease expired), keeping the block as orphan', () => {
+  it('drops the routes of a node whose record was removed (the node left), keeping the block as orphan', () => {
     const v = cluster(
       [...view.nodes]
         .map(([k, n]) => [k, JSON.stringify(n)] as [string, string])
@@ -142,7 +145,7 @@ describe('desiredState: borrowed addresses', () => {
     expect(d.routes.find((r) => r.dst === '10.244.0.9/32')).toEqual({ dst: '10.244.0.9/32', dev: 'cni0', scope: 'link', node: 'c', why: 'local-borrowed' });
   });
 
-  it('skips a borrowed address whose borrower has no live record', () => {
+  it('skips a borrowed address whose borrower has no record', () => {
     const v = cluster([...base, block('net', '10.244.0.64/26', 'b', { '10.244.0.70': { containerId: 'x', ifname: 'eth0', node: 'gone' } })]);
     expect(desiredState(v, hostGw()).routes.map((r) => r.dst)).toEqual(['10.244.0.64/26']);
   });
@@ -183,12 +186,32 @@ describe('desiredState: vxlan', () => {
     ]);
   });
 
-  it('gives a peer without blocks its FDB and neighbour entries already (no routes)', () => {
-    const v = cluster([node('d', '192.168.4.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0d' })]);
+  it('gives a live peer without blocks its FDB and neighbour entries already (no routes)', () => {
+    const v = cluster([node('d', '192.168.4.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0d' }), alive('d')]);
     const d = desiredState(v, vxlan());
     expect(d.routes).toEqual([]);
     expect(d.fdb).toEqual([{ mac: '02:00:00:00:00:0d', dst: '192.168.4.10', node: 'd' }]);
     expect(d.neighs).toEqual([{ ip: '192.168.4.10', mac: '02:00:00:00:00:0d', node: 'd' }]);
+    expect(d.peers).toMatchObject([{ name: 'd', alive: true }]);
+  });
+
+  it('keeps routes, FDB and neighbour entries of a peer whose agent is away while it owns blocks', () => {
+    // b and c have no liveness key (their agents are away): b still owns blocks, d owns none
+    const v = cluster([
+      ...[...view.nodes].map(([k, n]) => [k, JSON.stringify(n)] as [string, string]),
+      ...[...view.affinities].map(([k, a]) => [k, JSON.stringify(a)] as [string, string]),
+      node('d', '192.168.4.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0d' }),
+    ]);
+    const d = desiredState(v, vxlan());
+    expect(d.routes.map((r) => r.dst)).toEqual(['10.244.0.128/26', '10.244.0.64/26', 'fd00:10::40/122']);
+    expect(d.fdb.map((f) => f.node)).toEqual(['b', 'c']);
+    expect(d.neighs.map((n) => n.node)).toEqual(['b', 'c', 'b']);
+    expect(d.peers.map((p) => [p.name, p.alive])).toEqual([
+      ['b', false],
+      ['c', false],
+      ['d', false],
+    ]);
+    expect(d.orphanBlocks).toEqual([]);
   });
 
   it('never takes the vxlan device for a pod link', () => {
@@ -326,6 +349,18 @@ describe('model events', () => {
     expect(v.borrowed.get(k)).toEqual([{ network: 'net', ip: '10.244.0.3', block: '10.244.0.0/26', owner: 'a', borrower: 'c' }]);
     expect(applyEvent(v, P, 'put', k, plain)).toBe('changed');
     expect(v.borrowed.size).toBe(0);
+  });
+
+  it('tracks liveness keys; one under another name does not count', () => {
+    const v = emptyView();
+    const [k, val] = alive('b');
+    expect(applyEvent(v, P, 'put', k, val)).toBe('changed');
+    expect(aliveNames(v, P)).toEqual(new Set(['b']));
+    expect(applyEvent(v, P, 'put', `${P}/alive/c`, val)).toBe('changed');
+    expect(aliveNames(v, P)).toEqual(new Set(['b']));
+    expect(applyEvent(v, P, 'delete', k)).toBe('changed');
+    expect(aliveNames(v, P)).toEqual(new Set());
+    expect(applyEvent(v, P, 'put', k, '{"started":1}')).toBe('invalid');
   });
 
   it("ignores a node record stored under another node's key", () => {

@@ -421,7 +421,7 @@ describe('logging', () => {
     const r = await run({ ...ENV, CNI_COMMAND: 'ADD', STRAND_LOG_FILE: file }, conf({ name: 'bad name' }));
     expect(r.rc).toBe(1);
     expect(r.stderr).toBe('');
-    expect(readFileSync(file, 'utf8')).toMatch(/ERROR strand-test: ADD ctr-1_a\.b\/eth0 failed with code 7/);
+    expect(readFileSync(file, 'utf8')).toMatch(/ERROR strand-test ADD ctr-1_a\.b\/eth0 \+\d+\.\dms: ADD ctr-1_a\.b\/eth0 failed with code 7/);
   });
   it('a logFile config field is used for handler logs', async () => {
     dir = mkdtempSync(join(tmpdir(), 's1-log-'));
@@ -434,7 +434,7 @@ describe('logging', () => {
       },
     });
     expect(r.rc).toBe(0);
-    expect(readFileSync(file, 'utf8')).toContain('INFO strand-test: deleting');
+    expect(readFileSync(file, 'utf8')).toMatch(/INFO strand-test DEL ctr-1_a\.b\/eth0 \+\d+\.\dms: deleting\n/);
     expect(r.stderr).toBe('');
   });
   it('an unwritable log file falls back to stderr', async () => {
@@ -443,11 +443,37 @@ describe('logging', () => {
     expect(r.stderr).toContain('cannot write log file');
     expect(r.stderr).toContain('failed with code 7');
   });
-  it('logLevel debug is honoured, info is the default', async () => {
-    const funcs = { del: async (a: CmdArgs) => a.log?.debug('detail') };
+  it('logLevel debug is honoured; the default is info into a file, warn on stderr', async () => {
+    const funcs = {
+      del: async (a: CmdArgs) => {
+        a.log?.debug('detail');
+        a.log?.info('summary');
+        a.log?.warn('careful');
+      },
+    };
     const quiet = await run({ ...ENV, CNI_COMMAND: 'DEL' }, conf(), { funcs });
-    expect(quiet.stderr).toBe('');
+    expect(quiet.stderr).toMatch(/^\S+ WARN strand-test DEL ctr-1_a\.b\/eth0 \+\d+\.\dms: careful\n$/);
     const loud = await run({ ...ENV, CNI_COMMAND: 'DEL' }, conf({ logLevel: 'debug' }), { funcs });
-    expect(loud.stderr).toContain('DEBUG strand-test: detail');
+    expect(loud.stderr).toMatch(
+      /DEBUG strand-test DEL ctr-1_a\.b\/eth0 \+\d+\.\dms: detail\n.* INFO .*summary\n.* WARN .*careful\n.* INFO .*: DEL succeeded\n$/,
+    );
+    dir = mkdtempSync(join(tmpdir(), 's1-log-'));
+    const file = join(dir, 'f.log');
+    const inFile = await run({ ...ENV, CNI_COMMAND: 'DEL' }, conf({ logFile: file }), { funcs });
+    expect(inFile.stderr).toBe('');
+    expect(readFileSync(file, 'utf8')).toMatch(
+      /^\S+ INFO .*summary\n\S+ WARN .*careful\n\S+ INFO strand-test DEL ctr-1_a\.b\/eth0 \+\d+\.\dms: DEL succeeded\n$/,
+    );
+  });
+
+  it('every line names the verb and the container; STATUS and GC have no container', async () => {
+    const funcs = { status: async (a: CmdArgs) => a.log?.warn('status line') };
+    const r = await run({ CNI_COMMAND: 'STATUS', CNI_PATH: '/bin' }, conf(), { funcs });
+    expect(r.stderr).toMatch(/WARN strand-test STATUS \+\d+\.\dms: status line\n$/);
+  });
+
+  it('rotation settings are validated (logFileMaxSize, logFileMaxFiles)', async () => {
+    expectError(await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ logFileMaxSize: 10 })), Code.InvalidNetworkConfig, /logFileMaxSize/);
+    expectError(await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ logFileMaxFiles: 0 })), Code.InvalidNetworkConfig, /logFileMaxFiles/);
   });
 });

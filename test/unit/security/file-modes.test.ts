@@ -1,6 +1,6 @@
 // Security review, item 2: file modes of what strand writes. A real run of the built
 // `dist/bin/strand install` in a temp dir: etcd TLS material 0600 in a 0700 directory,
-// the conflist 0644, binaries 0755, whatever the umask (0000 would make 0666 files,
+// the conflist and the install record 0644, binaries 0755, whatever the umask (0000 would make 0666 files,
 // 0077 unreadable conflists), and weak modes left by someone else are corrected. strace
 // shows the secret files are created 0600 from the first moment, never chmod-ed down.
 import { spawnSync } from 'node:child_process';
@@ -87,7 +87,8 @@ function expectModes(): void {
   expect(mode(tlsDir), 'TLS dir').toBe(0o700);
   for (const f of ['ca.crt', 'tls.crt', 'tls.key']) expect(mode(join(tlsDir, f)), f).toBe(0o600);
   expect(mode(join(d.conf, '10-strand.conflist')), 'conflist').toBe(0o644);
-  for (const n of readdirSync(d.bin)) expect(mode(join(d.bin, n)), n).toBe(0o755);
+  // the binaries 0755; the record of what was installed 0644 (data, not a program)
+  for (const n of readdirSync(d.bin)) expect(mode(join(d.bin, n)), n).toBe(n === '.strand-installed.json' ? 0o644 : 0o755);
   // The conflist names the key file; it never holds the key.
   expect(readFileSync(join(d.conf, '10-strand.conflist'), 'utf8')).not.toContain(KEY_MARK);
 }

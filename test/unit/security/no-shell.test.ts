@@ -12,7 +12,8 @@ const DIRS = ['cni', 'ipam', 'lib', 'cmd', 'agent'];
 /** Reviewed files that spawn programs, and why that is safe. */
 const REVIEWED_SPAWNERS: Record<string, string> = {
   'lib/cni/invoke.ts': 'delegates to a plugin found on CNI_PATH (no "/" in the type): argv [], config on stdin, shell: false',
-  'cni/bridge/exec.ts': 'iptables-save/-restore and nft, as the reference bridge does: fixed argv, rules on stdin (names and IDs are pattern-checked first)',
+  'lib/plugin/exec.ts':
+    'iptables-save/-restore, iptables -C and nft, as the reference bridge and portmap do: fixed argv, rules on stdin (names and IDs are pattern-checked first)',
 };
 
 describe('no shell is ever spawned', () => {

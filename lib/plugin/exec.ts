@@ -1,6 +1,7 @@
-// Runs the netfilter tools (iptables-save/-restore, nft) the masquerade and MAC
-// spoof-check options use, as the reference plugin does. Always an argv array, never a
-// shell; input on stdin; the runtime's PATH with a sane fallback.
+// Runs the netfilter tools (iptables-save/-restore, iptables -C, nft) the plugins that
+// write rules use (strand-bridge's ipMasq and macspoofchk, strand-portmap), as the
+// reference plugins do. Always an argv array, never a shell; input on stdin; the
+// runtime's PATH with a sane fallback; a deadline after which the tool is killed.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -46,8 +47,11 @@ export class ToolError extends Error {
   }
 }
 
+/** How long a tool may run before it is killed (iptables -w can wait long for the xtables lock). */
+export const TOOL_TIMEOUT_MS = 60_000;
+
 /** Runs `tool args` with `input` on stdin; resolves with its exit code and output. */
-export function runTool(tool: string, args: readonly string[], input?: string): Promise<ToolRun> {
+export function runTool(tool: string, args: readonly string[], input?: string, timeoutMs = TOOL_TIMEOUT_MS): Promise<ToolRun> {
   const exe = findTool(tool);
   if (!exe) return Promise.resolve({ code: 127, stdout: '', stderr: `${tool}: not found on PATH` });
   return new Promise((resolve) => {
@@ -59,10 +63,20 @@ export function runTool(tool: string, args: readonly string[], input?: string): 
     });
     let stdout = '';
     let stderr = '';
+    const timer = setTimeout(() => {
+      stderr += `${tool}: killed after ${timeoutMs} ms\n`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', (e) => resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` }));
-    child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout, stderr: `${stderr}${e.message}` });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
     child.stdin.on('error', () => {});
     child.stdin.end(input ?? '');
   });
