@@ -91,6 +91,12 @@ export class Agent {
   private flatProblems: string[] = [];
   /** Flat mode: the next reconcile pass first puts the bridge's settings back (every resync). */
   private flatReassertDue = false;
+  /** Flat mode: the uplink's MTU, read at setup and every pass (the pods' MTU). */
+  private flatMtu: number | undefined;
+  /** Flat mode: sysctls the takeover could not copy to the bridge (key -> the uplink's value). */
+  private flatNotCopied: Record<string, string> = {};
+  /** Flat mode: bridge settings that are wrong and cannot be put back (reported with every reconcile). */
+  private flatSettingProblems: string[] = [];
   private loops: Array<Promise<void>> = [];
   readonly state: AgentState;
 
@@ -238,6 +244,15 @@ export class Agent {
     this.state.flat = { uplink: flat.uplink, bridge: flat.bridge, takeover: o.state };
     if (o.state !== 'adopted') this.state.flat.since = o.record.completed ?? o.record.started;
     if (o.state === 'taken-over') this.state.flat.ms = Math.round(o.ms);
+    this.flatNotCopied = o.state === 'adopted' ? {} : (o.record.notCopied ?? {});
+    this.flatMtu = await this.uplinkMtu(flat);
+    await this.reassertFlat(flat);
+  }
+
+  /** Flat mode: the MTU of the uplink (pods are on its segment, whichever link holds the node IP). */
+  private async uplinkMtu(flat: FlatConfig): Promise<number> {
+    const { uplinkMtu } = await import('./flat.ts');
+    return uplinkMtu(this.dp.ns, flat);
   }
 
   /**
@@ -273,23 +288,32 @@ export class Agent {
     }
   }
 
-  /** Flat mode, every resync: the bridge keeps the uplink's MTU and accept_ra, the uplink its pod VLANs. */
+  /**
+   * Flat mode, every resync: the bridge keeps the uplink's MTU and accept_ra, the uplink
+   * its pod VLANs; what cannot be put back is a problem (logged when it changes).
+   */
   private async reassertFlat(flat: FlatConfig): Promise<void> {
     const { reassertBridge } = await import('./flat.ts');
+    let problems: string[];
     try {
-      for (const f of reassertBridge(this.dp.ns, flat)) this.log.warn(`flat: ${f}`);
+      const r = reassertBridge(this.dp.ns, flat, this.flatNotCopied);
+      for (const f of r.fixed) this.log.warn(`flat: ${f}`);
+      problems = r.problems.map((p) => `flat: ${p}`);
     } catch (e) {
-      this.log.warn(`flat: ${errorText(e)}`);
+      problems = [`flat: ${errorText(e)}`];
     }
+    if (problems.join('\n') !== this.flatSettingProblems.join('\n')) for (const p of problems) this.log.warn(p);
+    this.flatSettingProblems = problems;
   }
 
   /**
    * The MTU pods on this node should have: the tunnel's in vxlan mode (the uplink's minus
-   * the encapsulation, or vxlan.mtu), the uplink's otherwise. Written to the pod MTU file
-   * when the file does not hold it already; a failed write is retried at the next reconcile.
+   * the encapsulation, or vxlan.mtu), in flat mode the flat uplink's, the uplink's
+   * otherwise. Written to the pod MTU file when the file does not hold it already; a
+   * failed write is retried at the next reconcile.
    */
   private publishPodMtu(): void {
-    const mtu = this.vtep ? this.vtep.mtu : this.underlay?.link.mtu;
+    const mtu = this.vtep ? this.vtep.mtu : (this.flatMtu ?? this.underlay?.link.mtu);
     if (mtu === undefined) return;
     const file = this.cfg.podMtuFile;
     let current: number | undefined;
@@ -464,6 +488,7 @@ export class Agent {
       if (!view || !this.underlay) return undefined;
       // the uplink's MTU may have changed: the tunnel's and the pods' follow
       this.underlay.link.mtu = await this.dp.linkMtu(this.underlay.link.index);
+      if (this.cfg.flat && this.state.flat) this.flatMtu = await this.uplinkMtu(this.cfg.flat);
       if (this.cfg.mode === 'vxlan') this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
       if (this.vtep && this.state.vtep) this.state.vtep.mtu = this.vtep.mtu;
       this.publishPodMtu();
@@ -496,7 +521,7 @@ export class Agent {
         routes: desired.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}), ...(r.dev ? { dev: r.dev } : {}), node: r.node, why: r.why })),
         orphanBlocks: desired.orphanBlocks,
         podLinks: desired.podLinks,
-        problems: [...this.flatProblems, ...desired.problems],
+        problems: [...this.flatProblems, ...this.flatSettingProblems, ...desired.problems],
         lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms },
       });
       this.recordMetrics(reason, ms, desired, ops, report.failed, sysctlErrors.length, view);

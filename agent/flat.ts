@@ -4,7 +4,10 @@
 // takeover() moves, through rtnetlink, everything the uplink carries to the bridge:
 //   - the bridge is created with the uplink's MTU and MAC (the segment's ARP caches stay
 //     right), or an existing bridge is adopted (it gets the MTU, keeps its MAC), and it
-//     gets the uplink's per-link sysctls;
+//     gets the uplink's per-link sysctls: IPv4 ones over rtnetlink (CAP_NET_ADMIN is
+//     enough: the DaemonSet's agent has a read-only /proc/sys), IPv6 ones through
+//     /proc/sys, which only a privileged agent can write; one that cannot be written is
+//     recorded as not copied and reported, the takeover goes on;
 //   - the uplink is enslaved to it;
 //   - every address (IPv6 link-local and temporary ones excepted: the kernel makes those
 //     per link) is added to the bridge with its flags, lifetimes, label and metric;
@@ -32,6 +35,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from '../lib/cni/log.ts';
+import { isIpv4Conf, setIpv4Conf } from '../lib/netlink/devconf.ts';
 import { settleIPv6 } from '../lib/plugin/ipam-config.ts';
 import { UndoStack } from '../lib/plugin/undo.ts';
 import * as rtnl from '../lib/netlink/rtnl.ts';
@@ -64,6 +68,8 @@ export interface TakeoverRecord {
   vlans?: number[];
   /** Sysctls of the bridge before the takeover set them (an adopted bridge gets them back). */
   sysctls: Record<string, string>;
+  /** Sysctls of the bridge that could not be set to the uplink's value (read-only /proc/sys): key -> the uplink's value. */
+  notCopied?: Record<string, string>;
   /** The uplink's addresses and routes as dumped, every attribute kept. */
   addrs: AddrMessage[];
   routes: RouteMessage[];
@@ -143,6 +149,26 @@ function tryGet(ns: Netns, name: string): string | undefined {
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Sets a per-link sysctl (a slash path, 'net/ipv4/conf/br0/rp_filter') of link `index`:
+ * an IPv4 one over rtnetlink (needs CAP_NET_ADMIN only), any other through /proc/sys.
+ */
+function setLinkSysctl(ns: Netns, key: string, index: number, value: string): void {
+  const v4 = /^net\/ipv4\/conf\/[^/]+\/(\w+)$/.exec(key)?.[1];
+  if (v4 !== undefined && isIpv4Conf(v4) && /^\d+$/.test(value)) setIpv4Conf(ns, index, v4, Number(value));
+  else rtnl.sysctlSet(ns, key, value);
+}
+
+/** A sysctl write refused because /proc/sys is read-only here (an unprivileged container) or not ours to write. */
+function notWritable(e: unknown): boolean {
+  return ['EROFS', 'EACCES', 'EPERM'].some((c) => rtnl.isNetlinkError(e, c));
+}
+
+/** What to tell about sysctl `key` of the bridge that cannot be set to `want`. */
+function notWritableProblem(key: string, want: string, uplink: string): string {
+  return `${key} is not ${want} (${uplink}'s): /proc/sys is read-only for this agent, and IPv6 settings have no rtnetlink request (run the agent privileged, or set it on the node: docs/flat.md)`;
 }
 
 function ignoring(codes: readonly string[], fn: () => void): boolean {
@@ -403,9 +429,16 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
         const key = sysctlName(t, cfg.bridge);
         const have = tryGet(ns, key);
         if (want === undefined || have === undefined || want === have) continue;
-        rtnl.sysctlSet(ns, key, want);
+        try {
+          setLinkSysctl(ns, key, br, want);
+        } catch (e) {
+          if (!notWritable(e)) throw e;
+          rec.notCopied = { ...rec.notCopied, [key]: want };
+          log.warn(`flat: ${notWritableProblem(key, want, uplink.name)}`);
+          continue;
+        }
         rec.sysctls[key] = have;
-        undo.push(`restore ${key}=${have}`, () => rtnl.sysctlSet(ns, key, have));
+        undo.push(`restore ${key}=${have}`, () => setLinkSysctl(ns, key, br, have));
       }
       writeRecord(cfg.record, rec);
       await after('sysctls');
@@ -561,7 +594,7 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
     } else {
       for (const [key, value] of Object.entries(rec.sysctls)) {
         try {
-          rtnl.sysctlSet(ns, key, value);
+          setLinkSysctl(ns, key, br, value);
         } catch (e) {
           warn(`${key}=${value}: ${errorText(e)}`);
         }
@@ -603,7 +636,8 @@ export async function ensureTakeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps)
     );
   }
   if (rec?.phase === 'done' && inBridge) {
-    for (const p of reassertBridge(ns, cfg)) deps.log.warn(`flat: ${p}`);
+    const r = reassertBridge(ns, cfg, rec.notCopied);
+    for (const p of [...r.fixed, ...r.problems]) deps.log.warn(`flat: ${p}`);
     deps.log.info(`flat: ${cfg.uplink} taken over by ${cfg.bridge} since ${rec.completed ?? rec.started}`);
     return { state: 'recognised', record: rec };
   }
@@ -631,21 +665,38 @@ export function nodeAddresses(ns: Netns, cfg: FlatConfig): string[] {
     .map((a) => a.ip);
 }
 
+/** The uplink's MTU: the pods' (the bridge keeps it too, reassertBridge). */
+export function uplinkMtu(ns: Netns, cfg: FlatConfig): number {
+  const l = rtnl.findLink(ns, cfg.uplink);
+  if (!l) throw new TakeoverError(`uplink ${cfg.uplink} does not exist`);
+  return l.mtu;
+}
+
+export interface Reassertion {
+  /** What had to be put back. */
+  fixed: string[];
+  /** What is not as it should be and could not be put back. */
+  problems: string[];
+}
+
 /**
  * What strand itself may undo on the bridge is put back: strand-bridge ADD turns
  * `accept_ra` off on its bridge, as the reference plugin does (on the node's own bridge
  * that would stop router advertisements), so the bridge gets the uplink's value again;
- * its MTU stays the uplink's and the pod VLANs stay on the uplink port. Other settings
- * are the administrator's. Returns what it had to fix.
+ * its MTU stays the uplink's and the pod VLANs stay on the uplink port. Sysctls the
+ * takeover could not copy (`notCopied`, a read-only /proc/sys) are tried again. Other
+ * settings are the administrator's. A sysctl this agent may not write is a problem
+ * (`accept_ra` only while the bridge has a global IPv6 address: without IPv6 on the
+ * segment it changes nothing).
  */
-export function reassertBridge(ns: Netns, cfg: FlatConfig): string[] {
-  const fixed: string[] = [];
+export function reassertBridge(ns: Netns, cfg: FlatConfig, notCopied: Readonly<Record<string, string>> = {}): Reassertion {
+  const out: Reassertion = { fixed: [], problems: [] };
   const br = rtnl.findLink(ns, cfg.bridge);
   const uplink = rtnl.findLink(ns, cfg.uplink);
-  if (!br || !uplink) return [`${!br ? cfg.bridge : cfg.uplink} is gone`];
+  if (!br || !uplink) return { fixed: [], problems: [`${!br ? cfg.bridge : cfg.uplink} is gone`] };
   if (br.mtu !== uplink.mtu) {
     rtnl.setLink(ns, br.index, { mtu: uplink.mtu });
-    fixed.push(`${cfg.bridge} mtu ${br.mtu} -> ${uplink.mtu} (the uplink's)`);
+    out.fixed.push(`${cfg.bridge} mtu ${br.mtu} -> ${uplink.mtu} (the uplink's)`);
   }
   if (cfg.vlans.length) {
     const have = new Set(
@@ -653,19 +704,23 @@ export function reassertBridge(ns: Netns, cfg: FlatConfig): string[] {
     );
     for (const vid of cfg.vlans.filter((v) => !have.has(v))) {
       rtnl.newBridgeVlan(ns, uplink.index, { vid });
-      fixed.push(`VLAN ${vid} back on ${cfg.uplink}`);
+      out.fixed.push(`VLAN ${vid} back on ${cfg.uplink}`);
     }
   }
-  const want = tryGet(ns, `net/ipv6/conf/${uplink.name}/accept_ra`);
-  const key = `net/ipv6/conf/${cfg.bridge}/accept_ra`;
-  const have = tryGet(ns, key);
-  if (want !== undefined && have !== undefined && want !== have) {
+  const ra = `net/ipv6/conf/${cfg.bridge}/accept_ra`;
+  const prefix = (l: string): string => `/conf/${l}/`;
+  for (const key of new Set([ra, ...Object.keys(notCopied)])) {
+    const want = tryGet(ns, key.replace(prefix(cfg.bridge), prefix(uplink.name)));
+    const have = tryGet(ns, key);
+    if (want === undefined || have === undefined || want === have) continue;
     try {
-      rtnl.sysctlSet(ns, key, want);
-      fixed.push(`${key} ${have} -> ${want} (the uplink's)`);
+      setLinkSysctl(ns, key, br.index, want);
+      out.fixed.push(`${key} ${have} -> ${want} (the uplink's)`);
     } catch (e) {
-      fixed.push(`${key}: ${errorText(e)}`);
+      if (!notWritable(e)) out.problems.push(`${key}: ${errorText(e)}`);
+      else if (key !== ra || Object.hasOwn(notCopied, key) || nodeAddresses(ns, cfg).some((a) => a.includes(':')))
+        out.problems.push(notWritableProblem(key, want, uplink.name));
     }
   }
-  return fixed;
+  return out;
 }

@@ -3,6 +3,7 @@
 // false) + strand-ipam on one etcd. Pods are hosts of the segment: they reach each other
 // and the router, the router reaches them, and nothing is routed or encapsulated.
 import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ipJson } from '../../helpers/netns.ts';
@@ -86,6 +87,16 @@ describe('flat mode: three nodes on one segment', () => {
       const deadline = Date.now() + 10_000;
       while (ra('br0') !== ra('eth1') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       expect(ra('br0')).toBe(ra('eth1'));
+      // alive and ready like any agent, nothing to report, and the pods' MTU is the uplink's
+      const get = (path: string): string =>
+        execFileSync('ip', ['netns', 'exec', n.ns, 'curl', '-sS', '--max-time', '5', `http://127.0.0.1:9476${path}`], { encoding: 'utf8' });
+      expect(get('/healthz').trim()).toBe('ok');
+      expect(get('/readyz').trim()).toBe('ok');
+      const metrics = get('/metrics');
+      expect(metrics).toMatch(/^strand_agent_synced 1$/m);
+      expect(metrics).toMatch(/^strand_agent_pod_mtu 1500$/m);
+      expect(readFileSync(n.podMtuFile, 'utf8')).toBe('1500\n');
+      expect((c.state(n) as { problems: string[] }).problems).toEqual([]);
       // the pods' default route is the router, not the node
       for (const p of pods.filter((q) => q.node === n)) {
         expect(ipJson<Array<{ dst: string; gateway?: string }>>(['-4', 'route', 'show', 'default'], { ns: p.ns })[0]?.gateway).toBe(ROUTER);

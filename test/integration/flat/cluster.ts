@@ -24,6 +24,8 @@ export interface FlatNode {
   ns: string;
   ip: string;
   stateFile: string;
+  /** The agent's pod MTU file (--pod-mtu-file). */
+  podMtuFile: string;
   record: string;
   logFile: string;
   agent?: ChildProcess;
@@ -84,6 +86,7 @@ export class FlatCluster {
         ns,
         ip: nodeIp(i),
         stateFile: join(this.dir, `${name}.json`),
+        podMtuFile: join(this.dir, `${name}-pod-mtu`),
         record: join(this.dir, `${name}-flat.json`),
         logFile: join(this.dir, `${name}.log`),
       });
@@ -105,6 +108,7 @@ export class FlatCluster {
       '--lease-ttl=10s',
       '--resync=2s',
       `--state-file=${n.stateFile}`,
+      `--pod-mtu-file=${n.podMtuFile}`,
       '--log-level=debug',
       ...extra,
     ];

@@ -4,8 +4,8 @@
 // a local (AnyIP) route, permanent neighbours, and things that must stay untouched (a
 // dummy link with its own address and route, a blackhole route). `ip -j` is the oracle:
 // before and after a restore or a failed takeover the dumps must be equal byte for byte.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -73,9 +73,33 @@ async function richNode(): Promise<{ ns: string; cfg: FlatConfig }> {
   ip(['link', 'set', 'dummy0', 'up'], { ns });
   ip(['link', 'set', 'dummy1', 'up'], { ns });
   r(['172.31.0.0/16', 'via', '172.30.0.254']);
+  // per-link settings the bridge must take from the uplink (IPv4 over rtnetlink, IPv6 through /proc/sys)
+  for (const [k, v] of Object.entries(UPLINK_SETTINGS)) sysctlW(ns, k.replace('%', 'eth1'), v);
   await settled(ns);
   await settled(seg.rt);
   return { ns, cfg: { uplink: 'eth1', bridge: 'br0', record: join(dir, 'flat.json'), vlans: [] } };
+}
+
+/** Values (none of them a fresh link's default) that the takeover copies from the uplink to the bridge. */
+const UPLINK_SETTINGS: Record<string, string> = {
+  'net.ipv4.conf.%.rp_filter': '2',
+  'net.ipv4.conf.%.arp_ignore': '1',
+  'net.ipv4.conf.%.arp_announce': '2',
+  'net.ipv4.conf.%.route_localnet': '1',
+  'net.ipv6.conf.%.hop_limit': '33',
+};
+
+function sysctlW(ns: string, key: string, value: string): void {
+  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', `${key}=${value}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** The UPLINK_SETTINGS keys' values on `link`. */
+function linkSettings(ns: string, link: string): Record<string, string> {
+  const keys = Object.keys(UPLINK_SETTINGS);
+  const out = execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-n', ...keys.map((k) => k.replace('%', link))], { encoding: 'utf8' })
+    .trim()
+    .split('\n');
+  return Object.fromEntries(keys.map((k, i) => [k, out[i] as string]));
 }
 
 /** What the takeover must produce: the uplink in br0 with the uplink's MTU and MAC, the configuration on br0. */
@@ -86,6 +110,7 @@ function expectTakenOver(ns: string, before: ReturnType<typeof dumps>): void {
   expect(eth1?.master).toBe('br0');
   expect(br?.mtu).toBe(1400);
   expect(br?.address).toBe(eth1?.address);
+  expect(linkSettings(ns, 'br0')).toEqual(UPLINK_SETTINGS);
   const addrs = ipJson<Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number; label?: string; scope: string }> }>>(['addr', 'show'], {
     ns,
   });
@@ -123,8 +148,23 @@ function agentArgs(cfg: FlatConfig, stateFile: string): string[] {
     `--etcd-endpoints=${e.unixEndpoint}`,
     `--etcd-prefix=/${(seg as Segment).prefix}`,
     `--state-file=${stateFile}`,
+    `--pod-mtu-file=${join(dir, 'pod-mtu')}`,
+    '--resync=1s',
     '--log-level=debug',
   ];
+}
+
+/** The pod MTU file and the bridge's MTU, once both are `mtu` (the agent follows the uplink at its next resync). */
+async function podMtuIs(ns: string, mtu: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const file = join(dir, 'pod-mtu');
+  for (;;) {
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '(none)';
+    const br = (seg as Segment).links(ns).get('br0')?.mtu;
+    if (text === `${mtu}\n` && br === mtu) return;
+    if (Date.now() > deadline) throw new Error(`pod MTU file ${JSON.stringify(text)}, br0 mtu ${br}: not ${mtu} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
 }
 
 function startAgent(ns: string, args: string[]): ChildProcess {
@@ -181,6 +221,12 @@ describe('flat mode: uplink takeover', () => {
     await settled(ns);
     expectTakenOver(ns, before);
     expect(readRecord(cfg.record)?.phase).toBe('done');
+    // pods get the uplink's MTU (the pod MTU file), and the bridge and the file follow a change
+    await podMtuIs(ns, 1400);
+    ip(['link', 'set', 'eth1', 'mtu', '1380'], { ns });
+    await podMtuIs(ns, 1380);
+    ip(['link', 'set', 'eth1', 'mtu', '1400'], { ns });
+    await podMtuIs(ns, 1400);
 
     // SIGTERM leaves the takeover; the next start recognises it and changes nothing
     await stop(agent);
@@ -285,18 +331,82 @@ describe('flat mode: uplink takeover', () => {
     expect(up()).toBe(true);
     await settled(ns);
     const before = dumps(ns);
+    const settingsBefore = linkSettings(ns, 'br0');
+    expect(settingsBefore).not.toEqual(UPLINK_SETTINGS);
     const handle = Netns.open(`/run/netns/${ns}`);
     try {
       const rec = await takeover(handle, cfg, { log: quiet });
       expect(rec.bridge).toMatchObject({ created: false, before: { mtu: 1500, mac: '02:00:00:00:0b:01', up: true } });
+      expect(linkSettings(ns, 'br0')).toEqual(UPLINK_SETTINGS);
       expect((seg as Segment).links(ns).get('eth1')?.master).toBe('br0');
       expect(await ensureTakeover(handle, cfg, { log: quiet })).toMatchObject({ state: 'recognised' });
       await restore(handle, cfg.record, { log: quiet });
       await settled(ns);
       expect(dumps(ns)).toEqual(before);
+      expect(linkSettings(ns, 'br0')).toEqual(settingsBefore);
     } finally {
       handle.close();
     }
+  });
+
+  it("with /proc/sys read-only (the DaemonSet's NET_ADMIN-only agent): IPv4 settings still copied (rtnetlink), IPv6 ones reported, as is accept_ra turned off on the bridge", async () => {
+    const { ns, cfg } = await richNode();
+    const before = dumps(ns);
+    const stateFile = join(dir, 'agent.json');
+    // a private mount namespace whose /proc/sys is read-only, as in an unprivileged container
+    const readOnly = (argv: string[]): string[] => [
+      'netns',
+      'exec',
+      ns,
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '/bin/sh',
+      '-c',
+      'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"',
+      'sh',
+      ...argv,
+    ];
+    const probe = spawnSync('ip', readOnly(['/bin/sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/eth1/rp_filter']), { encoding: 'utf8' });
+    expect(probe.status, 'a sysctl write must fail there').not.toBe(0);
+    expect(probe.stderr).toMatch(/read-only/i);
+
+    const child = spawn('ip', readOnly([STRAND_BIN, ...agentArgs(cfg, stateFile)]), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+    });
+    let log = '';
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (log += d));
+    Object.defineProperty(child, 'log', { get: () => log });
+    agents.push(child);
+    expect((await waitFlat(stateFile, child)).flat?.takeover).toBe('taken-over');
+    const hop = 'net/ipv6/conf/br0/hop_limit';
+    const problems = async (want: RegExp): Promise<string[]> => {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const p = readJson<{ problems: string[] }>(stateFile)?.problems ?? [];
+        if (p.some((x) => want.test(x))) return p;
+        if (Date.now() > deadline) throw new Error(`no problem matching ${want} in ${JSON.stringify(p)}:\n${log}`);
+        await sleep(100);
+      }
+    };
+    expect((await problems(/hop_limit/)).filter((x) => x.includes(hop))).toHaveLength(1);
+    expect(readRecord(cfg.record)?.notCopied).toEqual({ [hop]: '33' });
+    const got = linkSettings(ns, 'br0');
+    expect(got).toEqual({ ...UPLINK_SETTINGS, 'net.ipv6.conf.%.hop_limit': linkSettings(ns, 'dummy0')['net.ipv6.conf.%.hop_limit'] });
+    expect(got['net.ipv6.conf.%.hop_limit']).not.toBe('33');
+    // what strand-bridge ADD does to the bridge: the agent may not undo it here, and says so
+    // (the bridge has IPv6 addresses of the segment)
+    sysctlW(ns, 'net.ipv6.conf.br0.accept_ra', '0');
+    await problems(/net\/ipv6\/conf\/br0\/accept_ra is not 1/);
+    expect(log).toMatch(/accept_ra is not 1 \(eth1's\): \/proc\/sys is read-only/);
+    await stop(child);
+
+    const r = spawnSync('ip', ['netns', 'exec', ns, STRAND_BIN, 'agent', '--restore', `--flat-record=${cfg.record}`], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    await settled(ns);
+    expect(dumps(ns)).toEqual(before);
   });
 
   it('strand install --uninstall undoes the takeover before removing the files', async () => {
