@@ -121,7 +121,7 @@ async function restoreCmd(argv: readonly string[], io: CliIO): Promise<number> {
   if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
   const raw = loadRawConfig(flags);
   const level = typeof raw['logLevel'] === 'string' && isLogLevel(raw['logLevel']) ? raw['logLevel'] : 'info';
-  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level });
+  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level, format: raw['logFormat'] === 'json' ? 'json' : 'text' });
   const [{ restore, TakeoverError }, { Netns }] = await Promise.all([import('./flat.ts'), import('../lib/netlink/netns.ts')]);
   const ns = Netns.current();
   try {

@@ -167,8 +167,9 @@ async function podMtuIs(ns: string, mtu: number, timeoutMs = 15_000): Promise<vo
   }
 }
 
-function startAgent(ns: string, args: string[]): ChildProcess {
-  const child = spawn('ip', ['netns', 'exec', ns, STRAND_BIN, ...args], {
+/** The agent binary in `ns` (`ip` runs `inNs(argv)`: by default `ip netns exec <ns> argv`). */
+function startAgent(ns: string, args: string[], inNs = (argv: string[]): string[] => ['netns', 'exec', ns, ...argv]): ChildProcess {
+  const child = spawn('ip', inNs([STRAND_BIN, ...args]), {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
   });
@@ -372,14 +373,8 @@ describe('flat mode: uplink takeover', () => {
     expect(probe.status, 'a sysctl write must fail there').not.toBe(0);
     expect(probe.stderr).toMatch(/read-only/i);
 
-    const child = spawn('ip', readOnly([STRAND_BIN, ...agentArgs(cfg, stateFile)]), {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
-    });
-    let log = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (log += d));
-    Object.defineProperty(child, 'log', { get: () => log });
-    agents.push(child);
+    const child = startAgent(ns, agentArgs(cfg, stateFile), readOnly);
+    const log = (): string => (child as unknown as { log: string }).log;
     expect((await waitFlat(stateFile, child)).flat?.takeover).toBe('taken-over');
     const hop = 'net/ipv6/conf/br0/hop_limit';
     const problems = async (want: RegExp): Promise<string[]> => {
@@ -387,7 +382,7 @@ describe('flat mode: uplink takeover', () => {
       for (;;) {
         const p = readJson<{ problems: string[] }>(stateFile)?.problems ?? [];
         if (p.some((x) => want.test(x))) return p;
-        if (Date.now() > deadline) throw new Error(`no problem matching ${want} in ${JSON.stringify(p)}:\n${log}`);
+        if (Date.now() > deadline) throw new Error(`no problem matching ${want} in ${JSON.stringify(p)}:\n${log()}`);
         await sleep(100);
       }
     };
@@ -400,7 +395,7 @@ describe('flat mode: uplink takeover', () => {
     // (the bridge has IPv6 addresses of the segment)
     sysctlW(ns, 'net.ipv6.conf.br0.accept_ra', '0');
     await problems(/net\/ipv6\/conf\/br0\/accept_ra is not 1/);
-    expect(log).toMatch(/accept_ra is not 1 \(eth1's\): \/proc\/sys is read-only/);
+    expect(log()).toMatch(/accept_ra is not 1 \(eth1's\): \/proc\/sys is read-only/);
     await stop(child);
 
     const r = spawnSync('ip', ['netns', 'exec', ns, STRAND_BIN, 'agent', '--restore', `--flat-record=${cfg.record}`], { encoding: 'utf8' });
