@@ -252,7 +252,7 @@ export class Agent {
   /** Flat mode: the MTU of the uplink (pods are on its segment, whichever link holds the node IP). */
   private async uplinkMtu(flat: FlatConfig): Promise<number> {
     const { uplinkMtu } = await import('./flat.ts');
-    return uplinkMtu(this.dp.ns, flat);
+    return await uplinkMtu(this.dp.ns, flat);
   }
 
   /**
@@ -266,7 +266,7 @@ export class Agent {
     const reg = this.registry as Registry;
     while (!this.stopped) {
       try {
-        const addrs = nodeAddresses(this.dp.ns, flat);
+        const addrs = await nodeAddresses(this.dp.ns, flat);
         const problems: string[] = [];
         for (const network of this.cfg.networks) {
           for (const a of addrs) {
@@ -296,7 +296,7 @@ export class Agent {
     const { reassertBridge } = await import('./flat.ts');
     let problems: string[];
     try {
-      const r = reassertBridge(this.dp.ns, flat, this.flatNotCopied);
+      const r = await reassertBridge(this.dp.ns, flat, this.flatNotCopied);
       for (const f of r.fixed) this.log.warn(`flat: ${f}`);
       problems = r.problems.map((p) => `flat: ${p}`);
     } catch (e) {

@@ -139,9 +139,9 @@ function sysctlName(template: string, link: string): string {
   return template.replace('%', link);
 }
 
-function tryGet(ns: Netns, name: string): string | undefined {
+async function tryGet(ns: Netns, name: string): Promise<string | undefined> {
   try {
-    return rtnl.sysctlGet(ns, name);
+    return await rtnl.sysctlGet(ns, name);
   } catch {
     return undefined;
   }
@@ -155,10 +155,10 @@ function errorText(e: unknown): string {
  * Sets a per-link sysctl (a slash path, 'net/ipv4/conf/br0/rp_filter') of link `index`:
  * an IPv4 one over rtnetlink (needs CAP_NET_ADMIN only), any other through /proc/sys.
  */
-function setLinkSysctl(ns: Netns, key: string, index: number, value: string): void {
+async function setLinkSysctl(ns: Netns, key: string, index: number, value: string): Promise<void> {
   const v4 = /^net\/ipv4\/conf\/[^/]+\/(\w+)$/.exec(key)?.[1];
-  if (v4 !== undefined && isIpv4Conf(v4) && /^\d+$/.test(value)) setIpv4Conf(ns, index, v4, Number(value));
-  else rtnl.sysctlSet(ns, key, value);
+  if (v4 !== undefined && isIpv4Conf(v4) && /^\d+$/.test(value)) await setIpv4Conf(ns, index, v4, Number(value));
+  else await rtnl.sysctlSet(ns, key, value);
 }
 
 /** A sysctl write refused because /proc/sys is read-only here (an unprivileged container) or not ours to write. */
@@ -171,9 +171,9 @@ function notWritableProblem(key: string, want: string, uplink: string): string {
   return `${key} is not ${want} (${uplink}'s): /proc/sys is read-only for this agent, and IPv6 settings have no rtnetlink request (run the agent privileged, or set it on the node: docs/flat.md)`;
 }
 
-function ignoring(codes: readonly string[], fn: () => void): boolean {
+async function ignoring(codes: readonly string[], fn: () => Promise<unknown>): Promise<boolean> {
   try {
-    fn();
+    await fn();
     return true;
   } catch (e) {
     if (codes.some((c) => rtnl.isNetlinkError(e, c))) return false;
@@ -327,24 +327,24 @@ function describeRoute(r: RouteMessage): string {
 // -------------------------------------------------------------------- takeover ----
 
 /** What is on the uplink now, and whether a takeover can start. */
-function snapshot(ns: Netns, cfg: FlatConfig): { uplink: rtnl.Link; bridge: rtnl.Link | undefined; rec: TakeoverRecord } {
-  const uplink = rtnl.findLink(ns, cfg.uplink);
+async function snapshot(ns: Netns, cfg: FlatConfig): Promise<{ uplink: rtnl.Link; bridge: rtnl.Link | undefined; rec: TakeoverRecord }> {
+  const uplink = await rtnl.findLink(ns, cfg.uplink);
   if (!uplink) throw new TakeoverError(`uplink ${cfg.uplink} does not exist`);
   if (uplink.kind === 'bridge') throw new TakeoverError(`uplink ${cfg.uplink} is a bridge; name the physical interface`);
-  const bridge = rtnl.findLink(ns, cfg.bridge);
+  const bridge = await rtnl.findLink(ns, cfg.bridge);
   if (bridge && bridge.kind !== 'bridge') throw new TakeoverError(`${cfg.bridge} exists and is not a bridge`);
   if (uplink.master !== undefined) {
-    const m = rtnl.findLink(ns, uplink.master);
+    const m = await rtnl.findLink(ns, uplink.master);
     throw new TakeoverError(`uplink ${cfg.uplink} is already a port of ${m?.name ?? `link ${uplink.master}`}`);
   }
-  const addrs = rtnl.dumpAddrMessages(ns, { index: uplink.index }).filter(movableAddr);
-  const routes = rtnl.dumpRouteMessages(ns).filter((r) => movableRoute(r, uplink.index));
+  const addrs = (await rtnl.dumpAddrMessages(ns, { index: uplink.index })).filter(movableAddr);
+  const routes = (await rtnl.dumpRouteMessages(ns)).filter((r) => movableRoute(r, uplink.index));
   const nh = routes.find((r) => r.nhId !== undefined);
   if (nh)
     throw new TakeoverError(`route ${describeRoute(nh)} uses nexthop object ${nh.nhId}; strand does not move nexthop objects (move it to ${cfg.bridge} first)`);
   const neighs: RecordedNeigh[] = [];
   for (const family of [4, 6] as const) {
-    for (const n of rtnl.listNeighs(ns, { link: uplink.index, family })) {
+    for (const n of await rtnl.listNeighs(ns, { link: uplink.index, family })) {
       if (n.ip === undefined || (n.state & rtnl.NeighState.permanent) === 0) continue;
       const e: RecordedNeigh = { ip: n.ip, flags: n.flags & rtnl.NeighFlag.router };
       if (n.mac !== undefined) e.mac = n.mac;
@@ -372,7 +372,7 @@ function snapshot(ns: Netns, cfg: FlatConfig): { uplink: rtnl.Link; bridge: rtnl
 
 /** Waits for IPv6 duplicate address detection on a link with carrier (none without: it would wait forever). */
 async function settle(ns: Netns, index: number, name: string): Promise<void> {
-  const l = rtnl.getLink(ns, index);
+  const l = await rtnl.getLink(ns, index);
   if (!l.lowerUp) return;
   await settleIPv6(ns, { index, name });
 }
@@ -387,7 +387,7 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
   const after = async (step: string): Promise<void> => {
     await deps.hooks?.after?.(step);
   };
-  const { uplink, bridge: existing, rec } = snapshot(ns, cfg);
+  const { uplink, bridge: existing, rec } = await snapshot(ns, cfg);
   const up = uplink.index;
   const undo = new UndoStack((m) => log.warn(`takeover rollback: ${m}`));
   try {
@@ -402,16 +402,16 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
         const info: rtnl.BridgeInfo = cfg.vlans.length ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' };
         const spec: rtnl.NewLinkSpec = { name: cfg.bridge, info, mtu: uplink.mtu, up: true };
         if (uplink.mac) spec.mac = uplink.mac;
-        rtnl.newLink(ns, spec);
-        br = rtnl.getLink(ns, cfg.bridge).index;
-        undo.push(`delete bridge ${cfg.bridge}`, () => void ignoring(['ENODEV'], () => rtnl.delLink(ns, br)));
+        await rtnl.newLink(ns, spec);
+        br = (await rtnl.getLink(ns, cfg.bridge)).index;
+        undo.push(`delete bridge ${cfg.bridge}`, async () => void (await ignoring(['ENODEV'], () => rtnl.delLink(ns, br))));
       } else {
         // An adopted bridge keeps its MAC (pods may know it); frames for the uplink's MAC
         // still reach the node: the bridge delivers its ports' MACs locally.
         br = existing.index;
         const before = existing;
         const vf = rec.bridge.before?.vlanFiltering;
-        rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true, ...(cfg.vlans.length && !vf ? { info: { kind: 'bridge', vlanFiltering: true } } : {}) });
+        await rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true, ...(cfg.vlans.length && !vf ? { info: { kind: 'bridge', vlanFiltering: true } } : {}) });
         undo.push(`restore bridge ${cfg.bridge}`, () =>
           restoreBridge(ns, br, {
             mtu: before.mtu,
@@ -425,12 +425,12 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
 
       // 2. the uplink's per-link sysctls
       for (const t of LINK_SYSCTLS) {
-        const want = tryGet(ns, sysctlName(t, uplink.name));
+        const want = await tryGet(ns, sysctlName(t, uplink.name));
         const key = sysctlName(t, cfg.bridge);
-        const have = tryGet(ns, key);
+        const have = await tryGet(ns, key);
         if (want === undefined || have === undefined || want === have) continue;
         try {
-          setLinkSysctl(ns, key, br, want);
+          await setLinkSysctl(ns, key, br, want);
         } catch (e) {
           if (!notWritable(e)) throw e;
           rec.notCopied = { ...rec.notCopied, [key]: want };
@@ -445,10 +445,10 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
 
       // 3. the uplink joins the bridge (it still holds its addresses and routes: traffic
       // goes on, received through the bridge, sent straight out of the port)
-      rtnl.setLink(ns, up, { master: br });
+      await rtnl.setLink(ns, up, { master: br });
       undo.push(`take ${uplink.name} out of ${cfg.bridge}`, () => rtnl.setLink(ns, up, { master: null }));
       // the pods' VLANs reach the segment tagged (the node's own traffic stays untagged, VLAN 1)
-      for (const vid of cfg.vlans) rtnl.newBridgeVlan(ns, up, { vid });
+      for (const vid of cfg.vlans) await rtnl.newBridgeVlan(ns, up, { vid });
       await after('enslave');
 
       // 4. the addresses, also on the bridge
@@ -456,8 +456,11 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       const elapsed = (): number => Math.floor((Date.now() - t0) / 1000);
       for (const [i, a] of addOrder(rec.addrs).entries()) {
         const m = addrOn(a, br, uplink.name, cfg.bridge, elapsed());
-        if (ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, m))) {
-          undo.push(`remove ${describeAddr(a)} from ${cfg.bridge}`, () => void ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br))));
+        if (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, m))) {
+          undo.push(
+            `remove ${describeAddr(a)} from ${cfg.bridge}`,
+            async () => void (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)))),
+          );
         }
         await after(`address#${i}`);
       }
@@ -467,15 +470,18 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       const moves = [...rec.routes].sort(gatewayLast);
       for (const [i, r] of moves.entries()) {
         for (const m of routesVia(r, up, br, elapsed())) {
-          if (ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))) {
-            undo.push(`remove ${describeRoute(m)} through ${cfg.bridge}`, () => void ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m)));
+          if (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))) {
+            undo.push(`remove ${describeRoute(m)} through ${cfg.bridge}`, async () => void (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))));
           }
         }
         await after(`route#${i}`);
       }
       for (const n of rec.neighs) {
-        rtnl.newNeigh(ns, { link: br, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
-        undo.push(`remove neighbour ${n.ip} from ${cfg.bridge}`, () => void ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip })));
+        await rtnl.newNeigh(ns, { link: br, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
+        undo.push(
+          `remove neighbour ${n.ip} from ${cfg.bridge}`,
+          async () => void (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }))),
+        );
       }
       // Only now wait for IPv6 DAD on the bridge: meanwhile the uplink's copies serve, and
       // the routes already go through the bridge (a port that answers for itself would not
@@ -486,14 +492,17 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       // 6. off the uplink: routes (gateway routes first), neighbours, addresses
       for (const [i, r] of [...moves].reverse().entries()) {
         for (const m of routesVia(r, up, up, elapsed())) {
-          if (ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))) {
-            undo.push(`restore ${describeRoute(m)} through ${uplink.name}`, () => void ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add')));
+          if (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))) {
+            undo.push(
+              `restore ${describeRoute(m)} through ${uplink.name}`,
+              async () => void (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))),
+            );
           }
         }
         await after(`uplink-route#${i}`);
       }
       for (const n of rec.neighs) {
-        if (ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: up, ip: n.ip }))) {
+        if (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: up, ip: n.ip }))) {
           undo.push(`restore neighbour ${n.ip} on ${uplink.name}`, () =>
             rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true }),
           );
@@ -502,10 +511,10 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
       // IPv4 secondaries before their primary; undo re-adds them in the opposite order
       const dels = [...rec.addrs.filter((a) => a.version !== 6).reverse(), ...rec.addrs.filter((a) => a.version === 6)];
       for (const [i, a] of dels.entries()) {
-        if (ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, up)))) {
+        if (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, up)))) {
           undo.push(
             `restore ${describeAddr(a)} on ${uplink.name}`,
-            () => void ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, uplink.name, uplink.name, elapsed()))),
+            async () => void (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, uplink.name, uplink.name, elapsed())))),
           );
         }
         await after(`uplink-address#${i}`);
@@ -548,58 +557,58 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
     warnings.push(m);
     log.warn(`restore: ${m}`);
   };
-  const uplink = rtnl.findLink(ns, rec.uplink.name);
+  const uplink = await rtnl.findLink(ns, rec.uplink.name);
   if (!uplink) throw new TakeoverError(`uplink ${rec.uplink.name} of the record does not exist`);
   if (rec.uplink.mac && uplink.mac && uplink.mac !== rec.uplink.mac)
     throw new TakeoverError(`${rec.uplink.name} has MAC ${uplink.mac}, the record says ${rec.uplink.mac}: not the same interface`);
   const up = uplink.index;
-  const brLink = rtnl.findLink(ns, rec.bridge.name);
+  const brLink = await rtnl.findLink(ns, rec.bridge.name);
   const br = brLink?.kind === 'bridge' ? brLink.index : undefined;
   const elapsed = Math.floor((Date.now() - Date.parse(rec.started)) / 1000);
 
   // 1. the uplink gets its addresses back, leaves the bridge (a bridge port would not learn
   // its neighbours: replies to its ARP and ND go up the bridge), then gets its routes and
   // neighbours back: only the routes' swap leaves the node without a working route
-  for (const a of addOrder(rec.addrs)) ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, rec.uplink.name, rec.uplink.name, elapsed)));
+  for (const a of addOrder(rec.addrs)) await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, rec.uplink.name, rec.uplink.name, elapsed)));
   if (rec.addrs.some((a) => a.version === 6)) await settle(ns, up, rec.uplink.name).catch((e: unknown) => warn(errorText(e)));
-  if (br !== undefined && rtnl.getLink(ns, up).master === br) rtnl.setLink(ns, up, { master: null });
+  if (br !== undefined && (await rtnl.getLink(ns, up)).master === br) await rtnl.setLink(ns, up, { master: null });
   const routes = [...rec.routes].sort(gatewayLast);
   for (const r of routes) {
     for (const m of routesVia(r, up, up, elapsed)) {
       try {
-        ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'));
+        await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'));
       } catch (e) {
         warn(`route ${describeRoute(m)}: ${errorText(e)}`);
       }
     }
   }
   for (const n of rec.neighs)
-    rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
+    await rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
 
   // 2. the bridge's copies go
   if (br !== undefined) {
-    for (const r of [...routes].reverse()) for (const m of routesVia(r, up, br, elapsed)) ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m));
-    for (const n of rec.neighs) ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }));
+    for (const r of [...routes].reverse()) for (const m of routesVia(r, up, br, elapsed)) await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m));
+    for (const n of rec.neighs) await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }));
     for (const a of [...rec.addrs.filter((x) => x.version !== 6).reverse(), ...rec.addrs.filter((x) => x.version === 6)]) {
-      ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)));
+      await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)));
     }
   }
 
   // 3. the bridge goes (strand made it) or gets its settings back
   if (br !== undefined) {
     if (rec.bridge.created) {
-      const ports = rtnl.listLinks(ns).filter((l) => l.master === br);
+      const ports = (await rtnl.listLinks(ns)).filter((l) => l.master === br);
       if (ports.length) warn(`${rec.bridge.name} still has ports (${ports.map((p) => p.name).join(', ')}): left in place`);
-      else ignoring(['ENODEV'], () => rtnl.delLink(ns, br));
+      else await ignoring(['ENODEV'], () => rtnl.delLink(ns, br));
     } else {
       for (const [key, value] of Object.entries(rec.sysctls)) {
         try {
-          setLinkSysctl(ns, key, br, value);
+          await setLinkSysctl(ns, key, br, value);
         } catch (e) {
           warn(`${key}=${value}: ${errorText(e)}`);
         }
       }
-      if (rec.bridge.before) restoreBridge(ns, br, rec.bridge.before);
+      if (rec.bridge.before) await restoreBridge(ns, br, rec.bridge.before);
     }
   }
   rmSync(record, { force: true });
@@ -608,13 +617,13 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
 }
 
 /** An adopted bridge's own settings back (its MAC only if it changed: a bridge without a set MAC follows its ports). */
-function restoreBridge(ns: Netns, br: number, b: NonNullable<TakeoverRecord['bridge']['before']>): void {
-  const now = rtnl.getLink(ns, br);
+async function restoreBridge(ns: Netns, br: number, b: NonNullable<TakeoverRecord['bridge']['before']>): Promise<void> {
+  const now = await rtnl.getLink(ns, br);
   const back: rtnl.SetLinkSpec = { mtu: b.mtu, up: b.up };
   if (b.mac && now.mac !== b.mac) back.mac = b.mac;
   const vf = (now.info as rtnl.BridgeInfo | undefined)?.vlanFiltering;
   if (b.vlanFiltering !== undefined && vf !== undefined && vf !== b.vlanFiltering) back.info = { kind: 'bridge', vlanFiltering: b.vlanFiltering };
-  rtnl.setLink(ns, br, back);
+  await rtnl.setLink(ns, br, back);
 }
 
 // --------------------------------------------------------------- agent start-up ----
@@ -627,8 +636,8 @@ function restoreBridge(ns: Netns, br: number, b: NonNullable<TakeoverRecord['bri
  */
 export async function ensureTakeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Promise<TakeoverOutcome> {
   const rec = readRecord(cfg.record);
-  const uplink = rtnl.findLink(ns, cfg.uplink);
-  const br = rtnl.findLink(ns, cfg.bridge);
+  const uplink = await rtnl.findLink(ns, cfg.uplink);
+  const br = await rtnl.findLink(ns, cfg.bridge);
   const inBridge = uplink !== undefined && br !== undefined && uplink.master === br.index;
   if (rec && (rec.uplink.name !== cfg.uplink || rec.bridge.name !== cfg.bridge)) {
     throw new TakeoverError(
@@ -636,7 +645,7 @@ export async function ensureTakeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps)
     );
   }
   if (rec?.phase === 'done' && inBridge) {
-    const r = reassertBridge(ns, cfg, rec.notCopied);
+    const r = await reassertBridge(ns, cfg, rec.notCopied);
     for (const p of [...r.fixed, ...r.problems]) deps.log.warn(`flat: ${p}`);
     deps.log.info(`flat: ${cfg.uplink} taken over by ${cfg.bridge} since ${rec.completed ?? rec.started}`);
     return { state: 'recognised', record: rec };
@@ -656,18 +665,17 @@ export async function ensureTakeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps)
 }
 
 /** The node's own addresses on the segment: the global addresses of the bridge (what the takeover moved there). */
-export function nodeAddresses(ns: Netns, cfg: FlatConfig): string[] {
-  const br = rtnl.findLink(ns, cfg.bridge);
+export async function nodeAddresses(ns: Netns, cfg: FlatConfig): Promise<string[]> {
+  const br = await rtnl.findLink(ns, cfg.bridge);
   if (!br) throw new TakeoverError(`bridge ${cfg.bridge} does not exist`);
-  return rtnl
-    .listAddrs(ns, { link: br.index })
+  return (await rtnl.listAddrs(ns, { link: br.index }))
     .filter((a) => a.scope === rtnl.Scope.universe && !(a.version === 6 && a.ip.toLowerCase().startsWith('fe80:')))
     .map((a) => a.ip);
 }
 
 /** The uplink's MTU: the pods' (the bridge keeps it too, reassertBridge). */
-export function uplinkMtu(ns: Netns, cfg: FlatConfig): number {
-  const l = rtnl.findLink(ns, cfg.uplink);
+export async function uplinkMtu(ns: Netns, cfg: FlatConfig): Promise<number> {
+  const l = await rtnl.findLink(ns, cfg.uplink);
   if (!l) throw new TakeoverError(`uplink ${cfg.uplink} does not exist`);
   return l.mtu;
 }
@@ -689,36 +697,36 @@ export interface Reassertion {
  * (`accept_ra` only while the bridge has a global IPv6 address: without IPv6 on the
  * segment it changes nothing).
  */
-export function reassertBridge(ns: Netns, cfg: FlatConfig, notCopied: Readonly<Record<string, string>> = {}): Reassertion {
+export async function reassertBridge(ns: Netns, cfg: FlatConfig, notCopied: Readonly<Record<string, string>> = {}): Promise<Reassertion> {
   const out: Reassertion = { fixed: [], problems: [] };
-  const br = rtnl.findLink(ns, cfg.bridge);
-  const uplink = rtnl.findLink(ns, cfg.uplink);
+  const br = await rtnl.findLink(ns, cfg.bridge);
+  const uplink = await rtnl.findLink(ns, cfg.uplink);
   if (!br || !uplink) return { fixed: [], problems: [`${!br ? cfg.bridge : cfg.uplink} is gone`] };
   if (br.mtu !== uplink.mtu) {
-    rtnl.setLink(ns, br.index, { mtu: uplink.mtu });
+    await rtnl.setLink(ns, br.index, { mtu: uplink.mtu });
     out.fixed.push(`${cfg.bridge} mtu ${br.mtu} -> ${uplink.mtu} (the uplink's)`);
   }
   if (cfg.vlans.length) {
     const have = new Set(
-      (rtnl.listBridgeVlans(ns).get(uplink.index) ?? []).flatMap((v) => Array.from({ length: (v.vidEnd ?? v.vid) - v.vid + 1 }, (_, i) => v.vid + i)),
+      ((await rtnl.listBridgeVlans(ns)).get(uplink.index) ?? []).flatMap((v) => Array.from({ length: (v.vidEnd ?? v.vid) - v.vid + 1 }, (_, i) => v.vid + i)),
     );
     for (const vid of cfg.vlans.filter((v) => !have.has(v))) {
-      rtnl.newBridgeVlan(ns, uplink.index, { vid });
+      await rtnl.newBridgeVlan(ns, uplink.index, { vid });
       out.fixed.push(`VLAN ${vid} back on ${cfg.uplink}`);
     }
   }
   const ra = `net/ipv6/conf/${cfg.bridge}/accept_ra`;
   const prefix = (l: string): string => `/conf/${l}/`;
   for (const key of new Set([ra, ...Object.keys(notCopied)])) {
-    const want = tryGet(ns, key.replace(prefix(cfg.bridge), prefix(uplink.name)));
-    const have = tryGet(ns, key);
+    const want = await tryGet(ns, key.replace(prefix(cfg.bridge), prefix(uplink.name)));
+    const have = await tryGet(ns, key);
     if (want === undefined || have === undefined || want === have) continue;
     try {
-      setLinkSysctl(ns, key, br.index, want);
+      await setLinkSysctl(ns, key, br.index, want);
       out.fixed.push(`${key} ${have} -> ${want} (the uplink's)`);
     } catch (e) {
       if (!notWritable(e)) out.problems.push(`${key}: ${errorText(e)}`);
-      else if (key !== ra || Object.hasOwn(notCopied, key) || nodeAddresses(ns, cfg).some((a) => a.includes(':')))
+      else if (key !== ra || Object.hasOwn(notCopied, key) || (await nodeAddresses(ns, cfg)).some((a) => a.includes(':')))
         out.problems.push(notWritableProblem(key, want, uplink.name));
     }
   }

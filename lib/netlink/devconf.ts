@@ -4,8 +4,8 @@
 // sysctlGet (reads of /proc/sys work there). IPv6 has no such request (the kernel sets
 // no IFLA_INET6_CONF): its per-link settings need a writable /proc/sys.
 //
-//   setProxyArp(host, bridge.index, true); setArpProxyDelay(host, bridge.index, 0)
-//   setIpv4Conf(host, bridge.index, 'rp_filter', 2)
+//   await setProxyArp(host, bridge.index, true); await setArpProxyDelay(host, bridge.index, 0)
+//   await setIpv4Conf(host, bridge.index, 'rp_filter', 2)
 import { formatArpProxyDelaySet, formatInetConfSet, ipv4DevconfOf, IPV4_DEVCONF_PROXY_ARP } from './codec/index.ts';
 import { invalidArgument } from './errors.ts';
 import type { Netns } from './netns.ts';
@@ -16,18 +16,18 @@ export function isIpv4Conf(name: string): boolean {
 }
 
 /** net.ipv4.conf.<link>.`name` (one of isIpv4Conf's) = `value`, set through RTM_SETLINK (IFLA_INET_CONF). */
-export function setIpv4Conf(ns: Netns, index: number, name: string, value: number): void {
+export async function setIpv4Conf(ns: Netns, index: number, name: string, value: number): Promise<void> {
   const id = ipv4DevconfOf(name);
   if (id === undefined) throw invalidArgument('setIpv4Conf', `net.ipv4.conf.*.${name} cannot be set over rtnetlink here`);
-  ns.rtnl().exchange((seq) => formatInetConfSet(index, new Map([[id, value]]), seq), 'setIpv4Conf');
+  await ns.rtnl().exchange((seq) => formatInetConfSet(index, new Map([[id, value]]), seq), 'setIpv4Conf');
 }
 
 /** net.ipv4.conf.<link>.proxy_arp, set through RTM_SETLINK (IFLA_INET_CONF). */
-export function setProxyArp(ns: Netns, index: number, on: boolean): void {
-  ns.rtnl().exchange((seq) => formatInetConfSet(index, new Map([[IPV4_DEVCONF_PROXY_ARP, on ? 1 : 0]]), seq), 'setProxyArp');
+export async function setProxyArp(ns: Netns, index: number, on: boolean): Promise<void> {
+  await ns.rtnl().exchange((seq) => formatInetConfSet(index, new Map([[IPV4_DEVCONF_PROXY_ARP, on ? 1 : 0]]), seq), 'setProxyArp');
 }
 
 /** net.ipv4.neigh.<link>.proxy_delay, in milliseconds, set through RTM_SETNEIGHTBL. */
-export function setArpProxyDelay(ns: Netns, index: number, ms: number): void {
-  ns.rtnl().exchange((seq) => formatArpProxyDelaySet(index, ms, seq), 'setArpProxyDelay');
+export async function setArpProxyDelay(ns: Netns, index: number, ms: number): Promise<void> {
+  await ns.rtnl().exchange((seq) => formatArpProxyDelaySet(index, ms, seq), 'setArpProxyDelay');
 }
