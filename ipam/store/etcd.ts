@@ -34,7 +34,7 @@
 import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from './etcd-config.ts';
-import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
+import { endpointUrl, grpcKv, httpKv, requestDeadline, type EtcdKv, type KvCompare, type KvOp, type KvOptions, type KvPair } from './etcd-kv.ts';
 import { bitsOf, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
 import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
 import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
@@ -113,7 +113,13 @@ function allowIpEndpoints(grpc: { credentials: { createSsl: (...a: never[]) => u
   }) as typeof orig;
 }
 
-export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
+/**
+ * The etcd store over the etcd3 client (gRPC). With `opts.deadline` (a plugin call's
+ * deadline) every request ends by then, retries included: etcd3 retries a failed call
+ * three times, each with a fresh request timeout, which a hung etcd would otherwise
+ * turn into four timeouts.
+ */
+export async function openEtcdStore(cfg: EtcdConfig, opts: KvOptions = {}): Promise<EtcdStore> {
   let mod: typeof import('etcd3');
   try {
     mod = await import('etcd3');
@@ -122,27 +128,27 @@ export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
     throw new StoreUnavailableError('etcd', 'cannot load the etcd3 client', { cause: e });
   }
   const tls = cfg.tls;
-  const opts: import('etcd3').IOptions = {
+  const options: import('etcd3').IOptions = {
     hosts: cfg.endpoints.map((e) => endpointUrl(e, tls !== undefined)),
     dialTimeout: cfg.dialTimeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + cfg.requestTimeoutMs }),
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: requestDeadline(cfg.requestTimeoutMs, opts) }),
   };
   if (tls) {
     const creds: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } = { rootCertificate: tls.ca as Buffer };
     if (tls.key) creds.privateKey = tls.key;
     if (tls.cert) creds.certChain = tls.cert;
-    opts.credentials = creds;
+    options.credentials = creds;
   }
-  if (cfg.username !== undefined && cfg.password !== undefined) opts.auth = { username: cfg.username, password: cfg.password };
-  return new EtcdStore(new mod.Etcd3(opts), cfg.prefix);
+  if (cfg.username !== undefined && cfg.password !== undefined) options.auth = { username: cfg.username, password: cfg.password };
+  return new EtcdStore(new mod.Etcd3(options), cfg.prefix, opts);
 }
 
 /**
  * The etcd store over etcd's JSON gateway (node:http or node:https): no etcd3/gRPC
  * load, for short-lived plugin processes. Same keys, same transactions as openEtcdStore.
  */
-export function openEtcdHttpStore(cfg: EtcdConfig): EtcdStore {
-  return new EtcdStore(httpKv(cfg), cfg.prefix);
+export function openEtcdHttpStore(cfg: EtcdConfig, opts: KvOptions = {}): EtcdStore {
+  return new EtcdStore(httpKv(cfg, opts), cfg.prefix, opts);
 }
 
 export class EtcdStore implements Store {
@@ -150,9 +156,18 @@ export class EtcdStore implements Store {
   readonly kv: EtcdKv;
   readonly keys: ReturnType<typeof etcdKeys>;
   private readonly grpc: Etcd3 | undefined;
+  /** The call's deadline (KvOptions.deadline), if any. */
+  private readonly deadline: number | undefined;
+  /**
+   * The first failure to reach etcd, once the store has a call deadline: every later
+   * request of the call fails with it at once (a hung etcd costs a call one timeout,
+   * however many steps, undo steps included, the call still has).
+   */
+  private broken: StoreUnavailableError | undefined;
 
   /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). */
-  constructor(client: Etcd3 | EtcdKv, prefix: string) {
+  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions = {}) {
+    this.deadline = opts.deadline;
     if ('transport' in client) {
       this.kv = client;
     } else {
@@ -169,11 +184,14 @@ export class EtcdStore implements Store {
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.broken) throw this.broken;
     try {
-      return await fn();
+      return await (this.deadline === undefined ? fn() : beforeDeadline(fn(), this.deadline));
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new StoreUnavailableError('etcd', `etcd ${what} failed: ${msg}`, { cause: e });
+      const err = new StoreUnavailableError('etcd', `etcd ${what} failed: ${msg}`, { cause: e });
+      if (this.deadline !== undefined) this.broken = err;
+      throw err;
     }
   }
 
@@ -480,6 +498,15 @@ export class EtcdStore implements Store {
   async close(): Promise<void> {
     this.kv.close();
   }
+}
+
+/** `p`, or a rejection once `deadline` (Date.now() ms) has passed: a backstop for a transport that overruns it. */
+function beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the call's deadline passed")), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 function affinityProblem(v: unknown): string | undefined {
