@@ -26,6 +26,7 @@ import { applyEvent, blockUsage, viewFromListing, type AliveRecord, type Cluster
 import { desiredState, describeOp, plan, type Desired, type Op } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
+import { completePending, PendingJournal, pendingDirOf } from '../ipam/pending.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -88,6 +89,8 @@ export class Agent {
   private lastErrors = '';
   private lastProblems = '';
   private loops: Array<Promise<void>> = [];
+  /** The housekeeping pass running now (pending releases, gone nodes), if any: passes never overlap. */
+  private housekeeping: Promise<void> | undefined;
   readonly state: AgentState;
 
   constructor(cfg: AgentConfig, deps: AgentDeps) {
@@ -132,6 +135,7 @@ export class Agent {
     this.resyncTimer = setInterval(() => {
       if (this.view) void this.requestReconcile('resync');
       else this.writeStatus();
+      if (this.state.synced) this.startHousekeeping();
     }, this.cfg.resyncMs);
     this.linkTimer = setInterval(() => void this.checkLinks(), LINK_POLL_MS);
   }
@@ -171,7 +175,7 @@ export class Agent {
     }
     for (const w of this.stopWaiters.splice(0)) w();
     await this.watch?.cancel().catch(() => undefined);
-    await Promise.race([Promise.allSettled([...this.loops, this.reconciling]), this.sleep(3000, true)]);
+    await Promise.race([Promise.allSettled([...this.loops, this.reconciling, this.housekeeping]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
     this.metrics?.setSynced(false);
@@ -323,6 +327,8 @@ export class Agent {
         this.state.syncedAt = new Date().toISOString();
         this.writeStatus();
         this.log.info(`synced at revision ${listing.revision}: ${view.nodes.size} node(s), ${view.affinities.size} block(s)`);
+        // etcd answers again: what DEL could not release meanwhile is released now
+        this.startHousekeeping();
         const start = Date.now();
         broken = await Promise.race([brokenP, this.whenStopped().then(() => 'stop')]);
         if (broken === 'stop') return;
@@ -354,6 +360,34 @@ export class Agent {
       if (e.type === 'delete' && e.key === reg.aliveKey(this.cfg.nodeName)) this.reregister?.('liveness key deleted');
     }
     if (changed) this.scheduleReconcile();
+  }
+
+  /** Starts a housekeeping pass unless one runs. Never rejects. */
+  private startHousekeeping(): void {
+    if (this.housekeeping || this.stopped || !this.registry) return;
+    this.housekeeping = this.housekeep()
+      .catch((e: unknown) => this.log.warn(`housekeeping: ${errorText(e)}`))
+      .finally(() => {
+        this.housekeeping = undefined;
+      });
+  }
+
+  /** Completes this node's pending releases (ipam/pending.ts): DELs that ran while etcd was unreachable. */
+  private async housekeep(): Promise<void> {
+    const reg = this.registry as Registry;
+    const journal = new PendingJournal(pendingDirOf(this.cfg.ipamDataDir));
+    if (await journal.any()) {
+      const r = await completePending(
+        journal,
+        reg.ipamStore,
+        { kind: 'etcd', prefix: reg.prefix, etcd: {} },
+        {
+          log: this.log,
+          deadline: Date.now() + 2 * this.cfg.etcd.requestTimeoutMs,
+        },
+      );
+      this.metrics?.pendingReleases(r.completed.length, r.failed.length + r.left);
+    } else this.metrics?.pendingReleases(0, 0);
   }
 
   private scheduleReconcile(): void {

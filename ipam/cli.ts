@@ -9,10 +9,12 @@
 //   strand ipam ... reserve <ip|cidr> --note TEXT [--allow-requested]
 //   strand ipam ... unreserve <ip|cidr>
 //   strand ipam --conf F import-host-local [--host-local-dir D] [--node N] [--dry-run]
+//   strand ipam ... pending [--complete [--dry-run]]   this node's pending releases
 //
 // Store flags: --conf <file> (a network config or conflist holding a strand-ipam
 // section: its store and network are used), or --data-dir <dir> (local store, default
-// /var/lib/cni/networks), or --etcd-endpoints <url,...> [--etcd-prefix P]
+// /var/lib/cni/networks; with --etcd-endpoints: where this node's journal of pending
+// releases is), or --etcd-endpoints <url,...> [--etcd-prefix P]
 // [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-username U] with the password from
 // --etcd-password-file F or $STRAND_ETCD_PASSWORD (--etcd-password P still works, with a
 // warning: a command line is readable by every local user in /proc/<pid>/cmdline).
@@ -31,7 +33,8 @@ import { listReservations, reserve, ReservationError, unreserve } from './reserv
 import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } from './store/etcd-config.ts';
 import { LocalStore } from './store/local.ts';
 import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
-import { loadConfig, netnsHoldsAddress, nodeName, openStore } from './main.ts';
+import { journalOf, loadConfig, netnsHoldsAddress, nodeName, openStore, storeRefOfConf } from './main.ts';
+import { completePending, PendingJournal, pendingDirOf, releaseConfig, sameStore, storeRefText, type PendingRelease, type StoreRef } from './pending.ts';
 
 /** stdout/stderr, and the environment (process.env when not given). */
 type CliIO = Pick<PluginIO, 'stdout' | 'stderr'> & { env?: Record<string, string | undefined> };
@@ -42,7 +45,8 @@ export const PASSWORD_ENV = 'STRAND_ETCD_PASSWORD';
 const USAGE = `usage: strand ipam [options] <command>
 
 commands:
-  ls                         attachments: addresses, node, pod (--namespace NS, --node N)
+  ls                         attachments: addresses, node, pod (--namespace NS, --node N);
+                             a release pending on this node is shown
   show <ip>                  who holds an address: attachment, pod, block, reservation
   usage                      used/free per pool, per node and per block; reservations
   release <ip|containerID>   release an address, or every address of a container
@@ -61,10 +65,14 @@ commands:
   import-host-local          move the reference host-local's reservations of the
                              network (--conf) into the store: --host-local-dir D
                              (default <dataDir>/<network>), --node N (default this node)
+  pending                    this node's releases that DEL recorded while the store
+                             was unavailable (<data dir>/.strand-ipam-pending);
+                             --complete: complete those of this store now
 
 options:
   --conf <file>              network config or conflist with a strand-ipam section
-  --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR})
+  --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR}); with
+                             --etcd-endpoints: where this node's pending releases are
   --etcd-endpoints <urls>    etcd store (comma-separated); --etcd-prefix (default
                              ${DEFAULT_ETCD_PREFIX}), --etcd-ca, --etcd-cert, --etcd-key,
                              --etcd-username
@@ -72,7 +80,8 @@ options:
                              or set $${PASSWORD_ENV} (with --etcd-username)
   --etcd-password <pw>       discouraged: other local users can read a command line
   --network <name>           only this network
-  --dry-run                  release, gc, repair, import-host-local: show, change nothing
+  --dry-run                  release, gc, repair, import-host-local, pending --complete:
+                             show, change nothing
   --json                     machine-readable output
   -h, --help                 this text
 `;
@@ -113,7 +122,7 @@ const VALUE_FLAGS = new Set([
   'host-local-dir',
 ]);
 
-const BOOL_FLAGS = new Set(['json', 'dry-run', 'repair', 'force', 'allow-requested', 'help']);
+const BOOL_FLAGS = new Set(['json', 'dry-run', 'repair', 'force', 'allow-requested', 'help', 'complete']);
 
 /**
  * The etcd password for the store flags: --etcd-password-file (its first line), or
@@ -200,6 +209,9 @@ interface Ctx {
   config?: IpamConfig;
   network?: string;
   env: Record<string, string | undefined>;
+  /** This node's journal of pending releases, and which store the CLI talks to. */
+  journal: PendingJournal;
+  ref: StoreRef;
 }
 
 /** Commands that may create a local data directory; the others need it to exist (exit 2 otherwise). */
@@ -221,13 +233,17 @@ async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
   const network = o.flags.get('network');
   const env = io.env ?? process.env;
   if (conf) {
-    const cfg = loadConfig(confFromFile(conf), '', false);
+    const netconf = confFromFile(conf);
+    const cfg = loadConfig(netconf, '', false);
     if (!cfg.etcd) requireDir(cfg.dataDir, command);
     const store = await openStore(cfg);
-    return { store, config: cfg, network: network ?? cfg.network, env };
+    return { store, config: cfg, network: network ?? cfg.network, env, journal: journalOf(cfg), ref: storeRefOfConf(cfg, netconf) };
   }
   const eps = o.flags.get('etcd-endpoints');
+  const dir = o.flags.get('data-dir') ?? DEFAULT_DATA_DIR;
+  const journal = new PendingJournal(pendingDirOf(dir));
   let store: Store;
+  let ref: StoreRef;
   if (eps) {
     const { openEtcdStore } = await import('./store/etcd.ts');
     const raw: Record<string, unknown> = { endpoints: eps.split(',') };
@@ -238,32 +254,32 @@ async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
     if (o.flags.has('etcd-username')) raw['username'] = o.flags.get('etcd-username');
     const password = etcdPassword(o.flags, env, (line) => io.stderr.write(`strand ipam: ${line}\n`));
     if (password !== undefined) raw['password'] = password;
-    store = await openEtcdStore(parseEtcdConfig(raw, '--etcd'));
+    const cfg = parseEtcdConfig(raw, '--etcd');
+    store = await openEtcdStore(cfg);
+    ref = { kind: 'etcd', prefix: cfg.prefix, etcd: {} };
   } else {
-    const dir = o.flags.get('data-dir') ?? DEFAULT_DATA_DIR;
     requireDir(dir, command);
     store = new LocalStore(dir);
+    ref = { kind: 'local', dataDir: dir };
   }
-  return network === undefined ? { store, env } : { store, network, env };
+  return network === undefined ? { store, env, journal, ref } : { store, network, env, journal, ref };
+}
+
+/** This node's pending releases of the CLI's store (warned about, not fatal, when the journal cannot be read). */
+async function pendingOf(ctx: Ctx, io: CliIO): Promise<PendingRelease[]> {
+  try {
+    const { entries, damaged } = await ctx.journal.list();
+    for (const d of damaged) io.stderr.write(`strand ipam: warning: ${d}\n`);
+    return entries.filter((e) => sameStore(e.store, ctx.ref));
+  } catch (e) {
+    io.stderr.write(`strand ipam: warning: cannot read the pending releases in ${ctx.journal.dir}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return [];
+  }
 }
 
 /** An allocator acting in `network` (as `node`, default any); ranges known only with --conf. */
 function adminAllocator(ctx: Ctx, network: string, node = 'strand-ipam-cli'): Allocator {
-  const config: IpamConfig =
-    ctx.config && ctx.config.network === network
-      ? ctx.config
-      : {
-          network,
-          rangeSets: [],
-          routes: [],
-          dataDir: '',
-          blockSize: { 4: 26, 6: 122 },
-          strictAffinity: false,
-          requested: [],
-          gcGraceMs: 0,
-          gcKeepLiveNetns: true,
-        };
-  return new Allocator({ store: ctx.store, config, node });
+  return new Allocator({ store: ctx.store, config: releaseConfig(network, ctx.config), node });
 }
 
 /** The networks a command covers: --network / --conf's, or every one in the store. */
@@ -300,17 +316,75 @@ async function cmdLs(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
     .map((a) => a.value)
     .filter((a) => (ns === undefined || a.pod?.namespace === ns) && (node === undefined || a.node === node));
   atts.sort((a, b) => a.network.localeCompare(b.network) || a.containerId.localeCompare(b.containerId) || a.ifname.localeCompare(b.ifname));
+  const pending = await pendingOf(ctx, io);
+  const pendingFor = (a: Attachment): PendingRelease | undefined =>
+    pending.find((p) => p.network === a.network && p.containerId === a.containerId && p.ifname === a.ifname && p.node === a.node);
   if (o.json) {
-    io.stdout.write(`${JSON.stringify(atts, null, 2)}\n`);
+    const rows = atts.map((a) => {
+      const p = pendingFor(a);
+      return p ? { ...a, pendingRelease: { since: p.since, reason: p.reason } } : a;
+    });
+    io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
   io.stdout.write(
     table(
-      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'NAMESPACE', 'POD', 'CREATED'],
-      atts.map((a) => [a.network, a.containerId, a.ifname, a.node, a.ips.map((e) => e.ip).join(','), a.pod?.namespace ?? '-', podText(a), a.created]),
+      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'NAMESPACE', 'POD', 'CREATED', 'STATE'],
+      atts.map((a) => {
+        const p = pendingFor(a);
+        return [
+          a.network,
+          a.containerId,
+          a.ifname,
+          a.node,
+          a.ips.map((e) => e.ip).join(','),
+          a.pod?.namespace ?? '-',
+          podText(a),
+          a.created,
+          p ? `release pending since ${p.since}` : 'held',
+        ];
+      }),
     ),
   );
   return 0;
+}
+
+async function cmdPending(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const { entries, damaged } = await ctx.journal.list();
+  const report = o.bools.has('complete')
+    ? await completePending(ctx.journal, ctx.store, ctx.ref, {
+        dryRun: o.bools.has('dry-run'),
+        ...(ctx.network === undefined ? {} : { network: ctx.network }),
+        ...(ctx.config ? { config: ctx.config } : {}),
+      })
+    : undefined;
+  const shown = entries.filter((e) => ctx.network === undefined || e.network === ctx.network);
+  if (o.json) {
+    io.stdout.write(`${JSON.stringify({ dir: ctx.journal.dir, pending: shown, damaged, ...(report ? { complete: report } : {}) }, null, 2)}\n`);
+  } else if (!report) {
+    if (shown.length === 0) io.stdout.write(`no pending releases in ${ctx.journal.dir}\n`);
+    else
+      io.stdout.write(
+        table(
+          ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'SINCE', 'STORE', 'REASON'],
+          shown.map((e) => [
+            e.network,
+            e.containerId,
+            e.ifname,
+            e.node,
+            e.since,
+            `${storeRefText(e.store)}${sameStore(e.store, ctx.ref) ? '' : ' (another store)'}`,
+            e.reason,
+          ]),
+        ),
+      );
+  } else {
+    for (const l of report.completed) io.stdout.write(`${o.bools.has('dry-run') ? 'would complete' : 'completed'}: ${l}\n`);
+    for (const l of report.failed) io.stdout.write(`failed, kept: ${l}\n`);
+    if (report.left) io.stdout.write(`${report.left} left (another store or network)\n`);
+  }
+  for (const d of damaged) io.stderr.write(`strand ipam: warning: ${d}\n`);
+  return report?.failed.length ? 1 : 0;
 }
 
 async function cmdShow(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
@@ -610,6 +684,7 @@ const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>
   reserve: cmdReserve,
   unreserve: cmdUnreserve,
   'import-host-local': cmdImportHostLocal,
+  pending: cmdPending,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

@@ -64,7 +64,7 @@ export async function openStore(cfg: IpamConfig, opts: { deadline?: number } = {
 }
 
 /** What DEL gives the store at most, from the start of the call: then it records the release (exit within 3 s). */
-export const DEL_STORE_BUDGET_MS = 2000;
+export const DEL_STORE_BUDGET_MS = 1500;
 /** GC's whole run (it stops at the first request that fails). */
 export const GC_BUDGET_MS = 60_000;
 

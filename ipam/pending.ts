@@ -206,7 +206,8 @@ export class PendingJournal {
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return undefined;
+      // ENOTDIR: the data directory is not one (the store reports that itself)
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       if (code === 'ELOOP') throw new StoreDamagedError('local', file, 'is a symbolic link (never followed)');
       throw journalError(`cannot read ${file}`, e);
     }
@@ -232,7 +233,8 @@ export class PendingJournal {
     try {
       names = await readdir(this.dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], damaged: [] };
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { entries: [], damaged: [] };
       throw journalError(`cannot list ${this.dir}`, e);
     }
     const entries: PendingRelease[] = [];

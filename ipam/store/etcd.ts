@@ -140,7 +140,37 @@ export async function openEtcdStore(cfg: EtcdConfig, opts: KvOptions = {}): Prom
     options.credentials = creds;
   }
   if (cfg.username !== undefined && cfg.password !== undefined) options.auth = { username: cfg.username, password: cfg.password };
-  return new EtcdStore(new mod.Etcd3(options), cfg.prefix, opts);
+  const closing: { closed: boolean; onClose?: () => void } = { closed: false };
+  if (opts.deadline !== undefined) {
+    // A plugin call: each endpoint once (etcd3's default is 4 attempts), none past the
+    // call's deadline; refused connections then cost one connection attempt per endpoint.
+    const deadline = opts.deadline;
+    const attempts = cfg.endpoints.length;
+    closing.onClose = () => {
+      closing.closed = true;
+    };
+    const once = { execute: <T>(fn: (ctx: { signal: AbortSignal }) => Promise<T>) => fn({ signal: new AbortController().signal }) };
+    const global = {
+      async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => Promise<T>): Promise<T> {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await fn({ signal: new AbortController().signal, attempt });
+          } catch (e) {
+            // after close(), a retry would open a new connection that keeps the process alive
+            if (attempt >= attempts || closing.closed || Date.now() >= deadline || !(e instanceof Error) || !mod.isRecoverableError(e)) throw e;
+          }
+        }
+      },
+    };
+    type Policies = NonNullable<import('etcd3').IOptions['faultHandling']>;
+    options.faultHandling = {
+      global: global as unknown as NonNullable<Policies['global']>,
+      host: () => once as unknown as ReturnType<NonNullable<Policies['host']>>,
+    };
+  }
+  const client = new mod.Etcd3(options);
+  if (opts.deadline !== undefined) closeChannelsAtOnce(client);
+  return new EtcdStore(client, cfg.prefix, closing.onClose ? { ...opts, onClose: closing.onClose } : opts);
 }
 
 /**
@@ -164,10 +194,12 @@ export class EtcdStore implements Store {
    * however many steps, undo steps included, the call still has).
    */
   private broken: StoreUnavailableError | undefined;
+  private readonly onClose: (() => void) | undefined;
 
-  /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). */
-  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions = {}) {
+  /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). `onClose`: told first by close(). */
+  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions & { onClose?: () => void } = {}) {
     this.deadline = opts.deadline;
+    this.onClose = opts.onClose;
     if ('transport' in client) {
       this.kv = client;
     } else {
@@ -496,8 +528,46 @@ export class EtcdStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.onClose?.();
+    if (this.grpc) closeChannelsNow(this.grpc);
     this.kv.close();
   }
+}
+
+interface PoolHost {
+  cachedServices?: Record<string, { close(): void } | undefined>;
+  resetAllServices?: () => void;
+}
+
+function poolHosts(client: Etcd3): PoolHost[] {
+  return (client as unknown as { pool?: { hosts?: PoolHost[] } }).pool?.hosts ?? [];
+}
+
+function closeServices(h: PoolHost): void {
+  for (const svc of Object.values(h.cachedServices ?? {})) {
+    try {
+      svc?.close();
+    } catch {
+      // closed already
+    }
+  }
+  h.cachedServices = Object.create(null) as Record<string, undefined>;
+}
+
+/** Closes the etcd3 client's gRPC channels at once (see closeChannelsAtOnce). */
+function closeChannelsNow(client: Etcd3): void {
+  for (const h of poolHosts(client)) closeServices(h);
+}
+
+/**
+ * Makes etcd3 close a failed host's gRPC channels at once. etcd3 gives a channel that is
+ * still connecting a second to finish first, after every failed call and on close() (a
+ * workaround for an old grpc-js bug the pinned grpc-js does not have): with etcd hung or
+ * unreachable, that second keeps a plugin process alive after it has answered, and the
+ * runtime waits for the process.
+ */
+function closeChannelsAtOnce(client: Etcd3): void {
+  for (const h of poolHosts(client)) h.resetAllServices = () => closeServices(h);
 }
 
 /** `p`, or a rejection once `deadline` (Date.now() ms) has passed: a backstop for a transport that overruns it. */
