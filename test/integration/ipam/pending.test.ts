@@ -40,6 +40,18 @@ async function waitFor(what: string, pred: () => boolean | Promise<boolean>, tim
   }
 }
 
+interface CniAnswer {
+  code?: number;
+  ips?: Array<{ address: string }>;
+}
+
+/** The first address of an ADD answer, with its prefix length. */
+function firstAddress(j: CniAnswer | undefined): string {
+  const a = j?.ips?.[0]?.address;
+  if (!a) throw new Error(`no address in ${JSON.stringify(j)}`);
+  return a;
+}
+
 interface Pod {
   ns: string;
   id: string;
@@ -106,7 +118,7 @@ describe('DEL never strands a pod', () => {
     pod: Pod,
     conf: Record<string, unknown>,
     wrap: string[] = [],
-  ): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; json: any }> {
+  ): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; json: CniAnswer | undefined }> {
     const t0 = Date.now();
     const exe = wrap.length ? (wrap[0] as string) : BRIDGE;
     const r = await runIn(
@@ -116,9 +128,9 @@ describe('DEL never strands a pod', () => {
       JSON.stringify(conf),
       wrap.length ? [...wrap.slice(1), BRIDGE] : [],
     );
-    let json: unknown;
+    let json: CniAnswer | undefined;
     try {
-      json = JSON.parse(r.stdout);
+      json = JSON.parse(r.stdout) as CniAnswer;
     } catch {
       json = undefined;
     }
@@ -173,7 +185,7 @@ describe('DEL never strands a pod', () => {
       const p1 = newPod(1);
       const add = await bridge('ADD', p1, conf);
       expect(add.code, add.stdout + add.stderr).toBe(0);
-      const addr = (add.json.ips[0].address as string).split('/')[0] as string;
+      const addr = firstAddress(add.json).split('/')[0] as string;
       expect(natRulesOf(p1.id).length).toBeGreaterThan(0);
 
       stopEtcd();
@@ -232,7 +244,7 @@ describe('DEL never strands a pod', () => {
     expect(done.code, done.err).toBe(0);
     expect(done.out).toBe('');
     expect(await withEtcdStore(async (s) => (await s.getAttachment('lfnet', p1.id, 'eth0'))?.value.ips.map((e) => `${e.ip}/16`))).toEqual([
-      again.json.ips[0].address,
+      firstAddress(again.json),
     ]);
     expect((await bridge('DEL', p1, conf)).code).toBe(0);
   });
