@@ -10,6 +10,8 @@
 //   strand ipam ... unreserve <ip|cidr>
 //   strand ipam --conf F import-host-local [--host-local-dir D] [--node N] [--dry-run]
 //   strand ipam ... pending [--complete [--dry-run]]   this node's pending releases
+//   strand ipam ... node ls                              nodes: record, agent, blocks, attachments
+//   strand ipam ... node release <node> [--force] [--dry-run]
 //
 // Store flags: --conf <file> (a network config or conflist holding a strand-ipam
 // section: its store and network are used), or --data-dir <dir> (local store, default
@@ -34,6 +36,7 @@ import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } fr
 import { LocalStore } from './store/local.ts';
 import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
 import { journalOf, loadConfig, netnsHoldsAddress, nodeName, openStore, storeRefOfConf } from './main.ts';
+import { listNodes, releaseNode } from './nodes.ts';
 import { completePending, PendingJournal, pendingDirOf, releaseConfig, sameStore, storeRefText, type PendingRelease, type StoreRef } from './pending.ts';
 
 /** stdout/stderr, and the environment (process.env when not given). */
@@ -65,6 +68,12 @@ commands:
   import-host-local          move the reference host-local's reservations of the
                              network (--conf) into the store: --host-local-dir D
                              (default <dataDir>/<network>), --node N (default this node)
+  node ls                    the nodes the store knows: record, agent alive, blocks,
+                             attachments
+  node release <node>        a node that left the cluster: release its empty blocks
+                             and, once it holds nothing, its record (the agents drop
+                             their routes to it); --force: release its attachments
+                             too (and even when its agent is alive)
   pending                    this node's releases that DEL recorded while the store
                              was unavailable (<data dir>/.strand-ipam-pending);
                              --complete: complete those of this store now
@@ -80,7 +89,8 @@ options:
                              or set $${PASSWORD_ENV} (with --etcd-username)
   --etcd-password <pw>       discouraged: other local users can read a command line
   --network <name>           only this network
-  --dry-run                  release, gc, repair, import-host-local, pending --complete:
+  --dry-run                  release, gc, repair, import-host-local, pending --complete,
+                             node release:
                              show, change nothing
   --json                     machine-readable output
   -h, --help                 this text
@@ -674,6 +684,54 @@ async function cmdImportHostLocal(ctx: Ctx, o: Opts, io: CliIO): Promise<number>
   return res.conflicts.length ? 1 : 0;
 }
 
+async function cmdNode(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const sub = o.args[1];
+  if (sub === 'ls') {
+    const nodes = await listNodes(ctx.store);
+    if (o.json) {
+      io.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
+      return 0;
+    }
+    const yes = (b: boolean | undefined): string => (b === undefined ? '-' : b ? 'yes' : 'no');
+    io.stdout.write(
+      table(
+        ['NODE', 'RECORD', 'AGENT ALIVE', 'ADDRESSES', 'BLOCKS', 'EMPTY BLOCKS', 'ATTACHMENTS'],
+        nodes.map((n) => [
+          n.name,
+          yes(n.record),
+          yes(n.alive),
+          n.addresses.join(',') || '-',
+          String(n.blocks.length),
+          String(n.blocks.filter((b) => b.allocated === 0).length),
+          String(n.attachments),
+        ]),
+      ),
+    );
+    return 0;
+  }
+  if (sub === 'release') {
+    const node = o.args[2];
+    if (!node) throw new UsageError('node release needs a node name');
+    const dryRun = o.bools.has('dry-run');
+    const r = await releaseNode(ctx.store, node, { force: o.bools.has('force'), dryRun });
+    if (o.json) io.stdout.write(`${JSON.stringify({ ...r, dryRun }, null, 2)}\n`);
+    else {
+      const verb = dryRun ? 'would release' : 'released';
+      if (r.refused) io.stdout.write(`${r.refused}\n`);
+      for (const x of r.attachmentsReleased) io.stdout.write(`${verb} attachment ${x}\n`);
+      for (const x of r.blocksReleased) io.stdout.write(`${verb} block ${x}\n`);
+      for (const x of r.blocksKept) io.stdout.write(`kept block ${x}\n`);
+      for (const x of r.attachmentsHeld) io.stdout.write(`held by the node: ${x} (--force releases it)\n`);
+      if (r.recordRemoved) io.stdout.write(`${dryRun ? 'would remove' : 'removed'} the record of node ${node}\n`);
+      if (!r.refused && !r.attachmentsReleased.length && !r.blocksReleased.length && !r.blocksKept.length && !r.attachmentsHeld.length && !r.recordRemoved)
+        io.stdout.write(`nothing of node ${node} in the store\n`);
+      if (dryRun) io.stdout.write('(dry run: nothing changed)\n');
+    }
+    return r.refused || r.attachmentsHeld.length || r.blocksKept.length ? 1 : 0;
+  }
+  throw new UsageError('node needs ls or release <node>');
+}
+
 const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>> = {
   ls: cmdLs,
   show: cmdShow,
@@ -685,6 +743,7 @@ const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>
   unreserve: cmdUnreserve,
   'import-host-local': cmdImportHostLocal,
   pending: cmdPending,
+  node: cmdNode,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

@@ -37,7 +37,7 @@ import type { EtcdConfig } from './etcd-config.ts';
 import { endpointUrl, grpcKv, httpKv, requestDeadline, type EtcdKv, type KvCompare, type KvOp, type KvOptions, type KvPair } from './etcd-kv.ts';
 import { bitsOf, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
 import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
-import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
+import type { Affinity, Attachment, Block, Holder, NodeDirectory, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
 
 /** The path segment of an address in the address index: "v4/0a010005", "v6/fd00...0005". */
@@ -52,6 +52,10 @@ export function etcdKeys(prefix: string): {
   /** The address index key of `ip` (canonical text or parsed), or the network's directory. */
   address(network?: string, ip?: IPAddr): string;
   reservations(network?: string): string;
+  /** The agent's node record (agent/registry.ts), or the directory of them. */
+  node(name?: string): string;
+  /** The agent's liveness key (on its lease), or the directory of them. */
+  alive(name?: string): string;
 } {
   // With fewer arguments each returns the directory prefix (ending in "/").
   const path = (kind: string, parts: Array<string | undefined>): string => {
@@ -65,6 +69,8 @@ export function etcdKeys(prefix: string): {
     attachment: (n, id, ifn) => path('attachments', [n, id, ifn]),
     address: (n, ip) => path('addresses', [n, ip === undefined ? undefined : addressSegment(ip)]),
     reservations: (n) => path('reservations', [n]),
+    node: (n) => path('nodes', [n]),
+    alive: (n) => path('alive', [n]),
   };
 }
 
@@ -181,7 +187,7 @@ export function openEtcdHttpStore(cfg: EtcdConfig, opts: KvOptions = {}): EtcdSt
   return new EtcdStore(httpKv(cfg, opts), cfg.prefix, opts);
 }
 
-export class EtcdStore implements Store {
+export class EtcdStore implements Store, NodeDirectory {
   readonly kind = 'etcd' as const;
   readonly kv: EtcdKv;
   readonly keys: ReturnType<typeof etcdKeys>;
@@ -519,6 +525,37 @@ export class EtcdStore implements Store {
       ]);
     }
     return notes;
+  }
+
+  async nodeRecords(): Promise<Map<string, { rev: number; addresses: string[] }>> {
+    const dir = this.keys.node();
+    const out = new Map<string, { rev: number; addresses: string[] }>();
+    for (const kv of await this.range(dir, true)) {
+      const name = kv.key.toString().slice(dir.length);
+      if (!name || name.includes('/')) continue;
+      let addresses: string[] = [];
+      try {
+        const v = JSON.parse(kv.value.toString()) as { addresses?: unknown };
+        if (Array.isArray(v.addresses)) addresses = v.addresses.filter((a): a is string => typeof a === 'string');
+      } catch {
+        // a record the agent will rewrite: still the node's
+      }
+      out.set(name, { rev: kv.modRevision, addresses });
+    }
+    return out;
+  }
+
+  async aliveNodes(): Promise<Set<string>> {
+    const dir = this.keys.alive();
+    return new Set((await this.range(dir, true, true)).map((kv) => kv.key.toString().slice(dir.length)).filter((n) => n && !n.includes('/')));
+  }
+
+  async deleteNodeRecord(node: string, rev: number, unlessAlive: boolean): Promise<boolean> {
+    const compare: KvCompare[] = [{ key: Buffer.from(this.keys.node(node)), target: 'Mod', rev }];
+    // a key that does not exist has create revision 0
+    if (unlessAlive) compare.push({ key: Buffer.from(this.keys.alive(node)), target: 'Create', rev: 0 });
+    const res = await this.call('txn', () => this.kv.txn(compare, [{ del: Buffer.from(this.keys.node(node)) }]));
+    return res.succeeded;
   }
 
   /** Reachable; with a network, the records every ADD of it reads are readable too. */
