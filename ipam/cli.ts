@@ -203,12 +203,22 @@ function confFromFile(file: string): NetConf {
     throw new UsageError(`--conf ${file}: not valid JSON`);
   }
   if (typeof raw !== 'object' || raw === null) throw new UsageError(`--conf ${file}: not a network config`);
+  const conf = strandIpamConf(raw);
+  if (!conf) throw new UsageError(`${file}: no plugin with a strand-ipam IPAM section`);
+  return conf;
+}
+
+/**
+ * The strand-ipam section of a parsed network config or conflist, as the NetConf
+ * strand-ipam would get (network name, cniVersion, its ipam), or undefined when it has none.
+ */
+export function strandIpamConf(raw: Record<string, unknown>): NetConf | undefined {
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as Array<Record<string, unknown>>) : [raw];
   const p = plugins.find((x) => {
-    const ipam = x['ipam'] as { type?: unknown } | undefined;
-    return ipam?.type === 'strand-ipam' || x['type'] === 'strand-ipam';
+    const ipam = x?.['ipam'] as { type?: unknown } | undefined;
+    return ipam?.type === 'strand-ipam' || x?.['type'] === 'strand-ipam';
   });
-  if (!p) throw new UsageError(`${file}: no plugin with a strand-ipam IPAM section`);
+  if (!p) return undefined;
   const ipam = p['type'] === 'strand-ipam' ? p : p['ipam'];
   return { cniVersion: String(raw['cniVersion'] ?? '1.1.0'), name: String(raw['name']), type: String(p['type']), ipam: ipam as NetConf['ipam'] & object };
 }

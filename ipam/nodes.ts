@@ -79,6 +79,8 @@ export async function listNodes(store: Store): Promise<NodeSummary[]> {
 export interface ReleaseNodeOptions {
   /** Release the node's attachments too, and release it even when its agent is alive. */
   force?: boolean;
+  /** Release it even when its liveness key exists (strand uninstall on the node itself: its agent was just stopped). */
+  ignoreAlive?: boolean;
   dryRun?: boolean;
 }
 
@@ -102,7 +104,8 @@ export interface NodeReleaseReport {
 export async function releaseNode(store: Store, node: string, opts: ReleaseNodeOptions = {}): Promise<NodeReleaseReport> {
   const out: NodeReleaseReport = { node, attachmentsReleased: [], attachmentsHeld: [], blocksReleased: [], blocksKept: [], recordRemoved: false };
   const dir = hasNodeDirectory(store) ? store : undefined;
-  if (dir && !opts.force && (await dir.aliveNodes()).has(node)) {
+  const checkAlive = !opts.force && !opts.ignoreAlive;
+  if (dir && checkAlive && (await dir.aliveNodes()).has(node)) {
     out.refused = `the agent of node ${node} is alive (its liveness key exists): the node has not left; --force releases it anyway`;
     return out;
   }
@@ -138,7 +141,7 @@ export async function releaseNode(store: Store, node: string, opts: ReleaseNodeO
   }
   if (dir && out.attachmentsHeld.length === 0 && out.blocksKept.length === 0) {
     const rec = (await dir.nodeRecords()).get(node);
-    if (rec) out.recordRemoved = opts.dryRun || (await dir.deleteNodeRecord(node, rec.rev, !opts.force));
+    if (rec) out.recordRemoved = opts.dryRun || (await dir.deleteNodeRecord(node, rec.rev, checkAlive));
   }
   return out;
 }

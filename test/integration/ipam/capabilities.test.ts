@@ -36,7 +36,8 @@ describe('capability arguments spelled as go-cni sends them', () => {
     return { strand: await runPlugin(IPAM_BIN, env, conf('strand-ipam')), ref: await runPlugin(HOST_LOCAL, env, conf('host-local')) };
   }
 
-  const addresses = (r: PluginRun): string[] => ((r.json?.ips ?? []) as Array<{ address: string; gateway?: string }>).map((i) => `${i.address} gw ${i.gateway}`);
+  const addresses = (r: PluginRun): string[] =>
+    ((r.json?.ips ?? []) as Array<{ address: string; gateway?: string }>).map((i) => `${i.address} gw ${i.gateway}`);
 
   it('ipRanges as range sets with Go key spelling and empty fields: the same addresses as host-local', async () => {
     // the exact bytes Go's encoding/json writes for [][]IPRanges{{{Subnet: ..., RangeStart: ...}}}
