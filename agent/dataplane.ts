@@ -69,23 +69,23 @@ export class Dataplane {
    * The node's underlay addresses and the link holding them: the configured addresses,
    * else those of `iface`, else those of the interface of the IPv4 default route.
    */
-  underlay(nodeIPs: readonly string[], iface?: string): Underlay {
-    const addrs = rtnl.listAddrs(this.ns).filter(isGlobal);
+  async underlay(nodeIPs: readonly string[], iface?: string): Promise<Underlay> {
+    const addrs = (await rtnl.listAddrs(this.ns)).filter(isGlobal);
     if (nodeIPs.length) {
       const first = nodeIPs[0] as string;
       const a = addrs.find((x) => canonicalIP(x.ip) === first);
       if (!a) throw new DataplaneError(`node IP ${first} is not an address of any interface here`);
-      return { addresses: [...nodeIPs], link: rtnl.getLink(this.ns, a.index) };
+      return { addresses: [...nodeIPs], link: await rtnl.getLink(this.ns, a.index) };
     }
     let link: Link;
     if (iface !== undefined) {
-      const l = rtnl.findLink(this.ns, iface);
+      const l = await rtnl.findLink(this.ns, iface);
       if (!l) throw new DataplaneError(`node interface ${iface} does not exist`);
       link = l;
     } else {
-      const def = rtnl.listRoutes(this.ns, { version: 4 }).find((r) => r.dst === '0.0.0.0/0' && r.oif !== undefined);
+      const def = (await rtnl.listRoutes(this.ns, { version: 4 })).find((r) => r.dst === '0.0.0.0/0' && r.oif !== undefined);
       if (def?.oif === undefined) throw new DataplaneError('no node IP configured and no IPv4 default route to find one (use --node-ip or --node-interface)');
-      link = rtnl.getLink(this.ns, def.oif);
+      link = await rtnl.getLink(this.ns, def.oif);
     }
     const mine = addrs.filter((a) => a.index === link.index);
     const out: string[] = [];
@@ -98,12 +98,12 @@ export class Dataplane {
   }
 
   /** Creates (or checks and repairs) the VXLAN device; returns its settings. */
-  ensureVxlan(cfg: VxlanConfig, underlay: Underlay, node: string): Vtep {
+  async ensureVxlan(cfg: VxlanConfig, underlay: Underlay, node: string): Promise<Vtep> {
     const local = underlay.addresses[0] as string;
     const fam = ipFamily(local) ?? 4;
     const mtu = cfg.mtu ?? underlay.link.mtu - VXLAN_OVERHEAD[fam];
     const want: VxlanInfo = { kind: 'vxlan', id: cfg.vni, port: cfg.port, local, dev: underlay.link.index, learning: false };
-    let link = rtnl.findLink(this.ns, cfg.device);
+    let link = await rtnl.findLink(this.ns, cfg.device);
     if (link && link.kind !== 'vxlan') throw new DataplaneError(`${cfg.device} exists and is not a vxlan device; not touching it`);
     if (link) {
       const info = link.info as VxlanInfo | undefined;
@@ -116,16 +116,16 @@ export class Dataplane {
         info.dev === want.dev &&
         info.learning === false;
       if (!same) {
-        rtnl.delLink(this.ns, link.index);
+        await rtnl.delLink(this.ns, link.index);
         link = undefined;
       }
     }
     if (!link) {
-      rtnl.newLink(this.ns, { name: cfg.device, info: want, mtu, mac: vtepMacFor(node), up: true });
-      link = rtnl.getLink(this.ns, cfg.device);
+      await rtnl.newLink(this.ns, { name: cfg.device, info: want, mtu, mac: vtepMacFor(node), up: true });
+      link = await rtnl.getLink(this.ns, cfg.device);
     } else if (!link.up || link.mtu !== mtu) {
-      rtnl.setLink(this.ns, link.index, { up: true, mtu });
-      link = rtnl.getLink(this.ns, link.index);
+      await rtnl.setLink(this.ns, link.index, { up: true, mtu });
+      link = await rtnl.getLink(this.ns, link.index);
     }
     if (!link.mac) throw new DataplaneError(`${cfg.device} has no MAC address`);
     this.vtep = { device: cfg.device, index: link.index, mac: link.mac, mtu: link.mtu, vni: cfg.vni, port: cfg.port };
@@ -133,24 +133,23 @@ export class Dataplane {
   }
 
   /** The current MTU of a link (the underlay's may change after start). */
-  linkMtu(index: number): number {
-    return rtnl.getLink(this.ns, index).mtu;
+  async linkMtu(index: number): Promise<number> {
+    return (await rtnl.getLink(this.ns, index)).mtu;
   }
 
   /** Every link with global addresses (candidates for pod links), loopback left out. */
-  links(): PodLink[] {
-    const links = rtnl.listLinks(this.ns).filter((l) => l.type !== 772);
-    const addrs = rtnl.listAddrs(this.ns).filter(isGlobal);
+  async links(): Promise<PodLink[]> {
+    const links = (await rtnl.listLinks(this.ns)).filter((l) => l.type !== 772);
+    const addrs = (await rtnl.listAddrs(this.ns)).filter(isGlobal);
     return links
       .map((l) => ({ name: l.name, addresses: addrs.filter((a) => a.index === l.index).map((a) => `${canonicalIP(a.ip)}/${a.prefixLen}`) }))
       .filter((l) => l.addresses.length > 0);
   }
 
   /** Our routes (main table, our protocol) and the VXLAN device's FDB and neighbour entries. */
-  actual(): Actual {
-    const names = new Map(rtnl.listLinks(this.ns).map((l) => [l.index, l.name]));
-    const routes = rtnl
-      .listRoutes(this.ns, { table: rtnl.Table.main })
+  async actual(): Promise<Actual> {
+    const names = new Map((await rtnl.listLinks(this.ns)).map((l) => [l.index, l.name]));
+    const routes = (await rtnl.listRoutes(this.ns, { table: rtnl.Table.main }))
       .filter((r) => r.protocol === this.protocol)
       .map((r) => {
         const a: Actual['routes'][number] = { dst: r.dst, onlink: (r.flags & rtnl.RouteFlag.onlink) !== 0 };
@@ -163,16 +162,16 @@ export class Dataplane {
         return a;
       });
     const out: Actual = { routes, fdb: [], neighs: [] };
-    const dev = this.vtep ? rtnl.findLink(this.ns, this.vtep.device) : undefined;
+    const dev = this.vtep ? await rtnl.findLink(this.ns, this.vtep.device) : undefined;
     if (dev) {
-      for (const n of rtnl.listNeighs(this.ns, { link: dev.index, family: 'bridge' })) {
+      for (const n of await rtnl.listNeighs(this.ns, { link: dev.index, family: 'bridge' })) {
         if (n.mac === undefined) continue;
         const f: Actual['fdb'][number] = { mac: n.mac.toLowerCase(), permanent: (n.state & rtnl.NeighState.permanent) !== 0 };
         if (n.ip !== undefined) f.dst = n.ip;
         out.fdb.push(f);
       }
       for (const family of [4, 6] as const) {
-        for (const n of rtnl.listNeighs(this.ns, { link: dev.index, family })) {
+        for (const n of await rtnl.listNeighs(this.ns, { link: dev.index, family })) {
           if (n.ip === undefined) continue;
           const e: Actual['neighs'][number] = { ip: n.ip, permanent: (n.state & rtnl.NeighState.permanent) !== 0 };
           if (n.mac !== undefined) e.mac = n.mac.toLowerCase();
@@ -184,11 +183,11 @@ export class Dataplane {
   }
 
   /** Applies the plan; each failure is reported and the rest still applied. */
-  apply(ops: readonly Op[]): ApplyReport {
+  async apply(ops: readonly Op[]): Promise<ApplyReport> {
     const report: ApplyReport = { applied: 0, errors: [], failed: [] };
     for (const o of ops) {
       try {
-        this.applyOne(o);
+        await this.applyOne(o);
         report.applied++;
       } catch (e) {
         report.errors.push(`${describeOp(o)}: ${explain(o, e)}`);
@@ -203,22 +202,26 @@ export class Dataplane {
     return this.vtep.device;
   }
 
-  private applyOne(o: Op): void {
+  private async applyOne(o: Op): Promise<void> {
     const ns = this.ns;
     if (o.op === 'fdb') {
       const link = this.vxlanDevice();
       const spec = { link, fdb: true, mac: o.entry.mac, ...(o.entry.dst !== undefined ? { ip: o.entry.dst } : {}) };
-      if (o.action === 'del') return ignore(() => rtnl.delNeigh(ns, spec), 'ENOENT');
-      return rtnl.newNeigh(ns, { ...spec, state: rtnl.NeighState.permanent, flags: rtnl.NeighFlag.self }, o.action === 'replace' ? { replace: true } : {});
+      if (o.action === 'del') return await ignore(() => rtnl.delNeigh(ns, spec), 'ENOENT');
+      return await rtnl.newNeigh(
+        ns,
+        { ...spec, state: rtnl.NeighState.permanent, flags: rtnl.NeighFlag.self },
+        o.action === 'replace' ? { replace: true } : {},
+      );
     }
     if (o.op === 'neigh') {
       const link = this.vxlanDevice();
-      if (o.action === 'del') return ignore(() => rtnl.delNeigh(ns, { link, ip: o.entry.ip }), 'ENOENT');
+      if (o.action === 'del') return await ignore(() => rtnl.delNeigh(ns, { link, ip: o.entry.ip }), 'ENOENT');
       // replace also for "add": the kernel may hold an incomplete entry for the address
-      return rtnl.newNeigh(ns, { link, ip: o.entry.ip, mac: o.entry.mac, state: rtnl.NeighState.permanent }, { replace: true });
+      return await rtnl.newNeigh(ns, { link, ip: o.entry.ip, mac: o.entry.mac, state: rtnl.NeighState.permanent }, { replace: true });
     }
     const r = o.route;
-    if (o.action === 'del') return ignore(() => rtnl.delRoute(ns, { dst: r.dst, protocol: this.protocol, table: rtnl.Table.main }), 'ESRCH');
+    if (o.action === 'del') return await ignore(() => rtnl.delRoute(ns, { dst: r.dst, protocol: this.protocol, table: rtnl.Table.main }), 'ESRCH');
     const spec: rtnl.RouteSpec = { dst: o.route.dst, protocol: this.protocol, table: rtnl.Table.main };
     const w = o.route;
     if (w.gw !== undefined) spec.gw = w.gw;
@@ -226,7 +229,7 @@ export class Dataplane {
     if (w.onlink) spec.onlink = true;
     if (w.src !== undefined) spec.src = w.src;
     if (w.scope === 'link') spec.scope = rtnl.Scope.link;
-    rtnl.newRoute(ns, spec, o.action === 'replace' ? { replace: true } : {});
+    await rtnl.newRoute(ns, spec, o.action === 'replace' ? { replace: true } : {});
   }
 
   /**
@@ -234,7 +237,7 @@ export class Dataplane {
    * /proc/sys, set through rtnetlink: CAP_NET_ADMIN is enough, /proc/sys may be read-only
    * (the agent's container is not privileged).
    */
-  ensureProxyArp(links: readonly string[]): string[] {
+  async ensureProxyArp(links: readonly string[]): Promise<string[]> {
     const errors: string[] = [];
     for (const l of links) {
       for (const [path, value, set] of [
@@ -242,7 +245,7 @@ export class Dataplane {
         [`net/ipv4/neigh/${l}/proxy_delay`, '0', (index: number) => setArpProxyDelay(this.ns, index, 0)],
       ] as const) {
         try {
-          if (rtnl.sysctlGet(this.ns, path) !== value) set(rtnl.linkIndex(this.ns, l));
+          if ((await rtnl.sysctlGet(this.ns, path)) !== value) await set(await rtnl.linkIndex(this.ns, l));
         } catch (e) {
           errors.push(`sysctl ${path}=${value}: ${e instanceof Error ? e.message : String(e)}`);
         }
@@ -252,9 +255,9 @@ export class Dataplane {
   }
 }
 
-function ignore(fn: () => void, code: string): void {
+async function ignore(fn: () => Promise<void>, code: string): Promise<void> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     if (!rtnl.isNetlinkError(e, code)) throw e;
   }

@@ -10,6 +10,7 @@ import { basename } from 'node:path';
 import { startupSnapshot } from 'node:v8';
 import { registerInProcess } from '../lib/cni/inprocess.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
+import { useBlockingRoundTrips } from '../lib/netlink/socket.ts';
 
 type PluginMain = (io: PluginIO) => Promise<number>;
 type CommandMain = (argv: string[], io: PluginIO) => Promise<number>;
@@ -135,7 +136,12 @@ function processIO(): PluginIO {
 /** Picks the plugin or command for argv0 and argv (user arguments only) and runs it. */
 async function dispatch(argv0: string, argv: string[], io: PluginIO): Promise<number> {
   const plugin = plugins[basename(argv0)];
-  if (plugin) return (await plugin())(io);
+  if (plugin) {
+    // One CNI call per process: nothing else waits, so netlink round trips run on this
+    // thread (no handoff to an addon thread; lib/netlink/socket.ts).
+    useBlockingRoundTrips();
+    return (await plugin())(io);
+  }
 
   const [name, ...rest] = argv;
   if (name === undefined) {

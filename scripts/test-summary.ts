@@ -9,6 +9,18 @@ interface VitestJson {
   numPendingTests: number;
   numTodoTests: number;
   numFailedTestSuites: number;
+  /** One entry per test file. */
+  testResults?: Array<{ status: string; assertionResults?: Array<{ status: string }> }>;
+}
+
+/**
+ * Test files that failed without a failed test (an import error, a failing hook): each
+ * counts as one failure. numFailedTestSuites would also count every describe block around
+ * a failed test, so one failed test would read as three.
+ */
+function filesFailedOutsideTests(r: VitestJson): number {
+  if (!r.testResults) return r.numFailedTests > 0 ? 0 : r.numFailedTestSuites;
+  return r.testResults.filter((f) => f.status === 'failed' && !(f.assertionResults ?? []).some((a) => a.status === 'failed')).length;
 }
 
 let passed = 0;
@@ -20,7 +32,7 @@ for (const f of files) {
   try {
     const r = JSON.parse(readFileSync(f, 'utf8')) as VitestJson;
     passed += r.numPassedTests;
-    failed += r.numFailedTests + r.numFailedTestSuites;
+    failed += r.numFailedTests + filesFailedOutsideTests(r);
     skipped += r.numPendingTests + r.numTodoTests;
   } catch (e) {
     process.stderr.write(`test-summary: cannot read ${f}: ${(e as Error).message}\n`);

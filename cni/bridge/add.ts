@@ -77,8 +77,16 @@ function sameAddr(a: string, b: string): boolean {
  * (the bridge's own, read before ports joined) so it stops following port churn. Undo
  * removes the address again (restoring a replaced one) when no other port uses the link.
  */
-function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: boolean, pinMac: string | undefined, ownPort: number, undo: UndoStack): void {
-  const have = nl(`could not get list of IP addresses of ${dev.name}`, () => rtnl.listAddrs(host, { link: dev.index, version: gw.family }));
+async function ensureGatewayAddr(
+  host: Netns,
+  dev: rtnl.Link,
+  gw: Gateway,
+  force: boolean,
+  pinMac: string | undefined,
+  ownPort: number,
+  undo: UndoStack,
+): Promise<void> {
+  const have = await nl(`could not get list of IP addresses of ${dev.name}`, () => rtnl.listAddrs(host, { link: dev.index, version: gw.family }));
   if (have.some((a) => sameAddr(a.address, gw.cidr))) return;
   for (const a of have) {
     if (gw.family === 4 || overlaps(a.address, gw.cidr)) {
@@ -88,17 +96,17 @@ function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: bool
           `${JSON.stringify(dev.name)} already has an IP address different from ${gw.cidr}`,
           `forceAddress: ${a.address} is on ${dev.name}`,
         );
-      nl(`could not remove IP address from ${JSON.stringify(dev.name)}`, () => rtnl.delAddr(host, { link: dev.index, address: a.address }));
+      await nl(`could not remove IP address from ${JSON.stringify(dev.name)}`, () => rtnl.delAddr(host, { link: dev.index, address: a.address }));
       undo.push(`restore ${a.address} on ${dev.name}`, () => rtnl.newAddr(host, { link: dev.index, address: a.address }));
     }
   }
   try {
-    rtnl.newAddr(host, { link: dev.index, address: gw.cidr });
-    undo.push(`remove gateway ${gw.cidr} from ${dev.name}`, () => {
+    await rtnl.newAddr(host, { link: dev.index, address: gw.cidr });
+    undo.push(`remove gateway ${gw.cidr} from ${dev.name}`, async () => {
       // Other pods already route through it: leave it.
-      if (bridgePorts(host, dev.master ?? dev.index).some((p) => p !== ownPort)) return;
+      if ((await bridgePorts(host, dev.master ?? dev.index)).some((p) => p !== ownPort)) return;
       try {
-        rtnl.delAddr(host, { link: dev.index, address: gw.cidr });
+        await rtnl.delAddr(host, { link: dev.index, address: gw.cidr });
       } catch (e) {
         if (!isNetlinkError(e, 'EADDRNOTAVAIL')) throw e;
       }
@@ -110,7 +118,7 @@ function ensureGatewayAddr(host: Netns, dev: rtnl.Link, gw: Gateway, force: bool
       throw e;
     }
   }
-  if (pinMac) nl(`could not set ${dev.name}'s mac`, () => rtnl.setLink(host, dev.index, { mac: pinMac }));
+  if (pinMac) await nl(`could not set ${dev.name}'s mac`, () => rtnl.setLink(host, dev.index, { mac: pinMac }));
 }
 
 function dnsSet(d: DNS | undefined): d is DNS {
@@ -155,19 +163,19 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
   try {
     return await undo.run(async () => {
       // 1. the bridge
-      const br = ensureBridge(host, { name: conf.bridge, mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
+      const br = await ensureBridge(host, { name: conf.bridge, mtu, promisc: conf.promiscMode, vlanFiltering: conf.vlanFiltering }, undo);
       const brMacAtStart = br.mac;
       a.log?.debug(`bridge ${br.name} index ${br.index} mtu ${br.mtu}`);
       phases.mark('bridge');
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
-      const veth = createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
+      const veth = await createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
       if (conf.hairpinMode || conf.portIsolation) {
-        nl(`failed to set bridge port options on ${veth.host.name}`, () =>
+        await nl(`failed to set bridge port options on ${veth.host.name}`, () =>
           rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),
         );
       }
-      if (conf.vlanFiltering) setPortVlans(host, veth.host.index, conf);
+      if (conf.vlanFiltering) await setPortVlans(host, veth.host.index, conf);
       a.log?.debug(
         `veth ${veth.host.name} (index ${veth.host.index}) on ${br.name}, peer ${a.ifName} (index ${veth.cont.index}, mac ${veth.cont.mac ?? '?'}) in ${a.netns}`,
       );
@@ -204,12 +212,12 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
 
         // 5. the pod side: sysctls, addresses, up, routes
         if (conf.enabledad) {
-          trySysctl(pod, `net/ipv6/conf/${a.ifName}/enhanced_dad`, '1');
-          trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '1');
+          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/enhanced_dad`, '1');
+          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '1');
         } else {
-          trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '0');
+          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '0');
         }
-        trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
+        await trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
         await configureIface(pod, { index: veth.cont.index, name: a.ifName }, result, CONTAINER_IF_INDEX, a.log);
         phases.mark('pod');
 
@@ -218,7 +226,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           let gwDev = br;
           let gwPin = brMacAtStart;
           if (conf.vlan !== 0 && gateways.length) {
-            const v = ensureVlanGateway(host, br, conf, undo);
+            const v = await ensureVlanGateway(host, br, conf, undo);
             gwDev = v.link;
             gwPin = undefined;
             result.interfaces!.push(v.iface);
@@ -226,10 +234,10 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           for (const fam of [4, 6] as const) {
             const mine = gateways.filter((g) => g.family === fam);
             for (const g of mine) {
-              ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
+              await ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
               a.log?.debug(`gateway ${g.cidr} on ${gwDev.name}`);
             }
-            if (mine.length) enableForwarding(host, fam, undo);
+            if (mine.length) await enableForwarding(host, fam, undo);
           }
           phases.mark('gateway');
         }
@@ -243,16 +251,16 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
           phases.mark('masq');
         }
       } else if (!conf.disableContainerInterface) {
-        nl(`failed to set ${JSON.stringify(a.ifName)} up`, () => rtnl.setLink(pod, veth.cont.index, { up: true }));
+        await nl(`failed to set ${JSON.stringify(a.ifName)} up`, () => rtnl.setLink(pod, veth.cont.index, { up: true }));
       }
 
       // 8. the port must be up; then the final MACs (the host end's may change, the
       // bridge's follows its lowest port until an address pins it)
       let hostLink = veth.host;
       if (!conf.disableContainerInterface) hostLink = await waitOperUp(host, veth.host.index);
-      else hostLink = nl(`failed to look up ${veth.host.name}`, () => rtnl.getLink(host, veth.host.index));
+      else hostLink = await nl(`failed to look up ${veth.host.name}`, () => rtnl.getLink(host, veth.host.index));
       if (hostLink.mac) hostIf.mac = hostLink.mac;
-      const brNow = nl(`could not look up bridge ${conf.bridge}`, () => rtnl.getLink(host, br.index));
+      const brNow = await nl(`could not look up bridge ${conf.bridge}`, () => rtnl.getLink(host, br.index));
       if (brNow.mac) brIf.mac = brNow.mac;
 
       if (dnsSet(conf.dns)) result.dns = conf.dns;

@@ -35,7 +35,7 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
     // the bridge
     if (!brIf) throw fail(`CNI created bridge ${conf.bridge} in host namespace was not found`);
     if (brIf.sandbox) throw fail(`Interface ${brIf.name} should not be in sandbox`);
-    const br = nlMaybe('failed to look up the bridge', () => rtnl.getLink(host, brIf.name));
+    const br = await nlMaybe('failed to look up the bridge', () => rtnl.getLink(host, brIf.name));
     if (!br) throw fail(`Interface name ${brIf.name} not found`);
     if (br.kind !== 'bridge') throw fail(`Interface ${brIf.name} does not have link type of bridge`);
     if (!sameMac(brIf.mac, br.mac)) throw fail(`Bridge interface ${brIf.name} Mac doesn't match: ${brIf.mac}`);
@@ -45,7 +45,7 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
 
     // the container interface
     if (!contIf) throw fail(`Sandbox in prevResult doesn't match configured netns: ${a.netns}`);
-    const cont = nlMaybe(`failed to look up ${a.ifName}`, () => rtnl.getLink(pod, a.ifName));
+    const cont = await nlMaybe(`failed to look up ${a.ifName}`, () => rtnl.getLink(pod, a.ifName));
     if (!cont) throw fail(`Interface name ${a.ifName} not found`);
     if (cont.kind !== 'veth') throw fail(`Error: Container interface ${a.ifName} not of type veth`);
     if (!sameMac(contIf.mac, cont.mac)) throw fail(`Interface ${a.ifName} Mac ${contIf.mac} doesn't match container Mac: ${cont.mac}`);
@@ -54,7 +54,7 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
     let found = false;
     for (const i of ifs) {
       if (i === brIf || i === contIf || i.sandbox) continue;
-      const l = nlMaybe(`failed to look up ${i.name}`, () => rtnl.getLink(host, i.name));
+      const l = await nlMaybe(`failed to look up ${i.name}`, () => rtnl.getLink(host, i.name));
       if (!l || l.kind !== 'veth') continue;
       if (l.index !== cont.parent || l.parent !== cont.index || l.master !== br.index) continue;
       if (!sameMac(i.mac, l.mac)) throw fail(`Interface ${i.name} Mac doesn't match: ${i.mac} not found`);
@@ -65,7 +65,7 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
 
     // addresses and routes in the pod
     const ifIndex = contIdx >= 0 ? contIdx : CONTAINER_IF_INDEX;
-    nl('failed to check the pod interface', () => checkIface(pod, { index: cont.index, name: a.ifName }, prev, ifIndex));
+    await nl('failed to check the pod interface', () => checkIface(pod, { index: cont.index, name: a.ifName }, prev, ifIndex));
   } finally {
     pod.close();
     host.close();

@@ -11,14 +11,14 @@ import { teardownMasq } from './masq.ts';
 import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 
 /** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
-function deletePodLink(a: CmdArgs): void {
+async function deletePodLink(a: CmdArgs): Promise<void> {
   const pod = openPodNetnsForDel(a.netns);
   if (!pod) {
     a.log?.debug(`DEL: namespace ${JSON.stringify(a.netns)} is gone, so is ${a.ifName}`);
     return; // the runtime already removed the namespace
   }
   try {
-    deleteLinkIfPresent(pod, a.ifName);
+    await deleteLinkIfPresent(pod, a.ifName);
   } catch (e) {
     if (isNetlinkError(e)) throw netlinkFailure(`failed to delete ${JSON.stringify(a.ifName)}`, e);
     throw e;

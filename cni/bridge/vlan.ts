@@ -22,37 +22,37 @@ export function vlanRanges(ids: readonly number[]): Array<[number, number]> {
   return out;
 }
 
-export function setPortVlans(host: Netns, port: number, conf: Pick<BridgeConf, 'vlan' | 'trunkVlans' | 'preserveDefaultVlan'>): void {
+export async function setPortVlans(host: Netns, port: number, conf: Pick<BridgeConf, 'vlan' | 'trunkVlans' | 'preserveDefaultVlan'>): Promise<void> {
   const trunk = conf.trunkVlans;
   if ((conf.vlan !== 0 || trunk.length) && !conf.preserveDefaultVlan) {
-    const have = nl('failed to list bridge VLANs', () => rtnl.listBridgeVlans(host)).get(port) ?? [];
+    const have = (await nl('failed to list bridge VLANs', () => rtnl.listBridgeVlans(host))).get(port) ?? [];
     for (const v of have) {
       const spec: rtnl.BridgeVlanSpec = { vid: v.vid };
       if (v.vidEnd !== undefined) spec.vidEnd = v.vidEnd;
-      nl(`failed to remove default vlan ${v.vid} from port ${port}`, () => rtnl.delBridgeVlan(host, port, spec));
+      await nl(`failed to remove default vlan ${v.vid} from port ${port}`, () => rtnl.delBridgeVlan(host, port, spec));
     }
   }
   if (conf.vlan !== 0) {
-    nl(`failed to setup vlan tag ${conf.vlan}`, () => rtnl.newBridgeVlan(host, port, { vid: conf.vlan, pvid: true, untagged: true }));
+    await nl(`failed to setup vlan tag ${conf.vlan}`, () => rtnl.newBridgeVlan(host, port, { vid: conf.vlan, pvid: true, untagged: true }));
   }
   for (const [first, last] of vlanRanges(trunk)) {
     const spec: rtnl.BridgeVlanSpec = first === last ? { vid: first } : { vid: first, vidEnd: last };
-    nl(`failed to setup trunk vlans ${first}-${last}`, () => rtnl.newBridgeVlan(host, port, spec));
+    await nl(`failed to setup trunk vlans ${first}-${last}`, () => rtnl.newBridgeVlan(host, port, spec));
   }
   if (conf.vlan === 0 && trunk.length) {
-    nl('failed to setup default native vlan 1', () => rtnl.newBridgeVlan(host, port, { vid: 1, pvid: true, untagged: true }));
+    await nl('failed to setup default native vlan 1', () => rtnl.newBridgeVlan(host, port, { vid: 1, pvid: true, untagged: true }));
   }
 }
 
 /** The "<bridge>.<vlan>" gateway interface, created when missing (undo deletes it then). */
-export function ensureVlanGateway(host: Netns, br: rtnl.Link, conf: BridgeConf, undo: UndoStack): { link: rtnl.Link; iface: Interface } {
+export async function ensureVlanGateway(host: Netns, br: rtnl.Link, conf: BridgeConf, undo: UndoStack): Promise<{ link: rtnl.Link; iface: Interface }> {
   const name = `${br.name}.${conf.vlan}`;
-  let link = nlMaybe(`failed to find interface ${name}`, () => rtnl.getLink(host, name));
+  let link = await nlMaybe(`failed to find interface ${name}`, () => rtnl.getLink(host, name));
   if (!link) {
-    const pair = createVeth(host, host, { ifName: name, mtu: br.mtu, master: br.index, hostUp: true }, undo);
-    setPortVlans(host, pair.host.index, { vlan: conf.vlan, trunkVlans: [], preserveDefaultVlan: conf.preserveDefaultVlan });
-    nl(`failed to set ${name} up`, () => rtnl.setLink(host, pair.cont.index, { up: true }));
-    link = nl(`failed to look up ${name}`, () => rtnl.getLink(host, pair.cont.index));
+    const pair = await createVeth(host, host, { ifName: name, mtu: br.mtu, master: br.index, hostUp: true }, undo);
+    await setPortVlans(host, pair.host.index, { vlan: conf.vlan, trunkVlans: [], preserveDefaultVlan: conf.preserveDefaultVlan });
+    await nl(`failed to set ${name} up`, () => rtnl.setLink(host, pair.cont.index, { up: true }));
+    link = await nl(`failed to look up ${name}`, () => rtnl.getLink(host, pair.cont.index));
   }
   const iface: Interface = { name };
   if (link.mac) iface.mac = link.mac;

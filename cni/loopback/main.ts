@@ -26,13 +26,13 @@ export function isLoopbackAddress(ip: string): boolean {
   return ip === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(ip);
 }
 
-function getLo(ns: Netns): rtnl.Link {
-  return nl(`failed to look up ${LO}`, () => rtnl.getLink(ns, LO));
+async function getLo(ns: Netns): Promise<rtnl.Link> {
+  return await nl(`failed to look up ${LO}`, () => rtnl.getLink(ns, LO));
 }
 
 /** lo's addresses of one family; a non-loopback one is an error (the namespace is not what it seems). */
-function loAddrs(ns: Netns, index: number, version: 4 | 6): rtnl.Addr[] {
-  const addrs = nl(`failed to list the addresses of ${LO}`, () => rtnl.listAddrs(ns, { link: index, version }));
+async function loAddrs(ns: Netns, index: number, version: 4 | 6): Promise<rtnl.Addr[]> {
+  const addrs = await nl(`failed to list the addresses of ${LO}`, () => rtnl.listAddrs(ns, { link: index, version }));
   for (const a of addrs) {
     if (!isLoopbackAddress(a.ip)) {
       throw new CniError(Code.InvalidEnvironment, `loopback interface found with non-loopback address ${JSON.stringify(a.ip)}`, `${LO}: ${a.address}`);
@@ -46,14 +46,14 @@ async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     const ips = await undo.run(async () => {
-      const lo = getLo(pod);
+      const lo = await getLo(pod);
       if (!lo.up) {
-        nl(`failed to set ${LO} up`, () => rtnl.setLink(pod, lo.index, { up: true }));
+        await nl(`failed to set ${LO} up`, () => rtnl.setLink(pod, lo.index, { up: true }));
         undo.push(`set ${LO} down again`, () => rtnl.setLink(pod, lo.index, { up: false }));
       }
       const out: IPConfig[] = [];
       for (const version of [4, 6] as const) {
-        const first = loAddrs(pod, lo.index, version)[0];
+        const first = (await loAddrs(pod, lo.index, version))[0];
         if (first) out.push({ address: first.address, interface: 0 });
       }
       return out;
@@ -71,7 +71,7 @@ async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 async function cmdCheck(a: CmdArgs): Promise<void> {
   const pod = openPodNetns(a.netns);
   try {
-    if (!getLo(pod).up) throw new CniError(Code.CheckFailed, 'loopback interface is down', `${LO} in ${a.netns}`);
+    if (!(await getLo(pod)).up) throw new CniError(Code.CheckFailed, 'loopback interface is down', `${LO} in ${a.netns}`);
   } finally {
     pod.close();
   }
@@ -81,8 +81,8 @@ async function cmdDel(a: CmdArgs): Promise<void> {
   const pod = openPodNetnsForDel(a.netns);
   if (!pod) return; // no namespace given, or it is gone already
   try {
-    const lo = nl(`failed to look up ${LO}`, () => rtnl.findLink(pod, LO));
-    if (lo?.up) nl(`failed to set ${LO} down`, () => rtnl.setLink(pod, lo.index, { up: false }));
+    const lo = await nl(`failed to look up ${LO}`, () => rtnl.findLink(pod, LO));
+    if (lo?.up) await nl(`failed to set ${LO} down`, () => rtnl.setLink(pod, lo.index, { up: false }));
   } finally {
     pod.close();
   }

@@ -49,11 +49,11 @@ async function unforward(conf: PortmapConf, containerId: string): Promise<void> 
 }
 
 /** Deletes the conntrack entries of the mapped UDP ports: they would keep steering packets past the new DNAT rules. */
-function deleteStaleUdp(host: Netns, conf: PortmapConf, cont: ContainerAddr, a: CmdArgs): void {
+async function deleteStaleUdp(host: Netns, conf: PortmapConf, cont: ContainerAddr, a: CmdArgs): Promise<void> {
   const ports = new Set(conf.portMappings.filter((m) => m.protocol === 'udp').map((m) => m.hostPort));
   if (!ports.size) return;
   try {
-    const n = deleteConntrack(host, cont.family, (e) => e.orig.proto === IpProto.udp && e.orig.dport !== undefined && ports.has(e.orig.dport));
+    const n = await deleteConntrack(host, cont.family, (e) => e.orig.proto === IpProto.udp && e.orig.dport !== undefined && ports.has(e.orig.dport));
     if (n) a.log?.debug(`deleted ${n} stale UDP conntrack entries (IPv${cont.family})`);
   } catch (e) {
     // informative only, as with the reference
@@ -62,17 +62,17 @@ function deleteStaleUdp(host: Netns, conf: PortmapConf, cont: ContainerAddr, a: 
 }
 
 /** net.ipv4.conf.<link>.route_localnet=1 on the link the node reaches the pod through: 127.0.0.1 may then be DNATed to it. */
-function enableLocalnetRouting(host: Netns, cont: ContainerAddr): void {
+async function enableLocalnetRouting(host: Netns, cont: ContainerAddr): Promise<void> {
   let link: rtnl.Link | undefined;
   try {
-    const route = rtnl.getRoute(host, cont.ip);
-    if (route.oif !== undefined) link = rtnl.findLink(host, route.oif);
+    const route = await rtnl.getRoute(host, cont.ip);
+    if (route.oif !== undefined) link = await rtnl.findLink(host, route.oif);
   } catch {
     return; // no route to the pod: nothing to enable (as the reference)
   }
   if (!link) return;
   const name = link.name;
-  nl(`unable to enable route_localnet on ${name}`, () => rtnl.sysctlSet(host, `net/ipv4/conf/${name}/route_localnet`, '1'));
+  await nl(`unable to enable route_localnet on ${name}`, () => rtnl.sysctlSet(host, `net/ipv4/conf/${name}/route_localnet`, '1'));
 }
 
 async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
@@ -98,9 +98,9 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
         );
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) throw failed.reason;
-        for (const cont of addrs) deleteStaleUdp(host, conf, cont, a);
+        for (const cont of addrs) await deleteStaleUdp(host, conf, cont, a);
         const v4 = addrs.find((c) => c.family === 4);
-        if (conf.snat && v4) enableLocalnetRouting(host, v4);
+        if (conf.snat && v4) await enableLocalnetRouting(host, v4);
       }),
     );
   } finally {

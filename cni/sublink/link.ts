@@ -26,11 +26,11 @@ export interface MasterOptions {
 }
 
 /** The link of the namespace's default route (the first default route of the main table, IPv4 first). */
-export function defaultRouteLink(ns: Netns): rtnl.Link | undefined {
+export async function defaultRouteLink(ns: Netns): Promise<rtnl.Link | undefined> {
   for (const version of [4, 6] as const) {
-    const routes = nl('failed to list routes', () => rtnl.listRoutes(ns, { version }));
+    const routes = await nl('failed to list routes', () => rtnl.listRoutes(ns, { version }));
     const def = routes.find((r) => r.dst === (version === 4 ? '0.0.0.0/0' : '::/0') && r.oif !== undefined);
-    if (def?.oif !== undefined) return nl('failed to look up the default route link', () => rtnl.getLink(ns, def.oif!));
+    if (def?.oif !== undefined) return await nl('failed to look up the default route link', () => rtnl.getLink(ns, def.oif!));
   }
   return undefined;
 }
@@ -39,18 +39,18 @@ export function defaultRouteLink(ns: Netns): rtnl.Link | undefined {
  * The master link: by name, or the default route's link. CniError 7 naming `master` when
  * it does not exist (or there is no default route to pick one from).
  */
-export function resolveMaster(host: Netns, pod: Netns, opts: MasterOptions): rtnl.Link {
+export async function resolveMaster(host: Netns, pod: Netns, opts: MasterOptions): Promise<rtnl.Link> {
   const ns = opts.linkInContainer ? pod : host;
   const where = opts.linkInContainer ? 'in the container namespace' : 'in the host namespace';
   if (!opts.master) {
-    const link = defaultRouteLink(ns);
+    const link = await defaultRouteLink(ns);
     if (!link) {
       throw new CniError(Code.InvalidNetworkConfig, 'no master given and no default route to take it from', `master: no default route ${where}`);
     }
     return link;
   }
   const name = opts.master;
-  const link = nlMaybe(`failed to look up master ${JSON.stringify(name)}`, () => rtnl.getLink(ns, name));
+  const link = await nlMaybe(`failed to look up master ${JSON.stringify(name)}`, () => rtnl.getLink(ns, name));
   if (!link) throw new CniError(Code.InvalidNetworkConfig, `master ${JSON.stringify(name)} not found`, `master: no link ${JSON.stringify(name)} ${where}`);
   return link;
 }
@@ -91,16 +91,16 @@ function interfaceExists(ifName: string, netnsPath: string): CniError {
  * Creates the link inside `pod` as `ifName` (through a temporary name) and pushes its
  * removal onto `undo`. Returns the link and the result's interface entry.
  */
-export function createSublink(
+export async function createSublink(
   host: Netns,
   pod: Netns,
   ifName: string,
   netnsPath: string,
   spec: SublinkSpec,
   undo: UndoStack,
-): { link: PodLink; iface: Interface } {
+): Promise<{ link: PodLink; iface: Interface }> {
   const kind = spec.info.kind;
-  if (nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName))) throw interfaceExists(ifName, netnsPath);
+  if (await nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName))) throw interfaceExists(ifName, netnsPath);
   const tmp = tempLinkName();
   const req: rtnl.NewLinkSpec = { name: tmp, info: spec.info, parent: spec.master.index };
   if (spec.mtu) req.mtu = spec.mtu;
@@ -110,15 +110,15 @@ export function createSublink(
   const via = spec.linkInContainer ? pod : host;
   if (!spec.linkInContainer) req.netns = pod;
   try {
-    rtnl.newLink(via, req);
+    await rtnl.newLink(via, req);
   } catch (e) {
     if (isNetlinkError(e)) throw netlinkFailure(`failed to create ${kind} link on ${spec.master.name}`, e);
     throw e;
   }
-  const made = nl(`failed to find the new ${kind} link`, () => rtnl.getLink(pod, tmp));
+  const made = await nl(`failed to find the new ${kind} link`, () => rtnl.getLink(pod, tmp));
   undo.push(`delete ${kind} link ${made.index} in ${netnsPath}`, () => rtnl.delLink(pod, made.index));
   try {
-    rtnl.setLink(pod, made.index, { name: ifName });
+    await rtnl.setLink(pod, made.index, { name: ifName });
   } catch (e) {
     if (isNetlinkError(e, 'EEXIST')) throw interfaceExists(ifName, netnsPath);
     if (isNetlinkError(e)) throw netlinkFailure(`failed to rename ${kind} link to ${JSON.stringify(ifName)}`, e);
@@ -133,11 +133,11 @@ export function createSublink(
  * DEL: removes `ifName` from the namespace at `netnsPath`. A namespace that is gone (or
  * no longer a network namespace) or a missing link is success.
  */
-export function deleteSublink(netnsPath: string, ifName: string): void {
+export async function deleteSublink(netnsPath: string, ifName: string): Promise<void> {
   const pod = openPodNetnsForDel(netnsPath);
   if (!pod) return;
   try {
-    nl(`failed to delete ${ifName}`, () => deleteLinkIfPresent(pod, ifName));
+    await nl(`failed to delete ${ifName}`, () => deleteLinkIfPresent(pod, ifName));
   } finally {
     pod.close();
   }
@@ -147,8 +147,8 @@ export function deleteSublink(netnsPath: string, ifName: string): void {
  * CHECK of the link itself: `ifName` exists in `pod`, is of `kind`, in `mode`, and has the
  * MAC the previous result reported.
  */
-export function checkSublink(pod: Netns, ifName: string, kind: 'macvlan' | 'ipvlan', mode: string, mac: string | undefined): PodLink {
-  const link = nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName));
+export async function checkSublink(pod: Netns, ifName: string, kind: 'macvlan' | 'ipvlan', mode: string, mac: string | undefined): Promise<PodLink> {
+  const link = await nlMaybe(`failed to look up ${ifName}`, () => rtnl.getLink(pod, ifName));
   if (!link) throw new CniError(Code.CheckFailed, `container interface ${ifName} not found`);
   if (link.info?.kind !== kind) throw new CniError(Code.CheckFailed, `container interface ${ifName} is not of type ${kind}`);
   const actual = link.info.mode ?? '';

@@ -49,10 +49,10 @@ function isEmptyDns(dns: DNS | undefined): boolean {
   return !dns || Object.values(dns).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) || v === '');
 }
 
-function setNotify(pod: Netns, ifName: string, a: CmdArgs): void {
+async function setNotify(pod: Netns, ifName: string, a: CmdArgs): Promise<void> {
   // As the reference: best effort (a kernel without IPv6 has no ndisc_notify).
   for (const key of [`net/ipv4/conf/${ifName}/arp_notify`, `net/ipv6/conf/${ifName}/ndisc_notify`]) {
-    if (!trySysctl(pod, key, '1')) a.log?.warn(`cannot set ${key}`);
+    if (!(await trySysctl(pod, key, '1'))) a.log?.warn(`cannot set ${key}`);
   }
 }
 
@@ -64,9 +64,16 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
   try {
     return await undo.run(async () => {
       const linkInContainer = conf.linkInContainer === true;
-      const master = resolveMaster(host, pod, { master: conf.master || spec.master, linkInContainer });
+      const master = await resolveMaster(host, pod, { master: conf.master || spec.master, linkInContainer });
       checkMtu(spec.mtu, master);
-      const { link, iface } = createSublink(host, pod, a.ifName, a.netns, { info: spec.info, master, linkInContainer, mtu: spec.mtu, mac: spec.mac }, undo);
+      const { link, iface } = await createSublink(
+        host,
+        pod,
+        a.ifName,
+        a.netns,
+        { info: spec.info, master, linkInContainer, mtu: spec.mtu, mac: spec.mac },
+        undo,
+      );
       a.log?.debug(`${spec.info.kind} ${a.ifName} (index ${link.index}, mac ${iface.mac ?? '?'}) on ${master.name} in ${a.netns}`);
       const result: Result = { cniVersion: CURRENT_VERSION, interfaces: [iface] };
 
@@ -85,10 +92,10 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
         // Every address goes on this one interface (index 0 of our result).
         result.ips = (source.ips ?? []).map((ip) => ({ ...ip, interface: 0 }));
         if (source.routes?.length) result.routes = source.routes;
-        setNotify(pod, a.ifName, a);
+        await setNotify(pod, a.ifName, a);
         await configureIface(pod, link, result, 0, a.log);
       } else {
-        nl(`failed to set ${a.ifName} up`, () => rtnl.setLink(pod, link.index, { up: true }));
+        await nl(`failed to set ${a.ifName} up`, () => rtnl.setLink(pod, link.index, { up: true }));
       }
       // The config's DNS when it has one (the reference always uses it), else IPAM's.
       const dns = isEmptyDns(conf.dns) ? source?.dns : conf.dns;
@@ -106,7 +113,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
  * sandbox, the configured master, the link's kind, mode and MAC, its addresses and the
  * routes.
  */
-function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): void {
+async function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): Promise<void> {
   const prev = conf.prevResult;
   if (!prev) throw new CniError(Code.InvalidNetworkConfig, 'required prevResult missing', 'prevResult: needed by CHECK');
   const idx = (prev.interfaces ?? []).findIndex((i) => i.name === a.ifName && i.sandbox === a.netns);
@@ -118,9 +125,9 @@ function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mo
   try {
     // A configured master must exist. Without one (default route, chained) there is
     // nothing to compare: a macvlan/ipvlan link disappears with its master anyway.
-    if (conf.master) resolveMaster(host, pod, { master: conf.master, linkInContainer: conf.linkInContainer === true });
-    const link = checkSublink(pod, a.ifName, kind, mode, prev.interfaces![idx]!.mac);
-    checkIface(pod, link, prev, idx);
+    if (conf.master) await resolveMaster(host, pod, { master: conf.master, linkInContainer: conf.linkInContainer === true });
+    const link = await checkSublink(pod, a.ifName, kind, mode, prev.interfaces![idx]!.mac);
+    await checkIface(pod, link, prev, idx);
   } finally {
     pod.close();
     host.close();
@@ -131,7 +138,7 @@ function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mo
 export async function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvlan', mode: string): Promise<void> {
   const type = ipamType(conf);
   if (type) await delegateCheck(type, a.stdinData, a);
-  checkLink(a, conf, kind, mode);
+  await checkLink(a, conf, kind, mode);
 }
 
 /**
@@ -141,7 +148,7 @@ export async function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macv
 export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void> {
   let linkErr: unknown;
   try {
-    deleteSublink(a.netns, a.ifName);
+    await deleteSublink(a.netns, a.ifName);
     a.log?.debug(`DEL: ${a.ifName} removed (or already gone)`);
   } catch (e) {
     linkErr = e;
@@ -156,7 +163,7 @@ export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void
  * With linkInContainer the master lives in pods, which STATUS does not name.
  */
 export async function statusAttachment(a: CmdArgs, conf: SublinkConf, checkMaster: boolean): Promise<void> {
-  if (checkMaster && !conf.linkInContainer) statusMaster(conf);
+  if (checkMaster && !conf.linkInContainer) await statusMaster(conf);
   const type = ipamType(conf);
   if (type) await delegateStatus(type, a.stdinData, a);
 }
@@ -168,10 +175,10 @@ export async function gcAttachments(a: CmdArgs, conf: SublinkConf): Promise<void
 }
 
 /** Code 50 unless the master (or a default route to take it from) exists in the host namespace. */
-function statusMaster(conf: SublinkConf): void {
+async function statusMaster(conf: SublinkConf): Promise<void> {
   const host = Netns.current();
   try {
-    resolveMaster(host, host, { master: conf.master, linkInContainer: false });
+    await resolveMaster(host, host, { master: conf.master, linkInContainer: false });
   } catch (e) {
     if (e instanceof CniError) throw new CniError(Code.PluginNotAvailable, 'master link not available', e.details || e.msg, { cause: e });
     throw e;

@@ -24,10 +24,18 @@ export interface NativeError extends Error {
 export interface StrandNative {
   /** Opens a bound netlink socket inside the netns at `nsPath` (null: the current one). */
   nlOpen(nsPath: string | null, protocol: number): number;
-  /** Sends one datagram to the kernel; returns the bytes sent. */
-  nlSend(fd: number, buf: Buffer): number;
-  /** Receives one datagram, waiting at most `timeoutMs` (throws ETIMEDOUT). */
-  nlRecv(fd: number, timeoutMs: number): Buffer;
+  /**
+   * One netlink round trip on an addon thread (never on the JavaScript thread): sends
+   * `request` and resolves with every datagram received up to the end of its reply
+   * (NLMSG_ERROR or NLMSG_DONE carrying the request's sequence number). Rejects with
+   * ETIMEDOUT when the reply has not ended `timeoutMs` after sending. At most one request
+   * per socket may be in flight.
+   */
+  nlRequest(fd: number, request: Buffer, timeoutMs: number): Promise<Buffer[]>;
+  /** The same round trip on the calling thread (blocks it): for a process serving one call. */
+  nlRequestSync(fd: number, request: Buffer, timeoutMs: number): Buffer[];
+  /** write(2) on an addon thread (a sysctl write may wait for a kernel lock); resolves with the bytes written. */
+  fdWrite(fd: number, data: Buffer): Promise<number>;
   close(fd: number): void;
   /** open(2) of `path` performed inside the netns at `nsPath` (null: here); O_CLOEXEC is added. */
   nsOpenFile(nsPath: string | null, path: string, flags: number, mode: number): number;

@@ -2,7 +2,7 @@
 // network namespace: list the table, delete the entries a filter selects. What
 // `conntrack -L` and `conntrack -D` do, without running a tool.
 //
-//   deleteConntrack(host, 4, (e) => e.orig.proto === IpProto.udp && e.orig.dport === 8080)
+//   await deleteConntrack(host, 4, (e) => e.orig.proto === IpProto.udp && e.orig.dport === 8080)
 import { type CtEntry, formatCtDelete, formatCtDump, NETLINK_NETFILTER, parseCtEntry } from './codec/index.ts';
 import { isNetlinkError } from './errors.ts';
 import type { Netns } from './netns.ts';
@@ -11,18 +11,18 @@ import { NetlinkSocket } from './socket.ts';
 export type { CtEntry, CtTuple } from './codec/index.ts';
 export { IpProto } from './codec/index.ts';
 
-function withSocket<T>(ns: Netns, fn: (s: NetlinkSocket) => T): T {
+async function withSocket<T>(ns: Netns, fn: (s: NetlinkSocket) => Promise<T>): Promise<T> {
   const s = NetlinkSocket.open(ns.path, NETLINK_NETFILTER);
   try {
-    return fn(s);
+    return await fn(s);
   } finally {
     s.close();
   }
 }
 
-function dump(s: NetlinkSocket, version: 4 | 6): CtEntry[] {
+async function dump(s: NetlinkSocket, version: 4 | 6): Promise<CtEntry[]> {
   const op = 'listConntrack';
-  const { messages } = s.exchange((seq) => formatCtDump(version, seq), op);
+  const { messages } = await s.exchange((seq) => formatCtDump(version, seq), op);
   const out: CtEntry[] = [];
   for (const m of messages) {
     const e = parseCtEntry(m);
@@ -32,7 +32,7 @@ function dump(s: NetlinkSocket, version: 4 | 6): CtEntry[] {
 }
 
 /** Every entry of one family's table. */
-export function listConntrack(ns: Netns, version: 4 | 6): CtEntry[] {
+export function listConntrack(ns: Netns, version: 4 | 6): Promise<CtEntry[]> {
   return withSocket(ns, (s) => dump(s, version));
 }
 
@@ -40,13 +40,13 @@ export function listConntrack(ns: Netns, version: 4 | 6): CtEntry[] {
  * Deletes the entries of one family that `match` selects; returns how many went. An
  * entry that expired meanwhile (ENOENT) is not an error.
  */
-export function deleteConntrack(ns: Netns, version: 4 | 6, match: (e: CtEntry) => boolean): number {
-  return withSocket(ns, (s) => {
+export function deleteConntrack(ns: Netns, version: 4 | 6, match: (e: CtEntry) => boolean): Promise<number> {
+  return withSocket(ns, async (s) => {
     let n = 0;
-    for (const e of dump(s, version)) {
+    for (const e of await dump(s, version)) {
       if (!match(e)) continue;
       try {
-        s.exchange((seq) => formatCtDelete(e, seq), 'deleteConntrack');
+        await s.exchange((seq) => formatCtDelete(e, seq), 'deleteConntrack');
         n++;
       } catch (err) {
         if (!isNetlinkError(err, 'ENOENT')) throw err;

@@ -3,12 +3,12 @@
 // there is no module-global "current netns".
 //
 //   const pod = Netns.open(args.netns);    // NetlinkError ENOENT / EINVAL (not a netns)
-//   try { rtnl.getLink(pod, 'eth0') } finally { pod.close() }
+//   try { await rtnl.getLink(pod, 'eth0') } finally { pod.close() }
 
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs';
 import { native } from '../native/index.ts';
 import { errnoOf, fromNative, NetlinkError } from './errors.ts';
-import { NetlinkSocket } from './socket.ts';
+import { blockingRoundTrips, NetlinkSocket, nextTurn } from './socket.ts';
 
 export class Netns {
   /** Path of the namespace file, or null for the namespace this process runs in. */
@@ -81,10 +81,38 @@ export class Netns {
     }
   }
 
+  /**
+   * Writes `data` to `path` opened inside the namespace (e.g. a /proc/sys/net file). The
+   * write runs on an addon thread (the kernel may make it wait for its RTNL lock), or in
+   * place after useBlockingRoundTrips().
+   */
+  async writeFile(path: string, data: string, op = 'netns.writeFile'): Promise<void> {
+    const fd = this.openFile(path, fsConstants.O_WRONLY, 0, op);
+    if (blockingRoundTrips()) {
+      try {
+        writeSync(fd, data);
+      } catch (e) {
+        throw fromNative(op, e, path);
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
+    try {
+      await native().fdWrite(fd, Buffer.from(data));
+    } catch (e) {
+      throw fromNative(op, e, path);
+    } finally {
+      closeSync(fd);
+      await nextTurn();
+    }
+  }
+
   toString(): string {
     return this.path ?? '<current netns>';
   }
 
+  /** Closes the socket and descriptor; call it once the operations using this handle have settled. */
   close(): void {
     this.sock?.close();
     this.sock = undefined;

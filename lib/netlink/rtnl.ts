@@ -1,6 +1,7 @@
 // Typed rtnetlink operations over a namespace handle, named after the kernel messages.
-// Synchronous (each call is one or two ~0.1 ms round trips); every failure is a
-// NetlinkError {errno, code, op}. Usage:
+// Asynchronous: each call is one or two round trips that run off the JavaScript thread
+// (the kernel may hold them for milliseconds under its RTNL lock); every failure is a
+// rejected NetlinkError {errno, code, op}. Usage:
 //
 //   import { Netns } from './netns.ts';
 //   import * as rtnl from './rtnl.ts';
@@ -9,25 +10,25 @@
 //   const pod = Netns.open(args.netns);           // ENOENT: missing, EINVAL: not a netns
 //   try {
 //     // veth whose peer is created directly inside the pod netns (one message)
-//     rtnl.newLink(host, { name: 'veth5f3a', info: { kind: 'veth', peer: { name: 'eth0', netns: pod } } });
-//     rtnl.setLink(host, 'veth5f3a', { master: 'cni0', up: true, bridgePort: { hairpin: true } });
-//     const eth0 = rtnl.getLink(pod, 'eth0');
-//     rtnl.setLink(pod, eth0.index, { up: true });
-//     rtnl.newAddr(pod, { link: eth0.index, address: '10.22.0.5/16' });
-//     rtnl.newRoute(pod, { dst: '0.0.0.0/0', gw: '10.22.0.1' });
-//     rtnl.sysctlSet(pod, 'net.ipv4.conf.eth0.arp_notify', '1');
+//     await rtnl.newLink(host, { name: 'veth5f3a', info: { kind: 'veth', peer: { name: 'eth0', netns: pod } } });
+//     await rtnl.setLink(host, 'veth5f3a', { master: 'cni0', up: true, bridgePort: { hairpin: true } });
+//     const eth0 = await rtnl.getLink(pod, 'eth0');
+//     await rtnl.setLink(pod, eth0.index, { up: true });
+//     await rtnl.newAddr(pod, { link: eth0.index, address: '10.22.0.5/16' });
+//     await rtnl.newRoute(pod, { dst: '0.0.0.0/0', gw: '10.22.0.1' });
+//     await rtnl.sysctlSet(pod, 'net.ipv4.conf.eth0.arp_notify', '1');
 //   } catch (e) {
 //     if (rtnl.isNetlinkError(e, 'EEXIST')) { ... }
 //     throw e;
 //   } finally {
-//     pod.close();
+//     pod.close();                                 // after every operation has settled
 //   }
 //
 // Links are referred to by index or by name (`LinkRef`); names are resolved in the
 // namespace the operation runs in. In DEL paths: `if (isNetlinkError(e, 'ENODEV')) ...`.
 
-import { closeSync, constants as fsConstants, readSync, writeSync } from 'node:fs';
-import { broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
+import { closeSync, constants as fsConstants, readSync } from 'node:fs';
+import { ipFamily, broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
 import {
   AddrFlag,
   type AddrMessage,
@@ -36,7 +37,6 @@ import {
   type BridgeVlan,
   type DummyInfo,
   ExtMask,
-  ipVersion,
   type IpvlanInfo,
   LinkFamily,
   LinkFlag,
@@ -216,23 +216,28 @@ function linksOf(msgs: DataMessage[]): LinkMessage[] {
   return msgs.flatMap((m) => (m.kind === 'link' ? [m.link] : []));
 }
 
-function requestOne(ns: Netns, req: RtnlRequest, flags: { create?: boolean; excl?: boolean; replace?: boolean; append?: boolean }, op: string): DataMessage[] {
-  return ns.rtnl().request(req, flags, op);
+async function requestOne(
+  ns: Netns,
+  req: RtnlRequest,
+  flags: { create?: boolean; excl?: boolean; replace?: boolean; append?: boolean },
+  op: string,
+): Promise<DataMessage[]> {
+  return await ns.rtnl().request(req, flags, op);
 }
 
-function dumpAll(ns: Netns, req: RtnlRequest, op: string): DataMessage[] {
+async function dumpAll(ns: Netns, req: RtnlRequest, op: string): Promise<DataMessage[]> {
   for (let attempt = 1; ; attempt++) {
-    const r = ns.rtnl().dump(req, op);
+    const r = await ns.rtnl().dump(req, op);
     if (!r.interrupted) return r.messages;
     if (attempt >= DUMP_ATTEMPTS) throw new NetlinkError(op, errnoOf('EINTR'), `dump still inconsistent after ${DUMP_ATTEMPTS} attempts`);
   }
 }
 
 /** The link's index: numbers pass through, names are looked up (ENODEV names `op`). */
-export function linkIndex(ns: Netns, ref: LinkRef, op = 'getLink'): number {
+export async function linkIndex(ns: Netns, ref: LinkRef, op = 'getLink'): Promise<number> {
   if (typeof ref === 'number') return ref;
   try {
-    return getLink(ns, ref).index;
+    return (await getLink(ns, ref)).index;
   } catch (e) {
     if (isNetlinkError(e)) throw new NetlinkError(op, e.errno, `link ${JSON.stringify(ref)}${e.detail ? `: ${e.detail}` : ''}`, { cause: e });
     throw e;
@@ -240,19 +245,19 @@ export function linkIndex(ns: Netns, ref: LinkRef, op = 'getLink'): number {
 }
 
 /** RTM_GETLINK for one link. Throws NetlinkError ENODEV when it does not exist. */
-export function getLink(ns: Netns, ref: LinkRef): Link {
+export async function getLink(ns: Netns, ref: LinkRef): Promise<Link> {
   if (typeof ref === 'string' && !isValidLinkName(ref)) throw new NetlinkError('getLink', errnoOf('ENODEV'), `invalid interface name ${JSON.stringify(ref)}`);
   const link: LinkMessage = { ...linkSelector(ref), extMask: ExtMask.skipStats };
-  const found = linksOf(requestOne(ns, { kind: 'link', action: 'get', link }, {}, 'getLink'));
+  const found = linksOf(await requestOne(ns, { kind: 'link', action: 'get', link }, {}, 'getLink'));
   const first = found[0];
   if (!first) throw new NetlinkError('getLink', errnoOf('ENODEV'), `no reply for ${JSON.stringify(ref)}`);
   return toLink(first);
 }
 
 /** getLink, or undefined when the link does not exist. */
-export function findLink(ns: Netns, ref: LinkRef): Link | undefined {
+export async function findLink(ns: Netns, ref: LinkRef): Promise<Link | undefined> {
   try {
-    return getLink(ns, ref);
+    return await getLink(ns, ref);
   } catch (e) {
     if (isNetlinkError(e, 'ENODEV')) return undefined;
     throw e;
@@ -260,8 +265,8 @@ export function findLink(ns: Netns, ref: LinkRef): Link | undefined {
 }
 
 /** RTM_GETLINK dump: every link of the namespace. */
-export function listLinks(ns: Netns): Link[] {
-  const msgs = dumpAll(ns, { kind: 'link', action: 'get', link: { extMask: ExtMask.skipStats } }, 'listLinks');
+export async function listLinks(ns: Netns): Promise<Link[]> {
+  const msgs = await dumpAll(ns, { kind: 'link', action: 'get', link: { extMask: ExtMask.skipStats } }, 'listLinks');
   return linksOf(msgs).map(toLink);
 }
 
@@ -285,12 +290,12 @@ function commonAttrs(op: string, c: LinkCommon): LinkMessage {
  * A veth's peer is created directly in `info.peer.netns`; `netns` creates the link itself
  * in another namespace. Nothing is left behind when the kernel refuses the request.
  */
-export function newLink(ns: Netns, spec: NewLinkSpec): void {
+export async function newLink(ns: Netns, spec: NewLinkSpec): Promise<void> {
   const op = 'newLink';
   checkName(op, spec.name);
   const m: LinkMessage = { ...commonAttrs(op, spec), name: spec.name };
-  if (spec.parent !== undefined) m.parent = linkIndex(ns, spec.parent, op);
-  if (spec.master !== undefined) m.master = linkIndex(ns, spec.master, op);
+  if (spec.parent !== undefined) m.parent = await linkIndex(ns, spec.parent, op);
+  if (spec.master !== undefined) m.master = await linkIndex(ns, spec.master, op);
   if (spec.netns) m.netnsFd = spec.netns.fd();
   const info = spec.info;
   if (info.kind === 'veth') {
@@ -303,22 +308,22 @@ export function newLink(ns: Netns, spec: NewLinkSpec): void {
     m.info = { kind: 'veth', peer };
   } else if (info.kind === 'vxlan') {
     const { dev, ...rest } = info;
-    m.info = dev === undefined ? rest : { ...rest, dev: linkIndex(ns, dev, op) };
+    m.info = dev === undefined ? rest : { ...rest, dev: await linkIndex(ns, dev, op) };
     for (const ip of [info.local, info.group, info.remote]) {
-      if (ip !== undefined && !ipVersion(ip)) throw invalidArgument(op, `invalid vxlan address ${JSON.stringify(ip)}`);
+      if (ip !== undefined && !ipFamily(ip)) throw invalidArgument(op, `invalid vxlan address ${JSON.stringify(ip)}`);
     }
   } else {
     m.info = info;
   }
-  requestOne(ns, { kind: 'link', action: 'new', link: m }, { create: true, excl: true }, op);
+  await requestOne(ns, { kind: 'link', action: 'new', link: m }, { create: true, excl: true }, op);
   if (info.kind === 'veth' && info.peer.up) {
     const peerNs = info.peer.netns ?? ns;
     try {
-      setLink(peerNs, info.peer.name, { up: true });
+      await setLink(peerNs, info.peer.name, { up: true });
     } catch (e) {
       // Leave nothing half-made: the pair goes away with either end.
       try {
-        delLink(peerNs, info.peer.name);
+        await delLink(peerNs, info.peer.name);
       } catch {
         // already gone
       }
@@ -332,14 +337,14 @@ export function newLink(ns: Netns, spec: NewLinkSpec): void {
  * kind settings (RTM_NEWLINK without NLM_F_CREATE), then bridge port settings (an
  * AF_BRIDGE RTM_SETLINK, once the link has its master).
  */
-export function setLink(ns: Netns, ref: LinkRef, spec: SetLinkSpec): void {
+export async function setLink(ns: Netns, ref: LinkRef, spec: SetLinkSpec): Promise<void> {
   const op = 'setLink';
   if (spec.name !== undefined) checkName(op, spec.name);
   checkMtu(op, spec.mtu);
   checkMac(op, spec.mac);
   // Renaming needs the index; otherwise the kernel can find the link by its name.
   const needIndex = typeof ref === 'string' && (spec.name !== undefined || spec.bridgePort !== undefined);
-  const sel = needIndex ? { index: linkIndex(ns, ref, op) } : linkSelector(ref);
+  const sel = needIndex ? { index: await linkIndex(ns, ref, op) } : linkSelector(ref);
   const m: LinkMessage = { ...sel };
   let flags = 0;
   let change = 0;
@@ -357,24 +362,24 @@ export function setLink(ns: Netns, ref: LinkRef, spec: SetLinkSpec): void {
   if (spec.mac !== undefined) m.mac = spec.mac;
   if (spec.txqlen !== undefined) m.txqlen = spec.txqlen;
   if (spec.alias !== undefined) m.alias = spec.alias;
-  if (spec.master !== undefined) m.master = spec.master === null ? 0 : linkIndex(ns, spec.master, op);
+  if (spec.master !== undefined) m.master = spec.master === null ? 0 : await linkIndex(ns, spec.master, op);
   if (spec.netns) m.netnsFd = spec.netns.fd();
   if (spec.info) m.info = spec.info;
   const { bridgePort, ...rest } = spec;
   if (Object.values(rest).some((v) => v !== undefined)) {
-    requestOne(ns, { kind: 'link', action: 'new', link: m }, {}, op);
+    await requestOne(ns, { kind: 'link', action: 'new', link: m }, {}, op);
   }
   if (bridgePort) {
-    const index = m.index ?? linkIndex(ns, ref, op);
+    const index = m.index ?? (await linkIndex(ns, ref, op));
     const target = spec.netns ?? ns; // after a move, the port lives there
     const link: LinkMessage = { family: LinkFamily.bridge, index, protinfo: bridgePort };
-    requestOne(target, { kind: 'link', action: 'set', link }, {}, op);
+    await requestOne(target, { kind: 'link', action: 'set', link }, {}, op);
   }
 }
 
 /** RTM_DELLINK (a veth's peer goes with it). ENODEV when it does not exist. */
-export function delLink(ns: Netns, ref: LinkRef): void {
-  requestOne(ns, { kind: 'link', action: 'del', link: linkSelector(ref) }, {}, 'delLink');
+export async function delLink(ns: Netns, ref: LinkRef): Promise<void> {
+  await requestOne(ns, { kind: 'link', action: 'del', link: linkSelector(ref) }, {}, 'delLink');
 }
 
 // ================================================================ bridge VLANs =======
@@ -389,42 +394,42 @@ export interface BridgeVlanSpec {
   self?: boolean;
 }
 
-function vlanMessage(ns: Netns, ref: LinkRef, v: BridgeVlanSpec, op: string): LinkMessage {
+async function vlanMessage(ns: Netns, ref: LinkRef, v: BridgeVlanSpec, op: string): Promise<LinkMessage> {
   const vlan: BridgeVlan = { vid: v.vid };
   if (v.vidEnd !== undefined) vlan.vidEnd = v.vidEnd;
   if (v.pvid) vlan.pvid = true;
   if (v.untagged) vlan.untagged = true;
   if (v.self) vlan.brentry = true;
   const bridge = v.self ? { self: true, vlans: [vlan] } : { vlans: [vlan] };
-  return { family: LinkFamily.bridge, index: linkIndex(ns, ref, op), bridge };
+  return { family: LinkFamily.bridge, index: await linkIndex(ns, ref, op), bridge };
 }
 
 /** Adds a VLAN to a bridge port (or to the bridge itself with `self`). Needs vlan filtering. */
-export function newBridgeVlan(ns: Netns, ref: LinkRef, v: BridgeVlanSpec): void {
+export async function newBridgeVlan(ns: Netns, ref: LinkRef, v: BridgeVlanSpec): Promise<void> {
   const op = 'newBridgeVlan';
-  requestOne(ns, { kind: 'link', action: 'set', link: vlanMessage(ns, ref, v, op) }, {}, op);
+  await requestOne(ns, { kind: 'link', action: 'set', link: await vlanMessage(ns, ref, v, op) }, {}, op);
 }
 
-export function delBridgeVlan(ns: Netns, ref: LinkRef, v: BridgeVlanSpec): void {
+export async function delBridgeVlan(ns: Netns, ref: LinkRef, v: BridgeVlanSpec): Promise<void> {
   const op = 'delBridgeVlan';
-  requestOne(ns, { kind: 'link', action: 'del', link: vlanMessage(ns, ref, v, op) }, {}, op);
+  await requestOne(ns, { kind: 'link', action: 'del', link: await vlanMessage(ns, ref, v, op) }, {}, op);
 }
 
 /** VLANs of every bridge and bridge port, by link index. */
-export function listBridgeVlans(ns: Netns): Map<number, BridgeVlan[]> {
+export async function listBridgeVlans(ns: Netns): Promise<Map<number, BridgeVlan[]>> {
   const req: RtnlRequest = { kind: 'link', action: 'get', link: { family: LinkFamily.bridge, extMask: ExtMask.bridgeVlanCompressed } };
   const out = new Map<number, BridgeVlan[]>();
-  for (const l of linksOf(dumpAll(ns, req, 'listBridgeVlans'))) {
+  for (const l of linksOf(await dumpAll(ns, req, 'listBridgeVlans'))) {
     if (l.index !== undefined && l.bridge?.vlans) out.set(l.index, l.bridge.vlans);
   }
   return out;
 }
 
 /** Bridge port settings as the bridge reports them (AF_BRIDGE dump), by link index. */
-export function listBridgePorts(ns: Netns): Map<number, BridgePortInfo & { master: number }> {
+export async function listBridgePorts(ns: Netns): Promise<Map<number, BridgePortInfo & { master: number }>> {
   const req: RtnlRequest = { kind: 'link', action: 'get', link: { family: LinkFamily.bridge } };
   const out = new Map<number, BridgePortInfo & { master: number }>();
-  for (const l of linksOf(dumpAll(ns, req, 'listBridgePorts'))) {
+  for (const l of linksOf(await dumpAll(ns, req, 'listBridgePorts'))) {
     if (l.index !== undefined && l.protinfo && l.master) out.set(l.index, { ...l.protinfo, master: l.master });
   }
   return out;
@@ -441,7 +446,7 @@ interface ParsedCidr {
 function parseAddress(op: string, what: string, s: string, allowBare = false): ParsedCidr {
   const slash = s.indexOf('/');
   const ipText = slash < 0 ? s : s.slice(0, slash);
-  const version = ipVersion(ipText);
+  const version = ipFamily(ipText);
   const c = slash < 0 ? undefined : tryParseCidr(s);
   if (!version || (slash >= 0 && !c) || (slash < 0 && !allowBare)) {
     throw invalidArgument(op, `invalid ${what} ${JSON.stringify(s)}${allowBare ? '' : ' (want CIDR like 10.1.0.5/24)'}`);
@@ -451,7 +456,7 @@ function parseAddress(op: string, what: string, s: string, allowBare = false): P
 }
 
 function parseIp(op: string, what: string, s: string): { version: 4 | 6; ip: string } {
-  const version = ipVersion(s);
+  const version = ipFamily(s);
   if (!version) throw invalidArgument(op, `invalid ${what} ${JSON.stringify(s)}`);
   return { version, ip: s };
 }
@@ -511,9 +516,9 @@ function toAddr(m: AddrMessage): Addr {
   return a;
 }
 
-function addrMessage(ns: Netns, spec: AddrSpec, op: string, forAdd: boolean): AddrMessage {
+async function addrMessage(ns: Netns, spec: AddrSpec, op: string, forAdd: boolean): Promise<AddrMessage> {
   const c = parseAddress(op, 'address', spec.address);
-  const m: AddrMessage = { version: c.version, prefixLen: c.prefixLen, index: linkIndex(ns, spec.link, op) };
+  const m: AddrMessage = { version: c.version, prefixLen: c.prefixLen, index: await linkIndex(ns, spec.link, op) };
   if (c.version === 4) {
     m.local = c.ip;
     m.address = spec.peer !== undefined ? parseIp(op, 'peer', spec.peer).ip : c.ip;
@@ -543,25 +548,25 @@ function addrMessage(ns: Netns, spec: AddrSpec, op: string, forAdd: boolean): Ad
 }
 
 /** RTM_NEWADDR (EEXIST when present, unless `replace`). */
-export function newAddr(ns: Netns, spec: AddrSpec, opts: { replace?: boolean } = {}): void {
+export async function newAddr(ns: Netns, spec: AddrSpec, opts: { replace?: boolean } = {}): Promise<void> {
   const op = 'newAddr';
-  const addr = addrMessage(ns, spec, op, true);
-  requestOne(ns, { kind: 'addr', action: 'new', addr }, opts.replace ? { create: true, replace: true } : { create: true, excl: true }, op);
+  const addr = await addrMessage(ns, spec, op, true);
+  await requestOne(ns, { kind: 'addr', action: 'new', addr }, opts.replace ? { create: true, replace: true } : { create: true, excl: true }, op);
 }
 
 /** RTM_DELADDR. EADDRNOTAVAIL when the address is not there. */
-export function delAddr(ns: Netns, spec: Pick<AddrSpec, 'link' | 'address' | 'peer'>): void {
+export async function delAddr(ns: Netns, spec: Pick<AddrSpec, 'link' | 'address' | 'peer'>): Promise<void> {
   const op = 'delAddr';
-  requestOne(ns, { kind: 'addr', action: 'del', addr: addrMessage(ns, spec, op, false) }, {}, op);
+  await requestOne(ns, { kind: 'addr', action: 'del', addr: await addrMessage(ns, spec, op, false) }, {}, op);
 }
 
 /** RTM_GETADDR dump, optionally for one link and one IP version. */
-export function listAddrs(ns: Netns, filter: { link?: LinkRef; version?: 4 | 6 } = {}): Addr[] {
+export async function listAddrs(ns: Netns, filter: { link?: LinkRef; version?: 4 | 6 } = {}): Promise<Addr[]> {
   const op = 'listAddrs';
-  const index = filter.link === undefined ? undefined : linkIndex(ns, filter.link, op);
+  const index = filter.link === undefined ? undefined : await linkIndex(ns, filter.link, op);
   const req: RtnlRequest = { kind: 'addr', action: 'get', addr: filter.version ? { version: filter.version } : {} };
   const out: Addr[] = [];
-  for (const m of dumpAll(ns, req, op)) {
+  for (const m of await dumpAll(ns, req, op)) {
     if (m.kind !== 'addr') continue;
     if (index !== undefined && m.addr.index !== index) continue;
     if (filter.version && m.addr.version !== filter.version) continue;
@@ -637,7 +642,7 @@ function toRoute(m: RouteMessage): Route {
   return r;
 }
 
-function routeMessage(ns: Netns, spec: RouteSpec, op: string, forAdd: boolean): RouteMessage {
+async function routeMessage(ns: Netns, spec: RouteSpec, op: string, forAdd: boolean): Promise<RouteMessage> {
   const gw = spec.gw === undefined ? undefined : parseIp(op, 'gateway', spec.gw);
   let version: 4 | 6;
   let dst: ParsedCidr | undefined;
@@ -658,7 +663,7 @@ function routeMessage(ns: Netns, spec: RouteSpec, op: string, forAdd: boolean): 
   };
   if (dst && dst.prefixLen > 0) m.dst = dst.ip;
   if (gw) m.gateway = gw.ip;
-  if (spec.link !== undefined) m.oif = linkIndex(ns, spec.link, op);
+  if (spec.link !== undefined) m.oif = await linkIndex(ns, spec.link, op);
   if (spec.priority !== undefined) m.priority = spec.priority;
   if (spec.src !== undefined) m.prefsrc = parseIp(op, 'source', spec.src).ip;
   if (spec.onlink) m.flags = RouteFlag.onlink;
@@ -684,26 +689,26 @@ function routeMessage(ns: Netns, spec: RouteSpec, op: string, forAdd: boolean): 
 }
 
 /** RTM_NEWROUTE (EEXIST when present, unless `replace`). */
-export function newRoute(ns: Netns, spec: RouteSpec, opts: { replace?: boolean } = {}): void {
+export async function newRoute(ns: Netns, spec: RouteSpec, opts: { replace?: boolean } = {}): Promise<void> {
   const op = 'newRoute';
-  const route = routeMessage(ns, spec, op, true);
-  requestOne(ns, { kind: 'route', action: 'new', route }, opts.replace ? { create: true, replace: true } : { create: true, excl: true }, op);
+  const route = await routeMessage(ns, spec, op, true);
+  await requestOne(ns, { kind: 'route', action: 'new', route }, opts.replace ? { create: true, replace: true } : { create: true, excl: true }, op);
 }
 
 /** RTM_DELROUTE. ESRCH when no route matches. */
-export function delRoute(ns: Netns, spec: RouteSpec): void {
+export async function delRoute(ns: Netns, spec: RouteSpec): Promise<void> {
   const op = 'delRoute';
-  requestOne(ns, { kind: 'route', action: 'del', route: routeMessage(ns, spec, op, false) }, {}, op);
+  await requestOne(ns, { kind: 'route', action: 'del', route: await routeMessage(ns, spec, op, false) }, {}, op);
 }
 
 /** RTM_GETROUTE dump of one table (default main; 'all' for every table). */
-export function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: number | 'all'; link?: LinkRef } = {}): Route[] {
+export async function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: number | 'all'; link?: LinkRef } = {}): Promise<Route[]> {
   const op = 'listRoutes';
-  const index = filter.link === undefined ? undefined : linkIndex(ns, filter.link, op);
+  const index = filter.link === undefined ? undefined : await linkIndex(ns, filter.link, op);
   const table = filter.table ?? Table.main;
   const req: RtnlRequest = { kind: 'route', action: 'get', route: filter.version ? { version: filter.version } : {} };
   const out: Route[] = [];
-  for (const m of dumpAll(ns, req, op)) {
+  for (const m of await dumpAll(ns, req, op)) {
     if (m.kind !== 'route') continue;
     const r = toRoute(m.route);
     if (table !== 'all' && r.table !== table) continue;
@@ -718,11 +723,11 @@ export function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: number 
  * RTM_GETROUTE for one address (`ip route get <ip>`): the route the kernel would use to
  * reach it (its `oif` is the output link). ENETUNREACH when there is none.
  */
-export function getRoute(ns: Netns, ip: string): Route {
+export async function getRoute(ns: Netns, ip: string): Promise<Route> {
   const op = 'getRoute';
   const dst = parseIp(op, 'destination', ip);
   const req: RtnlRequest = { kind: 'route', action: 'get', route: { version: dst.version, dstLen: dst.version === 4 ? 32 : 128, dst: dst.ip } };
-  for (const m of requestOne(ns, req, {}, op)) if (m.kind === 'route') return toRoute(m.route);
+  for (const m of await requestOne(ns, req, {}, op)) if (m.kind === 'route') return toRoute(m.route);
   throw new NetlinkError(op, errnoOf('ENETUNREACH'), `no route to ${ip}`);
 }
 
@@ -769,14 +774,14 @@ function toNeigh(m: NeighMessage): Neigh {
   return n;
 }
 
-function neighMessage(ns: Netns, spec: NeighSpec, op: string, forAdd: boolean): NeighMessage {
+async function neighMessage(ns: Netns, spec: NeighSpec, op: string, forAdd: boolean): Promise<NeighMessage> {
   const ip = spec.ip === undefined ? undefined : parseIp(op, 'neighbour address', spec.ip);
   if (!spec.fdb && !ip) throw invalidArgument(op, 'a neighbour entry needs an IP address');
   if (spec.fdb && spec.mac === undefined) throw invalidArgument(op, 'an FDB entry needs a MAC address');
   checkMac(op, spec.mac);
   const m: NeighMessage = {
     family: spec.fdb ? 'bridge' : (ip?.version ?? 4),
-    index: linkIndex(ns, spec.link, op),
+    index: await linkIndex(ns, spec.link, op),
     state: spec.state ?? (forAdd ? NeighState.permanent : 0),
     flags: spec.flags ?? (spec.fdb ? NeighFlag.self : 0),
   };
@@ -785,31 +790,31 @@ function neighMessage(ns: Netns, spec: NeighSpec, op: string, forAdd: boolean): 
   if (spec.vlan !== undefined) m.vlan = spec.vlan;
   if (spec.vni !== undefined) m.vni = spec.vni;
   if (spec.port !== undefined) m.port = spec.port;
-  if (spec.master !== undefined) m.master = linkIndex(ns, spec.master, op);
+  if (spec.master !== undefined) m.master = await linkIndex(ns, spec.master, op);
   return m;
 }
 
 /** RTM_NEWNEIGH. `append` adds another FDB destination for the same MAC (vxlan flooding). */
-export function newNeigh(ns: Netns, spec: NeighSpec, opts: { replace?: boolean; append?: boolean } = {}): void {
+export async function newNeigh(ns: Netns, spec: NeighSpec, opts: { replace?: boolean; append?: boolean } = {}): Promise<void> {
   const op = 'newNeigh';
-  const neigh = neighMessage(ns, spec, op, true);
+  const neigh = await neighMessage(ns, spec, op, true);
   const flags = opts.replace ? { create: true, replace: true } : opts.append ? { create: true, append: true } : { create: true, excl: true };
-  requestOne(ns, { kind: 'neigh', action: 'new', neigh }, flags, op);
+  await requestOne(ns, { kind: 'neigh', action: 'new', neigh }, flags, op);
 }
 
 /** RTM_DELNEIGH. ENOENT when no entry matches. */
-export function delNeigh(ns: Netns, spec: NeighSpec): void {
+export async function delNeigh(ns: Netns, spec: NeighSpec): Promise<void> {
   const op = 'delNeigh';
-  requestOne(ns, { kind: 'neigh', action: 'del', neigh: neighMessage(ns, spec, op, false) }, {}, op);
+  await requestOne(ns, { kind: 'neigh', action: 'del', neigh: await neighMessage(ns, spec, op, false) }, {}, op);
 }
 
 /** RTM_GETNEIGH dump: ARP/NDP entries (family 4/6) or bridge FDB entries ('bridge'). */
-export function listNeighs(ns: Netns, filter: { link?: LinkRef; family?: NeighFamily } = {}): Neigh[] {
+export async function listNeighs(ns: Netns, filter: { link?: LinkRef; family?: NeighFamily } = {}): Promise<Neigh[]> {
   const op = 'listNeighs';
-  const index = filter.link === undefined ? undefined : linkIndex(ns, filter.link, op);
+  const index = filter.link === undefined ? undefined : await linkIndex(ns, filter.link, op);
   const req: RtnlRequest = { kind: 'neigh', action: 'get', neigh: filter.family ? { family: filter.family } : {} };
   const out: Neigh[] = [];
-  for (const m of dumpAll(ns, req, op)) {
+  for (const m of await dumpAll(ns, req, op)) {
     if (m.kind !== 'neigh') continue;
     if (index !== undefined && m.neigh.index !== index) continue;
     if (filter.family !== undefined && m.neigh.family !== filter.family) continue;
@@ -827,11 +832,11 @@ function sysctlPath(op: string, name: string): string {
 }
 
 /**
- * Reads a sysctl inside the namespace, e.g. sysctlGet(pod, 'net.ipv4.ip_forward') -> "0".
+ * Reads a sysctl inside the namespace (a read takes no kernel lock: done in place), e.g. sysctlGet(pod, 'net.ipv4.ip_forward') -> "0".
  * Dotted names map dots to slashes; give a slash path for names with dots in them
  * ('net/ipv4/conf/eth0.100/arp_notify').
  */
-export function sysctlGet(ns: Netns, name: string): string {
+export async function sysctlGet(ns: Netns, name: string): Promise<string> {
   const op = 'sysctlGet';
   const path = sysctlPath(op, name);
   const fd = ns.openFile(path, fsConstants.O_RDONLY, 0, op);
@@ -851,16 +856,9 @@ export function sysctlGet(ns: Netns, name: string): string {
   }
 }
 
-/** Writes a sysctl inside the namespace. */
-export function sysctlSet(ns: Netns, name: string, value: string | number): void {
+/** Writes a sysctl inside the namespace (off the JavaScript thread: some wait for RTNL in the kernel). */
+export async function sysctlSet(ns: Netns, name: string, value: string | number): Promise<void> {
   const op = 'sysctlSet';
   const path = sysctlPath(op, name);
-  const fd = ns.openFile(path, fsConstants.O_WRONLY, 0, op);
-  try {
-    writeSync(fd, String(value));
-  } catch (e) {
-    throw fromNative(op, e, path);
-  } finally {
-    closeSync(fd);
-  }
+  await ns.writeFile(path, String(value), op);
 }

@@ -34,19 +34,19 @@ export function ipsFor(result: Result, ifIndex: number): IPConfig[] {
   return (result.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === ifIndex);
 }
 
-function enableIPv6(ns: Netns, ifName: string, log?: Logger): void {
+async function enableIPv6(ns: Netns, ifName: string, log?: Logger): Promise<void> {
   for (const dev of ['lo', ifName]) {
     const key = `net/ipv6/conf/${dev}/disable_ipv6`;
     let cur: string;
     try {
-      cur = rtnl.sysctlGet(ns, key);
+      cur = await rtnl.sysctlGet(ns, key);
     } catch (e) {
       log?.warn(`failed to read ${key}`, e);
       continue;
     }
-    if (cur !== '0') nl(`failed to enable IPv6 on ${dev} (${key}=${cur})`, () => rtnl.sysctlSet(ns, key, '0'));
+    if (cur !== '0') await nl(`failed to enable IPv6 on ${dev} (${key}=${cur})`, () => rtnl.sysctlSet(ns, key, '0'));
   }
-  nl(`failed to enable keep_addr_on_down on ${ifName}`, () => rtnl.sysctlSet(ns, `net/ipv6/conf/${ifName}/keep_addr_on_down`, '1'));
+  await nl(`failed to enable keep_addr_on_down on ${ifName}`, () => rtnl.sysctlSet(ns, `net/ipv6/conf/${ifName}/keep_addr_on_down`, '1'));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -55,7 +55,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export async function settleIPv6(ns: Netns, link: PodLink, timeoutMs = DAD_SETTLE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-    const addrs = nl(`failed to list addresses of ${link.name}`, () => rtnl.listAddrs(ns, { link: link.index, version: 6 }));
+    const addrs = await nl(`failed to list addresses of ${link.name}`, () => rtnl.listAddrs(ns, { link: link.index, version: 6 }));
     const failed = addrs.find((a) => a.flags & rtnl.AddrFlag.dadFailed);
     if (failed) throw new CniError(Code.NetlinkFailure, `duplicate address detection failed for ${failed.address} on ${link.name}`);
     if (!addrs.some((a) => a.flags & rtnl.AddrFlag.tentative)) return;
@@ -74,14 +74,14 @@ export async function configureIface(ns: Netns, link: PodLink, result: Result, i
   for (const ip of ipsFor(result, ifIndex)) {
     const fam = familyOf(ip.address);
     if (fam === 6 && !v6) {
-      enableIPv6(ns, link.name, log);
+      await enableIPv6(ns, link.name, log);
       v6 = true;
     }
-    nl(`failed to add IP addr ${ip.address} to ${JSON.stringify(link.name)}`, () => rtnl.newAddr(ns, { link: link.index, address: ip.address }));
+    await nl(`failed to add IP addr ${ip.address} to ${JSON.stringify(link.name)}`, () => rtnl.newAddr(ns, { link: link.index, address: ip.address }));
     log?.debug(`address ${ip.address} on ${link.name}`);
     if (ip.gateway !== undefined && gw[fam] === undefined) gw[fam] = ip.gateway;
   }
-  nl(`failed to set ${JSON.stringify(link.name)} up`, () => rtnl.setLink(ns, link.index, { up: true }));
+  await nl(`failed to set ${JSON.stringify(link.name)} up`, () => rtnl.setLink(ns, link.index, { up: true }));
   log?.debug(`${link.name} up`);
   if (gw[6] !== undefined) {
     await settleIPv6(ns, link);
@@ -97,7 +97,7 @@ export async function configureIface(ns: Netns, link: PodLink, result: Result, i
     if (r.mtu !== undefined) spec.mtu = r.mtu;
     if (r.advmss !== undefined) spec.advmss = r.advmss;
     try {
-      rtnl.newRoute(ns, spec);
+      await rtnl.newRoute(ns, spec);
       log?.debug(`route ${r.dst}${via ? ` via ${via}` : ''} dev ${link.name}`);
     } catch (e) {
       // The reference adds routes with "append" semantics: an identical route is fine.
@@ -140,9 +140,9 @@ function checkFailed(msg: string): CniError {
  * route, and every route of `result` is in the namespace (destination, and gateway when
  * the result names one).
  */
-export function checkIface(ns: Netns, link: PodLink, result: Result, ifIndex: number): void {
-  const addrs = nl(`failed to list addresses of ${link.name}`, () => rtnl.listAddrs(ns, { link: link.index }));
-  const routes = nl('failed to list routes', () => rtnl.listRoutes(ns, { table: 'all' }));
+export async function checkIface(ns: Netns, link: PodLink, result: Result, ifIndex: number): Promise<void> {
+  const addrs = await nl(`failed to list addresses of ${link.name}`, () => rtnl.listAddrs(ns, { link: link.index }));
+  const routes = await nl('failed to list routes', () => rtnl.listRoutes(ns, { table: 'all' }));
   for (const ip of ipsFor(result, ifIndex)) {
     if (!addrs.some((a) => sameCidr(a.address, ip.address))) throw checkFailed(`Failed to match addr ${ip.address} on interface ${link.name}`);
     // The kernel's prefix route for the address (none for a /32 or /128).

@@ -41,9 +41,9 @@ export function openPodNetnsForDel(path: string): Netns | undefined {
 }
 
 /** Runs one netlink step; a NetlinkError becomes CniError 101 with `what` as the message. */
-export function nl<T>(what: string, fn: () => T): T {
+export async function nl<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
-    return fn();
+    return await fn();
   } catch (e) {
     if (isNetlinkError(e)) throw netlinkFailure(what, e);
     throw e;
@@ -51,9 +51,9 @@ export function nl<T>(what: string, fn: () => T): T {
 }
 
 /** Like nl() but "no such device" is undefined instead of an error. */
-export function nlMaybe<T>(what: string, fn: () => T): T | undefined {
+export async function nlMaybe<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
   try {
-    return fn();
+    return await fn();
   } catch (e) {
     if (isNetlinkError(e, 'ENODEV')) return undefined;
     if (isNetlinkError(e)) throw netlinkFailure(what, e);
@@ -78,16 +78,16 @@ export interface BridgeSpec {
  * that name that is not a bridge is an error. When this call created the bridge it pushes
  * an undo that deletes it again, unless other ports have joined it by then.
  */
-export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): rtnl.Link {
+export async function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): Promise<rtnl.Link> {
   let created = false;
   // Usually the bridge exists: look first, create only when missing (EEXIST from a
   // concurrent ADD that won the race is fine).
-  let found = nlMaybe(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+  let found = await nlMaybe(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
   if (!found) {
     try {
       const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
       if (spec.mtu) link.mtu = spec.mtu;
-      rtnl.newLink(host, link);
+      await rtnl.newLink(host, link);
       created = true;
     } catch (e) {
       if (!isNetlinkError(e, 'EEXIST')) {
@@ -95,7 +95,7 @@ export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): r
         throw e;
       }
     }
-    found = nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+    found = await nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
   }
   let br = found;
   if (created && undo) {
@@ -118,28 +118,28 @@ export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): r
   let raBefore: string | undefined;
   if (!created) {
     try {
-      raBefore = rtnl.sysctlGet(host, raKey);
+      raBefore = await rtnl.sysctlGet(host, raKey);
     } catch {
       // no IPv6 on this link
     }
   }
-  if (raBefore !== '0') trySysctl(host, raKey, '0');
+  if (raBefore !== '0') await trySysctl(host, raKey, '0');
   if (Object.keys(change).length) {
-    nl(`could not set bridge ${JSON.stringify(spec.name)} up`, () => rtnl.setLink(host, br.index, change));
+    await nl(`could not set bridge ${JSON.stringify(spec.name)} up`, () => rtnl.setLink(host, br.index, change));
   }
   if (!created && undo) {
     // A bridge that was there before: put back what this ADD changed on it. Its MAC too:
     // a bridge whose only port leaves again drops to 00:00:00:00:00:00.
     const before = br;
-    undo.push(`restore bridge ${spec.name}`, () => {
-      if (raBefore !== undefined && raBefore !== '0') trySysctl(host, raKey, raBefore);
+    undo.push(`restore bridge ${spec.name}`, async () => {
+      if (raBefore !== undefined && raBefore !== '0') await trySysctl(host, raKey, raBefore);
       const back: rtnl.SetLinkSpec = {};
       if (change.promisc) back.promisc = false;
       if (change.up) back.up = false;
-      const now = rtnl.findLink(host, before.index);
+      const now = await rtnl.findLink(host, before.index);
       if (!now) return;
-      if (before.mac && now.mac !== before.mac && bridgePorts(host, before.index).length === 0) back.mac = before.mac;
-      if (Object.keys(back).length) rtnl.setLink(host, before.index, back);
+      if (before.mac && now.mac !== before.mac && (await bridgePorts(host, before.index)).length === 0) back.mac = before.mac;
+      if (Object.keys(back).length) await rtnl.setLink(host, before.index, back);
     });
   }
   if (Object.keys(change).length) br = { ...br, up: true, promisc: br.promisc || !!change.promisc };
@@ -147,18 +147,15 @@ export function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): r
 }
 
 /** Indexes of the links enslaved to bridge `bridgeIndex`. */
-export function bridgePorts(ns: Netns, bridgeIndex: number): number[] {
-  return rtnl
-    .listLinks(ns)
-    .filter((l) => l.master === bridgeIndex)
-    .map((l) => l.index);
+export async function bridgePorts(ns: Netns, bridgeIndex: number): Promise<number[]> {
+  return (await rtnl.listLinks(ns)).filter((l) => l.master === bridgeIndex).map((l) => l.index);
 }
 
 /** Deletes a bridge this ADD created, unless someone else attached a port meanwhile. */
-function deleteBridgeIfUnused(host: Netns, index: number): void {
-  if (bridgePorts(host, index).length) return;
+async function deleteBridgeIfUnused(host: Netns, index: number): Promise<void> {
+  if ((await bridgePorts(host, index)).length) return;
   try {
-    rtnl.delLink(host, index);
+    await rtnl.delLink(host, index);
   } catch (e) {
     if (!isNetlinkError(e, 'ENODEV')) throw e;
   }
@@ -196,7 +193,7 @@ export interface VethPair {
  * clash on the random host name is retried; a clash on the container name is CniError 4.
  * The host end gets accept_ra=0. Pushes an undo deleting the pair.
  */
-export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoStack): VethPair {
+export async function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoStack): Promise<VethPair> {
   for (let attempt = 0; ; attempt++) {
     const hostName = spec.hostName ?? randomVethName();
     const peer: rtnl.VethPeerSpec = { name: spec.ifName, netns: pod };
@@ -207,11 +204,11 @@ export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoS
     if (spec.master !== undefined) link.master = spec.master;
     if (spec.hostUp) link.up = true;
     try {
-      rtnl.newLink(host, link);
+      await rtnl.newLink(host, link);
     } catch (e) {
       if (isNetlinkError(e, 'EEXIST')) {
-        if (spec.hostName === undefined && attempt < 10 && rtnl.findLink(host, hostName)) continue;
-        if (!rtnl.findLink(host, hostName)) {
+        if (spec.hostName === undefined && attempt < 10 && (await rtnl.findLink(host, hostName))) continue;
+        if (!(await rtnl.findLink(host, hostName))) {
           throw new CniError(
             Code.InvalidEnvironment,
             `container veth name ${JSON.stringify(spec.ifName)} already exists`,
@@ -224,19 +221,21 @@ export function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?: UndoS
       if (isNetlinkError(e)) throw netlinkFailure(`failed to create veth pair ${hostName}/${spec.ifName}`, e);
       throw e;
     }
-    undo?.push(`delete veth ${spec.ifName}`, () => void deleteLinkIfPresent(pod, spec.ifName));
+    undo?.push(`delete veth ${spec.ifName}`, async () => {
+      await deleteLinkIfPresent(pod, spec.ifName);
+    });
     // We own the routes of the host end: no router advertisements (as the reference).
-    trySysctl(host, `net/ipv6/conf/${hostName}/accept_ra`, '0');
-    const cont = nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
-    const hostLink = nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
+    await trySysctl(host, `net/ipv6/conf/${hostName}/accept_ra`, '0');
+    const cont = await nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
+    const hostLink = await nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
     return { host: hostLink, cont };
   }
 }
 
 /** Deletes a link; a link that is already gone is fine. */
-export function deleteLinkIfPresent(ns: Netns, ref: rtnl.LinkRef): boolean {
+export async function deleteLinkIfPresent(ns: Netns, ref: rtnl.LinkRef): Promise<boolean> {
   try {
-    rtnl.delLink(ns, ref);
+    await rtnl.delLink(ns, ref);
     return true;
   } catch (e) {
     if (isNetlinkError(e, 'ENODEV')) return false;
@@ -247,9 +246,9 @@ export function deleteLinkIfPresent(ns: Netns, ref: rtnl.LinkRef): boolean {
 // ------------------------------------------------------------------------ sysctls ----
 
 /** Sets a sysctl, ignoring failures (the reference plugins ignore these too). */
-export function trySysctl(ns: Netns, name: string, value: string): boolean {
+export async function trySysctl(ns: Netns, name: string, value: string): Promise<boolean> {
   try {
-    rtnl.sysctlSet(ns, name, value);
+    await rtnl.sysctlSet(ns, name, value);
     return true;
   } catch {
     return false;
@@ -261,11 +260,11 @@ export function trySysctl(ns: Netns, name: string, value: string): boolean {
  * net.ipv6.conf.all.forwarding) unless it is on; pushes an undo turning it back off
  * when this call turned it on.
  */
-export function enableForwarding(ns: Netns, family: 4 | 6, undo?: UndoStack): void {
+export async function enableForwarding(ns: Netns, family: 4 | 6, undo?: UndoStack): Promise<void> {
   const key = family === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
-  const cur = nl(`failed to read ${key}`, () => rtnl.sysctlGet(ns, key));
+  const cur = await nl(`failed to read ${key}`, () => rtnl.sysctlGet(ns, key));
   if (cur === '1') return;
-  nl(`failed to enable forwarding (${key})`, () => rtnl.sysctlSet(ns, key, '1'));
+  await nl(`failed to enable forwarding (${key})`, () => rtnl.sysctlSet(ns, key, '1'));
   undo?.push(`restore ${key}=${cur}`, () => rtnl.sysctlSet(ns, key, cur));
 }
 
@@ -280,7 +279,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export async function waitOperUp(ns: Netns, index: number, timeoutMs = 2500): Promise<rtnl.Link> {
   const deadline = Date.now() + timeoutMs;
   for (let delay = 1; ; delay = Math.min(delay * 2, 200)) {
-    const l = nl('failed to look up bridge port', () => rtnl.getLink(ns, index));
+    const l = await nl('failed to look up bridge port', () => rtnl.getLink(ns, index));
     if (l.operstate === 'up') return l;
     if (Date.now() >= deadline) throw new CniError(Code.NetlinkFailure, `bridge port in error state: ${l.operstate}`, `${l.name} did not come up`);
     await sleep(delay);

@@ -47,17 +47,17 @@ interface Stats {
 }
 const stats = (xs: number[]): Stats => ({ median: median(xs), p90: pct(xs, 90), max: Math.max(...xs), n: xs.length });
 
-function hasRoute(ns: rtnl.Netns, dst: string): boolean {
-  return rtnl.listRoutes(ns, { version: 4 }).some((r) => r.dst === dst && r.protocol === ROUTE_PROTO);
+async function hasRoute(ns: rtnl.Netns, dst: string): Promise<boolean> {
+  return (await rtnl.listRoutes(ns, { version: 4 })).some((r) => r.dst === dst && r.protocol === ROUTE_PROTO);
 }
 
 /** ms from now until `pred` holds for every handle (polled ~every ms). */
-async function until(handles: rtnl.Netns[], pred: (ns: rtnl.Netns) => boolean, t0: number, timeoutMs = 10_000): Promise<number> {
+async function until(handles: rtnl.Netns[], pred: (ns: rtnl.Netns) => Promise<boolean>, t0: number, timeoutMs = 10_000): Promise<number> {
   const left = new Set(handles);
   let last = 0;
   while (left.size) {
     for (const h of [...left]) {
-      if (pred(h)) {
+      if (await pred(h)) {
         left.delete(h);
         last = performance.now() - t0;
       }
@@ -87,7 +87,7 @@ async function convergence(c: SimCluster): Promise<{ claim: Stats; release: Stat
       const t1 = performance.now();
       const ok = await store.commit([{ op: 'delBlock', network: c.opts.network, cidr, prevRev: rev }]);
       if (ok === undefined) throw new Error(`release of ${cidr} conflicted`);
-      release.push(await until(others, (h) => !hasRoute(h, cidr), t1));
+      release.push(await until(others, async (h) => !(await hasRoute(h, cidr)), t1));
       await sleep(20);
     }
   } finally {

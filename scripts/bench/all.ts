@@ -23,7 +23,7 @@ import { machine } from './lib.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** In the order they run: cheap and independent first, churn (heaviest) near the end. */
-export const BENCHES = ['startup', 'netlink', 'bridge', 'macvlan', 'chain', 'ipam', 'datapath', 'churn', 'agent'] as const;
+export const BENCHES = ['startup', 'netlink', 'bridge', 'macvlan', 'chain', 'ipam', 'datapath', 'churn', 'burst', 'agent'] as const;
 
 /** The last complete JSON object in `text` (pretty-printed or one line). */
 export function lastJsonObject(text: string): Record<string, unknown> | undefined {

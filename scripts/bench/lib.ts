@@ -170,6 +170,31 @@ export function cleanupMeasured(): void {
   timeDir = undefined;
 }
 
+/**
+ * Creates network namespaces (loopback up) for a benchmark; `remove()` deletes every one
+ * it made, never throwing. Call remove() in a finally block.
+ */
+export function benchNamespaces(): { add(name: string): string; remove(): void } {
+  const made: string[] = [];
+  return {
+    add(name: string): string {
+      execFileSync('ip', ['netns', 'add', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+      made.push(name);
+      execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      return name;
+    },
+    remove(): void {
+      for (const name of made.splice(0).reverse()) {
+        try {
+          execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
+
 /** Formats ms with a sensible number of digits. */
 export function fmtMs(x: number): string {
   return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);

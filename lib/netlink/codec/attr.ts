@@ -1,6 +1,7 @@
 // Netlink attributes (struct nlattr: u16 len, u16 type, payload, padded to 4 bytes) and
 // the scalar/address encodings used inside them. Pure functions, no I/O.
 
+import { formatIP, ipFromBytes, ipToBytes, tryParseIP } from '../../addr/cidr.ts';
 import { AF_INET, AF_INET6, AF_UNSPEC, NLA_F_NESTED, NLA_HDRLEN, NLA_TYPE_MASK, RT_SCOPE_HOST, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from './constants.ts';
 
 export class CodecError extends Error {
@@ -95,95 +96,18 @@ export function bytesToMac(b: Buffer): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-function parseIPv4(s: string): Buffer | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  const out = Buffer.alloc(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] as string;
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    out[i] = n;
-  }
-  return out;
-}
-
-function parseIPv6(s: string): Buffer | undefined {
-  const zone = s.indexOf('%');
-  if (zone >= 0) return undefined;
-  let head = s;
-  let tail4: Buffer | undefined;
-  const lastColon = s.lastIndexOf(':');
-  if (s.includes('.', lastColon)) {
-    tail4 = parseIPv4(s.slice(lastColon + 1));
-    if (!tail4) return undefined;
-    head = s.slice(0, lastColon + 1) + '0:0';
-  }
-  const dbl = head.split('::');
-  if (dbl.length > 2) return undefined;
-  const groups = (x: string): string[] => (x === '' ? [] : x.split(':'));
-  const left = groups(dbl[0] as string);
-  const right = dbl.length === 2 ? groups(dbl[1] as string) : [];
-  const missing = 8 - left.length - right.length;
-  if (dbl.length === 2 ? missing < 1 : missing !== 0) return undefined;
-  const all = [...left, ...Array<string>(dbl.length === 2 ? missing : 0).fill('0'), ...right];
-  const out = Buffer.alloc(16);
-  for (let i = 0; i < 8; i++) {
-    const g = all[i] as string;
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-    out.writeUInt16BE(parseInt(g, 16), i * 2);
-  }
-  if (tail4) tail4.copy(out, 12);
-  return out;
-}
-
-/** IPv4 or IPv6 text to 4 or 16 bytes; throws CodecError on anything else. */
-export function ipToBytes(ip: string): Buffer {
-  const b = ip.includes(':') ? parseIPv6(ip) : parseIPv4(ip);
-  if (!b) throw new CodecError(`invalid IP address "${ip}"`);
-  return b;
-}
-
-/** IP version of a textual address, or undefined when it is not one. */
-export function ipVersion(ip: string): 4 | 6 | undefined {
-  if (ip.includes(':')) return parseIPv6(ip) ? 6 : undefined;
-  return parseIPv4(ip) ? 4 : undefined;
-}
-
-/** 4 or 16 bytes to text; IPv6 in the RFC 5952 form `ip` prints. */
-export function bytesToIp(b: Buffer): string {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  if (b.length !== 16) throw new CodecError(`address of ${b.length} bytes`);
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(i * 2));
-  // IPv4-mapped ::ffff:a.b.c.d
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return hex(g);
-  return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
-}
-
-/** Family-checked address attribute: all addresses of one message share a version. */
+/** An address attribute from text (parsed by lib/addr); CodecError unless it is an IPv`version` address. */
 export function attrIp(type: number, ip: string, version: 4 | 6): Buffer {
-  const b = ipToBytes(ip);
-  if ((b.length === 4 ? 4 : 6) !== version) throw new CodecError(`address "${ip}" is not IPv${version}`);
-  return formatAttr(type, b);
+  const addr = tryParseIP(ip);
+  if (!addr) throw new CodecError(`invalid IP address "${ip}"`);
+  if (addr.family !== version) throw new CodecError(`address "${ip}" is not IPv${version}`);
+  return formatAttr(type, ipToBytes(addr));
+}
+
+/** An address attribute's 4 or 16 bytes as text; IPv6 in the RFC 5952 form `ip` prints. */
+export function bytesToIp(b: Buffer): string {
+  if (b.length !== 4 && b.length !== 16) throw new CodecError(`address of ${b.length} bytes`);
+  return formatIP(ipFromBytes(b));
 }
 
 // ---- families and scopes -------------------------------------------------------------

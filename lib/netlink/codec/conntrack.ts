@@ -3,7 +3,7 @@
 // entries and requests to bytes, no I/O. Messages are a struct nfgenmsg (family, version,
 // resource id) followed by CTA_* attributes; tuples are nested (CTA_TUPLE_IP with the
 // addresses, CTA_TUPLE_PROTO with the protocol and ports, ports big-endian).
-import { attrBe16, attrU8, bytesToIp, CodecError, formatAttr, ipToBytes, parseAttrs, u8, versionOf, familyOf } from './attr.ts';
+import { attrBe16, attrIp, attrU8, bytesToIp, CodecError, formatAttr, parseAttrs, u8, versionOf, familyOf } from './attr.ts';
 import { formatMessage, type RawMessage, type RequestFlags, requestFlagBits } from './message.ts';
 
 export const NETLINK_NETFILTER = 12;
@@ -98,15 +98,10 @@ function parseTuple(buf: Buffer, version: 4 | 6): CtTuple {
 
 function formatTuple(type: number, t: CtTuple, version: 4 | 6): Buffer {
   const [srcType, dstType] = version === 4 ? [CTA_IP_V4_SRC, CTA_IP_V4_DST] : [CTA_IP_V6_SRC, CTA_IP_V6_DST];
-  const addr = (at: number, ip: string): Buffer => {
-    const b = ipToBytes(ip);
-    if ((b.length === 4 ? 4 : 6) !== version) throw new CodecError(`address "${ip}" is not IPv${version}`);
-    return formatAttr(at, b);
-  };
   const proto = [attrU8(CTA_PROTO_NUM, t.proto)];
   if (t.sport !== undefined) proto.push(attrBe16(CTA_PROTO_SRC_PORT, t.sport));
   if (t.dport !== undefined) proto.push(attrBe16(CTA_PROTO_DST_PORT, t.dport));
-  return formatAttr(type, [formatAttr(CTA_TUPLE_IP, [addr(srcType, t.src), addr(dstType, t.dst)]), formatAttr(CTA_TUPLE_PROTO, proto)]);
+  return formatAttr(type, [formatAttr(CTA_TUPLE_IP, [attrIp(srcType, t.src, version), attrIp(dstType, t.dst, version)]), formatAttr(CTA_TUPLE_PROTO, proto)]);
 }
 
 /** The request dumping the whole table of one family. */

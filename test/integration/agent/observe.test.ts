@@ -159,11 +159,13 @@ describe('strand agent: /metrics, /healthz, /readyz', () => {
     let hang: (() => void) | undefined;
     class HangingDataplane extends Dataplane {
       hanging = false;
-      override apply(ops: readonly Op[]): ApplyReport {
-        if (!this.hanging) return super.apply(ops);
-        return new Promise<ApplyReport>((resolve) => {
-          hang = () => resolve(super.apply(ops));
-        }) as unknown as ApplyReport;
+      override async apply(ops: readonly Op[]): Promise<ApplyReport> {
+        if (this.hanging) {
+          await new Promise<void>((resolve) => {
+            hang = resolve;
+          });
+        }
+        return super.apply(ops);
       }
     }
     const cfg = parseAgentConfig(

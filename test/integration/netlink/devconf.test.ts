@@ -11,16 +11,16 @@ describe('proxy_arp and proxy_delay over rtnetlink', () => {
   const env = useNamespaces();
   const sysctl = (path: string) => nsExec(env.hostName, 'cat', [`/proc/sys/${path}`]).trim();
 
-  it('sets net.ipv4.conf.<link>.proxy_arp and net.ipv4.neigh.<link>.proxy_delay of one link, and clears them again', () => {
-    rtnl.newLink(env.host, { name: 'br0', up: true, info: { kind: 'bridge' } });
-    rtnl.newLink(env.host, { name: 'br1', up: true, info: { kind: 'bridge' } });
-    const index = rtnl.getLink(env.host, 'br0').index;
+  it('sets net.ipv4.conf.<link>.proxy_arp and net.ipv4.neigh.<link>.proxy_delay of one link, and clears them again', async () => {
+    await rtnl.newLink(env.host, { name: 'br0', up: true, info: { kind: 'bridge' } });
+    await rtnl.newLink(env.host, { name: 'br1', up: true, info: { kind: 'bridge' } });
+    const index = (await rtnl.getLink(env.host, 'br0')).index;
     expect(sysctl('net/ipv4/conf/br0/proxy_arp')).toBe('0');
     const defaultDelay = sysctl('net/ipv4/neigh/br0/proxy_delay');
     expect(defaultDelay).not.toBe('0');
 
-    setProxyArp(env.host, index, true);
-    setArpProxyDelay(env.host, index, 0);
+    await setProxyArp(env.host, index, true);
+    await setArpProxyDelay(env.host, index, 0);
     expect(sysctl('net/ipv4/conf/br0/proxy_arp')).toBe('1');
     expect(sysctl('net/ipv4/neigh/br0/proxy_delay')).toBe('0');
     // only that link
@@ -29,17 +29,17 @@ describe('proxy_arp and proxy_delay over rtnetlink', () => {
     expect(sysctl('net/ipv4/conf/all/proxy_arp')).toBe('0');
 
     // idempotent, and reversible (proxy_delay in ms: 800 ms reads as 80 jiffies of USER_HZ 100)
-    setProxyArp(env.host, index, true);
-    setProxyArp(env.host, index, false);
-    setArpProxyDelay(env.host, index, 800);
+    await setProxyArp(env.host, index, true);
+    await setProxyArp(env.host, index, false);
+    await setArpProxyDelay(env.host, index, 800);
     expect(sysctl('net/ipv4/conf/br0/proxy_arp')).toBe('0');
     expect(sysctl('net/ipv4/neigh/br0/proxy_delay')).toBe('80');
   });
 
-  it('a link that does not exist, or a bad index: a typed error naming the operation', () => {
-    expect(errorOf(() => setProxyArp(env.host, 99999, true))).toMatchObject({ code: 'ENODEV', op: 'setProxyArp' });
-    expect(errorOf(() => setArpProxyDelay(env.host, 99999, 0))).toMatchObject({ op: 'setArpProxyDelay' });
-    expect(errorOf(() => setProxyArp(env.host, 0, true))).toMatchObject({ code: 'EINVAL', op: 'setProxyArp' });
-    expect(errorOf(() => setArpProxyDelay(env.host, 1, -1))).toMatchObject({ code: 'EINVAL', op: 'setArpProxyDelay' });
+  it('a link that does not exist, or a bad index: a typed error naming the operation', async () => {
+    expect(await errorOf(() => setProxyArp(env.host, 99999, true))).toMatchObject({ code: 'ENODEV', op: 'setProxyArp' });
+    expect(await errorOf(() => setArpProxyDelay(env.host, 99999, 0))).toMatchObject({ op: 'setArpProxyDelay' });
+    expect(await errorOf(() => setProxyArp(env.host, 0, true))).toMatchObject({ code: 'EINVAL', op: 'setProxyArp' });
+    expect(await errorOf(() => setArpProxyDelay(env.host, 1, -1))).toMatchObject({ code: 'EINVAL', op: 'setArpProxyDelay' });
   });
 });

@@ -46,10 +46,10 @@ export function useNamespaces(): NsEnv {
 
 export { ip, ipJson };
 
-/** Runs `fn` and returns the error it throws (fails the test when it does not throw). */
-export function errorOf(fn: () => unknown): any {
+/** Runs `fn` and returns the error it throws or rejects with (fails the test when there is none). */
+export async function errorOf(fn: () => unknown): Promise<any> {
   try {
-    fn();
+    await fn();
   } catch (e) {
     return e;
   }
