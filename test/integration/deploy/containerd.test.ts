@@ -394,7 +394,7 @@ async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod
 }
 
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; a pod deleted while etcd is stopped goes at once and its address is released once etcd is back; removal leaves no links, no IPAM records, no rules, no shims, no mounts; the node-state uninstall leaves nothing of strand's`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
