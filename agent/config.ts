@@ -49,7 +49,7 @@ export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 /** How long a node's agent must be gone before the agents release its empty blocks. */
-export const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
+const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
 
 export interface VxlanConfig {
   vni: number;

@@ -19,7 +19,7 @@ import { Allocator } from './allocator.ts';
 import { releaseConfig } from './pending.ts';
 import { hasNodeDirectory, type Block, type Store, type Versioned } from './store/types.ts';
 
-export interface NodeBlock {
+interface NodeBlock {
   network: string;
   cidr: string;
   /** Addresses allocated in the block (its pods and those borrowed by other nodes). */

@@ -81,7 +81,7 @@ export function requestDeadline(requestTimeoutMs: number, opts: KvOptions | unde
  */
 const NOT_LISTENING = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND']);
 
-export function isNotListening(e: unknown): boolean {
+function isNotListening(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   return typeof code === 'string' && NOT_LISTENING.has(code);
 }

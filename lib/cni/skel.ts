@@ -68,7 +68,7 @@ export interface CmdArgs {
 export const CALL_STARTED_ENV = 'STRAND_CALL_STARTED';
 
 /** A delegate's call start from CALL_STARTED_ENV when plausible (the last 10 minutes, not in the future), else `now`. */
-export function callStarted(env: Record<string, string | undefined>, now: number): number {
+function callStarted(env: Record<string, string | undefined>, now: number): number {
   const v = env[CALL_STARTED_ENV];
   if (v === undefined || !/^\d{1,16}$/.test(v)) return now;
   const t = Number(v);
