@@ -11,10 +11,11 @@
 //
 // Deadlines: every store request of one call shares the call's deadline, counted from
 // the start of the runtime's call (CmdArgs.started: a delegating strand plugin passes its
-// own start on), so a hung etcd costs a call one request timeout, not one per step or
-// per undo step: ADD, CHECK and STATUS end by requestTimeout, DEL gives the store
-// DEL_STORE_BUDGET_MS at most, GC GC_BUDGET_MS (and stops at the first request that
-// fails). Connections refused by every endpoint fail at once (etcd-kv.ts).
+// own start on), and the first request that cannot reach etcd ends the call (the store
+// fails every later one at once), so a hung etcd costs a call one request timeout, not
+// one per step or per undo step. The deadline bounds a slow etcd: ADD, CHECK and STATUS
+// end by 2 x requestTimeout, DEL gives the store DEL_STORE_BUDGET_MS at most, GC
+// GC_BUDGET_MS. Connections refused by every endpoint fail at once (etcd-kv.ts).
 //
 // DEL never strands a pod: when the store cannot be used (unreachable, timed out, its TLS
 // files unreadable, the local store's directory unreadable or locked past the budget),
@@ -64,20 +65,22 @@ export async function openStore(cfg: IpamConfig, opts: { deadline?: number } = {
 }
 
 /** What DEL gives the store at most, from the start of the call: then it records the release (exit within 3 s). */
-export const DEL_STORE_BUDGET_MS = 1500;
+const DEL_STORE_BUDGET_MS = 1500;
 /** GC's whole run (it stops at the first request that fails). */
-export const GC_BUDGET_MS = 60_000;
+const GC_BUDGET_MS = 60_000;
 
 /**
- * The deadline of a call's store requests: ADD, CHECK, STATUS by the etcd request
- * timeout (local store: its lock wait as before), DEL by DEL_STORE_BUDGET_MS (or the
- * request timeout when shorter), GC by GC_BUDGET_MS. Undefined: no call deadline.
+ * The deadline of a call's store requests: ADD, CHECK, STATUS by twice the etcd request
+ * timeout (one timed-out request ends the call anyway: this bounds a slow etcd, and
+ * leaves a loaded node the time to load the etcd client; local store: its lock wait as
+ * before), DEL by DEL_STORE_BUDGET_MS (or the request timeout when shorter), GC by
+ * GC_BUDGET_MS. Undefined: no call deadline.
  */
-export function callDeadline(verb: Verb | undefined, cfg: IpamConfig, started: number): number | undefined {
+function callDeadline(verb: Verb | undefined, cfg: IpamConfig, started: number): number | undefined {
   const rt = cfg.etcd?.requestTimeoutMs;
   if (verb === 'DEL') return started + Math.min(rt ?? DEL_STORE_BUDGET_MS, DEL_STORE_BUDGET_MS);
   if (verb === 'GC') return started + Math.max(rt ?? 0, GC_BUDGET_MS);
-  return rt === undefined ? undefined : started + rt;
+  return rt === undefined ? undefined : started + 2 * rt;
 }
 
 /** This node's journal of pending releases (beside the IPAM's node-local state). */
