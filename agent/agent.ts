@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/cni/log.ts';
 import { formatPodMtu, parsePodMtu } from '../lib/plugin/mtu.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig, FlatConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
 import type { StrandMetrics } from '../lib/observe/metrics.ts';
 import { LoopWatch } from '../lib/observe/health.ts';
@@ -28,6 +28,7 @@ import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
 import { completePending, PendingJournal, pendingDirOf } from '../ipam/pending.ts';
 import { releaseNode } from '../ipam/nodes.ts';
+import { SHARED_BLOCK_OWNER } from '../ipam/allocator.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -89,6 +90,16 @@ export class Agent {
   private reregister: ((why: string) => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
+  /** Flat mode: node addresses that pods hold (reported with every reconcile). */
+  private flatProblems: string[] = [];
+  /** Flat mode: the next reconcile pass first puts the bridge's settings back (every resync). */
+  private flatReassertDue = false;
+  /** Flat mode: the uplink's MTU, read at setup and every pass (the pods' MTU). */
+  private flatMtu: number | undefined;
+  /** Flat mode: sysctls the takeover could not copy to the bridge (key -> the uplink's value). */
+  private flatNotCopied: Record<string, string> = {};
+  /** Flat mode: bridge settings that are wrong and cannot be put back (reported with every reconcile). */
+  private flatSettingProblems: string[] = [];
   private loops: Array<Promise<void>> = [];
   /** The housekeeping pass running now (pending releases, gone nodes), if any: passes never overlap. */
   private housekeeping: Promise<void> | undefined;
@@ -142,8 +153,12 @@ export class Agent {
     const metrics = this.metrics;
     if (metrics) this.registry.onRequest = (op, seconds, ok) => metrics.etcdRequest(op, seconds, ok);
     this.loops = [this.registerLoop(), this.syncLoop()];
+    if (this.cfg.flat) this.loops.push(this.reserveLoop(this.cfg.flat));
     this.resyncTimer = setInterval(() => {
-      if (this.view) void this.requestReconcile('resync');
+      // flat: the bridge's settings are put back in the next pass, with or without etcd
+      if (this.cfg.flat && this.state.flat) this.flatReassertDue = true;
+      if (this.view || this.flatReassertDue) void this.requestReconcile('resync');
+      if (!this.view) this.writeStatus();
       else this.writeStatus();
       if (this.state.synced) this.startHousekeeping();
     }, this.cfg.resyncMs);
@@ -216,6 +231,7 @@ export class Agent {
     const backoff = new Backoff();
     while (!this.stopped) {
       try {
+        if (this.cfg.flat && !this.state.flat) await this.takeOverUplink(this.cfg.flat);
         this.underlay = await this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
         this.state.addresses = this.underlay.addresses;
         if (this.cfg.mode === 'vxlan') {
@@ -236,13 +252,83 @@ export class Agent {
     }
   }
 
+  /** Flat mode: the bridge takes over the uplink (agent/flat.ts) before the node's addresses are read. */
+  private async takeOverUplink(flat: FlatConfig): Promise<void> {
+    const { ensureTakeover } = await import('./flat.ts');
+    const o = await ensureTakeover(this.dp.ns, flat, { log: this.log });
+    this.state.flat = { uplink: flat.uplink, bridge: flat.bridge, takeover: o.state };
+    if (o.state !== 'adopted') this.state.flat.since = o.record.completed ?? o.record.started;
+    if (o.state === 'taken-over') this.state.flat.ms = Math.round(o.ms);
+    this.flatNotCopied = o.state === 'adopted' ? {} : (o.record.notCopied ?? {});
+    this.flatMtu = await this.uplinkMtu(flat);
+    await this.reassertFlat(flat);
+  }
+
+  /** Flat mode: the MTU of the uplink (pods are on its segment, whichever link holds the node IP). */
+  private async uplinkMtu(flat: FlatConfig): Promise<number> {
+    const { uplinkMtu } = await import('./flat.ts');
+    return await uplinkMtu(this.dp.ns, flat);
+  }
+
+  /**
+   * Flat mode: the node's own addresses (those on the bridge) are reserved in every IPAM
+   * network, so no pod gets one of them; retried until etcd takes it. Reservations outlive
+   * the agent (`strand ipam unreserve` removes one).
+   */
+  private async reserveLoop(flat: FlatConfig): Promise<void> {
+    const { nodeAddresses } = await import('./flat.ts');
+    const backoff = new Backoff();
+    const reg = this.registry as Registry;
+    while (!this.stopped) {
+      try {
+        const addrs = await nodeAddresses(this.dp.ns, flat);
+        const problems: string[] = [];
+        for (const network of this.cfg.networks) {
+          for (const a of addrs) {
+            const holders = await reg.reserve(network, a, `node ${this.cfg.nodeName} (strand agent, flat mode)`);
+            for (const h of holders)
+              problems.push(`${a} of this node is held by ${h.containerId}/${h.ifname} on ${h.node} in network ${network}: the segment sees it twice`);
+          }
+        }
+        if (this.state.flat) this.state.flat.reserved = addrs;
+        for (const p of problems) this.log.error(`flat: ${p}`);
+        this.flatProblems = problems;
+        this.log.info(`flat: reserved ${addrs.join(', ')} in IPAM network(s) ${this.cfg.networks.join(', ')}`);
+        this.writeStatus();
+        return;
+      } catch (e) {
+        this.log.warn(`flat: reserving the node's addresses failed, retrying: ${errorText(e)}`);
+        await this.sleep(backoff.next());
+      }
+    }
+  }
+
+  /**
+   * Flat mode, every resync: the bridge keeps the uplink's MTU and accept_ra, the uplink
+   * its pod VLANs; what cannot be put back is a problem (logged when it changes).
+   */
+  private async reassertFlat(flat: FlatConfig): Promise<void> {
+    const { reassertBridge } = await import('./flat.ts');
+    let problems: string[];
+    try {
+      const r = await reassertBridge(this.dp.ns, flat, this.flatNotCopied);
+      for (const f of r.fixed) this.log.warn(`flat: ${f}`);
+      problems = r.problems.map((p) => `flat: ${p}`);
+    } catch (e) {
+      problems = [`flat: ${errorText(e)}`];
+    }
+    if (problems.join('\n') !== this.flatSettingProblems.join('\n')) for (const p of problems) this.log.warn(p);
+    this.flatSettingProblems = problems;
+  }
+
   /**
    * The MTU pods on this node should have: the tunnel's in vxlan mode (the uplink's minus
-   * the encapsulation, or vxlan.mtu), the uplink's otherwise. Written to the pod MTU file
-   * when the file does not hold it already; a failed write is retried at the next reconcile.
+   * the encapsulation, or vxlan.mtu), in flat mode the flat uplink's, the uplink's
+   * otherwise. Written to the pod MTU file when the file does not hold it already; a
+   * failed write is retried at the next reconcile.
    */
   private publishPodMtu(): void {
-    const mtu = this.vtep ? this.vtep.mtu : this.underlay?.link.mtu;
+    const mtu = this.vtep ? this.vtep.mtu : (this.flatMtu ?? this.underlay?.link.mtu);
     if (mtu === undefined) return;
     const file = this.cfg.podMtuFile;
     let current: number | undefined;
@@ -416,6 +502,7 @@ export class Agent {
     const alive = aliveNames(view, reg.prefix);
     const known = new Set([...nodesByName(view, reg.prefix).keys(), ...[...view.affinities.values()].map((a) => a.node)]);
     known.delete(this.cfg.nodeName);
+    known.delete(SHARED_BLOCK_OWNER); // flat mode's blocks belong to no node
     for (const n of [...this.goneSince.keys()]) {
       if (known.has(n) && !alive.has(n)) continue;
       this.goneSince.delete(n);
@@ -493,13 +580,20 @@ export class Agent {
 
   /** Desired vs actual, then apply. Never throws. Only through requestReconcile (passes must not overlap). */
   private async reconcile(reason: string): Promise<Desired | undefined> {
+    const flat = this.flatReassertDue ? this.cfg.flat : undefined;
+    this.flatReassertDue = false;
     const view = this.view;
-    if (!view || !this.underlay) return undefined;
+    if ((!view || !this.underlay) && !flat) return undefined;
     const t0 = performance.now();
     this.reconcileWatch.begin();
     try {
+      // flat: what strand-bridge ADD changes on the node's bridge goes back first (its
+      // MTU is the uplink's: the pods' follows below)
+      if (flat) await this.reassertFlat(flat);
+      if (!view || !this.underlay) return undefined;
       // the uplink's MTU may have changed: the tunnel's and the pods' follow
       this.underlay.link.mtu = await this.dp.linkMtu(this.underlay.link.index);
+      if (this.cfg.flat && this.state.flat) this.flatMtu = await this.uplinkMtu(this.cfg.flat);
       if (this.cfg.mode === 'vxlan') this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
       if (this.vtep && this.state.vtep) this.state.vtep.mtu = this.vtep.mtu;
       this.publishPodMtu();
@@ -532,7 +626,7 @@ export class Agent {
         routes: desired.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}), ...(r.dev ? { dev: r.dev } : {}), node: r.node, why: r.why })),
         orphanBlocks: desired.orphanBlocks,
         podLinks: desired.podLinks,
-        problems: desired.problems,
+        problems: [...this.flatProblems, ...this.flatSettingProblems, ...desired.problems],
         lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms },
       });
       this.recordMetrics(reason, ms, desired, ops, report.failed, sysctlErrors.length, view);

@@ -9,7 +9,10 @@
 //   "nodeInterface": "eth0",              addresses of nodeInterface, else of the
 //                                         interface of the default route
 //   "networks": ["strand"],               IPAM network names (default: every network)
-//   "mode": "vxlan",                      "host-gw" (default) or "vxlan"
+//   "mode": "vxlan",                      "host-gw" (default), "vxlan" or "flat"
+//   "flat": { "uplink": "eth0", "bridge": "br0", "record": "/run/strand/flat.json",
+//             "vlans": [100] },           flat mode: the uplink the bridge takes over,
+//                                         and the pod VLANs tagged on it
 //   "vxlan": { "vni": 4096, "port": 4789, "device": "strand.4096", "mtu": 1450 },
 //   "etcd": { "endpoints": [...], "prefix": "/strand/ipam", "tls": {...}, ... },
 //                                         the same shape as strand-ipam's `etcd`
@@ -50,6 +53,20 @@ export const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 /** How long a node's agent must be gone before the agents release its empty blocks. */
 const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
+const DEFAULT_FLAT_BRIDGE = 'br0';
+/** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
+export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
+
+export interface FlatConfig {
+  /** The node's uplink (physical interface) that joins the bridge. */
+  uplink: string;
+  /** The bridge that takes over the uplink's configuration (strand-bridge's `bridge`). */
+  bridge: string;
+  /** Where the state before the takeover is kept for restore. */
+  record: string;
+  /** VLANs of pods (strand-bridge `vlan`): bridge VLAN filtering on, these VLANs tagged on the uplink port. */
+  vlans: number[];
+}
 
 export interface VxlanConfig {
   vni: number;
@@ -87,6 +104,8 @@ export interface AgentConfig {
    * has its empty blocks released and its record removed; undefined: never.
    */
   nodeReleaseAfterMs: number | undefined;
+  /** Flat mode: the uplink takeover (agent/flat.ts). */
+  flat?: FlatConfig;
 }
 
 export class AgentConfigError extends Error {
@@ -209,6 +228,10 @@ export const FLAGS: Record<string, string> = {
   'log-format': 'logFormat',
   'ipam-data-dir': 'ipamDataDir',
   'node-release-after': 'nodeReleaseAfter',
+  uplink: 'flat.uplink',
+  'flat-bridge': 'flat.bridge',
+  'flat-record': 'flat.record',
+  'flat-vlans': 'flat.vlans',
 };
 
 function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
@@ -226,6 +249,11 @@ function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
  * the files the flags name.
  */
 export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<string, string | undefined>): AgentConfig {
+  return parseAgentConfig(loadRawConfig(flags), env);
+}
+
+/** The merged, not yet validated configuration of --config, --cni-conf and the flags. */
+export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   const file = flags.get('config');
   if (file !== undefined) {
@@ -244,7 +272,29 @@ export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<
     const path = FLAGS[name];
     if (path) setPath(raw, path, value);
   }
-  return parseAgentConfig(raw, env);
+  return raw;
+}
+
+/** The `flat` section: uplink (required), bridge, record. */
+function parseFlatConfig(v: unknown): FlatConfig {
+  if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
+  for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
+  if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
+  const uplink = linkName(v['uplink'], 'flat.uplink');
+  const bridge = v['bridge'] === undefined ? DEFAULT_FLAT_BRIDGE : linkName(v['bridge'], 'flat.bridge');
+  if (uplink === bridge) throw new AgentConfigError('flat.bridge', `must differ from the uplink (${uplink})`);
+  const raw = v['vlans'] === undefined ? [] : typeof v['vlans'] === 'string' ? list(v['vlans'], 'flat.vlans') : v['vlans'];
+  if (!Array.isArray(raw)) throw new AgentConfigError('flat.vlans', 'must be a list of VLAN ids');
+  const vlans = [...new Set(raw.map((x, i) => int(x, `flat.vlans[${i}]`, 2, 4094)))].sort((a, b) => a - b);
+  return { uplink, bridge, record: v['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(v['record'], 'flat.record'), vlans };
+}
+
+/** The takeover record named by a raw configuration (for `strand agent --restore`, which needs nothing else). */
+export function flatRecordOf(raw: Record<string, unknown>): string {
+  const f = raw['flat'];
+  if (f === undefined) return DEFAULT_TAKEOVER_RECORD;
+  if (!isObj(f)) throw new AgentConfigError('flat', 'must be an object');
+  return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
 /** Validates a merged raw configuration object. */
@@ -269,6 +319,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'logFormat',
     'ipamDataDir',
     'nodeReleaseAfter',
+    'flat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
 
@@ -286,7 +337,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   }
 
   const mode = raw['mode'] ?? 'host-gw';
-  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw" or "vxlan", not ${JSON.stringify(mode)}`);
+  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw", "vxlan" or "flat", not ${JSON.stringify(mode)}`);
+  if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
   const vx = raw['vxlan'] ?? {};
   if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
@@ -354,5 +406,10 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
           : parseDuration(raw['nodeReleaseAfter'], 'nodeReleaseAfter'),
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
+  if (mode === 'flat') {
+    cfg.flat = parseFlatConfig(raw['flat']);
+    if (cfg.networks.length === 0)
+      throw new AgentConfigError('networks', "mode flat reserves the node's addresses in the IPAM networks: name them (--network, or --cni-conf)");
+  }
   return cfg;
 }

@@ -193,6 +193,16 @@ export class Registry {
     return { lease, lost };
   }
 
+  /**
+   * Reserves `cidr` in IPAM network `network` (as `strand ipam reserve`: never handed
+   * out), for flat mode's node addresses. Returns the attachments already holding
+   * addresses inside it.
+   */
+  async reserve(network: string, cidr: string, note: string): Promise<Array<{ ip: string; containerId: string; ifname: string; node: string }>> {
+    const { reserve } = await import('../ipam/reservations.ts');
+    return (await timed(this.onRequest, 'reserve', () => withTimeout(reserve(this.store, network, { cidr, note }), this.timeoutMs * 2, 'reservation'))).holders;
+  }
+
   /** Closes the client. Leases are not revoked: liveness keys live until their TTL ends. */
   async close(): Promise<void> {
     await this.store.close().catch(() => undefined);

@@ -4,7 +4,7 @@
 //                  [--template FILE] [--conf-name NAME] [--source FILE]
 //                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
 //                  [--node-name NAME] [--sleep]
-//   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+//   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
 //                  [--node-state [--force] [--agent-state-file F] [--pod-mtu-file F] [--log-dir D]]
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
@@ -28,19 +28,22 @@
 //    last: a runtime that sees the conflist finds everything it refers to.
 // Every file is written by temp file + rename and only when it changed, so a re-run
 // is a no-op. With --sleep it then waits for SIGTERM (a DaemonSet container).
-// --uninstall removes what install wrote: the conflist first, the files recorded (a
-// shared name such as loopback only while it is still strand's file), strand-lib/, the
-// TLS files; then it lists the node state it leaves (bridges, VXLAN device, agent
-// routes, IPAM records: cmd/install/report.ts). With --node-state it removes that node
-// state first, while the conflist and the TLS files still say how to reach the IPAM
-// store (cmd/install/node-state.ts), and refuses, removing nothing, while pods use
-// strand's network or the agent runs, unless --force. Install warns when another network
-// configuration sorts before strand's (the runtime would use that one).
+// --uninstall removes what install wrote: first it undoes flat mode's uplink takeover when
+// its record exists (agent/flat.ts; a failed restore removes nothing), then the conflist,
+// the files recorded (a shared name such as loopback only while it is still strand's
+// file), strand-lib/, the TLS files; then it lists the node state it leaves (bridges,
+// VXLAN device, agent routes, IPAM records: cmd/install/report.ts). With --node-state it
+// removes that node state first, while the conflist and the TLS files still say how to
+// reach the IPAM store (cmd/install/node-state.ts), and refuses, removing nothing (the
+// flat takeover included), while pods use strand's network or the agent runs, unless
+// --force. Install warns when another network configuration sorts before strand's (the
+// runtime would use that one).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isSea } from 'node:sea';
 import { parseArgs } from 'node:util';
+import { DEFAULT_TAKEOVER_RECORD } from '../agent/config.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import {
   BINARY_NAMES,
@@ -69,7 +72,7 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                       [--template FILE] [--conf-name NAME] [--source FILE]
                       [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
                       [--node-name NAME] [--sleep]
-       strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME]
+       strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
                       [--node-state [--force] [--agent-state-file F] [--pod-mtu-file F] [--log-dir D]]
 
   --bin-dir        CNI plugin directory (default /opt/cni/bin)
@@ -89,6 +92,8 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                    (loopback only while it is strand's), strand-lib/ and the TLS files,
                    then list what strand made on the node that stays (bridges, routes,
                    IPAM state)
+  --flat-record    with --uninstall: first undo the flat-mode uplink takeover recorded
+                   there (default /run/strand/flat.json; nothing to do when absent)
   --node-state     with --uninstall: first remove that too: the conflist's bridges, the
                    agent's VXLAN device and routes, strand's masquerade and hostPort
                    rules, this node's IPAM state (pending releases completed, empty
@@ -126,6 +131,7 @@ interface Options {
   nodeName: string | undefined;
   sleep: boolean;
   uninstall: boolean;
+  flatRecord: string;
   nodeState: boolean;
   force: boolean;
   agentStateFile: string;
@@ -151,6 +157,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       'node-name': { type: 'string' },
       sleep: { type: 'boolean' },
       uninstall: { type: 'boolean' },
+      'flat-record': { type: 'string' },
       'node-state': { type: 'boolean' },
       force: { type: 'boolean' },
       'agent-state-file': { type: 'string' },
@@ -178,6 +185,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     nodeName: values['node-name'] ?? (env['K8S_NODE_NAME'] || env['NODENAME'] || undefined),
     sleep: values.sleep ?? false,
     uninstall: values.uninstall ?? false,
+    flatRecord: values['flat-record'] ?? DEFAULT_TAKEOVER_RECORD,
     nodeState: values['node-state'] ?? false,
     force: values.force ?? false,
     agentStateFile: values['agent-state-file'] ?? DEFAULT_AGENT_STATE_FILE,
@@ -322,8 +330,26 @@ function removeTlsDir(confDir: string): boolean {
   return any;
 }
 
+/** Undoes flat mode's uplink takeover (strand agent --restore) when its record exists. */
+async function restoreFlat(record: string, log: (s: string) => void): Promise<void> {
+  if (!existsSync(record)) return;
+  const [{ restore }, { Netns }] = await Promise.all([import('../agent/flat.ts'), import('../lib/netlink/netns.ts')]);
+  const ns = Netns.current();
+  const say = (m: string): void => log(m);
+  try {
+    const r = await restore(ns, record, { log: { debug: () => {}, info: say, warn: say, error: say } });
+    if (r.warnings.length) log(`flat takeover undone with ${r.warnings.length} warning(s)`);
+  } catch (e) {
+    throw new InstallError(`cannot undo the flat-mode takeover recorded in ${record} (nothing removed): ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
+  } finally {
+    ns.close();
+  }
+}
+
 /** Returns the exit status: 1 when --node-state refused or could not remove everything. */
-async function uninstall(o: Options, log: (s: string) => void, env: PluginIO['env']): Promise<number> {
+async function uninstall(o: Options, log: (s: string) => void, env: PluginIO['env'], restoreFlatTakeover: () => Promise<void>): Promise<number> {
   const conflist = join(o.confDir, o.confName);
   let installed = '';
   try {
@@ -343,6 +369,7 @@ async function uninstall(o: Options, log: (s: string) => void, env: PluginIO['en
     const { removeNodeState } = await import('./install/node-state.ts');
     const r = await removeNodeState({
       conflist: parsed,
+      beforeRemoval: restoreFlatTakeover,
       env,
       force: o.force,
       agentStateFile: o.agentStateFile,
@@ -402,7 +429,10 @@ export async function main(argv: string[], io: PluginIO): Promise<number> {
     o = parseOptions(argv, io.env);
     if (o.nodeState && !o.uninstall) throw new InstallError('--node-state goes with --uninstall');
     if (o.uninstall) {
-      const status = await uninstall(o, log, io.env);
+      const restore = (): Promise<void> => restoreFlat(o.flatRecord, log);
+      // with --node-state the takeover is undone once nothing refuses the uninstall
+      if (!o.nodeState) await restore();
+      const status = await uninstall(o, log, io.env, restore);
       if (status !== 0) return status;
     } else install(o, log);
   } catch (e) {

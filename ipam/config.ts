@@ -69,6 +69,11 @@ export interface IpamConfig {
   /** Block prefix length per family (clamped to each subnet's own prefix). */
   blockSize: Record<Family, number>;
   strictAffinity: boolean;
+  /**
+   * false: blocks belong to no node (flat mode, docs/flat.md): every node allocates
+   * anywhere in the range, compare-and-swap keeps addresses unique cluster-wide.
+   */
+  blockAffinity: boolean;
   nodeName?: string;
   requested: RequestedIP[];
   /** CNI GC never releases an attachment created less than this long before it started. */
@@ -433,6 +438,7 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
       6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
     },
     strictAffinity: false,
+    blockAffinity: true,
     requested,
     gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
     gcKeepLiveNetns: true,
@@ -444,6 +450,11 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   if (ipam['strictAffinity'] !== undefined) {
     if (typeof ipam['strictAffinity'] !== 'boolean') throw bad('ipam.strictAffinity', 'must be a boolean');
     cfg.strictAffinity = ipam['strictAffinity'];
+  }
+  if (ipam['blockAffinity'] !== undefined) {
+    if (typeof ipam['blockAffinity'] !== 'boolean') throw bad('ipam.blockAffinity', 'must be a boolean');
+    cfg.blockAffinity = ipam['blockAffinity'];
+    if (!cfg.blockAffinity && cfg.strictAffinity) throw bad('ipam.blockAffinity', 'false (blocks of no node) contradicts strictAffinity true');
   }
   const node = optString(ipam, 'nodeName', 'ipam');
   if (node !== undefined) cfg.nodeName = node;

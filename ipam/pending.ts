@@ -318,6 +318,7 @@ export function releaseConfig(network: string, like?: IpamConfig): IpamConfig {
     dataDir: '',
     blockSize: { 4: 26, 6: 122 },
     strictAffinity: false,
+    blockAffinity: true,
     requested: [],
     gcGraceMs: 0,
     gcKeepLiveNetns: true,

@@ -3,9 +3,10 @@
 // stays in service without strand (issue #19 item 6):
 //
 // 1. Refuses (listing them) while pods use strand's network here: a bridge of the
-//    installed conflist with ports, or IPAM attachments recorded on this node; and while
+//    installed conflist with veth ports, or IPAM attachments recorded on this node; and while
 //    this node's agent runs (its state file is fresh and synced: stop the DaemonSet
 //    first). --force goes on anyway and removes the pods' network too.
+//    Then the caller's beforeRemoval (flat mode's takeover undone, the uplink back).
 // 2. IPAM: this node's pending releases are completed; its empty blocks are released and
 //    its record removed (ipam/nodes.ts; etcd), with --force its attachments first; the
 //    local store's files of the network go. An unreachable store is reported (exit 1):
@@ -32,6 +33,8 @@ const AGENT_ROUTE_PROTOCOL = 115;
 export interface NodeStateOptions {
   /** The installed conflist (read before install's files go). */
   conflist: Record<string, unknown>;
+  /** Run once nothing refuses the removal, before anything is removed (flat mode's takeover restore). */
+  beforeRemoval?: () => Promise<void>;
   env: Record<string, string | undefined>;
   force: boolean;
   agentStateFile: string;
@@ -84,10 +87,11 @@ export async function removeNodeState(o: NodeStateOptions): Promise<NodeStateRes
     const ports = new Map<string, string[]>();
     for (const b of plan.bridges) {
       const br = links.find((l) => l.name === b);
+      // pods are veth ports (flat mode's uplink is a port too, until its takeover is undone)
       if (br)
         ports.set(
           b,
-          links.filter((l) => l.master === br.index).map((l) => l.name),
+          links.filter((l) => l.master === br.index && l.kind === 'veth').map((l) => l.name),
         );
     }
     for (const [b, p] of ports) if (p.length) out.refused.push(`bridge ${b} has pod ports: ${p.join(', ')}`);
@@ -136,6 +140,12 @@ export async function removeNodeState(o: NodeStateOptions): Promise<NodeStateRes
       return out;
     }
     if (out.refused.length) o.log(`--force: removing strand's network although ${out.refused.length} thing(s) still use it`);
+    try {
+      await o.beforeRemoval?.();
+    } catch (e) {
+      await store?.close().catch(() => undefined);
+      throw e;
+    }
 
     // --- the pods' rules (forced), then what their DELs leave shared
     try {
