@@ -24,6 +24,7 @@ const DAEMON_PATH_SUITES = [
   'test/integration/ipam/truth.test.ts',
   'test/integration/ipam/gc.test.ts',
   'test/integration/ipam/reservations.test.ts',
+  'test/integration/ipam/pending.test.ts',
   'test/integration/deploy/verbs.test.ts',
   'test/integration/deploy/chain.test.ts',
   'test/integration/portmap/*.test.ts',

@@ -17,15 +17,18 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from '../lib/cni/log.ts';
 import { formatPodMtu, parsePodMtu } from '../lib/plugin/mtu.ts';
 import type { Netns } from '../lib/netlink/rtnl.ts';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig, FlatConfig } from './config.ts';
 import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
 import type { StrandMetrics } from '../lib/observe/metrics.ts';
 import { LoopWatch } from '../lib/observe/health.ts';
 import type { ObserveSources } from '../lib/observe/server.ts';
-import { applyEvent, blockUsage, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
+import { aliveNames, applyEvent, blockUsage, nodesByName, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
 import { desiredState, describeOp, plan, type Desired, type Op } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
+import { completePending, PendingJournal, pendingDirOf } from '../ipam/pending.ts';
+import { releaseNode } from '../ipam/nodes.ts';
+import { SHARED_BLOCK_OWNER } from '../ipam/allocator.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -87,7 +90,28 @@ export class Agent {
   private reregister: ((why: string) => void) | undefined;
   private lastErrors = '';
   private lastProblems = '';
+  /** Flat mode: node addresses that pods hold (reported with every reconcile). */
+  private flatProblems: string[] = [];
+  /** Flat mode: the next reconcile pass first puts the bridge's settings back (every resync). */
+  private flatReassertDue = false;
+  /** Flat mode: the uplink's MTU, read at setup and every pass (the pods' MTU). */
+  private flatMtu: number | undefined;
+  /** Flat mode: sysctls the takeover could not copy to the bridge (key -> the uplink's value). */
+  private flatNotCopied: Record<string, string> = {};
+  /** Flat mode: bridge settings that are wrong and cannot be put back (reported with every reconcile). */
+  private flatSettingProblems: string[] = [];
   private loops: Array<Promise<void>> = [];
+  /** The housekeeping pass running now (pending releases, gone nodes), if any: passes never overlap. */
+  private housekeeping: Promise<void> | undefined;
+  /**
+   * Other nodes without a liveness key, and since when (this process's monotonic clock)
+   * this agent has seen them so: a node is "gone" by this agent's own measure, never by
+   * comparing clocks of two machines; an agent that restarts starts measuring again
+   * (later, never earlier).
+   */
+  private readonly goneSince = new Map<string, number>();
+  /** Gone nodes past nodeReleaseAfter that still hold attachments: how many, and when to look again. */
+  private readonly goneHolding = new Map<string, { attachments: number; nextCheck: number }>();
   readonly state: AgentState;
 
   constructor(cfg: AgentConfig, deps: AgentDeps) {
@@ -129,9 +153,14 @@ export class Agent {
     const metrics = this.metrics;
     if (metrics) this.registry.onRequest = (op, seconds, ok) => metrics.etcdRequest(op, seconds, ok);
     this.loops = [this.registerLoop(), this.syncLoop()];
+    if (this.cfg.flat) this.loops.push(this.reserveLoop(this.cfg.flat));
     this.resyncTimer = setInterval(() => {
-      if (this.view) void this.requestReconcile('resync');
+      // flat: the bridge's settings are put back in the next pass, with or without etcd
+      if (this.cfg.flat && this.state.flat) this.flatReassertDue = true;
+      if (this.view || this.flatReassertDue) void this.requestReconcile('resync');
+      if (!this.view) this.writeStatus();
       else this.writeStatus();
+      if (this.state.synced) this.startHousekeeping();
     }, this.cfg.resyncMs);
     this.linkTimer = setInterval(() => void this.checkLinks(), LINK_POLL_MS);
   }
@@ -171,7 +200,7 @@ export class Agent {
     }
     for (const w of this.stopWaiters.splice(0)) w();
     await this.watch?.cancel().catch(() => undefined);
-    await Promise.race([Promise.allSettled([...this.loops, this.reconciling]), this.sleep(3000, true)]);
+    await Promise.race([Promise.allSettled([...this.loops, this.reconciling, this.housekeeping]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
     this.metrics?.setSynced(false);
@@ -202,6 +231,7 @@ export class Agent {
     const backoff = new Backoff();
     while (!this.stopped) {
       try {
+        if (this.cfg.flat && !this.state.flat) await this.takeOverUplink(this.cfg.flat);
         this.underlay = await this.dp.underlay(this.cfg.nodeIPs, this.cfg.nodeInterface);
         this.state.addresses = this.underlay.addresses;
         if (this.cfg.mode === 'vxlan') {
@@ -222,13 +252,83 @@ export class Agent {
     }
   }
 
+  /** Flat mode: the bridge takes over the uplink (agent/flat.ts) before the node's addresses are read. */
+  private async takeOverUplink(flat: FlatConfig): Promise<void> {
+    const { ensureTakeover } = await import('./flat.ts');
+    const o = await ensureTakeover(this.dp.ns, flat, { log: this.log });
+    this.state.flat = { uplink: flat.uplink, bridge: flat.bridge, takeover: o.state };
+    if (o.state !== 'adopted') this.state.flat.since = o.record.completed ?? o.record.started;
+    if (o.state === 'taken-over') this.state.flat.ms = Math.round(o.ms);
+    this.flatNotCopied = o.state === 'adopted' ? {} : (o.record.notCopied ?? {});
+    this.flatMtu = await this.uplinkMtu(flat);
+    await this.reassertFlat(flat);
+  }
+
+  /** Flat mode: the MTU of the uplink (pods are on its segment, whichever link holds the node IP). */
+  private async uplinkMtu(flat: FlatConfig): Promise<number> {
+    const { uplinkMtu } = await import('./flat.ts');
+    return await uplinkMtu(this.dp.ns, flat);
+  }
+
+  /**
+   * Flat mode: the node's own addresses (those on the bridge) are reserved in every IPAM
+   * network, so no pod gets one of them; retried until etcd takes it. Reservations outlive
+   * the agent (`strand ipam unreserve` removes one).
+   */
+  private async reserveLoop(flat: FlatConfig): Promise<void> {
+    const { nodeAddresses } = await import('./flat.ts');
+    const backoff = new Backoff();
+    const reg = this.registry as Registry;
+    while (!this.stopped) {
+      try {
+        const addrs = await nodeAddresses(this.dp.ns, flat);
+        const problems: string[] = [];
+        for (const network of this.cfg.networks) {
+          for (const a of addrs) {
+            const holders = await reg.reserve(network, a, `node ${this.cfg.nodeName} (strand agent, flat mode)`);
+            for (const h of holders)
+              problems.push(`${a} of this node is held by ${h.containerId}/${h.ifname} on ${h.node} in network ${network}: the segment sees it twice`);
+          }
+        }
+        if (this.state.flat) this.state.flat.reserved = addrs;
+        for (const p of problems) this.log.error(`flat: ${p}`);
+        this.flatProblems = problems;
+        this.log.info(`flat: reserved ${addrs.join(', ')} in IPAM network(s) ${this.cfg.networks.join(', ')}`);
+        this.writeStatus();
+        return;
+      } catch (e) {
+        this.log.warn(`flat: reserving the node's addresses failed, retrying: ${errorText(e)}`);
+        await this.sleep(backoff.next());
+      }
+    }
+  }
+
+  /**
+   * Flat mode, every resync: the bridge keeps the uplink's MTU and accept_ra, the uplink
+   * its pod VLANs; what cannot be put back is a problem (logged when it changes).
+   */
+  private async reassertFlat(flat: FlatConfig): Promise<void> {
+    const { reassertBridge } = await import('./flat.ts');
+    let problems: string[];
+    try {
+      const r = await reassertBridge(this.dp.ns, flat, this.flatNotCopied);
+      for (const f of r.fixed) this.log.warn(`flat: ${f}`);
+      problems = r.problems.map((p) => `flat: ${p}`);
+    } catch (e) {
+      problems = [`flat: ${errorText(e)}`];
+    }
+    if (problems.join('\n') !== this.flatSettingProblems.join('\n')) for (const p of problems) this.log.warn(p);
+    this.flatSettingProblems = problems;
+  }
+
   /**
    * The MTU pods on this node should have: the tunnel's in vxlan mode (the uplink's minus
-   * the encapsulation, or vxlan.mtu), the uplink's otherwise. Written to the pod MTU file
-   * when the file does not hold it already; a failed write is retried at the next reconcile.
+   * the encapsulation, or vxlan.mtu), in flat mode the flat uplink's, the uplink's
+   * otherwise. Written to the pod MTU file when the file does not hold it already; a
+   * failed write is retried at the next reconcile.
    */
   private publishPodMtu(): void {
-    const mtu = this.vtep ? this.vtep.mtu : this.underlay?.link.mtu;
+    const mtu = this.vtep ? this.vtep.mtu : (this.flatMtu ?? this.underlay?.link.mtu);
     if (mtu === undefined) return;
     const file = this.cfg.podMtuFile;
     let current: number | undefined;
@@ -323,6 +423,8 @@ export class Agent {
         this.state.syncedAt = new Date().toISOString();
         this.writeStatus();
         this.log.info(`synced at revision ${listing.revision}: ${view.nodes.size} node(s), ${view.affinities.size} block(s)`);
+        // etcd answers again: what DEL could not release meanwhile is released now
+        this.startHousekeeping();
         const start = Date.now();
         broken = await Promise.race([brokenP, this.whenStopped().then(() => 'stop')]);
         if (broken === 'stop') return;
@@ -354,6 +456,94 @@ export class Agent {
       if (e.type === 'delete' && e.key === reg.aliveKey(this.cfg.nodeName)) this.reregister?.('liveness key deleted');
     }
     if (changed) this.scheduleReconcile();
+  }
+
+  /** Starts a housekeeping pass unless one runs. Never rejects. */
+  private startHousekeeping(): void {
+    if (this.housekeeping || this.stopped || !this.registry) return;
+    this.housekeeping = this.housekeep()
+      .catch((e: unknown) => this.log.warn(`housekeeping: ${errorText(e)}`))
+      .finally(() => {
+        this.housekeeping = undefined;
+      });
+  }
+
+  /**
+   * Completes this node's pending releases (ipam/pending.ts: DELs that ran while etcd was
+   * unreachable), then releases the nodes gone longer than nodeReleaseAfter.
+   */
+  private async housekeep(): Promise<void> {
+    const reg = this.registry as Registry;
+    const journal = new PendingJournal(pendingDirOf(this.cfg.ipamDataDir));
+    if (await journal.any()) {
+      const r = await completePending(
+        journal,
+        reg.ipamStore,
+        { kind: 'etcd', prefix: reg.prefix, etcd: {} },
+        {
+          log: this.log,
+          deadline: Date.now() + 2 * this.cfg.etcd.requestTimeoutMs,
+        },
+      );
+      this.metrics?.pendingReleases(r.completed.length, r.failed.length + r.left);
+    } else this.metrics?.pendingReleases(0, 0);
+    if (this.cfg.nodeReleaseAfterMs !== undefined && this.view) await this.releaseGoneNodes(reg, this.view, this.cfg.nodeReleaseAfterMs);
+  }
+
+  /**
+   * Nodes with a record or a block but no liveness key for `afterMs` (as this agent saw
+   * it) are released (ipam/nodes.ts): their empty blocks and, once they hold nothing,
+   * their records; the routes to them go with the blocks' affinities. One that still
+   * holds attachments is reported (log and metric) and looked at again every ten resync
+   * intervals.
+   */
+  private async releaseGoneNodes(reg: Registry, view: ClusterView, afterMs: number): Promise<void> {
+    const now = performance.now();
+    const alive = aliveNames(view, reg.prefix);
+    const known = new Set([...nodesByName(view, reg.prefix).keys(), ...[...view.affinities.values()].map((a) => a.node)]);
+    known.delete(this.cfg.nodeName);
+    known.delete(SHARED_BLOCK_OWNER); // flat mode's blocks belong to no node
+    for (const n of [...this.goneSince.keys()]) {
+      if (known.has(n) && !alive.has(n)) continue;
+      this.goneSince.delete(n);
+      this.goneHolding.delete(n);
+    }
+    for (const n of known) if (!alive.has(n) && !this.goneSince.has(n)) this.goneSince.set(n, now);
+    for (const [n, since] of this.goneSince) {
+      if (this.stopped || now - since < afterMs || (this.goneHolding.get(n)?.nextCheck ?? 0) > now) continue;
+      const gone = `node ${n} (no agent for ${Math.round((now - since) / 1000)} s)`;
+      let r: Awaited<ReturnType<typeof releaseNode>>;
+      try {
+        r = await releaseNode(reg.ipamStore, n);
+      } catch (e) {
+        this.metrics?.nodeReleased('failed');
+        this.log.warn(`${gone}: release failed, retrying later: ${errorText(e)}`);
+        continue;
+      }
+      if (r.refused) {
+        this.goneSince.delete(n); // its agent is back
+        continue;
+      }
+      for (const b of r.blocksReleased) this.log.info(`${gone}: released its empty block ${b}`);
+      if (r.recordRemoved) {
+        this.log.info(`${gone}: released; its record ${reg.nodeKey(n)} removed`);
+        this.metrics?.nodeReleased('released');
+        this.goneSince.delete(n);
+        this.goneHolding.delete(n);
+        continue;
+      }
+      const before = this.goneHolding.get(n)?.attachments;
+      this.goneHolding.set(n, { attachments: r.attachmentsHeld.length, nextCheck: now + 10 * this.cfg.resyncMs });
+      if (before !== r.attachmentsHeld.length) {
+        this.metrics?.nodeReleased('held');
+        const kept = r.blocksKept.length ? `; blocks kept: ${r.blocksKept.join('; ')}` : '';
+        this.log.warn(
+          `${gone} still holds ${r.attachmentsHeld.length} attachment(s): ${r.attachmentsHeld.slice(0, 5).join('; ')}${r.attachmentsHeld.length > 5 ? '; ...' : ''}${kept} ` +
+            `(its blocks stay routed; strand ipam node release --force ${n} releases them once the node is known to be gone)`,
+        );
+      }
+    }
+    this.metrics?.setGoneNodeAttachments(new Map([...this.goneHolding].filter(([, h]) => h.attachments > 0).map(([n, h]) => [n, h.attachments])));
   }
 
   private scheduleReconcile(): void {
@@ -390,13 +580,20 @@ export class Agent {
 
   /** Desired vs actual, then apply. Never throws. Only through requestReconcile (passes must not overlap). */
   private async reconcile(reason: string): Promise<Desired | undefined> {
+    const flat = this.flatReassertDue ? this.cfg.flat : undefined;
+    this.flatReassertDue = false;
     const view = this.view;
-    if (!view || !this.underlay) return undefined;
+    if ((!view || !this.underlay) && !flat) return undefined;
     const t0 = performance.now();
     this.reconcileWatch.begin();
     try {
+      // flat: what strand-bridge ADD changes on the node's bridge goes back first (its
+      // MTU is the uplink's: the pods' follows below)
+      if (flat) await this.reassertFlat(flat);
+      if (!view || !this.underlay) return undefined;
       // the uplink's MTU may have changed: the tunnel's and the pods' follow
       this.underlay.link.mtu = await this.dp.linkMtu(this.underlay.link.index);
+      if (this.cfg.flat && this.state.flat) this.flatMtu = await this.uplinkMtu(this.cfg.flat);
       if (this.cfg.mode === 'vxlan') this.vtep = await this.dp.ensureVxlan(this.cfg.vxlan, this.underlay, this.cfg.nodeName);
       if (this.vtep && this.state.vtep) this.state.vtep.mtu = this.vtep.mtu;
       this.publishPodMtu();
@@ -429,7 +626,7 @@ export class Agent {
         routes: desired.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}), ...(r.dev ? { dev: r.dev } : {}), node: r.node, why: r.why })),
         orphanBlocks: desired.orphanBlocks,
         podLinks: desired.podLinks,
-        problems: desired.problems,
+        problems: [...this.flatProblems, ...this.flatSettingProblems, ...desired.problems],
         lastReconcile: { at: new Date().toISOString(), reason, ops: ops.length, errors, ms },
       });
       this.recordMetrics(reason, ms, desired, ops, report.failed, sysctlErrors.length, view);

@@ -9,7 +9,10 @@
 //   "nodeInterface": "eth0",              addresses of nodeInterface, else of the
 //                                         interface of the default route
 //   "networks": ["strand"],               IPAM network names (default: every network)
-//   "mode": "vxlan",                      "host-gw" (default) or "vxlan"
+//   "mode": "vxlan",                      "host-gw" (default), "vxlan" or "flat"
+//   "flat": { "uplink": "eth0", "bridge": "br0", "record": "/run/strand/flat.json",
+//             "vlans": [100] },           flat mode: the uplink the bridge takes over,
+//                                         and the pod VLANs tagged on it
 //   "vxlan": { "vni": 4096, "port": 4789, "device": "strand.4096", "mtu": 1450 },
 //   "etcd": { "endpoints": [...], "prefix": "/strand/ipam", "tls": {...}, ... },
 //                                         the same shape as strand-ipam's `etcd`
@@ -22,7 +25,12 @@
 //   "metricsAddress": "127.0.0.1:9476",   the /metrics, /healthz, /readyz listener
 //   "reconcileStuckAfter": "60s",         a reconcile pass this long fails /healthz
 //   "logLevel": "info",
-//   "logFormat": "text"                   or "json": one JSON object per line on stderr
+//   "logFormat": "text",                  or "json": one JSON object per line on stderr
+//   "ipamDataDir": "/var/lib/cni/networks",  strand-ipam's node-local directory (default:
+//                                         the --cni-conf's ipam.dataDir): the agent
+//                                         completes the releases pending there
+//   "nodeReleaseAfter": "1h"              release the empty blocks of a node whose agent is
+//                                         gone this long ("never": do not)
 // }
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -31,6 +39,7 @@ import { isLogLevel, type LogFormat, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
+import { DEFAULT_DATA_DIR } from '../ipam/config.ts';
 import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
 
@@ -42,6 +51,22 @@ export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 export const DEFAULT_LEASE_TTL_S = 20;
 export const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
+/** How long a node's agent must be gone before the agents release its empty blocks. */
+const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
+const DEFAULT_FLAT_BRIDGE = 'br0';
+/** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
+export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
+
+export interface FlatConfig {
+  /** The node's uplink (physical interface) that joins the bridge. */
+  uplink: string;
+  /** The bridge that takes over the uplink's configuration (strand-bridge's `bridge`). */
+  bridge: string;
+  /** Where the state before the takeover is kept for restore. */
+  record: string;
+  /** VLANs of pods (strand-bridge `vlan`): bridge VLAN filtering on, these VLANs tagged on the uplink port. */
+  vlans: number[];
+}
 
 export interface VxlanConfig {
   vni: number;
@@ -72,6 +97,15 @@ export interface AgentConfig {
   reconcileStuckMs: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** strand-ipam's node-local directory: the journal of pending releases is in it (ipam/pending.ts). */
+  ipamDataDir: string;
+  /**
+   * A node whose agent has been gone (no liveness key) this long, as this agent sees it,
+   * has its empty blocks released and its record removed; undefined: never.
+   */
+  nodeReleaseAfterMs: number | undefined;
+  /** Flat mode: the uplink takeover (agent/flat.ts). */
+  flat?: FlatConfig;
 }
 
 export class AgentConfigError extends Error {
@@ -101,8 +135,8 @@ function readJson(file: string, field: string): unknown {
   }
 }
 
-/** The network name and strand-ipam `etcd` section of a conflist (or single config). */
-export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown } {
+/** The network name, strand-ipam `etcd` section and data directory of a conflist (or single config). */
+export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown; dataDir?: string } {
   if (!isObj(raw)) throw new AgentConfigError(field, 'must be a JSON object');
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as unknown[]) : [raw];
   for (const p of plugins) {
@@ -111,23 +145,25 @@ export function fromCniConf(raw: unknown, field: string): { network: string; etc
     if (isObj(ipam) && ipam['type'] === 'strand-ipam') {
       if (!isObj(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
       if (typeof raw['name'] !== 'string' || !raw['name']) throw new AgentConfigError(`${field}: name`, 'missing network name');
-      return { network: raw['name'], etcd: ipam['etcd'] };
+      return typeof ipam['dataDir'] === 'string' && ipam['dataDir'] !== ''
+        ? { network: raw['name'], etcd: ipam['etcd'], dataDir: ipam['dataDir'] }
+        : { network: raw['name'], etcd: ipam['etcd'] };
     }
   }
   throw new AgentConfigError(field, 'no plugin with a strand-ipam IPAM section');
 }
 
-/** Milliseconds from a number (milliseconds) or "500ms" / "20s" / "1m". */
+/** Milliseconds from a number (milliseconds) or "500ms" / "20s" / "1m" / "1h". */
 export function parseDuration(v: unknown, field: string): number {
   if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
   if (typeof v === 'string') {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
     if (m) {
-      const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
+      const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1);
       if (n > 0) return n;
     }
   }
-  throw new AgentConfigError(field, `invalid duration ${JSON.stringify(v)} (milliseconds, or "500ms", "20s", "1m")`);
+  throw new AgentConfigError(field, `invalid duration ${JSON.stringify(v)} (milliseconds, or "500ms", "20s", "1m", "1h")`);
 }
 
 function int(v: unknown, field: string, lo: number, hi: number): number {
@@ -190,6 +226,12 @@ export const FLAGS: Record<string, string> = {
   'reconcile-stuck-after': 'reconcileStuckAfter',
   'log-level': 'logLevel',
   'log-format': 'logFormat',
+  'ipam-data-dir': 'ipamDataDir',
+  'node-release-after': 'nodeReleaseAfter',
+  uplink: 'flat.uplink',
+  'flat-bridge': 'flat.bridge',
+  'flat-record': 'flat.record',
+  'flat-vlans': 'flat.vlans',
 };
 
 function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
@@ -207,6 +249,11 @@ function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
  * the files the flags name.
  */
 export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<string, string | undefined>): AgentConfig {
+  return parseAgentConfig(loadRawConfig(flags), env);
+}
+
+/** The merged, not yet validated configuration of --config, --cni-conf and the flags. */
+export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   const file = flags.get('config');
   if (file !== undefined) {
@@ -219,12 +266,35 @@ export function loadAgentConfig(flags: ReadonlyMap<string, string>, env: Record<
     const c = fromCniConf(readJson(cniConf, '--cni-conf'), '--cni-conf');
     if (raw['etcd'] === undefined) raw['etcd'] = structuredClone(c.etcd);
     if (raw['networks'] === undefined) raw['networks'] = [c.network];
+    if (raw['ipamDataDir'] === undefined && c.dataDir !== undefined) raw['ipamDataDir'] = c.dataDir;
   }
   for (const [name, value] of flags) {
     const path = FLAGS[name];
     if (path) setPath(raw, path, value);
   }
-  return parseAgentConfig(raw, env);
+  return raw;
+}
+
+/** The `flat` section: uplink (required), bridge, record. */
+function parseFlatConfig(v: unknown): FlatConfig {
+  if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
+  for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
+  if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
+  const uplink = linkName(v['uplink'], 'flat.uplink');
+  const bridge = v['bridge'] === undefined ? DEFAULT_FLAT_BRIDGE : linkName(v['bridge'], 'flat.bridge');
+  if (uplink === bridge) throw new AgentConfigError('flat.bridge', `must differ from the uplink (${uplink})`);
+  const raw = v['vlans'] === undefined ? [] : typeof v['vlans'] === 'string' ? list(v['vlans'], 'flat.vlans') : v['vlans'];
+  if (!Array.isArray(raw)) throw new AgentConfigError('flat.vlans', 'must be a list of VLAN ids');
+  const vlans = [...new Set(raw.map((x, i) => int(x, `flat.vlans[${i}]`, 2, 4094)))].sort((a, b) => a - b);
+  return { uplink, bridge, record: v['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(v['record'], 'flat.record'), vlans };
+}
+
+/** The takeover record named by a raw configuration (for `strand agent --restore`, which needs nothing else). */
+export function flatRecordOf(raw: Record<string, unknown>): string {
+  const f = raw['flat'];
+  if (f === undefined) return DEFAULT_TAKEOVER_RECORD;
+  if (!isObj(f)) throw new AgentConfigError('flat', 'must be an object');
+  return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
 /** Validates a merged raw configuration object. */
@@ -247,6 +317,9 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'reconcileStuckAfter',
     'logLevel',
     'logFormat',
+    'ipamDataDir',
+    'nodeReleaseAfter',
+    'flat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
 
@@ -264,7 +337,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   }
 
   const mode = raw['mode'] ?? 'host-gw';
-  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw" or "vxlan", not ${JSON.stringify(mode)}`);
+  if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw", "vxlan" or "flat", not ${JSON.stringify(mode)}`);
+  if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
   const vx = raw['vxlan'] ?? {};
   if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
@@ -323,7 +397,19 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     reconcileStuckMs: raw['reconcileStuckAfter'] === undefined ? DEFAULT_RECONCILE_STUCK_MS : parseDuration(raw['reconcileStuckAfter'], 'reconcileStuckAfter'),
     logLevel,
     logFormat,
+    ipamDataDir: raw['ipamDataDir'] === undefined ? DEFAULT_DATA_DIR : str(raw['ipamDataDir'], 'ipamDataDir'),
+    nodeReleaseAfterMs:
+      raw['nodeReleaseAfter'] === undefined
+        ? DEFAULT_NODE_RELEASE_AFTER_MS
+        : raw['nodeReleaseAfter'] === 'never'
+          ? undefined
+          : parseDuration(raw['nodeReleaseAfter'], 'nodeReleaseAfter'),
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
+  if (mode === 'flat') {
+    cfg.flat = parseFlatConfig(raw['flat']);
+    if (cfg.networks.length === 0)
+      throw new AgentConfigError('networks', "mode flat reserves the node's addresses in the IPAM networks: name them (--network, or --cni-conf)");
+  }
   return cfg;
 }

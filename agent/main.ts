@@ -3,24 +3,29 @@
 //   strand agent [run] [options]        run until SIGTERM/SIGINT (routes stay in place)
 //   strand agent status [--json] [--state-file F | --config F]
 //                                       exit 0 when synced, 1 when not, 2 on usage errors
+//   strand agent --restore [--flat-record F | --config F]
+//                                       undo flat mode's uplink takeover (agent/flat.ts)
 //
 // See docs/agent.md and agent/config.ts for the options.
 import { readFileSync } from 'node:fs';
 import type { PluginIO } from '../lib/cni/skel.ts';
-import { createLogger } from '../lib/cni/log.ts';
+import { createLogger, isLogLevel } from '../lib/cni/log.ts';
 import { passwordOnCommandLineWarning } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { DEFAULT_OBSERVE_ADDRESS } from '../lib/observe/server.ts';
-import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, loadAgentConfig } from './config.ts';
+import { AgentConfigError, DEFAULT_STATE_FILE, FLAGS, flatRecordOf, loadAgentConfig, loadRawConfig } from './config.ts';
 
 type CliIO = Pick<PluginIO, 'env' | 'stdout' | 'stderr'>;
 
 const USAGE = `usage: strand agent [run] [options]
        strand agent status [--json] [--state-file F | --config F]
+       strand agent --restore [--flat-record F | --config F]
 
 Keeps this node's routes to the other nodes' pod address blocks (from strand-ipam's
 etcd store) in step: mode host-gw routes via the other nodes' addresses, mode vxlan
-through a VXLAN device. Runs until SIGTERM; routes stay in place when it stops.
+through a VXLAN device; mode flat puts the uplink into a bridge that takes over the
+node's addresses and routes, and routes nothing (pods are on the segment). Runs until
+SIGTERM; routes (and a flat takeover) stay in place when it stops.
 
 options (flags override --config, which overrides --cni-conf):
   --config <file>            JSON config (docs/agent.md)
@@ -30,8 +35,14 @@ options (flags override --config, which overrides --cni-conf):
   --node-ip <ip>[,<ip6>]     underlay address(es) of this node
   --node-interface <name>    take the node address from this interface
                              (default: the interface of the IPv4 default route)
-  --network <name>[,...]     IPAM networks to route (default: all)
-  --mode host-gw|vxlan       default host-gw
+  --network <name>[,...]     IPAM networks to route (default: all; flat: required, the
+                             node's addresses are reserved there)
+  --mode host-gw|vxlan|flat  default host-gw
+  --uplink <name>            flat: the interface the bridge takes over
+  --flat-bridge <name>       flat: the bridge (default br0; strand-bridge's "bridge")
+  --flat-record <path>       flat: record of the takeover (default /run/strand/flat.json)
+  --flat-vlans <id>[,...]    flat: pod VLANs, tagged on the uplink (bridge VLAN filtering)
+  --restore                  undo the flat takeover recorded there, then exit
   --vni <n>                  VXLAN network identifier (default 4096)
   --vxlan-port <n>           VXLAN UDP port (default 4789)
   --vxlan-device <name>      default strand.<vni>
@@ -51,6 +62,13 @@ options (flags override --config, which overrides --cni-conf):
                              (default ${DEFAULT_OBSERVE_ADDRESS}; ":9476" for every address)
   --reconcile-stuck-after <duration>
                              a reconcile pass this long fails /healthz (default 60s)
+  --ipam-data-dir <dir>      strand-ipam's node-local directory, where DEL records the
+                             releases it could not make (default: the --cni-conf's
+                             ipam.dataDir, else /var/lib/cni/networks); the agent
+                             completes them once etcd answers
+  --node-release-after <duration>
+                             release the empty blocks and the record of a node whose
+                             agent has been gone this long (default 1h; "never")
   --log-level <level>        debug, info, warn, error
   --log-format text|json     lines on stderr (default text; json: one object per line)
 `;
@@ -102,6 +120,29 @@ async function status(argv: readonly string[], io: CliIO): Promise<number> {
     io.stdout.write(`${JSON.stringify({ ...s, ready: r.ready, running: r.running, stale: r.stale, ...(r.reason ? { reason: r.reason } : {}) }, null, 2)}\n`);
   else io.stdout.write(formatState(s, r));
   return r.ready ? 0 : 1;
+}
+
+/** `strand agent --restore`: the node's uplink gets back what the flat takeover moved. */
+async function restoreCmd(argv: readonly string[], io: CliIO): Promise<number> {
+  const { flags, rest } = parseFlags(argv, new Set(Object.keys(FLAGS)), new Set(['restore']));
+  if (rest.length) throw new UsageError(`unexpected argument ${rest[0] as string}`);
+  const raw = loadRawConfig(flags);
+  const level = typeof raw['logLevel'] === 'string' && isLogLevel(raw['logLevel']) ? raw['logLevel'] : 'info';
+  const log = createLogger({ name: 'strand-agent', stderr: io.stderr, level, format: raw['logFormat'] === 'json' ? 'json' : 'text' });
+  const [{ restore, TakeoverError }, { Netns }] = await Promise.all([import('./flat.ts'), import('../lib/netlink/netns.ts')]);
+  const ns = Netns.current();
+  try {
+    const r = await restore(ns, flatRecordOf(raw), { log });
+    return r.warnings.length ? 1 : 0;
+  } catch (e) {
+    if (e instanceof TakeoverError) {
+      io.stderr.write(`strand agent --restore: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    ns.close();
+  }
 }
 
 async function run(argv: readonly string[], io: CliIO): Promise<number> {
@@ -161,6 +202,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
       return 0;
     }
     if (sub === 'status') return await status(rest, io);
+    if (argv.includes('--restore')) return await restoreCmd(sub === 'run' ? rest : argv, io);
     if (sub === 'run') return await run(rest, io);
     return await run(argv, io);
   } catch (e) {

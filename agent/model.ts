@@ -17,7 +17,7 @@
 // carries no value) removes exactly what the matching put added.
 import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 
-export const MODES = ['host-gw', 'vxlan'] as const;
+export const MODES = ['host-gw', 'vxlan', 'flat'] as const;
 export type Mode = (typeof MODES)[number];
 
 export function isMode(v: unknown): v is Mode {

@@ -226,10 +226,12 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     if (hop) addEntries(hop);
   };
 
-  const blocks = [...view.affinities.values()].filter((a) => wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
+  // flat: pods live on the node's own segment (docs/flat.md); nothing is routed
+  const routed = local.mode !== 'flat';
+  const blocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
   const borrowed = [...view.borrowed.values()]
     .flat()
-    .filter((x) => wanted(x.network))
+    .filter((x) => routed && wanted(x.network))
     .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
 
   // vxlan: every peer that is alive or has pods here (blocks, borrowed addresses) gets its
@@ -283,7 +285,7 @@ export function desiredState(view: ClusterView, local: LocalFacts): Desired {
     addRoute({ dst, ...hop.route, why: 'borrowed' }, hop);
   }
 
-  const allBlocks = [...view.affinities.values()].filter((a) => wanted(a.network)).map((a) => a.cidr);
+  const allBlocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).map((a) => a.cidr);
   const candidates = local.links.filter((l) => l.name !== local.vxlanDevice);
   return {
     routes: [...routes.values()].sort((a, b) => cmp(a.dst, b.dst)),

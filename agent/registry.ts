@@ -86,6 +86,11 @@ export class Registry {
     return this.store.client;
   }
 
+  /** The IPAM store over this client (completing pending releases, releasing gone nodes). */
+  get ipamStore(): EtcdStore {
+    return this.store;
+  }
+
   nodeKey(node: string): string {
     return `${this.prefix}/nodes/${node}`;
   }
@@ -186,6 +191,16 @@ export class Registry {
       throw e;
     }
     return { lease, lost };
+  }
+
+  /**
+   * Reserves `cidr` in IPAM network `network` (as `strand ipam reserve`: never handed
+   * out), for flat mode's node addresses. Returns the attachments already holding
+   * addresses inside it.
+   */
+  async reserve(network: string, cidr: string, note: string): Promise<Array<{ ip: string; containerId: string; ifname: string; node: string }>> {
+    const { reserve } = await import('../ipam/reservations.ts');
+    return (await timed(this.onRequest, 'reserve', () => withTimeout(reserve(this.store, network, { cidr, note }), this.timeoutMs * 2, 'reservation'))).holders;
   }
 
   /** Closes the client. Leases are not revoked: liveness keys live until their TTL ends. */

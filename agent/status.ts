@@ -26,6 +26,8 @@ export interface AgentState {
   registered: boolean;
   etcd: { connected: boolean; revision?: number; lastError?: string };
   vtep?: { device: string; mac: string; mtu: number; vni: number; port: number };
+  /** Flat mode: the uplink taken over by the bridge, how this start found it, since when, how long it took (ms). */
+  flat?: { uplink: string; bridge: string; takeover: 'taken-over' | 'recognised' | 'adopted'; since?: string; ms?: number; reserved?: string[] };
   /** The pod MTU last written to the pod MTU file. */
   podMtu?: number;
   routeProtocol: number;
@@ -103,6 +105,12 @@ export function formatState(s: AgentState, r: Readiness): string {
   lines.push(
     `node:       ${s.node} (${s.addresses.join(', ')}), mode ${s.mode}${s.vtep ? `, ${s.vtep.device} vni ${s.vtep.vni} port ${s.vtep.port} mtu ${s.vtep.mtu} mac ${s.vtep.mac}` : ''}`,
   );
+  if (s.flat) {
+    const f = s.flat;
+    lines.push(
+      `flat:       ${f.uplink} in ${f.bridge} (${f.takeover}${f.since ? ` ${f.since}` : ''}${f.ms !== undefined ? `, ${f.ms} ms` : ''})${f.reserved ? `, reserved in IPAM: ${f.reserved.join(', ')}` : ''}`,
+    );
+  }
   if (s.podMtu !== undefined) lines.push(`pod MTU:    ${s.podMtu}`);
   lines.push(`state:      ${r.ready ? 'synced' : `NOT synced (${r.reason ?? 'unknown'})`}`);
   lines.push(`agent:      pid ${s.pid}${r.running ? '' : ' (gone)'}, started ${s.started}, updated ${s.updated}`);

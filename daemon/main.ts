@@ -3,28 +3,34 @@
 //
 //   strand daemon [--socket PATH] [--max-requests N] [--max-connections N]
 //                 [--request-timeout S] [--read-timeout S] [--max-rss MIB] [--grace S]
-//                 [--log-level LEVEL]
+//                 [--log-level LEVEL] [--ipam-data-dir DIR]... [--pending-interval S]
 //   strand daemon status [--socket PATH]     exit 0 when the socket accepts connections
 //
 // Start-up: warm-up first (the plugins' code paths run a few times, the native addon is
 // loaded), then the socket is created: readiness is the socket accepting, and the first
 // ADD is as fast as the hundredth. SIGTERM/SIGINT: the socket file goes first (new calls
 // fall back to the standalone binary at once), then running requests get --grace
-// seconds to finish.
+// seconds to finish. Every --pending-interval seconds it completes the IPAM releases that
+// DELs recorded while the store could not be used (ipam/pending.ts), in the journals of
+// the --ipam-data-dir directories.
 import { parseArgs } from 'node:util';
-import { createLogger, isLogLevel } from '../lib/cni/log.ts';
+import { createLogger, isLogLevel, type Logger } from '../lib/cni/log.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { native } from '../lib/native/index.ts';
+import { completePendingReleases } from '../ipam/pending.ts';
 import { keepEtcdStores } from '../ipam/store/pool.ts';
 import type { RunPlugin } from './request.ts';
 import { type NsexecHelper, nsexecHelper } from './nsexec.ts';
 import { Daemon, type DaemonOptions } from './server.ts';
 
 export const DEFAULT_SOCKET = '/run/strand/cni.sock';
+/** strand-ipam's default dataDir (ipam/config.ts): the DaemonSet mounts it. */
+const DEFAULT_IPAM_DATA_DIR = '/var/lib/cni/networks';
 
 const USAGE = `usage: strand daemon [--socket PATH] [--max-requests N] [--max-connections N]
                      [--request-timeout S] [--read-timeout S] [--max-rss MIB]
                      [--grace S] [--log-level debug|info|warn|error]
+                     [--ipam-data-dir DIR]... [--pending-interval S]
        strand daemon status [--socket PATH]
 
   --socket           unix socket (default $STRAND_DAEMON_SOCKET or ${DEFAULT_SOCKET});
@@ -37,6 +43,10 @@ const USAGE = `usage: strand daemon [--socket PATH] [--max-requests N] [--max-co
   --max-rss          MiB of resident memory above which new requests get "busy" (default 400)
   --grace            seconds running requests get to finish on SIGTERM (default 20)
   --log-level        daemon log level on stderr (default info)
+  --ipam-data-dir    strand-ipam's node-local directory whose pending releases (DELs
+                     recorded while the store could not be used) the daemon completes;
+                     repeatable (default ${DEFAULT_IPAM_DATA_DIR})
+  --pending-interval seconds between two passes over those journals (default 15; 0: never)
 `;
 
 /** What the multi-call entry (cmd/main.ts) gives the daemon. */
@@ -57,7 +67,7 @@ function num(v: string | undefined, name: string, dflt: number, min: number): nu
 export function parseDaemonOptions(
   argv: string[],
   env: PluginIO['env'],
-): Omit<DaemonOptions, 'run' | 'isPlugin' | 'log'> & { graceMs: number; logLevel: string } {
+): Omit<DaemonOptions, 'run' | 'isPlugin' | 'log'> & { graceMs: number; logLevel: string; ipamDataDirs: string[]; pendingIntervalMs: number } {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -71,6 +81,8 @@ export function parseDaemonOptions(
       'max-rss': { type: 'string' },
       grace: { type: 'string' },
       'log-level': { type: 'string' },
+      'ipam-data-dir': { type: 'string', multiple: true },
+      'pending-interval': { type: 'string' },
     },
   });
   void positionals;
@@ -87,6 +99,8 @@ export function parseDaemonOptions(
     backlog: 512,
     graceMs: num(values.grace, 'grace', 20, 0) * 1000,
     logLevel,
+    ipamDataDirs: values['ipam-data-dir'] ?? [DEFAULT_IPAM_DATA_DIR],
+    pendingIntervalMs: num(values['pending-interval'], 'pending-interval', 15, 0) * 1000,
   };
 }
 
@@ -113,6 +127,34 @@ async function status(argv: string[], io: PluginIO): Promise<number> {
   });
   io.stdout.write(ok ? `strand daemon: ${path} accepts connections\n` : `strand daemon: ${path} does not accept connections\n`);
   return ok ? 0 : 1;
+}
+
+/**
+ * Completes the pending releases in the journals of `dataDirs` every `intervalMs` (a
+ * readdir per directory when nothing is pending), one pass at a time; `stop` waits for
+ * the pass in progress.
+ */
+function completePendingEvery(dataDirs: string[], intervalMs: number, log: Logger): { stop(): Promise<void> } {
+  if (intervalMs <= 0) return { stop: async () => undefined };
+  let pass: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (pass) return;
+    pass = completePendingReleases(dataDirs, { log })
+      .then((r) => {
+        if (r.completed.length) log.info(`completed ${r.completed.length} pending IPAM releases`);
+      })
+      .catch((e: unknown) => log.warn('completing pending IPAM releases failed', e))
+      .finally(() => {
+        pass = undefined;
+      });
+  }, intervalMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await pass;
+    },
+  };
 }
 
 export async function main(argv: string[], io: PluginIO, host: DaemonHost): Promise<number> {
@@ -168,6 +210,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
     return 1;
   }
   log.info(`serving ${o.socket} (pid ${process.pid}, warm-up ${(performance.now() - t0).toFixed(0)} ms)`);
+  const pending = completePendingEvery(o.ipamDataDirs, o.pendingIntervalMs, log);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -175,6 +218,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   });
   log.info(`${signal}: socket removed, ${daemon.inFlight} requests running, up to ${o.graceMs / 1000} s to finish`);
   const left = await daemon.stop(o.graceMs);
+  await pending.stop();
   if (left > 0) log.warn(`${left} requests still running after the grace period: their shims report code 999`);
   await stores.close();
   if (left === 0) helper?.remove(); // abandoned requests may still run it

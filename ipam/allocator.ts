@@ -6,7 +6,9 @@
 // contend with each other on the hot path. When its blocks are full it claims another;
 // when no block is free it borrows an address from another node's block (unless
 // strictAffinity). An empty block is released unless it is its owner's last block in
-// that range set. Every write to a block also writes the attachment record
+// that range set. With blockAffinity false (flat mode) blocks belong to no node (owner
+// SHARED_BLOCK_OWNER): every node allocates in any of them, each node starting at its
+// own block so that nodes seldom contend, and every allocation names its node. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
 import { formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
@@ -186,6 +188,16 @@ export function reservationIntervals(r: Reservations | undefined): Interval[] {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The owner of blocks that belong to no node (ipam.blockAffinity false); never a Kubernetes node name. */
+export const SHARED_BLOCK_OWNER = '*';
+
+/** A small stable number for a node name (FNV-1a), to spread nodes over shared blocks. */
+function nodeHash(node: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < node.length; i++) h = Math.imul(h ^ node.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
 /** One CNI GC decision about an attachment of this node that is not in the valid list. */
 export interface GcKept {
   containerId: string;
@@ -290,6 +302,11 @@ export class Allocator {
   blockPrefix(r: Range): number {
     const bs = this.config.blockSize[r.family];
     return Math.max(bs, r.subnet.prefix);
+  }
+
+  /** Who a new block of `node` belongs to: the node, or nobody (blockAffinity false). */
+  ownerFor(node: string): string {
+    return this.config.blockAffinity ? node : SHARED_BLOCK_OWNER;
   }
 
   /** The range set an address belongs to (by config), or -1. */
@@ -485,9 +502,10 @@ export class Allocator {
     holders: ReadonlyMap<string, Holder>,
   ): { op: WriteOp; ip: AllocatedIP } {
     const ipText = formatIP({ family: g.family, value: v });
-    const base: Block = { network: this.network, cidr: g.cidr, node, allocations: {} };
+    const owner = this.ownerFor(node);
+    const base: Block = { network: this.network, cidr: g.cidr, node: owner, allocations: {} };
     const allocations = Allocator.withHolders(base, holders);
-    allocations[ipText] = { containerId, ifname };
+    allocations[ipText] = owner === node ? { containerId, ifname } : { containerId, ifname, node };
     const block: Block = { ...base, allocations, last: ipText };
     return { op: { op: 'putBlock', block, prevRev: 0 }, ip: { set, ip: { family: g.family, value: v }, range, block: g.cidr } };
   }
@@ -562,10 +580,15 @@ export class Allocator {
     node: string,
   ): Promise<{ op: WriteOp; ip: AllocatedIP }> {
     const fresh = attempt > 0;
-    // 1. inside this node's blocks
-    const own = affinities.filter((a) => a.node === node).map((a) => a.cidr);
+    // 1. inside this node's blocks (shared blocks: all of them, from this node's own start)
+    const owner = this.ownerFor(node);
+    const own = affinities.filter((a) => a.node === owner).map((a) => a.cidr);
     const blocks = own.length ? await this.blocks(own, fresh) : [];
-    const sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => byLo(x.g, y.g));
+    let sorted = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom })).sort((x, y) => byLo(x.g, y.g));
+    if (owner !== node && sorted.length > 1) {
+      const k = nodeHash(node) % sorted.length;
+      sorted = [...sorted.slice(k), ...sorted.slice(0, k)];
+    }
     for (const { b, g } of sorted) {
       const spans = spansOf(rs, g, reserved);
       // After a conflict, start at a random point so concurrent requests on one node spread out.
@@ -601,7 +624,7 @@ export class Allocator {
     }
     // 3. borrow from another node's block
     if (!this.config.strictAffinity) {
-      const others = [...affinities.filter((a) => a.node !== node), ...ghosts.filter((a) => a.node !== '')].map((a) => a.cidr);
+      const others = [...affinities.filter((a) => a.node !== owner), ...ghosts.filter((a) => a.node !== '')].map((a) => a.cidr);
       const ob = others.length ? await this.blocks(others, true) : [];
       const start = ob.length ? Math.floor(this.random() * ob.length) : 0;
       for (let i = 0; i < ob.length; i++) {
@@ -715,13 +738,18 @@ export class Allocator {
   // -------------------------------------------------------------------------------
   // DEL, GC
 
-  /** Releases every address of (containerId, ifname); returns them. Idempotent. */
-  async release(containerId: string, ifname: string): Promise<string[]> {
+  /**
+   * Releases every address of (containerId, ifname); returns them. Idempotent. With
+   * `opts.node`, only while the attachment is recorded on that node (a pending release
+   * completed later must not touch an attachment of another node).
+   */
+  async release(containerId: string, ifname: string, opts: { node?: string } = {}): Promise<string[]> {
     return this.serial(() =>
       this.store.exclusive(this.network, async () => {
         const released: string[] = [];
         let att = await this.store.getAttachment(this.network, containerId, ifname);
         while (att) {
+          if (opts.node !== undefined && att.value.node !== opts.node) break;
           const first = att.value.ips[0];
           if (!first) {
             const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev, ips: [] }]);
@@ -921,7 +949,9 @@ export class Allocator {
                 (truth.get(ip) as { a: Versioned<Attachment> }).a.value.node,
                 (count.get((truth.get(ip) as { a: Versioned<Attachment> }).a.value.node) ?? 0) + 1,
               );
-          b.node = [...count.entries()].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))[0]?.[0] ?? b.node;
+          b.node = this.config.blockAffinity
+            ? ([...count.entries()].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))[0]?.[0] ?? b.node)
+            : SHARED_BLOCK_OWNER;
           for (const [ip, c] of placed) if (c === b.cidr) b.allocations[ip] = ref(b, (truth.get(ip) as { a: Versioned<Attachment> }).a.value);
           out.blocksCreated.push(b.cidr);
           out.restored.push(...Object.keys(b.allocations));

@@ -47,6 +47,7 @@ export const schemas = {
       dataDir: { type: 'string', minLength: 1 },
       nodeName: { type: 'string', minLength: 1 },
       strictAffinity: { type: 'boolean' },
+      blockAffinity: { type: 'boolean' },
       exclude: { type: 'array', items: { type: 'string' } },
       gcKeepLiveNetns: { type: 'boolean' },
       gcGracePeriod: {

@@ -719,6 +719,58 @@ export async function listRoutes(ns: Netns, filter: { version?: 4 | 6; table?: n
   return out;
 }
 
+// ================================================================ whole messages ====
+// For code that moves kernel state from one link to another without losing anything
+// (the flat mode's uplink takeover): dumps that keep every attribute the kernel sent, and
+// requests that send such a message back as it is (the caller sets the link and clears
+// what the kernel only reports).
+
+export type { AddrMessage, RouteMessage } from './codec/index.ts';
+
+/** RTM_GETADDR dump as whole messages, optionally of one link and one IP version. */
+export async function dumpAddrMessages(ns: Netns, filter: { index?: number; version?: 4 | 6 } = {}): Promise<AddrMessage[]> {
+  const req: RtnlRequest = { kind: 'addr', action: 'get', addr: filter.version ? { version: filter.version } : {} };
+  return (await dumpAll(ns, req, 'dumpAddrMessages')).flatMap((m) =>
+    m.kind === 'addr' && (filter.index === undefined || m.addr.index === filter.index) && (!filter.version || m.addr.version === filter.version)
+      ? [m.addr]
+      : [],
+  );
+}
+
+/** RTM_NEWADDR of a whole message (EEXIST when present, unless `replace`). */
+export async function newAddrMessage(ns: Netns, addr: AddrMessage, opts: { replace?: boolean } = {}): Promise<void> {
+  await requestOne(ns, { kind: 'addr', action: 'new', addr }, opts.replace ? { create: true, replace: true } : { create: true, excl: true }, 'newAddr');
+}
+
+/** RTM_DELADDR of a whole message. EADDRNOTAVAIL when the address is not there. */
+export async function delAddrMessage(ns: Netns, addr: AddrMessage): Promise<void> {
+  await requestOne(ns, { kind: 'addr', action: 'del', addr }, {}, 'delAddr');
+}
+
+/** RTM_GETROUTE dump of every table as whole messages, optionally of one IP version. */
+export async function dumpRouteMessages(ns: Netns, filter: { version?: 4 | 6 } = {}): Promise<RouteMessage[]> {
+  const req: RtnlRequest = { kind: 'route', action: 'get', route: filter.version ? { version: filter.version } : {} };
+  return (await dumpAll(ns, req, 'dumpRouteMessages')).flatMap((m) =>
+    m.kind === 'route' && (!filter.version || m.route.version === filter.version) ? [m.route] : [],
+  );
+}
+
+/**
+ * RTM_NEWROUTE of a whole message. `mode` 'excl' (default) fails with EEXIST on any route
+ * with the same key; 'replace' replaces it; 'add' (NLM_F_CREATE alone) adds next to a
+ * route with the same key and another next hop (IPv4: in front of it; IPv6: as another
+ * next hop of a gateway route) and fails with EEXIST only on an identical route.
+ */
+export async function newRouteMessage(ns: Netns, route: RouteMessage, mode: 'excl' | 'replace' | 'add' = 'excl'): Promise<void> {
+  const flags = mode === 'replace' ? { create: true, replace: true } : mode === 'add' ? { create: true } : { create: true, excl: true };
+  await requestOne(ns, { kind: 'route', action: 'new', route }, flags, 'newRoute');
+}
+
+/** RTM_DELROUTE of a whole message (the kernel deletes the route it matches). ESRCH when none. */
+export async function delRouteMessage(ns: Netns, route: RouteMessage): Promise<void> {
+  await requestOne(ns, { kind: 'route', action: 'del', route }, {}, 'delRoute');
+}
+
 /**
  * RTM_GETROUTE for one address (`ip route get <ip>`): the route the kernel would use to
  * reach it (its `oif` is the output link). ENETUNREACH when there is none.

@@ -480,6 +480,15 @@ export function tableLines(run: BenchRun): Line[] {
     if (b !== undefined)
       out.push({ what: 'datapath TCP_RR, veth+bridge pod vs host namespace', strand: '', reference: '', ratio: `${b.toFixed(2)}x`, goal: '' });
     if (mv !== undefined) out.push({ what: 'datapath TCP_RR, macvlan pod vs host namespace', strand: '', reference: '', ratio: `${mv.toFixed(2)}x`, goal: '' });
+    const fl = num(ratios['flatPodVsHost_tcpRr']);
+    if (fl !== undefined)
+      out.push({
+        what: 'datapath TCP_RR, flat mode: pod <-> pod vs host <-> host across nodes',
+        strand: '',
+        reference: '',
+        ratio: `${fl.toFixed(2)}x`,
+        goal: '',
+      });
   }
   return out;
 }

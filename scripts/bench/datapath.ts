@@ -10,17 +10,29 @@
 //   bridge pods BA, BB: veth into br0, 10.20.0.2/.3, default via 10.20.0.1
 //   macvlan pods MA, MB: macvlan (bridge mode) on m0, 10.10.0.10/.11
 //
+//   flat mode (docs/flat.md): a switch namespace (bridge), nodes F1, F2 whose uplink eth1
+//   (a veth into the switch) strand's takeover (agent/flat.ts) put into br0 with the
+//   node address 10.30.0.11/.12, pods FA on F1 and FB on F2 (veth into br0,
+//   10.30.0.101/.102 on the segment itself)
+//
 // Scenarios: host->peer (the node's own namespace: the baseline), bridge pod->peer,
-// macvlan pod->peer, bridge pod<->pod, macvlan pod<->pod. Every round runs every
-// scenario (order rotated per round); medians over rounds are reported with ratios
-// against the host baseline and macvlan against bridge. ipvlan is not measured: this
+// macvlan pod->peer, bridge pod<->pod, macvlan pod<->pod, and flat mode's host->host
+// across nodes (F1 -> F2: both through their br0) and pod->pod across nodes (FA -> FB).
+// Every round runs every scenario (order rotated per round); medians over rounds are
+// reported with ratios against the host baseline, macvlan against bridge, and flat
+// pod<->pod against flat host<->host. ipvlan is not measured: this
 // kernel has no ipvlan (the guest runs under TCG emulation, useless for timing).
 //
 // Two CPUs are shared with whatever else runs: client and server compete with it, so
 // read the ratios (same run, interleaved) rather than the absolute figures.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { takeover } from '../../agent/flat.ts';
+import { Netns } from '../../lib/netlink/netns.ts';
 
 const PORT = 11111;
 
@@ -54,7 +66,7 @@ function nsexec(ns: string, cmd: string, args: string[], timeoutMs: number): str
 }
 
 class Topology {
-  readonly p = `s8${randomBytes(2).toString('hex')}`;
+  readonly p = `${(process.env['STRAND_TEST_PREFIX'] ?? 's8').slice(0, 3)}${randomBytes(2).toString('hex')}`;
   private readonly made: string[] = [];
   readonly ns = {
     node: `${this.p}-n`,
@@ -63,6 +75,11 @@ class Topology {
     bb: `${this.p}-bb`,
     ma: `${this.p}-ma`,
     mb: `${this.p}-mb`,
+    fs: `${this.p}-fs`,
+    f1: `${this.p}-f1`,
+    f2: `${this.p}-f2`,
+    fa: `${this.p}-fa`,
+    fb: `${this.p}-fb`,
   };
 
   private addNs(name: string): void {
@@ -103,14 +120,49 @@ class Topology {
     });
   }
 
+  /** Flat mode: two nodes on a switch, each uplink taken over by strand into br0, a pod on each. */
+  async buildFlat(dir: string): Promise<void> {
+    const { fs, f1, f2, fa, fb } = this.ns;
+    for (const n of [fs, f1, f2, fa, fb]) this.addNs(n);
+    ip(['-n', fs, 'link', 'add', 'br0', 'type', 'bridge']);
+    ip(['-n', fs, 'link', 'set', 'br0', 'up']);
+    const nodes: Array<[string, string, string, string]> = [
+      [f1, '10.30.0.11', fa, '10.30.0.101'],
+      [f2, '10.30.0.12', fb, '10.30.0.102'],
+    ];
+    for (const [i, [n, addr, pod, podAddr]] of nodes.entries()) {
+      ip(['-n', n, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', `u${i}`, 'netns', fs]);
+      ip(['-n', fs, 'link', 'set', `u${i}`, 'master', 'br0', 'up']);
+      ip(['-n', n, 'addr', 'add', `${addr}/24`, 'dev', 'eth1']);
+      ip(['-n', n, 'link', 'set', 'eth1', 'up']);
+      const handle = Netns.open(`/run/netns/${n}`);
+      try {
+        const quiet = (): void => {};
+        await takeover(
+          handle,
+          { uplink: 'eth1', bridge: 'br0', record: `${dir}/${n}.json`, vlans: [] },
+          { log: { debug: quiet, info: quiet, warn: quiet, error: quiet } },
+        );
+      } finally {
+        handle.close();
+      }
+      ip(['-n', n, 'link', 'add', 'vf0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod]);
+      ip(['-n', n, 'link', 'set', 'vf0', 'master', 'br0', 'up']);
+      ip(['-n', pod, 'addr', 'add', `${podAddr}/24`, 'dev', 'eth0']);
+      ip(['-n', pod, 'link', 'set', 'eth0', 'up']);
+    }
+  }
+
   scenarios(): Scenario[] {
-    const { node, peer, ba, bb, ma, mb } = this.ns;
+    const { node, peer, ba, bb, ma, mb, f1, f2, fa, fb } = this.ns;
     return [
       { key: 'host', label: 'host ns -> peer', clientNs: node, serverNs: peer, serverIp: '10.10.0.2' },
       { key: 'bridgePod', label: 'veth+bridge pod -> peer', clientNs: ba, serverNs: peer, serverIp: '10.10.0.2' },
       { key: 'macvlanPod', label: 'macvlan pod -> peer', clientNs: ma, serverNs: peer, serverIp: '10.10.0.2' },
       { key: 'bridgePodPod', label: 'veth+bridge pod <-> pod', clientNs: ba, serverNs: bb, serverIp: '10.20.0.3' },
       { key: 'macvlanPodPod', label: 'macvlan pod <-> pod', clientNs: ma, serverNs: mb, serverIp: '10.10.0.11' },
+      { key: 'flatHostHost', label: 'flat host <-> host', clientNs: f1, serverNs: f2, serverIp: '10.30.0.12' },
+      { key: 'flatPodPod', label: 'flat pod <-> pod (2 nodes)', clientNs: fa, serverNs: fb, serverIp: '10.30.0.102' },
     ];
   }
 
@@ -219,13 +271,18 @@ async function main(): Promise<void> {
   execFileSync('sockperf', ['--version'], { stdio: 'ignore' });
 
   const topo = new Topology();
-  const cleanup = (): void => topo.destroy();
+  const dir = mkdtempSync(join(tmpdir(), 'strand-bench-flat-'));
+  const cleanup = (): void => {
+    topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
   process.once('SIGINT', () => {
     cleanup();
     process.exit(130);
   });
   try {
     topo.build();
+    await topo.buildFlat(dir);
     const scenarios = topo.scenarios();
     const samples = new Map<string, Measure[]>(scenarios.map((s) => [s.key, []]));
     for (let r = 0; r < rounds; r++) {
@@ -249,6 +306,9 @@ async function main(): Promise<void> {
       macvlanPodVsHost_udpRr: ratio('macvlanPod', 'host', 'udpRrTps'),
       bridgePodVsHost_tcpMBps: ratio('bridgePod', 'host', 'tcpMBps'),
       macvlanPodVsHost_tcpMBps: ratio('macvlanPod', 'host', 'tcpMBps'),
+      flatPodVsHost_tcpRr: ratio('flatPodPod', 'flatHostHost', 'tcpRrTps'),
+      flatPodVsHost_udpRr: ratio('flatPodPod', 'flatHostHost', 'udpRrTps'),
+      flatPodVsHost_tcpMBps: ratio('flatPodPod', 'flatHostHost', 'tcpMBps'),
     };
     const lines = [
       `bench:datapath  sockperf, ${seconds} s per measurement, median of ${rounds} rounds (64-byte ping-pong, 1400-byte TCP stream)`,
@@ -258,6 +318,7 @@ async function main(): Promise<void> {
         return `${s.label.padEnd(26)} ${m.tcpRrTps.toFixed(0).padStart(9)} ${m.tcpLatUs.toFixed(2).padStart(7)} ${m.tcpP99Us.toFixed(2).padStart(7)} ${m.udpRrTps.toFixed(0).padStart(9)} ${m.udpLatUs.toFixed(2).padStart(7)} ${m.tcpMBps.toFixed(0).padStart(9)}`;
       }),
       `TCP_RR vs host ns: veth+bridge pod ${pct(ratios.bridgePodVsHost_tcpRr)}, macvlan pod ${pct(ratios.macvlanPodVsHost_tcpRr)}; macvlan vs bridge: pod->peer x${ratios.macvlanVsBridgePod_tcpRr}, pod<->pod x${ratios.macvlanVsBridgePodPod_tcpRr}`,
+      `flat mode, across nodes, pod<->pod vs host<->host: TCP_RR ${pct(ratios.flatPodVsHost_tcpRr)}, UDP_RR ${pct(ratios.flatPodVsHost_udpRr)}, TCP stream ${pct(ratios.flatPodVsHost_tcpMBps)}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
     if (values.json) {

@@ -1,7 +1,14 @@
-// struct ifaddrmsg + IFA_* attributes: interface addresses, IPv4 and IPv6. Pure, no I/O.
+// struct ifaddrmsg + IFA_* attributes: interface addresses, IPv4 and IPv6. Attributes
+// this codec does not name are kept verbatim in `extra`. Pure, no I/O.
 
-import { attrIp, attrStr, attrU32, bytesToIp, CodecError, familyOf, formatAttr, parseAttrs, str, u32, versionOf } from './attr.ts';
+import { type Attr, attrIp, attrStr, attrU32, bytesToIp, CodecError, familyOf, formatAttr, parseAttrs, str, u32, versionOf } from './attr.ts';
 import * as K from './constants.ts';
+
+/** Keeps an attribute this codec does not name. */
+function keep(o: { extra?: Attr[] }, a: Attr): void {
+  if (o.extra) o.extra.push(a);
+  else o.extra = [a];
+}
 
 /** Address flag bits by meaning (ifa_flags / IFA_FLAGS). */
 export const AddrFlag = {
@@ -41,6 +48,12 @@ export interface AddrMessage {
   label?: string;
   broadcast?: string;
   cacheinfo?: AddrCacheInfo;
+  /** IFA_RT_PRIORITY: the metric of the address's prefix route. */
+  rtPriority?: number;
+  /** IFA_PROTO: who added the address. */
+  proto?: number;
+  /** Attributes this codec does not name, verbatim. */
+  extra?: Attr[];
 }
 
 export function parseAddrMessage(buf: Buffer): { value: AddrMessage; consumed: number } {
@@ -72,7 +85,16 @@ export function parseAddrMessage(buf: Buffer): { value: AddrMessage; consumed: n
         break;
       case K.IFA_CACHEINFO:
         if (v.length >= 16) m.cacheinfo = { preferred: v.readUInt32LE(0), valid: v.readUInt32LE(4), created: v.readUInt32LE(8), updated: v.readUInt32LE(12) };
+        else keep(m, a);
         break;
+      case K.IFA_RT_PRIORITY:
+        m.rtPriority = u32(v);
+        break;
+      case K.IFA_PROTO:
+        m.proto = v.readUInt8(0);
+        break;
+      default:
+        keep(m, a);
     }
   }
   return { value: m, consumed: buf.length };
@@ -102,5 +124,8 @@ export function formatAddrMessage(m: AddrMessage): Buffer {
     c.writeUInt32LE(m.cacheinfo.updated >>> 0, 12);
     out.push(formatAttr(K.IFA_CACHEINFO, c));
   }
+  if (m.rtPriority !== undefined) out.push(attrU32(K.IFA_RT_PRIORITY, m.rtPriority));
+  if (m.proto !== undefined) out.push(formatAttr(K.IFA_PROTO, Buffer.from([m.proto & 0xff])));
+  if (m.extra) for (const a of m.extra) out.push(formatAttr(a.type, a.value, a.nested));
   return Buffer.concat(out);
 }

@@ -16,6 +16,29 @@ const RTM_SETNEIGHTBL = 67;
 const IFLA_INET_CONF = 1;
 /** include/uapi/linux/ip.h: IPV4_DEVCONF_FORWARDING = 1, MC_FORWARDING, PROXY_ARP */
 export const IPV4_DEVCONF_PROXY_ARP = 3;
+/**
+ * IPV4_DEVCONF_* (include/uapi/linux/ip.h) by the name of the sysctl it is
+ * (net.ipv4.conf.<link>.<name>), for the integer settings a link's configuration is
+ * copied with (agent/flat.ts).
+ */
+const IPV4_DEVCONF_BY_SYSCTL: Readonly<Record<string, number>> = {
+  forwarding: 1, // IPV4_DEVCONF_FORWARDING
+  proxy_arp: IPV4_DEVCONF_PROXY_ARP,
+  accept_redirects: 4, // IPV4_DEVCONF_ACCEPT_REDIRECTS
+  send_redirects: 6, // IPV4_DEVCONF_SEND_REDIRECTS
+  rp_filter: 8, // IPV4_DEVCONF_RP_FILTER
+  arp_filter: 13, // IPV4_DEVCONF_ARPFILTER
+  arp_announce: 18, // IPV4_DEVCONF_ARP_ANNOUNCE
+  arp_ignore: 19, // IPV4_DEVCONF_ARP_IGNORE
+  arp_notify: 22, // IPV4_DEVCONF_ARP_NOTIFY
+  accept_local: 23, // IPV4_DEVCONF_ACCEPT_LOCAL
+  route_localnet: 26, // IPV4_DEVCONF_ROUTE_LOCALNET
+};
+
+/** The IPV4_DEVCONF_* number of sysctl net.ipv4.conf.<link>.`name`, or undefined when there is none here. */
+export function ipv4DevconfOf(name: string): number | undefined {
+  return Object.hasOwn(IPV4_DEVCONF_BY_SYSCTL, name) ? IPV4_DEVCONF_BY_SYSCTL[name] : undefined;
+}
 const NDTA_NAME = 1;
 const NDTA_PARMS = 6;
 const NDTPA_IFINDEX = 1;

@@ -266,7 +266,15 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
   const mtuFile = join(c.dir, 'pod-mtu');
   writeFileSync(mtuFile, '1500\n');
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
+  // strand-ipam's node-local state (the journal of pending releases) in the test's directory
+  const ipamDir = join(c.dir, 'ipam');
+  writeFileSync(
+    template,
+    text
+      .replace('"type": "strand-bridge"', `"type": "${main}"`)
+      .replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile))
+      .replace('"type": "strand-ipam",', `"type": "strand-ipam", "dataDir": ${JSON.stringify(ipamDir)},`),
+  );
   const install = () =>
     execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
       env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
@@ -308,7 +316,7 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       execFileSync('nsenter', [`--net=/run/netns/${host}`, strand, 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'], {
         encoding: 'utf8',
       }),
-    ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
+    ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }>; pendingRelease?: { since: string } }>;
   const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
   // strand's loopback brought lo up in every pod (containerd runs it before the conflist)
   for (const p of pods) expect(c.inPod(p.netns, ['ip', '-o', 'link', 'show', 'lo'])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
@@ -327,24 +335,74 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   }
   hostPod.server.kill('SIGKILL');
 
+  const all = [...pods];
+  if (main === 'strand-bridge') {
+    // a pod deleted while etcd is stopped: the sandbox goes at once, its release is
+    // recorded on the node and its address stays allocated until etcd is back
+    const gone = pods.shift() as Pod;
+    process.kill(etcd.pid, 'SIGSTOP');
+    try {
+      const t0 = Date.now();
+      await c.cri().stopPodSandbox(gone.id);
+      await c.cri().removePodSandbox(gone.id);
+      const ms = Date.now() - t0;
+      console.log(`sandbox stopped and removed in ${ms} ms with etcd stopped`);
+      expect(ms).toBeLessThan(10_000);
+      expect((await c.cri().listPodSandbox()).map((x) => x.id)).not.toContain(gone.id);
+      expect(readdirSync(join(ipamDir, '.strand-ipam-pending')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
+    } finally {
+      process.kill(etcd.pid, 'SIGCONT');
+    }
+    expect(ipamLs().find((r) => r.containerId === gone.id)?.pendingRelease?.since).toMatch(/^\d{4}-/);
+  }
+
+  // the other pods' DELs (strand-ipam calls on this node) complete the pending release too
   await removePods(c, host, pods, ['strand0', 'lo']);
   expect(ipamLs()).toEqual([]);
   const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
-  for (const p of pods) expect(keys).not.toContain(p.id);
+  for (const p of all) expect(keys).not.toContain(p.id);
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
-  for (const p of pods) expect(nat).not.toContain(p.ip);
+  for (const p of all) expect(nat).not.toContain(p.ip);
   expect(nat).not.toContain('CNI-DN-');
   if (d) {
     // every call of the chain (loopback, strand-bridge, strand-portmap) went through the
-    // daemon and was served; then, the daemon stopped, pods come up through the fallback
-    const calls = await settled(d, 2 * pods.length);
-    expect(calls.filter((o) => o === 'strand-bridge ADD: done 0')).toHaveLength(pods.length);
-    expect(calls.filter((o) => o.startsWith('strand-bridge DEL')).length).toBeGreaterThanOrEqual(pods.length);
+    // daemon and was served (the DEL while etcd was stopped too: it succeeded); then, the daemon stopped, pods come up through the fallback
+    const calls = await settled(d, 2 * all.length);
+    expect(calls.filter((o) => o === 'strand-bridge ADD: done 0')).toHaveLength(all.length);
+    expect(calls.filter((o) => o.startsWith('strand-bridge DEL')).length).toBeGreaterThanOrEqual(all.length);
     expect(calls.filter((o) => !o.endsWith(': done 0'))).toEqual([]);
     await d.stop(5000);
     const fallback = await runPods(c, `${prefix}f`, '10.244.', '10.244.0.1');
     await removePods(c, host, fallback, ['strand0', 'lo']);
     expect(ipamLs()).toEqual([]);
+  }
+  if (main === 'strand-bridge') {
+    // the uninstall: nothing of strand's stays on the node, and etcd forgets the node
+    const un = execFileSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${host}`,
+        join(c.cniBinDir, 'strand'),
+        'install',
+        '--uninstall',
+        '--node-state',
+        `--bin-dir=${c.cniBinDir}`,
+        `--conf-dir=${c.cniConfDir}`,
+        `--agent-state-file=${join(c.dir, 'run', 'agent.json')}`,
+        `--pod-mtu-file=${mtuFile}`,
+        `--log-dir=${join(c.dir, 'log')}`,
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    );
+    expect(un).toBe('');
+    expect(linkNames(host)).toEqual(['lo']);
+    expect(readdirSync(c.cniBinDir)).toEqual([]);
+    expect(readdirSync(c.cniConfDir)).toEqual([]);
+    expect(existsSync(mtuFile)).toBe(false);
+    expect(readdirSync(ipamDir)).toEqual([]);
+    const after = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+    expect(after).not.toMatch(/CNI-|strand/);
+    expect(etcd.etcdctl(['get', '--prefix', '/strand', '--keys-only']).trim()).toBe('');
   }
   await etcd.stop();
   etcd = undefined;
@@ -371,7 +429,7 @@ async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod
 }
 
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`through strand daemon, then with the daemon stopped through the fallback: ${PODS} pods each, nothing left`, async () => {
+  it(`through strand daemon (a pod deleted while etcd is stopped too), then with the daemon stopped through the fallback: ${PODS} pods each, nothing left, the node-state uninstall leaves nothing of strand's`, async () => {
     const d = new TestDaemon();
     try {
       await strandIpamCase('strand-bridge', 31130, d);
@@ -380,7 +438,7 @@ describe('containerd CRI with strand-ipam on etcd, installed by `strand install`
     }
   });
 
-  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; a pod deleted while etcd is stopped goes at once and its address is released once etcd is back; removal leaves no links, no IPAM records, no rules, no shims, no mounts; the node-state uninstall leaves nothing of strand's`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
@@ -413,6 +471,7 @@ function nodeDirs(c: Containerd, configMapData: Record<string, string>, tlsDir?:
     'etcd-tls': tlsDir ?? join(node, 'no-secret'),
     'strand-run': join(node, 'run/strand'),
     'cni-log': join(node, 'var/log/strand'),
+    'cni-ipam': join(node, 'var/lib/cni/networks'),
   };
   for (const d of Object.values(volumes)) mkdirSync(d, { recursive: true });
   for (const [k, v] of Object.entries(configMapData)) writeFileSync(join(volumes['config']!, k), v);
@@ -692,7 +751,7 @@ describe('the daemon container of the DaemonSet, run through the CRI as the kube
       ...nodeDirs(c, data, certs.client),
       'cni-bin': c.cniBinDir,
       'cni-conf': c.cniConfDir,
-      'ipam-data': ipamData,
+      'cni-ipam': ipamData,
       'strand-run': runDir,
     };
     // The DaemonSet mounts each directory at the node's path; the node's paths are temp

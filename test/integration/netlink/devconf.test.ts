@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { setArpProxyDelay, setProxyArp } from '../../../lib/netlink/devconf.ts';
+import { isIpv4Conf, setArpProxyDelay, setIpv4Conf, setProxyArp } from '../../../lib/netlink/devconf.ts';
 import * as rtnl from '../../../lib/netlink/rtnl.ts';
 import { nsExec } from '../../helpers/netns.ts';
 import { errorOf, useNamespaces } from './env.ts';
@@ -7,7 +7,7 @@ import { errorOf, useNamespaces } from './env.ts';
 // IPv4 device settings over rtnetlink (what the agent uses where /proc/sys is read-only):
 // the kernel's view is read back from /proc/sys, the sysctls they stand for.
 
-describe('proxy_arp and proxy_delay over rtnetlink', () => {
+describe('IPv4 device settings and proxy_delay over rtnetlink', () => {
   const env = useNamespaces();
   const sysctl = (path: string) => nsExec(env.hostName, 'cat', [`/proc/sys/${path}`]).trim();
 
@@ -41,5 +41,35 @@ describe('proxy_arp and proxy_delay over rtnetlink', () => {
     expect(await errorOf(() => setArpProxyDelay(env.host, 99999, 0))).toMatchObject({ op: 'setArpProxyDelay' });
     expect(await errorOf(() => setProxyArp(env.host, 0, true))).toMatchObject({ code: 'EINVAL', op: 'setProxyArp' });
     expect(await errorOf(() => setArpProxyDelay(env.host, 1, -1))).toMatchObject({ code: 'EINVAL', op: 'setArpProxyDelay' });
+  });
+
+  it('setIpv4Conf: each IPv4 setting flat mode copies lands in its own sysctl, of that link only', async () => {
+    await rtnl.newLink(env.host, { name: 'br0', up: true, info: { kind: 'bridge' } });
+    await rtnl.newLink(env.host, { name: 'br1', up: true, info: { kind: 'bridge' } });
+    const index = (await rtnl.getLink(env.host, 'br0')).index;
+    const values: Record<string, number> = {
+      forwarding: 1,
+      proxy_arp: 1,
+      accept_redirects: 0,
+      send_redirects: 0,
+      rp_filter: 2,
+      arp_filter: 1,
+      arp_announce: 2,
+      arp_ignore: 1,
+      arp_notify: 1,
+      accept_local: 1,
+      route_localnet: 1,
+    };
+    const read = (link: string) => Object.fromEntries(Object.keys(values).map((k) => [k, Number(sysctl(`net/ipv4/conf/${link}/${k}`))]));
+    const others = read('br1');
+    expect(read('br0')).not.toEqual(values);
+    for (const [k, v] of Object.entries(values)) {
+      expect(isIpv4Conf(k), k).toBe(true);
+      await setIpv4Conf(env.host, index, k, v);
+    }
+    expect(read('br0')).toEqual(values);
+    expect(read('br1')).toEqual(others);
+    expect(isIpv4Conf('accept_ra')).toBe(false);
+    expect(await errorOf(() => setIpv4Conf(env.host, index, 'accept_ra', 0))).toMatchObject({ code: 'EINVAL', op: 'setIpv4Conf' });
   });
 });

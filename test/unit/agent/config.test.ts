@@ -2,7 +2,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentConfigError, DEFAULT_STATE_FILE, loadAgentConfig, parseAgentConfig, parseDuration, STRAND_ROUTE_PROTOCOL } from '../../../agent/config.ts';
+import {
+  AgentConfigError,
+  DEFAULT_STATE_FILE,
+  DEFAULT_TAKEOVER_RECORD,
+  flatRecordOf,
+  loadAgentConfig,
+  loadRawConfig,
+  parseAgentConfig,
+  parseDuration,
+  STRAND_ROUTE_PROTOCOL,
+} from '../../../agent/config.ts';
 import { vtepMacFor } from '../../../agent/dataplane.ts';
 import { formatState, readiness, readState, STATE_VERSION, writeState, type AgentState } from '../../../agent/status.ts';
 
@@ -26,6 +36,55 @@ function fails(fn: () => unknown): AgentConfigError {
   }
   throw new Error('did not fail');
 }
+
+describe('agent config: mode flat', () => {
+  it('takes the uplink from --uplink or "flat", with bridge br0 and the record in /run/strand by default', () => {
+    const c = loadAgentConfig(
+      new Map([
+        ['etcd-endpoints', 'http://127.0.0.1:2379'],
+        ['mode', 'flat'],
+        ['uplink', 'eth0'],
+        ['network', 'flatnet'],
+      ]),
+      {},
+    );
+    expect(c.mode).toBe('flat');
+    expect(c.flat).toEqual({ uplink: 'eth0', bridge: 'br0', record: DEFAULT_TAKEOVER_RECORD, vlans: [] });
+    const d = parseAgentConfig(
+      { etcd, mode: 'flat', networks: ['n'], flat: { uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [200, 100, 200] } },
+      {},
+    );
+    expect(d.flat).toEqual({ uplink: 'ens3', bridge: 'brflat', record: '/tmp/x.json', vlans: [100, 200] });
+    const f = loadAgentConfig(
+      new Map([
+        ['etcd-endpoints', 'http://127.0.0.1:2379'],
+        ['mode', 'flat'],
+        ['uplink', 'eth0'],
+        ['network', 'n'],
+        ['flat-vlans', '30,20'],
+      ]),
+      {},
+    );
+    expect(f.flat?.vlans).toEqual([20, 30]);
+    expect(parseAgentConfig({ etcd }, {}).flat).toBeUndefined();
+  });
+
+  it('refuses a flat mode without uplink or networks, flat settings in another mode, bad names, unknown keys', () => {
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat' }, {})).field).toBe('flat');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0' } }, {})).field).toBe('networks');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: {} }, {})).field).toBe('flat.uplink');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'host-gw', flat: { uplink: 'eth0' } }, {})).field).toBe('flat');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'a-name-far-too-long' } }, {})).field).toBe('flat.uplink');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', bridge: 'eth0' } }, {})).field).toBe('flat.bridge');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', bond: 'x' } }, {})).field).toBe('flat.bond');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'flat', flat: { uplink: 'eth0', vlans: [1] } }, {})).field).toBe('flat.vlans[0]');
+  });
+
+  it('--restore needs only the record path (no etcd)', () => {
+    expect(flatRecordOf(loadRawConfig(new Map()))).toBe(DEFAULT_TAKEOVER_RECORD);
+    expect(flatRecordOf(loadRawConfig(new Map([['flat-record', '/tmp/r.json']])))).toBe('/tmp/r.json');
+  });
+});
 
 describe('agent config', () => {
   it('has defaults and takes the node name from the environment like strand-ipam', () => {
@@ -67,6 +126,32 @@ describe('agent config', () => {
     expect(() => parseAgentConfig({ etcd, reconcileStuckAfter: 'soon' }, {})).toThrow(/reconcileStuckAfter/);
   });
 
+  it("ipamDataDir from the --cni-conf's ipam.dataDir (else the default), nodeReleaseAfter as a duration or never", () => {
+    const d = tmp();
+    const conf = (ipam: Record<string, unknown>): string => {
+      const f = join(d, `ipam-${Object.keys(ipam).join('-')}.conflist`);
+      writeFileSync(
+        f,
+        JSON.stringify({
+          cniVersion: '1.0.0',
+          name: 'n',
+          plugins: [{ type: 'strand-bridge', ipam: { type: 'strand-ipam', etcd: { endpoints: 'http://10.0.0.1:2379' }, ...ipam } }],
+        }),
+      );
+      return f;
+    };
+    expect(loadAgentConfig(new Map([['cni-conf', conf({ dataDir: '/srv/ipam' })]]), {})).toMatchObject({
+      ipamDataDir: '/srv/ipam',
+      nodeReleaseAfterMs: 3_600_000,
+    });
+    expect(loadAgentConfig(new Map([['cni-conf', conf({})]]), {}).ipamDataDir).toBe('/var/lib/cni/networks');
+    const flags = (extra: Array<[string, string]>): Map<string, string> => new Map([['cni-conf', conf({ dataDir: '/srv/ipam' })], ...extra]);
+    expect(loadAgentConfig(flags([['ipam-data-dir', '/x']]), {}).ipamDataDir).toBe('/x');
+    expect(loadAgentConfig(flags([['node-release-after', '2h']]), {}).nodeReleaseAfterMs).toBe(7_200_000);
+    expect(loadAgentConfig(flags([['node-release-after', 'never']]), {}).nodeReleaseAfterMs).toBeUndefined();
+    expect(() => loadAgentConfig(flags([['node-release-after', 'soon']]), {})).toThrow(/^nodeReleaseAfter: invalid duration/);
+  });
+
   it('merges --cni-conf, --config and flags, flags last', () => {
     const d = tmp();
     writeFileSync(
@@ -106,7 +191,7 @@ describe('agent config', () => {
 
   it('names the field at fault', () => {
     expect(fails(() => parseAgentConfig({}, {})).field).toBe('etcd');
-    expect(fails(() => parseAgentConfig({ etcd, mode: 'bgp' }, {})).message).toBe('mode: must be "host-gw" or "vxlan", not "bgp"');
+    expect(fails(() => parseAgentConfig({ etcd, mode: 'bgp' }, {})).message).toBe('mode: must be "host-gw", "vxlan" or "flat", not "bgp"');
     expect(fails(() => parseAgentConfig({ etcd, vxlan: { vni: 0 } }, {})).field).toBe('vxlan.vni');
     expect(fails(() => parseAgentConfig({ etcd, vxlan: { device: 'a-name-far-too-long' } }, {})).field).toBe('vxlan.device');
     expect(fails(() => parseAgentConfig({ etcd, nodeIP: ['10.0.0.1', '10.0.0.2'] }, {})).field).toBe('nodeIP[1]');

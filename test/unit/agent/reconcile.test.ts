@@ -232,6 +232,24 @@ describe('desiredState: vxlan', () => {
   });
 });
 
+describe('desiredState: flat', () => {
+  it('routes nothing and turns on proxy ARP nowhere, whatever blocks and borrowed addresses etcd holds', () => {
+    const view = cluster([
+      node('a', '192.168.1.10', { mode: 'flat' }),
+      node('b', '192.168.1.11', { mode: 'flat' }),
+      affinity('net', '192.168.1.64/26', 'b'),
+      block('net', '192.168.1.64/26', 'b', { '192.168.1.70': { containerId: 'x', ifname: 'eth0', node: 'a' } }),
+    ]);
+    const d = desiredState(view, hostGw({ mode: 'flat', links: [{ name: 'br0', addresses: ['192.168.1.10/24'] }] }));
+    expect(d.routes).toEqual([]);
+    expect(d.podLinks).toEqual([]);
+    expect(d.orphanBlocks).toEqual([]);
+    expect(d.problems).toEqual([]);
+    expect(d.peers.map((p) => p.name)).toEqual(['b']);
+    expect(plan(d, { routes: [], fdb: [], neighs: [] })).toEqual([]);
+  });
+});
+
 describe('plan', () => {
   const view = cluster([node('b', '192.168.2.10', { mode: 'vxlan', vtepMac: '02:00:00:00:00:0b' }), affinity('net', '10.244.0.64/26', 'b')]);
 

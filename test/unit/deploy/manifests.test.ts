@@ -134,7 +134,7 @@ describe('manifests: what strand relies on', () => {
       'cni-conf': '/etc/cni/net.d',
       'strand-run': '/run/strand',
       'cni-log': '/var/log/strand',
-      'ipam-data': '/var/lib/cni/networks',
+      'cni-ipam': '/var/lib/cni/networks',
     });
     // the plugins' default log directory exists on the node once the pod starts
     expect(pod.volumes.find((v: any) => v.name === 'cni-log').hostPath).toEqual({ path: dirname(DEFAULT_LOG_FILE), type: 'DirectoryOrCreate' });
@@ -168,7 +168,7 @@ describe('manifests: what strand relies on', () => {
     // mounted where the installer's --host-conf-dir says, so the TLS paths in the
     // conflist are valid for the agent too; the agent only reads it
     const mounts = mountsOf(agent);
-    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run']);
+    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run', 'cni-ipam']);
     expect(mounts['cni-conf']).toMatchObject({ mountPath: flag(inst, 'host-conf-dir'), readOnly: true });
     // the pod MTU file: where the agent writes it (default) is where strand-bridge reads it
     const runDir = pod.volumes.find((v: any) => v.name === 'strand-run').hostPath.path;
@@ -177,6 +177,12 @@ describe('manifests: what strand relies on', () => {
     const cfgOf = loadAgentConfig(new Map([['etcd-endpoints', 'http://127.0.0.1:2379']]), {});
     expect(JSON.parse(cm.data['conflist.template']).plugins[0].mtuFile).toBe(cfgOf.podMtuFile);
     expect(cfgOf.podMtuFile.startsWith(`${runDir}/`)).toBe(true);
+    // strand-ipam's node-local directory (its journal of pending releases) where the
+    // plugins keep it (the conflist sets no dataDir) and the agent looks (its default)
+    const ipamDir = pod.volumes.find((v: any) => v.name === 'cni-ipam').hostPath.path;
+    expect(JSON.parse(cm.data['conflist.template']).plugins[0].ipam.dataDir).toBeUndefined();
+    expect(mounts['cni-ipam'].mountPath).toBe(ipamDir);
+    expect(cfgOf.ipamDataDir).toBe(ipamDir);
     expect(flag(agent, 'cni-conf')).toBe(`${mounts['cni-conf'].mountPath}/${flag(inst, 'conf-name') ?? '10-strand.conflist'}`);
     const env = envOf(agent);
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');
@@ -207,7 +213,7 @@ describe('manifests: what strand relies on', () => {
     const mounts = mountsOf(daemon);
     // the socket's directory, CNI_PATH, the conflist's TLS files and the local IPAM store
     // are at the node's paths: the daemon and the standalone fallback see the same files
-    for (const vol of ['strand-run', 'cni-bin', 'cni-conf', 'ipam-data', 'cni-log']) expect(mounts[vol]?.mountPath, vol).toBe(hostPathOf(vol));
+    for (const vol of ['strand-run', 'cni-bin', 'cni-conf', 'cni-ipam', 'cni-log']) expect(mounts[vol]?.mountPath, vol).toBe(hostPathOf(vol));
     expect(hostPathOf('strand-run')).toBe(DEFAULT_SOCKET.slice(0, DEFAULT_SOCKET.lastIndexOf('/')));
     expect(mounts['cni-bin'].readOnly).toBe(true);
     expect(daemon.readinessProbe.exec.command).toEqual(['/strand', 'daemon', 'status']);

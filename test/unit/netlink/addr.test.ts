@@ -67,3 +67,20 @@ describe('ifaddrmsg requests', () => {
     expect(() => formatAddrMessage({ prefixLen: 24, index: 1, local: '10.0.0.1' })).toThrow(/needs a version/);
   });
 });
+
+describe('ifaddrmsg: prefix-route metric, protocol and unnamed attributes', () => {
+  it('round-trip', () => {
+    const m: AddrMessage = {
+      version: 6,
+      prefixLen: 64,
+      flags: AddrFlag.noPrefixRoute,
+      scope: 0,
+      index: 4,
+      address: 'fd00:1::5',
+      rtPriority: 300,
+      proto: 3,
+      extra: [{ type: 10, nested: false, value: Buffer.from([1, 0, 0, 0]) }],
+    };
+    expect(parseAddrMessage(formatAddrMessage(m)).value).toEqual(m);
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CodecError, formatArpProxyDelaySet, formatInetConfSet, IPV4_DEVCONF_PROXY_ARP } from '../../../lib/netlink/codec/index.ts';
+import { CodecError, formatArpProxyDelaySet, formatInetConfSet, ipv4DevconfOf, IPV4_DEVCONF_PROXY_ARP } from '../../../lib/netlink/codec/index.ts';
 
 // The two requests byte for byte, laid out from the kernel's structs (include/uapi:
 // nlmsghdr, ifinfomsg, ndtmsg, nlattr); the integration test shows the kernel takes them.
@@ -40,5 +40,12 @@ describe('codec: IPv4 device settings over rtnetlink', () => {
     expect(() => formatInetConfSet(1, new Map([[0, 1]]), 1)).toThrow(/out of range/);
     expect(() => formatArpProxyDelaySet(1, 1.5, 1)).toThrow(/out of range/);
     expect(() => formatArpProxyDelaySet(-3, 0, 1)).toThrow(/out of range/);
+  });
+
+  it('IPV4_DEVCONF_* by sysctl name (include/uapi/linux/ip.h), nothing for other names', () => {
+    const uapi = { forwarding: 1, proxy_arp: 3, accept_redirects: 4, send_redirects: 6, rp_filter: 8, arp_filter: 13, arp_announce: 18 };
+    const more = { arp_ignore: 19, arp_notify: 22, accept_local: 23, route_localnet: 26 };
+    for (const [name, id] of Object.entries({ ...uapi, ...more })) expect(ipv4DevconfOf(name), name).toBe(id);
+    for (const name of ['accept_ra', 'mc_forwarding', 'toString', '__proto__', '']) expect(ipv4DevconfOf(name), name).toBeUndefined();
   });
 });

@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { formatRouteMessage, parseRouteMessage, Protocol, RouteType, type RouteMessage, Scope, Table } from '../../../lib/netlink/codec/index.ts';
+import {
+  formatRouteMessage,
+  parseAttrs,
+  parseRouteMessage,
+  Protocol,
+  RouteFlag,
+  RouteType,
+  type RouteMessage,
+  Scope,
+  Table,
+} from '../../../lib/netlink/codec/index.ts';
 import { dataOf, indexByName, kernelFixture, WHERE } from './fixtures.ts';
 
 interface IpRoute {
@@ -95,5 +105,86 @@ describe('rtmsg requests', () => {
 
   it('refuses a gateway of the other family', () => {
     expect(() => formatRouteMessage({ version: 6, gateway: '10.0.0.1' })).toThrow(/not IPv6/);
+  });
+});
+
+describe('rtmsg: every attribute a route can carry survives parse and format', () => {
+  it('multipath next hops (gateway, flags, weight, unnamed attributes) round-trip', () => {
+    const m: RouteMessage = {
+      version: 4,
+      dstLen: 24,
+      dst: '10.9.0.0',
+      srcLen: 0,
+      tos: 0,
+      table: 254,
+      protocol: 4,
+      scope: 0,
+      type: 1,
+      flags: 0,
+      multipath: [
+        { oif: 3, flags: 0, hops: 0, gateway: '192.168.1.1' },
+        {
+          oif: 7,
+          flags: RouteFlag.onlink,
+          hops: 4,
+          gateway: '192.168.2.1',
+          flow: 5,
+          extra: [{ type: 18, nested: false, value: Buffer.from([2, 0, 10, 0, 0, 1]) }],
+        },
+      ],
+    };
+    const back = roundTrip(m);
+    expect(back).toEqual(m);
+    // the rtnexthop header: length, flags, hops, ifindex
+    const mp = parseAttrs(formatRouteMessage(m).subarray(12)).find((a) => a.type === 9)?.value;
+    expect(mp && [mp.readUInt16LE(0), mp.readUInt8(2), mp.readUInt8(3), mp.readInt32LE(4)]).toEqual([16, 0, 0, 3]);
+    expect(mp && [mp.readUInt8(16 + 2), mp.readUInt8(16 + 3), mp.readInt32LE(16 + 4)]).toEqual([RouteFlag.onlink, 4, 7]);
+  });
+
+  it('every numeric metric and the congestion control name', () => {
+    const metrics = {
+      lock: 2,
+      mtu: 1400,
+      window: 3,
+      rtt: 4,
+      rttvar: 5,
+      ssthresh: 6,
+      cwnd: 7,
+      advmss: 1360,
+      reordering: 9,
+      hoplimit: 10,
+      initcwnd: 11,
+      features: 1,
+      rtoMin: 13,
+      initrwnd: 14,
+      quickack: 1,
+      ccAlgo: 'cubic',
+      fastopenNoCookie: 1,
+    };
+    expect(roundTrip({ version: 6, dstLen: 0, table: 254, metrics }).metrics).toEqual(metrics);
+  });
+
+  it('keeps unnamed attributes verbatim, and reads the cache info, expiry, realms and nexthop id', () => {
+    const m: RouteMessage = {
+      version: 6,
+      dstLen: 64,
+      dst: 'fd00:1::',
+      srcLen: 0,
+      tos: 0,
+      table: 254,
+      protocol: 4,
+      scope: 0,
+      type: 1,
+      flags: 0,
+      nhId: 12,
+      flow: 3,
+      expires: 600,
+      cacheinfo: { clntref: 0, lastuse: 0, expires: 29_900, error: 0, used: 0, id: 0, ts: 0, tsage: 0 },
+      extra: [
+        { type: 16, nested: false, value: Buffer.from([1, 0, 0, 0]) },
+        { type: 22, nested: true, value: Buffer.from([8, 0, 1, 0, 1, 2, 3, 4]) },
+      ],
+    };
+    expect(roundTrip(m)).toEqual(m);
   });
 });
