@@ -7,7 +7,7 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
 import { goFieldKeys } from '../../lib/cni/validate.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
-import { defaultBackend, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
+import { defaultBackendNow, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
@@ -89,7 +89,7 @@ function withGoMappingKeys(raw: NetConf): NetConf {
   return { ...raw, runtimeConfig: { ...rc, portMappings: maps.map((m) => goFieldKeys(m, MAPPING_FIELDS)) } };
 }
 
-export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = defaultBackend): PortmapConf {
+export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = () => defaultBackendNow({})): PortmapConf {
   const c = validateWith<RawPortmapConf>(validatePortmapConf, withGoMappingKeys(raw));
   if (c.markMasqBit !== undefined && c.externalSetMarkChain !== undefined) {
     throw invalid('markMasqBit', 'cannot specify externalSetMarkChain and markMasqBit');
