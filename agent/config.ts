@@ -32,6 +32,7 @@ import { hostname } from 'node:os';
 import { isCniError } from '../lib/cni/errors.ts';
 import { isLogLevel, type LogFormat, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
+import { ifNameProblem } from '../lib/addr/ifname.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
@@ -174,8 +175,8 @@ function list(v: unknown, field: string): string[] {
 
 function linkName(v: unknown, field: string): string {
   const s = str(v, field);
-  if (Buffer.byteLength(s) > 15 || /[/:\s]/.test(s) || s === '.' || s === '..')
-    throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}`);
+  const why = ifNameProblem(s);
+  if (why) throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}: it ${why}`);
   return s;
 }
 

@@ -16,6 +16,7 @@
 // The view is a map per record kind keyed by the etcd key, so a delete event (which
 // carries no value) removes exactly what the matching put added.
 import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
+import { canonicalMac, isMac } from '../lib/addr/mac.ts';
 
 export const MODES = ['host-gw', 'vxlan', 'flat'] as const;
 export type Mode = (typeof MODES)[number];
@@ -104,8 +105,6 @@ function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
 /** Validates and normalises a node record; undefined when it is not one. */
 export function parseNodeRecord(v: unknown): NodeRecord | undefined {
   if (!isObj(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
@@ -118,9 +117,8 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
   }
   const rec: NodeRecord = { name: v['name'], addresses, mode: v['mode'] };
   if (typeof v['vtepMac'] === 'string') {
-    const mac = v['vtepMac'].toLowerCase();
-    if (!MAC_RE.test(mac)) return undefined;
-    rec.vtepMac = mac;
+    if (!isMac(v['vtepMac'])) return undefined;
+    rec.vtepMac = canonicalMac(v['vtepMac']);
   }
   if (typeof v['vni'] === 'number') rec.vni = v['vni'];
   if (typeof v['port'] === 'number') rec.port = v['port'];

@@ -104,7 +104,7 @@ export async function createSublink(
   const tmp = tempLinkName();
   const req: rtnl.NewLinkSpec = { name: tmp, info: spec.info, parent: spec.master.index };
   if (spec.mtu) req.mtu = spec.mtu;
-  if (spec.mac) req.mac = spec.mac.toLowerCase().replaceAll('-', ':');
+  if (spec.mac) req.mac = spec.mac;
   // Without linkInContainer the request goes to the host namespace (where the parent
   // index is valid) and the link is born in the pod namespace.
   const via = spec.linkInContainer ? pod : host;
@@ -124,9 +124,11 @@ export async function createSublink(
     if (isNetlinkError(e)) throw netlinkFailure(`failed to rename ${kind} link to ${JSON.stringify(ifName)}`, e);
     throw e;
   }
-  const iface: Interface = { name: ifName, sandbox: netnsPath };
+  // Report the name the kernel gave the link, as read back.
+  const named = await nl(`failed to look up the ${kind} link ${made.index}`, () => rtnl.getLink(pod, made.index));
+  const iface: Interface = { name: named.name, sandbox: netnsPath };
   if (made.mac !== undefined) iface.mac = made.mac;
-  return { link: { index: made.index, name: ifName }, iface };
+  return { link: { index: made.index, name: named.name }, iface };
 }
 
 /**

@@ -6,7 +6,8 @@ import { statSync } from 'node:fs';
 import { validateNetConf } from '../../gen/validators.js';
 import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
-import { IFNAME_FORBIDDEN } from './formats.ts';
+import { ifNameProblem } from '../addr/ifname.ts';
+import { isContainerId } from './formats.ts';
 import { createLogger, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, defaultLogFile, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
@@ -86,24 +87,20 @@ export const REQUIRED_ENV: Readonly<Record<Verb, readonly string[]>> = {
   VERSION: [],
 };
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
 /** Throws CniError 4 unless `id` is a valid CNI container ID (alphanumeric start, then [A-Za-z0-9_.-]). */
 export function validateContainerId(id: string): void {
-  if (!CONTAINER_ID.test(id)) {
+  if (!isContainerId(id)) {
     throw new CniError(Code.InvalidEnvironment, 'invalid characters in CNI_CONTAINERID', JSON.stringify(id));
   }
 }
 
-/** Throws CniError 4 unless `name` is a valid Linux interface name (libcni's rules). */
+/**
+ * Throws CniError 4 unless `name` is a valid Linux interface name: libcni's rules and the
+ * kernel's, name templates ("eth%d") refused (lib/addr/ifname.ts).
+ */
 export function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
-  const bad = (why: string): never => {
-    throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: ${why}`);
-  };
-  if (name.length === 0) bad('interface name is empty');
-  if (Buffer.byteLength(name) > 15) bad('interface name is longer than 15 bytes');
-  if (name === '.' || name === '..') bad('interface name is . or ..');
-  if (IFNAME_FORBIDDEN.test(name)) bad('interface name contains / or : or whitespace');
+  const why = ifNameProblem(name);
+  if (why) throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: interface name ${why}`);
 }
 
 /** Prints a 1.1.0 result in `version`'s form (libcni's 4-space JSON). */

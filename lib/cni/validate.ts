@@ -1,6 +1,7 @@
 // Turns the first error of a compiled (ajv standalone) validator into a CniError 7 that
 // names the offending field in dotted form ("ipam.ranges[0][1].subnet").
 import { CniError, Code } from './errors.ts';
+import { formatProblems } from './formats.ts';
 
 /** The part of an ajv ValidateFunction we use (gen/validators.d.ts declares the same). */
 export interface ValidatorLike {
@@ -96,6 +97,11 @@ export function validateWith<T>(validator: ValidatorLike, raw: unknown, prefix: 
   let reason = err.message ?? err.keyword;
   if (err.keyword === 'enum' && Array.isArray(p['allowedValues'])) {
     reason = `must be one of ${p['allowedValues'].map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  if (err.keyword === 'format' && typeof p['format'] === 'string' && Object.hasOwn(formatProblems, p['format'])) {
+    const value = valueAt(raw, segs);
+    const why = typeof value === 'string' ? formatProblems[p['format']]!(value) : undefined;
+    if (why) reason = why;
   }
   // Never echo the value of a credential-like field: the error reaches kubelet's log.
   const secret = [...prefix, ...segs].some((s) => typeof s === 'string' && SECRET_FIELD.test(s));

@@ -198,7 +198,7 @@ export async function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?:
     const hostName = spec.hostName ?? randomVethName();
     const peer: rtnl.VethPeerSpec = { name: spec.ifName, netns: pod };
     if (spec.mtu) peer.mtu = spec.mtu;
-    if (spec.mac) peer.mac = spec.mac.toLowerCase().replace(/-/g, ':');
+    if (spec.mac) peer.mac = spec.mac;
     const link: rtnl.NewLinkSpec = { name: hostName, info: { kind: 'veth', peer } };
     if (spec.mtu) link.mtu = spec.mtu;
     if (spec.master !== undefined) link.master = spec.master;
@@ -226,8 +226,9 @@ export async function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?:
     });
     // We own the routes of the host end: no router advertisements (as the reference).
     await trySysctl(host, `net/ipv6/conf/${hostName}/accept_ra`, '0');
-    const cont = await nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
     const hostLink = await nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
+    // The container end by the peer index the host end names: the name the kernel gave it.
+    const cont = await nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, hostLink.parent ?? spec.ifName));
     return { host: hostLink, cont };
   }
 }
