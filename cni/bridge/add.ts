@@ -182,7 +182,8 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       phases.mark('veth');
 
       const hostIf: Interface = { name: veth.host.name };
-      const contIf: Interface = { name: a.ifName, sandbox: a.netns };
+      // the name the kernel gave the container end, as read back
+      const contIf: Interface = { name: veth.cont.name, sandbox: a.netns };
       if (veth.cont.mac) contIf.mac = veth.cont.mac;
       const brIf: Interface = { name: br.name };
       const result: Result = { cniVersion: '1.1.0', interfaces: [brIf, hostIf, contIf] };
