@@ -8,6 +8,7 @@ import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
 import { ifNameProblem } from '../addr/ifname.ts';
 import { isContainerId } from './formats.ts';
+import { checkJsonDepth } from './json-depth.ts';
 import { createLogger, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, defaultLogFile, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
@@ -209,6 +210,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     }
     let raw: unknown;
     try {
+      checkJsonDepth(stdinData); // before JSON.parse: a nesting bomb never becomes objects
       raw = JSON.parse(stdinData.toString('utf8'));
     } catch (e) {
       throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', (e as Error).message, { cause: e });
