@@ -11,7 +11,7 @@
 // own block so that nodes seldom contend, and every allocation names its node. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
-import { formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { bounds, formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
 import { excludedBy, maxBig, minBig, rangeFor, rangeSetText, usableIn, type Interval, type IpamConfig, type Range, type RangeSet } from './config.ts';
 import type { Affinity, AllocationRef, Attachment, Block, Holder, PodRef, Reservations, Store, Versioned, WriteOp } from './store/types.ts';
 import { attachmentKey } from './store/types.ts';
@@ -99,10 +99,7 @@ interface Span {
 function geom(cidr: string): BlockGeom | undefined {
   const c = tryParseCidr(cidr);
   if (!c) return undefined;
-  const bits = c.family === 4 ? 32 : 128;
-  const size = 1n << BigInt(bits - c.prefix);
-  const lo = c.ip & ~(size - 1n);
-  return { cidr, family: c.family, lo, hi: lo + size - 1n };
+  return { cidr, family: c.family, ...bounds(c) };
 }
 
 function blockCidr(family: Family, lo: bigint, prefix: number): string {
@@ -177,9 +174,7 @@ export function reservationIntervals(r: Reservations | undefined): Interval[] {
   for (const x of r?.reservations ?? []) {
     const c = tryParseCidr(x.cidr);
     if (!c) continue;
-    const size = 1n << BigInt((c.family === 4 ? 32 : 128) - c.prefix);
-    const lo = c.ip & ~(size - 1n);
-    const iv: Interval = { lo, hi: lo + size - 1n, source: `reservation ${x.cidr}${x.note ? ` "${x.note}"` : ''}`, family: c.family };
+    const iv: Interval = { ...bounds(c), source: `reservation ${x.cidr}${x.note ? ` "${x.note}"` : ''}`, family: c.family };
     if (x.allowRequested) iv.allowRequested = true;
     out.push(iv);
   }
@@ -549,9 +544,8 @@ export class Allocator {
       return g !== undefined && ip.value >= g.lo && ip.value <= g.hi;
     });
     const prefix = this.blockPrefix(range);
-    const size = 1n << BigInt((range.family === 4 ? 32 : 128) - prefix);
-    const lo = ip.value & ~(size - 1n);
-    const g: BlockGeom = owner ? (geom(owner.cidr) as BlockGeom) : { cidr: blockCidr(range.family, lo, prefix), family: range.family, lo, hi: lo + size - 1n };
+    const block = bounds({ family: range.family, ip: ip.value, prefix });
+    const g: BlockGeom = owner ? (geom(owner.cidr) as BlockGeom) : { cidr: blockCidr(range.family, block.lo, prefix), family: range.family, ...block };
     const holders = await this.holdersIn(g.cidr, fresh);
     const h = holders.get(ipText);
     if (h && !sameHolder(h, containerId, ifname)) throw new IpamConflictError(ipText, `${h.containerId}/${h.ifname}`);

@@ -18,7 +18,7 @@ import { loadCniArgs } from '../lib/cni/args.ts';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
-import { bitsOf, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { bitsOf, bounds, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
 
 /** Addresses lo..hi (inclusive) that are never handed out, and where they come from. */
 export interface Interval {
@@ -115,10 +115,6 @@ export function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
   return v >> hostBits === r.subnet.ip >> hostBits;
 }
 
-function subnetLast(c: Cidr): bigint {
-  return c.ip + (1n << BigInt(bitsOf(c.family) - c.prefix)) - 1n;
-}
-
 /** Parses one `{subnet, rangeStart, rangeEnd, gateway}` and applies host-local's defaults. */
 export function parseRange(raw: unknown, field: string): Range {
   if (!isObj(raw)) throw bad(field, 'must be an object with a subnet');
@@ -132,7 +128,7 @@ export function parseRange(raw: unknown, field: string): Range {
   }
   if (c.prefix > bitsOf(c.family) - 2) throw bad(`${field}.subnet`, `network ${s} too small to allocate from`);
   const fam = c.family;
-  const last = subnetLast(c);
+  const last = bounds(c).hi;
   const r: Range = { family: fam, subnet: c, start: c.ip + 1n, end: fam === 4 ? last - 1n : last, gateway: c.ip + 1n, field, exclude: [] };
   const gw = optString(raw, 'gateway', field);
   if (gw !== undefined) {
@@ -175,16 +171,14 @@ function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
     const c =
       typeof x === 'string' ? (tryParseCidr(x) ?? (tryParseIP(x) ? tryParseCidr(`${x}/${bitsOf((tryParseIP(x) as IPAddr).family)}`) : undefined)) : undefined;
     if (!c) throw bad(f, `invalid CIDR ${JSON.stringify(typeof x === 'string' ? clip(x, 64) : x)}`);
-    const n = networkOf(c);
-    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
-    return { family: c.family, lo: n.ip, hi: n.ip + size - 1n, text: formatCidr(n), field: f };
+    return { family: c.family, ...bounds(c), text: formatCidr(networkOf(c)), field: f };
   });
 }
 
 /** Adds the part of `x` inside the range's subnet to its exclusions (sorted by lo). */
 function addExclusion(r: Range, x: ExcludeEntry): void {
   const first = r.subnet.ip;
-  const last = subnetLast(r.subnet);
+  const last = bounds(r.subnet).hi;
   const lo = maxBig(x.lo, first);
   const hi = minBig(x.hi, last);
   if (lo > hi) return;
@@ -224,7 +218,7 @@ function rangesOverlap(a: Range, b: Range): boolean {
 }
 
 function subnetsOverlap(a: Range, b: Range): boolean {
-  return a.family === b.family && a.subnet.ip <= subnetLast(b.subnet) && b.subnet.ip <= subnetLast(a.subnet);
+  return a.family === b.family && a.subnet.ip <= bounds(b.subnet).hi && b.subnet.ip <= bounds(a.subnet).hi;
 }
 
 export function parseRangeSet(raw: unknown, field: string): RangeSet {
@@ -254,7 +248,7 @@ export function rangeFor(rs: RangeSet, v: IPAddr): Range | undefined {
 export function usableIn(r: Range, v: bigint): boolean {
   if (v < r.start || v > r.end || !inSubnet(r, v)) return false;
   if (v === r.subnet.ip || v === r.gateway) return false;
-  if (r.family === 4 && v === subnetLast(r.subnet)) return false;
+  if (r.family === 4 && v === bounds(r.subnet).hi) return false;
   return true;
 }
 

@@ -35,7 +35,7 @@ import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from './etcd-config.ts';
 import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
-import { bitsOf, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
+import { bitsOf, bounds, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
 import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
 import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
@@ -233,9 +233,9 @@ export class EtcdStore implements Store {
 
   async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
     const c = parseCidr(cidr);
-    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
-    const lo = this.keys.address(network, { family: c.family, value: c.ip });
-    const hi = this.keys.address(network, { family: c.family, value: c.ip + size - 1n });
+    const span = bounds(c);
+    const lo = this.keys.address(network, { family: c.family, value: span.lo });
+    const hi = this.keys.address(network, { family: c.family, value: span.hi });
     const kvs = await this.call('range', () => this.kv.range(Buffer.from(lo), Buffer.from(`${hi}\0`)));
     const out = new Map<string, Holder>();
     for (const kv of kvs) {

@@ -268,6 +268,11 @@ export function lastIP(c: Cidr): IPAddr {
 /** The IPv4 broadcast address; for IPv6 the last address of the prefix. */
 export const broadcast = lastIP;
 
+/** The values of the network's first and last address ("10.1.0.5/24": 10.1.0.0 and 10.1.0.255). */
+export function bounds(c: Cidr): { lo: bigint; hi: bigint } {
+  return { lo: networkValue(c), hi: lastValue(c) };
+}
+
 /** Number of addresses in the prefix. */
 export function size(c: Cidr): bigint {
   return 1n << BigInt(bitsOf(c.family) - c.prefix);
