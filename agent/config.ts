@@ -37,6 +37,7 @@ import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
+import { isObject } from '../lib/cni/json.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
 export const STRAND_ROUTE_PROTOCOL = 115;
@@ -103,10 +104,6 @@ export class AgentConfigError extends Error {
   }
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function readJson(file: string, field: string): unknown {
   let text: string;
   try {
@@ -123,13 +120,13 @@ function readJson(file: string, field: string): unknown {
 
 /** The network name and strand-ipam `etcd` section of a conflist (or single config). */
 export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown } {
-  if (!isObj(raw)) throw new AgentConfigError(field, 'must be a JSON object');
+  if (!isObject(raw)) throw new AgentConfigError(field, 'must be a JSON object');
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as unknown[]) : [raw];
   for (const p of plugins) {
-    if (!isObj(p)) continue;
+    if (!isObject(p)) continue;
     const ipam = p['type'] === 'strand-ipam' ? p : p['ipam'];
-    if (isObj(ipam) && ipam['type'] === 'strand-ipam') {
-      if (!isObj(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
+    if (isObject(ipam) && ipam['type'] === 'strand-ipam') {
+      if (!isObject(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
       if (typeof raw['name'] !== 'string' || !raw['name']) throw new AgentConfigError(`${field}: name`, 'missing network name');
       return { network: raw['name'], etcd: ipam['etcd'] };
     }
@@ -220,7 +217,7 @@ function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
   const parts = path.split('.');
   let cur = o;
   for (const p of parts.slice(0, -1)) {
-    if (!isObj(cur[p])) cur[p] = {};
+    if (!isObject(cur[p])) cur[p] = {};
     cur = cur[p] as Record<string, unknown>;
   }
   cur[parts[parts.length - 1] as string] = v;
@@ -240,7 +237,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
   const file = flags.get('config');
   if (file !== undefined) {
     const j = readJson(file, '--config');
-    if (!isObj(j)) throw new AgentConfigError('--config', `${file} must hold a JSON object`);
+    if (!isObject(j)) throw new AgentConfigError('--config', `${file} must hold a JSON object`);
     raw = structuredClone(j);
   }
   const cniConf = flags.get('cni-conf');
@@ -258,7 +255,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
 
 /** The `flat` section: uplink (required), bridge, record. */
 function parseFlatConfig(v: unknown): FlatConfig {
-  if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
+  if (!isObject(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
   for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
   if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
   const uplink = linkName(v['uplink'], 'flat.uplink');
@@ -274,7 +271,7 @@ function parseFlatConfig(v: unknown): FlatConfig {
 export function flatRecordOf(raw: Record<string, unknown>): string {
   const f = raw['flat'];
   if (f === undefined) return DEFAULT_TAKEOVER_RECORD;
-  if (!isObj(f)) throw new AgentConfigError('flat', 'must be an object');
+  if (!isObject(f)) throw new AgentConfigError('flat', 'must be an object');
   return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
@@ -320,7 +317,7 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
   const vx = raw['vxlan'] ?? {};
-  if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
+  if (!isObject(vx)) throw new AgentConfigError('vxlan', 'must be an object');
   const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
   const vxlan: VxlanConfig = {
     vni,

@@ -17,6 +17,7 @@
 // carries no value) removes exactly what the matching put added.
 import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
 import { canonicalMac, isMac } from '../lib/addr/mac.ts';
+import { isObject } from '../lib/cni/json.ts';
 
 export const MODES = ['host-gw', 'vxlan', 'flat'] as const;
 export type Mode = (typeof MODES)[number];
@@ -101,13 +102,9 @@ export function keyKind(prefix: string, key: string): KeyKind | undefined {
   return undefined;
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** Validates and normalises a node record; undefined when it is not one. */
 export function parseNodeRecord(v: unknown): NodeRecord | undefined {
-  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
+  if (!isObject(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
   const addrs = v['addresses'];
   if (!Array.isArray(addrs)) return undefined;
   const addresses: string[] = [];
@@ -127,12 +124,12 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
 }
 
 function parseAlive(v: unknown): AliveRecord | undefined {
-  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
+  if (!isObject(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
   return typeof v['started'] === 'string' ? { name: v['name'], started: v['started'] } : { name: v['name'] };
 }
 
 function parseAffinity(v: unknown): BlockOwner | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isObject(v)) return undefined;
   const { network, cidr, node } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !node) return undefined;
   if (!tryParseCidr(cidr)) return undefined;
@@ -141,13 +138,13 @@ function parseAffinity(v: unknown): BlockOwner | undefined {
 
 /** The borrowed addresses of a block record (allocations whose `node` is not the owner). */
 export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isObject(v)) return undefined;
   const { network, cidr, node, allocations } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
   const out: BorrowedIP[] = [];
-  if (isObj(allocations)) {
+  if (isObject(allocations)) {
     for (const [ip, ref] of Object.entries(allocations)) {
-      if (!isObj(ref) || typeof ref['node'] !== 'string' || !ref['node'] || ref['node'] === node) continue;
+      if (!isObject(ref) || typeof ref['node'] !== 'string' || !ref['node'] || ref['node'] === node) continue;
       if (!tryParseIP(ip)) continue;
       out.push({ network, ip: canonicalIP(ip), block: canonicalCidr(cidr), owner: node, borrower: ref['node'] });
     }
@@ -156,10 +153,10 @@ export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
 }
 
 function fillOf(v: unknown): BlockFill | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isObject(v)) return undefined;
   const { network, cidr, node, allocations } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
-  return { network, cidr: canonicalCidr(cidr), node, allocated: isObj(allocations) ? Object.keys(allocations).length : 0 };
+  return { network, cidr: canonicalCidr(cidr), node, allocated: isObject(allocations) ? Object.keys(allocations).length : 0 };
 }
 
 export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';

@@ -11,6 +11,7 @@
 // own block so that nodes seldom contend, and every allocation names its node. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { bounds, formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
 import { excludedBy, maxBig, minBig, rangeFor, rangeSetText, usableIn, type Interval, type IpamConfig, type Range, type RangeSet } from './config.ts';
 import type { Affinity, AllocationRef, Attachment, Block, Holder, PodRef, Reservations, Store, Versioned, WriteOp } from './store/types.ts';
@@ -180,8 +181,6 @@ export function reservationIntervals(r: Reservations | undefined): Interval[] {
   }
   return out;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The owner of blocks that belong to no node (ipam.blockAffinity false); never a Kubernetes node name. */
 export const SHARED_BLOCK_OWNER = '*';

@@ -19,6 +19,7 @@ import { clip, CniError, Code } from '../lib/cni/errors.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
 import { bitsOf, bounds, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { isObject } from '../lib/cni/json.ts';
 
 /** Addresses lo..hi (inclusive) that are never handed out, and where they come from. */
 export interface Interval {
@@ -90,10 +91,6 @@ function bad(field: string, what: string): CniError {
   return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
   const v = o[key];
   if (v === undefined || v === null || v === '') return undefined;
@@ -117,7 +114,7 @@ export function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
 
 /** Parses one `{subnet, rangeStart, rangeEnd, gateway}` and applies host-local's defaults. */
 export function parseRange(raw: unknown, field: string): Range {
-  if (!isObj(raw)) throw bad(field, 'must be an object with a subnet');
+  if (!isObject(raw)) throw bad(field, 'must be an object with a subnet');
   const s = optString(raw, 'subnet', field);
   if (s === undefined) throw bad(`${field}.subnet`, 'is required');
   const c = tryParseCidr(s);
@@ -298,7 +295,7 @@ function parseRoutes(raw: unknown, field: string): Route[] {
   if (!Array.isArray(raw)) throw bad(field, 'must be a list of routes');
   return raw.map((r, i) => {
     const f = `${field}[${i}]`;
-    if (!isObj(r)) throw bad(f, 'must be an object');
+    if (!isObject(r)) throw bad(f, 'must be an object');
     const dst = optString(r, 'dst', f);
     if (dst === undefined || !tryParseCidr(dst)) throw bad(`${f}.dst`, `invalid CIDR ${JSON.stringify(r['dst'])}`);
     const out: Route = { ...(r as unknown as Route), dst };
@@ -350,7 +347,7 @@ export interface ParseOptions {
  */
 export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamConfig {
   const ipam = conf.ipam as unknown;
-  if (!isObj(ipam)) throw bad('ipam', 'IPAM config missing "ipam" key');
+  if (!isObject(ipam)) throw bad('ipam', 'IPAM config missing "ipam" key');
   // CNI_ARGS as host-local reads it (libcni's LoadArgs): every segment a K=V pair,
   // IgnoreUnknown a boolean, keys other than IP refused unless IgnoreUnknown (CniError 4
   // naming CNI_ARGS, as every strand plugin answers). Checked on every verb, as host-local.

@@ -6,6 +6,7 @@
 import { contains, parseCidr, tryParseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
 import type { Affinity, Attachment, Block, Holder, Reservations, Versioned, WriteOp } from './types.ts';
 import { attachmentKey } from './types.ts';
+import { isObject } from '../../lib/cni/json.ts';
 
 const DOC_FORMAT = 'strand-ipam/v1';
 
@@ -27,10 +28,6 @@ export function emptyDoc(network: string): NetworkDoc {
 // Record shapes. Each returns what is wrong (naming only fields of our own schema), or
 // undefined when the value is a well-formed record.
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
 function kind(v: unknown): string {
@@ -38,16 +35,16 @@ function kind(v: unknown): string {
 }
 
 export function blockProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a block`;
+  if (!isObject(v)) return `is ${kind(v)}, not a block`;
   for (const k of ['network', 'cidr', 'node'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
   if (!tryParseCidr(v['cidr'] as string)) return 'cidr is not a CIDR';
   const al = v['allocations'];
-  if (!isObj(al)) return `allocations is ${al === undefined ? 'missing' : kind(al)}, not an object`;
+  if (!isObject(al)) return `allocations is ${al === undefined ? 'missing' : kind(al)}, not an object`;
   let i = 0;
   for (const [ip, ref] of Object.entries(al)) {
     i++;
     if (!tryParseIP(ip)) return `allocation ${i} is not keyed by an IP address`;
-    if (!isObj(ref) || !isStr(ref['containerId']) || !isStr(ref['ifname'])) return `allocation ${i} has no containerId/ifname`;
+    if (!isObject(ref) || !isStr(ref['containerId']) || !isStr(ref['ifname'])) return `allocation ${i} has no containerId/ifname`;
     if (ref['node'] !== undefined && !isStr(ref['node'])) return `allocation ${i}: node is not a string`;
   }
   if (v['last'] !== undefined && !(isStr(v['last']) && tryParseIP(v['last']))) return 'last is not an IP address';
@@ -55,32 +52,32 @@ export function blockProblem(v: unknown): string | undefined {
 }
 
 export function attachmentProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not an attachment`;
+  if (!isObject(v)) return `is ${kind(v)}, not an attachment`;
   for (const k of ['network', 'containerId', 'ifname', 'node', 'created'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
   const ips = v['ips'];
   if (!Array.isArray(ips)) return `ips is ${ips === undefined ? 'missing' : kind(ips)}, not a list`;
   for (let i = 0; i < ips.length; i++) {
     const e: unknown = ips[i];
-    if (!isObj(e) || !isStr(e['ip']) || !tryParseIP(e['ip'])) return `ips[${i}] has no valid ip`;
+    if (!isObject(e) || !isStr(e['ip']) || !tryParseIP(e['ip'])) return `ips[${i}] has no valid ip`;
     if (!isStr(e['block']) || !tryParseCidr(e['block'])) return `ips[${i}] has no valid block`;
   }
   for (const k of ['netns', 'origin'] as const) if (v[k] !== undefined && !isStr(v[k])) return `${k} is not a string`;
   const pod = v['pod'];
   if (pod !== undefined) {
-    if (!isObj(pod)) return 'pod is not an object';
+    if (!isObject(pod)) return 'pod is not an object';
     for (const k of ['namespace', 'name', 'uid'] as const) if (pod[k] !== undefined && !isStr(pod[k])) return `pod.${k} is not a string`;
   }
   return undefined;
 }
 
 export function reservationsProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a reservation list`;
+  if (!isObject(v)) return `is ${kind(v)}, not a reservation list`;
   if (!isStr(v['network'])) return 'network is missing or not a string';
   const list = v['reservations'];
   if (!Array.isArray(list)) return 'reservations is missing or not a list';
   for (let i = 0; i < list.length; i++) {
     const r: unknown = list[i];
-    if (!isObj(r) || !isStr(r['cidr']) || !tryParseCidr(r['cidr'])) return `reservations[${i}] has no valid cidr`;
+    if (!isObject(r) || !isStr(r['cidr']) || !tryParseCidr(r['cidr'])) return `reservations[${i}] has no valid cidr`;
     if (!isStr(r['note']) || !isStr(r['created'])) return `reservations[${i}] has no note/created`;
     if (r['allowRequested'] !== undefined && typeof r['allowRequested'] !== 'boolean') return `reservations[${i}].allowRequested is not a boolean`;
   }
@@ -88,7 +85,7 @@ export function reservationsProblem(v: unknown): string | undefined {
 }
 
 function versionedProblem(v: unknown, inner: (x: unknown) => string | undefined): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a {value, rev} record`;
+  if (!isObject(v)) return `is ${kind(v)}, not a {value, rev} record`;
   if (typeof v['rev'] !== 'number' || !Number.isInteger(v['rev']) || v['rev'] < 1) return 'rev is not a positive integer';
   return inner(v['value']);
 }
@@ -99,13 +96,13 @@ function versionedProblem(v: unknown, inner: (x: unknown) => string | undefined)
  */
 export function docProblem(raw: unknown, network: string): string | undefined {
   if (raw === null) return 'holds null, not a store document';
-  if (!isObj(raw)) return `holds ${kind(raw)}, not a store document`;
+  if (!isObject(raw)) return `holds ${kind(raw)}, not a store document`;
   if (raw['format'] !== DOC_FORMAT) return raw['format'] === undefined ? 'format is missing' : 'format is not strand-ipam/v1';
   if (raw['network'] !== network) return isStr(raw['network']) ? 'belongs to another network' : 'network is missing or not a string';
   if (typeof raw['rev'] !== 'number' || !Number.isInteger(raw['rev']) || raw['rev'] < 0) return 'rev is missing or not a non-negative integer';
   for (const part of ['blocks', 'attachments'] as const) {
     const m = raw[part];
-    if (!isObj(m)) return `${part} is ${m === undefined ? 'missing' : kind(m)}, not an object`;
+    if (!isObject(m)) return `${part} is ${m === undefined ? 'missing' : kind(m)}, not an object`;
   }
   let i = 0;
   for (const [k, b] of Object.entries(raw['blocks'] as Record<string, unknown>)) {
@@ -137,7 +134,7 @@ export function docProblem(raw: unknown, network: string): string | undefined {
 export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; notes: string[] } {
   const doc = emptyDoc(network);
   const notes: string[] = [];
-  if (!isObj(raw)) {
+  if (!isObject(raw)) {
     notes.push(`the document ${raw === null ? 'is null' : `is ${kind(raw)}`}: nothing to keep`);
     return { doc, notes };
   }
@@ -151,7 +148,7 @@ export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; no
     keyOf: (v: T) => string,
     put: (k: string, v: Versioned<T>) => void,
   ): void => {
-    if (!isObj(m)) {
+    if (!isObject(m)) {
       notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
       return;
     }

@@ -3,13 +3,10 @@
 // stores and the agent need not import the whole IPAM config parser.
 import { readFileSync } from 'node:fs';
 import { clip, CniError, Code } from '../../lib/cni/errors.ts';
+import { isObject } from '../../lib/cni/json.ts';
 
 function bad(field: string, what: string): CniError {
   return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
@@ -95,7 +92,7 @@ export function endpointProblem(ep: string): string | undefined {
 }
 
 export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
-  if (!isObj(raw)) throw bad(field, 'must be an object');
+  if (!isObject(raw)) throw bad(field, 'must be an object');
   const eps = typeof raw['endpoints'] === 'string' ? (raw['endpoints'] as string).split(',') : raw['endpoints'];
   if (!Array.isArray(eps) || eps.length === 0 || !eps.every((e) => typeof e === 'string' && e.length > 0)) {
     throw bad(`${field}.endpoints`, 'must be a non-empty list of URLs');
@@ -126,7 +123,7 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   };
   const tls = raw['tls'];
   if (tls !== undefined && tls !== null) {
-    if (!isObj(tls)) throw bad(`${field}.tls`, 'must be an object');
+    if (!isObject(tls)) throw bad(`${field}.tls`, 'must be an object');
     const t: NonNullable<EtcdConfig['tls']> = {};
     const ca = readSecretFile(tls['ca'], `${field}.tls.ca`);
     const cert = readSecretFile(tls['cert'], `${field}.tls.cert`);

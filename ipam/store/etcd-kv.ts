@@ -18,6 +18,7 @@
 // safe for every transaction the store sends: each compares the revisions it read, so a
 // transaction applied once and sent again fails its comparison instead of applying
 // twice (the allocator then re-reads and finds its own earlier write).
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import type { EtcdConfig } from './etcd-config.ts';
@@ -132,8 +133,6 @@ const jsonPairs = (kvs: JsonKv[] | undefined): KvPair[] =>
     value: Buffer.from(kv.value ?? '', 'base64'),
     modRevision: Number(kv.mod_revision ?? 0),
   }));
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Worth trying on another endpoint (or again): the member is unreachable or has no leader right now. */
 function retryable(e: unknown): boolean {

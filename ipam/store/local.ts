@@ -10,6 +10,7 @@
 // killed at any instant leaves either the old or the new document, never a torn one;
 // one document per network means one rename commits a whole transaction. Readers
 // outside the lock (the admin CLI) always see a complete document.
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   closeSync,
   constants,
@@ -32,8 +33,6 @@ import { attachmentKey, StoreDamagedError, StoreUnavailableError } from './types
 
 export const DOC_FILE = 'strand-ipam.json';
 export const LOCK_FILE = 'strand-ipam.lock';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A store document larger than this is refused as damaged (a 10,000-pod network is ~3 MiB). */
 const MAX_DOC_BYTES = 256 * 1024 * 1024;

@@ -13,6 +13,7 @@ import { addrOf, canonicalCidr, canonicalIP, parseCidr, tryParseCidr, tryParseIP
 import { CniError, Code } from './errors.ts';
 import { checkSupported } from './version.ts';
 import { CURRENT_VERSION, type DNS, type Interface, type IPConfig, type Result, type Route, type SpecVersion } from './types.ts';
+import { isObject } from './json.ts';
 
 /** A result (or prevResult) whose shape is wrong. `field` is a dotted path ("ips[0].address"). */
 export class ResultFormatError extends Error {
@@ -83,12 +84,8 @@ export type WireResult = Result020 | Result040 | Result100 | Result;
 
 type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function obj(v: unknown, path: string): Obj {
-  if (!isObj(v)) throw new ResultFormatError(path, 'must be an object');
+  if (!isObject(v)) throw new ResultFormatError(path, 'must be an object');
   return v;
 }
 

@@ -8,11 +8,11 @@ import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
 import { ifNameProblem } from '../addr/ifname.ts';
 import { isContainerId } from './formats.ts';
-import { checkJsonDepth } from './json-depth.ts';
 import { createLogger, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, defaultLogFile, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
 import { checkSupported, checkVerbAllowed, isSupportedVersion, selectVersion, versionInfo } from './version.ts';
+import { checkJsonDepth, isObject } from './json.ts';
 
 export { parseCniArgs } from './args.ts';
 export { convertResult } from './convert.ts';
@@ -111,10 +111,6 @@ export function printResult(result: Result, version: string, out: { write(s: str
 
 function isVerb(v: string): v is Verb {
   return (VERBS as readonly string[]).includes(v);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Whether `path` is the network namespace this process runs in (running a plugin on itself). */

@@ -3,6 +3,7 @@
 // directly inside the pod namespace, forwarding sysctls, waiting for a link to come up.
 // Every helper that changes the host can push its own undo onto an UndoStack.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CniError, Code, invalidNetns } from '../cni/errors.ts';
 import { isNetlinkError, type NetlinkError } from '../netlink/errors.ts';
 import { Netns } from '../netlink/netns.ts';
@@ -270,8 +271,6 @@ export async function enableForwarding(ns: Netns, family: 4 | 6, undo?: UndoStac
 }
 
 // ----------------------------------------------------------------------- waiting ----
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Waits until link `index` reports operstate up (a veth once both ends are up; the kernel

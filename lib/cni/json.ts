@@ -1,8 +1,14 @@
-// A bound on how deeply a network config may nest, checked on the raw bytes before
+// JSON helpers of the config parsers: isObject(), the one "a JSON object" guard, and a
+// bound on how deeply a network config may nest, checked on the raw bytes before
 // JSON.parse: a 50 MB config of nested arrays in an unknown key would otherwise become 25
 // million arrays (70 s and 5 GB before the plugin looked at it). The limit is the
 // reference's: Go's encoding/json refuses nesting deeper than 10000 levels
 // ("exceeded max depth"), so a config libcni's plugins can decode, strand can too.
+
+/** A JSON object: not null, not an array. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
 
 /** The deepest nesting of arrays and objects accepted: Go's encoding/json maxNestingDepth. */
 export const MAX_JSON_DEPTH = 10000;

@@ -1,7 +1,7 @@
-// The nesting bound checked before JSON.parse (lib/cni/json-depth.ts): Go's limit, counted
+// lib/cni/json.ts: the JSON-object guard, and the nesting bound checked before JSON.parse: Go's limit, counted
 // as Go counts it, strings and escapes skipped, linear in the input.
 import { describe, expect, it } from 'vitest';
-import { checkJsonDepth, JsonDepthError, MAX_JSON_DEPTH } from '../../../lib/cni/json-depth.ts';
+import { checkJsonDepth, isObject, JsonDepthError, MAX_JSON_DEPTH } from '../../../lib/cni/json.ts';
 
 const depthOf = (text: string, max?: number): number | undefined => {
   try {
@@ -53,5 +53,14 @@ describe('checkJsonDepth', () => {
     const flat = Buffer.from(`[${'1,'.repeat(25 << 20)}1]`);
     const long = Buffer.from(`{"x":"${'\\"'.repeat(8 << 20)}"}`);
     for (const b of [flat, long]) expect(() => checkJsonDepth(b)).not.toThrow();
+  });
+});
+
+describe('isObject', () => {
+  it('is a JSON object: not null, an array or a scalar', () => {
+    expect(isObject({})).toBe(true);
+    expect(isObject(JSON.parse('{"a":1}'))).toBe(true);
+    expect(isObject(Object.create(null))).toBe(true);
+    for (const v of [null, undefined, [], [1], 'x', 1, true]) expect(isObject(v)).toBe(false);
   });
 });
