@@ -38,7 +38,8 @@ interface Gateway {
 export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' | 'isDefaultGateway'>): Gateway[] {
   const gws: Gateway[] = [];
   const defaultFound = { 4: false, 6: false };
-  const routes: Route[] = (result.routes ??= []);
+  result.routes ??= [];
+  const routes: Route[] = result.routes;
   for (const ip of result.ips ?? []) {
     const c = parseCidr(ip.address);
     const fam = c.family;

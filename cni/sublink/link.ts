@@ -13,7 +13,7 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import type { UndoStack } from '../../lib/plugin/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import type { PodLink } from '../../lib/plugin/ipam-config.ts';
 import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe, openPodNetnsForDel } from '../../lib/plugin/link.ts';

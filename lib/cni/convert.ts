@@ -278,7 +278,7 @@ function fmtIP(ip: IPConfig): { interface?: number; address: string; gateway?: s
 }
 
 function assign<T extends object>(target: T, key: string, list: unknown[] | undefined): void {
-  if (list && list.length) (target as Record<string, unknown>)[key] = list;
+  if (list?.length) (target as Record<string, unknown>)[key] = list;
 }
 
 // ---------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ const legacy: Codec = {
       const gw = optIPField(o, 'gateway', key);
       if (gw) ip.gateway = gw;
       ips.push(ip);
-      optArray(o, 'routes', key).forEach((rt, i) => routes.push(parseRoute(rt, `${key}.routes[${i}]`)));
+      for (const [i, rt] of optArray(o, 'routes', key).entries()) routes.push(parseRoute(rt, `${key}.routes[${i}]`));
     }
     nonEmpty(r, 'ips', ips);
     nonEmpty(r, 'routes', routes);
@@ -328,7 +328,9 @@ const legacy: Codec = {
     }
     for (const rt of r.routes ?? []) {
       const target = familyOfCidr(rt.dst) === '4' ? out.ip4 : out.ip6;
-      if (target) (target.routes ??= []).push(fmtRouteBasic(rt));
+      if (!target) continue;
+      target.routes ??= [];
+      target.routes.push(fmtRouteBasic(rt));
     }
     // key order as libcni prints it
     const ordered: Result020 = { cniVersion: version };

@@ -101,11 +101,11 @@ async function main(): Promise<void> {
   ];
   const made: string[] = [];
   const results: Record<string, Record<string, Samples>> = {};
-  let phases: Array<Record<string, { wall: number; cpu: number }>> = [];
-  let startup: number[] = [];
-  let startupCpu: number[] = [];
-  let ipamAlone: number[] = [];
-  let ipamCpu: number[] = [];
+  const phases: Array<Record<string, { wall: number; cpu: number }>> = [];
+  const startup: number[] = [];
+  const startupCpu: number[] = [];
+  const ipamAlone: number[] = [];
+  const ipamCpu: number[] = [];
   try {
     for (const ns of [hostNs, ...impls.map((i) => i.podNs)]) {
       ip(['netns', 'add', ns]);

@@ -192,7 +192,7 @@ log(
 if (opts.only !== 'etcd') {
   log(`\n(a) one process per allocation, ${RUNS} ADD+DEL each, alternating`);
   const p = benchProcesses();
-  p.forEach((s) => log(fmt(s)));
+  for (const s of p) log(fmt(s));
   const [ours, , ref] = p as [Stat, Stat, Stat, Stat];
   const ratio = ours.p50ms / ref.p50ms;
   if (floorStat) log(fmt(floorStat));

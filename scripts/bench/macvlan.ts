@@ -87,7 +87,7 @@ function main(): void {
       ipam: { type: 'host-local', dataDir: s.dataDir, ranges: [[{ subnet: '10.88.0.0/16' }]], routes: [{ dst: '0.0.0.0/0' }] },
     });
     const t0 = process.hrtime.bigint();
-    const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', 'nsenter', '--net=' + hostPath, s.exe], {
+    const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', 'nsenter', `--net=${hostPath}`, s.exe], {
       input: conf,
       encoding: 'utf8',
       env: {
@@ -116,7 +116,7 @@ function main(): void {
     const base: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t0 = process.hrtime.bigint();
-      spawnSync('nsenter', ['--net=' + hostPath, '/bin/true']);
+      spawnSync('nsenter', [`--net=${hostPath}`, '/bin/true']);
       base.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
 

@@ -292,7 +292,7 @@ function keyOf<T extends string>(table: Record<T, number>, v: number, what: stri
   for (const [k, n] of Object.entries(table) as Array<[T, number]>) if (n === v) return k;
   throw new CodecError(`unknown ${what} ${v}`);
 }
-function valueOf<T extends string>(table: Record<T, number>, k: T, what: string): number {
+function codeOf<T extends string>(table: Record<T, number>, k: T, what: string): number {
   const v = table[k];
   if (v === undefined) throw new CodecError(`unknown ${what} "${k}"`);
   return v;
@@ -375,11 +375,11 @@ function formatInfoData(info: LinkInfo): Buffer[] | undefined {
       return out.length ? out : undefined;
     }
     case 'macvlan':
-      return info.mode === undefined ? undefined : [attrU32(K.IFLA_MACVLAN_MODE, valueOf(MACVLAN_MODES, info.mode, 'macvlan mode'))];
+      return info.mode === undefined ? undefined : [attrU32(K.IFLA_MACVLAN_MODE, codeOf(MACVLAN_MODES, info.mode, 'macvlan mode'))];
     case 'ipvlan': {
       const out: Buffer[] = [];
-      if (info.mode !== undefined) out.push(attrU16(K.IFLA_IPVLAN_MODE, valueOf(IPVLAN_MODES, info.mode, 'ipvlan mode')));
-      if (info.flag !== undefined) out.push(attrU16(K.IFLA_IPVLAN_FLAGS, valueOf(IPVLAN_FLAGS, info.flag, 'ipvlan flag')));
+      if (info.mode !== undefined) out.push(attrU16(K.IFLA_IPVLAN_MODE, codeOf(IPVLAN_MODES, info.mode, 'ipvlan mode')));
+      if (info.flag !== undefined) out.push(attrU16(K.IFLA_IPVLAN_FLAGS, codeOf(IPVLAN_FLAGS, info.flag, 'ipvlan flag')));
       return out.length ? out : undefined;
     }
     case 'vxlan': {

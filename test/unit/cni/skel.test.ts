@@ -75,8 +75,16 @@ async function run(env: Record<string, string | undefined>, stdin: string, o: Ov
       if (o.stdinError) throw o.stdinError;
       return Buffer.from(stdin);
     },
-    stdout: { write: (s) => void (stdout += s) },
-    stderr: { write: (s) => void (stderr += s) },
+    stdout: {
+      write: (s) => {
+        stdout += s;
+      },
+    },
+    stderr: {
+      write: (s) => {
+        stderr += s;
+      },
+    },
   });
   let json: unknown;
   try {
