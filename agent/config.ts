@@ -41,11 +41,11 @@ import { isObject } from '../lib/cni/json.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
 export const STRAND_ROUTE_PROTOCOL = 115;
-export const DEFAULT_VNI = 4096;
-export const DEFAULT_VXLAN_PORT = 4789;
+const DEFAULT_VNI = 4096;
+const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
-export const DEFAULT_LEASE_TTL_S = 20;
-export const DEFAULT_RESYNC_MS = 30_000;
+const DEFAULT_LEASE_TTL_S = 20;
+const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 const DEFAULT_FLAT_BRIDGE = 'br0';
 /** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */

@@ -19,7 +19,7 @@ import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/add
 import { canonicalMac, isMac } from '../lib/addr/mac.ts';
 import { isObject } from '../lib/cni/json.ts';
 
-export const MODES = ['host-gw', 'vxlan', 'flat'] as const;
+const MODES = ['host-gw', 'vxlan', 'flat'] as const;
 export type Mode = (typeof MODES)[number];
 
 export function isMode(v: unknown): v is Mode {
@@ -89,7 +89,7 @@ export function emptyView(): ClusterView {
 export type KeyKind = 'node' | 'alive' | 'affinity' | 'block';
 
 /** Which record kind a key under `<prefix>/` is, or undefined for keys the agent ignores. */
-export function keyKind(prefix: string, key: string): KeyKind | undefined {
+function keyKind(prefix: string, key: string): KeyKind | undefined {
   if (!key.startsWith(`${prefix}/`)) return undefined;
   const rest = key.slice(prefix.length + 1);
   const slash = rest.indexOf('/');
@@ -103,7 +103,7 @@ export function keyKind(prefix: string, key: string): KeyKind | undefined {
 }
 
 /** Validates and normalises a node record; undefined when it is not one. */
-export function parseNodeRecord(v: unknown): NodeRecord | undefined {
+function parseNodeRecord(v: unknown): NodeRecord | undefined {
   if (!isObject(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
   const addrs = v['addresses'];
   if (!Array.isArray(addrs)) return undefined;
@@ -137,7 +137,7 @@ function parseAffinity(v: unknown): BlockOwner | undefined {
 }
 
 /** The borrowed addresses of a block record (allocations whose `node` is not the owner). */
-export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
+function borrowedIn(v: unknown): BorrowedIP[] | undefined {
   if (!isObject(v)) return undefined;
   const { network, cidr, node, allocations } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;

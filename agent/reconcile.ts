@@ -99,7 +99,7 @@ export interface BlockRef {
 }
 
 /** The network form of a CIDR ("10.1.0.5/24" -> "10.1.0.0/24"). */
-export function netCidr(s: string): string {
+function netCidr(s: string): string {
   return formatCidr(network(parseCidr(s)));
 }
 

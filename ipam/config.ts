@@ -85,7 +85,7 @@ export interface IpamConfig {
 const DEFAULT_GC_GRACE_MS = 10_000;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
-export const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
+const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
 
 function bad(field: string, what: string): CniError {
   return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
@@ -107,13 +107,13 @@ function ipValue(s: string, family: Family, field: string): bigint {
 
 const ip = (family: Family, value: bigint): string => formatIP({ family, value });
 
-export function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
+function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
   const hostBits = BigInt(bitsOf(r.subnet.family) - r.subnet.prefix);
   return v >> hostBits === r.subnet.ip >> hostBits;
 }
 
 /** Parses one `{subnet, rangeStart, rangeEnd, gateway}` and applies host-local's defaults. */
-export function parseRange(raw: unknown, field: string): Range {
+function parseRange(raw: unknown, field: string): Range {
   if (!isObject(raw)) throw bad(field, 'must be an object with a subnet');
   const s = optString(raw, 'subnet', field);
   if (s === undefined) throw bad(`${field}.subnet`, 'is required');
@@ -201,7 +201,7 @@ export function excludedBy(list: readonly Interval[], v: bigint): Interval | und
   return undefined;
 }
 
-export function rangeText(r: Range): string {
+function rangeText(r: Range): string {
   return `${ip(r.family, r.start)}-${ip(r.family, r.end)}`;
 }
 
@@ -218,7 +218,7 @@ function subnetsOverlap(a: Range, b: Range): boolean {
   return a.family === b.family && a.subnet.ip <= bounds(b.subnet).hi && b.subnet.ip <= bounds(a.subnet).hi;
 }
 
-export function parseRangeSet(raw: unknown, field: string): RangeSet {
+function parseRangeSet(raw: unknown, field: string): RangeSet {
   if (!Array.isArray(raw) || raw.length === 0) throw bad(field, 'must be a non-empty list of ranges');
   const ranges = raw.map((r, i) => parseRange(r, `${field}[${i}]`));
   const first = ranges[0] as Range;
@@ -247,10 +247,6 @@ export function usableIn(r: Range, v: bigint): boolean {
   if (v === r.subnet.ip || v === r.gateway) return false;
   if (r.family === 4 && v === bounds(r.subnet).hi) return false;
   return true;
-}
-
-export function usableInSet(rs: RangeSet, v: bigint): Range | undefined {
-  return rs.ranges.find((r) => usableIn(r, v));
 }
 
 // ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { validateWith } from '../../lib/cni/skel.ts';
 import type { NetConf } from '../../lib/cni/types.ts';
 import type { MasqBackend } from './masq.ts';
 
-export const DEFAULT_BRIDGE = 'cni0';
+const DEFAULT_BRIDGE = 'cni0';
 
 export interface VlanTrunkEntry {
   minID?: number;

@@ -26,7 +26,7 @@ export interface MasterOptions {
 }
 
 /** The link of the namespace's default route (the first default route of the main table, IPv4 first). */
-export async function defaultRouteLink(ns: Netns): Promise<rtnl.Link | undefined> {
+async function defaultRouteLink(ns: Netns): Promise<rtnl.Link | undefined> {
   for (const version of [4, 6] as const) {
     const routes = await nl('failed to list routes', () => rtnl.listRoutes(ns, { version }));
     const def = routes.find((r) => r.dst === (version === 4 ? '0.0.0.0/0' : '::/0') && r.oif !== undefined);

@@ -23,7 +23,7 @@ function optString(o: Record<string, unknown>, key: string, field: string): stri
  * etcd3 (it lives long and watches), as does `strand ipam --etcd-endpoints`; `strand
  * ipam --conf` follows the config.
  */
-export const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
+const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
 export type EtcdTransport = (typeof ETCD_TRANSPORTS)[number];
 
 export interface EtcdConfig {
@@ -74,7 +74,7 @@ const CREDENTIALS_IN_URL = 'must not carry credentials (user:password@): use use
  * so that a typo is a config error (7) naming the entry, not an unreachable store (11)
  * that the runtime retries forever.
  */
-export function endpointProblem(ep: string): string | undefined {
+function endpointProblem(ep: string): string | undefined {
   if (/[\s]/.test(ep)) return 'is not an endpoint URL (it contains whitespace)';
   if (/^unixs?:/i.test(ep)) return /^unixs?:(\/\/)?[^/]*\/?./i.test(ep) && !ep.includes('@') ? undefined : 'is not a unix socket target (unix:/path)';
   const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(ep);

@@ -99,7 +99,7 @@ export function grpcKv(client: Etcd3): EtcdKv {
 // HTTP/JSON gateway
 
 /** An answer from etcd that is not a success (HTTP status >= 300, or an error body). */
-export class EtcdHttpError extends Error {
+class EtcdHttpError extends Error {
   override readonly name = 'EtcdHttpError';
   readonly status: number;
   /** The gRPC status code etcd reports (14 unavailable, 4 deadline exceeded...), when any. */

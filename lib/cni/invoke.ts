@@ -213,7 +213,7 @@ export async function inProcessFor(
  * stdin, capturing its stdout and stderr; its exit status and output are then read exactly
  * as an exec'd delegate's are.
  */
-export async function runInProcess(
+async function runInProcess(
   file: string,
   plugin: InProcessPlugin,
   stdin: Buffer,
@@ -282,7 +282,7 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */
-export function decodeDelegateResult(pluginType: string, stdout: Buffer, conf: Buffer | object): Result {
+function decodeDelegateResult(pluginType: string, stdout: Buffer, conf: Buffer | object): Result {
   let raw: unknown;
   try {
     raw = JSON.parse(stdout.toString('utf8'));

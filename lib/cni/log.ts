@@ -22,7 +22,7 @@ import { closeSync, fstatSync, openSync, renameSync, statSync, writeSync, consta
 import { dirname } from 'node:path';
 import { isNativeError, LOCK, native } from '../native/index.ts';
 
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = 'text' | 'json';
 

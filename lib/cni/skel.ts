@@ -14,8 +14,6 @@ import { validateWith } from './validate.ts';
 import { checkSupported, checkVerbAllowed, isSupportedVersion, selectVersion, versionInfo } from './version.ts';
 import { checkJsonDepth, isObject } from './json.ts';
 
-export { parseCniArgs } from './args.ts';
-export { convertResult } from './convert.ts';
 export { validateWith } from './validate.ts';
 
 /**
@@ -89,7 +87,7 @@ export const REQUIRED_ENV: Readonly<Record<Verb, readonly string[]>> = {
 };
 
 /** Throws CniError 4 unless `id` is a valid CNI container ID (alphanumeric start, then [A-Za-z0-9_.-]). */
-export function validateContainerId(id: string): void {
+function validateContainerId(id: string): void {
   if (!isContainerId(id)) {
     throw new CniError(Code.InvalidEnvironment, 'invalid characters in CNI_CONTAINERID', JSON.stringify(id));
   }
@@ -99,14 +97,9 @@ export function validateContainerId(id: string): void {
  * Throws CniError 4 unless `name` is a valid Linux interface name: libcni's rules and the
  * kernel's, name templates ("eth%d") refused (lib/addr/ifname.ts).
  */
-export function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
+function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
   const why = ifNameProblem(name);
   if (why) throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: interface name ${why}`);
-}
-
-/** Prints a 1.1.0 result in `version`'s form (libcni's 4-space JSON). */
-export function printResult(result: Result, version: string, out: { write(s: string): void }): void {
-  out.write(`${formatResultJson(result, version)}\n`);
 }
 
 function isVerb(v: string): v is Verb {

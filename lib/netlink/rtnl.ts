@@ -28,7 +28,7 @@
 // namespace the operation runs in. In DEL paths: `if (isNetlinkError(e, 'ENODEV')) ...`.
 
 import { closeSync, constants as fsConstants, readSync } from 'node:fs';
-import { ipFamily, broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
+import { formatIP, ipFamily, lastIP, tryParseCidr } from '../addr/cidr.ts';
 import { ifNameProblem, isValidIfName } from '../addr/ifname.ts';
 import { canonicalMac, isMac } from '../addr/mac.ts';
 import {
@@ -63,11 +63,11 @@ import { errnoOf, fromNative, invalidArgument, isNetlinkError, NetlinkError } fr
 import type { Netns } from './netns.ts';
 import type { DataMessage } from './socket.ts';
 
-export { isNetlinkError, NetlinkError } from './errors.ts';
+export { isNetlinkError } from './errors.ts';
 export { Netns } from './netns.ts';
-export { AddrFlag, NeighFlag, NeighState, Protocol, RouteFlag, RouteType, Scope, Table } from './codec/index.ts';
+export { AddrFlag, NeighFlag, NeighState, Protocol, RouteFlag, Scope, Table } from './codec/index.ts';
 export type { BridgeInfo, BridgePortInfo, BridgeVlan, IpvlanInfo, LinkInfo, MacvlanInfo, OperState, VxlanInfo } from './codec/index.ts';
-export type { IpvlanFlag, IpvlanMode, MacvlanMode, NeighFamily } from './codec/index.ts';
+export type { NeighFamily } from './codec/index.ts';
 
 /** A link by index or by name (resolved in the namespace of the operation). */
 export type LinkRef = number | string;
@@ -534,7 +534,7 @@ async function addrMessage(ns: Netns, spec: AddrSpec, op: string, forAdd: boolea
       if (spec.broadcast !== undefined) m.broadcast = parseIp(op, 'broadcast', spec.broadcast).ip;
       else if (c.prefixLen < 31) {
         const cidr = tryParseCidr(`${c.ip}/${c.prefixLen}`);
-        if (cidr) m.broadcast = formatIP(lastAddressOf(cidr));
+        if (cidr) m.broadcast = formatIP(lastIP(cidr));
       }
     }
     let flags = 0;

@@ -48,7 +48,7 @@ export class ToolError extends Error {
 }
 
 /** How long a tool may run before it is killed (iptables -w can wait long for the xtables lock). */
-export const TOOL_TIMEOUT_MS = 60_000;
+const TOOL_TIMEOUT_MS = 60_000;
 
 /** Runs `tool args` with `input` on stdin; resolves with its exit code and output. */
 export function runTool(tool: string, args: readonly string[], input?: string, timeoutMs = TOOL_TIMEOUT_MS): Promise<ToolRun> {

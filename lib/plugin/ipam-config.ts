@@ -19,7 +19,7 @@ import * as rtnl from '../netlink/rtnl.ts';
 import { nl } from './link.ts';
 
 /** How long ADD waits for IPv6 duplicate address detection (the reference: 5 s). */
-export const DAD_SETTLE_MS = 5000;
+const DAD_SETTLE_MS = 5000;
 
 export interface PodLink {
   index: number;
@@ -31,7 +31,7 @@ function familyOf(addr: string): 4 | 6 {
 }
 
 /** The result's IPs that belong to interface `ifIndex` of `result.interfaces`. */
-export function ipsFor(result: Result, ifIndex: number): IPConfig[] {
+function ipsFor(result: Result, ifIndex: number): IPConfig[] {
   return (result.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === ifIndex);
 }
 

@@ -165,7 +165,7 @@ async function deleteBridgeIfUnused(host: Netns, index: number): Promise<void> {
 // --------------------------------------------------------------------------- veth ----
 
 /** "veth" + 8 random hex digits, as the reference plugins name host-side veths. */
-export function randomVethName(): string {
+function randomVethName(): string {
   return `veth${randomBytes(4).toString('hex')}`;
 }
 

@@ -10,7 +10,7 @@ import { CniError, Code } from '../cni/errors.ts';
 import { isNativeError, LOCK, native } from '../native/index.ts';
 import type { Netns } from '../netlink/netns.ts';
 
-export const NETNS_LOCK_TIMEOUT_MS = 60_000;
+const NETNS_LOCK_TIMEOUT_MS = 60_000;
 
 /**
  * Runs `fn` holding the exclusive lock of `ns`. Waiting longer than `timeoutMs` is

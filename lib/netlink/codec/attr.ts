@@ -8,7 +8,7 @@ export class CodecError extends Error {
   override readonly name = 'CodecError';
 }
 
-export const align4 = (n: number): number => (n + 3) & ~3;
+const align4 = (n: number): number => (n + 3) & ~3;
 
 export interface Attr {
   /** Attribute type with the nested/byte-order bits masked off. */

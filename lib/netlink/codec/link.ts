@@ -129,8 +129,6 @@ export interface OtherInfo {
   name: string;
 }
 export type LinkInfo = VethInfo | BridgeInfo | MacvlanInfo | IpvlanInfo | VxlanInfo | DummyInfo | OtherInfo;
-export type LinkKind = LinkInfo['kind'];
-
 /** Port-side data of a link enslaved to a master (IFLA_INFO_SLAVE_*). */
 export type SlaveInfo = { kind: 'bridge'; port: BridgePortInfo } | { kind: 'other'; name: string };
 
@@ -189,7 +187,7 @@ const PORT_FIELDS: Array<[keyof BridgePortInfo, number, 'u8' | 'u16' | 'u32' | '
   ['isolated', K.IFLA_BRPORT_ISOLATED, 'bool'],
 ];
 
-export function parseBridgePort(attrs: Attr[]): BridgePortInfo {
+function parseBridgePort(attrs: Attr[]): BridgePortInfo {
   const out: Record<string, number | boolean> = {};
   for (const a of attrs) {
     const f = PORT_FIELDS.find((x) => x[1] === a.type);
@@ -200,7 +198,7 @@ export function parseBridgePort(attrs: Attr[]): BridgePortInfo {
   return out as BridgePortInfo;
 }
 
-export function formatBridgePort(p: BridgePortInfo): Buffer[] {
+function formatBridgePort(p: BridgePortInfo): Buffer[] {
   const out: Buffer[] = [];
   for (const [key, type, t] of PORT_FIELDS) {
     const v = p[key];
