@@ -5,6 +5,7 @@
 // no veth, no address and no reserved IP behind.
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
+import { phaseTracer } from '../../lib/cni/log.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
 import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/addr/cidr.ts';
@@ -126,33 +127,8 @@ function dnsSet(d: DNS | undefined): d is DNS {
   return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
 }
 
-/**
- * Wall and CPU milliseconds of each ADD phase (since the previous mark; the first, "start",
- * runs from process start to the ADD handler), logged at debug level for bench:bridge.
- */
-class Phases {
-  private readonly marks: Array<[string, number, number]> = [];
-  constructor() {
-    this.mark('start');
-  }
-  mark(name: string): void {
-    const c = process.cpuUsage();
-    this.marks.push([name, performance.now(), (c.user + c.system) / 1000]);
-  }
-  toJSON(): Record<string, { wall: number; cpu: number }> {
-    const out: Record<string, { wall: number; cpu: number }> = {};
-    let [pw, pc] = [0, 0];
-    const r = (x: number): number => Math.round(x * 100) / 100;
-    for (const [name, w, c] of this.marks) {
-      out[name] = { wall: r(w - pw), cpu: r(c - pc) };
-      [pw, pc] = [w, c];
-    }
-    return out;
-  }
-}
-
 export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
-  const phases = new Phases();
+  const phases = phaseTracer(a.log);
   checkAddConfig(conf);
   const mac = resolveMac(conf, a.args);
   // an explicit mtu wins; else the node's pod MTU from the agent's file, when named
@@ -267,7 +243,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
 
       if (dnsSet(conf.dns)) result.dns = conf.dns;
       phases.mark('final');
-      a.log?.debug('ADD phases (ms)', phases);
+      phases.done('ADD phases (ms)');
       return result;
     });
   } finally {
