@@ -447,7 +447,11 @@ function formatLinkInfo(info: LinkInfo | undefined, slave: SlaveInfo | undefined
 
 // ---- ifinfomsg -----------------------------------------------------------------------
 
-/** Parses struct ifinfomsg and its attributes (the payload of an RTM_*LINK message). */
+/**
+ * Parses struct ifinfomsg and its attributes (the payload of an RTM_*LINK message). Long
+ * on purpose: one case per IFLA_* attribute, a table of the kernel's layout read top to
+ * bottom (as vishvananda/netlink's LinkDeserialize), not steps to name.
+ */
 export function parseLinkMessage(buf: Buffer): { value: LinkMessage; consumed: number } {
   if (buf.length < K.IFINFOMSG_LEN) throw new CodecError(`ifinfomsg truncated (${buf.length} bytes)`);
   const msg: LinkMessage = {
