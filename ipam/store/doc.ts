@@ -126,6 +126,27 @@ export function docProblem(raw: unknown, network: string): string | undefined {
   return undefined;
 }
 
+/** The well-formed versioned records of one part of a damaged document (blocks, attachments); the rest is noted. */
+function salvagePart<T>(part: string, m: unknown, inner: (x: unknown) => string | undefined, notes: string[]): Array<Versioned<T>> {
+  if (!isObject(m)) {
+    notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
+    return [];
+  }
+  const out: Array<Versioned<T>> = [];
+  let i = 0;
+  for (const rec of Object.values(m)) {
+    i++;
+    const p = versionedProblem(rec, inner);
+    if (p) {
+      notes.push(`${part} entry ${i} dropped: ${p}`);
+      continue;
+    }
+    const v = rec as Versioned<T>;
+    out.push({ value: v.value, rev: v.rev });
+  }
+  return out;
+}
+
 /**
  * What can be kept of a damaged document (parsed JSON): every well-formed record. Blocks
  * and attachments that are missing entirely are rebuilt later from each other by the
@@ -141,50 +162,16 @@ export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; no
   if (raw['format'] !== DOC_FORMAT) notes.push('format set to strand-ipam/v1');
   if (raw['network'] !== network) notes.push('network set to the directory name');
   let maxRev = typeof raw['rev'] === 'number' && Number.isInteger(raw['rev']) && raw['rev'] >= 0 ? raw['rev'] : 0;
-  const take = <T>(
-    part: string,
-    m: unknown,
-    inner: (x: unknown) => string | undefined,
-    keyOf: (v: T) => string,
-    put: (k: string, v: Versioned<T>) => void,
-  ): void => {
-    if (!isObject(m)) {
-      notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
-      return;
-    }
-    let i = 0;
-    for (const rec of Object.values(m)) {
-      i++;
-      const p = versionedProblem(rec, inner);
-      if (p) {
-        notes.push(`${part} entry ${i} dropped: ${p}`);
-        continue;
-      }
-      const v = rec as Versioned<T>;
-      maxRev = Math.max(maxRev, v.rev);
-      put(keyOf(v.value), { value: v.value, rev: v.rev });
-    }
-  };
-  take<Block>(
-    'blocks',
-    raw['blocks'],
-    blockProblem,
-    (b) => b.cidr,
-    (k, v) => {
-      v.value.network = network;
-      doc.blocks[k] = v;
-    },
-  );
-  take<Attachment>(
-    'attachments',
-    raw['attachments'],
-    attachmentProblem,
-    (a) => attachmentKey(a.containerId, a.ifname),
-    (k, v) => {
-      v.value.network = network;
-      doc.attachments[k] = v;
-    },
-  );
+  for (const v of salvagePart<Block>('blocks', raw['blocks'], blockProblem, notes)) {
+    maxRev = Math.max(maxRev, v.rev);
+    v.value.network = network;
+    doc.blocks[v.value.cidr] = v;
+  }
+  for (const v of salvagePart<Attachment>('attachments', raw['attachments'], attachmentProblem, notes)) {
+    maxRev = Math.max(maxRev, v.rev);
+    v.value.network = network;
+    doc.attachments[attachmentKey(v.value.containerId, v.value.ifname)] = v;
+  }
   if (raw['reservations'] !== undefined) {
     const p = versionedProblem(raw['reservations'], reservationsProblem);
     if (p) notes.push(`reservations dropped (re-add them with strand ipam reserve): ${p}`);
