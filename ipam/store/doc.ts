@@ -322,3 +322,44 @@ export function docReservations(doc: NetworkDoc): Versioned<Reservations> | unde
 export function docHasRecords(doc: NetworkDoc): boolean {
   return Object.keys(doc.blocks).length > 0 || Object.keys(doc.attachments).length > 0 || (doc.reservations?.value.reservations.length ?? 0) > 0;
 }
+
+/**
+ * The read side of the stores that keep one document per network (memory, local): a
+ * subclass says how it reads a network's document and which documents exist; the
+ * readers hand out copies, never the document's own objects.
+ */
+export abstract class DocumentReads {
+  /** The network's document (an empty one when it has none). */
+  protected abstract readDoc(network: string): NetworkDoc;
+  /** The document of `network`, or of every network. */
+  protected abstract readDocs(network?: string): NetworkDoc[];
+
+  async getAttachment(network: string, containerId: string, ifname: string): Promise<Versioned<Attachment> | undefined> {
+    const a = this.readDoc(network).attachments[attachmentKey(containerId, ifname)];
+    return a && structuredClone(a);
+  }
+
+  async listAttachments(network?: string): Promise<Array<Versioned<Attachment>>> {
+    return this.readDocs(network).flatMap((d) => Object.values(d.attachments).map((a) => structuredClone(a)));
+  }
+
+  async listAffinities(network?: string): Promise<Affinity[]> {
+    return this.readDocs(network).flatMap(docAffinities);
+  }
+
+  async getBlocks(network: string, cidrs: readonly string[]): Promise<Array<Versioned<Block>>> {
+    return docBlocks(this.readDoc(network), cidrs);
+  }
+
+  async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
+    return this.readDocs(network).flatMap((d) => Object.values(d.blocks).map((b) => structuredClone(b)));
+  }
+
+  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
+    return docHolders(this.readDoc(network), cidr);
+  }
+
+  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
+    return docReservations(this.readDoc(network));
+  }
+}
