@@ -44,7 +44,7 @@ describe('pinned node in the guest', () => {
     const out = execFileSync(nodeBin, ['-e', script, addon, set.path(ns)], { encoding: 'utf8' });
     const r = JSON.parse(out) as { version: string; fns: string[]; isNetns: boolean; utsIsNetns: boolean; fd: number };
     expect(r.version).toBe(pinnedNodeVersion());
-    expect(r.fns).toEqual(expect.arrayContaining(['nlOpen', 'nlSend', 'nlRecv', 'close', 'nsOpenFile', 'isNetns', 'flock']));
+    expect(r.fns).toEqual(expect.arrayContaining(['nlOpen', 'nlRequest', 'nlRequestSync', 'close', 'nsOpenFile', 'isNetns', 'flock']));
     expect(r.isNetns).toBe(true);
     expect(r.utsIsNetns).toBe(false);
     expect(r.fd).toBeGreaterThanOrEqual(0);
