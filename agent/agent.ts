@@ -22,10 +22,13 @@ import { Dataplane, type Underlay, type Vtep } from './dataplane.ts';
 import type { StrandMetrics } from '../lib/observe/metrics.ts';
 import { LoopWatch } from '../lib/observe/health.ts';
 import type { ObserveSources } from '../lib/observe/server.ts';
-import { applyEvent, blockUsage, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
+import { aliveNames, applyEvent, blockUsage, nodesByName, viewFromListing, type AliveRecord, type ClusterView, type NodeRecord } from './model.ts';
 import { desiredState, describeOp, plan, type Desired, type Op } from './reconcile.ts';
 import { Registry, type WatchEvent, type WatchHandle } from './registry.ts';
 import { STATE_VERSION, writeFileAtomic, writeState, type AgentState } from './status.ts';
+import { completePending, PendingJournal, pendingDirOf } from '../ipam/pending.ts';
+import { releaseNode } from '../ipam/nodes.ts';
+import { SHARED_BLOCK_OWNER } from '../ipam/allocator.ts';
 
 const BACKOFF_MIN_MS = 200;
 /**
@@ -98,6 +101,17 @@ export class Agent {
   /** Flat mode: bridge settings that are wrong and cannot be put back (reported with every reconcile). */
   private flatSettingProblems: string[] = [];
   private loops: Array<Promise<void>> = [];
+  /** The housekeeping pass running now (pending releases, gone nodes), if any: passes never overlap. */
+  private housekeeping: Promise<void> | undefined;
+  /**
+   * Other nodes without a liveness key, and since when (this process's monotonic clock)
+   * this agent has seen them so: a node is "gone" by this agent's own measure, never by
+   * comparing clocks of two machines; an agent that restarts starts measuring again
+   * (later, never earlier).
+   */
+  private readonly goneSince = new Map<string, number>();
+  /** Gone nodes past nodeReleaseAfter that still hold attachments: how many, and when to look again. */
+  private readonly goneHolding = new Map<string, { attachments: number; nextCheck: number }>();
   readonly state: AgentState;
 
   constructor(cfg: AgentConfig, deps: AgentDeps) {
@@ -146,6 +160,7 @@ export class Agent {
       if (this.view || this.flatReassertDue) void this.requestReconcile('resync');
       if (!this.view) this.writeStatus();
       else this.writeStatus();
+      if (this.state.synced) this.startHousekeeping();
     }, this.cfg.resyncMs);
     this.linkTimer = setInterval(() => void this.checkLinks(), LINK_POLL_MS);
   }
@@ -185,7 +200,7 @@ export class Agent {
     }
     for (const w of this.stopWaiters.splice(0)) w();
     await this.watch?.cancel().catch(() => undefined);
-    await Promise.race([Promise.allSettled([...this.loops, this.reconciling]), this.sleep(3000, true)]);
+    await Promise.race([Promise.allSettled([...this.loops, this.reconciling, this.housekeeping]), this.sleep(3000, true)]);
     await this.registry?.close();
     this.state.synced = false;
     this.metrics?.setSynced(false);
@@ -408,6 +423,8 @@ export class Agent {
         this.state.syncedAt = new Date().toISOString();
         this.writeStatus();
         this.log.info(`synced at revision ${listing.revision}: ${view.nodes.size} node(s), ${view.affinities.size} block(s)`);
+        // etcd answers again: what DEL could not release meanwhile is released now
+        this.startHousekeeping();
         const start = Date.now();
         broken = await Promise.race([brokenP, this.whenStopped().then(() => 'stop')]);
         if (broken === 'stop') return;
@@ -439,6 +456,94 @@ export class Agent {
       if (e.type === 'delete' && e.key === reg.aliveKey(this.cfg.nodeName)) this.reregister?.('liveness key deleted');
     }
     if (changed) this.scheduleReconcile();
+  }
+
+  /** Starts a housekeeping pass unless one runs. Never rejects. */
+  private startHousekeeping(): void {
+    if (this.housekeeping || this.stopped || !this.registry) return;
+    this.housekeeping = this.housekeep()
+      .catch((e: unknown) => this.log.warn(`housekeeping: ${errorText(e)}`))
+      .finally(() => {
+        this.housekeeping = undefined;
+      });
+  }
+
+  /**
+   * Completes this node's pending releases (ipam/pending.ts: DELs that ran while etcd was
+   * unreachable), then releases the nodes gone longer than nodeReleaseAfter.
+   */
+  private async housekeep(): Promise<void> {
+    const reg = this.registry as Registry;
+    const journal = new PendingJournal(pendingDirOf(this.cfg.ipamDataDir));
+    if (await journal.any()) {
+      const r = await completePending(
+        journal,
+        reg.ipamStore,
+        { kind: 'etcd', prefix: reg.prefix, etcd: {} },
+        {
+          log: this.log,
+          deadline: Date.now() + 2 * this.cfg.etcd.requestTimeoutMs,
+        },
+      );
+      this.metrics?.pendingReleases(r.completed.length, r.failed.length + r.left);
+    } else this.metrics?.pendingReleases(0, 0);
+    if (this.cfg.nodeReleaseAfterMs !== undefined && this.view) await this.releaseGoneNodes(reg, this.view, this.cfg.nodeReleaseAfterMs);
+  }
+
+  /**
+   * Nodes with a record or a block but no liveness key for `afterMs` (as this agent saw
+   * it) are released (ipam/nodes.ts): their empty blocks and, once they hold nothing,
+   * their records; the routes to them go with the blocks' affinities. One that still
+   * holds attachments is reported (log and metric) and looked at again every ten resync
+   * intervals.
+   */
+  private async releaseGoneNodes(reg: Registry, view: ClusterView, afterMs: number): Promise<void> {
+    const now = performance.now();
+    const alive = aliveNames(view, reg.prefix);
+    const known = new Set([...nodesByName(view, reg.prefix).keys(), ...[...view.affinities.values()].map((a) => a.node)]);
+    known.delete(this.cfg.nodeName);
+    known.delete(SHARED_BLOCK_OWNER); // flat mode's blocks belong to no node
+    for (const n of [...this.goneSince.keys()]) {
+      if (known.has(n) && !alive.has(n)) continue;
+      this.goneSince.delete(n);
+      this.goneHolding.delete(n);
+    }
+    for (const n of known) if (!alive.has(n) && !this.goneSince.has(n)) this.goneSince.set(n, now);
+    for (const [n, since] of this.goneSince) {
+      if (this.stopped || now - since < afterMs || (this.goneHolding.get(n)?.nextCheck ?? 0) > now) continue;
+      const gone = `node ${n} (no agent for ${Math.round((now - since) / 1000)} s)`;
+      let r: Awaited<ReturnType<typeof releaseNode>>;
+      try {
+        r = await releaseNode(reg.ipamStore, n);
+      } catch (e) {
+        this.metrics?.nodeReleased('failed');
+        this.log.warn(`${gone}: release failed, retrying later: ${errorText(e)}`);
+        continue;
+      }
+      if (r.refused) {
+        this.goneSince.delete(n); // its agent is back
+        continue;
+      }
+      for (const b of r.blocksReleased) this.log.info(`${gone}: released its empty block ${b}`);
+      if (r.recordRemoved) {
+        this.log.info(`${gone}: released; its record ${reg.nodeKey(n)} removed`);
+        this.metrics?.nodeReleased('released');
+        this.goneSince.delete(n);
+        this.goneHolding.delete(n);
+        continue;
+      }
+      const before = this.goneHolding.get(n)?.attachments;
+      this.goneHolding.set(n, { attachments: r.attachmentsHeld.length, nextCheck: now + 10 * this.cfg.resyncMs });
+      if (before !== r.attachmentsHeld.length) {
+        this.metrics?.nodeReleased('held');
+        const kept = r.blocksKept.length ? `; blocks kept: ${r.blocksKept.join('; ')}` : '';
+        this.log.warn(
+          `${gone} still holds ${r.attachmentsHeld.length} attachment(s): ${r.attachmentsHeld.slice(0, 5).join('; ')}${r.attachmentsHeld.length > 5 ? '; ...' : ''}${kept} ` +
+            `(its blocks stay routed; strand ipam node release --force ${n} releases them once the node is known to be gone)`,
+        );
+      }
+    }
+    this.metrics?.setGoneNodeAttachments(new Map([...this.goneHolding].filter(([, h]) => h.attachments > 0).map(([n, h]) => [n, h.attachments])));
   }
 
   private scheduleReconcile(): void {

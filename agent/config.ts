@@ -25,7 +25,12 @@
 //   "metricsAddress": "127.0.0.1:9476",   the /metrics, /healthz, /readyz listener
 //   "reconcileStuckAfter": "60s",         a reconcile pass this long fails /healthz
 //   "logLevel": "info",
-//   "logFormat": "text"                   or "json": one JSON object per line on stderr
+//   "logFormat": "text",                  or "json": one JSON object per line on stderr
+//   "ipamDataDir": "/var/lib/cni/networks",  strand-ipam's node-local directory (default:
+//                                         the --cni-conf's ipam.dataDir): the agent
+//                                         completes the releases pending there
+//   "nodeReleaseAfter": "1h"              release the empty blocks of a node whose agent is
+//                                         gone this long ("never": do not)
 // }
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -35,6 +40,7 @@ import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
 import { ifNameProblem } from '../lib/addr/ifname.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
+import { DEFAULT_DATA_DIR } from '../ipam/config.ts';
 import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
 import { isObject } from '../lib/cni/json.ts';
@@ -47,6 +53,8 @@ export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
 const DEFAULT_LEASE_TTL_S = 20;
 const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
+/** How long a node's agent must be gone before the agents release its empty blocks. */
+const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
 const DEFAULT_FLAT_BRIDGE = 'br0';
 /** Flat mode's takeover record: in /run, so that a reboot resets it together with the kernel's state. */
 export const DEFAULT_TAKEOVER_RECORD = '/run/strand/flat.json';
@@ -91,6 +99,13 @@ export interface AgentConfig {
   reconcileStuckMs: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
+  /** strand-ipam's node-local directory: the journal of pending releases is in it (ipam/pending.ts). */
+  ipamDataDir: string;
+  /**
+   * A node whose agent has been gone (no liveness key) this long, as this agent sees it,
+   * has its empty blocks released and its record removed; undefined: never.
+   */
+  nodeReleaseAfterMs: number | undefined;
   /** Flat mode: the uplink takeover (agent/flat.ts). */
   flat?: FlatConfig;
 }
@@ -118,8 +133,8 @@ function readJson(file: string, field: string): unknown {
   }
 }
 
-/** The network name and strand-ipam `etcd` section of a conflist (or single config). */
-export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown } {
+/** The network name, strand-ipam `etcd` section and data directory of a conflist (or single config). */
+function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown; dataDir?: string } {
   if (!isObject(raw)) throw new AgentConfigError(field, 'must be a JSON object');
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as unknown[]) : [raw];
   for (const p of plugins) {
@@ -128,23 +143,25 @@ export function fromCniConf(raw: unknown, field: string): { network: string; etc
     if (isObject(ipam) && ipam['type'] === 'strand-ipam') {
       if (!isObject(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
       if (typeof raw['name'] !== 'string' || !raw['name']) throw new AgentConfigError(`${field}: name`, 'missing network name');
-      return { network: raw['name'], etcd: ipam['etcd'] };
+      return typeof ipam['dataDir'] === 'string' && ipam['dataDir'] !== ''
+        ? { network: raw['name'], etcd: ipam['etcd'], dataDir: ipam['dataDir'] }
+        : { network: raw['name'], etcd: ipam['etcd'] };
     }
   }
   throw new AgentConfigError(field, 'no plugin with a strand-ipam IPAM section');
 }
 
-/** Milliseconds from a number (milliseconds) or "500ms" / "20s" / "1m". */
+/** Milliseconds from a number (milliseconds) or "500ms" / "20s" / "1m" / "1h". */
 export function parseDuration(v: unknown, field: string): number {
   if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
   if (typeof v === 'string') {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v.trim());
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v.trim());
     if (m) {
-      const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
+      const n = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : m[2] === 'h' ? 3_600_000 : 1);
       if (n > 0) return n;
     }
   }
-  throw new AgentConfigError(field, `invalid duration ${JSON.stringify(v)} (milliseconds, or "500ms", "20s", "1m")`);
+  throw new AgentConfigError(field, `invalid duration ${JSON.stringify(v)} (milliseconds, or "500ms", "20s", "1m", "1h")`);
 }
 
 function int(v: unknown, field: string, lo: number, hi: number): number {
@@ -207,6 +224,8 @@ export const FLAGS: Record<string, string> = {
   'reconcile-stuck-after': 'reconcileStuckAfter',
   'log-level': 'logLevel',
   'log-format': 'logFormat',
+  'ipam-data-dir': 'ipamDataDir',
+  'node-release-after': 'nodeReleaseAfter',
   uplink: 'flat.uplink',
   'flat-bridge': 'flat.bridge',
   'flat-record': 'flat.record',
@@ -245,6 +264,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
     const c = fromCniConf(readJson(cniConf, '--cni-conf'), '--cni-conf');
     if (raw['etcd'] === undefined) raw['etcd'] = structuredClone(c.etcd);
     if (raw['networks'] === undefined) raw['networks'] = [c.network];
+    if (raw['ipamDataDir'] === undefined && c.dataDir !== undefined) raw['ipamDataDir'] = c.dataDir;
   }
   for (const [name, value] of flags) {
     const path = FLAGS[name];
@@ -295,6 +315,8 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     'reconcileStuckAfter',
     'logLevel',
     'logFormat',
+    'ipamDataDir',
+    'nodeReleaseAfter',
     'flat',
   ]);
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new AgentConfigError(k, 'unknown setting');
@@ -373,6 +395,13 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
     reconcileStuckMs: raw['reconcileStuckAfter'] === undefined ? DEFAULT_RECONCILE_STUCK_MS : parseDuration(raw['reconcileStuckAfter'], 'reconcileStuckAfter'),
     logLevel,
     logFormat,
+    ipamDataDir: raw['ipamDataDir'] === undefined ? DEFAULT_DATA_DIR : str(raw['ipamDataDir'], 'ipamDataDir'),
+    nodeReleaseAfterMs:
+      raw['nodeReleaseAfter'] === undefined
+        ? DEFAULT_NODE_RELEASE_AFTER_MS
+        : raw['nodeReleaseAfter'] === 'never'
+          ? undefined
+          : parseDuration(raw['nodeReleaseAfter'], 'nodeReleaseAfter'),
   };
   if (raw['nodeInterface'] !== undefined) cfg.nodeInterface = linkName(raw['nodeInterface'], 'nodeInterface');
   if (mode === 'flat') {

@@ -62,6 +62,13 @@ options (flags override --config, which overrides --cni-conf):
                              (default ${DEFAULT_OBSERVE_ADDRESS}; ":9476" for every address)
   --reconcile-stuck-after <duration>
                              a reconcile pass this long fails /healthz (default 60s)
+  --ipam-data-dir <dir>      strand-ipam's node-local directory, where DEL records the
+                             releases it could not make (default: the --cni-conf's
+                             ipam.dataDir, else /var/lib/cni/networks); the agent
+                             completes them once etcd answers
+  --node-release-after <duration>
+                             release the empty blocks and the record of a node whose
+                             agent has been gone this long (default 1h; "never")
   --log-level <level>        debug, info, warn, error
   --log-format text|json     lines on stderr (default text; json: one object per line)
 `;

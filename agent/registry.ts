@@ -86,6 +86,11 @@ export class Registry {
     return this.store.client;
   }
 
+  /** The IPAM store over this client (completing pending releases, releasing gone nodes). */
+  get ipamStore(): EtcdStore {
+    return this.store;
+  }
+
   nodeKey(node: string): string {
     return `${this.prefix}/nodes/${node}`;
   }

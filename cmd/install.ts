@@ -5,6 +5,7 @@
 //                  [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
 //                  [--node-name NAME] [--sleep]
 //   strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
+//                  [--node-state [--force] [--agent-state-file F] [--pod-mtu-file F] [--log-dir D]]
 //
 // 1. Reads and checks every input first (binary, template, etcd TLS files, values):
 //    a missing or unreadable secret is an error and nothing is written.
@@ -31,8 +32,12 @@
 // its record exists (agent/flat.ts; a failed restore removes nothing), then the conflist,
 // the files recorded (a shared name such as loopback only while it is still strand's
 // file), strand-lib/, the TLS files; then it lists the node state it leaves (bridges,
-// VXLAN device, agent routes, IPAM records: cmd/install/report.ts). Install warns when
-// another network configuration sorts before strand's (the runtime would use that one).
+// VXLAN device, agent routes, IPAM records: cmd/install/report.ts). With --node-state it
+// removes that node state first, while the conflist and the TLS files still say how to
+// reach the IPAM store (cmd/install/node-state.ts), and refuses, removing nothing (the
+// flat takeover included), while pods use strand's network or the agent runs, unless
+// --force. Install warns when another network configuration sorts before strand's (the
+// runtime would use that one).
 import { existsSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +65,7 @@ import {
   type Outcome,
 } from './install/files.ts';
 import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './install/report.ts';
+import { DEFAULT_AGENT_STATE_FILE, DEFAULT_LOG_DIR, DEFAULT_POD_MTU_FILE_PATH } from './install/node-state.ts';
 import { type Conflist, fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
@@ -67,6 +73,7 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                       [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
                       [--node-name NAME] [--sleep]
        strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
+                      [--node-state [--force] [--agent-state-file F] [--pod-mtu-file F] [--log-dir D]]
 
   --bin-dir        CNI plugin directory (default /opt/cni/bin)
   --conf-dir       CNI config directory to write to (default /etc/cni/net.d)
@@ -87,6 +94,18 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                    IPAM state)
   --flat-record    with --uninstall: first undo the flat-mode uplink takeover recorded
                    there (default /run/strand/flat.json; nothing to do when absent)
+  --node-state     with --uninstall: first remove that too: the conflist's bridges, the
+                   agent's VXLAN device and routes, strand's masquerade and hostPort
+                   rules, this node's IPAM state (pending releases completed, empty
+                   blocks released, the node record removed; the local store's files),
+                   the pod MTU and agent state files, strand's CNI logs. Refuses, and
+                   removes nothing, while pods use strand's network here or the agent
+                   runs (delete the workloads and the DaemonSet first)
+  --force          with --node-state: go on anyway, removing the pods' network and
+                   releasing their addresses
+  --agent-state-file  the agent's state file (default ${DEFAULT_AGENT_STATE_FILE})
+  --pod-mtu-file   the agent's pod MTU file (default ${DEFAULT_POD_MTU_FILE_PATH})
+  --log-dir        strand's CNI log directory (default ${DEFAULT_LOG_DIR})
 
 Install lays down loopback (run by container runtimes for every pod) when the bin dir
 has none, never replacing one of someone else's, and fails when the conflist names a
@@ -113,6 +132,11 @@ interface Options {
   sleep: boolean;
   uninstall: boolean;
   flatRecord: string;
+  nodeState: boolean;
+  force: boolean;
+  agentStateFile: string;
+  podMtuFile: string;
+  logDir: string;
 }
 
 function parseOptions(argv: string[], env: PluginIO['env']): Options {
@@ -134,6 +158,11 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       sleep: { type: 'boolean' },
       uninstall: { type: 'boolean' },
       'flat-record': { type: 'string' },
+      'node-state': { type: 'boolean' },
+      force: { type: 'boolean' },
+      'agent-state-file': { type: 'string' },
+      'pod-mtu-file': { type: 'string' },
+      'log-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -157,6 +186,11 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     sleep: values.sleep ?? false,
     uninstall: values.uninstall ?? false,
     flatRecord: values['flat-record'] ?? DEFAULT_TAKEOVER_RECORD,
+    nodeState: values['node-state'] ?? false,
+    force: values.force ?? false,
+    agentStateFile: values['agent-state-file'] ?? DEFAULT_AGENT_STATE_FILE,
+    podMtuFile: values['pod-mtu-file'] ?? DEFAULT_POD_MTU_FILE_PATH,
+    logDir: values['log-dir'] ?? DEFAULT_LOG_DIR,
   };
 }
 
@@ -314,13 +348,42 @@ async function restoreFlat(record: string, log: (s: string) => void): Promise<vo
   }
 }
 
-function uninstall(o: Options, log: (s: string) => void): void {
+/** Returns the exit status: 1 when --node-state refused or could not remove everything. */
+async function uninstall(o: Options, log: (s: string) => void, env: PluginIO['env'], restoreFlatTakeover: () => Promise<void>): Promise<number> {
   const conflist = join(o.confDir, o.confName);
   let installed = '';
   try {
     installed = readFileSync(conflist, 'utf8'); // read first: it names the node state to report
   } catch {
     // not installed (or already uninstalled)
+  }
+  let status = 0;
+  if (o.nodeState) {
+    // before the files: the conflist and the TLS files say how to reach the IPAM store
+    let parsed: Record<string, unknown> = {};
+    try {
+      parsed = installed ? (JSON.parse(installed) as Record<string, unknown>) : {};
+    } catch {
+      log(`warning: ${conflist} is not JSON: only links, routes, rules and files found by name are removed`);
+    }
+    const { removeNodeState } = await import('./install/node-state.ts');
+    const r = await removeNodeState({
+      conflist: parsed,
+      beforeRemoval: restoreFlatTakeover,
+      env,
+      force: o.force,
+      agentStateFile: o.agentStateFile,
+      podMtuFile: o.podMtuFile,
+      logDir: o.logDir,
+      log,
+    });
+    if (r.refused.length && !o.force) {
+      for (const x of r.refused) log(`still in use: ${x}`);
+      log('refused: nothing removed (delete the pods and the DaemonSet first, or --force)');
+      return 1;
+    }
+    for (const x of r.failed) log(`not removed: ${x}`);
+    if (r.failed.length) status = 1;
   }
   // the conflist first: a runtime never sees a network whose plugins are gone
   if (removeIfPresent(conflist)) log(`removed ${conflist}`);
@@ -334,9 +397,10 @@ function uninstall(o: Options, log: (s: string) => void): void {
   for (const n of removeLibraries(o.binDir)) log(`removed ${join(o.binDir, LIB_DIR, n)}`);
   if (removeTlsDir(o.confDir)) log(`removed ${join(o.confDir, TLS_SUBDIR)}`);
   if (existsSync(join(o.confDir, TLS_SUBDIR))) log(`left ${join(o.confDir, TLS_SUBDIR)}: it holds files strand did not write`);
-  if (installed === '') return;
+  if (installed === '' || o.nodeState) return status;
   const others = configsBefore(o.confDir, '\uffff').map((n) => join(o.confDir, n));
   for (const l of leftovers(nodeStateOf(installed), { otherConfigs: others })) log(`left in place: ${l}`);
+  return status;
 }
 
 /** Resolves on SIGTERM or SIGINT (the kubelet stopping the DaemonSet pod). */
@@ -363,9 +427,13 @@ export async function main(argv: string[], io: PluginIO): Promise<number> {
       return 0;
     }
     o = parseOptions(argv, io.env);
+    if (o.nodeState && !o.uninstall) throw new InstallError('--node-state goes with --uninstall');
     if (o.uninstall) {
-      await restoreFlat(o.flatRecord, log);
-      uninstall(o, log);
+      const restore = (): Promise<void> => restoreFlat(o.flatRecord, log);
+      // with --node-state the takeover is undone once nothing refuses the uninstall
+      if (!o.nodeState) await restore();
+      const status = await uninstall(o, log, io.env, restore);
+      if (status !== 0) return status;
     } else install(o, log);
   } catch (e) {
     if (e instanceof InstallError || e instanceof TemplateError) {

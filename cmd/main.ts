@@ -43,7 +43,7 @@ const commands: Record<string, Command> = {
     load: async () => (await import('./version.ts')).main,
   },
   ipam: {
-    summary: 'ipam <ls|show|usage|release|gc|repair|reserve|unreserve|import-host-local> [--json]   inspect and repair IPAM records (--help)',
+    summary: 'ipam <ls|show|usage|release|gc|repair|reserve|unreserve|import-host-local|pending|node> [--json]   inspect and repair IPAM records (--help)',
     load: async () => (await import('../ipam/cli.ts')).main,
   },
   install: {

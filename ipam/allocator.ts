@@ -794,13 +794,18 @@ export class Allocator {
   // -------------------------------------------------------------------------------
   // DEL, GC
 
-  /** Releases every address of (containerId, ifname); returns them. Idempotent. */
-  async release(containerId: string, ifname: string): Promise<string[]> {
+  /**
+   * Releases every address of (containerId, ifname); returns them. Idempotent. With
+   * `opts.node`, only while the attachment is recorded on that node (a pending release
+   * completed later must not touch an attachment of another node).
+   */
+  async release(containerId: string, ifname: string, opts: { node?: string } = {}): Promise<string[]> {
     return this.serial(() =>
       this.store.exclusive(this.network, async () => {
         const released: string[] = [];
         let att = await this.store.getAttachment(this.network, containerId, ifname);
         while (att) {
+          if (opts.node !== undefined && att.value.node !== opts.node) break;
           const first = att.value.ips[0];
           if (!first) {
             const rev = await this.commit([{ op: 'delAttachment', network: this.network, containerId, ifname, prevRev: att.rev, ips: [] }]);

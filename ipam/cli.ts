@@ -9,10 +9,14 @@
 //   strand ipam ... reserve <ip|cidr> --note TEXT [--allow-requested]
 //   strand ipam ... unreserve <ip|cidr>
 //   strand ipam --conf F import-host-local [--host-local-dir D] [--node N] [--dry-run]
+//   strand ipam ... pending [--complete [--dry-run]]   this node's pending releases
+//   strand ipam ... node ls                              nodes: record, agent, blocks, attachments
+//   strand ipam ... node release <node> [--force] [--dry-run]
 //
 // Store flags: --conf <file> (a network config or conflist holding a strand-ipam
 // section: its store and network are used), or --data-dir <dir> (local store, default
-// /var/lib/cni/networks), or --etcd-endpoints <url,...> [--etcd-prefix P]
+// /var/lib/cni/networks; with --etcd-endpoints: where this node's journal of pending
+// releases is), or --etcd-endpoints <url,...> [--etcd-prefix P]
 // [--etcd-ca F --etcd-cert F --etcd-key F] [--etcd-username U] with the password from
 // --etcd-password-file F or $STRAND_ETCD_PASSWORD (--etcd-password P still works, with a
 // warning: a command line is readable by every local user in /proc/<pid>/cmdline).
@@ -31,7 +35,9 @@ import { listReservations, reserve, ReservationError, unreserve } from './reserv
 import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } from './store/etcd-config.ts';
 import { LocalStore } from './store/local.ts';
 import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
-import { loadConfig, netnsHoldsAddress, nodeName, openStore } from './main.ts';
+import { journalOf, loadConfig, netnsHoldsAddress, nodeName, openStore, storeRefOfConf } from './main.ts';
+import { listNodes, releaseNode } from './nodes.ts';
+import { completePending, PendingJournal, pendingDirOf, releaseConfig, sameStore, storeRefText, type PendingRelease, type StoreRef } from './pending.ts';
 
 /** stdout/stderr, and the environment (process.env when not given). */
 type CliIO = Pick<PluginIO, 'stdout' | 'stderr'> & { env?: Record<string, string | undefined> };
@@ -42,7 +48,8 @@ export const PASSWORD_ENV = 'STRAND_ETCD_PASSWORD';
 const USAGE = `usage: strand ipam [options] <command>
 
 commands:
-  ls                         attachments: addresses, node, pod (--namespace NS, --node N)
+  ls                         attachments: addresses, node, pod (--namespace NS, --node N);
+                             a release pending on this node is shown
   show <ip>                  who holds an address: attachment, pod, block, reservation
   usage                      used/free per pool, per node and per block; reservations
   release <ip|containerID>   release an address, or every address of a container
@@ -61,10 +68,20 @@ commands:
   import-host-local          move the reference host-local's reservations of the
                              network (--conf) into the store: --host-local-dir D
                              (default <dataDir>/<network>), --node N (default this node)
+  node ls                    the nodes the store knows: record, agent alive, blocks,
+                             attachments
+  node release <node>        a node that left the cluster: release its empty blocks
+                             and, once it holds nothing, its record (the agents drop
+                             their routes to it); --force: release its attachments
+                             too (and even when its agent is alive)
+  pending                    this node's releases that DEL recorded while the store
+                             was unavailable (<data dir>/.strand-ipam-pending);
+                             --complete: complete those of this store now
 
 options:
   --conf <file>              network config or conflist with a strand-ipam section
-  --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR})
+  --data-dir <dir>           local store directory (default ${DEFAULT_DATA_DIR}); with
+                             --etcd-endpoints: where this node's pending releases are
   --etcd-endpoints <urls>    etcd store (comma-separated); --etcd-prefix (default
                              ${DEFAULT_ETCD_PREFIX}), --etcd-ca, --etcd-cert, --etcd-key,
                              --etcd-username
@@ -72,7 +89,9 @@ options:
                              or set $${PASSWORD_ENV} (with --etcd-username)
   --etcd-password <pw>       discouraged: other local users can read a command line
   --network <name>           only this network
-  --dry-run                  release, gc, repair, import-host-local: show, change nothing
+  --dry-run                  release, gc, repair, import-host-local, pending --complete,
+                             node release:
+                             show, change nothing
   --json                     machine-readable output
   -h, --help                 this text
 `;
@@ -113,7 +132,7 @@ const VALUE_FLAGS = new Set([
   'host-local-dir',
 ]);
 
-const BOOL_FLAGS = new Set(['json', 'dry-run', 'repair', 'force', 'allow-requested', 'help']);
+const BOOL_FLAGS = new Set(['json', 'dry-run', 'repair', 'force', 'allow-requested', 'help', 'complete']);
 
 /**
  * The etcd password for the store flags: --etcd-password-file (its first line), or
@@ -184,12 +203,22 @@ function confFromFile(file: string): NetConf {
     throw new UsageError(`--conf ${file}: not valid JSON`);
   }
   if (typeof raw !== 'object' || raw === null) throw new UsageError(`--conf ${file}: not a network config`);
+  const conf = strandIpamConf(raw);
+  if (!conf) throw new UsageError(`${file}: no plugin with a strand-ipam IPAM section`);
+  return conf;
+}
+
+/**
+ * The strand-ipam section of a parsed network config or conflist, as the NetConf
+ * strand-ipam would get (network name, cniVersion, its ipam), or undefined when it has none.
+ */
+export function strandIpamConf(raw: Record<string, unknown>): NetConf | undefined {
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as Array<Record<string, unknown>>) : [raw];
   const p = plugins.find((x) => {
-    const ipam = x['ipam'] as { type?: unknown } | undefined;
-    return ipam?.type === 'strand-ipam' || x['type'] === 'strand-ipam';
+    const ipam = x?.['ipam'] as { type?: unknown } | undefined;
+    return ipam?.type === 'strand-ipam' || x?.['type'] === 'strand-ipam';
   });
-  if (!p) throw new UsageError(`${file}: no plugin with a strand-ipam IPAM section`);
+  if (!p) return undefined;
   const ipam = p['type'] === 'strand-ipam' ? p : p['ipam'];
   return { cniVersion: String(raw['cniVersion'] ?? '1.1.0'), name: String(raw['name']), type: String(p['type']), ipam: ipam as NetConf['ipam'] & object };
 }
@@ -200,6 +229,9 @@ interface Ctx {
   config?: IpamConfig;
   network?: string;
   env: Record<string, string | undefined>;
+  /** This node's journal of pending releases, and which store the CLI talks to. */
+  journal: PendingJournal;
+  ref: StoreRef;
 }
 
 /** Commands that may create a local data directory; the others need it to exist (exit 2 otherwise). */
@@ -221,13 +253,17 @@ async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
   const network = o.flags.get('network');
   const env = io.env ?? process.env;
   if (conf) {
-    const cfg = loadConfig(confFromFile(conf), '', false);
+    const netconf = confFromFile(conf);
+    const cfg = loadConfig(netconf, '', false);
     if (!cfg.etcd) requireDir(cfg.dataDir, command);
     const store = await openStore(cfg);
-    return { store, config: cfg, network: network ?? cfg.network, env };
+    return { store, config: cfg, network: network ?? cfg.network, env, journal: journalOf(cfg), ref: storeRefOfConf(cfg, netconf) };
   }
   const eps = o.flags.get('etcd-endpoints');
+  const dir = o.flags.get('data-dir') ?? DEFAULT_DATA_DIR;
+  const journal = new PendingJournal(pendingDirOf(dir));
   let store: Store;
+  let ref: StoreRef;
   if (eps) {
     const { openEtcdStore } = await import('./store/etcd.ts');
     const raw: Record<string, unknown> = { endpoints: eps.split(',') };
@@ -238,33 +274,32 @@ async function openCtx(o: Opts, io: CliIO, command: string): Promise<Ctx> {
     if (o.flags.has('etcd-username')) raw['username'] = o.flags.get('etcd-username');
     const password = etcdPassword(o.flags, env, (line) => io.stderr.write(`strand ipam: ${line}\n`));
     if (password !== undefined) raw['password'] = password;
-    store = await openEtcdStore(parseEtcdConfig(raw, '--etcd'));
+    const cfg = parseEtcdConfig(raw, '--etcd');
+    store = await openEtcdStore(cfg);
+    ref = { kind: 'etcd', prefix: cfg.prefix, etcd: {} };
   } else {
-    const dir = o.flags.get('data-dir') ?? DEFAULT_DATA_DIR;
     requireDir(dir, command);
     store = new LocalStore(dir);
+    ref = { kind: 'local', dataDir: dir };
   }
-  return network === undefined ? { store, env } : { store, network, env };
+  return network === undefined ? { store, env, journal, ref } : { store, network, env, journal, ref };
+}
+
+/** This node's pending releases of the CLI's store (warned about, not fatal, when the journal cannot be read). */
+async function pendingOf(ctx: Ctx, io: CliIO): Promise<PendingRelease[]> {
+  try {
+    const { entries, damaged } = await ctx.journal.list();
+    for (const d of damaged) io.stderr.write(`strand ipam: warning: ${d}\n`);
+    return entries.filter((e) => sameStore(e.store, ctx.ref));
+  } catch (e) {
+    io.stderr.write(`strand ipam: warning: cannot read the pending releases in ${ctx.journal.dir}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return [];
+  }
 }
 
 /** An allocator acting in `network` (as `node`, default any); ranges known only with --conf. */
 function adminAllocator(ctx: Ctx, network: string, node = 'strand-ipam-cli'): Allocator {
-  const config: IpamConfig =
-    ctx.config && ctx.config.network === network
-      ? ctx.config
-      : {
-          network,
-          rangeSets: [],
-          routes: [],
-          dataDir: '',
-          blockSize: { 4: 26, 6: 122 },
-          strictAffinity: false,
-          blockAffinity: true,
-          requested: [],
-          gcGraceMs: 0,
-          gcKeepLiveNetns: true,
-        };
-  return new Allocator({ store: ctx.store, config, node });
+  return new Allocator({ store: ctx.store, config: releaseConfig(network, ctx.config), node });
 }
 
 /** The networks a command covers: --network / --conf's, or every one in the store. */
@@ -301,17 +336,75 @@ async function cmdLs(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
     .map((a) => a.value)
     .filter((a) => (ns === undefined || a.pod?.namespace === ns) && (node === undefined || a.node === node));
   atts.sort((a, b) => a.network.localeCompare(b.network) || a.containerId.localeCompare(b.containerId) || a.ifname.localeCompare(b.ifname));
+  const pending = await pendingOf(ctx, io);
+  const pendingFor = (a: Attachment): PendingRelease | undefined =>
+    pending.find((p) => p.network === a.network && p.containerId === a.containerId && p.ifname === a.ifname && p.node === a.node);
   if (o.json) {
-    io.stdout.write(`${JSON.stringify(atts, null, 2)}\n`);
+    const rows = atts.map((a) => {
+      const p = pendingFor(a);
+      return p ? { ...a, pendingRelease: { since: p.since, reason: p.reason } } : a;
+    });
+    io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return 0;
   }
   io.stdout.write(
     table(
-      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'NAMESPACE', 'POD', 'CREATED'],
-      atts.map((a) => [a.network, a.containerId, a.ifname, a.node, a.ips.map((e) => e.ip).join(','), a.pod?.namespace ?? '-', podText(a), a.created]),
+      ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'IPS', 'NAMESPACE', 'POD', 'CREATED', 'STATE'],
+      atts.map((a) => {
+        const p = pendingFor(a);
+        return [
+          a.network,
+          a.containerId,
+          a.ifname,
+          a.node,
+          a.ips.map((e) => e.ip).join(','),
+          a.pod?.namespace ?? '-',
+          podText(a),
+          a.created,
+          p ? `release pending since ${p.since}` : 'held',
+        ];
+      }),
     ),
   );
   return 0;
+}
+
+async function cmdPending(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const { entries, damaged } = await ctx.journal.list();
+  const report = o.bools.has('complete')
+    ? await completePending(ctx.journal, ctx.store, ctx.ref, {
+        dryRun: o.bools.has('dry-run'),
+        ...(ctx.network === undefined ? {} : { network: ctx.network }),
+        ...(ctx.config ? { config: ctx.config } : {}),
+      })
+    : undefined;
+  const shown = entries.filter((e) => ctx.network === undefined || e.network === ctx.network);
+  if (o.json) {
+    io.stdout.write(`${JSON.stringify({ dir: ctx.journal.dir, pending: shown, damaged, ...(report ? { complete: report } : {}) }, null, 2)}\n`);
+  } else if (!report) {
+    if (shown.length === 0) io.stdout.write(`no pending releases in ${ctx.journal.dir}\n`);
+    else
+      io.stdout.write(
+        table(
+          ['NETWORK', 'CONTAINER', 'IFNAME', 'NODE', 'SINCE', 'STORE', 'REASON'],
+          shown.map((e) => [
+            e.network,
+            e.containerId,
+            e.ifname,
+            e.node,
+            e.since,
+            `${storeRefText(e.store)}${sameStore(e.store, ctx.ref) ? '' : ' (another store)'}`,
+            e.reason,
+          ]),
+        ),
+      );
+  } else {
+    for (const l of report.completed) io.stdout.write(`${o.bools.has('dry-run') ? 'would complete' : 'completed'}: ${l}\n`);
+    for (const l of report.failed) io.stdout.write(`failed, kept: ${l}\n`);
+    if (report.left) io.stdout.write(`${report.left} left (another store or network)\n`);
+  }
+  for (const d of damaged) io.stderr.write(`strand ipam: warning: ${d}\n`);
+  return report?.failed.length ? 1 : 0;
 }
 
 async function cmdShow(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
@@ -601,6 +694,54 @@ async function cmdImportHostLocal(ctx: Ctx, o: Opts, io: CliIO): Promise<number>
   return res.conflicts.length ? 1 : 0;
 }
 
+async function cmdNode(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
+  const sub = o.args[1];
+  if (sub === 'ls') {
+    const nodes = await listNodes(ctx.store);
+    if (o.json) {
+      io.stdout.write(`${JSON.stringify(nodes, null, 2)}\n`);
+      return 0;
+    }
+    const yes = (b: boolean | undefined): string => (b === undefined ? '-' : b ? 'yes' : 'no');
+    io.stdout.write(
+      table(
+        ['NODE', 'RECORD', 'AGENT ALIVE', 'ADDRESSES', 'BLOCKS', 'EMPTY BLOCKS', 'ATTACHMENTS'],
+        nodes.map((n) => [
+          n.name,
+          yes(n.record),
+          yes(n.alive),
+          n.addresses.join(',') || '-',
+          String(n.blocks.length),
+          String(n.blocks.filter((b) => b.allocated === 0).length),
+          String(n.attachments),
+        ]),
+      ),
+    );
+    return 0;
+  }
+  if (sub === 'release') {
+    const node = o.args[2];
+    if (!node) throw new UsageError('node release needs a node name');
+    const dryRun = o.bools.has('dry-run');
+    const r = await releaseNode(ctx.store, node, { force: o.bools.has('force'), dryRun });
+    if (o.json) io.stdout.write(`${JSON.stringify({ ...r, dryRun }, null, 2)}\n`);
+    else {
+      const verb = dryRun ? 'would release' : 'released';
+      if (r.refused) io.stdout.write(`${r.refused}\n`);
+      for (const x of r.attachmentsReleased) io.stdout.write(`${verb} attachment ${x}\n`);
+      for (const x of r.blocksReleased) io.stdout.write(`${verb} block ${x}\n`);
+      for (const x of r.blocksKept) io.stdout.write(`kept block ${x}\n`);
+      for (const x of r.attachmentsHeld) io.stdout.write(`held by the node: ${x} (--force releases it)\n`);
+      if (r.recordRemoved) io.stdout.write(`${dryRun ? 'would remove' : 'removed'} the record of node ${node}\n`);
+      if (!r.refused && !r.attachmentsReleased.length && !r.blocksReleased.length && !r.blocksKept.length && !r.attachmentsHeld.length && !r.recordRemoved)
+        io.stdout.write(`nothing of node ${node} in the store\n`);
+      if (dryRun) io.stdout.write('(dry run: nothing changed)\n');
+    }
+    return r.refused || r.attachmentsHeld.length || r.blocksKept.length ? 1 : 0;
+  }
+  throw new UsageError('node needs ls or release <node>');
+}
+
 const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>> = {
   ls: cmdLs,
   show: cmdShow,
@@ -611,6 +752,8 @@ const COMMANDS: Record<string, (ctx: Ctx, o: Opts, io: CliIO) => Promise<number>
   reserve: cmdReserve,
   unreserve: cmdUnreserve,
   'import-host-local': cmdImportHostLocal,
+  pending: cmdPending,
+  node: cmdNode,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

@@ -16,6 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { loadCniArgs } from '../lib/cni/args.ts';
 import { clip, CniError, Code } from '../lib/cni/errors.ts';
+import { goFieldKeys } from '../lib/cni/validate.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
 import { bitsOf, bounds, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
@@ -83,6 +84,9 @@ export interface IpamConfig {
 }
 
 const DEFAULT_GC_GRACE_MS = 10_000;
+
+/** The fields of one range (host-local's names). */
+const RANGE_FIELDS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway', 'exclude'] as const;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
@@ -352,7 +356,20 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   const rtRanges = conf.runtimeConfig?.['ipRanges'];
   if (rtRanges !== undefined) {
     if (!Array.isArray(rtRanges)) throw bad('runtimeConfig.ipRanges', 'must be a list of range sets');
-    for (const [i, rs] of rtRanges.entries()) sets.push(parseRangeSet(rs, `runtimeConfig.ipRanges[${i}]`));
+    for (const [i, rs] of rtRanges.entries()) {
+      // go-cni's WithCapabilityIPRanges sends a flat list of its IPRanges structs, which
+      // the reference host-local cannot decode either (a range set is a list)
+      if (!Array.isArray(rs))
+        throw bad(`runtimeConfig.ipRanges[${i}]`, 'must be a range set, a list of ranges ([[{"subnet": "10.1.0.0/24"}]]), not a single range');
+      // keys matched as Go's encoding/json does: a runtime's Go struct without JSON tags
+      // sends {"Subnet": ..., "RangeStart": "", ...}; the reference accepts it
+      sets.push(
+        parseRangeSet(
+          rs.map((r) => goFieldKeys(r, RANGE_FIELDS)),
+          `runtimeConfig.ipRanges[${i}]`,
+        ),
+      );
+    }
   }
   if (ipam['subnet'] !== undefined && ipam['subnet'] !== '') {
     const legacy = { subnet: ipam['subnet'], rangeStart: ipam['rangeStart'], rangeEnd: ipam['rangeEnd'], gateway: ipam['gateway'] };

@@ -18,7 +18,7 @@ import { isValidIfName } from '../lib/addr/ifname.ts';
 import { isContainerId } from '../lib/cni/formats.ts';
 import type { Adoptee } from './allocator.ts';
 import { lockFile, openNoFollow, readAndClose } from './store/local.ts';
-import { StoreDamagedError } from './store/types.ts';
+import { StoreDamagedError, StoreUnavailableError } from './store/types.ts';
 import { closeSync } from 'node:fs';
 
 const HOST_LOCAL_LOCK = 'lock';
@@ -48,7 +48,8 @@ function reservationNames(dir: string): string[] | undefined {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    throw e;
+    // unreadable (EACCES, EIO): the node-local state cannot be used now (code 11; DEL records the release)
+    throw new StoreUnavailableError('local', `cannot list ${dir}: ${code ?? String(e)}`, { cause: e });
   }
   return names.filter((n) => tryParseIP(n) !== undefined).sort();
 }

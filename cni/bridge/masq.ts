@@ -106,7 +106,7 @@ async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void>
 // ---------------------------------------------------------------------------------
 // nftables
 
-const NFT_MASQ_TABLE = 'cni_plugins_masquerade';
+export const NFT_MASQ_TABLE = 'cni_plugins_masquerade';
 const NFT_MASQ_CHAIN = 'masq_checks';
 const NFT_COMMENT_MAX = 128;
 

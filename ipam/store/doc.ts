@@ -201,7 +201,7 @@ function holderIndex(doc: NetworkDoc): Map<string, string> {
 }
 
 /** The addresses inside `cidr` that attachments of `doc` hold (Store.holders of the document stores). */
-export function docHolders(doc: NetworkDoc, cidr: string): Map<string, Holder> {
+function docHolders(doc: NetworkDoc, cidr: string): Map<string, Holder> {
   const c = parseCidr(cidr);
   const out = new Map<string, Holder>();
   for (const [ip, key] of holderIndex(doc)) {
@@ -300,11 +300,11 @@ export function opsNetwork(ops: readonly WriteOp[]): string {
   return first;
 }
 
-export function docAffinities(doc: NetworkDoc): Affinity[] {
+function docAffinities(doc: NetworkDoc): Affinity[] {
   return Object.values(doc.blocks).map((b) => ({ network: doc.network, cidr: b.value.cidr, node: b.value.node }));
 }
 
-export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Versioned<Block>> {
+function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Versioned<Block>> {
   const out: Array<Versioned<Block>> = [];
   for (const c of cidrs) {
     const b = doc.blocks[c];
@@ -314,7 +314,7 @@ export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Vers
 }
 
 /** A copy of the document's reservation record (Store.getReservations of the document stores). */
-export function docReservations(doc: NetworkDoc): Versioned<Reservations> | undefined {
+function docReservations(doc: NetworkDoc): Versioned<Reservations> | undefined {
   return doc.reservations && structuredClone(doc.reservations);
 }
 

@@ -54,6 +54,24 @@ function parseDuration(v: unknown, field: string, dflt: number): number {
   throw bad(field, `invalid duration ${JSON.stringify(v)} (milliseconds or "5s")`);
 }
 
+/**
+ * The cause of the config error (7) for a TLS file that cannot be read: DEL tells it from
+ * other config errors (isSecretFileError) and records the release for later instead of
+ * stranding the pod (ipam/pending.ts).
+ */
+export class SecretFileError extends Error {
+  override readonly name = 'SecretFileError';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(message);
+    this.field = field;
+  }
+}
+
+export function isSecretFileError(e: unknown): e is CniError & { cause: SecretFileError } {
+  return e instanceof CniError && e.cause instanceof SecretFileError;
+}
+
 function readSecretFile(path: unknown, field: string): Buffer | undefined {
   if (path === undefined || path === '') return undefined;
   if (typeof path !== 'string') throw bad(field, 'must be a file path');
@@ -61,7 +79,8 @@ function readSecretFile(path: unknown, field: string): Buffer | undefined {
     return readFileSync(path);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
-    throw bad(field, `cannot read ${path} (${code})`);
+    const what = `cannot read ${path} (${code})`;
+    throw new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`, '', { cause: new SecretFileError(field, `${field}: ${what}`) });
   }
 }
 

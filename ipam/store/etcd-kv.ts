@@ -12,12 +12,16 @@
 //
 // Both give the same answers: keys and values as Buffers, revisions as numbers.
 //
-// Retries (httpKv): a request that fails on one endpoint (refused, reset, timed out, no
-// leader during an election) is tried on the next until the request deadline; one
-// attempt may take a third of the request timeout (at least 0.5 s). That is
-// safe for every transaction the store sends: each compares the revisions it read, so a
-// transaction applied once and sent again fails its comparison instead of applying
-// twice (the allocator then re-reads and finds its own earlier write).
+// Retries (httpKv): a request that fails on one endpoint (reset, timed out, no leader
+// during an election) is tried on the next until the request deadline; one attempt may
+// take a third of the request timeout (at least 0.5 s). That is safe for every
+// transaction the store sends: each compares the revisions it read, so a transaction
+// applied once and sent again fails its comparison instead of applying twice (the
+// allocator then re-reads and finds its own earlier write). Fail fast: when every
+// endpoint refused the connection in one round (nothing listens: etcd down, its socket
+// gone, no route to it), the request fails at once instead of waiting for the deadline;
+// the runtime retries the call (CNI code 11). The request deadline is the request
+// timeout, or the caller's call deadline (KvOptions.deadline) when that comes first.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
@@ -52,6 +56,35 @@ export interface EtcdKv {
   /** Applies `success` atomically when every comparison holds. */
   txn(compare: readonly KvCompare[], success: readonly KvOp[]): Promise<TxnResult>;
   close(): void;
+}
+
+/** Per-store options of a transport. */
+export interface KvOptions {
+  /**
+   * Absolute time (Date.now() ms) after which no request of this store may still be
+   * waiting: the plugin call's deadline, shared by every request of the call (so a hung
+   * etcd costs the call one request timeout, not one per step). None: each request gets
+   * the request timeout.
+   */
+  deadline?: number;
+}
+
+/** The deadline of one request started now: the request timeout, or the call's deadline when sooner. */
+export function requestDeadline(requestTimeoutMs: number, opts: KvOptions | undefined): number {
+  const own = Date.now() + requestTimeoutMs;
+  return opts?.deadline === undefined ? own : Math.min(own, opts.deadline);
+}
+
+/**
+ * Connection errors that mean nothing listens at the endpoint now (refused, its unix
+ * socket missing, no route, a name that does not resolve): retrying within the same call
+ * cannot help.
+ */
+const NOT_LISTENING = new Set(['ECONNREFUSED', 'ENOENT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND']);
+
+function isNotListening(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && NOT_LISTENING.has(code);
 }
 
 export function endpointUrl(ep: string, tls: boolean): string {
@@ -165,7 +198,7 @@ export function httpTarget(ep: string, tls: boolean): Target {
   return { secure, label: u.host, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port ? Number(u.port) : secure ? 443 : 80 };
 }
 
-export function httpKv(cfg: EtcdConfig): EtcdKv {
+export function httpKv(cfg: EtcdConfig, kvOpts: KvOptions = {}): EtcdKv {
   const targets = cfg.endpoints.map((e) => httpTarget(e, cfg.tls !== undefined));
   // node:http / node:https are loaded on first use, one keep-alive agent each.
   const agents = new Map<boolean, { mod: typeof import('node:https'); agent: Agent }>();
@@ -256,8 +289,11 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
 
   async function call(path: string, body: unknown): Promise<unknown> {
     if (closed) throw new Error('etcd store is closed');
-    const deadline = Date.now() + cfg.requestTimeoutMs;
+    const deadline = requestDeadline(cfg.requestTimeoutMs, kvOpts);
+    if (deadline <= Date.now()) throw new Error(`no time left for an etcd request (the call's deadline has passed)`);
     let last: unknown;
+    // endpoints that refused the connection in this round; all of them: fail now
+    let refused = 0;
     for (let attempt = 0; ; attempt++) {
       const i = current;
       try {
@@ -274,8 +310,11 @@ export function httpKv(cfg: EtcdConfig): EtcdKv {
           throw e;
         } else {
           current = (i + 1) % targets.length;
+          if (isNotListening(e)) refused++;
         }
       }
+      if (refused >= targets.length) throw last;
+      if ((attempt + 1) % targets.length === 0) refused = 0;
       const left = deadline - Date.now();
       if (left <= 0) throw last;
       // Every member tried once: pause before the next round (an election takes ~0.1-1 s).

@@ -34,10 +34,10 @@
 import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from './etcd-config.ts';
-import { endpointUrl, grpcKv, httpKv, type EtcdKv, type KvCompare, type KvOp, type KvPair } from './etcd-kv.ts';
+import { endpointUrl, grpcKv, httpKv, requestDeadline, type EtcdKv, type KvCompare, type KvOp, type KvOptions, type KvPair } from './etcd-kv.ts';
 import { bitsOf, bounds, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
 import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
-import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
+import type { Affinity, Attachment, Block, Holder, NodeDirectory, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
 
 /** The path segment of an address in the address index: "v4/0a010005", "v6/fd00...0005". */
@@ -52,6 +52,10 @@ export function etcdKeys(prefix: string): {
   /** The address index key of `ip` (canonical text or parsed), or the network's directory. */
   address(network?: string, ip?: IPAddr): string;
   reservations(network?: string): string;
+  /** The agent's node record (agent/registry.ts), or the directory of them. */
+  node(name?: string): string;
+  /** The agent's liveness key (on its lease), or the directory of them. */
+  alive(name?: string): string;
 } {
   // With fewer arguments each returns the directory prefix (ending in "/").
   const path = (kind: string, parts: Array<string | undefined>): string => {
@@ -65,6 +69,8 @@ export function etcdKeys(prefix: string): {
     attachment: (n, id, ifn) => path('attachments', [n, id, ifn]),
     address: (n, ip) => path('addresses', [n, ip === undefined ? undefined : addressSegment(ip)]),
     reservations: (n) => path('reservations', [n]),
+    node: (n) => path('nodes', [n]),
+    alive: (n) => path('alive', [n]),
   };
 }
 
@@ -113,7 +119,13 @@ function allowIpEndpoints(grpc: { credentials: { createSsl: (...a: never[]) => u
   }) as typeof orig;
 }
 
-export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
+/**
+ * The etcd store over the etcd3 client (gRPC). With `opts.deadline` (a plugin call's
+ * deadline) every request ends by then, retries included: etcd3 retries a failed call
+ * three times, each with a fresh request timeout, which a hung etcd would otherwise
+ * turn into four timeouts.
+ */
+export async function openEtcdStore(cfg: EtcdConfig, opts: KvOptions = {}): Promise<EtcdStore> {
   let mod: typeof import('etcd3');
   try {
     mod = await import('etcd3');
@@ -122,37 +134,78 @@ export async function openEtcdStore(cfg: EtcdConfig): Promise<EtcdStore> {
     throw new StoreUnavailableError('etcd', 'cannot load the etcd3 client', { cause: e });
   }
   const tls = cfg.tls;
-  const opts: import('etcd3').IOptions = {
+  const options: import('etcd3').IOptions = {
     hosts: cfg.endpoints.map((e) => endpointUrl(e, tls !== undefined)),
     dialTimeout: cfg.dialTimeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + cfg.requestTimeoutMs }),
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: requestDeadline(cfg.requestTimeoutMs, opts) }),
   };
   if (tls) {
     const creds: { rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer } = { rootCertificate: tls.ca as Buffer };
     if (tls.key) creds.privateKey = tls.key;
     if (tls.cert) creds.certChain = tls.cert;
-    opts.credentials = creds;
+    options.credentials = creds;
   }
-  if (cfg.username !== undefined && cfg.password !== undefined) opts.auth = { username: cfg.username, password: cfg.password };
-  return new EtcdStore(new mod.Etcd3(opts), cfg.prefix);
+  if (cfg.username !== undefined && cfg.password !== undefined) options.auth = { username: cfg.username, password: cfg.password };
+  const closing: { closed: boolean; onClose?: () => void } = { closed: false };
+  if (opts.deadline !== undefined) {
+    // A plugin call: each endpoint once (etcd3's default is 4 attempts), none past the
+    // call's deadline; refused connections then cost one connection attempt per endpoint.
+    const deadline = opts.deadline;
+    const attempts = cfg.endpoints.length;
+    closing.onClose = () => {
+      closing.closed = true;
+    };
+    const once = { execute: <T>(fn: (ctx: { signal: AbortSignal }) => Promise<T>) => fn({ signal: new AbortController().signal }) };
+    const global = {
+      async execute<T>(fn: (ctx: { signal: AbortSignal; attempt: number }) => Promise<T>): Promise<T> {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await fn({ signal: new AbortController().signal, attempt });
+          } catch (e) {
+            // after close(), a retry would open a new connection that keeps the process alive
+            if (attempt >= attempts || closing.closed || Date.now() >= deadline || !(e instanceof Error) || !mod.isRecoverableError(e)) throw e;
+          }
+        }
+      },
+    };
+    type Policies = NonNullable<import('etcd3').IOptions['faultHandling']>;
+    options.faultHandling = {
+      global: global as unknown as NonNullable<Policies['global']>,
+      host: () => once as unknown as ReturnType<NonNullable<Policies['host']>>,
+    };
+  }
+  const client = new mod.Etcd3(options);
+  if (opts.deadline !== undefined) closeChannelsAtOnce(client);
+  return new EtcdStore(client, cfg.prefix, closing.onClose ? { ...opts, onClose: closing.onClose } : opts);
 }
 
 /**
  * The etcd store over etcd's JSON gateway (node:http or node:https): no etcd3/gRPC
  * load, for short-lived plugin processes. Same keys, same transactions as openEtcdStore.
  */
-export function openEtcdHttpStore(cfg: EtcdConfig): EtcdStore {
-  return new EtcdStore(httpKv(cfg), cfg.prefix);
+export function openEtcdHttpStore(cfg: EtcdConfig, opts: KvOptions = {}): EtcdStore {
+  return new EtcdStore(httpKv(cfg, opts), cfg.prefix, opts);
 }
 
-export class EtcdStore implements Store {
+export class EtcdStore implements Store, NodeDirectory {
   readonly kind = 'etcd' as const;
   readonly kv: EtcdKv;
   readonly keys: ReturnType<typeof etcdKeys>;
   private readonly grpc: Etcd3 | undefined;
+  /** The call's deadline (KvOptions.deadline), if any. */
+  private readonly deadline: number | undefined;
+  /**
+   * The first failure to reach etcd, once the store has a call deadline: every later
+   * request of the call fails with it at once (a hung etcd costs a call one timeout,
+   * however many steps, undo steps included, the call still has).
+   */
+  private broken: StoreUnavailableError | undefined;
+  private readonly onClose: (() => void) | undefined;
 
-  /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). */
-  constructor(client: Etcd3 | EtcdKv, prefix: string) {
+  /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). `onClose`: told first by close(). */
+  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions & { onClose?: () => void } = {}) {
+    this.deadline = opts.deadline;
+    this.onClose = opts.onClose;
     if ('transport' in client) {
       this.kv = client;
     } else {
@@ -169,11 +222,14 @@ export class EtcdStore implements Store {
   }
 
   private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.broken) throw this.broken;
     try {
-      return await fn();
+      return await (this.deadline === undefined ? fn() : beforeDeadline(fn(), this.deadline));
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new StoreUnavailableError('etcd', `etcd ${what} failed: ${msg}`, { cause: e });
+      const err = new StoreUnavailableError('etcd', `etcd ${what} failed: ${msg}`, { cause: e });
+      if (this.deadline !== undefined) this.broken = err;
+      throw err;
     }
   }
 
@@ -471,6 +527,37 @@ export class EtcdStore implements Store {
     return notes;
   }
 
+  async nodeRecords(): Promise<Map<string, { rev: number; addresses: string[] }>> {
+    const dir = this.keys.node();
+    const out = new Map<string, { rev: number; addresses: string[] }>();
+    for (const kv of await this.range(dir, true)) {
+      const name = kv.key.toString().slice(dir.length);
+      if (!name || name.includes('/')) continue;
+      let addresses: string[] = [];
+      try {
+        const v = JSON.parse(kv.value.toString()) as { addresses?: unknown };
+        if (Array.isArray(v.addresses)) addresses = v.addresses.filter((a): a is string => typeof a === 'string');
+      } catch {
+        // a record the agent will rewrite: still the node's
+      }
+      out.set(name, { rev: kv.modRevision, addresses });
+    }
+    return out;
+  }
+
+  async aliveNodes(): Promise<Set<string>> {
+    const dir = this.keys.alive();
+    return new Set((await this.range(dir, true, true)).map((kv) => kv.key.toString().slice(dir.length)).filter((n) => n && !n.includes('/')));
+  }
+
+  async deleteNodeRecord(node: string, rev: number, unlessAlive: boolean): Promise<boolean> {
+    const compare: KvCompare[] = [{ key: Buffer.from(this.keys.node(node)), target: 'Mod', rev }];
+    // a key that does not exist has create revision 0
+    if (unlessAlive) compare.push({ key: Buffer.from(this.keys.alive(node)), target: 'Create', rev: 0 });
+    const res = await this.call('txn', () => this.kv.txn(compare, [{ del: Buffer.from(this.keys.node(node)) }]));
+    return res.succeeded;
+  }
+
   /** Reachable; with a network, the records every ADD of it reads are readable too. */
   async ping(network?: string): Promise<void> {
     if (network === undefined) await this.range(this.keys.affinity(), false);
@@ -478,8 +565,55 @@ export class EtcdStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.onClose?.();
+    if (this.grpc) closeChannelsNow(this.grpc);
     this.kv.close();
   }
+}
+
+interface PoolHost {
+  cachedServices?: Record<string, { close(): void } | undefined>;
+  resetAllServices?: () => void;
+}
+
+function poolHosts(client: Etcd3): PoolHost[] {
+  return (client as unknown as { pool?: { hosts?: PoolHost[] } }).pool?.hosts ?? [];
+}
+
+function closeServices(h: PoolHost): void {
+  for (const svc of Object.values(h.cachedServices ?? {})) {
+    try {
+      svc?.close();
+    } catch {
+      // closed already
+    }
+  }
+  h.cachedServices = Object.create(null) as Record<string, undefined>;
+}
+
+/** Closes the etcd3 client's gRPC channels at once (see closeChannelsAtOnce). */
+function closeChannelsNow(client: Etcd3): void {
+  for (const h of poolHosts(client)) closeServices(h);
+}
+
+/**
+ * Makes etcd3 close a failed host's gRPC channels at once. etcd3 gives a channel that is
+ * still connecting a second to finish first, after every failed call and on close() (a
+ * workaround for an old grpc-js bug the pinned grpc-js does not have): with etcd hung or
+ * unreachable, that second keeps a plugin process alive after it has answered, and the
+ * runtime waits for the process.
+ */
+function closeChannelsAtOnce(client: Etcd3): void {
+  for (const h of poolHosts(client)) h.resetAllServices = () => closeServices(h);
+}
+
+/** `p`, or a rejection once `deadline` (Date.now() ms) has passed: a backstop for a transport that overruns it. */
+function beforeDeadline<T>(p: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("the call's deadline passed")), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 function affinityProblem(v: unknown): string | undefined {

@@ -134,6 +134,8 @@ function parseDocText(text: string, file: string): unknown {
 export interface LocalStoreOptions {
   /** How long to wait for another process's lock before giving up (default 60 s). */
   lockTimeoutMs?: number;
+  /** A plugin call's deadline (Date.now() ms): no lock wait goes past it. */
+  deadline?: number;
 }
 
 /**
@@ -161,6 +163,7 @@ export class LocalStore extends DocumentReads implements Store {
   readonly kind = 'local' as const;
   readonly dataDir: string;
   private readonly lockTimeoutMs: number;
+  private readonly deadline: number | undefined;
   /** Networks whose lock this process holds, with the document as of the lock. */
   private readonly locked = new Set<string>();
   /** The document of each locked network, read on first use (then kept in step by commit). */
@@ -170,6 +173,7 @@ export class LocalStore extends DocumentReads implements Store {
     super();
     this.dataDir = dataDir;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 60_000;
+    this.deadline = opts.deadline;
   }
 
   private dir(network: string): string {
@@ -276,7 +280,8 @@ export class LocalStore extends DocumentReads implements Store {
   /** Takes the network's flock (polling with LOCK_NB so in-process contenders cannot deadlock). */
   private async lock(network: string): Promise<number> {
     const path = join(this.ensureDir(network), LOCK_FILE);
-    return lockFile(path, this.lockTimeoutMs, constants.O_WRONLY, (what, e) => this.unavailable(`${what} ${path}`, e));
+    const timeout = this.deadline === undefined ? this.lockTimeoutMs : Math.min(this.lockTimeoutMs, this.deadline - Date.now());
+    return lockFile(path, timeout, constants.O_WRONLY, (what, e) => this.unavailable(`${what} ${path}`, e));
   }
 
   /** Temp files of writers killed before their rename. Only called under the lock: no writer is active. */

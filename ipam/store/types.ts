@@ -159,6 +159,26 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/**
+ * The node records of a store that has them (etcd: the agent's `<prefix>/nodes/<node>`,
+ * and its liveness key `<prefix>/alive/<node>` on a lease). The local store has neither.
+ */
+export interface NodeDirectory {
+  /** Node records by name, with their revision and the addresses they list. */
+  nodeRecords(): Promise<Map<string, { rev: number; addresses: string[] }>>;
+  /** Names of the nodes whose liveness key exists (their agent runs). */
+  aliveNodes(): Promise<Set<string>>;
+  /**
+   * Deletes a node's record when it is still at `rev`, and, with `unlessAlive`, only while
+   * the node has no liveness key (its agent did not come back meanwhile). Whether it did.
+   */
+  deleteNodeRecord(node: string, rev: number, unlessAlive: boolean): Promise<boolean>;
+}
+
+export function hasNodeDirectory(s: Store): s is Store & NodeDirectory {
+  return typeof (s as Partial<NodeDirectory>).nodeRecords === 'function';
+}
+
 export interface RepairOptions {
   dryRun: boolean;
   force?: boolean;

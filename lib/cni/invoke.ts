@@ -9,7 +9,7 @@ import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
 import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import type { CmdArgs, PluginIO, RequestObserver } from './skel.ts';
+import { CALL_STARTED_ENV, type CmdArgs, type PluginIO, type RequestObserver } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
@@ -265,6 +265,8 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   const log = opts.log ?? a.log;
   const o = log ? { ...opts, log } : opts;
   const env = delegateEnv(a.env, verb);
+  // the delegate's deadlines count from the start of the runtime's call, not its own
+  if (a.started !== undefined) env[CALL_STARTED_ENV] = String(a.started);
   const inProcess = await inProcessFor(pluginType, file, a.env, opts);
   const how = inProcess ? 'in-process' : `exec ${file}`;
   log?.debug(`delegate ${verb} ${pluginType} (${how})`);

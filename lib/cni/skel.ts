@@ -53,6 +53,26 @@ export interface CmdArgs {
   log?: Logger;
   /** PluginIO.observer, passed on to in-process delegates. Set by skel. */
   observer?: RequestObserver;
+  /**
+   * When the call began (Date.now() ms): the runtime's call to the outermost plugin, which
+   * passes it on to its delegates (CALL_STARTED_ENV), so a delegate's deadline (strand-ipam's
+   * etcd requests) counts from the call's start, not its own. Set by skel.
+   */
+  started?: number;
+}
+
+/**
+ * The variable a delegating strand plugin sets for its delegate: when the runtime's call
+ * began (Date.now() ms, decimal). Shared deadlines count from it.
+ */
+export const CALL_STARTED_ENV = 'STRAND_CALL_STARTED';
+
+/** A delegate's call start from CALL_STARTED_ENV when plausible (the last 10 minutes, not in the future), else `now`. */
+function callStarted(env: Record<string, string | undefined>, now: number): number {
+  const v = env[CALL_STARTED_ENV];
+  if (v === undefined || !/^\d{1,16}$/.test(v)) return now;
+  const t = Number(v);
+  return t <= now && t >= now - 600_000 ? t : now;
 }
 
 export interface PluginFuncs<C extends NetConf> {
@@ -155,6 +175,7 @@ function requestLogger(name: string, io: PluginIO, env: Record<string, string | 
 export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec: PluginSpec<C>, io: PluginIO): Promise<number> {
   const env = io.env;
   const t0 = performance.now();
+  const started = callStarted(env, Date.now());
   const supported = spec.versions ?? SPEC_VERSIONS;
   let errVersion: string = CURRENT_VERSION;
   const cmd = env['CNI_COMMAND'] ?? '';
@@ -253,6 +274,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
       env,
       verb: cmd,
       log,
+      started,
       ...(io.observer ? { observer: io.observer } : {}),
     };
     switch (cmd) {

@@ -82,6 +82,10 @@ export class StrandMetrics implements RequestObserver {
   private readonly peers: Gauge<'state'>;
   private readonly orphanBlocks: Gauge;
   private readonly podMtu: Gauge;
+  private readonly pending: Gauge;
+  private readonly pendingCompleted: Counter;
+  private readonly goneNodeAttachments: Gauge<'node'>;
+  private readonly nodeReleases: Counter<'result'>;
 
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
@@ -213,7 +217,30 @@ export class StrandMetrics implements RequestObserver {
     });
     this.orphanBlocks = new Gauge({ name: 'strand_agent_orphan_blocks', help: 'Blocks owned by a node without a record (not routed).', registers });
     this.podMtu = new Gauge({ name: 'strand_agent_pod_mtu', help: 'The pod MTU the agent wrote for the plugins (0 before it is known).', registers });
+    this.pending = new Gauge({
+      name: 'strand_ipam_pending_releases',
+      help: "This node's releases that DEL recorded while the IPAM store was unavailable and that are not completed yet (after the agent's last pass).",
+      registers,
+    });
+    this.pendingCompleted = new Counter({
+      name: 'strand_ipam_pending_releases_completed_total',
+      help: 'Pending releases of this node the agent completed.',
+      registers,
+    });
+    this.goneNodeAttachments = new Gauge({
+      name: 'strand_agent_gone_node_attachments',
+      help: 'Attachments still held by a node whose agent has been gone longer than nodeReleaseAfter: its blocks are kept until they are released (strand ipam node release --force).',
+      labelNames: ['node'],
+      registers,
+    });
+    this.nodeReleases = new Counter({
+      name: 'strand_agent_node_releases_total',
+      help: 'Gone nodes whose empty blocks and record this agent released (result released), or found holding attachments (held) or failed to release (failed).',
+      labelNames: ['result'],
+      registers,
+    });
     this.synced.set(0);
+    this.pending.set(0);
     this.podMtu.set(0);
     this.fdbEntries.set(0);
     this.neighEntries.set(0);
@@ -311,6 +338,22 @@ export class StrandMetrics implements RequestObserver {
 
   setPodMtu(mtu: number): void {
     this.podMtu.set(mtu);
+  }
+
+  /** A pass over this node's pending releases: how many it completed, how many are left. */
+  pendingReleases(completed: number, left: number): void {
+    if (completed > 0) this.pendingCompleted.inc(completed);
+    this.pending.set(left);
+  }
+
+  /** The attachments each gone node past the grace period still holds (nodes not listed: none). */
+  setGoneNodeAttachments(byNode: ReadonlyMap<string, number>): void {
+    this.goneNodeAttachments.reset();
+    for (const [node, n] of byNode) this.goneNodeAttachments.set({ node }, n);
+  }
+
+  nodeReleased(result: 'released' | 'held' | 'failed'): void {
+    this.nodeReleases.inc({ result });
   }
 
   /** The Prometheus text exposition of every series. */

@@ -107,10 +107,13 @@ describe.each(['host-gw', 'vxlan'] as const)('strand agent, mode %s', (mode) => 
     }
     expect(c.nodes.map((n) => c.routes(n))).toEqual(before);
 
-    // n3 leaves the cluster for good: its blocks released, its record deleted; the others
-    // drop its routes (and, vxlan, its FDB and neighbour entries)
+    // n3 leaves the cluster for good: `strand ipam node release --force` releases its pod's
+    // attachment and its blocks and deletes its record; the others drop its routes (and,
+    // vxlan, its FDB and neighbour entries)
     await c.stopAgent(n3, 'SIGTERM');
-    c.removeNodeRecords(n3);
+    execFileSync(STRAND_BIN, ['ipam', '--etcd-endpoints', c.etcd.tcpEndpoint, '--etcd-prefix', c.etcdPrefix, 'node', 'release', 'n3', '--force'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const gone = (r: Map<string, unknown>): boolean => r.size === 1;
     const t = await c.waitRoutes(n1, gone, 15_000);
     await c.waitRoutes(n2, gone, 15_000);

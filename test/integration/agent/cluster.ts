@@ -278,6 +278,7 @@ export class SimCluster {
       `--resync=${this.opts.resync}`,
       `--state-file=${n.stateFile}`,
       `--pod-mtu-file=${n.mtuFile}`,
+      `--ipam-data-dir=${this.ipamDir(n)}`,
       '--log-level=debug',
       ...extra,
     ];
@@ -401,6 +402,11 @@ export class SimCluster {
     }
   }
 
+  /** The node's strand-ipam data directory (its journal of pending releases), never the machine's. */
+  ipamDir(n: SimNode): string {
+    return join(this.dir, `${n.name}-ipam`);
+  }
+
   netConf(n: SimNode): Record<string, unknown> {
     const kind = this.opts.plugin;
     return {
@@ -415,6 +421,7 @@ export class SimCluster {
       ipam: {
         type: 'strand-ipam',
         nodeName: n.name,
+        dataDir: this.ipamDir(n),
         ranges: [[{ subnet: this.opts.subnet }]],
         blockSize: this.opts.blockSize,
         etcd: { endpoints: [this.etcd.unixEndpoint], prefix: this.etcdPrefix, dialTimeout: 3000, requestTimeout: 5000 },
@@ -463,28 +470,6 @@ export class SimCluster {
     n.pods = n.pods.filter((p) => p !== pod);
     ip(['netns', 'del', pod.ns]);
     this.namespaces.splice(this.namespaces.indexOf(pod.ns), 1);
-  }
-
-  /**
-   * What removing a node from the cluster does to etcd (the node clean-up of issue #14
-   * will do it): its attachments, blocks and affinities released, its record and
-   * liveness key deleted. Stop its agent first, or it registers again.
-   */
-  removeNodeRecords(n: SimNode): void {
-    const p = this.etcdPrefix;
-    const keys = this.etcd
-      .etcdctl(['get', '--prefix', `${p}/`, '--keys-only'])
-      .split('\n')
-      .filter(Boolean);
-    for (const key of keys) {
-      if (key === `${p}/nodes/${n.name}` || key === `${p}/alive/${n.name}`) {
-        this.etcd.etcdctl(['del', key]);
-        continue;
-      }
-      if (!/\/(affinity|blocks|attachments)\//.test(key)) continue;
-      const value = this.etcd.etcdctl(['get', key, '--print-value-only']);
-      if ((JSON.parse(value) as { node?: string }).node === n.name) this.etcd.etcdctl(['del', key]);
-    }
   }
 
   /**

@@ -244,7 +244,15 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   // no agent runs here: this file stands in for the pod MTU it writes (mtuFile)
   const mtuFile = join(c.dir, 'pod-mtu');
   writeFileSync(mtuFile, '1500\n');
-  writeFileSync(template, text.replace('"type": "strand-bridge"', `"type": "${main}"`).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)));
+  // strand-ipam's node-local state (the journal of pending releases) in the test's directory
+  const ipamDir = join(c.dir, 'ipam');
+  writeFileSync(
+    template,
+    text
+      .replace('"type": "strand-bridge"', `"type": "${main}"`)
+      .replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile))
+      .replace('"type": "strand-ipam",', `"type": "strand-ipam", "dataDir": ${JSON.stringify(ipamDir)},`),
+  );
   const install = () =>
     execFileSync(strand, ['install', `--bin-dir=${c.cniBinDir}`, `--conf-dir=${c.cniConfDir}`, `--template=${template}`, `--etcd-tls-dir=${certs.client}`], {
       env: { PATH: '/usr/bin:/bin', K8S_NODE_NAME: `node-${prefix}`, STRAND_ETCD_ENDPOINTS: etcd!.endpoint },
@@ -285,7 +293,7 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       execFileSync('nsenter', [`--net=/run/netns/${host}`, strand, 'ipam', '--conf', join(c.cniConfDir, '10-strand.conflist'), '--json', 'ls'], {
         encoding: 'utf8',
       }),
-    ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }> }>;
+    ) as Array<{ containerId: string; node: string; ips: Array<{ ip: string }>; pendingRelease?: { since: string } }>;
   const pods = await runPods(c, prefix, '10.244.', '10.244.0.1');
   // strand's loopback brought lo up in every pod (containerd runs it before the conflist)
   for (const p of pods) expect(c.inPod(p.netns, ['ip', '-o', 'link', 'show', 'lo'])).toMatch(/<LOOPBACK,UP,LOWER_UP>/);
@@ -304,13 +312,63 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   }
   hostPod.server.kill('SIGKILL');
 
+  const all = [...pods];
+  if (main === 'strand-bridge') {
+    // a pod deleted while etcd is stopped: the sandbox goes at once, its release is
+    // recorded on the node and its address stays allocated until etcd is back
+    const gone = pods.shift() as Pod;
+    process.kill(etcd.pid, 'SIGSTOP');
+    try {
+      const t0 = Date.now();
+      await c.cri().stopPodSandbox(gone.id);
+      await c.cri().removePodSandbox(gone.id);
+      const ms = Date.now() - t0;
+      console.log(`sandbox stopped and removed in ${ms} ms with etcd stopped`);
+      expect(ms).toBeLessThan(10_000);
+      expect((await c.cri().listPodSandbox()).map((x) => x.id)).not.toContain(gone.id);
+      expect(readdirSync(join(ipamDir, '.strand-ipam-pending')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
+    } finally {
+      process.kill(etcd.pid, 'SIGCONT');
+    }
+    expect(ipamLs().find((r) => r.containerId === gone.id)?.pendingRelease?.since).toMatch(/^\d{4}-/);
+  }
+
+  // the other pods' DELs (strand-ipam calls on this node) complete the pending release too
   await removePods(c, host, pods, ['strand0', 'lo']);
   expect(ipamLs()).toEqual([]);
   const keys = etcd.etcdctl(['get', '--prefix', '/strand']);
-  for (const p of pods) expect(keys).not.toContain(p.id);
+  for (const p of all) expect(keys).not.toContain(p.id);
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
-  for (const p of pods) expect(nat).not.toContain(p.ip);
+  for (const p of all) expect(nat).not.toContain(p.ip);
   expect(nat).not.toContain('CNI-DN-');
+  if (main === 'strand-bridge') {
+    // the uninstall: nothing of strand's stays on the node, and etcd forgets the node
+    const un = execFileSync(
+      'nsenter',
+      [
+        `--net=/run/netns/${host}`,
+        join(c.cniBinDir, 'strand'),
+        'install',
+        '--uninstall',
+        '--node-state',
+        `--bin-dir=${c.cniBinDir}`,
+        `--conf-dir=${c.cniConfDir}`,
+        `--agent-state-file=${join(c.dir, 'run', 'agent.json')}`,
+        `--pod-mtu-file=${mtuFile}`,
+        `--log-dir=${join(c.dir, 'log')}`,
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } },
+    );
+    expect(un).toBe('');
+    expect(linkNames(host)).toEqual(['lo']);
+    expect(readdirSync(c.cniBinDir)).toEqual([]);
+    expect(readdirSync(c.cniConfDir)).toEqual([]);
+    expect(existsSync(mtuFile)).toBe(false);
+    expect(readdirSync(ipamDir)).toEqual([]);
+    const after = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+    expect(after).not.toMatch(/CNI-|strand/);
+    expect(etcd.etcdctl(['get', '--prefix', '/strand', '--keys-only']).trim()).toBe('');
+  }
   await etcd.stop();
   etcd = undefined;
   await stopClean(c);
@@ -336,7 +394,7 @@ async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod
 }
 
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
-  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; removal leaves no links, no IPAM records, no rules, no shims, no mounts`, async () => {
+  it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; a pod deleted while etcd is stopped goes at once and its address is released once etcd is back; removal leaves no links, no IPAM records, no rules, no shims, no mounts; the node-state uninstall leaves nothing of strand's`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
 
@@ -369,6 +427,7 @@ function nodeDirs(c: Containerd, configMapData: Record<string, string>, tlsDir?:
     'etcd-tls': tlsDir ?? join(node, 'no-secret'),
     'strand-run': join(node, 'run/strand'),
     'cni-log': join(node, 'var/log/strand'),
+    'cni-ipam': join(node, 'var/lib/cni/networks'),
   };
   for (const d of Object.values(volumes)) mkdirSync(d, { recursive: true });
   for (const [k, v] of Object.entries(configMapData)) writeFileSync(join(volumes['config']!, k), v);

@@ -97,7 +97,7 @@ describe('strand ipam CLI', () => {
       expect(await ids('--node', 'node-a')).toEqual(['c-dns', 'c-web']);
       expect(await ids('--namespace', 'shop', '--node', 'node-b')).toEqual(['c-db']);
       const table = await run([...storeFlags, '--network', 'net-pods', 'ls']);
-      expect(table.out).toMatch(/^NETWORK\s+CONTAINER\s+IFNAME\s+NODE\s+IPS\s+NAMESPACE\s+POD\s+CREATED\n/);
+      expect(table.out).toMatch(/^NETWORK\s+CONTAINER\s+IFNAME\s+NODE\s+IPS\s+NAMESPACE\s+POD\s+CREATED\s+STATE\n/);
       expect(table.out).toMatch(/c-web\s+eth0\s+node-a\s+10\.71\.0\.\d+\s+shop\s+web-1/);
       const show = await run([...storeFlags, 'show', ipWeb]);
       expect(show.code).toBe(0);

@@ -1,5 +1,8 @@
 // strand-ipam against a real etcd (single member, then mTLS): the built plugin's verbs,
 // the key layout a node agent watches, and code 11 / 50 when etcd is gone.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEtcd, type EtcdCluster } from '../../helpers/etcd.ts';
 import { openEtcdStore } from '../../../ipam/store/etcd.ts';
@@ -114,18 +117,24 @@ describe('strand-ipam on a single etcd member', () => {
     expect(r2.json.code).toBe(103);
   });
 
-  it('etcd unreachable: ADD and DEL answer 11, STATUS 50', async () => {
-    const conf = netConf('net-down', {
-      ranges: [[{ subnet: '10.23.0.0/24' }]],
-      etcd: { endpoints: ['http://127.0.0.1:1'], dialTimeout: 500, requestTimeout: 500 },
-    });
-    for (const command of ['ADD', 'DEL'] as const) {
-      const r = await plugin({ command, containerId: 'd1', node: 'node-a' }, conf);
-      expect(r.code).toBe(1);
-      expect(r.json.code).toBe(11);
+  it('etcd unreachable: ADD answers 11, DEL records the release and succeeds (pending.test.ts), STATUS 50', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'lf-etcd-down-'));
+    try {
+      const conf = netConf('net-down', {
+        dataDir,
+        ranges: [[{ subnet: '10.23.0.0/24' }]],
+        etcd: { endpoints: ['http://127.0.0.1:1'], dialTimeout: 500, requestTimeout: 500 },
+      });
+      const add = await plugin({ command: 'ADD', containerId: 'd1', node: 'node-a' }, conf);
+      expect(add.code).toBe(1);
+      expect(add.json.code).toBe(11);
+      const del = await plugin({ command: 'DEL', containerId: 'd1', node: 'node-a' }, conf);
+      expect(del.code, del.stdout).toBe(0);
+      const st = await plugin({ command: 'STATUS', containerId: 'd1', node: 'node-a' }, conf);
+      expect(st.json.code).toBe(50);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
-    const st = await plugin({ command: 'STATUS', containerId: 'd1', node: 'node-a' }, conf);
-    expect(st.json.code).toBe(50);
   });
 });
 

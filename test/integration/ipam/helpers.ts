@@ -1,7 +1,8 @@
 // Shared pieces of the strand-ipam integration tests: configs, running the built plugin
 // as many concurrent processes, and a consistency check of a store.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { binDir, runPlugin, type PluginRun } from '../../helpers/run-plugin.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
@@ -21,8 +22,25 @@ export function etcdSection(c: EtcdCluster, extra: Record<string, unknown> = {})
   return out;
 }
 
+let nodeLocalDir: string | undefined;
+
+/**
+ * strand-ipam's node-local directory for configs on etcd that name none: never the
+ * machine's /var/lib/cni/networks (DEL records pending releases there, and host-local
+ * files are read from there). One per test process, removed when it exits.
+ */
+function testNodeLocalDir(): string {
+  if (!nodeLocalDir) {
+    const d = mkdtempSync(join(tmpdir(), 'strand-ipam-node-'));
+    nodeLocalDir = d;
+    process.once('exit', () => rmSync(d, { recursive: true, force: true }));
+  }
+  return nodeLocalDir;
+}
+
 export function netConf(name: string, ipam: Record<string, unknown>, cniVersion = '1.1.0'): Record<string, unknown> {
-  return { cniVersion, name, type: 'bridge', ipam: { type: 'strand-ipam', ...ipam } };
+  const dataDir = ipam['etcd'] !== undefined && ipam['dataDir'] === undefined ? { dataDir: testNodeLocalDir() } : {};
+  return { cniVersion, name, type: 'bridge', ipam: { type: 'strand-ipam', ...dataDir, ...ipam } };
 }
 
 /**

@@ -126,6 +126,32 @@ describe('agent config', () => {
     expect(() => parseAgentConfig({ etcd, reconcileStuckAfter: 'soon' }, {})).toThrow(/reconcileStuckAfter/);
   });
 
+  it("ipamDataDir from the --cni-conf's ipam.dataDir (else the default), nodeReleaseAfter as a duration or never", () => {
+    const d = tmp();
+    const conf = (ipam: Record<string, unknown>): string => {
+      const f = join(d, `ipam-${Object.keys(ipam).join('-')}.conflist`);
+      writeFileSync(
+        f,
+        JSON.stringify({
+          cniVersion: '1.0.0',
+          name: 'n',
+          plugins: [{ type: 'strand-bridge', ipam: { type: 'strand-ipam', etcd: { endpoints: 'http://10.0.0.1:2379' }, ...ipam } }],
+        }),
+      );
+      return f;
+    };
+    expect(loadAgentConfig(new Map([['cni-conf', conf({ dataDir: '/srv/ipam' })]]), {})).toMatchObject({
+      ipamDataDir: '/srv/ipam',
+      nodeReleaseAfterMs: 3_600_000,
+    });
+    expect(loadAgentConfig(new Map([['cni-conf', conf({})]]), {}).ipamDataDir).toBe('/var/lib/cni/networks');
+    const flags = (extra: Array<[string, string]>): Map<string, string> => new Map([['cni-conf', conf({ dataDir: '/srv/ipam' })], ...extra]);
+    expect(loadAgentConfig(flags([['ipam-data-dir', '/x']]), {}).ipamDataDir).toBe('/x');
+    expect(loadAgentConfig(flags([['node-release-after', '2h']]), {}).nodeReleaseAfterMs).toBe(7_200_000);
+    expect(loadAgentConfig(flags([['node-release-after', 'never']]), {}).nodeReleaseAfterMs).toBeUndefined();
+    expect(() => loadAgentConfig(flags([['node-release-after', 'soon']]), {})).toThrow(/^nodeReleaseAfter: invalid duration/);
+  });
+
   it('merges --cni-conf, --config and flags, flags last', () => {
     const d = tmp();
     writeFileSync(

@@ -124,7 +124,13 @@ describe('manifests: what strand relies on', () => {
 
   it('init container: `strand install` without --sleep, hostPath /opt/cni/bin and /etc/cni/net.d mounted where it writes', () => {
     const hostPaths = Object.fromEntries(pod.volumes.filter((v: any) => v.hostPath).map((v: any) => [v.name, v.hostPath.path]));
-    expect(hostPaths).toEqual({ 'cni-bin': '/opt/cni/bin', 'cni-conf': '/etc/cni/net.d', 'strand-run': '/run/strand', 'cni-log': '/var/log/strand' });
+    expect(hostPaths).toEqual({
+      'cni-bin': '/opt/cni/bin',
+      'cni-conf': '/etc/cni/net.d',
+      'strand-run': '/run/strand',
+      'cni-log': '/var/log/strand',
+      'cni-ipam': '/var/lib/cni/networks',
+    });
     // the plugins' default log directory exists on the node once the pod starts
     expect(pod.volumes.find((v: any) => v.name === 'cni-log').hostPath).toEqual({ path: dirname(DEFAULT_LOG_FILE), type: 'DirectoryOrCreate' });
     const mounts = Object.fromEntries(inst.volumeMounts.map((m: any) => [m.name, m.mountPath]));
@@ -157,7 +163,7 @@ describe('manifests: what strand relies on', () => {
     // mounted where the installer's --host-conf-dir says, so the TLS paths in the
     // conflist are valid for the agent too; the agent only reads it
     const mounts = mountsOf(agent);
-    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run']);
+    expect(Object.keys(mounts)).toEqual(['cni-conf', 'strand-run', 'cni-ipam']);
     expect(mounts['cni-conf']).toMatchObject({ mountPath: flag(inst, 'host-conf-dir'), readOnly: true });
     // the pod MTU file: where the agent writes it (default) is where strand-bridge reads it
     const runDir = pod.volumes.find((v: any) => v.name === 'strand-run').hostPath.path;
@@ -166,6 +172,12 @@ describe('manifests: what strand relies on', () => {
     const cfgOf = loadAgentConfig(new Map([['etcd-endpoints', 'http://127.0.0.1:2379']]), {});
     expect(JSON.parse(cm.data['conflist.template']).plugins[0].mtuFile).toBe(cfgOf.podMtuFile);
     expect(cfgOf.podMtuFile.startsWith(`${runDir}/`)).toBe(true);
+    // strand-ipam's node-local directory (its journal of pending releases) where the
+    // plugins keep it (the conflist sets no dataDir) and the agent looks (its default)
+    const ipamDir = pod.volumes.find((v: any) => v.name === 'cni-ipam').hostPath.path;
+    expect(JSON.parse(cm.data['conflist.template']).plugins[0].ipam.dataDir).toBeUndefined();
+    expect(mounts['cni-ipam'].mountPath).toBe(ipamDir);
+    expect(cfgOf.ipamDataDir).toBe(ipamDir);
     expect(flag(agent, 'cni-conf')).toBe(`${mounts['cni-conf'].mountPath}/${flag(inst, 'conf-name') ?? '10-strand.conflist'}`);
     const env = envOf(agent);
     expect(env['K8S_NODE_NAME'].valueFrom.fieldRef.fieldPath).toBe('spec.nodeName');

@@ -5,7 +5,7 @@
 // and for configs that are wrong in ways that make validators echo values.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,10 +60,22 @@ function run(bin: string, args: string[], env: Record<string, string>, stdin: st
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, log };
 }
 
-function plugin(verb: string, c: object): Run {
+function plugin(verb: string, c: Record<string, unknown>): Run {
   const env: Record<string, string> = { CNI_COMMAND: verb, CNI_PATH: binDir };
   if (verb !== 'STATUS' && verb !== 'GC') Object.assign(env, { CNI_CONTAINERID: 'sec-ctr', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/sa-sec-none' });
-  return run('strand-ipam', [], env, JSON.stringify(c));
+  // the node-local state (DEL's journal of pending releases) in the test's directory
+  const withDir = { ...c, ipam: { dataDir: join(dir, 'ipam'), ...(c['ipam'] as object) } };
+  return run('strand-ipam', [], env, JSON.stringify(withDir));
+}
+
+/** Every file of the pending-release journal, concatenated. */
+function journalText(): string {
+  const d = join(dir, 'ipam', '.strand-ipam-pending');
+  return existsSync(d)
+    ? readdirSync(d)
+        .map((n) => readFileSync(join(d, n), 'utf8'))
+        .join('\n')
+    : '';
 }
 
 function expectNoSecret(r: Run, secrets: string[]): void {
@@ -82,9 +94,17 @@ describe('etcd credentials are never logged', () => {
           ? { ...withAuth, 'cni.dev/valid-attachments': [] }
           : withAuth;
     const r = plugin(verb, c);
-    expect(r.code, r.stdout).toBe(1);
-    expect(JSON.parse(r.stdout).code).toBe(verb === 'STATUS' ? 50 : 11);
-    expect(r.log, 'the log file received the failure (so the check below is not vacuous)').toMatch(/ERROR strand-ipam/);
+    if (verb === 'DEL') {
+      // DEL records the release for later (issue #19 item 4): the journal holds no password either
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.log, 'the log file received the failure (so the check below is not vacuous)').toMatch(/WARN strand-ipam .*IPAM store unavailable/);
+      expect(journalText()).toContain('"username":"strand"');
+      expect(journalText().includes(SECRET), 'password in the journal').toBe(false);
+    } else {
+      expect(r.code, r.stdout).toBe(1);
+      expect(JSON.parse(r.stdout).code).toBe(verb === 'STATUS' ? 50 : 11);
+      expect(r.log, 'the log file received the failure (so the check below is not vacuous)').toMatch(/ERROR strand-ipam/);
+    }
     expectNoSecret(r, [SECRET]);
   });
 

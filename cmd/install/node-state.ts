@@ -1,0 +1,307 @@
+// `strand install --uninstall --node-state`: removes what strand made on this node (in
+// the network namespace it runs in), beyond the files install wrote, for a node that
+// stays in service without strand (issue #19 item 6):
+//
+// 1. Refuses (listing them) while pods use strand's network here: a bridge of the
+//    installed conflist with veth ports, or IPAM attachments recorded on this node; and while
+//    this node's agent runs (its state file is fresh and synced: stop the DaemonSet
+//    first). --force goes on anyway and removes the pods' network too.
+//    Then the caller's beforeRemoval (flat mode's takeover undone, the uplink back).
+// 2. IPAM: this node's pending releases are completed; its empty blocks are released and
+//    its record removed (ipam/nodes.ts; etcd), with --force its attachments first; the
+//    local store's files of the network go. An unreachable store is reported (exit 1):
+//    `strand ipam node release <node>` finishes it from anywhere later.
+// 3. Netfilter: the masquerade rules and hostPort rules left by strand (the per-pod ones
+//    of forced pods, then the shared chains and tables once nothing uses them: the
+//    reference plugins' rules, which share the layout, keep them).
+// 4. Links and routes: the conflist's bridges (their veth ports with --force), the agent's
+//    VXLAN device and every route of the agent's protocol (115, or the state file's).
+// 5. Files: the pod MTU file, the agent's state file, strand's CNI log files, the
+//    journal of pending releases (once empty).
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { NetConf } from '../../lib/cni/types.ts';
+import { isNetlinkError } from '../../lib/netlink/errors.ts';
+import { Netns } from '../../lib/netlink/netns.ts';
+import * as rtnl from '../../lib/netlink/rtnl.ts';
+
+export const DEFAULT_AGENT_STATE_FILE = '/run/strand/agent.json';
+export const DEFAULT_POD_MTU_FILE_PATH = '/run/strand/pod-mtu';
+export const DEFAULT_LOG_DIR = '/var/log/strand';
+const AGENT_ROUTE_PROTOCOL = 115;
+
+export interface NodeStateOptions {
+  /** The installed conflist (read before install's files go). */
+  conflist: Record<string, unknown>;
+  /** Run once nothing refuses the removal, before anything is removed (flat mode's takeover restore). */
+  beforeRemoval?: () => Promise<void>;
+  env: Record<string, string | undefined>;
+  force: boolean;
+  agentStateFile: string;
+  podMtuFile: string;
+  logDir: string;
+  log: (line: string) => void;
+}
+
+export interface NodeStateResult {
+  /** Why nothing was removed (pods attached, the agent running): one line each. */
+  refused: string[];
+  /** What could not be removed: one line each (exit status 1). */
+  failed: string[];
+}
+
+interface Plan {
+  network: string;
+  bridges: string[];
+  ipam: NetConf | undefined;
+}
+
+function planOf(c: Record<string, unknown>, ipam: NetConf | undefined): Plan {
+  const plugins = (Array.isArray(c['plugins']) ? c['plugins'] : [c]) as Array<Record<string, unknown> | null>;
+  const out: Plan = { network: typeof c['name'] === 'string' ? c['name'] : '', bridges: [], ipam };
+  for (const p of plugins) {
+    if (p === null || typeof p !== 'object') continue;
+    if (p['type'] === 'strand-bridge') out.bridges.push(typeof p['bridge'] === 'string' ? p['bridge'] : 'cni0');
+  }
+  out.bridges = [...new Set(out.bridges)];
+  return out;
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Removes strand's node state; see the module comment. Never throws for one step's failure. */
+export async function removeNodeState(o: NodeStateOptions): Promise<NodeStateResult> {
+  const out: NodeStateResult = { refused: [], failed: [] };
+  const [{ strandIpamConf }, ipamMain, pending, nodes, status] = await Promise.all([
+    import('../../ipam/cli.ts'),
+    import('../../ipam/main.ts'),
+    import('../../ipam/pending.ts'),
+    import('../../ipam/nodes.ts'),
+    import('../../agent/status.ts'),
+  ]);
+  const plan = planOf(o.conflist, strandIpamConf(o.conflist));
+  const ns = Netns.current();
+  try {
+    // --- who still uses the network here
+    const links = await rtnl.listLinks(ns);
+    const ports = new Map<string, string[]>();
+    for (const b of plan.bridges) {
+      const br = links.find((l) => l.name === b);
+      // pods are veth ports (flat mode's uplink is a port too, until its takeover is undone)
+      if (br)
+        ports.set(
+          b,
+          links.filter((l) => l.master === br.index && l.kind === 'veth').map((l) => l.name),
+        );
+    }
+    for (const [b, p] of ports) if (p.length) out.refused.push(`bridge ${b} has pod ports: ${p.join(', ')}`);
+
+    let agentRunning: string | undefined;
+    let agentState: ReturnType<typeof status.readState> | undefined;
+    try {
+      agentState = status.readState(o.agentStateFile);
+      const r = status.readiness(agentState, Date.now(), () => true);
+      if (agentState.synced && !r.stale)
+        agentRunning = `strand agent runs on this node (${o.agentStateFile} updated ${agentState.updated}): delete the DaemonSet first`;
+    } catch {
+      // no agent here
+    }
+    if (agentRunning) out.refused.push(agentRunning);
+
+    // --- IPAM: pending releases completed, this node's attachments listed
+    let store: Awaited<ReturnType<typeof ipamMain.openStore>> | undefined;
+    let cfg: ReturnType<typeof ipamMain.loadConfig> | undefined;
+    let node = '';
+    let held: Array<{ network: string; containerId: string; ifname: string; ips: string[] }> = [];
+    if (plan.ipam) {
+      try {
+        cfg = ipamMain.loadConfig(plan.ipam, '', false);
+        node = ipamMain.nodeName(cfg, o.env);
+        store = await ipamMain.openStore(cfg);
+        const journal = ipamMain.journalOf(cfg);
+        const r = await pending.completePending(journal, store, ipamMain.storeRefOfConf(cfg, plan.ipam), { config: cfg });
+        for (const l of r.completed) o.log(`completed the pending release ${l}`);
+        for (const l of r.failed) out.failed.push(`pending release not completed: ${l}`);
+        held = (await store.listAttachments())
+          .map((a) => a.value)
+          .filter((a) => a.node === node)
+          .map((a) => ({ network: a.network, containerId: a.containerId, ifname: a.ifname, ips: a.ips.map((e) => e.ip) }));
+        for (const a of held) out.refused.push(`pod attachment ${a.network} ${a.containerId}/${a.ifname} (${a.ips.join(',')}) on node ${node}`);
+      } catch (e) {
+        out.failed.push(
+          `IPAM store of network ${plan.network}: ${message(e)}; release this node's blocks later with strand ipam node release ${node || '<node>'}`,
+        );
+        await store?.close().catch(() => undefined);
+        store = undefined;
+      }
+    }
+    if (out.refused.length && !o.force) {
+      await store?.close().catch(() => undefined);
+      return out;
+    }
+    if (out.refused.length) o.log(`--force: removing strand's network although ${out.refused.length} thing(s) still use it`);
+    try {
+      await o.beforeRemoval?.();
+    } catch (e) {
+      await store?.close().catch(() => undefined);
+      throw e;
+    }
+
+    // --- the pods' rules (forced), then what their DELs leave shared
+    try {
+      await removeRules(plan.network, held);
+      o.log('masquerade and hostPort rules: none of strand left');
+    } catch (e) {
+      out.failed.push(`netfilter rules: ${message(e)}`);
+    }
+
+    // --- IPAM records of this node
+    if (store && cfg) {
+      try {
+        const r = await nodes.releaseNode(store, node, { force: o.force, ignoreAlive: true });
+        for (const x of r.attachmentsReleased) o.log(`released attachment ${x}`);
+        for (const x of r.blocksReleased) o.log(`released block ${x} of node ${node}`);
+        for (const x of r.blocksKept) out.failed.push(`block kept: ${x}`);
+        for (const x of r.attachmentsHeld) out.failed.push(`attachment kept: ${x}`);
+        if (r.recordRemoved) o.log(`removed the node record of ${node}`);
+        if (!cfg.etcd) removeLocalStore(cfg.dataDir, plan.network, o.log);
+        removeJournal(pending.pendingDirOf(cfg.dataDir), o.force, o.log, out);
+      } catch (e) {
+        out.failed.push(`IPAM records of node ${node}: ${message(e)}; strand ipam node release ${node} finishes it later`);
+      } finally {
+        await store.close().catch(() => undefined);
+      }
+    }
+
+    // --- routes of the agent, links
+    const proto = agentState?.routeProtocol ?? AGENT_ROUTE_PROTOCOL;
+    let routes = 0;
+    for (const r of await rtnl.listRoutes(ns, { table: 'all' })) {
+      if (r.protocol !== proto) continue;
+      try {
+        await rtnl.delRoute(ns, {
+          dst: r.dst,
+          version: r.version,
+          table: r.table,
+          protocol: r.protocol,
+          type: r.type,
+          ...(r.gw ? { gw: r.gw } : {}),
+          ...(r.oif !== undefined ? { link: r.oif } : {}),
+        });
+        routes++;
+      } catch (e) {
+        if (!isNetlinkError(e, 'ESRCH')) out.failed.push(`route ${r.dst} proto ${proto}: ${message(e)}`);
+      }
+    }
+    if (routes) o.log(`removed ${routes} route(s) of strand agent (proto ${proto})`);
+    const vxlan = links.filter((l) => l.kind === 'vxlan' && (l.name === agentState?.vtep?.device || /^strand\.\d+$/.test(l.name)));
+    const doomed = [...plan.bridges.flatMap((b) => (o.force ? (ports.get(b) ?? []) : [])), ...vxlan.map((l) => l.name), ...[...ports.keys()]];
+    for (const name of doomed) {
+      try {
+        await rtnl.delLink(ns, name);
+        o.log(`removed link ${name}`);
+      } catch (e) {
+        if (!isNetlinkError(e, 'ENODEV')) out.failed.push(`link ${name}: ${message(e)}`);
+      }
+    }
+
+    // --- files
+    for (const f of [o.podMtuFile, o.agentStateFile]) removeFile(f, o.log, out);
+    removeEmptyDir(dirname(o.agentStateFile));
+    removeLogs(o.logDir, o.log, out);
+    return out;
+  } finally {
+    ns.close();
+  }
+}
+
+/**
+ * The masquerade and hostPort rules of `pods` (forced: their DEL never ran) and every
+ * iptables masquerade and hostPort rule of `network` (a DEL that ran without the port
+ * mappings leaves its pod's; iptables rules name their network), then the shared hostPort
+ * chains (iptables) and tables (nftables), and strand's masquerade table, when no rule
+ * uses them any more: the reference plugins' rules, which share the layout, keep them.
+ * nftables hostPort rules name only their container, so those of other networks' pods
+ * stay. Each backend only when its tools are installed: none of its rules exist otherwise.
+ */
+async function removeRules(network: string, pods: ReadonlyArray<{ network: string; containerId: string; ifname: string }>): Promise<void> {
+  const [{ findTool }, netfilter, masq, ipt, nft] = await Promise.all([
+    import('../../lib/plugin/exec.ts'),
+    import('../../lib/plugin/netfilter.ts'),
+    import('../../cni/bridge/masq.ts'),
+    import('../../cni/portmap/iptables.ts'),
+    import('../../cni/portmap/nftables.ts'),
+  ]);
+  for (const a of pods) {
+    await masq.teardownMasq(a.network, a.ifname, a.containerId);
+    if (findTool('iptables-save')) await ipt.unforwardPorts(a.network, a.containerId);
+    await nft.unforwardPorts(a.containerId);
+  }
+  if (network && findTool('iptables-save')) {
+    await ipt.gcPorts(network, []);
+    await masq.gcMasq(network, []);
+  }
+  if (findTool('iptables-save')) await ipt.removeSharedIfUnused(4);
+  if (findTool('ip6tables-save')) await ipt.removeSharedIfUnused(6);
+  if (findTool('nft')) {
+    await nft.removeSharedIfUnused(4);
+    await nft.removeSharedIfUnused(6);
+    const t = await netfilter.nftListTable('inet', masq.NFT_MASQ_TABLE);
+    if (t && !t.rules.some((r) => r.comment !== undefined)) await netfilter.nftApply([`delete table inet ${masq.NFT_MASQ_TABLE}`]);
+  }
+}
+
+function removeFile(f: string, log: (s: string) => void, out: NodeStateResult): void {
+  if (!existsSync(f)) return;
+  try {
+    rmSync(f);
+    log(`removed ${f}`);
+  } catch (e) {
+    out.failed.push(`${f}: ${message(e)}`);
+  }
+}
+
+function removeEmptyDir(d: string): boolean {
+  try {
+    rmdirSync(d); // only when empty
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** strand-ipam's files of the network in a local store (the store and its lock), then the directory when nothing else is in it. */
+function removeLocalStore(dataDir: string, network: string, log: (s: string) => void): void {
+  const dir = join(dataDir, network);
+  for (const f of ['strand-ipam.json', 'strand-ipam.lock']) {
+    if (existsSync(join(dir, f))) {
+      rmSync(join(dir, f));
+      log(`removed ${join(dir, f)}`);
+    }
+  }
+  if (removeEmptyDir(dir)) log(`removed ${dir}`);
+}
+
+/** The journal of pending releases: once empty (or, forced, with what is left). */
+function removeJournal(dir: string, force: boolean, log: (s: string) => void, out: NodeStateResult): void {
+  if (!existsSync(dir)) return;
+  const entries = readdirSync(dir).filter((n) => n.endsWith('.json'));
+  if (entries.length && !force) {
+    out.failed.push(`${entries.length} pending release(s) in ${dir} not completed (strand ipam pending --complete; --force drops them)`);
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  log(`removed ${dir}${entries.length ? ` (${entries.length} pending release(s) dropped)` : ''}`);
+}
+
+/** strand's CNI log files (cni.log and its rotations) and the directory once empty. */
+function removeLogs(dir: string, log: (s: string) => void, out: NodeStateResult): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names.filter((x) => /^cni\.log(\.\d+)?$/.test(x))) removeFile(join(dir, n), log, out);
+  if (removeEmptyDir(dir)) log(`removed ${dir}`);
+}
