@@ -70,6 +70,30 @@ function preview(v: unknown): string {
 }
 
 /**
+ * CniError 7 for a field a parser found wrong, in validateWith's form: msg "invalid
+ * config field <field>", details "<field>: <why>".
+ */
+export function invalidField(field: string, why: string): CniError {
+  return new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${why}`);
+}
+
+/**
+ * CniError 7 "<field>: <what>", the form of strand-ipam's and the etcd section's errors
+ * (as host-local words them: "ipam.ranges[0][0].subnet: invalid CIDR ...").
+ */
+export function fieldError(field: string, what: string): CniError {
+  return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
+}
+
+/** `o[key]` as a string: absent, null and "" are undefined; another type is fieldError "<field>.<key>: must be a string". */
+export function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw fieldError(`${field}.${key}`, 'must be a string');
+  return v;
+}
+
+/**
  * Runs `validator` on `raw`; returns `raw` typed as T when valid, else throws
  * CniError(7, "invalid config field <path>", "<path>: <reason>"). `prefix` is prepended to
  * field names (e.g. "ipam" when validating only the ipam section).
