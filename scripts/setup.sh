@@ -39,6 +39,7 @@ TEST_PACKAGES=(
   strace
   debootstrap
   openssl file git time gcc
+  musl-tools
 )
 
 APT_PACKAGES=("${BUILD_PACKAGES[@]}" "${DEMO_PACKAGES[@]}")

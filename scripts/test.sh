@@ -3,6 +3,8 @@
 # packages, npm dependencies), builds the single executable, then runs
 #   1. the type check,
 #   2. unit and integration tests on this machine (vitest projects `unit`, `integration`),
+#      then the plugin suites a second time through the shim and `strand daemon`
+#      (vitest project `daemon`: every call must be served by the daemon),
 #   3. the guest-only tests (ipvlan, bridge vlan filtering) inside a qemu guest booting
 #      Debian's stock kernel, because this host's kernel lacks those features; they run
 #      in the background, alongside 2.
@@ -46,6 +48,10 @@ guest_pid=$!
 echo "== unit and integration tests (host)" >&2
 vitest run --project unit --project integration \
   --reporter=default --reporter=json --outputFile.json="$results/host.json" || status=1
+
+echo "== plugin suites through the shim and strand daemon (host)" >&2
+vitest run --project daemon \
+  --reporter=default --reporter=json --outputFile.json="$results/daemon.json" || status=1
 
 echo "== guest tests (qemu, Debian stock kernel): waiting for them to finish" >&2
 guest_status=0

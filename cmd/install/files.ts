@@ -151,6 +151,51 @@ export function installBinaries(source: string, binDir: string, names: readonly 
   return 'written';
 }
 
+/** The marker every strand shim carries (native/shim.c). */
+export const SHIM_MARKER = 'STRAND-SHIM protocol=';
+
+/**
+ * Installs the shim (native/shim.c) under each of `names` in `binDir`: one file, the
+ * names its hardlinks, each put in place by rename. Call it after `<binDir>/strand` is
+ * in place: a shim falls back to the `strand` beside it, which must never be missing.
+ * Nothing is touched when every name already is this shim (same content, one inode).
+ */
+export function installShims(shim: Buffer, binDir: string, names: readonly string[]): Outcome {
+  if (!shim.includes(SHIM_MARKER)) throw new InstallError('the shim to install is not a strand shim (no marker)');
+  const first = join(binDir, names[0]!);
+  let ino: number | undefined;
+  try {
+    const st = statSync(first);
+    if (st.isFile() && (st.mode & 0o777) === 0o755 && st.size === shim.length && readFileSync(first).equals(shim)) ino = st.ino;
+  } catch (e) {
+    if (errCode(e) !== 'ENOENT') throw e;
+  }
+  if (ino !== undefined && names.every((n) => sameInode(join(binDir, n), ino))) return 'unchanged';
+
+  const origin = tempName(join(binDir, 'strand-shim'));
+  const temps = [origin];
+  try {
+    const fd = openSync(origin, 'wx', 0o755);
+    try {
+      writeSync(fd, shim);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    chmodSync(origin, 0o755);
+    for (const name of names) {
+      const tmp = tempName(join(binDir, name));
+      temps.push(tmp);
+      linkSync(origin, tmp);
+      renameSync(tmp, join(binDir, name));
+    }
+  } finally {
+    for (const t of temps) rmSync(t, { force: true });
+  }
+  fsyncPath(binDir);
+  return 'written';
+}
+
 /** Shared library file names in `dir` (none when it does not exist). */
 function libraryNames(dir: string): string[] {
   try {

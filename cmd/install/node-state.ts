@@ -225,29 +225,33 @@ export async function removeNodeState(o: NodeStateOptions): Promise<NodeStateRes
  * stay. Each backend only when its tools are installed: none of its rules exist otherwise.
  */
 async function removeRules(network: string, pods: ReadonlyArray<{ network: string; containerId: string; ifname: string }>): Promise<void> {
-  const [{ findTool }, netfilter, masq, ipt, nft] = await Promise.all([
+  const [{ toolsFor }, netfilter, masq, ipt, nft] = await Promise.all([
     import('../../lib/plugin/exec.ts'),
     import('../../lib/plugin/netfilter.ts'),
     import('../../cni/bridge/masq.ts'),
     import('../../cni/portmap/iptables.ts'),
     import('../../cni/portmap/nftables.ts'),
   ]);
+  // this process's PATH and namespaces: `strand install` runs in the node's
+  const t = toolsFor({ env: process.env });
+  const has = async (tool: string): Promise<boolean> => (await t.find(tool)) !== undefined;
+  const iptables = await has('iptables-save');
   for (const a of pods) {
-    await masq.teardownMasq(a.network, a.ifname, a.containerId);
-    if (findTool('iptables-save')) await ipt.unforwardPorts(a.network, a.containerId);
-    await nft.unforwardPorts(a.containerId);
+    await masq.teardownMasq(t, a.network, a.ifname, a.containerId);
+    if (iptables) await ipt.unforwardPorts(t, a.network, a.containerId);
+    await nft.unforwardPorts(t, a.containerId);
   }
-  if (network && findTool('iptables-save')) {
-    await ipt.gcPorts(network, []);
-    await masq.gcMasq(network, []);
+  if (network && iptables) {
+    await ipt.gcPorts(t, network, []);
+    await masq.gcMasq(t, network, []);
   }
-  if (findTool('iptables-save')) await ipt.removeSharedIfUnused(4);
-  if (findTool('ip6tables-save')) await ipt.removeSharedIfUnused(6);
-  if (findTool('nft')) {
-    await nft.removeSharedIfUnused(4);
-    await nft.removeSharedIfUnused(6);
-    const t = await netfilter.nftListTable('inet', masq.NFT_MASQ_TABLE);
-    if (t && !t.rules.some((r) => r.comment !== undefined)) await netfilter.nftApply([`delete table inet ${masq.NFT_MASQ_TABLE}`]);
+  if (iptables) await ipt.removeSharedIfUnused(t, 4);
+  if (await has('ip6tables-save')) await ipt.removeSharedIfUnused(t, 6);
+  if (await has('nft')) {
+    await nft.removeSharedIfUnused(t, 4);
+    await nft.removeSharedIfUnused(t, 6);
+    const table = await netfilter.nftListTable(t, 'inet', masq.NFT_MASQ_TABLE);
+    if (table && !table.rules.some((r) => r.comment !== undefined)) await netfilter.nftApply(t, [`delete table inet ${masq.NFT_MASQ_TABLE}`]);
   }
 }
 

@@ -10,13 +10,14 @@ import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
 import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/addr/cidr.ts';
 import { configureIface } from '../../lib/plugin/ipam-config.ts';
-import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openPodNetns, trySysctl, waitOperUp } from '../../lib/plugin/link.ts';
+import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openHostNetns, openPodNetns, trySysctl, waitOperUp } from '../../lib/plugin/link.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
 import { readPodMtu } from '../../lib/plugin/mtu.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { checkAddConfig, resolveMac, type BridgeConf } from './config.ts';
+import { toolsFor } from '../../lib/plugin/exec.ts';
 import { setupMasq, teardownMasq } from './masq.ts';
 import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 import { ensureVlanGateway, setPortVlans } from './vlan.ts';
@@ -134,9 +135,10 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
   // an explicit mtu wins; else the node's pod MTU from the agent's file, when named
   const mtu = conf.mtu || (conf.mtuFile !== undefined ? readPodMtu(conf.mtuFile) : 0);
   a.log?.debug(`mtu ${mtu || 'kernel default'}${conf.mtu ? '' : conf.mtuFile !== undefined ? ` from ${conf.mtuFile}` : ''}`);
-  const pod = openPodNetns(a.netns);
-  const host = Netns.current();
+  const pod = openPodNetns(a);
+  const host = openHostNetns(a);
   const undo = new UndoStack((m) => a.log?.warn(m));
+  const tools = toolsFor(a);
   try {
     return await undo.run(async () => {
       // 1. the bridge
@@ -168,9 +170,9 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       // 3. MAC spoof check
       if (conf.macspoofchk) {
         const ref = spoofRefId(a.containerId, a.ifName);
-        await setupSpoofCheck(veth.host.name, veth.cont.mac ?? '', ref);
+        await setupSpoofCheck(tools, veth.host.name, veth.cont.mac ?? '', ref);
         a.log?.debug(`macspoofchk rules for ${veth.host.name}`);
-        undo.push('remove macspoofchk rules', () => teardownSpoofCheck(ref));
+        undo.push('remove macspoofchk rules', () => teardownSpoofCheck(tools, ref));
       }
 
       if (conf.ipamType) {
@@ -223,8 +225,8 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
         // 7. masquerading
         if (conf.ipMasq) {
           const addrs = result.ips.map((ip) => ip.address);
-          undo.push('remove masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
-          await setupMasq(conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
+          undo.push('remove masquerade rules', () => teardownMasq(tools, conf.name, a.ifName, a.containerId));
+          await setupMasq(tools, conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
           a.log?.debug(`ipMasq rules (${conf.ipMasqBackend ?? 'iptables'}) for ${addrs.join(', ')}`);
           phases.mark('masq');
         }

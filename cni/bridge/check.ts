@@ -7,8 +7,7 @@ import { delegateCheck } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import { checkIface } from '../../lib/plugin/ipam-config.ts';
-import { nl, nlMaybe, openPodNetns } from '../../lib/plugin/link.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import { nl, nlMaybe, openHostNetns, openPodNetns } from '../../lib/plugin/link.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { CONTAINER_IF_INDEX } from './add.ts';
 import type { BridgeConf } from './config.ts';
@@ -29,8 +28,8 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
   const brIf = ifs.find((i) => i.name === conf.bridge);
   const contIdx = ifs.findIndex((i) => i.name === a.ifName && i.sandbox === a.netns);
   const contIf: Interface | undefined = ifs[contIdx];
-  const host = Netns.current();
-  const pod = openPodNetns(a.netns);
+  const host = openHostNetns(a);
+  const pod = openPodNetns(a);
   try {
     // the bridge
     if (!brIf) throw fail(`CNI created bridge ${conf.bridge} in host namespace was not found`);

@@ -7,12 +7,13 @@ import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { deleteLinkIfPresent, netlinkFailure, openPodNetnsForDel } from '../../lib/plugin/link.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import type { BridgeConf } from './config.ts';
+import { toolsFor } from '../../lib/plugin/exec.ts';
 import { teardownMasq } from './masq.ts';
 import { spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 
 /** Removes CNI_IFNAME from the pod; a namespace or link that is gone is fine. */
 async function deletePodLink(a: CmdArgs): Promise<void> {
-  const pod = openPodNetnsForDel(a.netns);
+  const pod = openPodNetnsForDel(a);
   if (!pod) {
     a.log?.debug(`DEL: namespace ${JSON.stringify(a.netns)} is gone, so is ${a.ifName}`);
     return; // the runtime already removed the namespace
@@ -44,7 +45,7 @@ export async function cmdDel(a: CmdArgs, conf: BridgeConf): Promise<void> {
     const t = conf.ipamType;
     await step(`IPAM DEL (${t})`, () => delegateDel(t, a.stdinData, a));
   }
-  if (conf.macspoofchk) await step('removing macspoofchk rules', () => teardownSpoofCheck(spoofRefId(a.containerId, a.ifName)));
-  if (conf.ipMasq && conf.ipamType) await step('removing masquerade rules', () => teardownMasq(conf.name, a.ifName, a.containerId));
+  if (conf.macspoofchk) await step('removing macspoofchk rules', () => teardownSpoofCheck(toolsFor(a), spoofRefId(a.containerId, a.ifName)));
+  if (conf.ipMasq && conf.ipamType) await step('removing masquerade rules', () => teardownMasq(toolsFor(a), conf.name, a.ifName, a.containerId));
   if (errors.length) throw errors[0];
 }

@@ -8,6 +8,7 @@ import { cmdAdd } from './add.ts';
 import { cmdCheck } from './check.ts';
 import { parseConfig, type BridgeConf } from './config.ts';
 import { cmdDel } from './del.ts';
+import { toolsFor } from '../../lib/plugin/exec.ts';
 import { gcMasq } from './masq.ts';
 
 export const NAME = 'strand-bridge';
@@ -20,7 +21,7 @@ async function cmdStatus(a: CmdArgs, conf: BridgeConf): Promise<void> {
 /** GC: IPAM's GC, then the masquerade rules of attachments no longer valid. */
 async function cmdGc(a: CmdArgs, conf: BridgeConf): Promise<void> {
   if (conf.ipamType) await delegateGc(conf.ipamType, a.stdinData, a);
-  if (conf.ipMasq) await gcMasq(conf.name, gcAttachments(conf));
+  if (conf.ipMasq) await gcMasq(toolsFor(a), conf.name, gcAttachments(conf));
 }
 
 export function main(io: PluginIO): Promise<number> {

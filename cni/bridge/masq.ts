@@ -16,7 +16,7 @@
 // netns is gone. GC removes the rules of attachments that are not valid any more.
 import { addrOf, formatCidr, formatIP, network, parseCidr } from '../../lib/addr/cidr.ts';
 import type { GcAttachment } from '../../lib/cni/types.ts';
-import { findTool, runTool, ToolError } from '../../lib/plugin/exec.ts';
+import { ToolError, type Tools } from '../../lib/plugin/exec.ts';
 import {
   defaultBackend,
   formatChainName,
@@ -61,13 +61,13 @@ export function iptablesMasqRules(address: string, chain: string, comment: strin
   };
 }
 
-async function setupIptables(addresses: string[], netName: string, containerId: string): Promise<void> {
+async function setupIptables(t: Tools, addresses: string[], netName: string, containerId: string): Promise<void> {
   const chain = masqChainName(netName, containerId);
   const comment = masqComment(netName, containerId);
   for (const family of [4, 6] as const) {
     const wanted = addresses.map((a) => iptablesMasqRules(a, chain, comment)).filter((r) => r.family === family);
     if (!wanted.length) continue;
-    const saved = await natSave(family);
+    const saved = await natSave(t, family);
     const have = new Set(saved);
     const input: string[] = [];
     if (!savedHasChain(saved, chain)) input.push(`:${chain} - [0:0]`);
@@ -78,19 +78,19 @@ async function setupIptables(addresses: string[], netName: string, containerId: 
         input.push(r);
       }
     }
-    await natRestore(family, input);
+    await natRestore(t, family, input);
   }
 }
 
-async function teardownIptables(netName: string, containerId: string): Promise<void> {
-  await natRemoveChains(new Set([masqChainName(netName, containerId)]), ['POSTROUTING']);
+async function teardownIptables(t: Tools, netName: string, containerId: string): Promise<void> {
+  await natRemoveChains(t, new Set([masqChainName(netName, containerId)]), ['POSTROUTING']);
 }
 
 const COMMENT_RE = /--comment "name: \\"((?:[^"\\]|\\\\.)*)\\" id: \\"((?:[^"\\]|\\\\.)*)\\""/;
 
-async function gcIptables(netName: string, valid: GcAttachment[]): Promise<void> {
+async function gcIptables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => masqChainName(netName, a.containerID)));
-  await natCollectChains('POSTROUTING', (l) => {
+  await natCollectChains(t, 'POSTROUTING', (l) => {
     const m = COMMENT_RE.exec(l);
     const j = / -j (CNI-[0-9a-f]{24})$/.exec(l);
     if (!m || !j) return undefined;
@@ -131,8 +131,8 @@ interface NftRule {
 }
 
 /** Rules of the masquerade chain; [] when the table or chain does not exist. */
-async function nftListMasqRules(): Promise<NftRule[]> {
-  const r = await runTool('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN]);
+async function nftListMasqRules(t: Tools): Promise<NftRule[]> {
+  const r = await t.run('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN]);
   if (r.code !== 0) {
     if (/No such file or directory|does not exist/i.test(r.stderr) || r.code === 127) return [];
     throw new ToolError('nft', ['-j', 'list', 'chain', 'inet', NFT_MASQ_TABLE, NFT_MASQ_CHAIN], r);
@@ -145,67 +145,74 @@ function nftDeleteRules(handles: number[]): string[] {
   return handles.map((h) => `delete rule inet ${NFT_MASQ_TABLE} ${NFT_MASQ_CHAIN} handle ${h}`);
 }
 
-async function setupNftables(addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
+async function setupNftables(t: Tools, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
   const prefix = hashForInstance(netName, ifName, containerId);
-  const stale = (await nftListMasqRules()).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
-  const t = `inet ${NFT_MASQ_TABLE}`;
+  const stale = (await nftListMasqRules(t)).filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle);
+  const tbl = `inet ${NFT_MASQ_TABLE}`;
   const comment = nftMasqComment(netName, ifName, containerId);
   const lines = [
-    `add table ${t} { comment "Masquerading for plugins from github.com/containernetworking/plugins" ; }`,
-    `add chain ${t} ${NFT_MASQ_CHAIN} { comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet" ; }`,
-    `add chain ${t} postrouting { type nat hook postrouting priority srcnat ; }`,
-    `flush chain ${t} postrouting`,
-    `add rule ${t} postrouting ip daddr 224.0.0.0/4 return`,
-    `add rule ${t} postrouting ip6 daddr ff00::/8 return`,
-    `add rule ${t} postrouting goto ${NFT_MASQ_CHAIN}`,
+    `add table ${tbl} { comment "Masquerading for plugins from github.com/containernetworking/plugins" ; }`,
+    `add chain ${tbl} ${NFT_MASQ_CHAIN} { comment "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet" ; }`,
+    `add chain ${tbl} postrouting { type nat hook postrouting priority srcnat ; }`,
+    `flush chain ${tbl} postrouting`,
+    `add rule ${tbl} postrouting ip daddr 224.0.0.0/4 return`,
+    `add rule ${tbl} postrouting ip6 daddr ff00::/8 return`,
+    `add rule ${tbl} postrouting goto ${NFT_MASQ_CHAIN}`,
     ...nftDeleteRules(stale),
   ];
   for (const a of addresses) {
     const c = parseCidr(a);
     const fam = c.family === 6 ? 'ip6' : 'ip';
     const ip = formatIP(addrOf(c));
-    lines.push(`add rule ${t} ${NFT_MASQ_CHAIN} ${fam} saddr ${ip} ${fam} daddr != ${formatCidr(network(c))} masquerade comment "${comment}"`);
+    lines.push(`add rule ${tbl} ${NFT_MASQ_CHAIN} ${fam} saddr ${ip} ${fam} daddr != ${formatCidr(network(c))} masquerade comment "${comment}"`);
   }
-  await nftApply(lines);
+  await nftApply(t, lines);
 }
 
-async function teardownNftables(netName: string, ifName: string, containerId: string): Promise<void> {
-  if (!findTool('nft')) return;
+async function teardownNftables(t: Tools, netName: string, ifName: string, containerId: string): Promise<void> {
+  if (!(await t.find('nft'))) return;
   const prefix = hashForInstance(netName, ifName, containerId);
-  const rules = await nftListMasqRules();
-  await nftApply(nftDeleteRules(rules.filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle)));
+  const rules = await nftListMasqRules(t);
+  await nftApply(t, nftDeleteRules(rules.filter((r) => r.comment?.startsWith(prefix)).map((r) => r.handle)));
 }
 
-async function gcNftables(netName: string, valid: GcAttachment[]): Promise<void> {
-  if (!findTool('nft')) return;
+async function gcNftables(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
+  if (!(await t.find('nft'))) return;
   const net = hashForNetwork(netName);
   const keep = new Set(valid.map((a) => nftMasqComment(netName, a.ifname, a.containerID)));
-  const rules = await nftListMasqRules();
-  await nftApply(nftDeleteRules(rules.filter((r) => r.comment?.startsWith(net) && !keep.has(r.comment)).map((r) => r.handle)));
+  const rules = await nftListMasqRules(t);
+  await nftApply(t, nftDeleteRules(rules.filter((r) => r.comment?.startsWith(net) && !keep.has(r.comment)).map((r) => r.handle)));
 }
 
 // ---------------------------------------------------------------------------------
 
 /** Installs masquerading for the pod addresses (CIDR with host bits, "10.1.0.5/24"). */
-export async function setupMasq(backend: MasqBackend | undefined, addresses: string[], netName: string, ifName: string, containerId: string): Promise<void> {
-  const b = backend ?? defaultBackend();
-  if (b === 'nftables') await setupNftables(addresses, netName, ifName, containerId);
-  else await setupIptables(addresses, netName, containerId);
+export async function setupMasq(
+  t: Tools,
+  backend: MasqBackend | undefined,
+  addresses: string[],
+  netName: string,
+  ifName: string,
+  containerId: string,
+): Promise<void> {
+  const b = backend ?? defaultBackend(t);
+  if (b === 'nftables') await setupNftables(t, addresses, netName, ifName, containerId);
+  else await setupIptables(t, addresses, netName, containerId);
 }
 
 /** Removes this attachment's masquerade rules from both backends; absent rules are fine. */
-export async function teardownMasq(netName: string, ifName: string, containerId: string): Promise<void> {
+export async function teardownMasq(t: Tools, netName: string, ifName: string, containerId: string): Promise<void> {
   const errors: unknown[] = [];
   await Promise.all([
-    teardownIptables(netName, containerId).catch((e: unknown) => errors.push(e)),
-    teardownNftables(netName, ifName, containerId).catch((e: unknown) => errors.push(e)),
+    teardownIptables(t, netName, containerId).catch((e: unknown) => errors.push(e)),
+    teardownNftables(t, netName, ifName, containerId).catch((e: unknown) => errors.push(e)),
   ]);
   if (errors.length) throw errors[0];
 }
 
 /** Removes masquerade rules of this network whose attachment is not in `valid`. */
-export async function gcMasq(netName: string, valid: GcAttachment[]): Promise<void> {
+export async function gcMasq(t: Tools, netName: string, valid: GcAttachment[]): Promise<void> {
   const errors: unknown[] = [];
-  await Promise.all([gcIptables(netName, valid).catch((e: unknown) => errors.push(e)), gcNftables(netName, valid).catch((e: unknown) => errors.push(e))]);
+  await Promise.all([gcIptables(t, netName, valid).catch((e: unknown) => errors.push(e)), gcNftables(t, netName, valid).catch((e: unknown) => errors.push(e))]);
   if (errors.length) throw errors[0];
 }

@@ -4,7 +4,7 @@
 // cni-br-iface-<id> and cni-br-iface-<id>-mac, every rule commented
 // "macspoofchk-<id>", id = <containerID>-<ifname>), so either implementation can remove
 // the other's rules.
-import { findTool, mustRunTool, runTool, ToolError } from '../../lib/plugin/exec.ts';
+import { ToolError, type Tools } from '../../lib/plugin/exec.ts';
 
 const TABLE = 'bridge nat';
 const BASE = 'PREROUTING';
@@ -19,7 +19,7 @@ function chains(refId: string): { iface: string; mac: string; comment: string } 
 }
 
 /** Installs the rules for `hostVeth` accepting only `mac`. */
-export async function setupSpoofCheck(hostVeth: string, mac: string, refId: string): Promise<void> {
+export async function setupSpoofCheck(t: Tools, hostVeth: string, mac: string, refId: string): Promise<void> {
   const c = chains(refId);
   const lines = [
     `add table ${TABLE}`,
@@ -33,15 +33,15 @@ export async function setupSpoofCheck(hostVeth: string, mac: string, refId: stri
     `add rule ${TABLE} ${c.mac} ether saddr ${mac.toLowerCase()} return comment "${c.comment}"`,
     `add rule ${TABLE} ${c.mac} drop comment "${c.comment}"`,
   ];
-  await mustRunTool('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+  await t.mustRun('nft', ['-f', '-'], `${lines.join('\n')}\n`);
 }
 
 /** Removes the attachment's rules and chains; absent ones are fine. */
-export async function teardownSpoofCheck(refId: string): Promise<void> {
-  if (!findTool('nft')) return;
+export async function teardownSpoofCheck(t: Tools, refId: string): Promise<void> {
+  if (!(await t.find('nft'))) return;
   const c = chains(refId);
   const args = ['-j', 'list', 'table', 'bridge', 'nat'];
-  const r = await runTool('nft', args);
+  const r = await t.run('nft', args);
   if (r.code !== 0) {
     if (/No such file or directory|does not exist/i.test(r.stderr)) return;
     throw new ToolError('nft', args, r);
@@ -54,5 +54,5 @@ export async function teardownSpoofCheck(refId: string): Promise<void> {
   );
   for (const ch of [c.iface, c.mac]) if (names.has(ch)) lines.push(`flush chain ${TABLE} ${ch}`);
   for (const ch of [c.iface, c.mac]) if (names.has(ch)) lines.push(`delete chain ${TABLE} ${ch}`);
-  if (lines.length) await mustRunTool('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+  if (lines.length) await t.mustRun('nft', ['-f', '-'], `${lines.join('\n')}\n`);
 }

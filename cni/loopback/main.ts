@@ -42,7 +42,7 @@ async function loAddrs(ns: Netns, index: number, version: 4 | 6): Promise<rtnl.A
 }
 
 async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
-  const pod = openPodNetns(a.netns);
+  const pod = openPodNetns(a);
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     const ips = await undo.run(async () => {
@@ -69,7 +69,7 @@ async function cmdAdd(a: CmdArgs, conf: NetConf): Promise<Result> {
 }
 
 async function cmdCheck(a: CmdArgs): Promise<void> {
-  const pod = openPodNetns(a.netns);
+  const pod = openPodNetns(a);
   try {
     if (!(await getLo(pod)).up) throw new CniError(Code.CheckFailed, 'loopback interface is down', `${LO} in ${a.netns}`);
   } finally {
@@ -78,7 +78,7 @@ async function cmdCheck(a: CmdArgs): Promise<void> {
 }
 
 async function cmdDel(a: CmdArgs): Promise<void> {
-  const pod = openPodNetnsForDel(a.netns);
+  const pod = openPodNetnsForDel(a);
   if (!pod) return; // no namespace given, or it is gone already
   try {
     const lo = await nl(`failed to look up ${LO}`, () => rtnl.findLink(pod, LO));

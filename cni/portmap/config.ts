@@ -6,7 +6,7 @@ import { formatIP, tryParseIP, unmap } from '../../lib/addr/cidr.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
 import { goFieldKeys, invalidField } from '../../lib/cni/validate.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
-import { defaultBackend, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
+import { defaultBackendNow, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
@@ -84,7 +84,7 @@ function withGoMappingKeys(raw: NetConf): NetConf {
   return { ...raw, runtimeConfig: { ...rc, portMappings: maps.map((m) => goFieldKeys(m, MAPPING_FIELDS)) } };
 }
 
-export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = defaultBackend): PortmapConf {
+export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = () => defaultBackendNow({})): PortmapConf {
   const c = validateWith<RawPortmapConf>(validatePortmapConf, withGoMappingKeys(raw));
   if (c.markMasqBit !== undefined && c.externalSetMarkChain !== undefined) {
     throw invalidField('markMasqBit', 'cannot specify externalSetMarkChain and markMasqBit');

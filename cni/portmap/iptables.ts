@@ -35,6 +35,7 @@ import {
   savedHasChain,
   splitSaveLine,
 } from '../../lib/plugin/netfilter.ts';
+import type { Tools } from '../../lib/plugin/exec.ts';
 import type { ContainerAddr, PortMapping, PortmapConf } from './config.ts';
 
 const TOP_DNAT_CHAIN = 'CNI-HOSTPORT-DNAT';
@@ -182,9 +183,9 @@ function ensureShared(saved: readonly string[], c: Chain): string[] {
 }
 
 /** Installs the rules forwarding the mapped ports of one pod address; says whether it made the shared chains. */
-export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
+export async function forwardPorts(t: Tools, conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
   const family: IpFamily = cont.family;
-  const saved = await natSave(family);
+  const saved = await natSave(t, family);
   const createdShared = !savedHasChain(saved, TOP_DNAT_CHAIN);
   const lines: string[] = [];
   if (conf.snat && conf.externalSetMarkChain === undefined) {
@@ -198,7 +199,7 @@ export async function forwardPorts(conf: PortmapConf, containerId: string, cont:
   lines.push(`:${pod.name} - [0:0]`);
   for (const r of pod.rules) lines.push(line('-A', pod.name, r));
   for (const r of pod.entryRules) lines.push(line('-A', TOP_DNAT_CHAIN, [...r, '-j', pod.name]));
-  await natRestore(family, lines);
+  await natRestore(t, family, lines);
   return { createdShared };
 }
 
@@ -206,22 +207,22 @@ export async function forwardPorts(conf: PortmapConf, containerId: string, cont:
  * Rollback of an ADD that made the shared chains: removes them and the rules jumping to
  * them while no pod's chain is jumped to from CNI-HOSTPORT-DNAT.
  */
-export async function removeSharedIfUnused(family: IpFamily): Promise<void> {
-  const saved = await natSave(family);
+export async function removeSharedIfUnused(t: Tools, family: IpFamily): Promise<void> {
+  const saved = await natSave(t, family);
   if (saved.some((l) => l.startsWith(`-A ${TOP_DNAT_CHAIN} `))) return;
   const shared = new Set([TOP_DNAT_CHAIN, MASQ_CHAIN, SETMARK_CHAIN]);
-  await natRestore(family, deleteChainsLines(saved, shared, ['PREROUTING', 'OUTPUT', 'POSTROUTING']));
+  await natRestore(t, family, deleteChainsLines(saved, shared, ['PREROUTING', 'OUTPUT', 'POSTROUTING']));
 }
 
 /** CHECK of one pod address: its chain, its rules and the rules jumping to it (iptables -C, as the reference). */
-export async function checkPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<string | undefined> {
+export async function checkPorts(t: Tools, conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<string | undefined> {
   const pod = podDnatChain(conf, containerId, cont);
-  if (!savedHasChain(await natSave(cont.family), pod.name)) return `chain ${pod.name} not found in iptables table nat`;
+  if (!savedHasChain(await natSave(t, cont.family), pod.name)) return `chain ${pod.name} not found in iptables table nat`;
   for (const r of pod.rules) {
-    if (!(await natRuleExists(cont.family, pod.name, r))) return `rule ${r.join(' ')} in chain ${pod.name} not found in table nat`;
+    if (!(await natRuleExists(t, cont.family, pod.name, r))) return `rule ${r.join(' ')} in chain ${pod.name} not found in table nat`;
   }
   for (const r of pod.entryRules) {
-    if (!(await natRuleExists(cont.family, TOP_DNAT_CHAIN, [...r, '-j', pod.name]))) {
+    if (!(await natRuleExists(t, cont.family, TOP_DNAT_CHAIN, [...r, '-j', pod.name]))) {
       return `rule ${r.join(' ')} in chain ${TOP_DNAT_CHAIN} not found in table nat`;
     }
   }
@@ -229,15 +230,15 @@ export async function checkPorts(conf: PortmapConf, containerId: string, cont: C
 }
 
 /** Removes one pod's chains (and an old version's SNAT chain) with every rule jumping to them, both families. */
-export function unforwardPorts(netName: string, containerId: string): Promise<void> {
+export function unforwardPorts(t: Tools, netName: string, containerId: string): Promise<void> {
   const chains = new Set([dnatChainName(netName, containerId), oldSnatChainName(netName, containerId)]);
-  return natRemoveChains(chains, [TOP_DNAT_CHAIN, OLD_TOP_SNAT_CHAIN]);
+  return natRemoveChains(t, chains, [TOP_DNAT_CHAIN, OLD_TOP_SNAT_CHAIN]);
 }
 
 /** Removes the chains of this network's pods that are not in `valid` (found through the comments). */
-export function gcPorts(netName: string, valid: readonly GcAttachment[]): Promise<void> {
+export function gcPorts(t: Tools, netName: string, valid: readonly GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
-  return natCollectChains(TOP_DNAT_CHAIN, (l) => {
+  return natCollectChains(t, TOP_DNAT_CHAIN, (l) => {
     const target = ruleTarget(l);
     const m = COMMENT_RE.exec(ruleComment(l) ?? '');
     if (!target || !m) return undefined;

@@ -17,10 +17,11 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import { pluginMain, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import { gcAttachments, type Result } from '../../lib/cni/types.ts';
 import { deleteConntrack, IpProto } from '../../lib/netlink/conntrack.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
-import { findTool } from '../../lib/plugin/exec.ts';
-import { nl } from '../../lib/plugin/link.ts';
+import { type Tools, toolsFor } from '../../lib/plugin/exec.ts';
+import { nl, openHostNetns } from '../../lib/plugin/link.ts';
+import { defaultBackendNow } from '../../lib/plugin/netfilter.ts';
 import { withNetnsLock } from '../../lib/plugin/netns-lock.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
 import { containerAddrs, parseConfig, type ContainerAddr, type PortmapConf } from './config.ts';
@@ -43,11 +44,11 @@ function needPrevResult(conf: PortmapConf, what: string): Result {
 }
 
 /** Removes the pod's rules of both backends: the pod may have been added by another configuration or implementation. */
-async function unforward(conf: PortmapConf, containerId: string): Promise<void> {
+async function unforward(t: Tools, conf: PortmapConf, containerId: string): Promise<void> {
   const errors: unknown[] = [];
   await Promise.all([
-    ipt.unforwardPorts(conf.name, containerId).catch((e: unknown) => errors.push(e)),
-    nft.unforwardPorts(containerId).catch((e: unknown) => errors.push(e)),
+    ipt.unforwardPorts(t, conf.name, containerId).catch((e: unknown) => errors.push(e)),
+    nft.unforwardPorts(t, containerId).catch((e: unknown) => errors.push(e)),
   ]);
   if (errors.length) throw errors[0];
 }
@@ -83,7 +84,8 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
   const prev = needPrevResult(conf, 'must be called as chained plugin');
   if (!conf.portMappings.length) return prev;
   const addrs = containerAddrs(prev, a.ifName);
-  const host = Netns.current();
+  const host = openHostNetns(a);
+  const t = toolsFor(a);
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     await withNetnsLock(host, 'portmap', () =>
@@ -93,10 +95,10 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
         // family, so a failed one changed nothing; a family that succeeded is undone.
         const results = await Promise.allSettled(
           addrs.map(async (cont) => {
-            const made = await backend.forwardPorts(conf, a.containerId, cont);
+            const made = await backend.forwardPorts(t, conf, a.containerId, cont);
             undo.push(`remove the hostPort rules of ${cont.ip}`, async () => {
-              await unforward(conf, a.containerId);
-              if (made.createdShared) await backend.removeSharedIfUnused(cont.family);
+              await unforward(t, conf, a.containerId);
+              if (made.createdShared) await backend.removeSharedIfUnused(t, cont.family);
             });
           }),
         );
@@ -116,11 +118,12 @@ async function cmdAdd(a: CmdArgs, conf: PortmapConf): Promise<Result> {
 async function cmdCheck(a: CmdArgs, conf: PortmapConf): Promise<void> {
   const prev = needPrevResult(conf, 'Required prevResult missing');
   if (!conf.portMappings.length) return;
-  const host = Netns.current();
+  const host = openHostNetns(a);
+  const t = toolsFor(a);
   try {
     await withNetnsLock(host, 'portmap', async () => {
       for (const cont of containerAddrs(prev, a.ifName)) {
-        const problem = await backends[conf.backend].checkPorts(conf, a.containerId, cont);
+        const problem = await backends[conf.backend].checkPorts(t, conf, a.containerId, cont);
         if (problem) throw new CniError(Code.CheckFailed, `could not check IPv${cont.family} hostPort rules`, problem);
       }
     });
@@ -132,9 +135,9 @@ async function cmdCheck(a: CmdArgs, conf: PortmapConf): Promise<void> {
 async function cmdDel(a: CmdArgs, conf: PortmapConf): Promise<void> {
   // as the reference: without mappings the ADD made nothing
   if (!conf.portMappings.length) return;
-  const host = Netns.current();
+  const host = openHostNetns(a);
   try {
-    await withNetnsLock(host, 'portmap', () => unforward(conf, a.containerId));
+    await withNetnsLock(host, 'portmap', () => unforward(toolsFor(a), conf, a.containerId));
   } finally {
     host.close();
   }
@@ -142,13 +145,14 @@ async function cmdDel(a: CmdArgs, conf: PortmapConf): Promise<void> {
 
 async function cmdGc(a: CmdArgs, conf: PortmapConf): Promise<void> {
   const valid = gcAttachments(conf);
-  const host = Netns.current();
+  const host = openHostNetns(a);
+  const t = toolsFor(a);
   try {
     await withNetnsLock(host, 'portmap', async () => {
       // iptables rules name their network: always safe to collect. nftables rules name
       // only the container, so they are collected by networks using that backend.
-      await ipt.gcPorts(conf.name, valid);
-      if (conf.backend === 'nftables') await nft.gcPorts(valid);
+      await ipt.gcPorts(t, conf.name, valid);
+      if (conf.backend === 'nftables') await nft.gcPorts(t, valid);
     });
   } finally {
     host.close();
@@ -157,16 +161,19 @@ async function cmdGc(a: CmdArgs, conf: PortmapConf): Promise<void> {
 }
 
 /** STATUS: the configured backend's tools must be there (code 50, "plugin not available", when not). */
-async function cmdStatus(_a: CmdArgs, conf: PortmapConf): Promise<void> {
+async function cmdStatus(a: CmdArgs, conf: PortmapConf): Promise<void> {
   const tools = conf.backend === 'nftables' ? ['nft'] : ['iptables-save', 'iptables-restore', 'ip6tables-save', 'ip6tables-restore'];
-  const missing = tools.filter((t) => !findTool(t));
+  const t = toolsFor(a);
+  const missing: string[] = [];
+  for (const name of tools) if (!(await t.find(name))) missing.push(name);
   if (missing.length) throw new CniError(Code.PluginNotAvailable, `the ${conf.backend} backend is not available`, `not found on PATH: ${missing.join(', ')}`);
 }
 
 export function main(io: PluginIO): Promise<number> {
   return pluginMain<PortmapConf>(
     { add: cmdAdd, del: cmdDel, check: cmdCheck, status: cmdStatus, gc: cmdGc },
-    { name: NAME, about: `strand portmap plugin v${VERSION}`, parseConfig: (raw) => parseConfig(raw) },
+    // the default backend (none configured) on the request's PATH
+    { name: NAME, about: `strand portmap plugin v${VERSION}`, parseConfig: (raw, ctx) => parseConfig(raw, () => defaultBackendNow(ctx.env)) },
     io,
   );
 }

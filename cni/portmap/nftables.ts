@@ -15,7 +15,7 @@
 // find them. prerouting/output are rewritten by every ADD with that ADD's conditions.
 // Every change is one `nft -f` transaction.
 import type { GcAttachment } from '../../lib/cni/types.ts';
-import { findTool } from '../../lib/plugin/exec.ts';
+import type { Tools } from '../../lib/plugin/exec.ts';
 import { nftApply, nftListTable, nftTables, type NftRule } from '../../lib/plugin/netfilter.ts';
 import type { ContainerAddr, PortmapConf } from './config.ts';
 
@@ -63,45 +63,45 @@ function podRuleHandles(table: { rules: NftRule[] } | undefined, containerId: st
  * Installs the rules forwarding the mapped ports of one pod address (replacing the pod's
  * rules of an earlier ADD); says whether it made the table.
  */
-export async function forwardPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
+export async function forwardPorts(t: Tools, conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<{ createdShared: boolean }> {
   const fam = FAMILIES[cont.family];
-  const t = `${fam} ${NFT_TABLE}`;
+  const tbl = `${fam} ${NFT_TABLE}`;
   const conditions = (cont.family === 6 ? conf.conditionsV6 : conf.conditionsV4).join(' ');
   const cond = conditions ? `${conditions} ` : '';
-  const before = await nftListTable(fam, NFT_TABLE);
+  const before = await nftListTable(t, fam, NFT_TABLE);
   const lines = [
-    `add table ${t} { comment "CNI portmap plugin" ; }`,
-    `add chain ${t} ${HOSTPORTS}`,
-    `add chain ${t} ${HOSTIP_HOSTPORTS}`,
-    `add chain ${t} ${HOSTPORTS_ALL}`,
-    `flush chain ${t} ${HOSTPORTS_ALL}`,
-    `add rule ${t} ${HOSTPORTS_ALL} jump ${HOSTIP_HOSTPORTS}`,
-    `add rule ${t} ${HOSTPORTS_ALL} jump ${HOSTPORTS}`,
-    `add chain ${t} prerouting { type nat hook prerouting priority -100 ; }`,
-    `flush chain ${t} prerouting`,
-    `add rule ${t} prerouting ${cond}fib daddr type local jump ${HOSTPORTS_ALL}`,
-    `add chain ${t} output { type nat hook output priority -100 ; }`,
-    `flush chain ${t} output`,
-    `add rule ${t} output ${cond}fib daddr type local jump ${HOSTPORTS_ALL}`,
+    `add table ${tbl} { comment "CNI portmap plugin" ; }`,
+    `add chain ${tbl} ${HOSTPORTS}`,
+    `add chain ${tbl} ${HOSTIP_HOSTPORTS}`,
+    `add chain ${tbl} ${HOSTPORTS_ALL}`,
+    `flush chain ${tbl} ${HOSTPORTS_ALL}`,
+    `add rule ${tbl} ${HOSTPORTS_ALL} jump ${HOSTIP_HOSTPORTS}`,
+    `add rule ${tbl} ${HOSTPORTS_ALL} jump ${HOSTPORTS}`,
+    `add chain ${tbl} prerouting { type nat hook prerouting priority -100 ; }`,
+    `flush chain ${tbl} prerouting`,
+    `add rule ${tbl} prerouting ${cond}fib daddr type local jump ${HOSTPORTS_ALL}`,
+    `add chain ${tbl} output { type nat hook output priority -100 ; }`,
+    `flush chain ${tbl} output`,
+    `add rule ${tbl} output ${cond}fib daddr type local jump ${HOSTPORTS_ALL}`,
   ];
-  if (conf.snat) lines.push(`add chain ${t} ${MASQUERADING} { type nat hook postrouting priority 100 ; }`);
-  for (const r of podRuleHandles(before, containerId)) lines.push(`delete rule ${t} ${r.chain} handle ${r.handle}`);
-  for (const r of podRules(conf, cont)) lines.push(`add rule ${t} ${r.chain} ${r.rule} comment "${containerId}"`);
-  await nftApply(lines);
+  if (conf.snat) lines.push(`add chain ${tbl} ${MASQUERADING} { type nat hook postrouting priority 100 ; }`);
+  for (const r of podRuleHandles(before, containerId)) lines.push(`delete rule ${tbl} ${r.chain} handle ${r.handle}`);
+  for (const r of podRules(conf, cont)) lines.push(`add rule ${tbl} ${r.chain} ${r.rule} comment "${containerId}"`);
+  await nftApply(t, lines);
   return { createdShared: before === undefined };
 }
 
 /** Rollback of an ADD that made the table: deletes it while it holds no pod's rule. */
-export async function removeSharedIfUnused(family: 4 | 6): Promise<void> {
+export async function removeSharedIfUnused(t: Tools, family: 4 | 6): Promise<void> {
   const fam = FAMILIES[family];
-  const table = await nftListTable(fam, NFT_TABLE);
+  const table = await nftListTable(t, fam, NFT_TABLE);
   if (!table || table.rules.some((r) => r.comment !== undefined)) return;
-  await nftApply([`delete table ${fam} ${NFT_TABLE}`]);
+  await nftApply(t, [`delete table ${fam} ${NFT_TABLE}`]);
 }
 
 /** CHECK of one pod address: as many rules carrying its container ID as it should have, per chain. */
-export async function checkPorts(conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<string | undefined> {
-  const table = await nftListTable(FAMILIES[cont.family], NFT_TABLE);
+export async function checkPorts(t: Tools, conf: PortmapConf, containerId: string, cont: ContainerAddr): Promise<string | undefined> {
+  const table = await nftListTable(t, FAMILIES[cont.family], NFT_TABLE);
   const want = podRules(conf, cont);
   for (const chain of [HOSTPORTS, MASQUERADING]) {
     const n = want.filter((r) => r.chain === chain).length;
@@ -110,23 +110,26 @@ export async function checkPorts(conf: PortmapConf, containerId: string, cont: C
   return undefined;
 }
 
-async function deleteWhere(pick: (r: NftRule) => boolean): Promise<void> {
-  if (!findTool('nft')) return;
+async function deleteWhere(t: Tools, pick: (r: NftRule) => boolean): Promise<void> {
+  if (!(await t.find('nft'))) return;
   // one listing of the tables first: on a node without them (the iptables backend), that is all
-  const present = new Set((await nftTables()).filter((t) => t.name === NFT_TABLE).map((t) => t.family));
+  const present = new Set((await nftTables(t)).filter((t) => t.name === NFT_TABLE).map((t) => t.family));
   await Promise.all(
     Object.values(FAMILIES).map(async (fam) => {
       if (!present.has(fam)) return;
-      const table = await nftListTable(fam, NFT_TABLE);
+      const table = await nftListTable(t, fam, NFT_TABLE);
       const doomed = (table?.rules ?? []).filter((r) => POD_CHAINS.includes(r.chain) && pick(r));
-      await nftApply(doomed.map((r) => `delete rule ${fam} ${NFT_TABLE} ${r.chain} handle ${r.handle}`));
+      await nftApply(
+        t,
+        doomed.map((r) => `delete rule ${fam} ${NFT_TABLE} ${r.chain} handle ${r.handle}`),
+      );
     }),
   );
 }
 
 /** Removes one pod's rules from both families' tables; the tables stay (as with the reference). */
-export function unforwardPorts(containerId: string): Promise<void> {
-  return deleteWhere((r) => r.comment === containerId);
+export function unforwardPorts(t: Tools, containerId: string): Promise<void> {
+  return deleteWhere(t, (r) => r.comment === containerId);
 }
 
 /**
@@ -134,7 +137,7 @@ export function unforwardPorts(containerId: string): Promise<void> {
  * the container but not the network: with several networks chaining portmap with the
  * nftables backend on one node, each network's GC would also remove the others' rules.
  */
-export function gcPorts(valid: readonly GcAttachment[]): Promise<void> {
+export function gcPorts(t: Tools, valid: readonly GcAttachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
-  return deleteWhere((r) => r.comment !== undefined && !keep.has(r.comment));
+  return deleteWhere(t, (r) => r.comment !== undefined && !keep.has(r.comment));
 }

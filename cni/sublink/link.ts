@@ -16,7 +16,7 @@ import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import type { PodLink } from '../../lib/plugin/ipam-config.ts';
-import { deleteLinkIfPresent, netlinkFailure, nl, nlMaybe, openPodNetnsForDel } from '../../lib/plugin/link.ts';
+import { deleteLinkIfPresent, netlinkFailure, type NetnsArgs, nl, nlMaybe, openPodNetnsForDel } from '../../lib/plugin/link.ts';
 
 export interface MasterOptions {
   /** Configured master name; undefined or "" means the default route's link. */
@@ -135,8 +135,8 @@ export async function createSublink(
  * DEL: removes `ifName` from the namespace at `netnsPath`. A namespace that is gone (or
  * no longer a network namespace) or a missing link is success.
  */
-export async function deleteSublink(netnsPath: string, ifName: string): Promise<void> {
-  const pod = openPodNetnsForDel(netnsPath);
+export async function deleteSublink(a: NetnsArgs, ifName: string): Promise<void> {
+  const pod = openPodNetnsForDel(a);
   if (!pod) return;
   try {
     await nl(`failed to delete ${ifName}`, () => deleteLinkIfPresent(pod, ifName));

@@ -11,10 +11,10 @@ import { delegateAddWithRollback, delegateCheck, delegateDel, delegateGc, delega
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/cni/types.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { checkIface, configureIface } from '../../lib/plugin/ipam-config.ts';
-import { nl, openPodNetns, trySysctl } from '../../lib/plugin/link.ts';
+import { nl, openHostNetns, openPodNetns, trySysctl } from '../../lib/plugin/link.ts';
 import { checkMtu, checkSublink, createSublink, deleteSublink, resolveMaster } from './link.ts';
 
 /** Config fields both plugins share. */
@@ -58,8 +58,8 @@ async function setNotify(pod: Netns, ifName: string, a: CmdArgs): Promise<void> 
 
 /** ADD: the link in the pod, its addresses and routes; the 1.1.0 result. */
 export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): Promise<Result> {
-  const host = Netns.current();
-  const pod = openPodNetns(a.netns);
+  const host = openHostNetns(a);
+  const pod = openPodNetns(a);
   const undo = new UndoStack((m) => a.log?.warn(m));
   try {
     return await undo.run(async () => {
@@ -120,8 +120,8 @@ async function checkLink(a: CmdArgs, conf: SublinkConf, kind: 'macvlan' | 'ipvla
   if (idx < 0) {
     throw new CniError(Code.CheckFailed, `no interface ${a.ifName} with sandbox ${a.netns} in prevResult`);
   }
-  const host = Netns.current();
-  const pod = openPodNetns(a.netns);
+  const host = openHostNetns(a);
+  const pod = openPodNetns(a);
   try {
     // A configured master must exist. Without one (default route, chained) there is
     // nothing to compare: a macvlan/ipvlan link disappears with its master anyway.
@@ -148,7 +148,7 @@ export async function checkAttachment(a: CmdArgs, conf: SublinkConf, kind: 'macv
 export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void> {
   let linkErr: unknown;
   try {
-    await deleteSublink(a.netns, a.ifName);
+    await deleteSublink(a, a.ifName);
     a.log?.debug(`DEL: ${a.ifName} removed (or already gone)`);
   } catch (e) {
     linkErr = e;
@@ -163,7 +163,7 @@ export async function delAttachment(a: CmdArgs, conf: SublinkConf): Promise<void
  * With linkInContainer the master lives in pods, which STATUS does not name.
  */
 export async function statusAttachment(a: CmdArgs, conf: SublinkConf, checkMaster: boolean): Promise<void> {
-  if (checkMaster && !conf.linkInContainer) await statusMaster(conf);
+  if (checkMaster && !conf.linkInContainer) await statusMaster(a, conf);
   const type = ipamType(conf);
   if (type) await delegateStatus(type, a.stdinData, a);
 }
@@ -175,8 +175,8 @@ export async function gcAttachments(a: CmdArgs, conf: SublinkConf): Promise<void
 }
 
 /** Code 50 unless the master (or a default route to take it from) exists in the host namespace. */
-async function statusMaster(conf: SublinkConf): Promise<void> {
-  const host = Netns.current();
+async function statusMaster(a: CmdArgs, conf: SublinkConf): Promise<void> {
+  const host = openHostNetns(a);
   try {
     await resolveMaster(host, host, { master: conf.master, linkInContainer: false });
   } catch (e) {

@@ -201,11 +201,16 @@ export class EtcdStore implements Store, NodeDirectory {
    */
   private broken: StoreUnavailableError | undefined;
   private readonly onClose: (() => void) | undefined;
+  private readonly prefix: string;
+  /** A view of another store's client (forCall): close() leaves the client open. */
+  private readonly borrowed: boolean;
 
   /** Over an etcd3 client (gRPC), or over any EtcdKv transport (httpKv). `onClose`: told first by close(). */
-  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions & { onClose?: () => void } = {}) {
+  constructor(client: Etcd3 | EtcdKv, prefix: string, opts: KvOptions & { onClose?: () => void; borrowed?: boolean } = {}) {
     this.deadline = opts.deadline;
     this.onClose = opts.onClose;
+    this.prefix = prefix;
+    this.borrowed = opts.borrowed ?? false;
     if ('transport' in client) {
       this.kv = client;
     } else {
@@ -564,7 +569,20 @@ export class EtcdStore implements Store, NodeDirectory {
     else await Promise.all([this.listAffinities(network), this.getReservations(network)]);
   }
 
+  /**
+   * This store's client for one plugin call in a long-lived process (the daemon's warm
+   * pool): every request of the view ends by `deadline` and, as with a store opened for
+   * one call, the first failure to reach etcd ends the call's later requests at once.
+   * The client's own retries may go on in the background until its request timeout.
+   * Closing the view leaves the client open.
+   */
+  forCall(deadline: number | undefined): EtcdStore {
+    const opts = { borrowed: true, ...(deadline === undefined ? {} : { deadline }) };
+    return new EtcdStore(this.grpc ?? this.kv, this.prefix, opts);
+  }
+
   async close(): Promise<void> {
+    if (this.borrowed) return;
     this.onClose?.();
     if (this.grpc) closeChannelsNow(this.grpc);
     this.kv.close();

@@ -30,6 +30,20 @@ export interface InProcessPlugin {
 }
 
 const registry = new Map<string, InProcessPlugin>();
+let build: string | undefined;
+
+/**
+ * The build string (version-commit) of this executable, as its shims carry it in their
+ * marker (native/shim.c): a delegate found on CNI_PATH that is a shim of this build runs
+ * in-process too. Unset when running from source.
+ */
+export function setShimBuild(b: string | undefined): void {
+  build = b;
+}
+
+export function shimBuild(): string | undefined {
+  return build;
+}
 
 /** Makes `type` runnable in-process (see the module comment for when it actually is). */
 export function registerInProcess(type: string, plugin: InProcessPlugin): void {

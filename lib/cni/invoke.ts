@@ -1,15 +1,20 @@
 // Delegation to another plugin (IPAM, or a chained plugin): find its executable on
 // CNI_PATH, run it with our environment except CNI_COMMAND, the config on stdin, and decode
 // its result (any version -> 1.1.0) or its error JSON (code kept). No shell is involved.
-// A strand plugin found on CNI_PATH as the running executable itself runs in-process
-// instead (see inprocess.ts): same stdin, environment and output handling, no exec.
-import { stat } from 'node:fs/promises';
+// A strand plugin found on CNI_PATH as the running executable itself, or as a shim of
+// this very build, runs in-process instead (see inprocess.ts): same stdin, environment
+// and output handling, no exec.
+//
+// Under `strand daemon` a request carries the caller's namespaces (CmdArgs.namespaces):
+// an exec'd delegate then runs in the caller's network and mount namespaces and gets
+// CNI_NETNS as a descriptor it inherits (childSpawn).
+import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CniError, Code, isCniError } from './errors.ts';
 import { isResultFormatError, parseResult } from './convert.ts';
-import { inProcessPlugin, type InProcessPlugin } from './inprocess.ts';
+import { inProcessPlugin, shimBuild, type InProcessPlugin } from './inprocess.ts';
 import type { Logger } from './log.ts';
-import { CALL_STARTED_ENV, type CmdArgs, type PluginIO, type RequestObserver } from './skel.ts';
+import { CALL_STARTED_ENV, type CmdArgs, type PluginIO, type RequestNamespaces, type RequestObserver } from './skel.ts';
 import type { Result } from './types.ts';
 
 export interface DelegateOptions {
@@ -44,6 +49,72 @@ export function delegateEnv(env: Record<string, string | undefined>, verb: strin
   return out;
 }
 
+/** How to start a child process (a delegate, a tool) for a request. */
+export interface ChildSpawn {
+  command: string;
+  args: string[];
+  /** argv[0] when it is not `command` (the shim started as strand-nsexec). */
+  argv0?: string;
+  /** stdin, stdout, stderr, then the request's namespace descriptors as fds 3, 4, 5. */
+  stdio: Array<'pipe' | number>;
+  /** CNI_NETNS as the child opens it (its inherited fd 5), when there is a pod namespace. */
+  netns?: string;
+}
+
+/**
+ * How to start `file args` for a request. Standalone: as is. Under `strand daemon` the
+ * child inherits the request's namespace descriptors (caller's netns as fd 3, caller's
+ * mount namespace as fd 4, the pod's netns as fd 5: CNI_NETNS=/proc/self/fd/5 opens it
+ * in any mount namespace) and runs where the runtime would have run it: when the caller's
+ * network or mount namespace is not the daemon's own (the daemon in its container; test
+ * harnesses give every call a network namespace of its own), through the shim as
+ * `strand-nsexec`, which enters them and execs `file`.
+ */
+export function childSpawn(file: string, args: readonly string[], ns: RequestNamespaces | undefined): ChildSpawn {
+  if (!ns) return { command: file, args: [...args], stdio: ['pipe', 'pipe', 'pipe'] };
+  const stdio: ChildSpawn['stdio'] = ['pipe', 'pipe', 'pipe', ns.fds.host, ns.fds.mnt];
+  if (ns.fds.pod !== undefined) stdio.push(ns.fds.pod);
+  const netns = ns.fds.pod !== undefined ? '/proc/self/fd/5' : undefined;
+  const base = netns ? { stdio, netns } : { stdio };
+  if (ns.hostIsOwn && ns.mntIsOwn) return { command: file, args: [...args], ...base };
+  if (!ns.nsexec) {
+    throw new CniError(Code.Internal, `cannot run ${file} in the caller's namespaces`, 'the daemon has no strand-nsexec helper (the shim)');
+  }
+  const enter = [ns.hostIsOwn ? '-1' : '3', ns.mntIsOwn ? '-1' : '4'];
+  return { command: ns.nsexec.file, argv0: ns.nsexec.argv0, args: [...enter, file, ...args], ...base };
+}
+
+/** strerror(3) texts strand-nsexec prints when its exec fails, by errno name. */
+const EXEC_ERRORS: Readonly<Record<string, string>> = {
+  'Permission denied': 'EACCES',
+  'No such file or directory': 'ENOENT',
+  'Exec format error': 'ENOEXEC',
+  'Text file busy': 'ETXTBSY',
+  'Not a directory': 'ENOTDIR',
+  'Too many levels of symbolic links': 'ELOOP',
+  'Is a directory': 'EISDIR',
+  'File name too long': 'ENAMETOOLONG',
+  'Argument list too long': 'E2BIG',
+  'Cannot allocate memory': 'ENOMEM',
+};
+
+/**
+ * When `file` ran through strand-nsexec (childSpawn) and could not be executed, the
+ * helper exits 126 or 127 saying why: the same error spawn() gives when it starts `file`
+ * itself ("spawn <file> EACCES", code EACCES), so both paths fail alike. Else undefined.
+ */
+export function nsexecError(file: string, status: number | null, stderr: string): NodeJS.ErrnoException | undefined {
+  if (status !== 126 && status !== 127) return undefined;
+  const m = /^strand-nsexec: failed to execute (.*): ([^\n]*)\n?$/.exec(stderr);
+  const code = m && m[1] === file ? EXEC_ERRORS[m[2]!] : undefined;
+  if (!code) return undefined;
+  const e: NodeJS.ErrnoException = new Error(`spawn ${file} ${code}`);
+  e.code = code;
+  e.syscall = `spawn ${file}`;
+  e.path = file;
+  return e;
+}
+
 /**
  * The first regular file named `plugin` in `paths` (libcni's FindInPath). A missing plugin
  * is a plain failure in libcni, reported by Go plugins as code 999 with this message.
@@ -71,15 +142,22 @@ interface ExecOutcome {
   timedOut: boolean;
 }
 
-function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number): Promise<ExecOutcome> {
+function execOnce(file: string, stdin: Buffer, env: Record<string, string>, timeoutMs?: number, ns?: RequestNamespaces): Promise<ExecOutcome> {
+  const how = childSpawn(file, [], ns);
+  // The delegate opens the pod's namespace through its inherited descriptor.
+  const childEnv = how.netns && env['CNI_NETNS'] ? { ...env, CNI_NETNS: how.netns } : env;
   return new Promise((resolve, reject) => {
     // Own process group, so a timeout kills the delegate's children too (they would keep
     // its stdout open otherwise).
     // node:child_process is loaded here, not at start-up: most runs never spawn, and the
     // start-up snapshot of the single executable must not contain it.
-    const child = process
-      .getBuiltinModule('node:child_process')
-      .spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'], shell: false, detached: timeoutMs !== undefined });
+    const child = process.getBuiltinModule('node:child_process').spawn(how.command, how.args, {
+      env: childEnv,
+      stdio: how.stdio,
+      shell: false,
+      detached: timeoutMs !== undefined,
+      ...(how.argv0 ? { argv0: how.argv0 } : {}),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -98,15 +176,18 @@ function execOnce(file: string, stdin: Buffer, env: Record<string, string>, time
       if (timer) clearTimeout(timer);
       reject(e);
     });
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdout!.on('data', (d: Buffer) => out.push(d));
+    child.stderr!.on('data', (d: Buffer) => err.push(d));
     // A delegate that exits without reading stdin makes our write fail with EPIPE: its exit
     // status and output tell the story, so the write error itself is ignored.
-    child.stdin.on('error', () => {});
-    child.stdin.end(stdin);
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(stdin);
     child.on('close', (status, signal) => {
       if (timer) clearTimeout(timer);
-      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err), timedOut });
+      const stderr = Buffer.concat(err);
+      const execError = how.command !== file ? nsexecError(file, status, stderr.toString('utf8')) : undefined;
+      if (execError) reject(execError);
+      else resolve({ status, signal, stdout: Buffer.concat(out), stderr, timedOut });
     });
   });
 }
@@ -138,11 +219,11 @@ function clip(b: Buffer, n = 400): string {
  * and returns its stdout. A non-zero exit becomes a CniError: the delegate's own error JSON
  * when it printed one (code kept), else code 104 (DelegateFailed) with its stderr.
  */
-export async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, opts: DelegateOptions = {}): Promise<Buffer> {
+async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, opts: DelegateOptions = {}, ns?: RequestNamespaces): Promise<Buffer> {
   let outcome: ExecOutcome | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      outcome = await execOnce(file, stdin, env, opts.timeoutMs);
+      outcome = await execOnce(file, stdin, env, opts.timeoutMs, ns);
       break;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -188,10 +269,59 @@ async function fileId(path: string): Promise<string | undefined> {
   }
 }
 
+/** The marker native/shim.c carries: "STRAND-SHIM protocol=<n> build=<version-commit>\n". */
+const SHIM_MARKER = Buffer.from('STRAND-SHIM protocol=');
+/** A shim is tens of KiB; anything bigger (the 120 MB executable) is not read. */
+const SHIM_MAX_SIZE = 1024 * 1024;
+const shimBuilds = new Map<string, Promise<string | undefined>>();
+const SHIM_CACHE_MAX = 64;
+
+async function readShimBuild(path: string): Promise<string | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const st = await fh.stat();
+    if (!st.isFile() || st.size > SHIM_MAX_SIZE) return undefined;
+    const buf = Buffer.alloc(st.size);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const data = buf.subarray(0, bytesRead);
+    const at = data.indexOf(SHIM_MARKER);
+    if (at < 0) return undefined;
+    const end = data.indexOf(0x0a, at);
+    const m = /build=(\S+)$/.exec(data.subarray(at, end < 0 ? at + 200 : end).toString('latin1'));
+    return m?.[1];
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The build a strand shim at `path` was made with (its marker), or undefined when the
+ * file is not a shim. Cached by device, inode, size and modification time.
+ */
+async function shimBuildOf(path: string): Promise<string | undefined> {
+  let key: string;
+  try {
+    const st = await stat(path);
+    if (!st.isFile() || st.size > SHIM_MAX_SIZE) return undefined;
+    key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+  let got = shimBuilds.get(key);
+  if (!got) {
+    if (shimBuilds.size >= SHIM_CACHE_MAX) shimBuilds.delete(shimBuilds.keys().next().value!);
+    got = readShimBuild(path).catch(() => undefined);
+    shimBuilds.set(key, got);
+  }
+  return got;
+}
+
 /**
  * The registered in-process plugin to use for `file` (the type's executable found on
  * CNI_PATH), or undefined to exec it: unregistered, disabled by its `execEnv` variable,
- * a timeout asked for, or `file` is not the running executable (another inode).
+ * a timeout asked for, or `file` is neither the running executable (same inode) nor a
+ * shim of this build (its marker; the shim would only bring the call back to a strand
+ * of this build).
  */
 export async function inProcessFor(
   pluginType: string,
@@ -205,7 +335,9 @@ export async function inProcessFor(
   if (plugin.anyFile) return plugin;
   selfId ??= fileId(process.execPath);
   const self = await selfId;
-  return self !== undefined && self === (await fileId(file)) ? plugin : undefined;
+  if (self !== undefined && self === (await fileId(file))) return plugin;
+  const build = shimBuild();
+  return build !== undefined && build === (await shimBuildOf(file)) ? plugin : undefined;
 }
 
 /**
@@ -219,6 +351,7 @@ async function runInProcess(
   stdin: Buffer,
   env: Record<string, string>,
   opts: DelegateOptions = {},
+  ns?: RequestNamespaces,
   observer?: RequestObserver,
 ): Promise<Buffer> {
   const out: string[] = [];
@@ -230,6 +363,7 @@ async function runInProcess(
     stderr: { write: (s) => void err.push(s) },
     ...(observer ? { observer } : {}),
   };
+  if (ns) io.namespaces = ns;
   let status: number;
   try {
     status = await (await plugin.load())(io);
@@ -272,7 +406,9 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
   log?.debug(`delegate ${verb} ${pluginType} (${how})`);
   const t0 = performance.now();
   try {
-    const out = inProcess ? await runInProcess(file, inProcess, confBytes(netconf), env, o, a.observer) : await execPlugin(file, confBytes(netconf), env, o);
+    const out = inProcess
+      ? await runInProcess(file, inProcess, confBytes(netconf), env, o, a.namespaces, a.observer)
+      : await execPlugin(file, confBytes(netconf), env, o, a.namespaces);
     log?.debug(`delegate ${verb} ${pluginType} done in ${(performance.now() - t0).toFixed(1)} ms`);
     return out;
   } catch (e) {

@@ -33,9 +33,47 @@ export interface PluginIO {
   stdin(): Promise<Buffer>;
   stdout: { write(s: string): void };
   stderr: { write(s: string): void };
+  /** Set when `strand daemon` runs the request: the caller's namespaces (see RequestNamespaces). */
+  namespaces?: RequestNamespaces;
   /** Metrics of a long-lived process serving this call (the daemon); none in a plugin process. */
   observer?: RequestObserver;
 }
+
+/**
+ * The network namespaces of a request that `strand daemon` runs for a shim. The shim
+ * opened them in the runtime's mount namespace and passed them as descriptors; here
+ * they are paths that reopen those descriptors. Standalone there is no such object: the
+ * plugin's "host" is the namespace the process runs in and CNI_NETNS is opened by path.
+ * CNI_NETNS itself (CmdArgs.netns) stays what the runtime gave: results, logs and
+ * errors name it.
+ */
+export interface RequestNamespaces {
+  /** The caller's network namespace, the plugin's "host" (/proc/self/fd/N). */
+  host: string;
+  /** Whether `host` is this process's own network namespace (always, in a deployment). */
+  hostIsOwn: boolean;
+  /**
+   * Whether the caller's mount namespace is this process's own. When it is not (the
+   * daemon in its container), tools and delegates are looked up and run in the
+   * caller's, through `nsexec`, so they are the node's own (lib/cni/invoke.ts childSpawn).
+   */
+  mntIsOwn: boolean;
+  /** CNI_NETNS reopened (/proc/self/fd/M), when the shim could open it. */
+  pod?: string;
+  /** Why the shim could not open CNI_NETNS: the errno of its open(2). */
+  podErrno?: number;
+  /** The descriptors behind them (a child process inherits them): caller's netns, caller's mount namespace, pod netns. */
+  fds: { host: number; mnt: number; pod?: number };
+  /** The helper that enters the caller's namespaces and execs (the shim started as strand-nsexec). */
+  nsexec?: { file: string; argv0: string };
+}
+
+/**
+ * The largest network config a plugin reads from stdin (64 MiB; more is CniError 5). The
+ * shim (native/shim.c) forwards at most 1 MiB to the daemon and hands anything larger to
+ * the standalone executable, so both paths give the same answer.
+ */
+export const STDIN_LIMIT = 64 * 1024 * 1024;
 
 export interface CmdArgs {
   containerId: string;
@@ -51,6 +89,8 @@ export interface CmdArgs {
   verb?: Verb;
   /** Logs to stderr or the configured log file. Set by skel. */
   log?: Logger;
+  /** The request's namespaces when a daemon runs it (PluginIO.namespaces). */
+  namespaces?: RequestNamespaces;
   /** PluginIO.observer, passed on to in-process delegates. Set by skel. */
   observer?: RequestObserver;
   /**
@@ -90,8 +130,12 @@ export interface PluginSpec<C extends NetConf> {
   name: string;
   /** e.g. "strand bridge plugin v0.1.0" */
   about: string;
-  /** Plugin-specific validation (a compiled validator via validateWith); throws CniError 7 naming the field. */
-  parseConfig(raw: NetConf): C;
+  /**
+   * Plugin-specific validation (a compiled validator via validateWith); throws CniError 7
+   * naming the field. `ctx.env` is the request's environment (under a daemon, not
+   * process.env).
+   */
+  parseConfig(raw: NetConf, ctx: { env: Record<string, string | undefined> }): C;
   /** Versions to advertise and accept; default all of SPEC_VERSIONS. */
   versions?: readonly string[];
 }
@@ -126,11 +170,15 @@ function isVerb(v: string): v is Verb {
   return (VERBS as readonly string[]).includes(v);
 }
 
-/** Whether `path` is the network namespace this process runs in (running a plugin on itself). */
-function isOwnNetns(path: string): boolean {
+/**
+ * Whether CNI_NETNS is the namespace the plugin itself runs in (running a plugin on
+ * itself): this process's namespace, or under a daemon the caller's.
+ */
+function isOwnNetns(path: string, ns: RequestNamespaces | undefined): boolean {
+  if (ns && !ns.pod) return false; // the shim could not open it: the plugin reports that
   try {
-    const target = statSync(path, { throwIfNoEntry: false });
-    const self = statSync('/proc/self/ns/net', { throwIfNoEntry: false });
+    const target = statSync(ns?.pod ?? path, { throwIfNoEntry: false });
+    const self = statSync(ns?.host ?? '/proc/self/ns/net', { throwIfNoEntry: false });
     return !!target && !!self && target.dev === self.dev && target.ino === self.ino;
   } catch {
     return false; // unreadable: the plugin reports it when it opens the namespace
@@ -218,6 +266,9 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     } catch (e) {
       throw new CniError(Code.IoFailure, 'error reading from stdin', (e as Error).message, { cause: e });
     }
+    if (stdinData.length > STDIN_LIMIT) {
+      throw new CniError(Code.IoFailure, 'error reading from stdin', `the network config is larger than ${STDIN_LIMIT} bytes`);
+    }
     let raw: unknown;
     try {
       checkJsonDepth(stdinData); // before JSON.parse: a nesting bomb never becomes objects
@@ -259,11 +310,11 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
 
     const netns = env['CNI_NETNS'] ?? '';
     const override = (env['CNI_NETNS_OVERRIDE'] ?? '').toLowerCase();
-    if (needsAttachment && netns && override !== '1' && override !== 'true' && isOwnNetns(netns)) {
+    if (needsAttachment && netns && override !== '1' && override !== 'true' && isOwnNetns(netns, io.namespaces)) {
       throw invalidNetns(netns, "the plugin's own network namespace (plugin's netns and netns from CNI_NETNS should not be the same)");
     }
 
-    const typed = spec.parseConfig(conf);
+    const typed = spec.parseConfig(conf, { env });
     const a: CmdArgs = {
       containerId: env['CNI_CONTAINERID'] ?? '',
       netns,
@@ -277,6 +328,7 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
       started,
       ...(io.observer ? { observer: io.observer } : {}),
     };
+    if (io.namespaces) a.namespaces = io.namespaces;
     switch (cmd) {
       case 'ADD': {
         const result = await funcs.add(a, typed);

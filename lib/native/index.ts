@@ -43,7 +43,30 @@ export interface StrandNative {
   isNetns(path: string): boolean;
   /** flock(2); op is a combination of LOCK. Throws EWOULDBLOCK when LOCK_NB and held. */
   flock(fd: number, op: number): void;
+
+  // The daemon's unix socket (daemon/socket.ts): non-blocking descriptors, never waits.
+  /** A listening unix stream socket at `path` (mode 0600 from the start; replaces a stale file by rename). */
+  unixListen(path: string, backlog: number): number;
+  /** A waiting connection with its peer's SO_PEERCRED, or null. */
+  unixAccept(fd: number): { fd: number; pid: number; uid: number; gid: number } | null;
+  /** Up to `max` (<= 64 KiB) bytes and the descriptors passed with them, or null when nothing waits; empty data: EOF. */
+  unixRecv(fd: number, max: number): { data: Buffer; fds: number[]; truncated: boolean } | null;
+  /** Sends what fits now; returns the bytes sent (0: full). Throws EPIPE when the peer is gone. */
+  unixSend(fd: number, buf: Buffer): number;
+  /** A libuv poll watcher on `fd`; `callback(events, status)` runs on the event loop. */
+  watch(fd: number, callback: (events: number, status: number) => void): Watcher;
+  /** Starts (or changes) watching for POLL.IN | POLL.OUT. */
+  watchStart(w: Watcher, events: number): void;
+  watchStop(w: Watcher): void;
+  /** Releases the watcher (close the descriptor afterwards). */
+  watchClose(w: Watcher): void;
 }
+
+/** An opaque libuv poll handle (see StrandNative.watch). */
+export type Watcher = { readonly __watcher: unique symbol };
+
+/** Events of StrandNative.watch (libuv's UV_READABLE, UV_WRITABLE). */
+export const POLL = { IN: 1, OUT: 2 } as const;
 
 export const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
 
@@ -113,7 +136,7 @@ function searchStarts(): string[] {
 }
 
 /** Extraction directories in order of preference: /run is tmpfs and usually exec-allowed. */
-function extractBases(): string[] {
+export function extractBases(): string[] {
   const bases = ['/run', process.env['XDG_RUNTIME_DIR'], tmpdir(), '/dev/shm'];
   return [...new Set(bases.filter((b): b is string => typeof b === 'string' && b !== ''))];
 }

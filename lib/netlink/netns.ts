@@ -13,11 +13,14 @@ import { blockingRoundTrips, NetlinkSocket, nextTurn } from './socket.ts';
 export class Netns {
   /** Path of the namespace file, or null for the namespace this process runs in. */
   readonly path: string | null;
+  /** How messages name it (the runtime's CNI_NETNS when `path` is a /proc/self/fd alias). */
+  private readonly label: string | undefined;
   private sock: NetlinkSocket | undefined;
   private nsFd: number | undefined;
 
-  private constructor(path: string | null) {
+  private constructor(path: string | null, label?: string) {
     this.path = path;
+    this.label = label;
   }
 
   /** The namespace this process runs in (the host's, for a CNI plugin). */
@@ -27,17 +30,18 @@ export class Netns {
 
   /**
    * A handle on the network namespace at `path`. Throws NetlinkError ENOENT when the
-   * path does not exist and EINVAL when it is not a network namespace.
+   * path does not exist and EINVAL when it is not a network namespace. `label` is how
+   * messages name it (default: `path`).
    */
-  static open(path: string): Netns {
+  static open(path: string, label?: string): Netns {
     let ok: boolean;
     try {
       ok = native().isNetns(path);
     } catch (e) {
       throw fromNative('netns.open', e, path);
     }
-    if (!ok) throw new NetlinkError('netns.open', errnoOf('EINVAL'), `${path} is not a network namespace`);
-    return new Netns(path);
+    if (!ok) throw new NetlinkError('netns.open', errnoOf('EINVAL'), `${label ?? path} is not a network namespace`);
+    return new Netns(path, label);
   }
 
   /** True when the path still refers to a network namespace (false when it is gone). */
@@ -109,7 +113,7 @@ export class Netns {
   }
 
   toString(): string {
-    return this.path ?? '<current netns>';
+    return this.label ?? this.path ?? '<current netns>';
   }
 
   /** Closes the socket and descriptor; call it once the operations using this handle have settled. */

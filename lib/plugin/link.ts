@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CniError, Code, invalidNetns } from '../cni/errors.ts';
-import { isNetlinkError, type NetlinkError } from '../netlink/errors.ts';
+import type { CmdArgs } from '../cni/skel.ts';
+import { isNetlinkError, NetlinkError } from '../netlink/errors.ts';
 import { Netns } from '../netlink/netns.ts';
 import * as rtnl from '../netlink/rtnl.ts';
 import type { UndoStack } from './undo.ts';
@@ -15,12 +16,22 @@ export function netlinkFailure(what: string, e: NetlinkError): CniError {
   return new CniError(Code.NetlinkFailure, what, e.message, { cause: e });
 }
 
+/** What opens a request's namespaces: CNI_NETNS, and under a daemon the descriptors the shim passed. */
+export type NetnsArgs = Pick<CmdArgs, 'netns' | 'namespaces'>;
+
+/** The pod's namespace as a Netns named by CNI_NETNS (through the shim's descriptor under a daemon). */
+function openPod(a: NetnsArgs): Netns {
+  const ns = a.namespaces;
+  if (ns?.podErrno !== undefined) throw new NetlinkError('netns.open', ns.podErrno, `${a.netns}: opened by the shim`);
+  return ns?.pod ? Netns.open(ns.pod, a.netns) : Netns.open(a.netns);
+}
+
 /** Opens the pod's namespace (CNI_NETNS); missing, not a namespace or unusable is CniError 4 naming CNI_NETNS. */
-export function openPodNetns(path: string): Netns {
+export function openPodNetns(a: NetnsArgs): Netns {
   try {
-    return Netns.open(path);
+    return openPod(a);
   } catch (e) {
-    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
+    if (isNetlinkError(e)) throw invalidNetns(a.netns, e.code, e);
     throw e;
   }
 }
@@ -30,13 +41,28 @@ export function openPodNetns(path: string): Netns {
  * one that is no longer a network namespace (unmounted, leaving a plain file). Any other
  * failure is CniError 4 naming CNI_NETNS.
  */
-export function openPodNetnsForDel(path: string): Netns | undefined {
-  if (!path) return undefined;
+export function openPodNetnsForDel(a: NetnsArgs): Netns | undefined {
+  if (!a.netns) return undefined;
   try {
-    return Netns.open(path);
+    return openPod(a);
   } catch (e) {
     if (isNetlinkError(e, 'ENOENT') || isNetlinkError(e, 'EINVAL')) return undefined;
-    if (isNetlinkError(e)) throw invalidNetns(path, e.code, e);
+    if (isNetlinkError(e)) throw invalidNetns(a.netns, e.code, e);
+    throw e;
+  }
+}
+
+/**
+ * The plugin's "host" namespace: the one this process runs in, or under a daemon the
+ * namespace of the shim's caller (the runtime's; the daemon's own in a deployment).
+ */
+export function openHostNetns(a: NetnsArgs): Netns {
+  const ns = a.namespaces;
+  if (!ns || ns.hostIsOwn) return Netns.current();
+  try {
+    return Netns.open(ns.host, "the caller's network namespace");
+  } catch (e) {
+    if (isNetlinkError(e)) throw netlinkFailure("cannot open the caller's network namespace", e);
     throw e;
   }
 }

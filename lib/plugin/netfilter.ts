@@ -4,7 +4,7 @@
 // iptables-save writes, the default backend, and listing one nftables table as JSON.
 // Tools run through exec.ts: an argv array, never a shell, input on stdin.
 import { createHash } from 'node:crypto';
-import { findTool, mustRunTool, runTool, ToolError } from './exec.ts';
+import { findTool, ToolError, type Tools } from './exec.ts';
 
 export type NetfilterBackend = 'iptables' | 'nftables';
 export type IpFamily = 4 | 6;
@@ -80,26 +80,26 @@ const RESTORE_TOOL = { 4: 'iptables-restore', 6: 'ip6tables-restore' } as const;
 const IPTABLES_TOOL = { 4: 'iptables', 6: 'ip6tables' } as const;
 
 /** Whether the iptables tools of `family` are installed. */
-function hasIptables(family: IpFamily): boolean {
-  return findTool(SAVE_TOOL[family]) !== undefined;
+async function hasIptables(t: Tools, family: IpFamily): Promise<boolean> {
+  return (await t.find(SAVE_TOOL[family])) !== undefined;
 }
 
 /** The nat table as iptables-save prints it, one line per element. */
-export async function natSave(family: IpFamily): Promise<string[]> {
-  const out = await mustRunTool(SAVE_TOOL[family], ['-t', 'nat']);
+export async function natSave(t: Tools, family: IpFamily): Promise<string[]> {
+  const out = await t.mustRun(SAVE_TOOL[family], ['-t', 'nat']);
   return out.split('\n');
 }
 
 /** Applies restore lines (chain declarations, -A/-I/-D/-F/-X) to the nat table in one transaction. */
-export async function natRestore(family: IpFamily, lines: string[]): Promise<void> {
+export async function natRestore(t: Tools, family: IpFamily, lines: string[]): Promise<void> {
   if (!lines.length) return;
-  await mustRunTool(RESTORE_TOOL[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
+  await t.mustRun(RESTORE_TOOL[family], ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
 }
 
 /** `iptables -t nat -C chain rule...`: whether the rule exists (false when the chain does not). */
-export async function natRuleExists(family: IpFamily, chain: string, rule: readonly string[]): Promise<boolean> {
+export async function natRuleExists(t: Tools, family: IpFamily, chain: string, rule: readonly string[]): Promise<boolean> {
   const args = ['-w', '-t', 'nat', '-C', chain, ...rule];
-  const r = await runTool(IPTABLES_TOOL[family], args);
+  const r = await t.run(IPTABLES_TOOL[family], args);
   if (r.code === 0) return true;
   if (r.code === 1 || /does a matching rule exist|No chain\/target\/match by that name|doesn't exist/i.test(r.stderr)) return false;
   throw new ToolError(IPTABLES_TOOL[family], args, r);
@@ -130,12 +130,12 @@ export function deleteChainsLines(saved: readonly string[], chains: ReadonlySet<
  * Removes `chains` and every rule of `fromChains` jumping to them, in each family whose
  * tools are installed (absent chains are fine): the teardown of per-pod chains.
  */
-export async function natRemoveChains(chains: ReadonlySet<string>, fromChains: readonly string[]): Promise<void> {
+export async function natRemoveChains(t: Tools, chains: ReadonlySet<string>, fromChains: readonly string[]): Promise<void> {
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
-      await natRestore(family, deleteChainsLines(saved, chains, fromChains));
+      if (!(await hasIptables(t, family))) return;
+      const saved = await natSave(t, family);
+      await natRestore(t, family, deleteChainsLines(saved, chains, fromChains));
     }),
   );
 }
@@ -145,25 +145,35 @@ export async function natRemoveChains(chains: ReadonlySet<string>, fromChains: r
  * `fromChain` jumps to when that chain is to go (undefined to keep it); those chains and
  * their jumps are removed, in each family.
  */
-export async function natCollectChains(fromChain: string, stale: (line: string) => string | undefined): Promise<void> {
+export async function natCollectChains(t: Tools, fromChain: string, stale: (line: string) => string | undefined): Promise<void> {
   await Promise.all(
     ([4, 6] as const).map(async (family) => {
-      if (!hasIptables(family)) return;
-      const saved = await natSave(family);
+      if (!(await hasIptables(t, family))) return;
+      const saved = await natSave(t, family);
       const doomed = new Set<string>();
       for (const l of saved) {
         if (!l.startsWith(`-A ${fromChain} `)) continue;
         const chain = stale(l);
         if (chain) doomed.add(chain);
       }
-      if (doomed.size) await natRestore(family, deleteChainsLines(saved, doomed, [fromChain]));
+      if (doomed.size) await natRestore(t, family, deleteChainsLines(saved, doomed, [fromChain]));
     }),
   );
 }
 
 /** The reference's default backend: iptables unless only nft is installed. */
-export function defaultBackend(): NetfilterBackend {
-  if (!findTool('iptables-restore') && findTool('nft')) return 'nftables';
+export async function defaultBackend(t: Tools): Promise<NetfilterBackend> {
+  if (!(await t.find('iptables-restore')) && (await t.find('nft'))) return 'nftables';
+  return 'iptables';
+}
+
+/**
+ * The same, decided while a config is parsed (no request there): on `env`'s PATH in
+ * this process's mount namespace. Under a daemon in a container that is the container's,
+ * not the node's: a config that names its backend needs no guess.
+ */
+export function defaultBackendNow(env: Record<string, string | undefined>): NetfilterBackend {
+  if (!findTool('iptables-restore', env) && findTool('nft', env)) return 'nftables';
   return 'iptables';
 }
 
@@ -187,9 +197,9 @@ export interface NftTable {
 const NOT_FOUND = /No such file or directory|does not exist/i;
 
 /** `nft -j list table <family> <name>`; undefined when the table (or nft) does not exist. */
-export async function nftListTable(family: string, name: string): Promise<NftTable | undefined> {
+export async function nftListTable(t: Tools, family: string, name: string): Promise<NftTable | undefined> {
   const args = ['-j', 'list', 'table', family, name];
-  const r = await runTool('nft', args);
+  const r = await t.run('nft', args);
   if (r.code !== 0) {
     if (r.code === 127 || NOT_FOUND.test(r.stderr)) return undefined;
     throw new ToolError('nft', args, r);
@@ -203,9 +213,9 @@ export async function nftListTable(family: string, name: string): Promise<NftTab
 }
 
 /** `nft -j list tables`: every table as {family, name}; [] when nft is not installed. */
-export async function nftTables(): Promise<Array<{ family: string; name: string }>> {
+export async function nftTables(t: Tools): Promise<Array<{ family: string; name: string }>> {
   const args = ['-j', 'list', 'tables'];
-  const r = await runTool('nft', args);
+  const r = await t.run('nft', args);
   if (r.code === 127) return [];
   if (r.code !== 0) throw new ToolError('nft', args, r);
   type Entry = { table?: { family: string; name: string } };
@@ -213,7 +223,7 @@ export async function nftTables(): Promise<Array<{ family: string; name: string 
 }
 
 /** Runs nft commands (one per line) as one transaction. */
-export async function nftApply(lines: readonly string[]): Promise<void> {
+export async function nftApply(t: Tools, lines: readonly string[]): Promise<void> {
   if (!lines.length) return;
-  await mustRunTool('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+  await t.mustRun('nft', ['-f', '-'], `${lines.join('\n')}\n`);
 }

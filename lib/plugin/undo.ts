@@ -20,7 +20,8 @@ export class UndoStack {
   private steps: Array<{ what: string; fn: UndoStep }> = [];
   private readonly log: UndoLog;
 
-  constructor(log: UndoLog = (m) => process.stderr.write(`${m}\n`)) {
+  /** `log` receives undo failures: the request's logger (no process-wide default: a daemon runs many requests). */
+  constructor(log: UndoLog) {
     this.log = log;
   }
 

@@ -1,4 +1,8 @@
-// npm run bench [-- --only a,b] [-- --skip a,b] [-- --out DIR] [-- --timeout MIN]   (root)
+// npm run bench [-- --only a,b] [-- --skip a,b] [-- --reuse] [-- --out DIR] [-- --timeout MIN]   (root)
+//
+// --reuse: the benchmarks not run this time keep their result from the previous
+// latest.json (marked "reused from <date> <commit>" in latest.md), so running only the
+// benchmarks a change touches still gives a complete table.
 //
 // Runs every benchmark script that exists, one after another (they would disturb each
 // other's timings), and writes:
@@ -105,7 +109,7 @@ function resultName(dir: string): string {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' }, timeout: { type: 'string' } },
+    options: { only: { type: 'string' }, skip: { type: 'string' }, out: { type: 'string' }, timeout: { type: 'string' }, reuse: { type: 'boolean' } },
     strict: true,
   });
   const only = values.only?.split(',').filter(Boolean);
@@ -127,6 +131,14 @@ async function main(): Promise<void> {
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
+  }
+  if (values.reuse && existsSync(join(outDir, 'latest.json'))) {
+    const previous = JSON.parse(readFileSync(join(outDir, 'latest.json'), 'utf8')) as BenchRun;
+    for (const name of BENCHES) {
+      const prev = previous.benches[name];
+      if (run.benches[name] || !prev || prev.status !== 'ok') continue;
+      run.benches[name] = { ...prev, reusedFrom: prev.reusedFrom ?? `${previous.date.slice(0, 10)} ${previous.commit.slice(0, 10)}` };
+    }
   }
 
   const name = resultName(outDir);

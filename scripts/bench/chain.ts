@@ -5,6 +5,8 @@
 //   strand:    strand-bridge (isGateway, isDefaultGateway, ipMasq, hairpinMode) with
 //              strand-ipam (local store), then strand-portmap with one port mapping
 //   reference: bridge with host-local, then portmap, same options and mapping
+//   daemon:    strand's chain through the shims of dist/shim and a `strand daemon` in
+//              the host namespace (as a node's DaemonSet runs it)
 // A chain ADD is what a runtime does for a pod: the interface plugin's ADD, then
 // portmap's ADD with its result as prevResult; a chain DEL runs them in reverse. Times
 // are of the whole chain seen from here (every plugin process, one after the other, as
@@ -22,7 +24,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cleanupMeasured, emitBenchJson, fmtMs, machine, median, quantile, ratio, runMeasured, summarize, type Measured } from './lib.ts';
+import {
+  BenchDaemon,
+  cleanupMeasured,
+  emitBenchJson,
+  fmtMs,
+  machine,
+  median,
+  quantile,
+  ratio,
+  runMeasured,
+  SHIM_DIR,
+  summarize,
+  type Measured,
+} from './lib.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = join(root, 'dist', 'bin');
@@ -41,6 +56,8 @@ interface ChainImpl {
   portmap: { exe: string; type: string };
   /** Extra environment for every plugin process of this chain. */
   env?: Record<string, string>;
+  /** CNI_PATH of this chain (default: dist/bin, then the reference plugins). */
+  cniPath?: string;
 }
 
 const IMPLS: ChainImpl[] = [
@@ -55,6 +72,13 @@ const IMPLS: ChainImpl[] = [
     label: 'strand-bridge + strand-ipam + strand-portmap',
     main: { exe: join(DIST, 'strand-bridge'), type: 'strand-bridge', ipam: 'strand-ipam' },
     portmap: { exe: join(DIST, 'strand-portmap'), type: 'strand-portmap' },
+  },
+  {
+    key: 'daemon',
+    label: 'the same through strand daemon (shims)',
+    main: { exe: join(SHIM_DIR, 'strand-bridge'), type: 'strand-bridge', ipam: 'strand-ipam' },
+    portmap: { exe: join(SHIM_DIR, 'strand-portmap'), type: 'strand-portmap' },
+    cniPath: `${SHIM_DIR}:${REF}`,
   },
 ];
 
@@ -103,10 +127,10 @@ async function plugin(impl: ChainImpl, c: Ctx, exe: string, command: string, con
     CNI_CONTAINERID: c.containerId,
     CNI_NETNS: `/run/netns/${c.podNs}`,
     CNI_IFNAME: 'eth0',
-    CNI_PATH,
+    CNI_PATH: impl.cniPath ?? CNI_PATH,
     ...impl.env,
   };
-  const m = await runMeasured('nsenter', [`--net=/run/netns/${c.hostNs}`, exe], { env, input: JSON.stringify(conf), timeoutMs: 60_000 });
+  const m = await runMeasured(exe, [], { env, input: JSON.stringify(conf), timeoutMs: 60_000, netns: `/run/netns/${c.hostNs}` });
   if (m.code !== 0) throw new Error(`${exe} ${command}: exit ${m.code}: ${m.stdout} ${m.stderr}`);
   return m;
 }
@@ -164,15 +188,17 @@ async function main(): Promise<void> {
   }));
   const made: string[] = [];
   const per: Record<string, Samples> = Object.fromEntries(IMPLS.map((i) => [i.key, { add: [], del: [], addCpu: [], rssKb: [] }]));
+  let daemon: BenchDaemon | undefined;
   try {
     for (const ns of [hostNs, ...ctxs.map((c) => c.podNs)]) {
       ip(['netns', 'add', ns]);
       made.push(ns);
       ip(['-n', ns, 'link', 'set', 'lo', 'up']);
     }
+    daemon = await BenchDaemon.start(hostNs);
+    IMPLS.find((i) => i.key === 'daemon')!.env = daemon.env();
     for (let cycle = 0; cycle < cycles + warmup; cycle++) {
-      const order = IMPLS.map((_, k) => k);
-      if (cycle % 2 === 1) order.reverse();
+      const order = IMPLS.map((_, k) => (k + cycle) % IMPLS.length);
       const adds: Array<{ run: Run; result: unknown }> = [];
       for (const k of order) adds[k] = await chainAdd(IMPLS[k]!, ctxs[k]!);
       const dels: Run[] = [];
@@ -187,6 +213,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    await daemon?.stop();
     for (const ns of made.reverse()) {
       try {
         ip(['netns', 'del', ns]);

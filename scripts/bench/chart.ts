@@ -13,6 +13,8 @@ export interface BenchEntry {
   seconds?: number;
   result?: Record<string, unknown>;
   error?: string;
+  /** Not run this time: taken from the run of this date and commit (npm run bench -- --reuse). */
+  reusedFrom?: string;
 }
 
 export interface BenchRun {
@@ -33,16 +35,19 @@ export interface Dist {
   max?: number;
 }
 
+/** strand standalone, strand through the shim and the daemon, the Go reference. */
+export type Who = 'strand' | 'daemon' | 'reference';
+
 export interface DistRow {
   group: string;
-  who: 'strand' | 'reference';
+  who: Who;
   label: string;
   dist: Dist;
 }
 
 export interface BarRow {
   group: string;
-  who: 'strand' | 'reference';
+  who: Who;
   label: string;
   value: number;
   unit: string;
@@ -97,8 +102,10 @@ function scenarios(res: Obj, name: string): Array<[string, Obj]> {
 
 const SIDES = [
   ['strand', 'strand'],
+  ['daemon', 'daemon'],
   ['reference', 'reference'],
 ] as const;
+const WHO_TEXT: Record<Who, string> = { strand: 'strand', daemon: 'strand via daemon', reference: 'reference' };
 
 /** Pulls the chartable numbers out of whatever each bench reported. */
 export function buildModel(run: BenchRun): Model {
@@ -116,7 +123,7 @@ export function buildModel(run: BenchRun): Model {
     for (const [group, sc] of scenarios(res, name)) {
       for (const [key, who] of SIDES) {
         const side = sc[key];
-        const label = `${group}: ${who === 'strand' ? 'strand' : 'reference'}`;
+        const label = `${group}: ${WHO_TEXT[who]}`;
         const a = sideDist(side, 'add');
         const d = sideDist(side, 'del');
         if (a) m.add.push({ group, who, label, dist: a });
@@ -128,9 +135,17 @@ export function buildModel(run: BenchRun): Model {
   const ipam = r('ipam');
   const stats = get(ipam, 'process', 'stats');
   if (Array.isArray(stats)) {
-    const [ours, , ref] = stats as Obj[];
+    const [ours, , ref, , viaDaemon] = stats as Obj[];
     if (num(ours?.['allocPerSec']) !== undefined)
       m.throughput.push({ group: 'one process per ADD', who: 'strand', label: 'strand-ipam (local)', value: ours!['allocPerSec'] as number, unit: '/s' });
+    if (num(viaDaemon?.['allocPerSec']) !== undefined)
+      m.throughput.push({
+        group: 'one process per ADD',
+        who: 'daemon',
+        label: 'strand-ipam via daemon',
+        value: viaDaemon!['allocPerSec'] as number,
+        unit: '/s',
+      });
     if (num(ref?.['allocPerSec']) !== undefined)
       m.throughput.push({ group: 'one process per ADD', who: 'reference', label: 'host-local', value: ref!['allocPerSec'] as number, unit: '/s' });
   }
@@ -161,7 +176,7 @@ export function buildModel(run: BenchRun): Model {
     ] as const) {
       for (const [key, who] of SIDES) {
         const v = num(get(churn[key], field));
-        if (v !== undefined) m.churn.push({ group: what, who, label: `${what}: ${who}`, value: v, unit: 'ms' });
+        if (v !== undefined) m.churn.push({ group: what, who, label: `${what}: ${WHO_TEXT[who]}`, value: v, unit: 'ms' });
       }
     }
   }
@@ -171,7 +186,7 @@ export function buildModel(run: BenchRun): Model {
 // ---------------------------------------------------------------------------------
 // SVG
 
-const COLORS = { strand: '#2b6cb0', reference: '#a0a0a0' } as const;
+const COLORS = { strand: '#2b6cb0', daemon: '#38a169', reference: '#a0a0a0' } as const;
 const W = 960;
 const LEFT = 320;
 const RIGHT = 40;
@@ -277,7 +292,8 @@ export function renderSvg(run: BenchRun, model = buildModel(run)): string {
   const footer = missing.length ? `not in this chart: ${missing.join(', ')}` : '';
   const h = y + 30;
   const legend =
-    `<rect x="${W - 250}" y="14" width="12" height="12" fill="${COLORS.strand}"/><text x="${W - 233}" y="24" class="label">strand</text>` +
+    `<rect x="${W - 390}" y="14" width="12" height="12" fill="${COLORS.strand}"/><text x="${W - 373}" y="24" class="label">strand</text>` +
+    `<rect x="${W - 310}" y="14" width="12" height="12" fill="${COLORS.daemon}"/><text x="${W - 293}" y="24" class="label">strand via daemon</text>` +
     `<rect x="${W - 170}" y="14" width="12" height="12" fill="${COLORS.reference}"/><text x="${W - 153}" y="24" class="label">Go reference</text>`;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}" font-family="sans-serif">`,
@@ -302,6 +318,10 @@ interface Line {
   reference: string;
   ratio: string;
   goal: string;
+  /** strand through the shim and the daemon, and its ratio to the reference (issue 13's goals). */
+  daemon?: string;
+  daemonRatio?: string;
+  daemonGoal?: string;
 }
 
 const x2 = (v: number | undefined): string => (v === undefined ? '' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
@@ -342,35 +362,53 @@ export function tableLines(run: BenchRun): Line[] {
     const res = r(bench);
     if (!res) continue;
     for (const [name, sc] of scenarios(res, base)) {
+      const etcd = name.includes('etcd');
       for (const verb of ['add', 'del'] as const) {
         const a = sideDist(sc['strand'], verb)?.p50;
         const b = sideDist(sc['reference'], verb)?.p50;
+        const d = sideDist(sc['daemon'], verb)?.p50;
         out.push({
           what: `${name} ${verb.toUpperCase()} (ms, median)`,
           strand: x2(a),
           reference: x2(b),
           ratio: ratioText(a, b),
           goal: verb === 'add' && bench === 'bridge' ? '<= 1.5x' : '',
+          daemon: x2(d),
+          daemonRatio: ratioText(d, b),
+          daemonGoal: verb === 'add' ? (etcd ? '<= 1.0x' : '<= 0.6x') : bench === 'bridge' && !etcd ? '<= 0.6x' : '',
         });
       }
       const ra = num(get(sc, 'strand', 'peakRssKb'));
       const rb = num(get(sc, 'reference', 'peakRssKb'));
+      const rd = num(get(sc, 'daemon', 'peakRssKb'));
       if (ra !== undefined && rb !== undefined)
-        out.push({ what: `${name} peak RSS per ADD (MiB)`, strand: x2(ra / 1024), reference: x2(rb / 1024), ratio: ratioText(ra, rb), goal: '' });
+        out.push({
+          what: `${name} peak RSS per call (MiB)`,
+          strand: x2(ra / 1024),
+          reference: x2(rb / 1024),
+          ratio: ratioText(ra, rb),
+          goal: '',
+          daemon: rd === undefined ? '' : x2(rd / 1024),
+          daemonRatio: ratioText(rd, rb),
+          daemonGoal: rd === undefined ? '' : '<= 2 MiB',
+        });
     }
   }
   const ipam = r('ipam');
   const stats = get(ipam, 'process', 'stats');
   if (Array.isArray(stats)) {
-    const [ours, , ref] = stats as Obj[];
+    const [ours, , ref, , viaDaemon] = stats as Obj[];
     const a = num(ours?.['p50ms']);
     const b = num(ref?.['p50ms']);
+    const d = num(viaDaemon?.['p50ms']);
     out.push({
       what: 'IPAM ADD, one process each: strand-ipam (local) vs host-local (ms, p50)',
       strand: x2(a),
       reference: x2(b),
       ratio: ratioText(a, b),
       goal: '<= 1.5x',
+      daemon: x2(d),
+      daemonRatio: ratioText(d, b),
     });
   }
   const etcd = get(ipam, 'etcd');
@@ -395,16 +433,37 @@ export function tableLines(run: BenchRun): Line[] {
     ] as const) {
       const a = num(get(churn, 'strand', field));
       const b = num(get(churn, 'reference', field));
-      out.push({ what, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: '' });
+      const d = num(get(churn, 'daemon', field));
+      const daemonGoal = field === 'addPhaseWallMs' ? '<= 0.5x' : field === 'delPhaseWallMs' ? '<= 1.0x' : '';
+      out.push({ what, strand: x2(a), reference: x2(b), ratio: ratioText(a, b), goal: '', daemon: x2(d), daemonRatio: ratioText(d, b), daemonGoal });
     }
+    const floor = num(churn['kernelDelFloorMs']);
+    if (floor !== undefined)
+      out.push({ what: "churn: the kernel's floor, 50 veth deletions by one `ip -batch` (ms)", strand: '', reference: x2(floor), ratio: '', goal: '' });
+    const dp = get(churn, 'daemonProcess');
+    const cpu = num(get(dp, 'cpuMsPerRequest'));
+    const rss = num(get(dp, 'rssKb'));
+    if (cpu !== undefined && rss !== undefined)
+      out.push({
+        what: 'churn: strand daemon CPU per request (ms) / resident size (MiB)',
+        strand: '',
+        reference: '',
+        ratio: '',
+        goal: '',
+        daemon: `${x2(cpu)} / ${x2(rss / 1024)}`,
+      });
     const a = num(get(churn, 'strand', 'peakRssKb', 'p50'));
     const b = num(get(churn, 'reference', 'peakRssKb', 'p50'));
+    const d = num(get(churn, 'daemon', 'peakRssKb', 'p50'));
     out.push({
       what: 'churn: peak RSS per invocation, plugin + IPAM (MiB, p50)',
       strand: x2(a === undefined ? a : a / 1024),
       reference: x2(b === undefined ? b : b / 1024),
       ratio: ratioText(a, b),
       goal: '',
+      daemon: x2(d === undefined ? d : d / 1024),
+      daemonRatio: ratioText(d, b),
+      daemonGoal: '<= 2 MiB',
     });
   }
   const agent = r('agent');
@@ -484,7 +543,7 @@ export function renderMarkdown(run: BenchRun, svgName: string): string {
   const status = Object.entries(run.benches)
     .map(
       ([n, b]) =>
-        `${n}: ${b.status}${b.seconds !== undefined ? ` (${b.seconds.toFixed(0)} s)` : ''}${b.error ? ` — ${b.error.split('\n')[0]!.slice(0, 160)}` : ''}`,
+        `${n}: ${b.status}${b.seconds !== undefined ? ` (${b.seconds.toFixed(0)} s)` : ''}${b.reusedFrom ? ` (reused from ${b.reusedFrom})` : ''}${b.error ? ` — ${b.error.split('\n')[0]!.slice(0, 160)}` : ''}`,
     )
     .join('; ');
   return [
@@ -493,9 +552,11 @@ export function renderMarkdown(run: BenchRun, svgName: string): string {
     '',
     `![strand vs reference](${svgName})`,
     '',
-    '| measurement | strand | reference | strand / reference | goal |',
-    '|---|---:|---:|---:|---|',
-    ...lines.map((l) => `| ${l.what} | ${l.strand} | ${l.reference} | ${l.ratio} | ${l.goal} |`),
+    '| measurement | strand | reference | strand / reference | goal | strand via daemon | daemon / reference | goal (issue 13) |',
+    '|---|---:|---:|---:|---|---:|---:|---|',
+    ...lines.map(
+      (l) => `| ${l.what} | ${l.strand} | ${l.reference} | ${l.ratio} | ${l.goal} | ${l.daemon ?? ''} | ${l.daemonRatio ?? ''} | ${l.daemonGoal ?? ''} |`,
+    ),
     '',
     ...breakdownLines(run),
     `Benchmarks: ${status}.`,

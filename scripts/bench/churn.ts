@@ -2,15 +2,18 @@
 //
 // Pod churn on one node: N (default 50) concurrent ADDs, then N concurrent DELs, of a
 // bridge + IPAM network, strand-bridge + strand-ipam (local store) against the reference
-// bridge + host-local, both from their binaries exactly as a runtime calls them. Each
-// round runs both subjects one after the other (which goes first alternates), so both
-// see the same machine load.
+// bridge + host-local, from their executables exactly as a runtime calls them: strand's
+// standalone executable, and strand through the daemon (the shims of dist/shim and a
+// `strand daemon` in the node namespace). Each round runs the subjects one after the
+// other (the order rotates), so all see the same machine load. At the end, the kernel's
+// own floor for the DEL phase: N veth pairs deleted by one `ip -batch` (RTM_DELLINK is
+// serialized by the kernel's RTNL lock, whoever sends it).
 //
 // Everything happens inside a "node" network namespace made here (the plugins are started
-// with `nsenter --net=<node>`, so the bridges live there, never on the host) and N pod
-// namespaces. Every invocation runs under GNU time: its CPU time (user + system,
-// including the IPAM delegate it waits for) and peak RSS (the larger of plugin and
-// delegate) are recorded along with its wall time.
+// in it by the measuring wrapper, so the bridges live there, never on the host) and N pod
+// namespaces. Every invocation runs under the wait4 wrapper of lib.ts: its CPU time
+// (user + system, including the IPAM delegate it waits for) and peak RSS (the larger of
+// plugin and delegate; for the shim its own) are recorded along with its wall time.
 //
 // Reports per subject: wall time of the ADD phase and of the DEL phase (median over
 // rounds), total CPU time of each phase, the per-invocation latency distribution, peak
@@ -24,14 +27,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cleanupMeasured, emitBenchJson, fmtMs, machine, median, nowMs, ratio, runMeasured, summarize, type Measured } from './lib.ts';
+import { BenchDaemon, cleanupMeasured, emitBenchJson, fmtMs, machine, median, nowMs, ratio, runMeasured, SHIM_DIR, summarize, type Measured } from './lib.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const DIST = join(root, 'dist', 'bin');
 const REF = '/usr/lib/cni';
 
 interface Subject {
-  key: 'strand' | 'reference';
+  key: 'strand' | 'reference' | 'daemon';
   label: string;
   exe: string;
   cniPath: string;
@@ -53,18 +56,19 @@ function ip(args: string[]): string {
 }
 
 function subject(key: Subject['key'], tmp: string, p: string): Subject {
-  const strand = key === 'strand';
+  const strand = key !== 'reference';
   const dataDir = join(tmp, key);
   const network = `churn-${key}`;
-  const bridge = strand ? `${p}s` : `${p}r`;
+  const bridge = `${p}${key[0]}`;
   const ipam = strand
-    ? { type: 'strand-ipam', dataDir, ranges: [[{ subnet: '10.71.0.0/24' }]] }
+    ? { type: 'strand-ipam', dataDir, ranges: [[{ subnet: key === 'daemon' ? '10.73.0.0/24' : '10.71.0.0/24' }]] }
     : { type: 'host-local', dataDir, ranges: [[{ subnet: '10.72.0.0/24' }]] };
+  const dir = key === 'daemon' ? SHIM_DIR : DIST;
   return {
     key,
-    label: strand ? 'strand-bridge + strand-ipam' : 'bridge + host-local (reference)',
-    exe: strand ? join(DIST, 'strand-bridge') : join(REF, 'bridge'),
-    cniPath: strand ? `${DIST}:${REF}` : REF,
+    label: key === 'daemon' ? 'strand via daemon (shim + strand daemon)' : strand ? 'strand-bridge + strand-ipam' : 'bridge + host-local (reference)',
+    exe: strand ? join(dir, 'strand-bridge') : join(REF, 'bridge'),
+    cniPath: strand ? `${dir}:${REF}` : REF,
     conf: { cniVersion: '1.0.0', name: network, type: strand ? 'strand-bridge' : 'bridge', bridge, isGateway: true, ipam },
     dataDir,
     network,
@@ -79,8 +83,10 @@ function subject(key: Subject['key'], tmp: string, p: string): Subject {
   };
 }
 
+let daemon: BenchDaemon | undefined;
+
 function invoke(s: Subject, nodeNs: string, command: 'ADD' | 'DEL', pod: string, id: string): Promise<Measured> {
-  return runMeasured('nsenter', [`--net=/run/netns/${nodeNs}`, '--', s.exe], {
+  return runMeasured(s.exe, [], {
     env: {
       PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
       CNI_COMMAND: command,
@@ -88,10 +94,21 @@ function invoke(s: Subject, nodeNs: string, command: 'ADD' | 'DEL', pod: string,
       CNI_NETNS: `/run/netns/${pod}`,
       CNI_IFNAME: 'eth0',
       CNI_PATH: s.cniPath,
+      ...(s.key === 'daemon' ? daemon!.env() : {}),
     },
     input: JSON.stringify(s.conf),
     timeoutMs: 120_000,
+    netns: `/run/netns/${nodeNs}`,
   });
+}
+
+/** The kernel's floor for deleting `n` veth pairs: one `ip -batch` process, serial RTM_DELLINKs. */
+function kernelDelFloorMs(nodeNs: string, p: string, n: number): number {
+  const names = Array.from({ length: n }, (_, i) => `${p}k${i}`);
+  execFileSync('ip', ['-n', nodeNs, '-batch', '-'], { input: names.map((v) => `link add ${v} type veth peer name ${v}x`).join('\n') });
+  const t0 = nowMs();
+  execFileSync('ip', ['-n', nodeNs, '-batch', '-'], { input: names.map((v) => `link del ${v}`).join('\n') });
+  return nowMs() - t0;
 }
 
 function fail(what: string, r: Measured): never {
@@ -107,7 +124,7 @@ function leftoverRecords(s: Subject): string[] {
     .filter((f) => f.endsWith('.json'))
     .map((f) => readFileSync(join(d, f), 'utf8'))
     .join('\n');
-  return text.match(/churn-strand-[0-9]+-[0-9]+/g) ?? [];
+  return text.match(new RegExp(`churn-${s.key}-[0-9]+-[0-9]+`, 'g')) ?? [];
 }
 
 async function round(s: Subject, r: number, nodeNs: string, pods: string[]): Promise<void> {
@@ -175,8 +192,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(podCount) || podCount < 1 || podCount > 200) throw new Error('--pods must be 1..200');
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be >= 1');
   if (process.getuid?.() !== 0) throw new Error('bench:churn needs root (network namespaces)');
-  for (const f of [join(DIST, 'strand-bridge'), join(DIST, 'strand-ipam'), join(REF, 'bridge'), join(REF, 'host-local'), '/usr/bin/time']) {
-    if (!existsSync(f)) throw new Error(`${f} missing (strand: scripts/build.sh; reference: containernetworking-plugins; time: Debian package time)`);
+  for (const f of [join(DIST, 'strand-bridge'), join(DIST, 'strand-ipam'), join(SHIM_DIR, 'strand-bridge'), join(REF, 'bridge'), join(REF, 'host-local')]) {
+    if (!existsSync(f)) throw new Error(`${f} missing (strand: scripts/build.sh; reference: containernetworking-plugins)`);
   }
 
   const p = `sa${randomBytes(2).toString('hex')}`;
@@ -191,20 +208,32 @@ async function main(): Promise<void> {
       made.push(ns);
       ip(['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    const subjects = [subject('strand', tmp, p), subject('reference', tmp, p)];
+    daemon = await BenchDaemon.start(nodeNs);
+    const subjects = [subject('strand', tmp, p), subject('reference', tmp, p), subject('daemon', tmp, p)];
     // warm-up: page cache, bridge creation (both plugins create their bridge on first ADD)
     for (const s of subjects) await round(s, 0, nodeNs, pods.slice(0, 2));
     for (const s of subjects) Object.assign(s, { addWall: [], delWall: [], addCpu: [], delCpu: [], add: [], del: [], rss: [] });
 
+    const cpu0 = daemon.usage().cpuMs;
+    let daemonCpu = 0;
     for (let r = 1; r <= rounds; r++) {
-      const order = r % 2 === 1 ? subjects : [...subjects].reverse();
+      const order = [0, 1, 2].map((i) => subjects[(i + r) % 3]!);
       for (const s of order) {
+        const before = daemon.usage().cpuMs;
         await round(s, r, nodeNs, pods);
+        if (s.key === 'daemon') daemonCpu += daemon.usage().cpuMs - before;
         process.stderr.write(`round ${r}/${rounds} ${s.label.padEnd(32)} ADD phase ${fmtMs(s.addWall.at(-1)!)} ms, DEL phase ${fmtMs(s.delWall.at(-1)!)} ms\n`);
       }
     }
 
-    const [ours, ref] = subjects.map(sideSummary) as [ReturnType<typeof sideSummary>, ReturnType<typeof sideSummary>];
+    const [ours, ref, viaDaemon] = subjects.map(sideSummary) as [
+      ReturnType<typeof sideSummary>,
+      ReturnType<typeof sideSummary>,
+      ReturnType<typeof sideSummary>,
+    ];
+    void cpu0;
+    const kernelFloor = [0, 1, 2].map(() => kernelDelFloorMs(nodeNs, p, podCount));
+    const daemonUse = daemon.usage();
     const result = {
       bench: 'churn',
       pods: podCount,
@@ -213,6 +242,15 @@ async function main(): Promise<void> {
       loadavgAfter: machine().loadavg,
       strand: ours,
       reference: ref,
+      daemon: viaDaemon,
+      daemonProcess: { cpuMsPerRequest: +(daemonCpu / (rounds * podCount * 2)).toFixed(3), rssKb: daemonUse.rssKb, peakRssKb: daemonUse.hwmKb },
+      kernelDelFloorMs: +median(kernelFloor).toFixed(1),
+      daemonRatios: {
+        addPhaseWall: ratio(viaDaemon.addPhaseWallMs, ref.addPhaseWallMs),
+        delPhaseWall: ratio(viaDaemon.delPhaseWallMs, ref.delPhaseWallMs),
+        addP50: ratio(viaDaemon.add.p50, ref.add.p50),
+        delP50: ratio(viaDaemon.del.p50, ref.del.p50),
+      },
       ratios: {
         addPhaseWall: ratio(ours.addPhaseWallMs, ref.addPhaseWallMs),
         delPhaseWall: ratio(ours.delPhaseWallMs, ref.delPhaseWallMs),
@@ -236,12 +274,16 @@ async function main(): Promise<void> {
         `bench:churn  ${podCount} concurrent ADDs then ${podCount} concurrent DELs on one node, ${rounds} rounds (median shown), ${start.cpus} CPUs, load ${start.loadavg.join(' ')}`,
         row(ours),
         row(ref),
+        row(viaDaemon),
         `ratio strand/reference: ADD phase wall ${result.ratios.addPhaseWall}, DEL phase wall ${result.ratios.delPhaseWall}, ADD CPU ${result.ratios.addPhaseCpu}, DEL CPU ${result.ratios.delPhaseCpu}, peak RSS ${result.ratios.peakRssP50}`,
+        `ratio daemon/reference: ADD phase wall ${result.daemonRatios.addPhaseWall} (goal <= 0.5), DEL phase wall ${result.daemonRatios.delPhaseWall} (goal <= 1.0)`,
+        `strand daemon: ${fmtMs(result.daemonProcess.cpuMsPerRequest)} ms CPU per request, RSS ${(daemonUse.rssKb / 1024).toFixed(0)} MiB; kernel floor of the DEL phase (${podCount} veth deletions by one ip -batch): ${fmtMs(result.kernelDelFloorMs)} ms`,
         '',
       ].join('\n'),
     );
     if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
+    await daemon?.stop();
     for (const ns of made.reverse()) {
       try {
         ip(['netns', 'del', ns]);

@@ -1,8 +1,10 @@
 // npm run bench:ipam [-- --runs N] [-- --allocs N] [-- --json] [-- --only process|etcd]
 //
 // (a) One process per allocation, the way a runtime calls IPAM: `dist/bin/strand-ipam`
-//     with the local store vs the reference host-local (/usr/lib/cni/host-local), ADD and
-//     DEL alternating between the two in this one run so both see the same machine load.
+//     with the local store vs the reference host-local (/usr/lib/cni/host-local), and
+//     strand-ipam through the daemon (the shim of dist/shim, a `strand daemon` started
+//     here), ADD and DEL rotating between the three in this one run so all see the same
+//     machine load.
 // (b) The allocator in-process against a real etcd the script starts (loopback, temp
 //     dir): 1 node and 8 simulated nodes, on a single member and on a 3-member cluster.
 // Prints allocations/s, p50 and p99 latency of each, the ratios, and the goals
@@ -17,6 +19,7 @@ import { Allocator } from '../../ipam/allocator.ts';
 import { parseIpamConfig } from '../../ipam/config.ts';
 import { openEtcdStore } from '../../ipam/store/etcd.ts';
 import { startEtcd } from '../../test/helpers/etcd.ts';
+import { BenchDaemon, SHIM_DIR } from './lib.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const strandIpam = join(root, 'dist', 'bin', 'strand-ipam');
@@ -60,19 +63,28 @@ const log = (s: string): void => {
 
 let floorStat: Stat | undefined;
 
-function benchProcesses(): Stat[] {
-  for (const f of [strandIpam, hostLocal])
+function benchProcesses(daemon: BenchDaemon): Stat[] {
+  const shimIpam = join(SHIM_DIR, 'strand-ipam');
+  for (const f of [strandIpam, hostLocal, shimIpam])
     if (!existsSync(f)) throw new Error(`missing ${f} (run scripts/build.sh / apt-get install containernetworking-plugins)`);
   const dir = mkdtempSync(join(tmpdir(), 's4-bench-ipam-'));
   try {
     const subjects = [
-      { label: 'strand-ipam (local store), one process per ADD', bin: strandIpam, type: 'strand-ipam', lat: [] as number[], del: [] as number[] },
-      { label: 'host-local (reference), one process per ADD', bin: hostLocal, type: 'host-local', lat: [] as number[], del: [] as number[] },
+      { label: 'strand-ipam (local store), one process per ADD', bin: strandIpam, type: 'strand-ipam', env: {}, lat: [] as number[], del: [] as number[] },
+      { label: 'host-local (reference), one process per ADD', bin: hostLocal, type: 'host-local', env: {}, lat: [] as number[], del: [] as number[] },
+      {
+        label: 'strand-ipam through the daemon, one shim per ADD',
+        bin: shimIpam,
+        type: 'strand-ipam',
+        env: daemon.env(),
+        lat: [] as number[],
+        del: [] as number[],
+      },
     ];
     const run = (s: (typeof subjects)[number], command: string, id: string): number => {
       const conf = {
         cniVersion: '1.0.0',
-        name: `bench-${s.type}`,
+        name: `bench-${s.type}-${subjects.indexOf(s)}`,
         type: 'bridge',
         ipam: { type: s.type, dataDir: dir, ranges: [[{ subnet: '10.60.0.0/16' }]] },
       };
@@ -85,6 +97,7 @@ function benchProcesses(): Stat[] {
           CNI_NETNS: '/var/run/netns/none',
           CNI_IFNAME: 'eth0',
           CNI_PATH: '/usr/lib/cni',
+          ...s.env,
         },
         input: JSON.stringify(conf),
         encoding: 'utf8',
@@ -103,7 +116,7 @@ function benchProcesses(): Stat[] {
     };
     for (const s of subjects) run(s, 'ADD', 'warm'); // page cache, first-run costs
     for (let i = 0; i < RUNS; i++) {
-      for (const s of i % 2 ? [...subjects].reverse() : subjects) s.lat.push(run(s, 'ADD', `c${i}`));
+      for (const s of [0, 1, 2].map((k) => subjects[(k + i) % 3]!)) s.lat.push(run(s, 'ADD', `c${i}`));
       for (const s of subjects) s.del.push(run(s, 'DEL', `c${i}`));
       floor.push(version());
     }
@@ -190,18 +203,26 @@ log(
 );
 
 if (opts.only !== 'etcd') {
-  log(`\n(a) one process per allocation, ${RUNS} ADD+DEL each, alternating`);
-  const p = benchProcesses();
+  log(`\n(a) one process per allocation, ${RUNS} ADD+DEL each, rotating`);
+  const daemon = await BenchDaemon.start();
+  let p: Stat[];
+  try {
+    p = benchProcesses(daemon);
+  } finally {
+    await daemon.stop();
+  }
   for (const s of p) log(fmt(s));
-  const [ours, , ref] = p as [Stat, Stat, Stat, Stat];
+  const [ours, , ref, , viaDaemon] = p as [Stat, Stat, Stat, Stat, Stat];
   const ratio = ours.p50ms / ref.p50ms;
+  const daemonRatio = viaDaemon.p50ms / ref.p50ms;
   if (floorStat) log(fmt(floorStat));
   log(`ratio strand-ipam / host-local ADD p50: ${ratio.toFixed(2)}x (goal <= 1.5x: ${ratio <= 1.5 ? 'met' : 'NOT met'})`);
   if (floorStat)
     log(
       `of strand-ipam's ADD p50, process start-up (VERSION p50) is ${floorStat.p50ms.toFixed(1)} ms; the IPAM work itself ${(ours.p50ms - floorStat.p50ms).toFixed(1)} ms`,
     );
-  out['process'] = { stats: p, ratioP50: ratio, startupFloor: floorStat };
+  log(`ratio strand-ipam through the daemon / host-local ADD p50: ${daemonRatio.toFixed(2)}x`);
+  out['process'] = { stats: p, ratioP50: ratio, daemonRatioP50: daemonRatio, startupFloor: floorStat };
 }
 
 if (opts.only !== 'process') {

@@ -5,10 +5,11 @@
 // result there as one JSON object `{bench: "<name>", ...}` (emitBenchJson below). It may
 // still print whatever it likes for people. Raw samples go under a `samples` key
 // (milliseconds) so scripts/bench/chart.ts can draw distributions rather than medians.
-import { execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export function sorted(xs: readonly number[]): number[] {
   return [...xs].sort((a, b) => a - b);
@@ -91,23 +92,73 @@ export interface Measured {
 }
 
 // GNU time prints CPU seconds with two decimals: useless for a Go plugin that runs in
-// 2 ms. This helper forks, execs its arguments, and writes the wait4 rusage in
-// microseconds. Compiled on first use with the C compiler the native addon needs.
-const RUSAGE_C = `#include <stdio.h>
+// 2 ms. This helper forks, enters a network namespace when asked (argv[2], "-" for
+// none: no nsenter process in between), execs its arguments, and writes the wait4
+// rusage in microseconds. Peak RSS: the kernel's ru_maxrss reads 0 for a process as
+// small as the shim (its RSS counters are per-CPU and folded in batches), so the helper
+// also stops the child at its exit (ptrace, PTRACE_O_TRACEEXIT) and reads VmHWM from
+// /proc; the larger of the two counts. Compiled on first use, static with musl when
+// available (the forked child's footprint before exec would count too).
+const RUSAGE_C = `#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <sys/resource.h>
+static long hwm_kb(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *p = strstr(buf, "VmHWM:");
+  return p ? strtol(p + 6, NULL, 10) : 0;
+}
 int main(int argc, char **argv) {
-  if (argc < 3) return 127;
+  if (argc < 4) return 127;
   pid_t pid = fork();
   if (pid < 0) return 127;
-  if (pid == 0) { execvp(argv[2], argv + 2); _exit(127); }
-  int st; struct rusage ru;
-  if (wait4(pid, &st, 0, &ru) < 0) return 127;
+  if (pid == 0) {
+    if (strcmp(argv[2], "-") != 0) {
+      int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) _exit(126);
+      close(fd);
+    }
+    ptrace(PTRACE_TRACEME, 0, 0, 0);
+    execvp(argv[3], argv + 3);
+    _exit(127);
+  }
+  int st;
+  long hwm = 0;
+  struct rusage ru;
+  if (waitpid(pid, &st, 0) < 0) return 127; // stopped at exec
+  if (WIFSTOPPED(st)) {
+    ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_TRACEEXIT);
+    ptrace(PTRACE_CONT, pid, 0, 0);
+  }
+  for (;;) {
+    if (wait4(pid, &st, 0, &ru) < 0) return 127;
+    if (!WIFSTOPPED(st)) break;
+    if ((st >> 8) == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
+      hwm = hwm_kb(pid);
+      ptrace(PTRACE_CONT, pid, 0, 0);
+    } else {
+      int sig = WSTOPSIG(st);
+      ptrace(PTRACE_CONT, pid, 0, sig == SIGTRAP ? 0 : sig);
+    }
+  }
   FILE *f = fopen(argv[1], "w");
   if (f) {
     fprintf(f, "%ld %ld %ld\\n", ru.ru_utime.tv_sec * 1000000L + ru.ru_utime.tv_usec,
-            ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec, ru.ru_maxrss);
+            ru.ru_stime.tv_sec * 1000000L + ru.ru_stime.tv_usec, ru.ru_maxrss > hwm ? ru.ru_maxrss : hwm);
     fclose(f);
   }
   if (WIFEXITED(st)) return WEXITSTATUS(st);
@@ -123,7 +174,8 @@ function rusageHelper(): string {
   const exe = join(timeDir, 'rusage-exec');
   if (!existsSync(exe)) {
     writeFileSync(join(timeDir, 'rusage-exec.c'), RUSAGE_C);
-    execFileSync('cc', ['-O2', '-o', exe, join(timeDir, 'rusage-exec.c')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const [cc, flags] = existsSync('/usr/bin/musl-gcc') ? ['musl-gcc', ['-static', '-Os']] : ['cc', ['-O2']];
+    execFileSync(cc, [...flags, '-o', exe, join(timeDir, 'rusage-exec.c')], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   return exe;
 }
@@ -133,12 +185,16 @@ function rusageHelper(): string {
  * and of what it waited for (a plugin and its IPAM delegate), stdin piped in. A process
  * killed by signal N comes back as exit code 128+N.
  */
-export function runMeasured(file: string, args: string[], opts: { env: Record<string, string>; input?: string; timeoutMs?: number }): Promise<Measured> {
+export function runMeasured(
+  file: string,
+  args: string[],
+  opts: { env: Record<string, string>; input?: string; timeoutMs?: number; netns?: string },
+): Promise<Measured> {
   const helper = rusageHelper();
   const out = join(timeDir!, `t${process.pid}-${timeSeq++}`);
   const t0 = nowMs();
   return new Promise((resolve, reject) => {
-    const child = spawn(helper, [out, file, ...args], { env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(helper, [out, opts.netns ?? '-', file, ...args], { env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined;
@@ -198,4 +254,69 @@ export function benchNamespaces(): { add(name: string): string; remove(): void }
 /** Formats ms with a sensible number of digits. */
 export function fmtMs(x: number): string {
   return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+/** The installed layout (shim under each plugin name, strand beside it): the daemon column. */
+export const SHIM_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'shim');
+
+/** `strand daemon` for a benchmark: the daemon column's server, in the node namespace the plugins run in. */
+export class BenchDaemon {
+  readonly dir: string;
+  readonly socket: string;
+  private proc: ChildProcess | undefined;
+  private log = '';
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.socket = join(dir, 'cni.sock');
+  }
+
+  /** Starts dist/strand daemon inside network namespace `netns` (as a node's shares the node's), or here. */
+  static async start(netns?: string): Promise<BenchDaemon> {
+    const d = new BenchDaemon(mkdtempSync(join(tmpdir(), 'strand-bench-daemon-')));
+    const strand = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'strand');
+    const argv = [strand, 'daemon', '--socket', d.socket, '--max-requests', '1000', '--max-connections', '4000'];
+    if (netns) argv.unshift('nsenter', `--net=/run/netns/${netns}`);
+    d.proc = spawn(argv[0]!, argv.slice(1), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    for (const s of [d.proc.stdout!, d.proc.stderr!]) {
+      s.setEncoding('utf8').on('data', (x: string) => {
+        if (d.log.length < 1e6) d.log += x;
+      });
+    }
+    const deadline = Date.now() + 30_000;
+    while (!d.log.includes('serving ')) {
+      if (d.proc.exitCode !== null || Date.now() > deadline) throw new Error(`strand daemon did not start: ${d.log}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return d;
+  }
+
+  /** What a shim call needs in its environment: the socket, and no silent fallback. */
+  env(): Record<string, string> {
+    return { STRAND_DAEMON_SOCKET: this.socket, STRAND_SHIM_REQUIRE_DAEMON: '1' };
+  }
+
+  /** CPU time (ms) and resident size now and at its peak (KiB). */
+  usage(): { cpuMs: number; rssKb: number; hwmKb: number } {
+    const pid = this.proc!.pid!;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]); // utime, stime
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+    return { cpuMs: (ticks * 1000) / 100, rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (p && p.exitCode === null) {
+      const exited = new Promise((r) => p.once('close', r));
+      p.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }

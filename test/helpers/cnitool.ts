@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binDir, refBinDir, repoRoot } from './run-plugin.ts';
+import { binDir, pathEnv, refBinDir, repoRoot } from './run-plugin.ts';
 
 // Runs test/cnitool (our libcni driver, built by scripts/build-test-tools.sh) the way a
 // runtime calls plugins: network lists from .conflist files in a temp NETCONFPATH, a
@@ -118,6 +118,7 @@ export function runCnitool(
     CNI_CACHE_DIR: opts.cacheDir,
     CNI_PATH: (opts.path ?? [binDir, refBinDir]).join(':'),
     CNI_IFNAME: opts.ifName ?? 'eth0',
+    ...pathEnv(),
   };
   if (opts.containerId !== undefined) env['CNI_CONTAINERID'] = opts.containerId;
   if (opts.args !== undefined) env['CNI_ARGS'] = opts.args;

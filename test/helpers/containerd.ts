@@ -43,6 +43,8 @@ export interface ContainerdOptions {
   streamPort: number;
   /** Parent cgroup for the sandboxes (cgroupfs path), removed on stop. */
   cgroupParent: string;
+  /** More environment for containerd, which its CNI plugins inherit (STRAND_DAEMON_SOCKET...). */
+  env?: Record<string, string>;
 }
 
 /** A private mount namespace that still sees mounts made on the host afterwards. */
@@ -157,7 +159,7 @@ disabled_plugins = [
       const script = `${privateMounts(this.dir)}exec ${CONTAINERD} --config ${shq(configFile)}`;
       this.proc = spawn('nsenter', [`--net=/run/netns/${this.opts.hostNs}`, ...UNSHARE, '/bin/sh', '-c', script], {
         stdio: ['ignore', log, log],
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...this.opts.env },
       });
     } finally {
       closeSync(log);

@@ -4,8 +4,29 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** Directory with the built hardlinks: strand-bridge, strand-ipam, ... */
-export const binDir = join(repoRoot, 'dist', 'bin');
+
+/**
+ * The path the plugin suites take (vitest project "daemon" sets STRAND_TEST_VIA=daemon):
+ * "standalone" runs the executable's hardlinks (dist/bin), "daemon" the shims of the
+ * installed layout (dist/shim) against the `strand daemon` that project's global set-up
+ * starts (test/helpers/daemon-setup.ts).
+ */
+export const via: 'standalone' | 'daemon' = process.env['STRAND_TEST_VIA'] === 'daemon' ? 'daemon' : 'standalone';
+
+/** Directory with the plugins: strand-bridge, strand-ipam, ... (and `strand`). */
+export const binDir = join(repoRoot, 'dist', via === 'daemon' ? 'shim' : 'bin');
+
+/**
+ * Variables every plugin run needs on this path: through the daemon, its socket and
+ * STRAND_SHIM_REQUIRE_DAEMON=1, so a call the daemon should serve can never pass
+ * silently through the standalone fallback.
+ */
+export function pathEnv(): Record<string, string> {
+  if (via !== 'daemon') return {};
+  const socket = process.env['STRAND_DAEMON_SOCKET'];
+  if (!socket) throw new Error('STRAND_TEST_VIA=daemon without STRAND_DAEMON_SOCKET: run through the vitest project "daemon"');
+  return { STRAND_DAEMON_SOCKET: socket, STRAND_SHIM_REQUIRE_DAEMON: '1' };
+}
 /** The Go reference plugins (Debian containernetworking-plugins). */
 export const refBinDir = '/usr/lib/cni';
 
@@ -39,6 +60,7 @@ export function runPlugin(bin: string, env: PluginEnv, stdin: string | object): 
     PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     CNI_COMMAND: env.command,
     CNI_PATH: env.path ?? `${binDir}:${refBinDir}`,
+    ...pathEnv(),
   };
   if (env.containerId !== undefined) childEnv['CNI_CONTAINERID'] = env.containerId;
   if (env.netns !== undefined) childEnv['CNI_NETNS'] = env.netns;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { ip } from '../../helpers/netns.ts';
 import { runPrefix } from '../../helpers/prefix.ts';
-import { binDir, refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
+import { binDir, pathEnv, refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 
 export const fixturesDir = join(repoRoot, 'test', 'fixtures', 'badinput');
 export const casesDir = join(fixturesDir, 'cases');
@@ -338,6 +338,7 @@ export function defaultEnv(w: World, c: { id: string; command?: string }): Recor
     CNI_NETNS: w.vars['POD_NETNS']!,
     CNI_IFNAME: 'eth0',
     CNI_PATH: `${binDir}:${refBinDir}`,
+    ...pathEnv(),
   };
 }
 

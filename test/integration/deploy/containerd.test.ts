@@ -1,14 +1,18 @@
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { fillTemplate, parseEndpoints } from '../../../cmd/install/template.ts';
 import { requireStrandPlugin } from '../../helpers/cnitool.ts';
 import { CLIENT_SECRET, SERVER_SECRET } from '../../../cmd/certs.ts';
 import { buildPauseImage, Containerd, PAUSE_IMAGE as PAUSE, startEtcdInNetns, type NetnsEtcd, type NetnsEtcdTls } from '../../helpers/containerd.ts';
 import { probe, startServerWith } from '../../helpers/hostport.ts';
+import { OUTCOMES } from '../../../daemon/server.ts';
+import { TestDaemon } from '../../helpers/daemon.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
+import { settled } from '../daemon/harness.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames, versionOf } from './fixtures.ts';
 import { KubeletPod } from './kubelet.ts';
@@ -43,12 +47,21 @@ async function removeAllSandboxes(c: Containerd): Promise<void> {
   }
 }
 
-/** Starts containerd in a fresh host namespace with the pause image imported. */
-async function startContainerd(streamPort: number): Promise<{ c: Containerd; host: string }> {
+/**
+ * Starts containerd in a fresh host namespace with the pause image imported. Its CNI
+ * plugins inherit `env`; the shims of a strand install always get a socket of their
+ * own (never the machine's /run/strand/cni.sock).
+ */
+async function startContainerd(streamPort: number, env: Record<string, string> = {}): Promise<{ c: Containerd; host: string }> {
   const tar = buildPauseImage();
   netns = new NetnsSet();
   const host = netns.add('h');
-  ctd = await Containerd.start({ hostNs: host, streamPort, cgroupParent: `/strand-test-${netns.prefix}` });
+  ctd = await Containerd.start({
+    hostNs: host,
+    streamPort,
+    cgroupParent: `/strand-test-${netns.prefix}`,
+    env: { STRAND_DAEMON_SOCKET: join(tmpdir(), `${netns.prefix}-no-daemon.sock`), ...env },
+  });
   ctd.importImage(tar);
   return { c: ctd, host };
 }
@@ -101,17 +114,20 @@ async function runPods(c: Containerd, prefix: string, subnetPrefix: string, gate
   return pods;
 }
 
-/** Stops and removes every pod, then checks sandboxes, netns and host links are gone. */
-async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[]): Promise<void> {
+/**
+ * Stops and removes every pod, then checks sandboxes, netns and host links are gone.
+ * `running`: containers and sandboxes still running (their rootfs mounts are not the pods').
+ */
+async function removePods(c: Containerd, host: string, pods: Pod[], hostLinks: string[], running: string[] = []): Promise<void> {
   expect(linkNames(host).filter((l) => l.startsWith('veth'))).toHaveLength(pods.length);
   for (const p of pods) {
     await c.cri().stopPodSandbox(p.id);
     await c.cri().stopPodSandbox(p.id); // idempotent, as the kubelet expects
     await c.cri().removePodSandbox(p.id);
   }
-  expect(await c.cri().listPodSandbox()).toEqual([]);
+  expect((await c.cri().listPodSandbox()).filter((x) => !running.includes(x.id))).toEqual([]);
   for (const p of pods) expect(c.inMountNs(['sh', '-c', `test -e '${p.netns}' && echo present || echo gone`]).trim(), p.netns).toBe('gone');
-  expect(c.mounts()).toEqual([]);
+  expect(c.mounts().filter((m) => !running.some((id) => m.includes(`/${id}/`)))).toEqual([]);
   expect(linkNames(host).sort()).toEqual([...hostLinks].sort());
 }
 
@@ -228,11 +244,17 @@ function expectPlainHttpRefused(ns: string, port: number, clientDir: string): vo
  * for every pod) and strand-portmap included; only the reference bridge is put there
  * first when the template names it (install refuses a chain it cannot run).
  */
-async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number): Promise<void> {
+/**
+ * strand installed by `strand install` from the DaemonSet's template; with `d`, a daemon
+ * in the node's network namespace (as the DaemonSet's, hostNetwork) serves the pods,
+ * then, stopped, leaves the next pods to the standalone fallback.
+ */
+async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: number, d?: TestDaemon): Promise<void> {
   requireStrandPlugin('strand-ipam');
   if (main === 'strand-bridge') requireStrandPlugin('strand-bridge');
   const strand = requireStrandPlugin('strand');
-  const { c, host } = await startContainerd(streamPort);
+  const { c, host } = await startContainerd(streamPort, d ? { STRAND_DAEMON_SOCKET: d.socket } : {});
+  await d?.start({ netns: host });
   const prefix = netns!.prefix;
   // etcd as manifests/etcd.yaml runs it: mutual TLS with the certificates of `strand certs`
   const certs = strandCerts(strand, c.dir);
@@ -282,7 +304,8 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
       'strand-portmap',
     ].sort(),
   );
-  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand')).ino);
+  // loopback is the shim too: one file under every plugin name strand installs
+  expect(statSync(join(c.cniBinDir, 'loopback')).ino).toBe(statSync(join(c.cniBinDir, 'strand-bridge')).ino);
   const list = JSON.parse(readFileSync(join(c.cniConfDir, '10-strand.conflist'), 'utf8'));
   expect(list.plugins.map((p: { type: string }) => p.type)).toEqual([main, 'strand-portmap']);
   expect(list.plugins[0].ipam.etcd.tls.cert).toBe(join(c.cniConfDir, 'strand-etcd', 'tls.crt'));
@@ -341,6 +364,18 @@ async function strandIpamCase(main: 'strand-bridge' | 'bridge', streamPort: numb
   const nat = execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
   for (const p of all) expect(nat).not.toContain(p.ip);
   expect(nat).not.toContain('CNI-DN-');
+  if (d) {
+    // every call of the chain (loopback, strand-bridge, strand-portmap) went through the
+    // daemon and was served (the DEL while etcd was stopped too: it succeeded); then, the daemon stopped, pods come up through the fallback
+    const calls = await settled(d, 2 * all.length);
+    expect(calls.filter((o) => o === 'strand-bridge ADD: done 0')).toHaveLength(all.length);
+    expect(calls.filter((o) => o.startsWith('strand-bridge DEL')).length).toBeGreaterThanOrEqual(all.length);
+    expect(calls.filter((o) => !o.endsWith(': done 0'))).toEqual([]);
+    await d.stop(5000);
+    const fallback = await runPods(c, `${prefix}f`, '10.244.', '10.244.0.1');
+    await removePods(c, host, fallback, ['strand0', 'lo']);
+    expect(ipamLs()).toEqual([]);
+  }
   if (main === 'strand-bridge') {
     // the uninstall: nothing of strand's stays on the node, and etcd forgets the node
     const un = execFileSync(
@@ -394,6 +429,15 @@ async function runHostPortPod(c: Containerd, prefix: string): Promise<{ pod: Pod
 }
 
 describe('containerd CRI with strand-ipam on etcd, installed by `strand install` from the DaemonSet template', () => {
+  it(`through strand daemon (a pod deleted while etcd is stopped too), then with the daemon stopped through the fallback: ${PODS} pods each, nothing left, the node-state uninstall leaves nothing of strand's`, async () => {
+    const d = new TestDaemon();
+    try {
+      await strandIpamCase('strand-bridge', 31130, d);
+    } finally {
+      await d.stop(5000);
+    }
+  });
+
   it(`strand-bridge on a node with an empty bin dir: ${PODS} pod sandboxes get addresses (lo up by strand's loopback), reach each other; a hostPort pod is reached from the node; a pod deleted while etcd is stopped goes at once and its address is released once etcd is back; removal leaves no links, no IPAM records, no rules, no shims, no mounts; the node-state uninstall leaves nothing of strand's`, async () => {
     await strandIpamCase('strand-bridge', 24130);
   });
@@ -482,8 +526,10 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     const names = ['loopback', 'strand', 'strand-bridge', 'strand-ipam', 'strand-ipvlan', 'strand-macvlan', 'strand-portmap'];
     expect(readdirSync(bin).sort()).toEqual(['.strand-installed.json', ...names, 'strand-lib'].sort());
     expect(readdirSync(join(bin, 'strand-lib'))).toEqual(['libatomic.so.1']);
-    const ino = statSync(join(bin, 'strand')).ino;
-    for (const n of names) expect(statSync(join(bin, n)).ino).toBe(ino);
+    // strand, and the shim (embedded in it) under every plugin name
+    const ino = statSync(join(bin, 'strand-bridge')).ino;
+    for (const n of names.filter((x) => x !== 'strand')) expect(statSync(join(bin, n)).ino).toBe(ino);
+    expect(readFileSync(join(bin, 'strand-bridge')).equals(readFileSync(join(repoRoot, 'dist', 'bin', 'strand-shim')))).toBe(true);
     expect(readFileSync(join(bin, 'strand')).equals(readFileSync(strand))).toBe(true);
     const conf = volumes['cni-conf']!;
     expect(readdirSync(conf).sort()).toEqual(['10-strand.conflist', 'strand-etcd']);
@@ -581,7 +627,7 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     const install = await pod.runToCompletion(spec.initContainers[0]);
     expect(install.exitCode, install.log).toBe(0);
 
-    const agentSpec = spec.containers[0];
+    const agentSpec = spec.containers.find((x: any) => x.name === 'agent');
     expect(agentSpec.name).toBe('agent');
     const cfg = pod.containerConfig(agentSpec);
     expect(cfg.args).toContain('--node-ip=192.0.2.1');
@@ -670,6 +716,104 @@ describe('the DaemonSet pod run through the CRI as the kubelet runs it (manifest
     // the node record stays (no lease): peers keep their routes to this node's blocks
     expect(etcd.etcdctl(['get', `${etcdPrefix}/nodes/node-img`, '--print-value-only'])).toContain('"192.0.2.1"');
     await pod.remove();
+    await etcd.stop();
+    etcd = undefined;
+    await stopClean(c);
+  });
+});
+
+describe('the daemon container of the DaemonSet, run through the CRI as the kubelet runs it', () => {
+  it("serves the CRI pods' CNI calls through the installed shims (the node's iptables through strand-nsexec from a distroless image); stopped, the pods come up through the fallback", async () => {
+    const strand = requireStrandPlugin('strand');
+    // stands in for the node's /run/strand: containerd's shims are told the socket in it
+    const runDir = mkdtempSync(join(tmpdir(), 'strand-run-'));
+    onTestFinished(() => rmSync(runDir, { recursive: true, force: true }));
+    const { c, host } = await startContainerd(31140, { STRAND_DAEMON_SOCKET: join(runDir, 'cni.sock') });
+    const prefix = netns!.prefix;
+    const image = importStrandImage(c, prefix);
+    const certs = strandCerts(strand, c.dir);
+    etcd = await startEtcdInNetns(host, join(c.dir, 'etcd'), 31141, 31142, etcdManifestTls(certs));
+    const { configMap, daemonSet } = strandManifest();
+    const spec = daemonSet.spec.template.spec;
+    // no agent runs here: a file in the IPAM data dir (mounted at the same path in the
+    // daemon container) stands in for the pod MTU it writes (mtuFile)
+    const ipamData = join(c.dir, 'node', 'var/lib/cni/networks');
+    mkdirSync(ipamData, { recursive: true });
+    const mtuFile = join(ipamData, 'pod-mtu');
+    writeFileSync(mtuFile, '1500\n');
+    const data = {
+      ...configMap.data,
+      'etcd-endpoints': etcd.endpoint,
+      'conflist.template': (configMap.data['conflist.template'] as string).replace('"/run/strand/pod-mtu"', JSON.stringify(mtuFile)),
+    };
+    // containerd's own CNI directories are "the node's" here
+    const volumes: Record<string, string> = {
+      ...nodeDirs(c, data, certs.client),
+      'cni-bin': c.cniBinDir,
+      'cni-conf': c.cniConfDir,
+      'cni-ipam': ipamData,
+      'strand-run': runDir,
+    };
+    // The DaemonSet mounts each directory at the node's path; the node's paths are temp
+    // directories here, so the daemon container gets them at theirs (the socket's
+    // directory stays /run/strand: the shims are told its host path).
+    const daemonSpec = spec.containers.find((x: any) => x.name === 'daemon');
+    const samePath = {
+      ...daemonSpec,
+      volumeMounts: daemonSpec.volumeMounts.map((m: any) => (m.name === 'strand-run' ? m : { ...m, mountPath: volumes[m.name] })),
+    };
+    const pod = new KubeletPod(
+      c,
+      `${prefix}-ds`,
+      { ...spec, containers: [samePath] },
+      {
+        image,
+        fields: { 'spec.nodeName': `node-${prefix}`, 'status.hostIP': '192.0.2.1' },
+        configMap: { name: configMap.metadata.name, data },
+        volumes,
+      },
+    );
+    await pod.runSandbox();
+    // the conflist names the TLS files at the node's conf dir: containerd's here
+    const init = spec.initContainers[0];
+    const installer = { ...init, args: init.args.map((a: string) => (a.startsWith('--host-conf-dir=') ? `--host-conf-dir=${c.cniConfDir}` : a)) };
+    expect(installer.args).toContain(`--host-conf-dir=${c.cniConfDir}`);
+    const install = await pod.runToCompletion(installer);
+    expect(install.exitCode, install.log).toBe(0);
+    const id = await pod.start(samePath);
+    try {
+      const deadline = Date.now() + 60_000;
+      for (let i = 0; ; i++) {
+        try {
+          c.ctr(['task', 'exec', '--exec-id', `probe-${i}`, id, ...daemonSpec.readinessProbe.exec.command]);
+          break;
+        } catch (e) {
+          if (Date.now() > deadline) throw new Error(`daemon never ready: ${(e as Error).message}\n${pod.logs()}`);
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+      await c.waitNetworkReady();
+      const nat = (): string => execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
+      const served = await runPods(c, `${prefix}d`, '10.244.', '10.244.0.1');
+      for (const p of served) expect(nat(), "masquerade by the node's iptables").toContain(p.ip);
+      const sandboxId = (await c.cri().listPodSandbox()).find((x) => x.metadata.name.startsWith(`${prefix}-ds`))?.id;
+      await removePods(c, host, served, ['strand0', 'lo'], [id, ...(sandboxId ? [sandboxId] : [])]);
+
+      // the kubelet stopping the daemon container: the socket goes, the pods keep coming
+      c.ctr(['task', 'kill', '-s', 'SIGTERM', id]);
+      expect(await pod.waitExit(id, spec.terminationGracePeriodSeconds * 1000), pod.logs()).toBe(0);
+      const counts = JSON.parse(/stopped \((\{.*\})\)/.exec(pod.logs())?.[1] ?? '{}') as Record<string, number>;
+      expect(counts['done'], pod.logs()).toBeGreaterThanOrEqual(2 * PODS); // every strand-bridge ADD and DEL
+      for (const o of OUTCOMES) if (o !== 'done') expect(counts[o] ?? 0, o).toBe(0);
+      expect(existsSync(join(runDir, 'cni.sock'))).toBe(false);
+
+      const fallback = await runPods(c, `${prefix}f`, '10.244.', '10.244.0.1');
+      for (const p of fallback) expect(nat()).toContain(p.ip);
+      await removePods(c, host, fallback, ['strand0', 'lo'], sandboxId ? [sandboxId] : []);
+      for (const p of [...served, ...fallback]) expect(nat()).not.toContain(p.ip);
+    } finally {
+      await pod.remove();
+    }
     await etcd.stop();
     etcd = undefined;
     await stopClean(c);

@@ -134,7 +134,9 @@ export function resultAddrs(result: any): string[] {
  * os/exec (libcni) ignores too, so only the answer and the exit status count.
  */
 export function versionOf(bin: string): { cniVersion: string; supportedVersions: string[] } {
-  const r = spawnSync(bin, { env: { CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8', timeout: 60_000 });
+  // a shim is sent to a socket that does not exist, never the machine's /run/strand/cni.sock
+  const env = { CNI_COMMAND: 'VERSION', STRAND_DAEMON_SOCKET: '/nonexistent/strand-test-daemon.sock' };
+  const r = spawnSync(bin, { env, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8', timeout: 60_000 });
   if (r.error && (r.error as NodeJS.ErrnoException).code !== 'EPIPE') throw r.error;
   if (r.status !== 0) throw new Error(`${bin} VERSION exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout);

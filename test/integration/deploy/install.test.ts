@@ -321,8 +321,51 @@ describe('strand install (in-process, real files)', () => {
   });
 });
 
+describe('strand install with the shim: strand first, then the shim under every plugin name', () => {
+  const shimBytes = (): Buffer => readFileSync(join(repoRoot, 'dist', 'bin', 'strand-shim'));
+  const shimArgs = (): string[] => [...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379', '--shim', join(repoRoot, 'dist', 'bin', 'strand-shim')];
+
+  it('lays out strand and the shims (one inode), idempotently', async () => {
+    requireStrandPlugin('strand');
+    const r = await install(shimArgs());
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(d.bin).sort()).toEqual(['.strand-installed.json', ...NAMES]);
+    expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(d.source))).toBe(true);
+    const ino = statSync(join(d.bin, 'strand-bridge')).ino;
+    for (const n of NAMES.filter((x) => x !== 'strand')) {
+      expect(readFileSync(join(d.bin, n)).equals(shimBytes()), n).toBe(true);
+      expect(statSync(join(d.bin, n)).ino, n).toBe(ino);
+      expect(statSync(join(d.bin, n)).mode & 0o7777).toBe(0o755);
+    }
+    const before = snapshot(d.bin);
+    const again = await install(shimArgs());
+    expect(again.stderr).toMatch(/shims in .*: unchanged/);
+    expect(snapshot(d.bin)).toEqual(before);
+  });
+
+  it('upgrades a hardlink install in place: at no moment does a plugin name lack a working target', async () => {
+    expect((await install([...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379'])).code).toBe(0);
+    const oldIno = statSync(join(d.bin, 'strand-bridge')).ino;
+    expect(statSync(join(d.bin, 'strand')).ino).toBe(oldIno); // the old layout: hardlinks
+    writeFileSync(d.source, randomBytes(200 * 1024)); // a new version
+    const r = await install(shimArgs());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.indexOf('binaries in')).toBeLessThan(r.stderr.indexOf('shims in')); // strand before the shims
+    expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(d.source))).toBe(true);
+    expect(readFileSync(join(d.bin, 'strand-ipam')).equals(shimBytes())).toBe(true);
+    expect(readdirSync(d.bin).filter((f) => f.startsWith('.'))).toEqual(['.strand-installed.json']); // no temp file left
+  });
+
+  it('refuses a --shim that is not a strand shim, before writing anything', async () => {
+    const r = await install([...baseArgs(), '--etcd-endpoints', 'http://127.0.0.1:24379', '--shim', d.source]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('is not a strand shim');
+    expect(existsSync(d.bin)).toBe(false);
+  });
+});
+
 describe('strand install from the single executable', () => {
-  it('dist/strand install copies itself (no --source) and the hardlinks answer VERSION', async () => {
+  it('dist/strand install copies itself (no --source) and its embedded shim; the plugins answer VERSION without a daemon', async () => {
     const strand = requireStrandPlugin('strand');
     const out = execFileSync(strand, ['install', '--bin-dir', d.bin, '--conf-dir', d.conf, '--template', d.template], {
       env: { PATH: '/usr/bin:/bin', STRAND_ETCD_ENDPOINTS: 'http://127.0.0.1:24379', NODENAME: 'node-b' },
@@ -332,6 +375,8 @@ describe('strand install from the single executable', () => {
     expect(out).toBe('');
     expect(readFileSync(join(d.bin, 'strand')).equals(readFileSync(join(repoRoot, 'dist', 'strand')))).toBe(true);
     for (const n of NAMES.filter((x) => x !== 'strand')) {
+      expect(readFileSync(join(d.bin, n)).equals(readFileSync(join(repoRoot, 'dist', 'bin', 'strand-shim'))), n).toBe(true);
+      // no daemon at the socket versionOf names: the shim runs the strand beside it
       const v = versionOf(join(d.bin, n));
       expect(v.supportedVersions).toContain('1.1.0');
     }

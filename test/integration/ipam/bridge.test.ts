@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetnsSet, ipJson, nsExec } from '../../helpers/netns.ts';
-import { binDir, refBinDir } from '../../helpers/run-plugin.ts';
+import { binDir, pathEnv, refBinDir } from '../../helpers/run-plugin.ts';
 import { LocalStore } from '../../../ipam/store/local.ts';
 import { consistency, requireBuilt } from './helpers.ts';
 
@@ -21,7 +21,7 @@ interface Run {
 function runIn(ns: string, bin: string, env: Record<string, string>, conf: object): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', ns, bin], {
-      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: `${binDir}:${refBinDir}`, ...env },
+      env: { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_PATH: `${binDir}:${refBinDir}`, ...pathEnv(), ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

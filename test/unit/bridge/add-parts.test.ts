@@ -96,7 +96,7 @@ describe('UndoStack', () => {
 
   it('commits on success: nothing is undone', async () => {
     const order: string[] = [];
-    const u = new UndoStack();
+    const u = new UndoStack(() => {});
     expect(
       await u.run(async (s) => {
         s.push('a', () => void order.push('a'));

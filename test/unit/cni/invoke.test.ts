@@ -13,6 +13,7 @@ import {
   delegateStatus,
   findInPath,
   isScrubbedEnv,
+  nsexecError,
 } from '../../../lib/cni/invoke.ts';
 import { createLogger } from '../../../lib/cni/log.ts';
 import type { CmdArgs } from '../../../lib/cni/skel.ts';
@@ -331,5 +332,20 @@ describe('with the reference host-local', () => {
   it('a version it does not speak comes back as its own error (code 1)', async () => {
     const e = await codeOf(delegateAdd('host-local', ipamConf('1.1.0'), args({}, [refBin])));
     expect(e.code).toBe(Code.IncompatibleVersion);
+  });
+});
+
+describe('nsexecError (a delegate run in the caller namespace of a daemon request)', () => {
+  it("turns nsenter's failed exec into the error spawn() gives for the file itself", () => {
+    const e = nsexecError('/opt/cni/bin/x', 126, 'strand-nsexec: failed to execute /opt/cni/bin/x: Permission denied\n');
+    expect(e?.code).toBe('EACCES');
+    expect(e?.message).toBe('spawn /opt/cni/bin/x EACCES');
+    expect(nsexecError('/opt/cni/bin/x', 127, 'strand-nsexec: failed to execute /opt/cni/bin/x: No such file or directory\n')?.code).toBe('ENOENT');
+    expect(nsexecError('/opt/cni/bin/x', 126, 'strand-nsexec: failed to execute /opt/cni/bin/x: Text file busy\n')?.code).toBe('ETXTBSY');
+  });
+  it("leaves the plugin's own exit statuses and messages alone", () => {
+    expect(nsexecError('/opt/cni/bin/x', 126, 'something else\n')).toBeUndefined();
+    expect(nsexecError('/opt/cni/bin/x', 1, 'strand-nsexec: failed to execute /opt/cni/bin/x: Permission denied\n')).toBeUndefined();
+    expect(nsexecError('/opt/cni/bin/x', 126, 'strand-nsexec: failed to execute /opt/cni/bin/y: Permission denied\n')).toBeUndefined();
   });
 });

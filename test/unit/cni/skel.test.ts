@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CniError, Code } from '../../../lib/cni/errors.ts';
-import { pluginMain, REQUIRED_ENV, type CmdArgs, type PluginFuncs, type PluginSpec } from '../../../lib/cni/skel.ts';
+import { pluginMain, REQUIRED_ENV, STDIN_LIMIT, type CmdArgs, type PluginFuncs, type PluginSpec, type RequestNamespaces } from '../../../lib/cni/skel.ts';
 import { SPEC_VERSIONS, gcAttachments, type NetConf, type Result } from '../../../lib/cni/types.ts';
 import { NAME_MAX_LENGTH } from '../../../lib/cni/schema.ts';
 
@@ -44,6 +44,8 @@ type Overrides = {
   funcs?: Partial<PluginFuncs<NetConf>>;
   spec?: Partial<PluginSpec<NetConf>>;
   stdinError?: Error;
+  stdinBytes?: Buffer;
+  namespaces?: RequestNamespaces;
 };
 
 async function run(env: Record<string, string | undefined>, stdin: string, o: Overrides = {}): Promise<Run> {
@@ -73,7 +75,7 @@ async function run(env: Record<string, string | undefined>, stdin: string, o: Ov
     stdin: async () => {
       stdinReads++;
       if (o.stdinError) throw o.stdinError;
-      return Buffer.from(stdin);
+      return o.stdinBytes ?? Buffer.from(stdin);
     },
     stdout: {
       write: (s) => {
@@ -85,6 +87,7 @@ async function run(env: Record<string, string | undefined>, stdin: string, o: Ov
         stderr += s;
       },
     },
+    ...(o.namespaces ? { namespaces: o.namespaces } : {}),
   });
   let json: unknown;
   try {
@@ -483,5 +486,42 @@ describe('logging', () => {
   it('rotation settings are validated (logFileMaxSize, logFileMaxFiles)', async () => {
     expectError(await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ logFileMaxSize: 10 })), Code.InvalidNetworkConfig, /logFileMaxSize/);
     expectError(await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf({ logFileMaxFiles: 0 })), Code.InvalidNetworkConfig, /logFileMaxFiles/);
+  });
+});
+
+describe('stdin limit', () => {
+  it(`a network config over ${STDIN_LIMIT} bytes is code 5, not parsed`, async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, '', { stdinBytes: Buffer.alloc(STDIN_LIMIT + 1, 0x20) });
+    expectError(r, Code.IoFailure, /error reading from stdin the network config is larger than 67108864 bytes/);
+  });
+  it('exactly the limit is read (and here fails as the JSON it is not)', async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, '', { stdinBytes: Buffer.alloc(STDIN_LIMIT, 0x20) });
+    expectError(r, Code.DecodingFailure);
+  });
+});
+
+describe('request namespaces (strand daemon)', () => {
+  const ns = (pod: string | undefined, host = '/proc/self/ns/net'): RequestNamespaces => ({
+    host,
+    hostIsOwn: true,
+    mntIsOwn: true,
+    fds: { host: 0, mnt: 0 },
+    ...(pod ? { pod } : {}),
+  });
+  it("the own-netns check compares the pod's descriptor with the caller's namespace, not CNI_NETNS", async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf(), { namespaces: ns('/proc/self/ns/net') });
+    expectError(r, Code.InvalidEnvironment, /own network namespace/);
+    expect(r.json.details).toContain(ENV.CNI_NETNS); // named as the runtime gave it
+  });
+  it('a pod namespace other than the caller passes the check and reaches the plugin with its namespaces', async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'ADD' }, conf(), { namespaces: ns('/proc/self/ns/user') });
+    expect(r.rc).toBe(0);
+    expect(r.calls[0]!.a.netns).toBe(ENV.CNI_NETNS);
+    expect(r.calls[0]!.a.namespaces?.pod).toBe('/proc/self/ns/user');
+  });
+  it('a CNI_NETNS the shim could not open is left to the plugin (which reports code 4)', async () => {
+    const r = await run({ ...ENV, CNI_COMMAND: 'DEL' }, conf(), { namespaces: { ...ns(undefined), podErrno: 2 } });
+    expect(r.rc).toBe(0);
+    expect(r.calls[0]!.a.namespaces?.podErrno).toBe(2);
   });
 });

@@ -90,7 +90,8 @@ describe('manifests: what strand relies on', () => {
   const cm = find('ConfigMap', 'strand-config');
   // the installer runs to completion first, then the agent runs for the pod's lifetime
   const inst = pod.initContainers[0];
-  const agent = pod.containers[0];
+  const daemon = pod.containers.find((c: any) => c.name === 'daemon');
+  const agent = pod.containers.find((c: any) => c.name === 'agent');
   const mountsOf = (c: any): Record<string, any> => Object.fromEntries(c.volumeMounts.map((m: any) => [m.name, m]));
   const envOf = (c: any): Record<string, any> => Object.fromEntries(c.env.map((e: any) => [e.name, e]));
   const flag = (c: any, name: string): string | undefined => {
@@ -98,15 +99,15 @@ describe('manifests: what strand relies on', () => {
     return a?.slice(name.length + 3);
   };
 
-  it('DaemonSet: host network, Linux nodes only, seccomp RuntimeDefault, system-node-critical, tolerates every taint, short grace period', () => {
+  it("DaemonSet: host network, Linux nodes only, seccomp RuntimeDefault, system-node-critical, tolerates every taint, grace period above the daemon's", () => {
     expect(pod.hostNetwork).toBe(true);
     expect(pod.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
     expect(pod.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     expect(pod.priorityClassName).toBe('system-node-critical');
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(pod.terminationGracePeriodSeconds).toBe(5);
+    expect(pod.terminationGracePeriodSeconds).toBe(30);
     expect(pod.initContainers.map((c: any) => c.name)).toEqual(['install']);
-    expect(pod.containers.map((c: any) => c.name)).toEqual(['agent']);
+    expect(pod.containers.map((c: any) => c.name)).toEqual(['daemon', 'agent']);
     // the installer only writes the host directories it mounts: root without capabilities
     expect(inst.securityContext).toEqual({
       runAsUser: 0,
@@ -117,7 +118,11 @@ describe('manifests: what strand relies on', () => {
     for (const c of [...pod.initContainers, ...pod.containers]) expect(c.securityContext.seccompProfile, c.name).toBeUndefined(); // the pod's applies
     // the agent: routes, VXLAN, neighbours and proxy ARP through rtnetlink, nothing more
     expect(agent.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] } });
-    for (const c of [...pod.initContainers, ...pod.containers]) expect(c.securityContext.privileged, c.name).toBeUndefined();
+    // the daemon alone is privileged: it does what the plugins do as root on the node
+    // (netlink and sysctls in every pod's namespace, /proc/sys writable) and enters the
+    // runtime's mount namespace for the node's iptables/nft and delegates (docs/daemon.md)
+    expect(daemon.securityContext).toEqual({ privileged: true });
+    for (const c of [...pod.initContainers, ...pod.containers].filter((x: any) => x !== daemon)) expect(c.securityContext.privileged, c.name).toBeUndefined();
     expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     expect(pod.serviceAccountName).toBe(find('ServiceAccount', 'strand').metadata.name);
   });
@@ -196,8 +201,26 @@ describe('manifests: what strand relies on', () => {
     expect(agent.livenessProbe.failureThreshold * agent.livenessProbe.periodSeconds).toBeGreaterThanOrEqual(30);
   });
 
+  it("daemon container: `strand daemon` on the default socket, every path a plugin reads mounted where the node has it, grace below the pod's, readiness = `strand daemon status`", async () => {
+    const { DEFAULT_SOCKET, parseDaemonOptions } = await import('../../../daemon/main.ts');
+    expect(daemon.image).toBe(inst.image);
+    expect(daemon.command).toEqual(['/strand']);
+    expect(daemon.args[0]).toBe('daemon');
+    const o = parseDaemonOptions(daemon.args.slice(1), {});
+    expect(o.socket).toBe(DEFAULT_SOCKET);
+    expect(o.graceMs / 1000).toBeLessThan(pod.terminationGracePeriodSeconds);
+    const hostPathOf = (vol: string): string => pod.volumes.find((v: any) => v.name === vol).hostPath.path;
+    const mounts = mountsOf(daemon);
+    // the socket's directory, CNI_PATH, the conflist's TLS files and the local IPAM store
+    // are at the node's paths: the daemon and the standalone fallback see the same files
+    for (const vol of ['strand-run', 'cni-bin', 'cni-conf', 'cni-ipam', 'cni-log']) expect(mounts[vol]?.mountPath, vol).toBe(hostPathOf(vol));
+    expect(hostPathOf('strand-run')).toBe(DEFAULT_SOCKET.slice(0, DEFAULT_SOCKET.lastIndexOf('/')));
+    expect(mounts['cni-bin'].readOnly).toBe(true);
+    expect(daemon.readinessProbe.exec.command).toEqual(['/strand', 'daemon', 'status']);
+  });
+
   it('every configMapKeyRef names the strand ConfigMap and a key it has; agent-mode is a mode the agent knows', () => {
-    const refs = [...pod.initContainers, ...pod.containers].flatMap((c: any) => c.env.map((e: any) => e.valueFrom?.configMapKeyRef).filter(Boolean));
+    const refs = [...pod.initContainers, ...pod.containers].flatMap((c: any) => (c.env ?? []).map((e: any) => e.valueFrom?.configMapKeyRef).filter(Boolean));
     expect(refs.map((r: any) => r.key).sort()).toEqual(['agent-mode', 'etcd-endpoints']);
     for (const r of refs) {
       expect(r.name).toBe(cm.metadata.name);
