@@ -295,7 +295,10 @@ export function flatRecordOf(raw: Record<string, unknown>): string {
   return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
-/** Validates a merged raw configuration object. */
+/**
+ * Validates a merged raw configuration object. Long as a table: the known settings, then
+ * one line per field of the result.
+ */
 export function parseAgentConfig(raw: Record<string, unknown>, env: Record<string, string | undefined>): AgentConfig {
   const known = new Set([
     'nodeName',
@@ -324,59 +327,23 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   const nodeName = raw['nodeName'] !== undefined ? str(raw['nodeName'], 'nodeName') : env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();
   if (nodeName.includes('/')) throw new AgentConfigError('nodeName', 'must not contain "/"');
 
-  const nodeIPs = raw['nodeIP'] === undefined ? [] : list(raw['nodeIP'], 'nodeIP');
-  const fams = new Set<number>();
-  for (const [i, ip] of nodeIPs.entries()) {
-    const p = tryParseIP(ip);
-    if (!p) throw new AgentConfigError(`nodeIP[${i}]`, `invalid IP address ${JSON.stringify(ip)}`);
-    if (fams.has(p.family)) throw new AgentConfigError(`nodeIP[${i}]`, `a second IPv${p.family} address`);
-    fams.add(p.family);
-    nodeIPs[i] = canonicalIP(ip);
-  }
+  const nodeIPs = nodeIPsOf(raw['nodeIP']);
 
   const mode = raw['mode'] ?? 'host-gw';
   if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw", "vxlan" or "flat", not ${JSON.stringify(mode)}`);
   if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
-  const vx = raw['vxlan'] ?? {};
-  if (!isObject(vx)) throw new AgentConfigError('vxlan', 'must be an object');
-  const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
-  const vxlan: VxlanConfig = {
-    vni,
-    port: vx['port'] === undefined ? DEFAULT_VXLAN_PORT : int(vx['port'], 'vxlan.port', 1, 65535),
-    device: vx['device'] === undefined ? `strand.${vni}` : linkName(vx['device'], 'vxlan.device'),
-  };
-  if (vx['mtu'] !== undefined) vxlan.mtu = int(vx['mtu'], 'vxlan.mtu', 576, 65535);
-  for (const k of Object.keys(vx)) if (!['vni', 'port', 'device', 'mtu'].includes(k)) throw new AgentConfigError(`vxlan.${k}`, 'unknown setting');
+  const vxlan = vxlanOf(raw['vxlan'] ?? {});
 
-  if (raw['etcd'] === undefined) throw new AgentConfigError('etcd', 'required (--etcd-endpoints, --cni-conf or "etcd" in --config)');
-  let etcd: EtcdConfig;
-  try {
-    etcd = parseEtcdConfig(raw['etcd'], 'etcd');
-  } catch (e) {
-    if (isCniError(e)) {
-      const m = /^([^:]+): (.*)$/s.exec(e.msg);
-      throw new AgentConfigError(m?.[1] ?? 'etcd', m?.[2] ?? e.msg, { cause: e });
-    }
-    throw e;
-  }
+  const etcd = etcdOf(raw['etcd']);
 
   const ttlMs = raw['leaseTTL'] === undefined ? DEFAULT_LEASE_TTL_S * 1000 : parseDuration(raw['leaseTTL'], 'leaseTTL');
   const logLevel = raw['logLevel'] ?? 'info';
   if (!isLogLevel(logLevel)) throw new AgentConfigError('logLevel', 'must be debug, info, warn or error');
   const logFormat = raw['logFormat'] ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json') throw new AgentConfigError('logFormat', 'must be text or json');
-  const proxyArp = raw['proxyArp'] ?? true;
-  const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
-  if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
-
-  let metricsAddress: ListenAddress;
-  try {
-    metricsAddress = parseListenAddress(raw['metricsAddress'] === undefined ? DEFAULT_OBSERVE_ADDRESS : str(raw['metricsAddress'], 'metricsAddress'));
-  } catch (e) {
-    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
-    throw e;
-  }
+  const pa = proxyArpOf(raw['proxyArp'] ?? true);
+  const metricsAddress = metricsAddressOf(raw['metricsAddress']);
 
   const cfg: AgentConfig = {
     nodeName,
@@ -410,4 +377,62 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
       throw new AgentConfigError('networks', "mode flat reserves the node's addresses in the IPAM networks: name them (--network, or --cni-conf)");
   }
   return cfg;
+}
+
+/** nodeIP: at most one address per family, canonical. */
+function nodeIPsOf(v: unknown): string[] {
+  const nodeIPs = v === undefined ? [] : list(v, 'nodeIP');
+  const fams = new Set<number>();
+  for (const [i, ip] of nodeIPs.entries()) {
+    const p = tryParseIP(ip);
+    if (!p) throw new AgentConfigError(`nodeIP[${i}]`, `invalid IP address ${JSON.stringify(ip)}`);
+    if (fams.has(p.family)) throw new AgentConfigError(`nodeIP[${i}]`, `a second IPv${p.family} address`);
+    fams.add(p.family);
+    nodeIPs[i] = canonicalIP(ip);
+  }
+  return nodeIPs;
+}
+
+/** The vxlan section with its defaults. */
+function vxlanOf(vx: unknown): VxlanConfig {
+  if (!isObject(vx)) throw new AgentConfigError('vxlan', 'must be an object');
+  const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
+  const vxlan: VxlanConfig = {
+    vni,
+    port: vx['port'] === undefined ? DEFAULT_VXLAN_PORT : int(vx['port'], 'vxlan.port', 1, 65535),
+    device: vx['device'] === undefined ? `strand.${vni}` : linkName(vx['device'], 'vxlan.device'),
+  };
+  if (vx['mtu'] !== undefined) vxlan.mtu = int(vx['mtu'], 'vxlan.mtu', 576, 65535);
+  for (const k of Object.keys(vx)) if (!['vni', 'port', 'device', 'mtu'].includes(k)) throw new AgentConfigError(`vxlan.${k}`, 'unknown setting');
+  return vxlan;
+}
+
+/** The etcd section (required), its CNI config errors as agent config errors naming the field. */
+function etcdOf(v: unknown): EtcdConfig {
+  if (v === undefined) throw new AgentConfigError('etcd', 'required (--etcd-endpoints, --cni-conf or "etcd" in --config)');
+  try {
+    return parseEtcdConfig(v, 'etcd');
+  } catch (e) {
+    if (isCniError(e)) {
+      const m = /^([^:]+): (.*)$/s.exec(e.msg);
+      throw new AgentConfigError(m?.[1] ?? 'etcd', m?.[2] ?? e.msg, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** proxyArp: a boolean, or "true"/"false" from a flag. */
+function proxyArpOf(v: unknown): boolean {
+  const pa = v === 'true' ? true : v === 'false' ? false : v;
+  if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
+  return pa;
+}
+
+function metricsAddressOf(v: unknown): ListenAddress {
+  try {
+    return parseListenAddress(v === undefined ? DEFAULT_OBSERVE_ADDRESS : str(v, 'metricsAddress'));
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
+    throw e;
+  }
 }

@@ -341,6 +341,53 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   // IgnoreUnknown a boolean, keys other than IP refused unless IgnoreUnknown (CniError 4
   // naming CNI_ARGS, as every strand plugin answers). Checked on every verb, as host-local.
   const envArgs = loadCniArgs(opts.cniArgs, ['IP']);
+  const sets = rangeSetsOf(conf, ipam);
+  if (ipam['exclude'] !== undefined && ipam['exclude'] !== null) {
+    for (const x of parseExclude(ipam['exclude'], 'ipam.exclude')) {
+      for (const rs of sets) for (const r of rs.ranges) if (r.family === x.family) addExclusion(r, x);
+    }
+  }
+  checkNoOverlap(sets);
+  const requested = opts.ignoreRequested ? [] : assignRequested(sets, collectRequested(conf, envArgs));
+
+  const readFiles = opts.readFiles ?? true;
+  const cfg: IpamConfig = {
+    network: conf.name,
+    rangeSets: sets,
+    routes: parseRoutes(ipam['routes'], 'ipam.routes'),
+    dataDir: optString(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR,
+    blockSize: {
+      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize'),
+      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
+    },
+    requested,
+    gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
+    // in this order: the first bad field is the one reported
+    gcKeepLiveNetns: optBool(ipam, 'gcKeepLiveNetns') ?? true,
+    strictAffinity: optBool(ipam, 'strictAffinity') ?? false,
+    blockAffinity: optBool(ipam, 'blockAffinity') ?? true,
+  };
+  if (!cfg.blockAffinity && cfg.strictAffinity) throw fieldError('ipam.blockAffinity', 'false (blocks of no node) contradicts strictAffinity true');
+  const node = optString(ipam, 'nodeName', 'ipam');
+  if (node !== undefined) cfg.nodeName = node;
+  const resolv = optString(ipam, 'resolvConf', 'ipam');
+  if (resolv !== undefined && readFiles) cfg.dns = readResolvConf(resolv);
+  if (ipam['etcd'] !== undefined && ipam['etcd'] !== null) {
+    cfg.etcd = readFiles ? parseEtcdConfig(ipam['etcd']) : parseEtcdConfig({ ...(ipam['etcd'] as object), tls: undefined });
+  }
+  return cfg;
+}
+
+/** `ipam.<key>` as a boolean when set. */
+function optBool(ipam: Record<string, unknown>, key: string): boolean | undefined {
+  const v = ipam[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw fieldError(`ipam.${key}`, 'must be a boolean');
+  return v;
+}
+
+/** The range sets: runtimeConfig.ipRanges, then the legacy single range, then ipam.ranges; at least one. */
+function rangeSetsOf(conf: NetConf, ipam: Record<string, unknown>): RangeSet[] {
   const sets: RangeSet[] = [];
   const rtRanges = conf.runtimeConfig?.['ipRanges'];
   if (rtRanges !== undefined) {
@@ -370,11 +417,11 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
     for (const [i, rs] of ipam['ranges'].entries()) sets.push(parseRangeSet(rs, `ipam.ranges[${i}]`));
   }
   if (sets.length === 0) throw fieldError('ipam.ranges', 'no IP ranges specified');
-  if (ipam['exclude'] !== undefined && ipam['exclude'] !== null) {
-    for (const x of parseExclude(ipam['exclude'], 'ipam.exclude')) {
-      for (const rs of sets) for (const r of rs.ranges) if (r.family === x.family) addExclusion(r, x);
-    }
-  }
+  return sets;
+}
+
+/** No range of one set overlaps a range of another. */
+function checkNoOverlap(sets: RangeSet[]): void {
   for (let i = 0; i < sets.length; i++) {
     for (let j = i + 1; j < sets.length; j++) {
       for (const a of (sets[i] as RangeSet).ranges) {
@@ -386,10 +433,12 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
       }
     }
   }
+}
 
-  // Requested addresses: each goes to the first range set holding it that has none yet.
+/** Requested addresses: each goes to the first range set holding it that has none yet, and must be usable there. */
+function assignRequested(sets: RangeSet[], wanted: ReturnType<typeof collectRequested>): RequestedIP[] {
   const requested: RequestedIP[] = [];
-  for (const r of opts.ignoreRequested ? [] : collectRequested(conf, envArgs)) {
+  for (const r of wanted) {
     const txt = formatIP(r.ip);
     const holders = sets.map((rs, i) => ({ rs, i })).filter(({ rs }) => rangeFor(rs, r.ip));
     if (holders.length === 0) throw fieldError(r.field, `requested IP ${txt} is not in any configured range`);
@@ -402,50 +451,15 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
     if (ex) throw fieldError(r.field, `requested IP ${txt} is excluded by ${ex.source}`);
     requested.push({ ip: r.ip, set: free.i, field: r.field });
   }
+  return requested;
+}
 
-  const readFiles = opts.readFiles ?? true;
-  const cfg: IpamConfig = {
-    network: conf.name,
-    rangeSets: sets,
-    routes: parseRoutes(ipam['routes'], 'ipam.routes'),
-    dataDir: optString(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR,
-    blockSize: {
-      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize'),
-      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
-    },
-    strictAffinity: false,
-    blockAffinity: true,
-    requested,
-    gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
-    gcKeepLiveNetns: true,
-  };
-  if (ipam['gcKeepLiveNetns'] !== undefined) {
-    if (typeof ipam['gcKeepLiveNetns'] !== 'boolean') throw fieldError('ipam.gcKeepLiveNetns', 'must be a boolean');
-    cfg.gcKeepLiveNetns = ipam['gcKeepLiveNetns'];
+function readResolvConf(path: string): DNS {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fieldError('ipam.resolvConf', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  if (ipam['strictAffinity'] !== undefined) {
-    if (typeof ipam['strictAffinity'] !== 'boolean') throw fieldError('ipam.strictAffinity', 'must be a boolean');
-    cfg.strictAffinity = ipam['strictAffinity'];
-  }
-  if (ipam['blockAffinity'] !== undefined) {
-    if (typeof ipam['blockAffinity'] !== 'boolean') throw fieldError('ipam.blockAffinity', 'must be a boolean');
-    cfg.blockAffinity = ipam['blockAffinity'];
-    if (!cfg.blockAffinity && cfg.strictAffinity) throw fieldError('ipam.blockAffinity', 'false (blocks of no node) contradicts strictAffinity true');
-  }
-  const node = optString(ipam, 'nodeName', 'ipam');
-  if (node !== undefined) cfg.nodeName = node;
-  const resolv = optString(ipam, 'resolvConf', 'ipam');
-  if (resolv !== undefined && readFiles) {
-    let text: string;
-    try {
-      text = readFileSync(resolv, 'utf8');
-    } catch (e) {
-      throw fieldError('ipam.resolvConf', `cannot read ${resolv} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    cfg.dns = parseResolvConf(text);
-  }
-  if (ipam['etcd'] !== undefined && ipam['etcd'] !== null) {
-    cfg.etcd = readFiles ? parseEtcdConfig(ipam['etcd']) : parseEtcdConfig({ ...(ipam['etcd'] as object), tls: undefined });
-  }
-  return cfg;
+  return parseResolvConf(text);
 }

@@ -375,6 +375,7 @@ export class EtcdStore implements Store, NodeDirectory {
     return [...nets].sort();
   }
 
+  /** One etcd transaction for `ops` (long as a table: one case per write op, each its compares and writes). */
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {
     const compare: KvCompare[] = [];
     const success: KvOp[] = [];
