@@ -37,19 +37,21 @@ import { hostname } from 'node:os';
 import { isCniError } from '../lib/cni/errors.ts';
 import { isLogLevel, type LogFormat, type LogLevel } from '../lib/cni/log.ts';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
+import { ifNameProblem } from '../lib/addr/ifname.ts';
 import { parseEtcdConfig, type EtcdConfig } from '../ipam/store/etcd-config.ts';
 import { DEFAULT_POD_MTU_FILE } from '../lib/plugin/mtu.ts';
 import { DEFAULT_DATA_DIR } from '../ipam/config.ts';
 import { DEFAULT_OBSERVE_ADDRESS, ListenAddressError, parseListenAddress, type ListenAddress } from '../lib/observe/server.ts';
 import { isMode, type Mode } from './model.ts';
+import { isObject } from '../lib/cni/json.ts';
 
 /** rtnetlink protocol number of the agent's routes (`ip route show proto 115`). */
 export const STRAND_ROUTE_PROTOCOL = 115;
-export const DEFAULT_VNI = 4096;
-export const DEFAULT_VXLAN_PORT = 4789;
+const DEFAULT_VNI = 4096;
+const DEFAULT_VXLAN_PORT = 4789;
 export const DEFAULT_STATE_FILE = '/run/strand/agent.json';
-export const DEFAULT_LEASE_TTL_S = 20;
-export const DEFAULT_RESYNC_MS = 30_000;
+const DEFAULT_LEASE_TTL_S = 20;
+const DEFAULT_RESYNC_MS = 30_000;
 const DEFAULT_RECONCILE_STUCK_MS = 60_000;
 /** How long a node's agent must be gone before the agents release its empty blocks. */
 const DEFAULT_NODE_RELEASE_AFTER_MS = 3_600_000;
@@ -117,10 +119,6 @@ export class AgentConfigError extends Error {
   }
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function readJson(file: string, field: string): unknown {
   let text: string;
   try {
@@ -136,14 +134,14 @@ function readJson(file: string, field: string): unknown {
 }
 
 /** The network name, strand-ipam `etcd` section and data directory of a conflist (or single config). */
-export function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown; dataDir?: string } {
-  if (!isObj(raw)) throw new AgentConfigError(field, 'must be a JSON object');
+function fromCniConf(raw: unknown, field: string): { network: string; etcd: unknown; dataDir?: string } {
+  if (!isObject(raw)) throw new AgentConfigError(field, 'must be a JSON object');
   const plugins = Array.isArray(raw['plugins']) ? (raw['plugins'] as unknown[]) : [raw];
   for (const p of plugins) {
-    if (!isObj(p)) continue;
+    if (!isObject(p)) continue;
     const ipam = p['type'] === 'strand-ipam' ? p : p['ipam'];
-    if (isObj(ipam) && ipam['type'] === 'strand-ipam') {
-      if (!isObj(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
+    if (isObject(ipam) && ipam['type'] === 'strand-ipam') {
+      if (!isObject(ipam['etcd'])) throw new AgentConfigError(field, 'the strand-ipam section has no etcd store (the agent needs one)');
       if (typeof raw['name'] !== 'string' || !raw['name']) throw new AgentConfigError(`${field}: name`, 'missing network name');
       return typeof ipam['dataDir'] === 'string' && ipam['dataDir'] !== ''
         ? { network: raw['name'], etcd: ipam['etcd'], dataDir: ipam['dataDir'] }
@@ -191,8 +189,8 @@ function list(v: unknown, field: string): string[] {
 
 function linkName(v: unknown, field: string): string {
   const s = str(v, field);
-  if (Buffer.byteLength(s) > 15 || /[/:\s]/.test(s) || s === '.' || s === '..')
-    throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}`);
+  const why = ifNameProblem(s);
+  if (why) throw new AgentConfigError(field, `invalid interface name ${JSON.stringify(s)}: it ${why}`);
   return s;
 }
 
@@ -238,7 +236,7 @@ function setPath(o: Record<string, unknown>, path: string, v: unknown): void {
   const parts = path.split('.');
   let cur = o;
   for (const p of parts.slice(0, -1)) {
-    if (!isObj(cur[p])) cur[p] = {};
+    if (!isObject(cur[p])) cur[p] = {};
     cur = cur[p] as Record<string, unknown>;
   }
   cur[parts[parts.length - 1] as string] = v;
@@ -258,7 +256,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
   const file = flags.get('config');
   if (file !== undefined) {
     const j = readJson(file, '--config');
-    if (!isObj(j)) throw new AgentConfigError('--config', `${file} must hold a JSON object`);
+    if (!isObject(j)) throw new AgentConfigError('--config', `${file} must hold a JSON object`);
     raw = structuredClone(j);
   }
   const cniConf = flags.get('cni-conf');
@@ -277,7 +275,7 @@ export function loadRawConfig(flags: ReadonlyMap<string, string>): Record<string
 
 /** The `flat` section: uplink (required), bridge, record. */
 function parseFlatConfig(v: unknown): FlatConfig {
-  if (!isObj(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
+  if (!isObject(v)) throw new AgentConfigError('flat', 'must be an object (mode flat needs "flat": {"uplink": ...} or --uplink)');
   for (const k of Object.keys(v)) if (!['uplink', 'bridge', 'record', 'vlans'].includes(k)) throw new AgentConfigError(`flat.${k}`, 'unknown setting');
   if (v['uplink'] === undefined) throw new AgentConfigError('flat.uplink', 'required in mode flat (--uplink)');
   const uplink = linkName(v['uplink'], 'flat.uplink');
@@ -293,11 +291,14 @@ function parseFlatConfig(v: unknown): FlatConfig {
 export function flatRecordOf(raw: Record<string, unknown>): string {
   const f = raw['flat'];
   if (f === undefined) return DEFAULT_TAKEOVER_RECORD;
-  if (!isObj(f)) throw new AgentConfigError('flat', 'must be an object');
+  if (!isObject(f)) throw new AgentConfigError('flat', 'must be an object');
   return f['record'] === undefined ? DEFAULT_TAKEOVER_RECORD : str(f['record'], 'flat.record');
 }
 
-/** Validates a merged raw configuration object. */
+/**
+ * Validates a merged raw configuration object. Long as a table: the known settings, then
+ * one line per field of the result.
+ */
 export function parseAgentConfig(raw: Record<string, unknown>, env: Record<string, string | undefined>): AgentConfig {
   const known = new Set([
     'nodeName',
@@ -326,59 +327,23 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
   const nodeName = raw['nodeName'] !== undefined ? str(raw['nodeName'], 'nodeName') : env['K8S_NODE_NAME'] || env['NODENAME'] || hostname();
   if (nodeName.includes('/')) throw new AgentConfigError('nodeName', 'must not contain "/"');
 
-  const nodeIPs = raw['nodeIP'] === undefined ? [] : list(raw['nodeIP'], 'nodeIP');
-  const fams = new Set<number>();
-  for (const [i, ip] of nodeIPs.entries()) {
-    const p = tryParseIP(ip);
-    if (!p) throw new AgentConfigError(`nodeIP[${i}]`, `invalid IP address ${JSON.stringify(ip)}`);
-    if (fams.has(p.family)) throw new AgentConfigError(`nodeIP[${i}]`, `a second IPv${p.family} address`);
-    fams.add(p.family);
-    nodeIPs[i] = canonicalIP(ip);
-  }
+  const nodeIPs = nodeIPsOf(raw['nodeIP']);
 
   const mode = raw['mode'] ?? 'host-gw';
   if (!isMode(mode)) throw new AgentConfigError('mode', `must be "host-gw", "vxlan" or "flat", not ${JSON.stringify(mode)}`);
   if (mode !== 'flat' && raw['flat'] !== undefined) throw new AgentConfigError('flat', `the uplink takeover needs mode flat (mode is ${mode})`);
 
-  const vx = raw['vxlan'] ?? {};
-  if (!isObj(vx)) throw new AgentConfigError('vxlan', 'must be an object');
-  const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
-  const vxlan: VxlanConfig = {
-    vni,
-    port: vx['port'] === undefined ? DEFAULT_VXLAN_PORT : int(vx['port'], 'vxlan.port', 1, 65535),
-    device: vx['device'] === undefined ? `strand.${vni}` : linkName(vx['device'], 'vxlan.device'),
-  };
-  if (vx['mtu'] !== undefined) vxlan.mtu = int(vx['mtu'], 'vxlan.mtu', 576, 65535);
-  for (const k of Object.keys(vx)) if (!['vni', 'port', 'device', 'mtu'].includes(k)) throw new AgentConfigError(`vxlan.${k}`, 'unknown setting');
+  const vxlan = vxlanOf(raw['vxlan'] ?? {});
 
-  if (raw['etcd'] === undefined) throw new AgentConfigError('etcd', 'required (--etcd-endpoints, --cni-conf or "etcd" in --config)');
-  let etcd: EtcdConfig;
-  try {
-    etcd = parseEtcdConfig(raw['etcd'], 'etcd');
-  } catch (e) {
-    if (isCniError(e)) {
-      const m = /^([^:]+): (.*)$/s.exec(e.msg);
-      throw new AgentConfigError(m?.[1] ?? 'etcd', m?.[2] ?? e.msg, { cause: e });
-    }
-    throw e;
-  }
+  const etcd = etcdOf(raw['etcd']);
 
   const ttlMs = raw['leaseTTL'] === undefined ? DEFAULT_LEASE_TTL_S * 1000 : parseDuration(raw['leaseTTL'], 'leaseTTL');
   const logLevel = raw['logLevel'] ?? 'info';
   if (!isLogLevel(logLevel)) throw new AgentConfigError('logLevel', 'must be debug, info, warn or error');
   const logFormat = raw['logFormat'] ?? 'text';
   if (logFormat !== 'text' && logFormat !== 'json') throw new AgentConfigError('logFormat', 'must be text or json');
-  const proxyArp = raw['proxyArp'] ?? true;
-  const pa = proxyArp === 'true' ? true : proxyArp === 'false' ? false : proxyArp;
-  if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
-
-  let metricsAddress: ListenAddress;
-  try {
-    metricsAddress = parseListenAddress(raw['metricsAddress'] === undefined ? DEFAULT_OBSERVE_ADDRESS : str(raw['metricsAddress'], 'metricsAddress'));
-  } catch (e) {
-    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
-    throw e;
-  }
+  const pa = proxyArpOf(raw['proxyArp'] ?? true);
+  const metricsAddress = metricsAddressOf(raw['metricsAddress']);
 
   const cfg: AgentConfig = {
     nodeName,
@@ -412,4 +377,62 @@ export function parseAgentConfig(raw: Record<string, unknown>, env: Record<strin
       throw new AgentConfigError('networks', "mode flat reserves the node's addresses in the IPAM networks: name them (--network, or --cni-conf)");
   }
   return cfg;
+}
+
+/** nodeIP: at most one address per family, canonical. */
+function nodeIPsOf(v: unknown): string[] {
+  const nodeIPs = v === undefined ? [] : list(v, 'nodeIP');
+  const fams = new Set<number>();
+  for (const [i, ip] of nodeIPs.entries()) {
+    const p = tryParseIP(ip);
+    if (!p) throw new AgentConfigError(`nodeIP[${i}]`, `invalid IP address ${JSON.stringify(ip)}`);
+    if (fams.has(p.family)) throw new AgentConfigError(`nodeIP[${i}]`, `a second IPv${p.family} address`);
+    fams.add(p.family);
+    nodeIPs[i] = canonicalIP(ip);
+  }
+  return nodeIPs;
+}
+
+/** The vxlan section with its defaults. */
+function vxlanOf(vx: unknown): VxlanConfig {
+  if (!isObject(vx)) throw new AgentConfigError('vxlan', 'must be an object');
+  const vni = vx['vni'] === undefined ? DEFAULT_VNI : int(vx['vni'], 'vxlan.vni', 1, 0xffffff);
+  const vxlan: VxlanConfig = {
+    vni,
+    port: vx['port'] === undefined ? DEFAULT_VXLAN_PORT : int(vx['port'], 'vxlan.port', 1, 65535),
+    device: vx['device'] === undefined ? `strand.${vni}` : linkName(vx['device'], 'vxlan.device'),
+  };
+  if (vx['mtu'] !== undefined) vxlan.mtu = int(vx['mtu'], 'vxlan.mtu', 576, 65535);
+  for (const k of Object.keys(vx)) if (!['vni', 'port', 'device', 'mtu'].includes(k)) throw new AgentConfigError(`vxlan.${k}`, 'unknown setting');
+  return vxlan;
+}
+
+/** The etcd section (required), its CNI config errors as agent config errors naming the field. */
+function etcdOf(v: unknown): EtcdConfig {
+  if (v === undefined) throw new AgentConfigError('etcd', 'required (--etcd-endpoints, --cni-conf or "etcd" in --config)');
+  try {
+    return parseEtcdConfig(v, 'etcd');
+  } catch (e) {
+    if (isCniError(e)) {
+      const m = /^([^:]+): (.*)$/s.exec(e.msg);
+      throw new AgentConfigError(m?.[1] ?? 'etcd', m?.[2] ?? e.msg, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** proxyArp: a boolean, or "true"/"false" from a flag. */
+function proxyArpOf(v: unknown): boolean {
+  const pa = v === 'true' ? true : v === 'false' ? false : v;
+  if (typeof pa !== 'boolean') throw new AgentConfigError('proxyArp', 'must be true or false');
+  return pa;
+}
+
+function metricsAddressOf(v: unknown): ListenAddress {
+  try {
+    return parseListenAddress(v === undefined ? DEFAULT_OBSERVE_ADDRESS : str(v, 'metricsAddress'));
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new AgentConfigError('metricsAddress', e.message);
+    throw e;
+  }
 }

@@ -13,7 +13,7 @@ import type { Mode } from './model.ts';
 import { describeOp, type Actual, type Op, type PodLink } from './reconcile.ts';
 
 /** IPv4 / IPv6 underlay encapsulation overhead of VXLAN (outer IP + UDP + VXLAN + Ethernet). */
-export const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
+const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
 
 /** A stable, locally administered unicast MAC for a node's VTEP (same after restarts). */
 export function vtepMacFor(node: string): string {
@@ -23,7 +23,7 @@ export function vtepMacFor(node: string): string {
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-export class DataplaneError extends Error {
+class DataplaneError extends Error {
   override readonly name = 'DataplaneError';
 }
 

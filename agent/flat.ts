@@ -377,6 +377,154 @@ async function settle(ns: Netns, index: number, name: string): Promise<void> {
   await settleIPv6(ns, { index, name });
 }
 
+/** What the steps of one takeover share. */
+interface Takeover {
+  ns: Netns;
+  cfg: FlatConfig;
+  rec: TakeoverRecord;
+  uplink: rtnl.Link;
+  undo: UndoStack;
+  log: Logger;
+  /** The test hook after each step (fault injection: hooks.after). */
+  after(step: string): Promise<void>;
+  /** Seconds since the takeover started: the remaining lifetimes of moved addresses and routes. */
+  elapsed(): number;
+}
+
+/** 1. the bridge, with the uplink's MTU and MAC (made, or an existing one adopted); its index. */
+async function takeoverBridge(t: Takeover, existing: rtnl.Link | undefined): Promise<number> {
+  const { ns, cfg, rec, uplink, undo } = t;
+  if (!existing) {
+    const info: rtnl.BridgeInfo = cfg.vlans.length ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' };
+    const spec: rtnl.NewLinkSpec = { name: cfg.bridge, info, mtu: uplink.mtu, up: true };
+    if (uplink.mac) spec.mac = uplink.mac;
+    await rtnl.newLink(ns, spec);
+    const br = (await rtnl.getLink(ns, cfg.bridge)).index;
+    undo.push(`delete bridge ${cfg.bridge}`, async () => void (await ignoring(['ENODEV'], () => rtnl.delLink(ns, br))));
+    return br;
+  }
+  // An adopted bridge keeps its MAC (pods may know it); frames for the uplink's MAC
+  // still reach the node: the bridge delivers its ports' MACs locally.
+  const br = existing.index;
+  const before = existing;
+  const vf = rec.bridge.before?.vlanFiltering;
+  await rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true, ...(cfg.vlans.length && !vf ? { info: { kind: 'bridge', vlanFiltering: true } } : {}) });
+  undo.push(`restore bridge ${cfg.bridge}`, () =>
+    restoreBridge(ns, br, {
+      mtu: before.mtu,
+      up: before.up,
+      ...(before.mac ? { mac: before.mac } : {}),
+      ...(vf !== undefined ? { vlanFiltering: vf } : {}),
+    }),
+  );
+  return br;
+}
+
+/** 2. the uplink's per-link sysctls, on the bridge (what cannot be written is recorded and logged). */
+async function copyLinkSysctls(t: Takeover, br: number): Promise<void> {
+  const { ns, cfg, rec, uplink, undo } = t;
+  for (const s of LINK_SYSCTLS) {
+    const want = await tryGet(ns, sysctlName(s, uplink.name));
+    const key = sysctlName(s, cfg.bridge);
+    const have = await tryGet(ns, key);
+    if (want === undefined || have === undefined || want === have) continue;
+    try {
+      await setLinkSysctl(ns, key, br, want);
+    } catch (e) {
+      if (!notWritable(e)) throw e;
+      rec.notCopied = { ...rec.notCopied, [key]: want };
+      t.log.warn(`flat: ${notWritableProblem(key, want, uplink.name)}`);
+      continue;
+    }
+    rec.sysctls[key] = have;
+    undo.push(`restore ${key}=${have}`, () => setLinkSysctl(ns, key, br, have));
+  }
+  writeRecord(cfg.record, rec);
+}
+
+/**
+ * 3. the uplink joins the bridge (it still holds its addresses and routes: traffic goes
+ * on, received through the bridge, sent straight out of the port); the pods' VLANs reach
+ * the segment tagged (the node's own traffic stays untagged, VLAN 1).
+ */
+async function enslaveUplink(t: Takeover, br: number): Promise<void> {
+  const { ns, cfg, uplink } = t;
+  await rtnl.setLink(ns, uplink.index, { master: br });
+  t.undo.push(`take ${uplink.name} out of ${cfg.bridge}`, () => rtnl.setLink(ns, uplink.index, { master: null }));
+  for (const vid of cfg.vlans) await rtnl.newBridgeVlan(ns, uplink.index, { vid });
+}
+
+/** 4. the addresses, also on the bridge. */
+async function addressesOnBridge(t: Takeover, br: number): Promise<void> {
+  const { ns, cfg, rec, uplink } = t;
+  for (const [i, a] of addOrder(rec.addrs).entries()) {
+    const m = addrOn(a, br, uplink.name, cfg.bridge, t.elapsed());
+    if (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, m))) {
+      t.undo.push(
+        `remove ${describeAddr(a)} from ${cfg.bridge}`,
+        async () => void (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)))),
+      );
+    }
+    await t.after(`address#${i}`);
+  }
+}
+
+/** 5. the routes (device routes first) and neighbours, also through the bridge. */
+async function routesOnBridge(t: Takeover, br: number, moves: readonly RouteMessage[]): Promise<void> {
+  const { ns, cfg, rec, uplink } = t;
+  for (const [i, r] of moves.entries()) {
+    for (const m of routesVia(r, uplink.index, br, t.elapsed())) {
+      if (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))) {
+        t.undo.push(`remove ${describeRoute(m)} through ${cfg.bridge}`, async () => void (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))));
+      }
+    }
+    await t.after(`route#${i}`);
+  }
+  for (const n of rec.neighs) {
+    await rtnl.newNeigh(ns, { link: br, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
+    t.undo.push(`remove neighbour ${n.ip} from ${cfg.bridge}`, async () => void (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }))));
+  }
+  // Only now wait for IPv6 DAD on the bridge: meanwhile the uplink's copies serve, and
+  // the routes already go through the bridge (a port that answers for itself would not
+  // learn a neighbour: replies to its ARP and ND go up the bridge).
+  if (rec.addrs.some((a) => a.version === 6)) await settle(ns, br, cfg.bridge);
+}
+
+/** 6. off the uplink: routes (gateway routes first), neighbours, addresses. */
+async function clearUplink(t: Takeover, moves: readonly RouteMessage[]): Promise<void> {
+  const { ns, rec, uplink } = t;
+  const up = uplink.index;
+  for (const [i, r] of [...moves].reverse().entries()) {
+    for (const m of routesVia(r, up, up, t.elapsed())) {
+      if (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))) {
+        t.undo.push(
+          `restore ${describeRoute(m)} through ${uplink.name}`,
+          async () => void (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))),
+        );
+      }
+    }
+    await t.after(`uplink-route#${i}`);
+  }
+  for (const n of rec.neighs) {
+    if (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: up, ip: n.ip }))) {
+      t.undo.push(`restore neighbour ${n.ip} on ${uplink.name}`, () =>
+        rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true }),
+      );
+    }
+  }
+  // IPv4 secondaries before their primary; undo re-adds them in the opposite order
+  const dels = [...rec.addrs.filter((a) => a.version !== 6).reverse(), ...rec.addrs.filter((a) => a.version === 6)];
+  for (const [i, a] of dels.entries()) {
+    if (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, up)))) {
+      t.undo.push(
+        `restore ${describeAddr(a)} on ${uplink.name}`,
+        async () => void (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, uplink.name, uplink.name, t.elapsed())))),
+      );
+    }
+    await t.after(`uplink-address#${i}`);
+  }
+}
+
 /**
  * Moves the uplink's configuration to the bridge as one transaction (see the top of
  * this file). Throws TakeoverError (or the NetlinkError of the failed step) after
@@ -384,151 +532,47 @@ async function settle(ns: Netns, index: number, name: string): Promise<void> {
  */
 export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Promise<TakeoverRecord> {
   const { log } = deps;
-  const after = async (step: string): Promise<void> => {
-    await deps.hooks?.after?.(step);
-  };
   const { uplink, bridge: existing, rec } = await snapshot(ns, cfg);
-  const up = uplink.index;
   const undo = new UndoStack((m) => log.warn(`takeover rollback: ${m}`));
+  const t0 = Date.parse(rec.started);
+  const t: Takeover = {
+    ns,
+    cfg,
+    rec,
+    uplink,
+    undo,
+    log,
+    after: async (step) => {
+      await deps.hooks?.after?.(step);
+    },
+    elapsed: () => Math.floor((Date.now() - t0) / 1000),
+  };
   try {
     await undo.run(async () => {
       writeRecord(cfg.record, rec);
       undo.push('remove the takeover record', () => rmSync(cfg.record, { force: true }));
-      await after('record');
-
-      // 1. the bridge, with the uplink's MTU and MAC
-      let br: number;
-      if (!existing) {
-        const info: rtnl.BridgeInfo = cfg.vlans.length ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' };
-        const spec: rtnl.NewLinkSpec = { name: cfg.bridge, info, mtu: uplink.mtu, up: true };
-        if (uplink.mac) spec.mac = uplink.mac;
-        await rtnl.newLink(ns, spec);
-        br = (await rtnl.getLink(ns, cfg.bridge)).index;
-        undo.push(`delete bridge ${cfg.bridge}`, async () => void (await ignoring(['ENODEV'], () => rtnl.delLink(ns, br))));
-      } else {
-        // An adopted bridge keeps its MAC (pods may know it); frames for the uplink's MAC
-        // still reach the node: the bridge delivers its ports' MACs locally.
-        br = existing.index;
-        const before = existing;
-        const vf = rec.bridge.before?.vlanFiltering;
-        await rtnl.setLink(ns, br, { mtu: uplink.mtu, up: true, ...(cfg.vlans.length && !vf ? { info: { kind: 'bridge', vlanFiltering: true } } : {}) });
-        undo.push(`restore bridge ${cfg.bridge}`, () =>
-          restoreBridge(ns, br, {
-            mtu: before.mtu,
-            up: before.up,
-            ...(before.mac ? { mac: before.mac } : {}),
-            ...(vf !== undefined ? { vlanFiltering: vf } : {}),
-          }),
-        );
-      }
-      await after('bridge');
-
-      // 2. the uplink's per-link sysctls
-      for (const t of LINK_SYSCTLS) {
-        const want = await tryGet(ns, sysctlName(t, uplink.name));
-        const key = sysctlName(t, cfg.bridge);
-        const have = await tryGet(ns, key);
-        if (want === undefined || have === undefined || want === have) continue;
-        try {
-          await setLinkSysctl(ns, key, br, want);
-        } catch (e) {
-          if (!notWritable(e)) throw e;
-          rec.notCopied = { ...rec.notCopied, [key]: want };
-          log.warn(`flat: ${notWritableProblem(key, want, uplink.name)}`);
-          continue;
-        }
-        rec.sysctls[key] = have;
-        undo.push(`restore ${key}=${have}`, () => setLinkSysctl(ns, key, br, have));
-      }
-      writeRecord(cfg.record, rec);
-      await after('sysctls');
-
-      // 3. the uplink joins the bridge (it still holds its addresses and routes: traffic
-      // goes on, received through the bridge, sent straight out of the port)
-      await rtnl.setLink(ns, up, { master: br });
-      undo.push(`take ${uplink.name} out of ${cfg.bridge}`, () => rtnl.setLink(ns, up, { master: null }));
-      // the pods' VLANs reach the segment tagged (the node's own traffic stays untagged, VLAN 1)
-      for (const vid of cfg.vlans) await rtnl.newBridgeVlan(ns, up, { vid });
-      await after('enslave');
-
-      // 4. the addresses, also on the bridge
-      const t0 = Date.parse(rec.started);
-      const elapsed = (): number => Math.floor((Date.now() - t0) / 1000);
-      for (const [i, a] of addOrder(rec.addrs).entries()) {
-        const m = addrOn(a, br, uplink.name, cfg.bridge, elapsed());
-        if (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, m))) {
-          undo.push(
-            `remove ${describeAddr(a)} from ${cfg.bridge}`,
-            async () => void (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)))),
-          );
-        }
-        await after(`address#${i}`);
-      }
-      await after('addresses');
-
-      // 5. the routes, also through the bridge (device routes first)
+      await t.after('record');
+      const br = await takeoverBridge(t, existing);
+      await t.after('bridge');
+      await copyLinkSysctls(t, br);
+      await t.after('sysctls');
+      await enslaveUplink(t, br);
+      await t.after('enslave');
+      await addressesOnBridge(t, br);
+      await t.after('addresses');
       const moves = [...rec.routes].sort(gatewayLast);
-      for (const [i, r] of moves.entries()) {
-        for (const m of routesVia(r, up, br, elapsed())) {
-          if (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))) {
-            undo.push(`remove ${describeRoute(m)} through ${cfg.bridge}`, async () => void (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))));
-          }
-        }
-        await after(`route#${i}`);
-      }
-      for (const n of rec.neighs) {
-        await rtnl.newNeigh(ns, { link: br, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
-        undo.push(
-          `remove neighbour ${n.ip} from ${cfg.bridge}`,
-          async () => void (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }))),
-        );
-      }
-      // Only now wait for IPv6 DAD on the bridge: meanwhile the uplink's copies serve, and
-      // the routes already go through the bridge (a port that answers for itself would not
-      // learn a neighbour: replies to its ARP and ND go up the bridge).
-      if (rec.addrs.some((a) => a.version === 6)) await settle(ns, br, cfg.bridge);
-      await after('routes');
-
-      // 6. off the uplink: routes (gateway routes first), neighbours, addresses
-      for (const [i, r] of [...moves].reverse().entries()) {
-        for (const m of routesVia(r, up, up, elapsed())) {
-          if (await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m))) {
-            undo.push(
-              `restore ${describeRoute(m)} through ${uplink.name}`,
-              async () => void (await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'))),
-            );
-          }
-        }
-        await after(`uplink-route#${i}`);
-      }
-      for (const n of rec.neighs) {
-        if (await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: up, ip: n.ip }))) {
-          undo.push(`restore neighbour ${n.ip} on ${uplink.name}`, () =>
-            rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true }),
-          );
-        }
-      }
-      // IPv4 secondaries before their primary; undo re-adds them in the opposite order
-      const dels = [...rec.addrs.filter((a) => a.version !== 6).reverse(), ...rec.addrs.filter((a) => a.version === 6)];
-      for (const [i, a] of dels.entries()) {
-        if (await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, up)))) {
-          undo.push(
-            `restore ${describeAddr(a)} on ${uplink.name}`,
-            async () => void (await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, uplink.name, uplink.name, elapsed())))),
-          );
-        }
-        await after(`uplink-address#${i}`);
-      }
-      await after('uplink');
-
+      await routesOnBridge(t, br, moves);
+      await t.after('routes');
+      await clearUplink(t, moves);
+      await t.after('uplink');
       rec.phase = 'done';
       rec.completed = new Date().toISOString();
       writeRecord(cfg.record, rec);
-      await after('done');
+      await t.after('done');
     });
   } catch (e) {
     // The undo re-added IPv6 addresses on the uplink: let them leave DAD before the caller looks.
-    if (rec.addrs.some((a) => a.version === 6)) await settle(ns, up, uplink.name).catch(() => undefined);
+    if (rec.addrs.some((a) => a.version === 6)) await settle(ns, uplink.index, uplink.name).catch(() => undefined);
     throw e;
   }
   log.info(
@@ -542,6 +586,63 @@ export async function takeover(ns: Netns, cfg: FlatConfig, deps: FlatDeps): Prom
 export interface RestoreReport {
   /** Things that could not be put back exactly (also logged). */
   warnings: string[];
+}
+
+/**
+ * 1. the uplink gets its addresses back, leaves the bridge (a bridge port would not learn
+ * its neighbours: replies to its ARP and ND go up the bridge), then gets its routes and
+ * neighbours back: only the routes' swap leaves the node without a working route.
+ */
+async function restoreUplink(
+  ns: Netns,
+  rec: TakeoverRecord,
+  up: number,
+  br: number | undefined,
+  routes: readonly RouteMessage[],
+  elapsed: number,
+  warn: (m: string) => void,
+): Promise<void> {
+  for (const a of addOrder(rec.addrs)) await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, rec.uplink.name, rec.uplink.name, elapsed)));
+  if (rec.addrs.some((a) => a.version === 6)) await settle(ns, up, rec.uplink.name).catch((e: unknown) => warn(errorText(e)));
+  if (br !== undefined && (await rtnl.getLink(ns, up)).master === br) await rtnl.setLink(ns, up, { master: null });
+  for (const r of routes) {
+    for (const m of routesVia(r, up, up, elapsed)) {
+      try {
+        await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'));
+      } catch (e) {
+        warn(`route ${describeRoute(m)}: ${errorText(e)}`);
+      }
+    }
+  }
+  for (const n of rec.neighs)
+    await rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
+}
+
+/** 2. the bridge's copies of the routes, neighbours and addresses go. */
+async function removeBridgeCopies(ns: Netns, rec: TakeoverRecord, up: number, br: number, routes: readonly RouteMessage[], elapsed: number): Promise<void> {
+  for (const r of [...routes].reverse()) for (const m of routesVia(r, up, br, elapsed)) await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m));
+  for (const n of rec.neighs) await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }));
+  for (const a of [...rec.addrs.filter((x) => x.version !== 6).reverse(), ...rec.addrs.filter((x) => x.version === 6)]) {
+    await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)));
+  }
+}
+
+/** 3. the bridge goes (strand made it; not while it has ports) or gets its settings back. */
+async function restoreOrRemoveBridge(ns: Netns, rec: TakeoverRecord, br: number, warn: (m: string) => void): Promise<void> {
+  if (rec.bridge.created) {
+    const ports = (await rtnl.listLinks(ns)).filter((l) => l.master === br);
+    if (ports.length) warn(`${rec.bridge.name} still has ports (${ports.map((p) => p.name).join(', ')}): left in place`);
+    else await ignoring(['ENODEV'], () => rtnl.delLink(ns, br));
+    return;
+  }
+  for (const [key, value] of Object.entries(rec.sysctls)) {
+    try {
+      await setLinkSysctl(ns, key, br, value);
+    } catch (e) {
+      warn(`${key}=${value}: ${errorText(e)}`);
+    }
+  }
+  if (rec.bridge.before) await restoreBridge(ns, br, rec.bridge.before);
 }
 
 /**
@@ -565,51 +666,11 @@ export async function restore(ns: Netns, record: string, deps: { log: Logger }):
   const brLink = await rtnl.findLink(ns, rec.bridge.name);
   const br = brLink?.kind === 'bridge' ? brLink.index : undefined;
   const elapsed = Math.floor((Date.now() - Date.parse(rec.started)) / 1000);
-
-  // 1. the uplink gets its addresses back, leaves the bridge (a bridge port would not learn
-  // its neighbours: replies to its ARP and ND go up the bridge), then gets its routes and
-  // neighbours back: only the routes' swap leaves the node without a working route
-  for (const a of addOrder(rec.addrs)) await ignoring(['EEXIST'], () => rtnl.newAddrMessage(ns, addrOn(a, up, rec.uplink.name, rec.uplink.name, elapsed)));
-  if (rec.addrs.some((a) => a.version === 6)) await settle(ns, up, rec.uplink.name).catch((e: unknown) => warn(errorText(e)));
-  if (br !== undefined && (await rtnl.getLink(ns, up)).master === br) await rtnl.setLink(ns, up, { master: null });
   const routes = [...rec.routes].sort(gatewayLast);
-  for (const r of routes) {
-    for (const m of routesVia(r, up, up, elapsed)) {
-      try {
-        await ignoring(['EEXIST'], () => rtnl.newRouteMessage(ns, m, 'add'));
-      } catch (e) {
-        warn(`route ${describeRoute(m)}: ${errorText(e)}`);
-      }
-    }
-  }
-  for (const n of rec.neighs)
-    await rtnl.newNeigh(ns, { link: up, ip: n.ip, ...(n.mac ? { mac: n.mac } : {}), state: rtnl.NeighState.permanent, flags: n.flags }, { replace: true });
-
-  // 2. the bridge's copies go
+  await restoreUplink(ns, rec, up, br, routes, elapsed, warn);
   if (br !== undefined) {
-    for (const r of [...routes].reverse()) for (const m of routesVia(r, up, br, elapsed)) await ignoring(['ESRCH'], () => rtnl.delRouteMessage(ns, m));
-    for (const n of rec.neighs) await ignoring(['ENOENT'], () => rtnl.delNeigh(ns, { link: br, ip: n.ip }));
-    for (const a of [...rec.addrs.filter((x) => x.version !== 6).reverse(), ...rec.addrs.filter((x) => x.version === 6)]) {
-      await ignoring(['EADDRNOTAVAIL'], () => rtnl.delAddrMessage(ns, addrSelector(a, br)));
-    }
-  }
-
-  // 3. the bridge goes (strand made it) or gets its settings back
-  if (br !== undefined) {
-    if (rec.bridge.created) {
-      const ports = (await rtnl.listLinks(ns)).filter((l) => l.master === br);
-      if (ports.length) warn(`${rec.bridge.name} still has ports (${ports.map((p) => p.name).join(', ')}): left in place`);
-      else await ignoring(['ENODEV'], () => rtnl.delLink(ns, br));
-    } else {
-      for (const [key, value] of Object.entries(rec.sysctls)) {
-        try {
-          await setLinkSysctl(ns, key, br, value);
-        } catch (e) {
-          warn(`${key}=${value}: ${errorText(e)}`);
-        }
-      }
-      if (rec.bridge.before) await restoreBridge(ns, br, rec.bridge.before);
-    }
+    await removeBridgeCopies(ns, rec, up, br, routes, elapsed);
+    await restoreOrRemoveBridge(ns, rec, br, warn);
   }
   rmSync(record, { force: true });
   log.info(`flat: restored ${rec.uplink.name} (${rec.addrs.length} address(es), ${rec.routes.length} route(s)) from ${record}`);

@@ -16,8 +16,10 @@
 // The view is a map per record kind keyed by the etcd key, so a delete event (which
 // carries no value) removes exactly what the matching put added.
 import { canonicalCidr, canonicalIP, tryParseCidr, tryParseIP } from '../lib/addr/cidr.ts';
+import { canonicalMac, isMac } from '../lib/addr/mac.ts';
+import { isObject } from '../lib/cni/json.ts';
 
-export const MODES = ['host-gw', 'vxlan', 'flat'] as const;
+const MODES = ['host-gw', 'vxlan', 'flat'] as const;
 export type Mode = (typeof MODES)[number];
 
 export function isMode(v: unknown): v is Mode {
@@ -87,7 +89,7 @@ export function emptyView(): ClusterView {
 export type KeyKind = 'node' | 'alive' | 'affinity' | 'block';
 
 /** Which record kind a key under `<prefix>/` is, or undefined for keys the agent ignores. */
-export function keyKind(prefix: string, key: string): KeyKind | undefined {
+function keyKind(prefix: string, key: string): KeyKind | undefined {
   if (!key.startsWith(`${prefix}/`)) return undefined;
   const rest = key.slice(prefix.length + 1);
   const slash = rest.indexOf('/');
@@ -100,15 +102,9 @@ export function keyKind(prefix: string, key: string): KeyKind | undefined {
   return undefined;
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-
 /** Validates and normalises a node record; undefined when it is not one. */
-export function parseNodeRecord(v: unknown): NodeRecord | undefined {
-  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
+function parseNodeRecord(v: unknown): NodeRecord | undefined {
+  if (!isObject(v) || typeof v['name'] !== 'string' || !v['name'] || !isMode(v['mode'])) return undefined;
   const addrs = v['addresses'];
   if (!Array.isArray(addrs)) return undefined;
   const addresses: string[] = [];
@@ -118,9 +114,8 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
   }
   const rec: NodeRecord = { name: v['name'], addresses, mode: v['mode'] };
   if (typeof v['vtepMac'] === 'string') {
-    const mac = v['vtepMac'].toLowerCase();
-    if (!MAC_RE.test(mac)) return undefined;
-    rec.vtepMac = mac;
+    if (!isMac(v['vtepMac'])) return undefined;
+    rec.vtepMac = canonicalMac(v['vtepMac']);
   }
   if (typeof v['vni'] === 'number') rec.vni = v['vni'];
   if (typeof v['port'] === 'number') rec.port = v['port'];
@@ -129,12 +124,12 @@ export function parseNodeRecord(v: unknown): NodeRecord | undefined {
 }
 
 function parseAlive(v: unknown): AliveRecord | undefined {
-  if (!isObj(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
+  if (!isObject(v) || typeof v['name'] !== 'string' || !v['name']) return undefined;
   return typeof v['started'] === 'string' ? { name: v['name'], started: v['started'] } : { name: v['name'] };
 }
 
 function parseAffinity(v: unknown): BlockOwner | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isObject(v)) return undefined;
   const { network, cidr, node } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !node) return undefined;
   if (!tryParseCidr(cidr)) return undefined;
@@ -142,14 +137,14 @@ function parseAffinity(v: unknown): BlockOwner | undefined {
 }
 
 /** The borrowed addresses of a block record (allocations whose `node` is not the owner). */
-export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
-  if (!isObj(v)) return undefined;
+function borrowedIn(v: unknown): BorrowedIP[] | undefined {
+  if (!isObject(v)) return undefined;
   const { network, cidr, node, allocations } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
   const out: BorrowedIP[] = [];
-  if (isObj(allocations)) {
+  if (isObject(allocations)) {
     for (const [ip, ref] of Object.entries(allocations)) {
-      if (!isObj(ref) || typeof ref['node'] !== 'string' || !ref['node'] || ref['node'] === node) continue;
+      if (!isObject(ref) || typeof ref['node'] !== 'string' || !ref['node'] || ref['node'] === node) continue;
       if (!tryParseIP(ip)) continue;
       out.push({ network, ip: canonicalIP(ip), block: canonicalCidr(cidr), owner: node, borrower: ref['node'] });
     }
@@ -158,10 +153,10 @@ export function borrowedIn(v: unknown): BorrowedIP[] | undefined {
 }
 
 function fillOf(v: unknown): BlockFill | undefined {
-  if (!isObj(v)) return undefined;
+  if (!isObject(v)) return undefined;
   const { network, cidr, node, allocations } = v;
   if (typeof network !== 'string' || typeof cidr !== 'string' || typeof node !== 'string' || !tryParseCidr(cidr)) return undefined;
-  return { network, cidr: canonicalCidr(cidr), node, allocated: isObj(allocations) ? Object.keys(allocations).length : 0 };
+  return { network, cidr: canonicalCidr(cidr), node, allocated: isObject(allocations) ? Object.keys(allocations).length : 0 };
 }
 
 export type ApplyResult = 'changed' | 'unchanged' | 'ignored' | 'invalid';

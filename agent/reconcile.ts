@@ -18,7 +18,7 @@
 // as it owns the blocks, since its pods still run. They go when the block is released or
 // moves, or when the node's record is removed (the node left the cluster).
 import { bitsOf, canonicalIP, contains, containsCidr, formatCidr, ipFamily, network, parseCidr, tryParseCidr, type Family } from '../lib/addr/cidr.ts';
-import { aliveNames, nodesByName, type ClusterView, type Mode, type NodeRecord } from './model.ts';
+import { aliveNames, nodesByName, type BlockOwner, type BorrowedIP, type ClusterView, type Mode, type NodeRecord } from './model.ts';
 
 export interface PodLink {
   name: string;
@@ -99,7 +99,7 @@ export interface BlockRef {
 }
 
 /** The network form of a CIDR ("10.1.0.5/24" -> "10.1.0.0/24"). */
-export function netCidr(s: string): string {
+function netCidr(s: string): string {
   return formatCidr(network(parseCidr(s)));
 }
 
@@ -189,112 +189,155 @@ function podLinks(links: readonly PodLink[], blocks: readonly string[]): string[
   return out.sort(cmp);
 }
 
-/** Everything this node should have, from the cluster view. */
-export function desiredState(view: ClusterView, local: LocalFacts): Desired {
-  const nodes = nodesByName(view, local.prefix);
-  const alive = aliveNames(view, local.prefix);
-  const wanted = (network: string): boolean => local.networks.length === 0 || local.networks.includes(network);
-  const problems = new Set<string>();
-  const routes = new Map<string, DesiredRoute>();
-  const fdb = new Map<string, FdbEntry>();
-  const neighs = new Map<string, NeighEntry>();
-  const peers = new Map<string, PeerSummary>();
-  const orphanBlocks: BlockRef[] = [];
+/** The routes, FDB and neighbour entries being planned, and the conflicts found on the way. */
+class Plan {
+  readonly problems = new Set<string>();
+  readonly routes = new Map<string, DesiredRoute>();
+  readonly fdb = new Map<string, FdbEntry>();
+  readonly neighs = new Map<string, NeighEntry>();
 
+  /** The FDB and neighbour entries a next hop needs (a VTEP MAC of two nodes is a problem). */
+  addEntries(hop: Nexthop): void {
+    if (hop.fdb) {
+      const f = this.fdb.get(hop.fdb.mac);
+      if (f && f.dst !== hop.fdb.dst) this.problems.add(`VTEP MAC ${hop.fdb.mac} is used by nodes ${f.node} and ${hop.fdb.node}`);
+      else this.fdb.set(hop.fdb.mac, hop.fdb);
+    }
+    if (hop.neigh && !this.neighs.has(hop.neigh.ip)) this.neighs.set(hop.neigh.ip, hop.neigh);
+  }
+
+  /** A route (the first claim of a destination wins; a second is a problem) and its next hop's entries. */
+  addRoute(r: DesiredRoute, hop?: Nexthop): void {
+    const prev = this.routes.get(r.dst);
+    if (prev) {
+      if (prev.node !== r.node) this.problems.add(`${r.dst} is claimed by nodes ${prev.node} and ${r.node}; routing to ${prev.node}`);
+      return;
+    }
+    this.routes.set(r.dst, r);
+    if (hop) this.addEntries(hop);
+  }
+
+  /** The route to `dst` through `peer`, or the problem that prevents it. */
+  addRouteVia(peer: NodeRecord, dst: string, why: DesiredRoute['why'], local: LocalFacts): void {
+    const hop = nexthopTo(peer, parseCidr(dst).family, local);
+    if (typeof hop === 'string') this.problems.add(hop);
+    else this.addRoute({ dst, ...hop.route, why }, hop);
+  }
+}
+
+/** The other nodes as /status reports them, before their blocks and borrowed addresses are added. */
+function peerSummaries(nodes: ReadonlyMap<string, NodeRecord>, alive: ReadonlySet<string>, self: string): Map<string, PeerSummary> {
+  const peers = new Map<string, PeerSummary>();
   for (const [name, rec] of nodes) {
-    if (name === local.node) continue;
+    if (name === self) continue;
     const p: PeerSummary = { name, alive: alive.has(name), addresses: rec.addresses, blocks: [], borrowed: [] };
     if (rec.vtepMac) p.vtepMac = rec.vtepMac;
     peers.set(name, p);
   }
+  return peers;
+}
 
-  const addEntries = (hop: Nexthop): void => {
-    if (hop.fdb) {
-      const f = fdb.get(hop.fdb.mac);
-      if (f && f.dst !== hop.fdb.dst) problems.add(`VTEP MAC ${hop.fdb.mac} is used by nodes ${f.node} and ${hop.fdb.node}`);
-      else fdb.set(hop.fdb.mac, hop.fdb);
-    }
-    if (hop.neigh && !neighs.has(hop.neigh.ip)) neighs.set(hop.neigh.ip, hop.neigh);
-  };
-  const addRoute = (r: DesiredRoute, hop?: Nexthop): void => {
-    const prev = routes.get(r.dst);
-    if (prev) {
-      if (prev.node !== r.node) problems.add(`${r.dst} is claimed by nodes ${prev.node} and ${r.node}; routing to ${prev.node}`);
-      return;
-    }
-    routes.set(r.dst, r);
-    if (hop) addEntries(hop);
-  };
-
-  // flat: pods live on the node's own segment (docs/flat.md); nothing is routed
-  const routed = local.mode !== 'flat';
-  const blocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
+/**
+ * The blocks and borrowed addresses of the networks this agent routes, in a stable
+ * order; none in flat mode, where pods live on the node's own segment (docs/flat.md).
+ */
+function routedRecords(view: ClusterView, local: LocalFacts): { blocks: BlockOwner[]; borrowed: BorrowedIP[] } {
+  if (local.mode === 'flat') return { blocks: [], borrowed: [] };
+  const wanted = (network: string): boolean => local.networks.length === 0 || local.networks.includes(network);
+  const blocks = [...view.affinities.values()].filter((a) => wanted(a.network)).sort((a, b) => cmp(a.network, b.network) || cmp(a.cidr, b.cidr));
   const borrowed = [...view.borrowed.values()]
     .flat()
-    .filter((x) => routed && wanted(x.network))
+    .filter((x) => wanted(x.network))
     .sort((a, b) => cmp(a.network, b.network) || cmp(a.ip, b.ip));
+  return { blocks, borrowed };
+}
 
-  // vxlan: every peer that is alive or has pods here (blocks, borrowed addresses) gets its
-  // FDB and (IPv4 next hop) neighbour entry up front, so the first route to a new block
-  // needs nothing else
-  if (local.mode === 'vxlan') {
-    const holders = new Set([...blocks.map((b) => b.node), ...borrowed.map((x) => x.borrower)]);
-    for (const [name, rec] of [...nodes].sort((a, b) => cmp(a[0], b[0]))) {
-      if (name === local.node || !rec.vtepMac || !(alive.has(name) || holders.has(name))) continue;
-      const hop = nexthopTo(rec, 4, local);
-      if (typeof hop !== 'string') addEntries(hop);
-    }
+/**
+ * vxlan: every peer that is alive or has pods here (blocks, borrowed addresses) gets its
+ * FDB and (IPv4 next hop) neighbour entry up front, so the first route to a new block
+ * needs nothing else.
+ */
+function planVxlanPeers(plan: Plan, nodes: ReadonlyMap<string, NodeRecord>, alive: ReadonlySet<string>, holders: ReadonlySet<string>, local: LocalFacts): void {
+  for (const [name, rec] of [...nodes].sort((a, b) => cmp(a[0], b[0]))) {
+    if (name === local.node || !rec.vtepMac || !(alive.has(name) || holders.has(name))) continue;
+    const hop = nexthopTo(rec, 4, local);
+    if (typeof hop !== 'string') plan.addEntries(hop);
   }
+}
 
+/** A route to every other node's block; returns the blocks whose node has no record. */
+function planBlocks(
+  plan: Plan,
+  blocks: readonly BlockOwner[],
+  nodes: ReadonlyMap<string, NodeRecord>,
+  peers: Map<string, PeerSummary>,
+  local: LocalFacts,
+): BlockRef[] {
+  const orphans: BlockRef[] = [];
   for (const b of blocks) {
     if (b.node === local.node) continue;
     const peer = nodes.get(b.node);
     if (!peer) {
-      orphanBlocks.push({ network: b.network, cidr: b.cidr, node: b.node });
+      orphans.push({ network: b.network, cidr: b.cidr, node: b.node });
       continue;
     }
     peers.get(peer.name)?.blocks.push(b.cidr);
-    const fam = parseCidr(b.cidr).family;
-    const hop = nexthopTo(peer, fam, local);
-    if (typeof hop === 'string') {
-      problems.add(hop);
-      continue;
-    }
-    addRoute({ dst: netCidr(b.cidr), ...hop.route, why: 'block' }, hop);
+    plan.addRouteVia(peer, netCidr(b.cidr), 'block', local);
   }
+  return orphans;
+}
 
+/**
+ * A host route to every borrowed address: through its borrower's node, or, when this node
+ * borrowed it, onto the local link that holds its subnet.
+ */
+function planBorrowed(
+  plan: Plan,
+  borrowed: readonly BorrowedIP[],
+  nodes: ReadonlyMap<string, NodeRecord>,
+  peers: Map<string, PeerSummary>,
+  local: LocalFacts,
+): void {
   for (const x of borrowed) {
     const dst = hostCidr(x.ip);
     if (x.borrower === local.node) {
       const dev = podLinkFor(local.links, x.ip);
-      if (!dev) {
-        problems.add(`borrowed address ${x.ip} is on this node but no link holds its subnet`);
-        continue;
-      }
-      addRoute({ dst, dev, scope: 'link', node: local.node, why: 'local-borrowed' });
+      if (dev) plan.addRoute({ dst, dev, scope: 'link', node: local.node, why: 'local-borrowed' });
+      else plan.problems.add(`borrowed address ${x.ip} is on this node but no link holds its subnet`);
       continue;
     }
     const peer = nodes.get(x.borrower);
     if (!peer) continue; // borrower's record removed: its address goes the way of the block
     peers.get(peer.name)?.borrowed.push(x.ip);
-    const hop = nexthopTo(peer, parseCidr(dst).family, local);
-    if (typeof hop === 'string') {
-      problems.add(hop);
-      continue;
-    }
-    addRoute({ dst, ...hop.route, why: 'borrowed' }, hop);
+    plan.addRouteVia(peer, dst, 'borrowed', local);
   }
+}
 
-  const allBlocks = [...view.affinities.values()].filter((a) => routed && wanted(a.network)).map((a) => a.cidr);
+/** Everything this node should have, from the cluster view. */
+export function desiredState(view: ClusterView, local: LocalFacts): Desired {
+  const nodes = nodesByName(view, local.prefix);
+  const alive = aliveNames(view, local.prefix);
+  const peers = peerSummaries(nodes, alive, local.node);
+  const { blocks, borrowed } = routedRecords(view, local);
+  const plan = new Plan();
+  if (local.mode === 'vxlan') {
+    const holders = new Set([...blocks.map((b) => b.node), ...borrowed.map((x) => x.borrower)]);
+    planVxlanPeers(plan, nodes, alive, holders, local);
+  }
+  const orphanBlocks = planBlocks(plan, blocks, nodes, peers, local);
+  planBorrowed(plan, borrowed, nodes, peers, local);
   const candidates = local.links.filter((l) => l.name !== local.vxlanDevice);
   return {
-    routes: [...routes.values()].sort((a, b) => cmp(a.dst, b.dst)),
-    fdb: [...fdb.values()].sort((a, b) => cmp(a.mac, b.mac)),
-    neighs: [...neighs.values()].sort((a, b) => cmp(a.ip, b.ip)),
-    podLinks: podLinks(candidates, allBlocks),
+    routes: [...plan.routes.values()].sort((a, b) => cmp(a.dst, b.dst)),
+    fdb: [...plan.fdb.values()].sort((a, b) => cmp(a.mac, b.mac)),
+    neighs: [...plan.neighs.values()].sort((a, b) => cmp(a.ip, b.ip)),
+    podLinks: podLinks(
+      candidates,
+      blocks.map((b) => b.cidr),
+    ),
     peers: [...peers.values()].sort((a, b) => cmp(a.name, b.name)),
     orphanBlocks,
-    problems: [...problems].sort(cmp),
+    problems: [...plan.problems].sort(cmp),
   };
 }
 

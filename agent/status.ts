@@ -51,7 +51,7 @@ export function writeState(file: string, s: AgentState): void {
   writeFileAtomic(file, `${JSON.stringify(s, null, 2)}\n`);
 }
 
-export class StateFileError extends Error {
+class StateFileError extends Error {
   override readonly name = 'StateFileError';
 }
 

@@ -145,94 +145,91 @@ interface Written {
   notAfter: Date;
 }
 
-/** Issues the certificates into o.dir and writes secrets.yaml; returns what it did. */
-export function makeCerts(o: CertsOptions, now = new Date()): Written {
-  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
-  chmodSync(o.dir, 0o700);
-  const f = (n: string) => join(o.dir, n);
-  const caCrt = f('ca.crt');
-  const caKeyFile = f('ca.key');
-  const notBefore = new Date(now.getTime() - 3_600_000); // an hour of clock skew between machines
-
-  let caPem: string;
-  let caKey: KeyObject;
-  const reusedCa = existsSync(caCrt) || existsSync(caKeyFile);
-  if (reusedCa) {
-    if (!existsSync(caCrt) || !existsSync(caKeyFile))
-      throw new CertificateError(`${o.dir} has only one of ca.crt and ca.key: restore the other or remove both`);
-    caPem = readFileSync(caCrt, 'utf8');
-    try {
-      caKey = createPrivateKey(readFileSync(caKeyFile));
-    } catch (e) {
-      throw new CertificateError(`${caKeyFile} is not a private key: ${(e as Error).message}`);
-    }
-  } else {
-    caKey = newKey();
-    caPem = issue({
+/** The CA of `dir`: its ca.crt and ca.key when both exist (reused), else a new one (not yet written). */
+function loadOrMakeCa(dir: string, o: CertsOptions, now: Date, notBefore: Date): { pem: string; key: KeyObject; reused: boolean } {
+  const caCrt = join(dir, 'ca.crt');
+  const caKeyFile = join(dir, 'ca.key');
+  if (!existsSync(caCrt) && !existsSync(caKeyFile)) {
+    const key = newKey();
+    const pem = issue({
       commonName: 'strand-etcd-ca',
       organization: 'strand',
-      publicKey: publicOf(caKey),
-      selfKey: caKey,
+      publicKey: publicOf(key),
+      selfKey: key,
       ca: true,
       notBefore,
       notAfter: days(now, o.caDays),
     });
+    return { pem, key, reused: false };
   }
-  const issuer = issuerFrom(caPem, caKey);
-  const notAfter = days(now, o.days);
-  const caExpires = new Date(issuer.cert.validTo);
-  if (caExpires < notAfter)
-    throw new CertificateError(`the CA in ${caCrt} expires ${issuer.cert.validTo}, before certificates valid for ${o.days} days: use fewer --days or a new CA`);
-
-  const sans = serverSans(o);
-  const serverKey = newKey();
-  const serverPem = issue({
-    commonName: o.service,
-    publicKey: publicOf(serverKey),
-    issuer,
-    ca: false,
-    extKeyUsage: ['serverAuth', 'clientAuth'],
-    altNames: sans,
-    notBefore,
-    notAfter,
-  });
-  const clientKey = newKey();
-  const clientPem = issue({
-    commonName: 'strand',
-    organization: 'strand',
-    publicKey: publicOf(clientKey),
-    issuer,
-    ca: false,
-    extKeyUsage: ['clientAuth'],
-    notBefore,
-    notAfter,
-  });
-
-  if (!reusedCa) {
-    writeFileAtomic(caKeyFile, Buffer.from(pemKey(caKey)), 0o600);
-    writeFileAtomic(caCrt, Buffer.from(caPem), 0o644);
+  if (!existsSync(caCrt) || !existsSync(caKeyFile)) throw new CertificateError(`${dir} has only one of ca.crt and ca.key: restore the other or remove both`);
+  const pem = readFileSync(caCrt, 'utf8');
+  try {
+    return { pem, key: createPrivateKey(readFileSync(caKeyFile)), reused: true };
+  } catch (e) {
+    throw new CertificateError(`${caKeyFile} is not a private key: ${(e as Error).message}`);
   }
-  writeFileAtomic(f('server.key'), Buffer.from(pemKey(serverKey)), 0o600);
-  writeFileAtomic(f('server.crt'), Buffer.from(serverPem), 0o644);
-  writeFileAtomic(f('client.key'), Buffer.from(pemKey(clientKey)), 0o600);
-  writeFileAtomic(f('client.crt'), Buffer.from(clientPem), 0o644);
+}
+
+/** A new key and its certificate from `issuer`: etcd's server certificate or strand's client certificate. */
+function issueLeaf(
+  issuer: ReturnType<typeof issuerFrom>,
+  leaf: { commonName: string; organization?: string; extKeyUsage: Array<'serverAuth' | 'clientAuth'>; altNames?: string[] },
+  notBefore: Date,
+  notAfter: Date,
+): { pem: string; key: KeyObject } {
+  const key = newKey();
+  const pem = issue({ ...leaf, publicKey: publicOf(key), issuer, ca: false, notBefore, notAfter });
+  return { pem, key };
+}
+
+/** secrets.yaml: the server and client Secrets, each with the CA. */
+function secretsYaml(o: CertsOptions, caPem: string, server: { pem: string; key: KeyObject }, client: { pem: string; key: KeyObject }, notAfter: Date): string {
   const until = notAfter.toISOString().slice(0, 10);
-  const yaml = [
+  return [
     secretYaml(
       SERVER_SECRET,
       o.namespace,
-      { 'ca.crt': caPem, 'tls.crt': serverPem, 'tls.key': pemKey(serverKey) },
+      { 'ca.crt': caPem, 'tls.crt': server.pem, 'tls.key': pemKey(server.key) },
       `etcd's server certificate (strand certs; valid until ${until}), mounted by manifests/etcd.yaml`,
     ),
     secretYaml(
       CLIENT_SECRET,
       o.namespace,
-      { 'ca.crt': caPem, 'tls.crt': clientPem, 'tls.key': pemKey(clientKey) },
+      { 'ca.crt': caPem, 'tls.crt': client.pem, 'tls.key': pemKey(client.key) },
       `strand's etcd client certificate (strand certs; valid until ${until}), copied to every node by manifests/strand.yaml`,
     ),
   ].join('---\n');
-  writeFileAtomic(f('secrets.yaml'), Buffer.from(yaml), 0o600);
-  return { reusedCa, sans, notAfter };
+}
+
+/** Issues the certificates into o.dir and writes secrets.yaml; returns what it did. */
+export function makeCerts(o: CertsOptions, now = new Date()): Written {
+  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  chmodSync(o.dir, 0o700);
+  const f = (n: string) => join(o.dir, n);
+  const notBefore = new Date(now.getTime() - 3_600_000); // an hour of clock skew between machines
+  const ca = loadOrMakeCa(o.dir, o, now, notBefore);
+  const issuer = issuerFrom(ca.pem, ca.key);
+  const notAfter = days(now, o.days);
+  if (new Date(issuer.cert.validTo) < notAfter)
+    throw new CertificateError(
+      `the CA in ${f('ca.crt')} expires ${issuer.cert.validTo}, before certificates valid for ${o.days} days: use fewer --days or a new CA`,
+    );
+
+  const sans = serverSans(o);
+  const server = issueLeaf(issuer, { commonName: o.service, extKeyUsage: ['serverAuth', 'clientAuth'], altNames: sans }, notBefore, notAfter);
+  const client = issueLeaf(issuer, { commonName: 'strand', organization: 'strand', extKeyUsage: ['clientAuth'] }, notBefore, notAfter);
+
+  if (!ca.reused) {
+    writeFileAtomic(f('ca.key'), Buffer.from(pemKey(ca.key)), 0o600);
+    writeFileAtomic(f('ca.crt'), Buffer.from(ca.pem), 0o644);
+  }
+  writeFileAtomic(f('server.key'), Buffer.from(pemKey(server.key)), 0o600);
+  writeFileAtomic(f('server.crt'), Buffer.from(server.pem), 0o644);
+  writeFileAtomic(f('client.key'), Buffer.from(pemKey(client.key)), 0o600);
+  writeFileAtomic(f('client.crt'), Buffer.from(client.pem), 0o644);
+  writeFileAtomic(f('secrets.yaml'), Buffer.from(secretsYaml(o, ca.pem, server, client, notAfter)), 0o600);
+  return { reusedCa: ca.reused, sans, notAfter };
 }
 
 export async function main(argv: string[], io: PluginIO): Promise<number> {

@@ -18,7 +18,7 @@
 // bytes plugin name | u32 env count, that many bytes "NAME=value" | bytes stdin, where
 // "bytes" is a u32 length and the data. A RESULT body: u32 exit status | bytes stdout |
 // bytes stderr. BUSY, UNSUPPORTED and REJECTED carry one text (bytes) saying why.
-export const MAGIC = Buffer.from('STRD', 'latin1');
+const MAGIC = Buffer.from('STRD', 'latin1');
 /** What this daemon speaks. A newer shim gets UNSUPPORTED and runs the standalone binary. */
 export const PROTOCOL_VERSION = 1;
 /**

@@ -34,7 +34,7 @@ function nsId(path: string): string | undefined {
  * /proc keep them usable for as long as the descriptors stay open (until the request
  * has settled).
  */
-export function requestNamespaces(req: Request, fds: readonly number[], nsexec: RequestNamespaces['nsexec']): RequestNamespaces {
+function requestNamespaces(req: Request, fds: readonly number[], nsexec: RequestNamespaces['nsexec']): RequestNamespaces {
   const [hostFd, mntFd, podFd] = fds as [number, number, number | undefined];
   const host = `/proc/self/fd/${hostFd}`;
   ownNetns ??= nsId('/proc/self/ns/net');

@@ -219,6 +219,41 @@ export class Daemon {
     return undefined;
   }
 
+  /**
+   * Reads one request frame and its descriptors within --read-timeout: the request, or
+   * the refusal to send (bad frame, unsupported version), or a cancellation (stalled,
+   * closed; `undefined` reason: a connection closed before its first byte, a readiness
+   * probe of strand daemon status).
+   */
+  private async readRequest(
+    c: Connection,
+  ): Promise<{ req: Request; fds: number[] } | { refuse: [FrameKind, Outcome, string] } | { cancelled: string | undefined }> {
+    try {
+      const deadline = Date.now() + this.opts.readTimeoutMs;
+      const header = decodeHeader(await c.readExactly(HEADER_SIZE, deadline));
+      if (header.kind !== Kind.Request) return { refuse: [Kind.Rejected, 'rejected', `frame kind ${header.kind} is not a request`] };
+      if (header.length > MAX_REQUEST_BODY) return { refuse: [Kind.Rejected, 'rejected', `request of ${header.length} bytes is over the limit`] };
+      if (!SUPPORTED_VERSIONS.includes(header.version)) {
+        await c.skip(header.length, deadline);
+        return { refuse: [Kind.Unsupported, 'unsupported', `protocol version ${header.version}; this daemon serves ${SUPPORTED_VERSIONS.join(', ')}`] };
+      }
+      const body = await c.readExactly(header.length, deadline);
+      const { fds, truncated } = c.takeFds();
+      try {
+        const req = decodeRequest(body);
+        if (truncated || fds.length !== req.fdCount || fds.length > MAX_FDS) throw new ProtocolError(`${fds.length} descriptors, expected ${req.fdCount}`);
+        return { req, fds };
+      } catch (e) {
+        for (const fd of fds) closeQuietly(fd);
+        throw e;
+      }
+    } catch (e) {
+      if (e instanceof ProtocolError) return { refuse: [Kind.Rejected, 'rejected', e.message] };
+      if (e instanceof SocketClosedError && c.bytesRead === 0) return { cancelled: undefined };
+      return { cancelled: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
   private async serve(c: Connection): Promise<void> {
     const t0 = performance.now();
     let plugin = '';
@@ -240,33 +275,13 @@ export class Daemon {
       return;
     }
 
-    let req: Request;
-    let fds: number[];
-    try {
-      const deadline = Date.now() + this.opts.readTimeoutMs;
-      const header = decodeHeader(await c.readExactly(HEADER_SIZE, deadline));
-      if (header.kind !== Kind.Request) return refuse(Kind.Rejected, 'rejected', `frame kind ${header.kind} is not a request`);
-      if (header.length > MAX_REQUEST_BODY) return refuse(Kind.Rejected, 'rejected', `request of ${header.length} bytes is over the limit`);
-      if (!SUPPORTED_VERSIONS.includes(header.version)) {
-        await c.skip(header.length, deadline);
-        return refuse(Kind.Unsupported, 'unsupported', `protocol version ${header.version}; this daemon serves ${SUPPORTED_VERSIONS.join(', ')}`);
-      }
-      const body = await c.readExactly(header.length, deadline);
-      const got = c.takeFds();
-      fds = got.fds;
-      try {
-        req = decodeRequest(body);
-        if (got.truncated || fds.length !== req.fdCount || fds.length > MAX_FDS) throw new ProtocolError(`${fds.length} descriptors, expected ${req.fdCount}`);
-      } catch (e) {
-        for (const fd of fds) closeQuietly(fd);
-        throw e;
-      }
-    } catch (e) {
-      if (e instanceof ProtocolError) return refuse(Kind.Rejected, 'rejected', e.message);
-      // A connection closed before its first byte is a readiness probe (strand daemon status).
-      if (!(e instanceof SocketClosedError && c.bytesRead === 0)) done('cancelled', { reason: e instanceof Error ? e.message : String(e) });
+    const read = await this.readRequest(c);
+    if ('refuse' in read) return refuse(...read.refuse);
+    if ('cancelled' in read) {
+      if (read.cancelled !== undefined) done('cancelled', { reason: read.cancelled });
       return;
     }
+    const { req, fds } = read;
 
     plugin = req.plugin;
     verb = req.env.find((e) => e.startsWith('CNI_COMMAND='))?.slice(12) ?? '';
@@ -337,7 +352,7 @@ export class Daemon {
 }
 
 /** Makes the socket's directory root-only (0700, owned by root), creating it when missing. */
-export function ensureSocketDir(dir: string): void {
+function ensureSocketDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);

@@ -9,7 +9,7 @@ export class SocketClosedError extends Error {
   override readonly name = 'SocketClosedError';
 }
 
-export class DeadlineError extends Error {
+class DeadlineError extends Error {
   override readonly name = 'DeadlineError';
 }
 

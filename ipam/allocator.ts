@@ -11,7 +11,8 @@
 // own block so that nodes seldom contend, and every allocation names its node. Every write to a block also writes the attachment record
 // (network, containerID, ifname) in the same commit, so after a crash at any point the
 // two agree and an interrupted ADD is either invisible or a normal (GC-able) attachment.
-import { formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bounds, formatIP, parseIP, tryParseCidr, tryParseIP, type Family, type IPAddr } from '../lib/addr/cidr.ts';
 import { excludedBy, maxBig, minBig, rangeFor, rangeSetText, usableIn, type Interval, type IpamConfig, type Range, type RangeSet } from './config.ts';
 import type { Affinity, AllocationRef, Attachment, Block, Holder, PodRef, Reservations, Store, Versioned, WriteOp } from './store/types.ts';
 import { attachmentKey } from './store/types.ts';
@@ -99,10 +100,7 @@ interface Span {
 function geom(cidr: string): BlockGeom | undefined {
   const c = tryParseCidr(cidr);
   if (!c) return undefined;
-  const bits = c.family === 4 ? 32 : 128;
-  const size = 1n << BigInt(bits - c.prefix);
-  const lo = c.ip & ~(size - 1n);
-  return { cidr, family: c.family, lo, hi: lo + size - 1n };
+  return { cidr, family: c.family, ...bounds(c) };
 }
 
 function blockCidr(family: Family, lo: bigint, prefix: number): string {
@@ -177,16 +175,12 @@ export function reservationIntervals(r: Reservations | undefined): Interval[] {
   for (const x of r?.reservations ?? []) {
     const c = tryParseCidr(x.cidr);
     if (!c) continue;
-    const size = 1n << BigInt((c.family === 4 ? 32 : 128) - c.prefix);
-    const lo = c.ip & ~(size - 1n);
-    const iv: Interval = { lo, hi: lo + size - 1n, source: `reservation ${x.cidr}${x.note ? ` "${x.note}"` : ''}`, family: c.family };
+    const iv: Interval = { ...bounds(c), source: `reservation ${x.cidr}${x.note ? ` "${x.note}"` : ''}`, family: c.family };
     if (x.allowRequested) iv.allowRequested = true;
     out.push(iv);
   }
   return out;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The owner of blocks that belong to no node (ipam.blockAffinity false); never a Kubernetes node name. */
 export const SHARED_BLOCK_OWNER = '*';
@@ -241,6 +235,64 @@ export interface RepairReport {
 
 export function emptyRepairReport(): RepairReport {
   return { orphans: [], restored: [], blocksCreated: [], attachmentsFixed: [], conflicts: [] };
+}
+
+/** The truth repair works from: each address and the attachment holding it. */
+interface AddressTruthEntry {
+  a: Versioned<Attachment>;
+  v: bigint;
+  family: Family;
+}
+type AddressTruth = Map<string, AddressTruthEntry>;
+
+/** Address -> the attachment holding it; an address two attachments hold is a conflict (the first keeps it). */
+function addressTruth(atts: ReadonlyArray<Versioned<Attachment>>, out: RepairReport): AddressTruth {
+  const truth: AddressTruth = new Map();
+  for (const a of atts) {
+    for (const e of a.value.ips) {
+      const other = truth.get(e.ip);
+      if (other) {
+        out.conflicts.push(`${e.ip}: held by ${other.a.value.containerId}/${other.a.value.ifname} and ${a.value.containerId}/${a.value.ifname}`);
+        continue;
+      }
+      const ip = parseIP(e.ip);
+      truth.set(e.ip, { a, v: ip.value, family: ip.family });
+    }
+  }
+  return truth;
+}
+
+/** A block's entry for an attachment (the node only when it is not the block's). */
+function holderRef(b: Block, a: Attachment): AllocationRef {
+  return a.node === b.node ? { containerId: a.containerId, ifname: a.ifname } : { containerId: a.containerId, ifname: a.ifname, node: a.node };
+}
+
+/**
+ * Addresses no block holds: the blocks their attachments name, to rebuild (empty, not
+ * yet owned); an address whose named block cannot be rebuilt (absent, not holding it,
+ * overlapping a block that exists) is a conflict. Marks the addresses placed.
+ */
+function missingBlocks(
+  network: string,
+  truth: AddressTruth,
+  placed: Map<string, string>,
+  geoms: ReadonlyArray<{ g: BlockGeom }>,
+  out: RepairReport,
+): Map<string, Block> {
+  const rebuilt = new Map<string, Block>();
+  for (const [ip, t] of truth) {
+    if (placed.has(ip)) continue;
+    const named = t.a.value.ips.find((e) => e.ip === ip)?.block ?? '';
+    const g = geom(named);
+    if (!g || g.family !== t.family || t.v < g.lo || t.v > g.hi || geoms.some((x) => x.g.family === g.family && x.g.lo <= g.hi && g.lo <= x.g.hi)) {
+      out.conflicts.push(`${ip}: no block holds it and its recorded block ${named || '(none)'} cannot be rebuilt`);
+      continue;
+    }
+    const b = rebuilt.get(g.cidr) ?? { network, cidr: g.cidr, node: t.a.value.node, allocations: {} };
+    rebuilt.set(g.cidr, b);
+    placed.set(ip, g.cidr);
+  }
+  return rebuilt;
 }
 
 /** One host-local reservation to adopt: a container's addresses from host-local's files. */
@@ -549,9 +601,8 @@ export class Allocator {
       return g !== undefined && ip.value >= g.lo && ip.value <= g.hi;
     });
     const prefix = this.blockPrefix(range);
-    const size = 1n << BigInt((range.family === 4 ? 32 : 128) - prefix);
-    const lo = ip.value & ~(size - 1n);
-    const g: BlockGeom = owner ? (geom(owner.cidr) as BlockGeom) : { cidr: blockCidr(range.family, lo, prefix), family: range.family, lo, hi: lo + size - 1n };
+    const block = bounds({ family: range.family, ip: ip.value, prefix });
+    const g: BlockGeom = owner ? (geom(owner.cidr) as BlockGeom) : { cidr: blockCidr(range.family, block.lo, prefix), family: range.family, ...block };
     const holders = await this.holdersIn(g.cidr, fresh);
     const h = holders.get(ipText);
     if (h && !sameHolder(h, containerId, ifname)) throw new IpamConflictError(ipText, `${h.containerId}/${h.ifname}`);
@@ -569,6 +620,11 @@ export class Allocator {
     return this.newBlockOp(set, g, ip.value, range, containerId, ifname, node, holders);
   }
 
+  /**
+   * An address anywhere the node may take one: its own blocks, then a free block, then
+   * another node's block. One function of three commented steps (a little over 60 lines)
+   * because they fall through in order over the same request and retry state.
+   */
   private async planAny(
     set: number,
     rs: RangeSet,
@@ -863,114 +919,102 @@ export class Allocator {
     return this.store.exclusive(this.network, async () => {
       for (let attempt = 0; ; attempt++) {
         if (attempt > 0) await this.backoff(attempt);
-        const out = emptyRepairReport();
-        let conflict = false;
-        const apply = async (ops: WriteOp[]): Promise<boolean> => {
-          if (opts.dryRun) return true;
-          if ((await this.commit(ops)) !== undefined) return true;
-          conflict = true;
-          return false;
-        };
-        // Blocks before attachments: an allocation committed in between is then seen on both sides.
-        const blocks = await this.store.listBlocks(this.network);
-        const atts = await this.store.listAttachments(this.network);
-        const affinities = new Set((await this.store.listAffinities(this.network)).map((a) => a.cidr));
-        // the truth: address -> the attachment holding it
-        const truth = new Map<string, { a: Versioned<Attachment>; v: bigint; family: Family }>();
-        for (const a of atts) {
-          for (const e of a.value.ips) {
-            const other = truth.get(e.ip);
-            if (other) {
-              out.conflicts.push(`${e.ip}: held by ${other.a.value.containerId}/${other.a.value.ifname} and ${a.value.containerId}/${a.value.ifname}`);
-              continue;
-            }
-            const ip = parseIP(e.ip);
-            truth.set(e.ip, { a, v: ip.value, family: ip.family });
-          }
-        }
-        const ref = (b: Block, a: Attachment): AllocationRef =>
-          a.node === b.node ? { containerId: a.containerId, ifname: a.ifname } : { containerId: a.containerId, ifname: a.ifname, node: a.node };
-        const placed = new Map<string, string>(); // ip -> block cidr holding it now
-        const geoms = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom }));
-        for (const { b, g } of geoms) {
-          const allocations: Record<string, AllocationRef> = {};
-          let changed = false;
-          for (const [ip, r] of Object.entries(b.value.allocations)) {
-            const t = truth.get(ip);
-            if (!t || !sameHolder(r, t.a.value.containerId, t.a.value.ifname)) {
-              out.orphans.push(ip);
-              changed = true;
-              continue;
-            }
-            const want = ref(b.value, t.a.value);
-            if (r.node !== want.node) changed = true;
-            allocations[ip] = want;
-            placed.set(ip, b.value.cidr);
-          }
-          for (const [ip, t] of truth) {
-            if (placed.has(ip) || t.family !== g.family || t.v < g.lo || t.v > g.hi) continue;
-            allocations[ip] = ref(b.value, t.a.value);
-            placed.set(ip, b.value.cidr);
-            out.restored.push(ip);
-            changed = true;
-          }
-          if (!changed) continue;
-          const op: WriteOp =
-            Object.keys(allocations).length === 0 && (await this.ownerHasAnother(b.value))
-              ? { op: 'delBlock', network: this.network, cidr: b.value.cidr, prevRev: b.rev }
-              : { op: 'putBlock', block: { ...b.value, allocations }, prevRev: b.rev };
-          await apply([op]);
-        }
-        // addresses no block covers: rebuild the block each attachment names
-        const rebuilt = new Map<string, Block>();
-        for (const [ip, t] of truth) {
-          if (placed.has(ip)) continue;
-          const named = t.a.value.ips.find((e) => e.ip === ip)?.block ?? '';
-          const g = geom(named);
-          if (!g || g.family !== t.family || t.v < g.lo || t.v > g.hi || geoms.some((x) => x.g.family === g.family && x.g.lo <= g.hi && g.lo <= x.g.hi)) {
-            out.conflicts.push(`${ip}: no block holds it and its recorded block ${named || '(none)'} cannot be rebuilt`);
-            continue;
-          }
-          const b = rebuilt.get(g.cidr) ?? { network: this.network, cidr: g.cidr, node: t.a.value.node, allocations: {} };
-          rebuilt.set(g.cidr, b);
-          placed.set(ip, g.cidr);
-        }
-        for (const b of rebuilt.values()) {
-          if (affinities.has(b.cidr)) {
-            // etcd: an affinity record whose block is gone blocks the block's creation
-            out.conflicts.push(`${b.cidr}: its affinity record remains without the block; strand ipam repair removes it`);
-            continue;
-          }
-          // owned by the node holding most of its addresses
-          const count = new Map<string, number>();
-          for (const [ip, c] of placed)
-            if (c === b.cidr)
-              count.set(
-                (truth.get(ip) as { a: Versioned<Attachment> }).a.value.node,
-                (count.get((truth.get(ip) as { a: Versioned<Attachment> }).a.value.node) ?? 0) + 1,
-              );
-          b.node = this.config.blockAffinity
-            ? ([...count.entries()].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))[0]?.[0] ?? b.node)
-            : SHARED_BLOCK_OWNER;
-          for (const [ip, c] of placed) if (c === b.cidr) b.allocations[ip] = ref(b, (truth.get(ip) as { a: Versioned<Attachment> }).a.value);
-          out.blocksCreated.push(b.cidr);
-          out.restored.push(...Object.keys(b.allocations));
-          await apply([{ op: 'putBlock', block: b, prevRev: 0 }]);
-        }
-        // attachments naming a block that does not hold the address
-        for (const a of atts) {
-          const ips = a.value.ips.map((e) => {
-            const at = placed.get(e.ip);
-            return at && at !== e.block ? { ip: e.ip, block: at } : e;
-          });
-          if (ips.every((e, i) => e === a.value.ips[i])) continue;
-          out.attachmentsFixed.push(`${a.value.containerId}/${a.value.ifname}`);
-          const cur = a.value.ips.map((e) => e.ip);
-          await apply([{ op: 'putAttachment', attachment: { ...a.value, ips }, prevRev: a.rev, prevIps: cur }]);
-        }
-        if (!conflict) return out;
+        const pass = await this.repairPass(opts.dryRun === true);
+        if (!pass.conflict) return pass.out;
       }
     });
+  }
+
+  /** One repair over a fresh read of the store; `conflict` when a write lost a race (repair runs it again). */
+  private async repairPass(dryRun: boolean): Promise<{ out: RepairReport; conflict: boolean }> {
+    const out = emptyRepairReport();
+    let conflict = false;
+    const apply = async (ops: WriteOp[]): Promise<void> => {
+      if (dryRun || (await this.commit(ops)) !== undefined) return;
+      conflict = true;
+    };
+    // Blocks before attachments: an allocation committed in between is then seen on both sides.
+    const blocks = await this.store.listBlocks(this.network);
+    const atts = await this.store.listAttachments(this.network);
+    const affinities = new Set((await this.store.listAffinities(this.network)).map((a) => a.cidr));
+    const truth = addressTruth(atts, out);
+    const placed = new Map<string, string>(); // ip -> block cidr holding it now
+    const geoms = blocks.map((b) => ({ b, g: geom(b.value.cidr) as BlockGeom }));
+    for (const { b, g } of geoms) {
+      const op = await this.repairBlock(b, g, truth, placed, out);
+      if (op) await apply([op]);
+    }
+    for (const b of missingBlocks(this.network, truth, placed, geoms, out).values()) {
+      if (affinities.has(b.cidr)) {
+        // etcd: an affinity record whose block is gone blocks the block's creation
+        out.conflicts.push(`${b.cidr}: its affinity record remains without the block; strand ipam repair removes it`);
+        continue;
+      }
+      this.fillRebuiltBlock(b, truth, placed);
+      out.blocksCreated.push(b.cidr);
+      out.restored.push(...Object.keys(b.allocations));
+      await apply([{ op: 'putBlock', block: b, prevRev: 0 }]);
+    }
+    // attachments naming a block that does not hold the address
+    for (const a of atts) {
+      const ips = a.value.ips.map((e) => {
+        const at = placed.get(e.ip);
+        return at && at !== e.block ? { ip: e.ip, block: at } : e;
+      });
+      if (ips.every((e, i) => e === a.value.ips[i])) continue;
+      out.attachmentsFixed.push(`${a.value.containerId}/${a.value.ifname}`);
+      const cur = a.value.ips.map((e) => e.ip);
+      await apply([{ op: 'putAttachment', attachment: { ...a.value, ips }, prevRev: a.rev, prevIps: cur }]);
+    }
+    return { out, conflict };
+  }
+
+  /**
+   * A block made to agree with the truth: entries no attachment holds dropped (orphans),
+   * the attachments' addresses inside it entered (restored). The write that does it
+   * (deleting a block left empty whose owner has another), or undefined when it agrees.
+   */
+  private async repairBlock(
+    b: Versioned<Block>,
+    g: BlockGeom,
+    truth: AddressTruth,
+    placed: Map<string, string>,
+    out: RepairReport,
+  ): Promise<WriteOp | undefined> {
+    const allocations: Record<string, AllocationRef> = {};
+    let changed = false;
+    for (const [ip, r] of Object.entries(b.value.allocations)) {
+      const t = truth.get(ip);
+      if (!t || !sameHolder(r, t.a.value.containerId, t.a.value.ifname)) {
+        out.orphans.push(ip);
+        changed = true;
+        continue;
+      }
+      const want = holderRef(b.value, t.a.value);
+      if (r.node !== want.node) changed = true;
+      allocations[ip] = want;
+      placed.set(ip, b.value.cidr);
+    }
+    for (const [ip, t] of truth) {
+      if (placed.has(ip) || t.family !== g.family || t.v < g.lo || t.v > g.hi) continue;
+      allocations[ip] = holderRef(b.value, t.a.value);
+      placed.set(ip, b.value.cidr);
+      out.restored.push(ip);
+      changed = true;
+    }
+    if (!changed) return undefined;
+    return Object.keys(allocations).length === 0 && (await this.ownerHasAnother(b.value))
+      ? { op: 'delBlock', network: this.network, cidr: b.value.cidr, prevRev: b.rev }
+      : { op: 'putBlock', block: { ...b.value, allocations }, prevRev: b.rev };
+  }
+
+  /** A rebuilt block's owner (the node holding most of its addresses; shared blocks: no owner) and allocations. */
+  private fillRebuiltBlock(b: Block, truth: AddressTruth, placed: ReadonlyMap<string, string>): void {
+    const holders = [...placed].filter(([, c]) => c === b.cidr).map(([ip]) => [ip, (truth.get(ip) as AddressTruthEntry).a.value] as const);
+    const count = new Map<string, number>();
+    for (const [, a] of holders) count.set(a.node, (count.get(a.node) ?? 0) + 1);
+    b.node = this.config.blockAffinity ? ([...count.entries()].sort((x, y) => y[1] - x[1] || x[0].localeCompare(y[0]))[0]?.[0] ?? b.node) : SHARED_BLOCK_OWNER;
+    for (const [ip, a] of holders) b.allocations[ip] = holderRef(b, a);
   }
 
   /**

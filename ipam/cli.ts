@@ -34,7 +34,7 @@ import { readHostLocal, removeHostLocal, withHostLocalLock } from './host-local.
 import { listReservations, reserve, ReservationError, unreserve } from './reservations.ts';
 import { DEFAULT_ETCD_PREFIX, parseEtcdConfig, passwordOnCommandLineWarning } from './store/etcd-config.ts';
 import { LocalStore } from './store/local.ts';
-import { isStoreDamaged, type Attachment, type Store } from './store/types.ts';
+import { isStoreDamaged, type Attachment, type Reservation, type Store } from './store/types.ts';
 import { journalOf, loadConfig, netnsHoldsAddress, nodeName, openStore, storeRefOfConf } from './main.ts';
 import { listNodes, releaseNode } from './nodes.ts';
 import { completePending, PendingJournal, pendingDirOf, releaseConfig, sameStore, storeRefText, type PendingRelease, type StoreRef } from './pending.ts';
@@ -459,40 +459,59 @@ async function cmdShow(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   return out.some((r) => r['allocated']) ? 0 : 1;
 }
 
+/**
+ * A block's capacity: its usable addresses under the configured ranges when known (and
+ * the block is small enough to count), less `exclude` and the store's reservations.
+ */
+function blockCapacity(ctx: Ctx, b: { network: string; cidr: string }, reservations: Array<{ network: string } & Reservation>): bigint {
+  const c = parseCidr(b.cidr);
+  const size = blockSize(b.cidr);
+  if (!ctx.config || ctx.config.network !== b.network || size > 65536n) return size;
+  const rs = ctx.config.rangeSets.filter((s) => s.family === c.family);
+  const reserved = reservationIntervals({ network: b.network, reservations: reservations.filter((r) => r.network === b.network) });
+  let n = 0n;
+  for (let v = c.ip; v < c.ip + size; v++) {
+    if (reserved.some((x) => x.family === c.family && x.lo <= v && v <= x.hi)) continue;
+    if (rs.some((s) => s.ranges.some((r) => usableIn(r, v) && !excludedBy(r.exclude, v)))) n++;
+  }
+  return n;
+}
+
+interface UsageGroup {
+  key: string;
+  blocks: number;
+  used: number;
+  capacity: number;
+}
+
+/** Block rows summed by `key`, sorted. */
+function groupUsage<R extends { used: number; capacity: number }>(rows: R[], key: (r: R) => string): UsageGroup[] {
+  const m = new Map<string, UsageGroup>();
+  for (const r of rows) {
+    const k = key(r);
+    const g = m.get(k) ?? { key: k, blocks: 0, used: 0, capacity: 0 };
+    g.blocks++;
+    g.used += r.used;
+    g.capacity += r.capacity;
+    m.set(k, g);
+  }
+  return [...m.values()].sort((a, b) => a.key.localeCompare(b.key));
+}
+
 async function cmdUsage(ctx: Ctx, o: Opts, io: CliIO): Promise<number> {
   const blocks = (await ctx.store.listBlocks(ctx.network)).map((b) => b.value);
   const reservations = (
     await Promise.all((await networksOf(ctx)).map(async (network) => (await listReservations(ctx.store, network)).map((r) => ({ network, ...r }))))
   ).flat();
-  const blockRows = blocks.map((b) => {
-    const c = parseCidr(b.cidr);
-    // Capacity: usable addresses of the block under the configured ranges when known,
-    // less `exclude` and the store's reservations.
-    let capacity = blockSize(b.cidr);
-    if (ctx.config && ctx.config.network === b.network && capacity <= 65536n) {
-      const rs = ctx.config.rangeSets.filter((s) => s.family === c.family);
-      const reserved = reservationIntervals({ network: b.network, reservations: reservations.filter((r) => r.network === b.network) });
-      let n = 0n;
-      for (let v = c.ip; v < c.ip + capacity; v++) {
-        if (reserved.some((x) => x.family === c.family && x.lo <= v && v <= x.hi)) continue;
-        if (rs.some((s) => s.ranges.some((r) => usableIn(r, v) && !excludedBy(r.exclude, v)))) n++;
-      }
-      capacity = n;
-    }
-    return { network: b.network, family: c.family, block: b.cidr, node: b.node, used: Object.keys(b.allocations).length, capacity: Number(capacity) };
-  });
-  const group = (key: (r: (typeof blockRows)[number]) => string): Array<{ key: string; blocks: number; used: number; capacity: number }> => {
-    const m = new Map<string, { key: string; blocks: number; used: number; capacity: number }>();
-    for (const r of blockRows) {
-      const k = key(r);
-      const g = m.get(k) ?? { key: k, blocks: 0, used: 0, capacity: 0 };
-      g.blocks++;
-      g.used += r.used;
-      g.capacity += r.capacity;
-      m.set(k, g);
-    }
-    return [...m.values()].sort((a, b) => a.key.localeCompare(b.key));
-  };
+  const blockRows = blocks.map((b) => ({
+    network: b.network,
+    family: parseCidr(b.cidr).family,
+    block: b.cidr,
+    node: b.node,
+    used: Object.keys(b.allocations).length,
+    capacity: Number(blockCapacity(ctx, b, reservations)),
+  }));
+  const group = (key: (r: (typeof blockRows)[number]) => string): UsageGroup[] => groupUsage(blockRows, key);
   const pools = group((r) => `${r.network} IPv${r.family}`);
   const nodes = group((r) => `${r.network} ${r.node}`);
   if (o.json) {

@@ -15,11 +15,12 @@
 //   family (`ipam.exclude`); a requested address inside one is refused (code 7).
 import { readFileSync } from 'node:fs';
 import { loadCniArgs } from '../lib/cni/args.ts';
-import { clip, CniError, Code } from '../lib/cni/errors.ts';
-import { goFieldKeys } from '../lib/cni/validate.ts';
+import { clip } from '../lib/cni/errors.ts';
+import { fieldError, goFieldKeys, optString } from '../lib/cni/validate.ts';
 import type { DNS, NetConf, Route } from '../lib/cni/types.ts';
 import { parseEtcdConfig, type EtcdConfig } from './store/etcd-config.ts';
-import { bitsOf, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { bitsOf, bounds, formatCidr, formatIP, network as networkOf, tryParseCidr, tryParseIP, type Cidr, type Family, type IPAddr } from '../lib/addr/cidr.ts';
+import { isObject } from '../lib/cni/json.ts';
 
 /** Addresses lo..hi (inclusive) that are never handed out, and where they come from. */
 export interface Interval {
@@ -88,75 +89,56 @@ const DEFAULT_GC_GRACE_MS = 10_000;
 const RANGE_FIELDS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway', 'exclude'] as const;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
-export const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
-
-function bad(field: string, what: string): CniError {
-  return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
-  const v = o[key];
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw bad(`${field}.${key}`, 'must be a string');
-  return v;
-}
+const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
 
 function ipValue(s: string, family: Family, field: string): bigint {
   const ip = tryParseIP(s);
-  if (!ip) throw bad(field, `invalid IP address ${JSON.stringify(s)}`);
-  if (ip.family !== family) throw bad(field, `${s} is not an IPv${family} address`);
+  if (!ip) throw fieldError(field, `invalid IP address ${JSON.stringify(s)}`);
+  if (ip.family !== family) throw fieldError(field, `${s} is not an IPv${family} address`);
   return ip.value;
 }
 
 const ip = (family: Family, value: bigint): string => formatIP({ family, value });
 
-export function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
+function inSubnet(r: { subnet: Cidr }, v: bigint): boolean {
   const hostBits = BigInt(bitsOf(r.subnet.family) - r.subnet.prefix);
   return v >> hostBits === r.subnet.ip >> hostBits;
 }
 
-function subnetLast(c: Cidr): bigint {
-  return c.ip + (1n << BigInt(bitsOf(c.family) - c.prefix)) - 1n;
-}
-
 /** Parses one `{subnet, rangeStart, rangeEnd, gateway}` and applies host-local's defaults. */
-export function parseRange(raw: unknown, field: string): Range {
-  if (!isObj(raw)) throw bad(field, 'must be an object with a subnet');
+function parseRange(raw: unknown, field: string): Range {
+  if (!isObject(raw)) throw fieldError(field, 'must be an object with a subnet');
   const s = optString(raw, 'subnet', field);
-  if (s === undefined) throw bad(`${field}.subnet`, 'is required');
+  if (s === undefined) throw fieldError(`${field}.subnet`, 'is required');
   const c = tryParseCidr(s);
-  if (!c) throw bad(`${field}.subnet`, `invalid CIDR ${JSON.stringify(s)}`);
+  if (!c) throw fieldError(`${field}.subnet`, `invalid CIDR ${JSON.stringify(s)}`);
   const net = networkOf(c);
   if (net.ip !== c.ip) {
-    throw bad(`${field}.subnet`, `${s} has host bits set (the network is ${formatCidr(net)})`);
+    throw fieldError(`${field}.subnet`, `${s} has host bits set (the network is ${formatCidr(net)})`);
   }
-  if (c.prefix > bitsOf(c.family) - 2) throw bad(`${field}.subnet`, `network ${s} too small to allocate from`);
+  if (c.prefix > bitsOf(c.family) - 2) throw fieldError(`${field}.subnet`, `network ${s} too small to allocate from`);
   const fam = c.family;
-  const last = subnetLast(c);
+  const last = bounds(c).hi;
   const r: Range = { family: fam, subnet: c, start: c.ip + 1n, end: fam === 4 ? last - 1n : last, gateway: c.ip + 1n, field, exclude: [] };
   const gw = optString(raw, 'gateway', field);
   if (gw !== undefined) {
     r.gateway = ipValue(gw, fam, `${field}.gateway`);
-    if (!inSubnet(r, r.gateway)) throw bad(`${field}.gateway`, `${gw} is not in subnet ${s}`);
+    if (!inSubnet(r, r.gateway)) throw fieldError(`${field}.gateway`, `${gw} is not in subnet ${s}`);
   }
   const rs = optString(raw, 'rangeStart', field);
   if (rs !== undefined) {
     r.start = ipValue(rs, fam, `${field}.rangeStart`);
-    if (!inSubnet(r, r.start)) throw bad(`${field}.rangeStart`, `${rs} is not in subnet ${s}`);
+    if (!inSubnet(r, r.start)) throw fieldError(`${field}.rangeStart`, `${rs} is not in subnet ${s}`);
   }
   const re = optString(raw, 'rangeEnd', field);
   if (re !== undefined) {
     r.end = ipValue(re, fam, `${field}.rangeEnd`);
-    if (!inSubnet(r, r.end)) throw bad(`${field}.rangeEnd`, `${re} is not in subnet ${s}`);
+    if (!inSubnet(r, r.end)) throw fieldError(`${field}.rangeEnd`, `${re} is not in subnet ${s}`);
   }
-  if (r.start > r.end) throw bad(`${field}.rangeStart`, `${ip(fam, r.start)} is after rangeEnd ${ip(fam, r.end)}`);
+  if (r.start > r.end) throw fieldError(`${field}.rangeStart`, `${ip(fam, r.start)} is after rangeEnd ${ip(fam, r.end)}`);
   if (raw['exclude'] !== undefined && raw['exclude'] !== null) {
     for (const x of parseExclude(raw['exclude'], `${field}.exclude`)) {
-      if (x.family !== fam) throw bad(x.field, `${x.text} is not an IPv${fam} CIDR`);
+      if (x.family !== fam) throw fieldError(x.field, `${x.text} is not an IPv${fam} CIDR`);
       addExclusion(r, x);
     }
   }
@@ -173,22 +155,20 @@ interface ExcludeEntry {
 
 /** A list of CIDRs or addresses ("10.1.0.0/30", "10.1.0.7"), each naming its field. */
 function parseExclude(raw: unknown, field: string): ExcludeEntry[] {
-  if (!Array.isArray(raw)) throw bad(field, 'must be a list of CIDRs');
+  if (!Array.isArray(raw)) throw fieldError(field, 'must be a list of CIDRs');
   return raw.map((x, i) => {
     const f = `${field}[${i}]`;
     const c =
       typeof x === 'string' ? (tryParseCidr(x) ?? (tryParseIP(x) ? tryParseCidr(`${x}/${bitsOf((tryParseIP(x) as IPAddr).family)}`) : undefined)) : undefined;
-    if (!c) throw bad(f, `invalid CIDR ${JSON.stringify(typeof x === 'string' ? clip(x, 64) : x)}`);
-    const n = networkOf(c);
-    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
-    return { family: c.family, lo: n.ip, hi: n.ip + size - 1n, text: formatCidr(n), field: f };
+    if (!c) throw fieldError(f, `invalid CIDR ${JSON.stringify(typeof x === 'string' ? clip(x, 64) : x)}`);
+    return { family: c.family, ...bounds(c), text: formatCidr(networkOf(c)), field: f };
   });
 }
 
 /** Adds the part of `x` inside the range's subnet to its exclusions (sorted by lo). */
 function addExclusion(r: Range, x: ExcludeEntry): void {
   const first = r.subnet.ip;
-  const last = subnetLast(r.subnet);
+  const last = bounds(r.subnet).hi;
   const lo = maxBig(x.lo, first);
   const hi = minBig(x.hi, last);
   if (lo > hi) return;
@@ -214,7 +194,7 @@ export function excludedBy(list: readonly Interval[], v: bigint): Interval | und
   return undefined;
 }
 
-export function rangeText(r: Range): string {
+function rangeText(r: Range): string {
   return `${ip(r.family, r.start)}-${ip(r.family, r.end)}`;
 }
 
@@ -228,21 +208,21 @@ function rangesOverlap(a: Range, b: Range): boolean {
 }
 
 function subnetsOverlap(a: Range, b: Range): boolean {
-  return a.family === b.family && a.subnet.ip <= subnetLast(b.subnet) && b.subnet.ip <= subnetLast(a.subnet);
+  return a.family === b.family && a.subnet.ip <= bounds(b.subnet).hi && b.subnet.ip <= bounds(a.subnet).hi;
 }
 
-export function parseRangeSet(raw: unknown, field: string): RangeSet {
-  if (!Array.isArray(raw) || raw.length === 0) throw bad(field, 'must be a non-empty list of ranges');
+function parseRangeSet(raw: unknown, field: string): RangeSet {
+  if (!Array.isArray(raw) || raw.length === 0) throw fieldError(field, 'must be a non-empty list of ranges');
   const ranges = raw.map((r, i) => parseRange(r, `${field}[${i}]`));
   const first = ranges[0] as Range;
   for (const r of ranges) {
-    if (r.family !== first.family) throw bad(r.field, 'mixes address families within one range set');
+    if (r.family !== first.family) throw fieldError(r.field, 'mixes address families within one range set');
   }
   for (let i = 0; i < ranges.length; i++) {
     for (let j = i + 1; j < ranges.length; j++) {
       const a = ranges[i] as Range;
       const b = ranges[j] as Range;
-      if (rangesOverlap(a, b)) throw bad(b.field, `range ${rangeText(b)} overlaps ${a.field} (${rangeText(a)})`);
+      if (rangesOverlap(a, b)) throw fieldError(b.field, `range ${rangeText(b)} overlaps ${a.field} (${rangeText(a)})`);
     }
   }
   return { family: first.family, ranges, field };
@@ -258,12 +238,8 @@ export function rangeFor(rs: RangeSet, v: IPAddr): Range | undefined {
 export function usableIn(r: Range, v: bigint): boolean {
   if (v < r.start || v > r.end || !inSubnet(r, v)) return false;
   if (v === r.subnet.ip || v === r.gateway) return false;
-  if (r.family === 4 && v === subnetLast(r.subnet)) return false;
+  if (r.family === 4 && v === bounds(r.subnet).hi) return false;
   return true;
-}
-
-export function usableInSet(rs: RangeSet, v: bigint): Range | undefined {
-  return rs.ranges.find((r) => usableIn(r, v));
 }
 
 // ---------------------------------------------------------------------------------
@@ -276,14 +252,14 @@ function parseGrace(v: unknown, field: string): number {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v);
     if (m) return Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
   }
-  throw bad(field, 'must be a duration (milliseconds, or "10s", "500ms", "1m")');
+  throw fieldError(field, 'must be a duration (milliseconds, or "10s", "500ms", "1m")');
 }
 
 function parseBlockSize(raw: unknown, fam: Family, field: string): number {
   if (raw === undefined) return DEFAULT_BLOCK_SIZE[fam];
   const bits = bitsOf(fam);
   if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1 || raw > bits) {
-    throw bad(field, `must be a prefix length between 1 and ${bits}`);
+    throw fieldError(field, `must be a prefix length between 1 and ${bits}`);
   }
   return raw;
 }
@@ -305,15 +281,15 @@ export function parseResolvConf(text: string): DNS {
 
 function parseRoutes(raw: unknown, field: string): Route[] {
   if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw bad(field, 'must be a list of routes');
+  if (!Array.isArray(raw)) throw fieldError(field, 'must be a list of routes');
   return raw.map((r, i) => {
     const f = `${field}[${i}]`;
-    if (!isObj(r)) throw bad(f, 'must be an object');
+    if (!isObject(r)) throw fieldError(f, 'must be an object');
     const dst = optString(r, 'dst', f);
-    if (dst === undefined || !tryParseCidr(dst)) throw bad(`${f}.dst`, `invalid CIDR ${JSON.stringify(r['dst'])}`);
+    if (dst === undefined || !tryParseCidr(dst)) throw fieldError(`${f}.dst`, `invalid CIDR ${JSON.stringify(r['dst'])}`);
     const out: Route = { ...(r as unknown as Route), dst };
     const gw = optString(r, 'gw', f);
-    if (gw !== undefined && !tryParseIP(gw)) throw bad(`${f}.gw`, `invalid IP address ${JSON.stringify(gw)}`);
+    if (gw !== undefined && !tryParseIP(gw)) throw fieldError(`${f}.gw`, `invalid IP address ${JSON.stringify(gw)}`);
     return out;
   });
 }
@@ -326,16 +302,16 @@ function parseRequestedIP(s: unknown, field: string): IPAddr {
     const a = tryParseIP(s);
     if (a) return a;
   }
-  throw bad(field, `invalid IP address ${JSON.stringify(s)}`);
+  throw fieldError(field, `invalid IP address ${JSON.stringify(s)}`);
 }
 
 /** Requested addresses from args.cni.ips, runtimeConfig.ips, else CNI_ARGS IP= (comma list). */
 function collectRequested(conf: NetConf, envArgs: Map<string, string>): Array<{ ip: IPAddr; field: string }> {
   const out: Array<{ ip: IPAddr; field: string }> = [];
   const argIps = conf.args?.cni?.['ips'];
-  if (argIps !== undefined && !Array.isArray(argIps)) throw bad('args.cni.ips', 'must be a list of IP addresses');
+  if (argIps !== undefined && !Array.isArray(argIps)) throw fieldError('args.cni.ips', 'must be a list of IP addresses');
   const rtIps = conf.runtimeConfig?.['ips'];
-  if (rtIps !== undefined && !Array.isArray(rtIps)) throw bad('runtimeConfig.ips', 'must be a list of IP addresses');
+  if (rtIps !== undefined && !Array.isArray(rtIps)) throw fieldError('runtimeConfig.ips', 'must be a list of IP addresses');
   if (!argIps?.length) {
     const envIp = envArgs.get('IP');
     if (envIp) for (const [i, s] of envIp.split(',').entries()) out.push({ ip: parseRequestedIP(s.trim(), `CNI_ARGS IP[${i}]`), field: 'CNI_ARGS IP' });
@@ -360,20 +336,67 @@ export interface ParseOptions {
  */
 export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamConfig {
   const ipam = conf.ipam as unknown;
-  if (!isObj(ipam)) throw bad('ipam', 'IPAM config missing "ipam" key');
+  if (!isObject(ipam)) throw fieldError('ipam', 'IPAM config missing "ipam" key');
   // CNI_ARGS as host-local reads it (libcni's LoadArgs): every segment a K=V pair,
   // IgnoreUnknown a boolean, keys other than IP refused unless IgnoreUnknown (CniError 4
   // naming CNI_ARGS, as every strand plugin answers). Checked on every verb, as host-local.
   const envArgs = loadCniArgs(opts.cniArgs, ['IP']);
+  const sets = rangeSetsOf(conf, ipam);
+  if (ipam['exclude'] !== undefined && ipam['exclude'] !== null) {
+    for (const x of parseExclude(ipam['exclude'], 'ipam.exclude')) {
+      for (const rs of sets) for (const r of rs.ranges) if (r.family === x.family) addExclusion(r, x);
+    }
+  }
+  checkNoOverlap(sets);
+  const requested = opts.ignoreRequested ? [] : assignRequested(sets, collectRequested(conf, envArgs));
+
+  const readFiles = opts.readFiles ?? true;
+  const cfg: IpamConfig = {
+    network: conf.name,
+    rangeSets: sets,
+    routes: parseRoutes(ipam['routes'], 'ipam.routes'),
+    dataDir: optString(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR,
+    blockSize: {
+      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize'),
+      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
+    },
+    requested,
+    gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
+    // in this order: the first bad field is the one reported
+    gcKeepLiveNetns: optBool(ipam, 'gcKeepLiveNetns') ?? true,
+    strictAffinity: optBool(ipam, 'strictAffinity') ?? false,
+    blockAffinity: optBool(ipam, 'blockAffinity') ?? true,
+  };
+  if (!cfg.blockAffinity && cfg.strictAffinity) throw fieldError('ipam.blockAffinity', 'false (blocks of no node) contradicts strictAffinity true');
+  const node = optString(ipam, 'nodeName', 'ipam');
+  if (node !== undefined) cfg.nodeName = node;
+  const resolv = optString(ipam, 'resolvConf', 'ipam');
+  if (resolv !== undefined && readFiles) cfg.dns = readResolvConf(resolv);
+  if (ipam['etcd'] !== undefined && ipam['etcd'] !== null) {
+    cfg.etcd = readFiles ? parseEtcdConfig(ipam['etcd']) : parseEtcdConfig({ ...(ipam['etcd'] as object), tls: undefined });
+  }
+  return cfg;
+}
+
+/** `ipam.<key>` as a boolean when set. */
+function optBool(ipam: Record<string, unknown>, key: string): boolean | undefined {
+  const v = ipam[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw fieldError(`ipam.${key}`, 'must be a boolean');
+  return v;
+}
+
+/** The range sets: runtimeConfig.ipRanges, then the legacy single range, then ipam.ranges; at least one. */
+function rangeSetsOf(conf: NetConf, ipam: Record<string, unknown>): RangeSet[] {
   const sets: RangeSet[] = [];
   const rtRanges = conf.runtimeConfig?.['ipRanges'];
   if (rtRanges !== undefined) {
-    if (!Array.isArray(rtRanges)) throw bad('runtimeConfig.ipRanges', 'must be a list of range sets');
+    if (!Array.isArray(rtRanges)) throw fieldError('runtimeConfig.ipRanges', 'must be a list of range sets');
     for (const [i, rs] of rtRanges.entries()) {
       // go-cni's WithCapabilityIPRanges sends a flat list of its IPRanges structs, which
       // the reference host-local cannot decode either (a range set is a list)
       if (!Array.isArray(rs))
-        throw bad(`runtimeConfig.ipRanges[${i}]`, 'must be a range set, a list of ranges ([[{"subnet": "10.1.0.0/24"}]]), not a single range');
+        throw fieldError(`runtimeConfig.ipRanges[${i}]`, 'must be a range set, a list of ranges ([[{"subnet": "10.1.0.0/24"}]]), not a single range');
       // keys matched as Go's encoding/json does: a runtime's Go struct without JSON tags
       // sends {"Subnet": ..., "RangeStart": "", ...}; the reference accepts it
       sets.push(
@@ -390,86 +413,53 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
     sets.push({ family: r.family, ranges: [r], field: 'ipam' });
   }
   if (ipam['ranges'] !== undefined) {
-    if (!Array.isArray(ipam['ranges'])) throw bad('ipam.ranges', 'must be a list of range sets');
+    if (!Array.isArray(ipam['ranges'])) throw fieldError('ipam.ranges', 'must be a list of range sets');
     for (const [i, rs] of ipam['ranges'].entries()) sets.push(parseRangeSet(rs, `ipam.ranges[${i}]`));
   }
-  if (sets.length === 0) throw bad('ipam.ranges', 'no IP ranges specified');
-  if (ipam['exclude'] !== undefined && ipam['exclude'] !== null) {
-    for (const x of parseExclude(ipam['exclude'], 'ipam.exclude')) {
-      for (const rs of sets) for (const r of rs.ranges) if (r.family === x.family) addExclusion(r, x);
-    }
-  }
+  if (sets.length === 0) throw fieldError('ipam.ranges', 'no IP ranges specified');
+  return sets;
+}
+
+/** No range of one set overlaps a range of another. */
+function checkNoOverlap(sets: RangeSet[]): void {
   for (let i = 0; i < sets.length; i++) {
     for (let j = i + 1; j < sets.length; j++) {
       for (const a of (sets[i] as RangeSet).ranges) {
         for (const b of (sets[j] as RangeSet).ranges) {
           if (subnetsOverlap(a, b)) {
-            throw bad(b.field, `subnet ${formatCidr(b.subnet)} overlaps ${a.field} (${formatCidr(a.subnet)}); range sets must not overlap`);
+            throw fieldError(b.field, `subnet ${formatCidr(b.subnet)} overlaps ${a.field} (${formatCidr(a.subnet)}); range sets must not overlap`);
           }
         }
       }
     }
   }
+}
 
-  // Requested addresses: each goes to the first range set holding it that has none yet.
+/** Requested addresses: each goes to the first range set holding it that has none yet, and must be usable there. */
+function assignRequested(sets: RangeSet[], wanted: ReturnType<typeof collectRequested>): RequestedIP[] {
   const requested: RequestedIP[] = [];
-  for (const r of opts.ignoreRequested ? [] : collectRequested(conf, envArgs)) {
+  for (const r of wanted) {
     const txt = formatIP(r.ip);
     const holders = sets.map((rs, i) => ({ rs, i })).filter(({ rs }) => rangeFor(rs, r.ip));
-    if (holders.length === 0) throw bad(r.field, `requested IP ${txt} is not in any configured range`);
+    if (holders.length === 0) throw fieldError(r.field, `requested IP ${txt} is not in any configured range`);
     const free = holders.find(({ i }) => !requested.some((q) => q.set === i));
-    if (!free) throw bad(r.field, `requested IP ${txt}: its range set already has a requested IP (one address per range set)`);
+    if (!free) throw fieldError(r.field, `requested IP ${txt}: its range set already has a requested IP (one address per range set)`);
     const rg = rangeFor(free.rs, r.ip) as Range;
-    if (r.ip.value === rg.gateway) throw bad(r.field, `requested IP ${txt} is the gateway of ${rg.field}`);
-    if (!usableIn(rg, r.ip.value)) throw bad(r.field, `requested IP ${txt} is the network or broadcast address of ${rg.field}`);
+    if (r.ip.value === rg.gateway) throw fieldError(r.field, `requested IP ${txt} is the gateway of ${rg.field}`);
+    if (!usableIn(rg, r.ip.value)) throw fieldError(r.field, `requested IP ${txt} is the network or broadcast address of ${rg.field}`);
     const ex = excludedBy(rg.exclude, r.ip.value);
-    if (ex) throw bad(r.field, `requested IP ${txt} is excluded by ${ex.source}`);
+    if (ex) throw fieldError(r.field, `requested IP ${txt} is excluded by ${ex.source}`);
     requested.push({ ip: r.ip, set: free.i, field: r.field });
   }
+  return requested;
+}
 
-  const readFiles = opts.readFiles ?? true;
-  const cfg: IpamConfig = {
-    network: conf.name,
-    rangeSets: sets,
-    routes: parseRoutes(ipam['routes'], 'ipam.routes'),
-    dataDir: optString(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR,
-    blockSize: {
-      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize'),
-      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
-    },
-    strictAffinity: false,
-    blockAffinity: true,
-    requested,
-    gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),
-    gcKeepLiveNetns: true,
-  };
-  if (ipam['gcKeepLiveNetns'] !== undefined) {
-    if (typeof ipam['gcKeepLiveNetns'] !== 'boolean') throw bad('ipam.gcKeepLiveNetns', 'must be a boolean');
-    cfg.gcKeepLiveNetns = ipam['gcKeepLiveNetns'];
+function readResolvConf(path: string): DNS {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fieldError('ipam.resolvConf', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  if (ipam['strictAffinity'] !== undefined) {
-    if (typeof ipam['strictAffinity'] !== 'boolean') throw bad('ipam.strictAffinity', 'must be a boolean');
-    cfg.strictAffinity = ipam['strictAffinity'];
-  }
-  if (ipam['blockAffinity'] !== undefined) {
-    if (typeof ipam['blockAffinity'] !== 'boolean') throw bad('ipam.blockAffinity', 'must be a boolean');
-    cfg.blockAffinity = ipam['blockAffinity'];
-    if (!cfg.blockAffinity && cfg.strictAffinity) throw bad('ipam.blockAffinity', 'false (blocks of no node) contradicts strictAffinity true');
-  }
-  const node = optString(ipam, 'nodeName', 'ipam');
-  if (node !== undefined) cfg.nodeName = node;
-  const resolv = optString(ipam, 'resolvConf', 'ipam');
-  if (resolv !== undefined && readFiles) {
-    let text: string;
-    try {
-      text = readFileSync(resolv, 'utf8');
-    } catch (e) {
-      throw bad('ipam.resolvConf', `cannot read ${resolv} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-    cfg.dns = parseResolvConf(text);
-  }
-  if (ipam['etcd'] !== undefined && ipam['etcd'] !== null) {
-    cfg.etcd = readFiles ? parseEtcdConfig(ipam['etcd']) : parseEtcdConfig({ ...(ipam['etcd'] as object), tls: undefined });
-  }
-  return cfg;
+  return parseResolvConf(text);
 }

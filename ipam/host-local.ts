@@ -14,6 +14,8 @@
 import { constants, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalIP, tryParseIP } from '../lib/addr/cidr.ts';
+import { isValidIfName } from '../lib/addr/ifname.ts';
+import { isContainerId } from '../lib/cni/formats.ts';
 import type { Adoptee } from './allocator.ts';
 import { lockFile, openNoFollow, readAndClose } from './store/local.ts';
 import { StoreDamagedError, StoreUnavailableError } from './store/types.ts';
@@ -24,8 +26,6 @@ const LAST_RESERVED_PREFIX = 'last_reserved_ip.';
 /** The interface name taken for a reservation file written before host-local recorded one. */
 const LEGACY_IFNAME = 'eth0';
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const IFNAME = /^[^/:\s]{1,15}$/;
 const MAX_FILE_BYTES = 4096;
 
 export interface HostLocalState {
@@ -86,7 +86,7 @@ export function readHostLocal(dir: string): HostLocalState | undefined {
     const [rawId = '', rawIf] = text.split(/\r?\n/);
     const containerId = rawId.trim();
     const ifname = rawIf === undefined || rawIf.trim() === '' ? LEGACY_IFNAME : rawIf.trim();
-    if (!CONTAINER_ID.test(containerId) || !IFNAME.test(ifname)) {
+    if (!isContainerId(containerId) || !isValidIfName(ifname)) {
       state.skipped.push(`${join(dir, name)}: does not hold a container ID and interface name`);
       continue;
     }

@@ -4,6 +4,7 @@
 // allocation planned before a reservation landed is retried, never committed past it.
 // Used by `strand ipam reserve|unreserve` and by any long-lived component (the node agent
 // registering its node's address in flat mode): plain functions over a Store.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { formatCidr, network as networkOf, tryParseCidr, tryParseIP, bitsOf } from '../lib/addr/cidr.ts';
 import type { Holder, Reservation, Reservations, Store } from './store/types.ts';
 
@@ -34,7 +35,7 @@ async function update(store: Store, network: string, change: (list: Reservation[
     if (!next) return false;
     const value: Reservations = { network, reservations: next };
     if ((await store.commit([{ op: 'putReservations', reservations: value, prevRev: cur?.rev ?? 0 }])) !== undefined) return true;
-    await new Promise((r) => setTimeout(r, attempt * 5));
+    await sleep(attempt * 5);
   }
   throw new ReservationError(`the reservations of network ${network} kept changing under this update (32 attempts)`);
 }

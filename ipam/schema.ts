@@ -16,12 +16,10 @@ const range = {
   },
 } as const;
 
-const duration = {
-  anyOf: [
-    { type: 'number', exclusiveMinimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' },
-  ],
-} as const;
+/** "500ms", "10s", "1m" or plain milliseconds as a string. */
+const durationText = { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' } as const;
+/** A timeout: milliseconds (above 0) or durationText. */
+const duration = { anyOf: [{ type: 'number', exclusiveMinimum: 0 }, durationText] } as const;
 
 export const schemas = {
   validateIpamConf: {
@@ -50,12 +48,8 @@ export const schemas = {
       blockAffinity: { type: 'boolean' },
       exclude: { type: 'array', items: { type: 'string' } },
       gcKeepLiveNetns: { type: 'boolean' },
-      gcGracePeriod: {
-        anyOf: [
-          { type: 'number', minimum: 0 },
-          { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)?$' },
-        ],
-      },
+      // 0 allowed: no attachment is kept for being young
+      gcGracePeriod: { anyOf: [{ type: 'number', minimum: 0 }, durationText] },
       blockSize: { type: 'integer', minimum: 1, maximum: 32 },
       blockSizeV6: { type: 'integer', minimum: 1, maximum: 128 },
       etcd: {

@@ -8,6 +8,7 @@
 #   3. the guest-only tests (ipvlan, bridge vlan filtering) inside a qemu guest booting
 #      Debian's stock kernel, because this host's kernel lacks those features; they run
 #      in the background, alongside 2.
+# The lint gate (biome ci, knip: `npm run lint`) runs before the type check.
 # Ends with one line "tests: N passed, N failed" summing all runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ fi
 bash scripts/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 bash scripts/build-test-tools.sh
+
+echo "== lint: biome (format and lint rules), knip (unused files, exports, dependencies)" >&2
+npm run --silent lint
 
 echo "== type check" >&2
 tsc --noEmit -p tsconfig.json

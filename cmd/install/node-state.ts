@@ -69,149 +69,180 @@ function planOf(c: Record<string, unknown>, ipam: NetConf | undefined): Plan {
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
+type IpamMain = typeof import('../../ipam/main.ts');
+type Status = typeof import('../../agent/status.ts');
+type Held = Array<{ network: string; containerId: string; ifname: string; ips: string[] }>;
+
+/** The IPAM side of the node: the open store, its config, this node's name and attachments. */
+interface NodeIpam {
+  store: Awaited<ReturnType<IpamMain['openStore']>>;
+  cfg: ReturnType<IpamMain['loadConfig']>;
+  node: string;
+  held: Held;
+}
+
 /** Removes strand's node state; see the module comment. Never throws for one step's failure. */
 export async function removeNodeState(o: NodeStateOptions): Promise<NodeStateResult> {
   const out: NodeStateResult = { refused: [], failed: [] };
-  const [{ strandIpamConf }, ipamMain, pending, nodes, status] = await Promise.all([
+  const [{ strandIpamConf }, ipamMain, status] = await Promise.all([
     import('../../ipam/cli.ts'),
     import('../../ipam/main.ts'),
-    import('../../ipam/pending.ts'),
-    import('../../ipam/nodes.ts'),
     import('../../agent/status.ts'),
   ]);
   const plan = planOf(o.conflist, strandIpamConf(o.conflist));
   const ns = Netns.current();
+  let ipam: NodeIpam | undefined;
   try {
     // --- who still uses the network here
     const links = await rtnl.listLinks(ns);
-    const ports = new Map<string, string[]>();
-    for (const b of plan.bridges) {
-      const br = links.find((l) => l.name === b);
-      // pods are veth ports (flat mode's uplink is a port too, until its takeover is undone)
-      if (br)
-        ports.set(
-          b,
-          links.filter((l) => l.master === br.index && l.kind === 'veth').map((l) => l.name),
-        );
-    }
+    const ports = podPorts(plan, links);
     for (const [b, p] of ports) if (p.length) out.refused.push(`bridge ${b} has pod ports: ${p.join(', ')}`);
-
-    let agentRunning: string | undefined;
-    let agentState: ReturnType<typeof status.readState> | undefined;
-    try {
-      agentState = status.readState(o.agentStateFile);
-      const r = status.readiness(agentState, Date.now(), () => true);
-      if (agentState.synced && !r.stale)
-        agentRunning = `strand agent runs on this node (${o.agentStateFile} updated ${agentState.updated}): delete the DaemonSet first`;
-    } catch {
-      // no agent here
-    }
-    if (agentRunning) out.refused.push(agentRunning);
-
+    const agentState = agentUsage(o, status, out);
     // --- IPAM: pending releases completed, this node's attachments listed
-    let store: Awaited<ReturnType<typeof ipamMain.openStore>> | undefined;
-    let cfg: ReturnType<typeof ipamMain.loadConfig> | undefined;
-    let node = '';
-    let held: Array<{ network: string; containerId: string; ifname: string; ips: string[] }> = [];
-    if (plan.ipam) {
-      try {
-        cfg = ipamMain.loadConfig(plan.ipam, '', false);
-        node = ipamMain.nodeName(cfg, o.env);
-        store = await ipamMain.openStore(cfg);
-        const journal = ipamMain.journalOf(cfg);
-        const r = await pending.completePending(journal, store, ipamMain.storeRefOfConf(cfg, plan.ipam), { config: cfg });
-        for (const l of r.completed) o.log(`completed the pending release ${l}`);
-        for (const l of r.failed) out.failed.push(`pending release not completed: ${l}`);
-        held = (await store.listAttachments())
-          .map((a) => a.value)
-          .filter((a) => a.node === node)
-          .map((a) => ({ network: a.network, containerId: a.containerId, ifname: a.ifname, ips: a.ips.map((e) => e.ip) }));
-        for (const a of held) out.refused.push(`pod attachment ${a.network} ${a.containerId}/${a.ifname} (${a.ips.join(',')}) on node ${node}`);
-      } catch (e) {
-        out.failed.push(
-          `IPAM store of network ${plan.network}: ${message(e)}; release this node's blocks later with strand ipam node release ${node || '<node>'}`,
-        );
-        await store?.close().catch(() => undefined);
-        store = undefined;
-      }
-    }
-    if (out.refused.length && !o.force) {
-      await store?.close().catch(() => undefined);
-      return out;
-    }
+    if (plan.ipam) ipam = await nodeIpam(o, plan, plan.ipam, ipamMain, out);
+
+    if (out.refused.length && !o.force) return out;
     if (out.refused.length) o.log(`--force: removing strand's network although ${out.refused.length} thing(s) still use it`);
-    try {
-      await o.beforeRemoval?.();
-    } catch (e) {
-      await store?.close().catch(() => undefined);
-      throw e;
-    }
+    await o.beforeRemoval?.();
 
     // --- the pods' rules (forced), then what their DELs leave shared
     try {
-      await removeRules(plan.network, held);
+      await removeRules(plan.network, ipam?.held ?? []);
       o.log('masquerade and hostPort rules: none of strand left');
     } catch (e) {
       out.failed.push(`netfilter rules: ${message(e)}`);
     }
-
     // --- IPAM records of this node
-    if (store && cfg) {
-      try {
-        const r = await nodes.releaseNode(store, node, { force: o.force, ignoreAlive: true });
-        for (const x of r.attachmentsReleased) o.log(`released attachment ${x}`);
-        for (const x of r.blocksReleased) o.log(`released block ${x} of node ${node}`);
-        for (const x of r.blocksKept) out.failed.push(`block kept: ${x}`);
-        for (const x of r.attachmentsHeld) out.failed.push(`attachment kept: ${x}`);
-        if (r.recordRemoved) o.log(`removed the node record of ${node}`);
-        if (!cfg.etcd) removeLocalStore(cfg.dataDir, plan.network, o.log);
-        removeJournal(pending.pendingDirOf(cfg.dataDir), o.force, o.log, out);
-      } catch (e) {
-        out.failed.push(`IPAM records of node ${node}: ${message(e)}; strand ipam node release ${node} finishes it later`);
-      } finally {
-        await store.close().catch(() => undefined);
-      }
-    }
-
+    if (ipam) await releaseNodeIpam(o, plan, ipam, out);
     // --- routes of the agent, links
-    const proto = agentState?.routeProtocol ?? AGENT_ROUTE_PROTOCOL;
-    let routes = 0;
-    for (const r of await rtnl.listRoutes(ns, { table: 'all' })) {
-      if (r.protocol !== proto) continue;
-      try {
-        await rtnl.delRoute(ns, {
-          dst: r.dst,
-          version: r.version,
-          table: r.table,
-          protocol: r.protocol,
-          type: r.type,
-          ...(r.gw ? { gw: r.gw } : {}),
-          ...(r.oif !== undefined ? { link: r.oif } : {}),
-        });
-        routes++;
-      } catch (e) {
-        if (!isNetlinkError(e, 'ESRCH')) out.failed.push(`route ${r.dst} proto ${proto}: ${message(e)}`);
-      }
-    }
-    if (routes) o.log(`removed ${routes} route(s) of strand agent (proto ${proto})`);
+    await removeAgentRoutes(ns, agentState?.routeProtocol ?? AGENT_ROUTE_PROTOCOL, o, out);
     const vxlan = links.filter((l) => l.kind === 'vxlan' && (l.name === agentState?.vtep?.device || /^strand\.\d+$/.test(l.name)));
     const doomed = [...plan.bridges.flatMap((b) => (o.force ? (ports.get(b) ?? []) : [])), ...vxlan.map((l) => l.name), ...[...ports.keys()]];
-    for (const name of doomed) {
-      try {
-        await rtnl.delLink(ns, name);
-        o.log(`removed link ${name}`);
-      } catch (e) {
-        if (!isNetlinkError(e, 'ENODEV')) out.failed.push(`link ${name}: ${message(e)}`);
-      }
-    }
-
+    await removeLinks(ns, doomed, o, out);
     // --- files
     for (const f of [o.podMtuFile, o.agentStateFile]) removeFile(f, o.log, out);
     removeEmptyDir(dirname(o.agentStateFile));
     removeLogs(o.logDir, o.log, out);
     return out;
   } finally {
+    await ipam?.store.close().catch(() => undefined);
     ns.close();
+  }
+}
+
+/** The veth ports of the plan's bridges that exist (pods; flat mode's uplink is a port too, until its takeover is undone). */
+function podPorts(plan: Plan, links: rtnl.Link[]): Map<string, string[]> {
+  const ports = new Map<string, string[]>();
+  for (const b of plan.bridges) {
+    const br = links.find((l) => l.name === b);
+    if (br)
+      ports.set(
+        b,
+        links.filter((l) => l.master === br.index && l.kind === 'veth').map((l) => l.name),
+      );
+  }
+  return ports;
+}
+
+/** The agent's state file; a refusal when a synced agent updated it recently (it runs). */
+function agentUsage(o: NodeStateOptions, status: Status, out: NodeStateResult): ReturnType<Status['readState']> | undefined {
+  let agentState: ReturnType<Status['readState']> | undefined;
+  try {
+    agentState = status.readState(o.agentStateFile);
+  } catch {
+    return undefined; // no agent here
+  }
+  let stale = true;
+  try {
+    stale = status.readiness(agentState, Date.now(), () => true).stale;
+  } catch {
+    // unreadable state: not a running agent
+  }
+  if (agentState.synced && !stale)
+    out.refused.push(`strand agent runs on this node (${o.agentStateFile} updated ${agentState.updated}): delete the DaemonSet first`);
+  return agentState;
+}
+
+/** Opens the conflist's IPAM store, completes this node's pending releases, lists its attachments (refusals). */
+async function nodeIpam(
+  o: NodeStateOptions,
+  plan: Plan,
+  conf: NonNullable<Plan['ipam']>,
+  ipamMain: IpamMain,
+  out: NodeStateResult,
+): Promise<NodeIpam | undefined> {
+  const pending = await import('../../ipam/pending.ts');
+  let store: NodeIpam['store'] | undefined;
+  let node = '';
+  try {
+    const cfg = ipamMain.loadConfig(conf, '', false);
+    node = ipamMain.nodeName(cfg, o.env);
+    store = await ipamMain.openStore(cfg);
+    const journal = ipamMain.journalOf(cfg);
+    const r = await pending.completePending(journal, store, ipamMain.storeRefOfConf(cfg, conf), { config: cfg });
+    for (const l of r.completed) o.log(`completed the pending release ${l}`);
+    for (const l of r.failed) out.failed.push(`pending release not completed: ${l}`);
+    const held = (await store.listAttachments())
+      .map((a) => a.value)
+      .filter((a) => a.node === node)
+      .map((a) => ({ network: a.network, containerId: a.containerId, ifname: a.ifname, ips: a.ips.map((e) => e.ip) }));
+    for (const a of held) out.refused.push(`pod attachment ${a.network} ${a.containerId}/${a.ifname} (${a.ips.join(',')}) on node ${node}`);
+    return { store, cfg, node, held };
+  } catch (e) {
+    out.failed.push(`IPAM store of network ${plan.network}: ${message(e)}; release this node's blocks later with strand ipam node release ${node || '<node>'}`);
+    await store?.close().catch(() => undefined);
+    return undefined;
+  }
+}
+
+/** Releases this node's blocks, attachments (forced) and record; the local store's files and the journal. */
+async function releaseNodeIpam(o: NodeStateOptions, plan: Plan, { store, cfg, node }: NodeIpam, out: NodeStateResult): Promise<void> {
+  const [nodes, pending] = await Promise.all([import('../../ipam/nodes.ts'), import('../../ipam/pending.ts')]);
+  try {
+    const r = await nodes.releaseNode(store, node, { force: o.force, ignoreAlive: true });
+    for (const x of r.attachmentsReleased) o.log(`released attachment ${x}`);
+    for (const x of r.blocksReleased) o.log(`released block ${x} of node ${node}`);
+    for (const x of r.blocksKept) out.failed.push(`block kept: ${x}`);
+    for (const x of r.attachmentsHeld) out.failed.push(`attachment kept: ${x}`);
+    if (r.recordRemoved) o.log(`removed the node record of ${node}`);
+    if (!cfg.etcd) removeLocalStore(cfg.dataDir, plan.network, o.log);
+    removeJournal(pending.pendingDirOf(cfg.dataDir), o.force, o.log, out);
+  } catch (e) {
+    out.failed.push(`IPAM records of node ${node}: ${message(e)}; strand ipam node release ${node} finishes it later`);
+  }
+}
+
+/** Every route of the agent's protocol, in all tables. */
+async function removeAgentRoutes(ns: Netns, proto: number, o: NodeStateOptions, out: NodeStateResult): Promise<void> {
+  let routes = 0;
+  for (const r of await rtnl.listRoutes(ns, { table: 'all' })) {
+    if (r.protocol !== proto) continue;
+    try {
+      await rtnl.delRoute(ns, {
+        dst: r.dst,
+        version: r.version,
+        table: r.table,
+        protocol: r.protocol,
+        type: r.type,
+        ...(r.gw ? { gw: r.gw } : {}),
+        ...(r.oif !== undefined ? { link: r.oif } : {}),
+      });
+      routes++;
+    } catch (e) {
+      if (!isNetlinkError(e, 'ESRCH')) out.failed.push(`route ${r.dst} proto ${proto}: ${message(e)}`);
+    }
+  }
+  if (routes) o.log(`removed ${routes} route(s) of strand agent (proto ${proto})`);
+}
+
+async function removeLinks(ns: Netns, names: string[], o: NodeStateOptions, out: NodeStateResult): Promise<void> {
+  for (const name of names) {
+    try {
+      await rtnl.delLink(ns, name);
+      o.log(`removed link ${name}`);
+    } catch (e) {
+      if (!isNetlinkError(e, 'ENODEV')) out.failed.push(`link ${name}: ${message(e)}`);
+    }
   }
 }
 

@@ -15,7 +15,7 @@ export class TemplateError extends Error {
   override readonly name = 'TemplateError';
 }
 
-export const PLACEHOLDERS = ['NODE_NAME', 'ETCD_ENDPOINTS', 'ETCD_CA', 'ETCD_CERT', 'ETCD_KEY'] as const;
+const PLACEHOLDERS = ['NODE_NAME', 'ETCD_ENDPOINTS', 'ETCD_CA', 'ETCD_CERT', 'ETCD_KEY'] as const;
 export type Placeholder = (typeof PLACEHOLDERS)[number];
 
 const OPTIONAL: ReadonlySet<Placeholder> = new Set(['ETCD_CA', 'ETCD_CERT', 'ETCD_KEY']);

@@ -5,6 +5,7 @@
 // no veth, no address and no reserved IP behind.
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
+import { phaseTracer } from '../../lib/cni/log.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
 import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
 import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/addr/cidr.ts';
@@ -16,7 +17,7 @@ import { isNetlinkError } from '../../lib/netlink/errors.ts';
 import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import { checkAddConfig, resolveMac, type BridgeConf } from './config.ts';
-import { toolsFor } from '../../lib/plugin/exec.ts';
+import { toolsFor, type Tools } from '../../lib/plugin/exec.ts';
 import { setupMasq, teardownMasq } from './masq.ts';
 import { setupSpoofCheck, spoofRefId, teardownSpoofCheck } from './spoofchk.ts';
 import { ensureVlanGateway, setPortVlans } from './vlan.ts';
@@ -39,7 +40,8 @@ interface Gateway {
 export function calcGateways(result: Result, conf: Pick<BridgeConf, 'isGateway' | 'isDefaultGateway'>): Gateway[] {
   const gws: Gateway[] = [];
   const defaultFound = { 4: false, 6: false };
-  const routes: Route[] = (result.routes ??= []);
+  result.routes ??= [];
+  const routes: Route[] = result.routes;
   for (const ip of result.ips ?? []) {
     const c = parseCidr(ip.address);
     const fam = c.family;
@@ -126,33 +128,21 @@ function dnsSet(d: DNS | undefined): d is DNS {
   return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
 }
 
-/**
- * Wall and CPU milliseconds of each ADD phase (since the previous mark; the first, "start",
- * runs from process start to the ADD handler), logged at debug level for bench:bridge.
- */
-class Phases {
-  private readonly marks: Array<[string, number, number]> = [];
-  constructor() {
-    this.mark('start');
-  }
-  mark(name: string): void {
-    const c = process.cpuUsage();
-    this.marks.push([name, performance.now(), (c.user + c.system) / 1000]);
-  }
-  toJSON(): Record<string, { wall: number; cpu: number }> {
-    const out: Record<string, { wall: number; cpu: number }> = {};
-    let [pw, pc] = [0, 0];
-    const r = (x: number): number => Math.round(x * 100) / 100;
-    for (const [name, w, c] of this.marks) {
-      out[name] = { wall: r(w - pw), cpu: r(c - pc) };
-      [pw, pc] = [w, c];
-    }
-    return out;
-  }
+/** What the steps of one ADD share. */
+interface AddCtx {
+  a: CmdArgs;
+  conf: BridgeConf;
+  pod: Netns;
+  host: Netns;
+  undo: UndoStack;
+  tools: Tools;
 }
 
+type Veth = Awaited<ReturnType<typeof createVeth>>;
+type Bridge = Awaited<ReturnType<typeof ensureBridge>>;
+
 export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
-  const phases = new Phases();
+  const phases = phaseTracer(a.log);
   checkAddConfig(conf);
   const mac = resolveMac(conf, a.args);
   // an explicit mtu wins; else the node's pod MTU from the agent's file, when named
@@ -161,7 +151,7 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
   const pod = openPodNetns(a);
   const host = openHostNetns(a);
   const undo = new UndoStack((m) => a.log?.warn(m));
-  const tools = toolsFor(a);
+  const c: AddCtx = { a, conf, pod, host, undo, tools: toolsFor(a) };
   try {
     return await undo.run(async () => {
       // 1. the bridge
@@ -171,107 +161,145 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
       phases.mark('bridge');
 
       // 2. the veth pair: container end created inside the pod, host end on the bridge
-      const veth = await createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
-      if (conf.hairpinMode || conf.portIsolation) {
-        await nl(`failed to set bridge port options on ${veth.host.name}`, () =>
-          rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),
-        );
-      }
-      if (conf.vlanFiltering) await setPortVlans(host, veth.host.index, conf);
-      a.log?.debug(
-        `veth ${veth.host.name} (index ${veth.host.index}) on ${br.name}, peer ${a.ifName} (index ${veth.cont.index}, mac ${veth.cont.mac ?? '?'}) in ${a.netns}`,
-      );
+      const veth = await addVeth(c, br, mtu, mac);
       phases.mark('veth');
 
       const hostIf: Interface = { name: veth.host.name };
-      const contIf: Interface = { name: a.ifName, sandbox: a.netns };
+      // the name the kernel gave the container end, as read back
+      const contIf: Interface = { name: veth.cont.name, sandbox: a.netns };
       if (veth.cont.mac) contIf.mac = veth.cont.mac;
       const brIf: Interface = { name: br.name };
       const result: Result = { cniVersion: '1.1.0', interfaces: [brIf, hostIf, contIf] };
 
       // 3. MAC spoof check
-      if (conf.macspoofchk) {
-        const ref = spoofRefId(a.containerId, a.ifName);
-        await setupSpoofCheck(tools, veth.host.name, veth.cont.mac ?? '', ref);
-        a.log?.debug(`macspoofchk rules for ${veth.host.name}`);
-        undo.push('remove macspoofchk rules', () => teardownSpoofCheck(tools, ref));
-      }
+      if (conf.macspoofchk) await addSpoofCheck(c, veth);
 
       if (conf.ipamType) {
         // 4. IPAM
-        const ipamType = conf.ipamType;
-        const ipam = await delegateAddWithRollback(ipamType, a.stdinData, a);
-        undo.push(`IPAM DEL (${ipamType})`, () => delegateDel(ipamType, a.stdinData, a));
-        if (!ipam.ips?.length) throw new CniError(Code.Internal, 'IPAM plugin returned missing IP config');
-        result.ips = ipam.ips.map((ip): IPConfig => ({ ...ip }));
-        result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
-        if (ipam.dns) result.dns = ipam.dns;
-        const gateways = calcGateways(result, conf);
-        a.log?.debug(
-          `IPAM ${ipamType}: ${result.ips.map((i) => i.address).join(', ')}${result.routes.length ? `, routes ${result.routes.map((r) => r.dst).join(', ')}` : ''}`,
-        );
+        const gateways = await addIpam(c, conf.ipamType, result);
         phases.mark('ipam');
-
         // 5. the pod side: sysctls, addresses, up, routes
-        if (conf.enabledad) {
-          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/enhanced_dad`, '1');
-          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '1');
-        } else {
-          await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '0');
-        }
-        await trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
-        await configureIface(pod, { index: veth.cont.index, name: a.ifName }, result, CONTAINER_IF_INDEX, a.log);
+        await configurePod(c, veth, result);
         phases.mark('pod');
-
         // 6. the gateway on the bridge (or its VLAN interface), forwarding
         if (conf.isGateway) {
-          let gwDev = br;
-          let gwPin = brMacAtStart;
-          if (conf.vlan !== 0 && gateways.length) {
-            const v = await ensureVlanGateway(host, br, conf, undo);
-            gwDev = v.link;
-            gwPin = undefined;
-            result.interfaces!.push(v.iface);
-          }
-          for (const fam of [4, 6] as const) {
-            const mine = gateways.filter((g) => g.family === fam);
-            for (const g of mine) {
-              await ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
-              a.log?.debug(`gateway ${g.cidr} on ${gwDev.name}`);
-            }
-            if (mine.length) await enableForwarding(host, fam, undo);
-          }
+          await addGateways(c, br, brMacAtStart, veth, gateways, result);
           phases.mark('gateway');
         }
-
         // 7. masquerading
         if (conf.ipMasq) {
-          const addrs = result.ips.map((ip) => ip.address);
-          undo.push('remove masquerade rules', () => teardownMasq(tools, conf.name, a.ifName, a.containerId));
-          await setupMasq(tools, conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
-          a.log?.debug(`ipMasq rules (${conf.ipMasqBackend ?? 'iptables'}) for ${addrs.join(', ')}`);
+          await addMasq(c, result);
           phases.mark('masq');
         }
       } else if (!conf.disableContainerInterface) {
         await nl(`failed to set ${JSON.stringify(a.ifName)} up`, () => rtnl.setLink(pod, veth.cont.index, { up: true }));
       }
 
-      // 8. the port must be up; then the final MACs (the host end's may change, the
-      // bridge's follows its lowest port until an address pins it)
-      let hostLink = veth.host;
-      if (!conf.disableContainerInterface) hostLink = await waitOperUp(host, veth.host.index);
-      else hostLink = await nl(`failed to look up ${veth.host.name}`, () => rtnl.getLink(host, veth.host.index));
-      if (hostLink.mac) hostIf.mac = hostLink.mac;
-      const brNow = await nl(`could not look up bridge ${conf.bridge}`, () => rtnl.getLink(host, br.index));
-      if (brNow.mac) brIf.mac = brNow.mac;
-
+      // 8. the port must be up; then the final MACs
+      await finalMacs(c, br, veth, hostIf, brIf);
       if (dnsSet(conf.dns)) result.dns = conf.dns;
       phases.mark('final');
-      a.log?.debug('ADD phases (ms)', phases);
+      phases.done('ADD phases (ms)');
       return result;
     });
   } finally {
     pod.close();
     host.close();
   }
+}
+
+/** The veth pair on the bridge, with the port options (hairpin, isolation, VLANs). */
+async function addVeth({ a, conf, pod, host, undo }: AddCtx, br: Bridge, mtu: number, mac: string | undefined): Promise<Veth> {
+  const veth = await createVeth(host, pod, { ifName: a.ifName, mtu, ...(mac ? { mac } : {}), master: br.index, hostUp: true }, undo);
+  if (conf.hairpinMode || conf.portIsolation) {
+    await nl(`failed to set bridge port options on ${veth.host.name}`, () =>
+      rtnl.setLink(host, veth.host.index, { bridgePort: { hairpin: conf.hairpinMode, isolated: conf.portIsolation } }),
+    );
+  }
+  if (conf.vlanFiltering) await setPortVlans(host, veth.host.index, conf);
+  a.log?.debug(
+    `veth ${veth.host.name} (index ${veth.host.index}) on ${br.name}, peer ${a.ifName} (index ${veth.cont.index}, mac ${veth.cont.mac ?? '?'}) in ${a.netns}`,
+  );
+  return veth;
+}
+
+async function addSpoofCheck({ a, undo, tools }: AddCtx, veth: Veth): Promise<void> {
+  const ref = spoofRefId(a.containerId, a.ifName);
+  await setupSpoofCheck(tools, veth.host.name, veth.cont.mac ?? '', ref);
+  a.log?.debug(`macspoofchk rules for ${veth.host.name}`);
+  undo.push('remove macspoofchk rules', () => teardownSpoofCheck(tools, ref));
+}
+
+/** The IPAM delegate's addresses, routes and DNS into `result`; the gateways they imply. */
+async function addIpam({ a, conf, undo }: AddCtx, ipamType: string, result: Result): Promise<Gateway[]> {
+  const ipam = await delegateAddWithRollback(ipamType, a.stdinData, a);
+  undo.push(`IPAM DEL (${ipamType})`, () => delegateDel(ipamType, a.stdinData, a));
+  if (!ipam.ips?.length) throw new CniError(Code.Internal, 'IPAM plugin returned missing IP config');
+  result.ips = ipam.ips.map((ip): IPConfig => ({ ...ip }));
+  result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
+  if (ipam.dns) result.dns = ipam.dns;
+  const gateways = calcGateways(result, conf);
+  a.log?.debug(
+    `IPAM ${ipamType}: ${result.ips.map((i) => i.address).join(', ')}${result.routes.length ? `, routes ${result.routes.map((r) => r.dst).join(', ')}` : ''}`,
+  );
+  return gateways;
+}
+
+/** The pod's interface: DAD and ARP sysctls, addresses, up, routes. */
+async function configurePod({ a, conf, pod }: AddCtx, veth: Veth, result: Result): Promise<void> {
+  if (conf.enabledad) {
+    await trySysctl(pod, `net/ipv6/conf/${a.ifName}/enhanced_dad`, '1');
+    await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '1');
+  } else {
+    await trySysctl(pod, `net/ipv6/conf/${a.ifName}/accept_dad`, '0');
+  }
+  await trySysctl(pod, `net/ipv4/conf/${a.ifName}/arp_notify`, '1');
+  await configureIface(pod, { index: veth.cont.index, name: a.ifName }, result, CONTAINER_IF_INDEX, a.log);
+}
+
+/** The gateway addresses on the bridge (or its VLAN interface) and forwarding per family. */
+async function addGateways(
+  { a, conf, host, undo }: AddCtx,
+  br: Bridge,
+  brMacAtStart: string | undefined,
+  veth: Veth,
+  gateways: Gateway[],
+  result: Result,
+): Promise<void> {
+  let gwDev = br;
+  let gwPin = brMacAtStart;
+  if (conf.vlan !== 0 && gateways.length) {
+    const v = await ensureVlanGateway(host, br, conf, undo);
+    gwDev = v.link;
+    gwPin = undefined;
+    result.interfaces!.push(v.iface);
+  }
+  for (const fam of [4, 6] as const) {
+    const mine = gateways.filter((g) => g.family === fam);
+    for (const g of mine) {
+      await ensureGatewayAddr(host, gwDev, g, conf.forceAddress, gwPin, veth.host.index, undo);
+      a.log?.debug(`gateway ${g.cidr} on ${gwDev.name}`);
+    }
+    if (mine.length) await enableForwarding(host, fam, undo);
+  }
+}
+
+async function addMasq({ a, conf, undo, tools }: AddCtx, result: Result): Promise<void> {
+  const addrs = (result.ips ?? []).map((ip) => ip.address);
+  undo.push('remove masquerade rules', () => teardownMasq(tools, conf.name, a.ifName, a.containerId));
+  await setupMasq(tools, conf.ipMasqBackend, addrs, conf.name, a.ifName, a.containerId);
+  a.log?.debug(`ipMasq rules (${conf.ipMasqBackend ?? 'iptables'}) for ${addrs.join(', ')}`);
+}
+
+/**
+ * Waits for the host port to be up, then reads the final MACs: the host end's may change,
+ * the bridge's follows its lowest port until an address pins it.
+ */
+async function finalMacs({ conf, host }: AddCtx, br: Bridge, veth: Veth, hostIf: Interface, brIf: Interface): Promise<void> {
+  let hostLink = veth.host;
+  if (!conf.disableContainerInterface) hostLink = await waitOperUp(host, veth.host.index);
+  else hostLink = await nl(`failed to look up ${veth.host.name}`, () => rtnl.getLink(host, veth.host.index));
+  if (hostLink.mac) hostIf.mac = hostLink.mac;
+  const brNow = await nl(`could not look up bridge ${conf.bridge}`, () => rtnl.getLink(host, br.index));
+  if (brNow.mac) brIf.mac = brNow.mac;
 }

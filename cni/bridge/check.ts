@@ -54,7 +54,7 @@ export async function cmdCheck(a: CmdArgs, conf: BridgeConf): Promise<void> {
     for (const i of ifs) {
       if (i === brIf || i === contIf || i.sandbox) continue;
       const l = await nlMaybe(`failed to look up ${i.name}`, () => rtnl.getLink(host, i.name));
-      if (!l || l.kind !== 'veth') continue;
+      if (l?.kind !== 'veth') continue;
       if (l.index !== cont.parent || l.parent !== cont.index || l.master !== br.index) continue;
       if (!sameMac(i.mac, l.mac)) throw fail(`Interface ${i.name} Mac doesn't match: ${i.mac} not found`);
       found = true;

@@ -4,10 +4,11 @@ import { validateBridgeConf } from '../../gen/validators.js';
 import { resolveMac as resolveLinkMac } from '../../lib/cni/args.ts';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
+import { invalidField } from '../../lib/cni/validate.ts';
 import type { NetConf } from '../../lib/cni/types.ts';
 import type { MasqBackend } from './masq.ts';
 
-export const DEFAULT_BRIDGE = 'cni0';
+const DEFAULT_BRIDGE = 'cni0';
 
 export interface VlanTrunkEntry {
   minID?: number;
@@ -63,17 +64,13 @@ export interface BridgeConf extends RawBridgeConf {
   ipamType: string | undefined;
 }
 
-function invalid(field: string, why: string): CniError {
-  return new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${why}`);
-}
-
 /** vlanTrunk -> sorted unique VLAN IDs (ranges expanded). */
 export function collectTrunk(trunk: VlanTrunkEntry[] | undefined): number[] {
   if (!trunk) return [];
   const ids = new Set<number>();
   for (const [i, t] of trunk.entries()) {
     if (t.minID !== undefined && t.maxID !== undefined) {
-      if (t.maxID < t.minID) throw invalid(`vlanTrunk[${i}]`, 'minID is greater than maxID');
+      if (t.maxID < t.minID) throw invalidField(`vlanTrunk[${i}]`, 'minID is greater than maxID');
       for (let v = t.minID; v <= t.maxID; v++) ids.add(v);
     }
     if (t.id !== undefined) ids.add(t.id);
@@ -83,7 +80,7 @@ export function collectTrunk(trunk: VlanTrunkEntry[] | undefined): number[] {
 
 export function parseConfig(raw: NetConf): BridgeConf {
   const c = validateWith<RawBridgeConf>(validateBridgeConf, raw);
-  if (c.mtu !== undefined && c.mtu !== 0 && c.mtu < 68) throw invalid('mtu', `must be 0 (default) or at least 68; got ${c.mtu}`);
+  if (c.mtu !== undefined && c.mtu !== 0 && c.mtu < 68) throw invalidField('mtu', `must be 0 (default) or at least 68; got ${c.mtu}`);
   const ipamType = c.ipam?.type || undefined;
   const trunkVlans = collectTrunk(c.vlanTrunk);
   return {

@@ -5,18 +5,7 @@
 // validated by skel; this schema only adds the plugin's own fields. Unknown fields are
 // allowed, as the spec asks of plugins.
 
-const linkName = {
-  type: 'string',
-  minLength: 1,
-  maxLength: 15,
-  // The kernel's dev_valid_name(): not "." or "..", no "/", ":" or whitespace.
-  pattern: '^(?!\\.{1,2}$)[^/:\\s]+$',
-} as const;
-
-const mac = {
-  type: 'string',
-  pattern: '^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$',
-} as const;
+import { ipamSection, linkName, macArgs, mtu } from '../../lib/cni/schema-parts.ts';
 
 const vlanId = { type: 'integer', minimum: 1, maximum: 4094 } as const;
 
@@ -31,7 +20,7 @@ export const schemas = {
       forceAddress: { type: 'boolean' },
       ipMasq: { type: 'boolean' },
       ipMasqBackend: { enum: ['iptables', 'nftables'] },
-      mtu: { type: 'integer', minimum: 0, maximum: 65535 },
+      mtu,
       // strand's own: the node's pod MTU file written by `strand agent` (lib/plugin/mtu.ts)
       mtuFile: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^/' },
       hairpinMode: { type: 'boolean' },
@@ -50,21 +39,8 @@ export const schemas = {
       enabledad: { type: 'boolean' },
       disableContainerInterface: { type: 'boolean' },
       portIsolation: { type: 'boolean' },
-      ipam: {
-        // `ipam: {}` (no type) is an L2-only network.
-        type: 'object',
-        properties: { type: { type: 'string' } },
-      },
-      args: {
-        type: 'object',
-        properties: {
-          cni: { type: 'object', properties: { mac } },
-        },
-      },
-      runtimeConfig: {
-        type: 'object',
-        properties: { mac },
-      },
+      ipam: ipamSection,
+      ...macArgs,
     },
   },
 } as const;

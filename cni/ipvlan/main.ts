@@ -7,7 +7,7 @@ import { validateIpvlanConf } from '../../gen/validators.js';
 import { CniError, Code } from '../../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
-import * as rtnl from '../../lib/netlink/rtnl.ts';
+import type * as rtnl from '../../lib/netlink/rtnl.ts';
 import {
   addSublink,
   checkAttachment,

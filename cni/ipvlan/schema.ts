@@ -3,13 +3,7 @@
 // scripts/gen-validators.ts into gen/validators.js (export `validateIpvlanConf`).
 // The common NetConf fields are validated by skel; unknown fields are allowed.
 
-const linkName = {
-  type: 'string',
-  minLength: 1,
-  maxLength: 15,
-  // The kernel's dev_valid_name(): not "." or "..", no "/", ":" or whitespace.
-  pattern: '^(?!\\.{1,2}$)[^/:\\s]+$',
-} as const;
+import { ipamSection, masterName, mtu } from '../../lib/cni/schema-parts.ts';
 
 export const schemas = {
   validateIpvlanConf: {
@@ -18,16 +12,13 @@ export const schemas = {
     properties: {
       // Absent or "": the single interface of prevResult when chained, else the link of
       // the default route (in the pod namespace with linkInContainer).
-      master: { anyOf: [linkName, { const: '' }] },
+      master: masterName,
       // "" means l2, as in the reference.
       mode: { enum: ['', 'l2', 'l3', 'l3s'] },
-      mtu: { type: 'integer', minimum: 0, maximum: 65535 },
+      mtu,
       linkInContainer: { type: 'boolean' },
-      ipam: {
-        // Chained use leaves it out; `ipam: {}` means no IPAM too.
-        type: 'object',
-        properties: { type: { type: 'string' } },
-      },
+      // Chained use leaves it out; `ipam: {}` means no IPAM too.
+      ipam: ipamSection,
     },
   },
 } as const;

@@ -8,7 +8,7 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import { pluginMain, validateWith, type CmdArgs, type PluginIO } from '../../lib/cni/skel.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
 import { versionGte } from '../../lib/cni/version.ts';
-import * as rtnl from '../../lib/netlink/rtnl.ts';
+import type * as rtnl from '../../lib/netlink/rtnl.ts';
 import { addSublink, checkAttachment, delAttachment, gcAttachments, ipamType, statusAttachment, type SublinkConf } from '../sublink/plugin.ts';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru';

@@ -3,9 +3,8 @@
 // (plugins/meta/portmap parseConfig and ensureBackend).
 import { validatePortmapConf } from '../../gen/validators.js';
 import { formatIP, tryParseIP, unmap } from '../../lib/addr/cidr.ts';
-import { CniError, Code } from '../../lib/cni/errors.ts';
 import { validateWith } from '../../lib/cni/skel.ts';
-import { goFieldKeys } from '../../lib/cni/validate.ts';
+import { goFieldKeys, invalidField } from '../../lib/cni/validate.ts';
 import type { NetConf, Result } from '../../lib/cni/types.ts';
 import { defaultBackendNow, type NetfilterBackend } from '../../lib/plugin/netfilter.ts';
 
@@ -49,10 +48,6 @@ export interface PortmapConf extends NetConf {
 /** Kubernetes uses mark bits 14 and 15, Calico 20-31. */
 const DEFAULT_MARK_BIT = 13;
 
-function invalid(field: string, why: string): CniError {
-  return new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${why}`);
-}
-
 /**
  * Which backend a conditions list is written for, as the reference guesses it: an
  * iptables condition starts with "-" or "!"; undefined for none.
@@ -74,7 +69,7 @@ function resolveBackend(c: RawPortmapConf, defaultOf: () => NetfilterBackend): N
   const wrong = wants.filter(([, b]) => b !== undefined && b !== backend).map(([f]) => f);
   if (wrong.length) {
     const other = backend === 'iptables' ? 'nftables' : 'iptables';
-    throw invalid(wrong[0]!, `${backend} backend was requested but configuration contains ${other}-specific options [${wrong.join(' ')}]`);
+    throw invalidField(wrong[0]!, `${backend} backend was requested but configuration contains ${other}-specific options [${wrong.join(' ')}]`);
   }
   return backend;
 }
@@ -92,13 +87,13 @@ function withGoMappingKeys(raw: NetConf): NetConf {
 export function parseConfig(raw: NetConf, defaultOf: () => NetfilterBackend = () => defaultBackendNow({})): PortmapConf {
   const c = validateWith<RawPortmapConf>(validatePortmapConf, withGoMappingKeys(raw));
   if (c.markMasqBit !== undefined && c.externalSetMarkChain !== undefined) {
-    throw invalid('markMasqBit', 'cannot specify externalSetMarkChain and markMasqBit');
+    throw invalidField('markMasqBit', 'cannot specify externalSetMarkChain and markMasqBit');
   }
   const portMappings: PortMapping[] = (c.runtimeConfig?.portMappings ?? []).map((m, i) => {
     const pm: PortMapping = { hostPort: m.hostPort, containerPort: m.containerPort, protocol: m.protocol.toLowerCase() as Protocol };
     if (m.hostIP !== undefined && m.hostIP !== '') {
       const ip = tryParseIP(m.hostIP);
-      if (!ip) throw invalid(`runtimeConfig.portMappings[${i}].hostIP`, `${JSON.stringify(m.hostIP)} is not an IP address`);
+      if (!ip) throw invalidField(`runtimeConfig.portMappings[${i}].hostIP`, `${JSON.stringify(m.hostIP)} is not an IP address`);
       // canonical form; an IPv4-mapped IPv6 address is IPv4 (Go's To4)
       pm.hostIP = formatIP(unmap(ip));
     }

@@ -31,7 +31,11 @@ import * as nft from './nftables.ts';
 export const NAME = 'strand-portmap';
 export const VERSION = '0.1.0';
 
-const backends = { iptables: ipt, nftables: nft } as const;
+// What ADD and CHECK do through the configured backend (DEL and GC clean both).
+const backends = {
+  iptables: { forwardPorts: ipt.forwardPorts, removeSharedIfUnused: ipt.removeSharedIfUnused, checkPorts: ipt.checkPorts },
+  nftables: { forwardPorts: nft.forwardPorts, removeSharedIfUnused: nft.removeSharedIfUnused, checkPorts: nft.checkPorts },
+} as const;
 
 function needPrevResult(conf: PortmapConf, what: string): Result {
   if (!conf.prevResult)

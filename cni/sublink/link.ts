@@ -13,7 +13,7 @@ import { CniError, Code } from '../../lib/cni/errors.ts';
 import type { Interface } from '../../lib/cni/types.ts';
 import type { UndoStack } from '../../lib/plugin/undo.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
-import { Netns } from '../../lib/netlink/netns.ts';
+import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
 import type { PodLink } from '../../lib/plugin/ipam-config.ts';
 import { deleteLinkIfPresent, netlinkFailure, type NetnsArgs, nl, nlMaybe, openPodNetnsForDel } from '../../lib/plugin/link.ts';
@@ -26,7 +26,7 @@ export interface MasterOptions {
 }
 
 /** The link of the namespace's default route (the first default route of the main table, IPv4 first). */
-export async function defaultRouteLink(ns: Netns): Promise<rtnl.Link | undefined> {
+async function defaultRouteLink(ns: Netns): Promise<rtnl.Link | undefined> {
   for (const version of [4, 6] as const) {
     const routes = await nl('failed to list routes', () => rtnl.listRoutes(ns, { version }));
     const def = routes.find((r) => r.dst === (version === 4 ? '0.0.0.0/0' : '::/0') && r.oif !== undefined);
@@ -104,7 +104,7 @@ export async function createSublink(
   const tmp = tempLinkName();
   const req: rtnl.NewLinkSpec = { name: tmp, info: spec.info, parent: spec.master.index };
   if (spec.mtu) req.mtu = spec.mtu;
-  if (spec.mac) req.mac = spec.mac.toLowerCase().replaceAll('-', ':');
+  if (spec.mac) req.mac = spec.mac;
   // Without linkInContainer the request goes to the host namespace (where the parent
   // index is valid) and the link is born in the pod namespace.
   const via = spec.linkInContainer ? pod : host;
@@ -124,9 +124,11 @@ export async function createSublink(
     if (isNetlinkError(e)) throw netlinkFailure(`failed to rename ${kind} link to ${JSON.stringify(ifName)}`, e);
     throw e;
   }
-  const iface: Interface = { name: ifName, sandbox: netnsPath };
+  // Report the name the kernel gave the link, as read back.
+  const named = await nl(`failed to look up the ${kind} link ${made.index}`, () => rtnl.getLink(pod, made.index));
+  const iface: Interface = { name: named.name, sandbox: netnsPath };
   if (made.mac !== undefined) iface.mac = made.mac;
-  return { link: { index: made.index, name: ifName }, iface };
+  return { link: { index: made.index, name: named.name }, iface };
 }
 
 /**

@@ -6,6 +6,7 @@
 import { contains, parseCidr, tryParseCidr, tryParseIP } from '../../lib/addr/cidr.ts';
 import type { Affinity, Attachment, Block, Holder, Reservations, Versioned, WriteOp } from './types.ts';
 import { attachmentKey } from './types.ts';
+import { isObject } from '../../lib/cni/json.ts';
 
 const DOC_FORMAT = 'strand-ipam/v1';
 
@@ -27,10 +28,6 @@ export function emptyDoc(network: string): NetworkDoc {
 // Record shapes. Each returns what is wrong (naming only fields of our own schema), or
 // undefined when the value is a well-formed record.
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
 function kind(v: unknown): string {
@@ -38,16 +35,16 @@ function kind(v: unknown): string {
 }
 
 export function blockProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a block`;
+  if (!isObject(v)) return `is ${kind(v)}, not a block`;
   for (const k of ['network', 'cidr', 'node'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
   if (!tryParseCidr(v['cidr'] as string)) return 'cidr is not a CIDR';
   const al = v['allocations'];
-  if (!isObj(al)) return `allocations is ${al === undefined ? 'missing' : kind(al)}, not an object`;
+  if (!isObject(al)) return `allocations is ${al === undefined ? 'missing' : kind(al)}, not an object`;
   let i = 0;
   for (const [ip, ref] of Object.entries(al)) {
     i++;
     if (!tryParseIP(ip)) return `allocation ${i} is not keyed by an IP address`;
-    if (!isObj(ref) || !isStr(ref['containerId']) || !isStr(ref['ifname'])) return `allocation ${i} has no containerId/ifname`;
+    if (!isObject(ref) || !isStr(ref['containerId']) || !isStr(ref['ifname'])) return `allocation ${i} has no containerId/ifname`;
     if (ref['node'] !== undefined && !isStr(ref['node'])) return `allocation ${i}: node is not a string`;
   }
   if (v['last'] !== undefined && !(isStr(v['last']) && tryParseIP(v['last']))) return 'last is not an IP address';
@@ -55,32 +52,32 @@ export function blockProblem(v: unknown): string | undefined {
 }
 
 export function attachmentProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not an attachment`;
+  if (!isObject(v)) return `is ${kind(v)}, not an attachment`;
   for (const k of ['network', 'containerId', 'ifname', 'node', 'created'] as const) if (!isStr(v[k])) return `${k} is missing or not a string`;
   const ips = v['ips'];
   if (!Array.isArray(ips)) return `ips is ${ips === undefined ? 'missing' : kind(ips)}, not a list`;
   for (let i = 0; i < ips.length; i++) {
     const e: unknown = ips[i];
-    if (!isObj(e) || !isStr(e['ip']) || !tryParseIP(e['ip'])) return `ips[${i}] has no valid ip`;
+    if (!isObject(e) || !isStr(e['ip']) || !tryParseIP(e['ip'])) return `ips[${i}] has no valid ip`;
     if (!isStr(e['block']) || !tryParseCidr(e['block'])) return `ips[${i}] has no valid block`;
   }
   for (const k of ['netns', 'origin'] as const) if (v[k] !== undefined && !isStr(v[k])) return `${k} is not a string`;
   const pod = v['pod'];
   if (pod !== undefined) {
-    if (!isObj(pod)) return 'pod is not an object';
+    if (!isObject(pod)) return 'pod is not an object';
     for (const k of ['namespace', 'name', 'uid'] as const) if (pod[k] !== undefined && !isStr(pod[k])) return `pod.${k} is not a string`;
   }
   return undefined;
 }
 
 export function reservationsProblem(v: unknown): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a reservation list`;
+  if (!isObject(v)) return `is ${kind(v)}, not a reservation list`;
   if (!isStr(v['network'])) return 'network is missing or not a string';
   const list = v['reservations'];
   if (!Array.isArray(list)) return 'reservations is missing or not a list';
   for (let i = 0; i < list.length; i++) {
     const r: unknown = list[i];
-    if (!isObj(r) || !isStr(r['cidr']) || !tryParseCidr(r['cidr'])) return `reservations[${i}] has no valid cidr`;
+    if (!isObject(r) || !isStr(r['cidr']) || !tryParseCidr(r['cidr'])) return `reservations[${i}] has no valid cidr`;
     if (!isStr(r['note']) || !isStr(r['created'])) return `reservations[${i}] has no note/created`;
     if (r['allowRequested'] !== undefined && typeof r['allowRequested'] !== 'boolean') return `reservations[${i}].allowRequested is not a boolean`;
   }
@@ -88,7 +85,7 @@ export function reservationsProblem(v: unknown): string | undefined {
 }
 
 function versionedProblem(v: unknown, inner: (x: unknown) => string | undefined): string | undefined {
-  if (!isObj(v)) return `is ${kind(v)}, not a {value, rev} record`;
+  if (!isObject(v)) return `is ${kind(v)}, not a {value, rev} record`;
   if (typeof v['rev'] !== 'number' || !Number.isInteger(v['rev']) || v['rev'] < 1) return 'rev is not a positive integer';
   return inner(v['value']);
 }
@@ -99,13 +96,13 @@ function versionedProblem(v: unknown, inner: (x: unknown) => string | undefined)
  */
 export function docProblem(raw: unknown, network: string): string | undefined {
   if (raw === null) return 'holds null, not a store document';
-  if (!isObj(raw)) return `holds ${kind(raw)}, not a store document`;
+  if (!isObject(raw)) return `holds ${kind(raw)}, not a store document`;
   if (raw['format'] !== DOC_FORMAT) return raw['format'] === undefined ? 'format is missing' : 'format is not strand-ipam/v1';
   if (raw['network'] !== network) return isStr(raw['network']) ? 'belongs to another network' : 'network is missing or not a string';
   if (typeof raw['rev'] !== 'number' || !Number.isInteger(raw['rev']) || raw['rev'] < 0) return 'rev is missing or not a non-negative integer';
   for (const part of ['blocks', 'attachments'] as const) {
     const m = raw[part];
-    if (!isObj(m)) return `${part} is ${m === undefined ? 'missing' : kind(m)}, not an object`;
+    if (!isObject(m)) return `${part} is ${m === undefined ? 'missing' : kind(m)}, not an object`;
   }
   let i = 0;
   for (const [k, b] of Object.entries(raw['blocks'] as Record<string, unknown>)) {
@@ -129,6 +126,27 @@ export function docProblem(raw: unknown, network: string): string | undefined {
   return undefined;
 }
 
+/** The well-formed versioned records of one part of a damaged document (blocks, attachments); the rest is noted. */
+function salvagePart<T>(part: string, m: unknown, inner: (x: unknown) => string | undefined, notes: string[]): Array<Versioned<T>> {
+  if (!isObject(m)) {
+    notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
+    return [];
+  }
+  const out: Array<Versioned<T>> = [];
+  let i = 0;
+  for (const rec of Object.values(m)) {
+    i++;
+    const p = versionedProblem(rec, inner);
+    if (p) {
+      notes.push(`${part} entry ${i} dropped: ${p}`);
+      continue;
+    }
+    const v = rec as Versioned<T>;
+    out.push({ value: v.value, rev: v.rev });
+  }
+  return out;
+}
+
 /**
  * What can be kept of a damaged document (parsed JSON): every well-formed record. Blocks
  * and attachments that are missing entirely are rebuilt later from each other by the
@@ -137,57 +155,23 @@ export function docProblem(raw: unknown, network: string): string | undefined {
 export function salvageDoc(raw: unknown, network: string): { doc: NetworkDoc; notes: string[] } {
   const doc = emptyDoc(network);
   const notes: string[] = [];
-  if (!isObj(raw)) {
+  if (!isObject(raw)) {
     notes.push(`the document ${raw === null ? 'is null' : `is ${kind(raw)}`}: nothing to keep`);
     return { doc, notes };
   }
   if (raw['format'] !== DOC_FORMAT) notes.push('format set to strand-ipam/v1');
   if (raw['network'] !== network) notes.push('network set to the directory name');
   let maxRev = typeof raw['rev'] === 'number' && Number.isInteger(raw['rev']) && raw['rev'] >= 0 ? raw['rev'] : 0;
-  const take = <T>(
-    part: string,
-    m: unknown,
-    inner: (x: unknown) => string | undefined,
-    keyOf: (v: T) => string,
-    put: (k: string, v: Versioned<T>) => void,
-  ): void => {
-    if (!isObj(m)) {
-      notes.push(`${part} ${m === undefined ? 'missing' : `was ${kind(m)}`}: rebuilt from the other records`);
-      return;
-    }
-    let i = 0;
-    for (const rec of Object.values(m)) {
-      i++;
-      const p = versionedProblem(rec, inner);
-      if (p) {
-        notes.push(`${part} entry ${i} dropped: ${p}`);
-        continue;
-      }
-      const v = rec as Versioned<T>;
-      maxRev = Math.max(maxRev, v.rev);
-      put(keyOf(v.value), { value: v.value, rev: v.rev });
-    }
-  };
-  take<Block>(
-    'blocks',
-    raw['blocks'],
-    blockProblem,
-    (b) => b.cidr,
-    (k, v) => {
-      v.value.network = network;
-      doc.blocks[k] = v;
-    },
-  );
-  take<Attachment>(
-    'attachments',
-    raw['attachments'],
-    attachmentProblem,
-    (a) => attachmentKey(a.containerId, a.ifname),
-    (k, v) => {
-      v.value.network = network;
-      doc.attachments[k] = v;
-    },
-  );
+  for (const v of salvagePart<Block>('blocks', raw['blocks'], blockProblem, notes)) {
+    maxRev = Math.max(maxRev, v.rev);
+    v.value.network = network;
+    doc.blocks[v.value.cidr] = v;
+  }
+  for (const v of salvagePart<Attachment>('attachments', raw['attachments'], attachmentProblem, notes)) {
+    maxRev = Math.max(maxRev, v.rev);
+    v.value.network = network;
+    doc.attachments[attachmentKey(v.value.containerId, v.value.ifname)] = v;
+  }
   if (raw['reservations'] !== undefined) {
     const p = versionedProblem(raw['reservations'], reservationsProblem);
     if (p) notes.push(`reservations dropped (re-add them with strand ipam reserve): ${p}`);
@@ -217,7 +201,7 @@ function holderIndex(doc: NetworkDoc): Map<string, string> {
 }
 
 /** The addresses inside `cidr` that attachments of `doc` hold (Store.holders of the document stores). */
-export function docHolders(doc: NetworkDoc, cidr: string): Map<string, Holder> {
+function docHolders(doc: NetworkDoc, cidr: string): Map<string, Holder> {
   const c = parseCidr(cidr);
   const out = new Map<string, Holder>();
   for (const [ip, key] of holderIndex(doc)) {
@@ -316,11 +300,11 @@ export function opsNetwork(ops: readonly WriteOp[]): string {
   return first;
 }
 
-export function docAffinities(doc: NetworkDoc): Affinity[] {
+function docAffinities(doc: NetworkDoc): Affinity[] {
   return Object.values(doc.blocks).map((b) => ({ network: doc.network, cidr: b.value.cidr, node: b.value.node }));
 }
 
-export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Versioned<Block>> {
+function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Versioned<Block>> {
   const out: Array<Versioned<Block>> = [];
   for (const c of cidrs) {
     const b = doc.blocks[c];
@@ -330,11 +314,52 @@ export function docBlocks(doc: NetworkDoc, cidrs: readonly string[]): Array<Vers
 }
 
 /** A copy of the document's reservation record (Store.getReservations of the document stores). */
-export function docReservations(doc: NetworkDoc): Versioned<Reservations> | undefined {
+function docReservations(doc: NetworkDoc): Versioned<Reservations> | undefined {
   return doc.reservations && structuredClone(doc.reservations);
 }
 
 /** Whether the document holds any record (an empty one is not listed as a network). */
 export function docHasRecords(doc: NetworkDoc): boolean {
   return Object.keys(doc.blocks).length > 0 || Object.keys(doc.attachments).length > 0 || (doc.reservations?.value.reservations.length ?? 0) > 0;
+}
+
+/**
+ * The read side of the stores that keep one document per network (memory, local): a
+ * subclass says how it reads a network's document and which documents exist; the
+ * readers hand out copies, never the document's own objects.
+ */
+export abstract class DocumentReads {
+  /** The network's document (an empty one when it has none). */
+  protected abstract readDoc(network: string): NetworkDoc;
+  /** The document of `network`, or of every network. */
+  protected abstract readDocs(network?: string): NetworkDoc[];
+
+  async getAttachment(network: string, containerId: string, ifname: string): Promise<Versioned<Attachment> | undefined> {
+    const a = this.readDoc(network).attachments[attachmentKey(containerId, ifname)];
+    return a && structuredClone(a);
+  }
+
+  async listAttachments(network?: string): Promise<Array<Versioned<Attachment>>> {
+    return this.readDocs(network).flatMap((d) => Object.values(d.attachments).map((a) => structuredClone(a)));
+  }
+
+  async listAffinities(network?: string): Promise<Affinity[]> {
+    return this.readDocs(network).flatMap(docAffinities);
+  }
+
+  async getBlocks(network: string, cidrs: readonly string[]): Promise<Array<Versioned<Block>>> {
+    return docBlocks(this.readDoc(network), cidrs);
+  }
+
+  async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
+    return this.readDocs(network).flatMap((d) => Object.values(d.blocks).map((b) => structuredClone(b)));
+  }
+
+  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
+    return docHolders(this.readDoc(network), cidr);
+  }
+
+  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
+    return docReservations(this.readDoc(network));
+  }
 }

@@ -3,21 +3,8 @@
 // stores and the agent need not import the whole IPAM config parser.
 import { readFileSync } from 'node:fs';
 import { clip, CniError, Code } from '../../lib/cni/errors.ts';
-
-function bad(field: string, what: string): CniError {
-  return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
-  const v = o[key];
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v !== 'string') throw bad(`${field}.${key}`, 'must be a string');
-  return v;
-}
+import { fieldError, optString } from '../../lib/cni/validate.ts';
+import { isObject } from '../../lib/cni/json.ts';
 
 /**
  * How a plugin process talks to etcd: `http`, etcd's v3 JSON gateway over node:http(s)
@@ -26,7 +13,7 @@ function optString(o: Record<string, unknown>, key: string, field: string): stri
  * etcd3 (it lives long and watches), as does `strand ipam --etcd-endpoints`; `strand
  * ipam --conf` follows the config.
  */
-export const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
+const ETCD_TRANSPORTS = ['http', 'grpc'] as const;
 export type EtcdTransport = (typeof ETCD_TRANSPORTS)[number];
 
 export interface EtcdConfig {
@@ -54,7 +41,7 @@ function parseDuration(v: unknown, field: string, dflt: number): number {
     const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(v);
     if (m) return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1);
   }
-  throw bad(field, `invalid duration ${JSON.stringify(v)} (milliseconds or "5s")`);
+  throw fieldError(field, `invalid duration ${JSON.stringify(v)} (milliseconds or "5s")`);
 }
 
 /**
@@ -77,7 +64,7 @@ export function isSecretFileError(e: unknown): e is CniError & { cause: SecretFi
 
 function readSecretFile(path: unknown, field: string): Buffer | undefined {
   if (path === undefined || path === '') return undefined;
-  if (typeof path !== 'string') throw bad(field, 'must be a file path');
+  if (typeof path !== 'string') throw fieldError(field, 'must be a file path');
   try {
     return readFileSync(path);
   } catch (e) {
@@ -96,7 +83,7 @@ const CREDENTIALS_IN_URL = 'must not carry credentials (user:password@): use use
  * so that a typo is a config error (7) naming the entry, not an unreachable store (11)
  * that the runtime retries forever.
  */
-export function endpointProblem(ep: string): string | undefined {
+function endpointProblem(ep: string): string | undefined {
   if (/[\s]/.test(ep)) return 'is not an endpoint URL (it contains whitespace)';
   if (/^unixs?:/i.test(ep)) return /^unixs?:(\/\/)?[^/]*\/?./i.test(ep) && !ep.includes('@') ? undefined : 'is not a unix socket target (unix:/path)';
   const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(ep);
@@ -114,27 +101,27 @@ export function endpointProblem(ep: string): string | undefined {
 }
 
 export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
-  if (!isObj(raw)) throw bad(field, 'must be an object');
+  if (!isObject(raw)) throw fieldError(field, 'must be an object');
   const eps = typeof raw['endpoints'] === 'string' ? (raw['endpoints'] as string).split(',') : raw['endpoints'];
   if (!Array.isArray(eps) || eps.length === 0 || !eps.every((e) => typeof e === 'string' && e.length > 0)) {
-    throw bad(`${field}.endpoints`, 'must be a non-empty list of URLs');
+    throw fieldError(`${field}.endpoints`, 'must be a non-empty list of URLs');
   }
   // Credentials in a URL would be echoed by the etcd client's errors and logs.
   const withUserinfo = (eps as string[]).findIndex((e) => /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(e));
   if (withUserinfo >= 0) {
-    throw bad(`${field}.endpoints[${withUserinfo}]`, CREDENTIALS_IN_URL);
+    throw fieldError(`${field}.endpoints[${withUserinfo}]`, CREDENTIALS_IN_URL);
   }
   (eps as string[]).forEach((e, i) => {
     const why = endpointProblem(e);
     // The value is echoed unless it may hold a credential.
-    if (why) throw bad(`${field}.endpoints[${i}]`, why === CREDENTIALS_IN_URL || e.includes('@') ? why : `${JSON.stringify(clip(e, 100))} ${why}`);
+    if (why) throw fieldError(`${field}.endpoints[${i}]`, why === CREDENTIALS_IN_URL || e.includes('@') ? why : `${JSON.stringify(clip(e, 100))} ${why}`);
   });
   let prefix = optString(raw, 'prefix', field) ?? DEFAULT_ETCD_PREFIX;
   if (!prefix.startsWith('/')) prefix = `/${prefix}`;
   prefix = prefix.replace(/\/+$/, '');
   const transport = raw['transport'] ?? 'http';
   if (!(ETCD_TRANSPORTS as readonly unknown[]).includes(transport)) {
-    throw bad(`${field}.transport`, `must be one of ${ETCD_TRANSPORTS.map((t) => JSON.stringify(t)).join(', ')}`);
+    throw fieldError(`${field}.transport`, `must be one of ${ETCD_TRANSPORTS.map((t) => JSON.stringify(t)).join(', ')}`);
   }
   const out: EtcdConfig = {
     endpoints: eps as string[],
@@ -145,7 +132,7 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
   };
   const tls = raw['tls'];
   if (tls !== undefined && tls !== null) {
-    if (!isObj(tls)) throw bad(`${field}.tls`, 'must be an object');
+    if (!isObject(tls)) throw fieldError(`${field}.tls`, 'must be an object');
     const t: NonNullable<EtcdConfig['tls']> = {};
     const ca = readSecretFile(tls['ca'], `${field}.tls.ca`);
     const cert = readSecretFile(tls['cert'], `${field}.tls.cert`);
@@ -153,13 +140,13 @@ export function parseEtcdConfig(raw: unknown, field = 'ipam.etcd'): EtcdConfig {
     if (ca) t.ca = ca;
     if (cert) t.cert = cert;
     if (key) t.key = key;
-    if (!!cert !== !!key) throw bad(`${field}.tls.${cert ? 'key' : 'cert'}`, 'cert and key go together');
+    if (!!cert !== !!key) throw fieldError(`${field}.tls.${cert ? 'key' : 'cert'}`, 'cert and key go together');
     out.tls = t;
   }
   const user = optString(raw, 'username', field);
   const pass = optString(raw, 'password', field);
   if (user !== undefined) out.username = user;
   if (pass !== undefined) out.password = pass;
-  if ((user === undefined) !== (pass === undefined)) throw bad(`${field}.${user ? 'password' : 'username'}`, 'username and password go together');
+  if ((user === undefined) !== (pass === undefined)) throw fieldError(`${field}.${user ? 'password' : 'username'}`, 'username and password go together');
   return out;
 }

@@ -22,6 +22,7 @@
 // gone, no route to it), the request fails at once instead of waiting for the deadline;
 // the runtime retries the call (CNI code 11). The request deadline is the request
 // timeout, or the caller's call deadline (KvOptions.deadline) when that comes first.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, ICompare, IRequestOp } from 'etcd3';
 import type { Agent, ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import type { EtcdConfig } from './etcd-config.ts';
@@ -131,7 +132,7 @@ export function grpcKv(client: Etcd3): EtcdKv {
 // HTTP/JSON gateway
 
 /** An answer from etcd that is not a success (HTTP status >= 300, or an error body). */
-export class EtcdHttpError extends Error {
+class EtcdHttpError extends Error {
   override readonly name = 'EtcdHttpError';
   readonly status: number;
   /** The gRPC status code etcd reports (14 unavailable, 4 deadline exceeded...), when any. */
@@ -166,8 +167,6 @@ const jsonPairs = (kvs: JsonKv[] | undefined): KvPair[] =>
     modRevision: Number(kv.mod_revision ?? 0),
   }));
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** Worth trying on another endpoint (or again): the member is unreachable or has no leader right now. */
 function retryable(e: unknown): boolean {
   if (e instanceof EtcdHttpError) {
@@ -200,163 +199,210 @@ export function httpTarget(ep: string, tls: boolean): Target {
 }
 
 export function httpKv(cfg: EtcdConfig, kvOpts: KvOptions = {}): EtcdKv {
-  const targets = cfg.endpoints.map((e) => httpTarget(e, cfg.tls !== undefined));
-  // node:http / node:https are loaded on first use, one keep-alive agent each.
-  const agents = new Map<boolean, { mod: typeof import('node:https'); agent: Agent }>();
-  const transport = (secure: boolean): { mod: typeof import('node:https'); agent: Agent } => {
-    let t = agents.get(secure);
+  return new HttpKv(cfg, kvOpts);
+}
+
+/** node:http or node:https with its keep-alive agent. */
+interface HttpTransport {
+  mod: typeof import('node:https');
+  agent: Agent;
+}
+
+/** One POST of a JSON body; the parsed JSON answer, or EtcdHttpError for an etcd error. */
+function postJson(
+  t: HttpTransport,
+  tg: Target,
+  path: string,
+  body: unknown,
+  deadline: number,
+  token: string | undefined,
+  dialTimeoutMs: number,
+): Promise<unknown> {
+  const { mod, agent } = t;
+  const payload = Buffer.from(JSON.stringify(body));
+  const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': payload.length };
+  if (token) headers['authorization'] = token;
+  const opts: RequestOptions =
+    tg.socketPath !== undefined
+      ? { method: 'POST', socketPath: tg.socketPath, host: 'localhost', path, agent, headers }
+      : { method: 'POST', host: tg.host as string, port: tg.port as number, path, agent, headers };
+  const where = tg.label;
+  return new Promise((resolve, reject) => {
+    let req: ClientRequest | undefined;
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      req?.destroy();
+      reject(e);
+    };
+    const timer = setTimeout(() => fail(new Error(`etcd request to ${where} timed out`)), Math.max(1, deadline - Date.now()));
+    req = mod.request(opts, (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        try {
+          resolve(etcdAnswer(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), where));
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+    req.on('error', fail);
+    req.on('socket', (s) => {
+      if (!s.connecting) return;
+      const dial = setTimeout(() => fail(new Error(`cannot connect to etcd ${where} within ${dialTimeoutMs} ms`)), dialTimeoutMs);
+      s.once('connect', () => clearTimeout(dial));
+      s.once('close', () => clearTimeout(dial));
+    });
+    req.end(payload);
+  });
+}
+
+/** The gateway's answer as JSON; its error (HTTP status >= 300, or an `error` field) as EtcdHttpError. */
+function etcdAnswer(status: number, text: string, where: string): Record<string, unknown> {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new EtcdHttpError(status, undefined, `etcd ${where} answered HTTP ${status} with a body that is not JSON`);
+  }
+  if (status >= 300 || typeof json['error'] === 'string') {
+    const code = typeof json['code'] === 'number' ? json['code'] : undefined;
+    const msg = typeof json['message'] === 'string' ? json['message'] : typeof json['error'] === 'string' ? json['error'] : `HTTP ${status}`;
+    throw new EtcdHttpError(status, code, `etcd ${where}: ${msg}`);
+  }
+  return json;
+}
+
+/** A transaction in the gateway's JSON form. */
+function txnBody(compare: readonly KvCompare[], success: readonly KvOp[]): unknown {
+  return {
+    compare: compare.map((c) =>
+      c.target === 'Create'
+        ? { key: b64(c.key), target: 'CREATE', result: 'EQUAL', create_revision: String(c.rev) }
+        : { key: b64(c.key), target: 'MOD', result: 'EQUAL', mod_revision: String(c.rev) },
+    ),
+    success: success.map((o) =>
+      'put' in o
+        ? { request_put: { key: b64(o.put), value: b64(o.value) } }
+        : 'del' in o
+          ? { request_delete_range: { key: b64(o.del) } }
+          : { request_range: o.end ? { key: b64(o.range), range_end: b64(o.end) } : { key: b64(o.range) } },
+    ),
+  };
+}
+
+/** etcd's v3 JSON gateway over node:http(s): failover between members, auth tokens per member. */
+class HttpKv implements EtcdKv {
+  readonly transport = 'http' as const;
+  private readonly targets: Target[];
+  /** node:http / node:https are loaded on first use, one keep-alive agent each. */
+  private readonly agents = new Map<boolean, HttpTransport>();
+  /** Spread processes over the members; move on from one that failed. */
+  private current: number;
+  private readonly tokens = new Map<number, string>();
+  private closed = false;
+
+  private readonly cfg: EtcdConfig;
+  private readonly kvOpts: KvOptions;
+
+  constructor(cfg: EtcdConfig, kvOpts: KvOptions) {
+    this.cfg = cfg;
+    this.kvOpts = kvOpts;
+    this.targets = cfg.endpoints.map((e) => httpTarget(e, cfg.tls !== undefined));
+    this.current = Math.floor(Math.random() * this.targets.length);
+  }
+
+  private transportFor(secure: boolean): HttpTransport {
+    let t = this.agents.get(secure);
     if (!t) {
       const mod = process.getBuiltinModule(secure ? 'node:https' : 'node:http') as typeof import('node:https');
+      const tls = this.cfg.tls;
       const agentOpts: Record<string, unknown> = { keepAlive: true };
-      if (secure && cfg.tls?.ca) agentOpts['ca'] = cfg.tls.ca;
-      if (secure && cfg.tls?.cert) agentOpts['cert'] = cfg.tls.cert;
-      if (secure && cfg.tls?.key) agentOpts['key'] = cfg.tls.key;
+      if (secure && tls?.ca) agentOpts['ca'] = tls.ca;
+      if (secure && tls?.cert) agentOpts['cert'] = tls.cert;
+      if (secure && tls?.key) agentOpts['key'] = tls.key;
       t = { mod, agent: new mod.Agent(agentOpts) };
-      agents.set(secure, t);
+      this.agents.set(secure, t);
     }
     return t;
-  };
-  // Spread processes over the members; move on from one that failed.
-  let current = Math.floor(Math.random() * targets.length);
-  const tokens = new Map<number, string>();
-  let closed = false;
-
-  function once(i: number, path: string, body: unknown, deadline: number, token: string | undefined): Promise<unknown> {
-    const tg = targets[i] as Target;
-    const { mod, agent } = transport(tg.secure);
-    const payload = Buffer.from(JSON.stringify(body));
-    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': payload.length };
-    if (token) headers['authorization'] = token;
-    const opts: RequestOptions =
-      tg.socketPath !== undefined
-        ? { method: 'POST', socketPath: tg.socketPath, host: 'localhost', path, agent, headers }
-        : { method: 'POST', host: tg.host as string, port: tg.port as number, path, agent, headers };
-    const where = tg.label;
-    return new Promise((resolve, reject) => {
-      let req: ClientRequest | undefined;
-      const fail = (e: Error): void => {
-        clearTimeout(timer);
-        req?.destroy();
-        reject(e);
-      };
-      const timer = setTimeout(() => fail(new Error(`etcd request to ${where} timed out`)), Math.max(1, deadline - Date.now()));
-      req = mod.request(opts, (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('error', fail);
-        res.on('end', () => {
-          clearTimeout(timer);
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: Record<string, unknown>;
-          try {
-            json = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            reject(new EtcdHttpError(res.statusCode ?? 0, undefined, `etcd ${where} answered HTTP ${res.statusCode} with a body that is not JSON`));
-            return;
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 300 || typeof json['error'] === 'string') {
-            const code = typeof json['code'] === 'number' ? json['code'] : undefined;
-            const msg = typeof json['message'] === 'string' ? json['message'] : typeof json['error'] === 'string' ? json['error'] : `HTTP ${status}`;
-            reject(new EtcdHttpError(status, code, `etcd ${where}: ${msg}`));
-            return;
-          }
-          resolve(json);
-        });
-      });
-      req.on('error', fail);
-      req.on('socket', (s) => {
-        if (!s.connecting) return;
-        const dial = setTimeout(() => fail(new Error(`cannot connect to etcd ${where} within ${cfg.dialTimeoutMs} ms`)), cfg.dialTimeoutMs);
-        s.once('connect', () => clearTimeout(dial));
-        s.once('close', () => clearTimeout(dial));
-      });
-      req.end(payload);
-    });
   }
 
-  async function authToken(i: number, deadline: number): Promise<string | undefined> {
-    if (cfg.username === undefined || cfg.password === undefined) return undefined;
-    let t = tokens.get(i);
+  private once(i: number, path: string, body: unknown, deadline: number, token: string | undefined): Promise<unknown> {
+    const tg = this.targets[i] as Target;
+    return postJson(this.transportFor(tg.secure), tg, path, body, deadline, token, this.cfg.dialTimeoutMs);
+  }
+
+  private async authToken(i: number, deadline: number): Promise<string | undefined> {
+    const { username, password } = this.cfg;
+    if (username === undefined || password === undefined) return undefined;
+    let t = this.tokens.get(i);
     if (t === undefined) {
       // Simple tokens are per member: authenticate with the member we talk to.
-      const res = (await once(i, '/v3/auth/authenticate', { name: cfg.username, password: cfg.password }, deadline, undefined)) as { token?: string };
-      if (typeof res.token !== 'string') throw new EtcdHttpError(200, undefined, `etcd ${targets[i]?.label} sent no auth token`);
+      const res = (await this.once(i, '/v3/auth/authenticate', { name: username, password }, deadline, undefined)) as { token?: string };
+      if (typeof res.token !== 'string') throw new EtcdHttpError(200, undefined, `etcd ${this.targets[i]?.label} sent no auth token`);
       t = res.token;
-      tokens.set(i, t);
+      this.tokens.set(i, t);
     }
     return t;
   }
 
-  async function call(path: string, body: unknown): Promise<unknown> {
-    if (closed) throw new Error('etcd store is closed');
-    const deadline = requestDeadline(cfg.requestTimeoutMs, kvOpts);
+  private async call(path: string, body: unknown): Promise<unknown> {
+    if (this.closed) throw new Error('etcd store is closed');
+    const n = this.targets.length;
+    const deadline = requestDeadline(this.cfg.requestTimeoutMs, this.kvOpts);
     if (deadline <= Date.now()) throw new Error(`no time left for an etcd request (the call's deadline has passed)`);
     let last: unknown;
     // endpoints that refused the connection in this round; all of them: fail now
     let refused = 0;
     for (let attempt = 0; ; attempt++) {
-      const i = current;
+      const i = this.current;
       try {
         // One attempt gets a third of the request's time: a member that lost its leader
         // holds a proposal until its own timeout (seconds), while another member (or the
         // same one, once a new leader is elected, ~0.1-1 s) answers at once.
-        const attemptEnd = Math.min(deadline, Date.now() + Math.max(500, Math.floor(cfg.requestTimeoutMs / 3)));
-        return await once(i, path, body, attemptEnd, await authToken(i, attemptEnd));
+        const attemptEnd = Math.min(deadline, Date.now() + Math.max(500, Math.floor(this.cfg.requestTimeoutMs / 3)));
+        return await this.once(i, path, body, attemptEnd, await this.authToken(i, attemptEnd));
       } catch (e) {
         last = e;
-        if (e instanceof EtcdHttpError && e.grpcCode === 16 && tokens.has(i)) {
-          tokens.delete(i); // unauthenticated: the token expired, get a new one
+        if (e instanceof EtcdHttpError && e.grpcCode === 16 && this.tokens.has(i)) {
+          this.tokens.delete(i); // unauthenticated: the token expired, get a new one
         } else if (!retryable(e)) {
           throw e;
         } else {
-          current = (i + 1) % targets.length;
+          this.current = (i + 1) % n;
           if (isNotListening(e)) refused++;
         }
       }
-      if (refused >= targets.length) throw last;
-      if ((attempt + 1) % targets.length === 0) refused = 0;
+      if (refused >= n) throw last;
+      if ((attempt + 1) % n === 0) refused = 0;
       const left = deadline - Date.now();
       if (left <= 0) throw last;
       // Every member tried once: pause before the next round (an election takes ~0.1-1 s).
-      if ((attempt + 1) % targets.length === 0) await sleep(Math.min(50 * (attempt + 1), 300, left));
+      if ((attempt + 1) % n === 0) await sleep(Math.min(50 * (attempt + 1), 300, left));
     }
   }
 
-  return {
-    transport: 'http',
-    async range(key, end, keysOnly) {
-      const res = (await call('/v3/kv/range', {
-        key: b64(key),
-        ...(end ? { range_end: b64(end) } : {}),
-        ...(keysOnly ? { keys_only: true } : {}),
-      })) as JsonRange;
-      return jsonPairs(res.kvs);
-    },
-    async txn(compare, success) {
-      const body = {
-        compare: compare.map((c) =>
-          c.target === 'Create'
-            ? { key: b64(c.key), target: 'CREATE', result: 'EQUAL', create_revision: String(c.rev) }
-            : { key: b64(c.key), target: 'MOD', result: 'EQUAL', mod_revision: String(c.rev) },
-        ),
-        success: success.map((o) =>
-          'put' in o
-            ? { request_put: { key: b64(o.put), value: b64(o.value) } }
-            : 'del' in o
-              ? { request_delete_range: { key: b64(o.del) } }
-              : { request_range: o.end ? { key: b64(o.range), range_end: b64(o.end) } : { key: b64(o.range) } },
-        ),
-      };
-      const res = (await call('/v3/kv/txn', body)) as JsonTxn;
-      const succeeded = res.succeeded === true;
-      // one response per op of `success`, in order
-      const ranges = succeeded ? success.flatMap((o, j) => ('range' in o ? [jsonPairs(res.responses?.[j]?.response_range?.kvs)] : [])) : [];
-      return { succeeded, revision: Number(res.header?.revision ?? 0), ranges };
-    },
-    close() {
-      closed = true;
-      for (const t of agents.values()) t.agent.destroy();
-    },
-  };
+  async range(key: Buffer, end?: Buffer, keysOnly?: boolean): Promise<KvPair[]> {
+    const res = (await this.call('/v3/kv/range', {
+      key: b64(key),
+      ...(end ? { range_end: b64(end) } : {}),
+      ...(keysOnly ? { keys_only: true } : {}),
+    })) as JsonRange;
+    return jsonPairs(res.kvs);
+  }
+
+  async txn(compare: readonly KvCompare[], success: readonly KvOp[]): Promise<TxnResult> {
+    const res = (await this.call('/v3/kv/txn', txnBody(compare, success))) as JsonTxn;
+    const succeeded = res.succeeded === true;
+    // one response per op of `success`, in order
+    const ranges = succeeded ? success.flatMap((o, j) => ('range' in o ? [jsonPairs(res.responses?.[j]?.response_range?.kvs)] : [])) : [];
+    return { succeeded, revision: Number(res.header?.revision ?? 0), ranges };
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.agents.values()) t.agent.destroy();
+  }
 }

@@ -35,7 +35,7 @@ import { isIP } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import type { EtcdConfig } from './etcd-config.ts';
 import { endpointUrl, grpcKv, httpKv, requestDeadline, type EtcdKv, type KvCompare, type KvOp, type KvOptions, type KvPair } from './etcd-kv.ts';
-import { bitsOf, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
+import { bitsOf, bounds, parseCidr, tryParseIP, type IPAddr } from '../../lib/addr/cidr.ts';
 import { attachmentProblem, blockProblem, reservationsProblem } from './doc.ts';
 import type { Affinity, Attachment, Block, Holder, NodeDirectory, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
 import { attachmentKey, blockFromSegment, blockSegment, StoreDamagedError, StoreUnavailableError } from './types.ts';
@@ -187,6 +187,59 @@ export function openEtcdHttpStore(cfg: EtcdConfig, opts: KvOptions = {}): EtcdSt
   return new EtcdStore(httpKv(cfg, opts), cfg.prefix, opts);
 }
 
+/** repairRecords' writer: notes what it does, and does it unless a dry run. */
+type RepairWrite = (what: string, ops: KvOp[]) => Promise<void>;
+
+const delKey = (kv: KvPair): KvOp => ({ del: kv.key });
+const putKey = (key: string, v: unknown): KvOp => ({ put: Buffer.from(key), value: Buffer.from(JSON.stringify(v)) });
+
+/** The record of `kv`, or why it is damaged. */
+function decodeOrWhy<T>(kv: KvPair, problem: (v: unknown) => string | undefined): { ok: true; v: T } | { ok: false; why: string } {
+  try {
+    return { ok: true, v: EtcdStore.decode<T>(kv, problem) };
+  } catch (e) {
+    if (e instanceof StoreDamagedError) return { ok: false, why: e.problem };
+    throw e;
+  }
+}
+
+/** The valid records by `keyOf`; damaged ones removed (derived records: rebuilt from the attachments). */
+async function validRecords<T>(
+  kvs: KvPair[],
+  problem: (v: unknown) => string | undefined,
+  keyOf: (v: T) => string,
+  write: RepairWrite,
+): Promise<Map<string, T>> {
+  const out = new Map<string, T>();
+  for (const kv of kvs) {
+    const r = decodeOrWhy<T>(kv, problem);
+    if (r.ok) out.set(keyOf(r.v), r.v);
+    else await write(`${kv.key.toString()}: ${r.why}: removed (rebuilt from the attachments)`, [delKey(kv)]);
+  }
+  return out;
+}
+
+/** The addresses the index and the blocks record for one attachment (rebuilding a damaged attachment record). */
+function addressesNaming(
+  containerId: string,
+  ifname: string,
+  blocks: Map<string, Block>,
+  index: Map<string, Holder & { ip: string }>,
+): Array<{ ip: string; block: string; node: string }> {
+  const ips = new Map<string, { ip: string; block: string; node: string }>();
+  for (const h of index.values()) {
+    if (h.containerId !== containerId || h.ifname !== ifname) continue;
+    const block = [...blocks.values()].find((b) => b.allocations[h.ip] !== undefined)?.cidr;
+    if (block) ips.set(h.ip, { ip: h.ip, block, node: h.node });
+  }
+  for (const b of blocks.values()) {
+    for (const [ip, ref] of Object.entries(b.allocations)) {
+      if (ref.containerId === containerId && ref.ifname === ifname && !ips.has(ip)) ips.set(ip, { ip, block: b.cidr, node: ref.node ?? b.node });
+    }
+  }
+  return [...ips.values()];
+}
+
 export class EtcdStore implements Store, NodeDirectory {
   readonly kind = 'etcd' as const;
   readonly kv: EtcdKv;
@@ -243,7 +296,7 @@ export class EtcdStore implements Store, NodeDirectory {
   }
 
   /** Parses and checks one value; a value that is not the record its key names is StoreDamagedError naming the key. */
-  private static decode<T>(kv: KvPair, problem: (v: unknown) => string | undefined): T {
+  static decode<T>(kv: KvPair, problem: (v: unknown) => string | undefined): T {
     let v: unknown;
     try {
       v = JSON.parse(kv.value.toString()) as unknown;
@@ -294,9 +347,9 @@ export class EtcdStore implements Store, NodeDirectory {
 
   async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
     const c = parseCidr(cidr);
-    const size = 1n << BigInt(bitsOf(c.family) - c.prefix);
-    const lo = this.keys.address(network, { family: c.family, value: c.ip });
-    const hi = this.keys.address(network, { family: c.family, value: c.ip + size - 1n });
+    const span = bounds(c);
+    const lo = this.keys.address(network, { family: c.family, value: span.lo });
+    const hi = this.keys.address(network, { family: c.family, value: span.hi });
     const kvs = await this.call('range', () => this.kv.range(Buffer.from(lo), Buffer.from(`${hi}\0`)));
     const out = new Map<string, Holder>();
     for (const kv of kvs) {
@@ -322,6 +375,7 @@ export class EtcdStore implements Store, NodeDirectory {
     return [...nets].sort();
   }
 
+  /** One etcd transaction for `ops` (long as a table: one case per write op, each its compares and writes). */
   async commit(ops: readonly WriteOp[]): Promise<number | undefined> {
     const compare: KvCompare[] = [];
     const success: KvOp[] = [];
@@ -412,16 +466,6 @@ export class EtcdStore implements Store, NodeDirectory {
       notes.push(what);
       if (!opts.dryRun && ops.length) await this.call('txn', () => this.kv.txn([], ops));
     };
-    const delKey = (kv: KvPair): KvOp => ({ del: kv.key });
-    const putKey = (key: string, v: unknown): KvOp => ({ put: Buffer.from(key), value: Buffer.from(JSON.stringify(v)) });
-    const good = <T>(kv: KvPair, problem: (v: unknown) => string | undefined): { ok: true; v: T } | { ok: false; why: string } => {
-      try {
-        return { ok: true, v: EtcdStore.decode<T>(kv, problem) };
-      } catch (e) {
-        if (e instanceof StoreDamagedError) return { ok: false, why: e.problem };
-        throw e;
-      }
-    };
     const [blockKvs, affKvs, attKvs, addrKvs, resKvs] = await Promise.all([
       this.range(this.keys.block(network), true),
       this.range(this.keys.affinity(network), true),
@@ -429,70 +473,69 @@ export class EtcdStore implements Store, NodeDirectory {
       this.range(this.keys.address(network), true),
       this.range(this.keys.reservations(network), false),
     ]);
-    const blocks = new Map<string, Block>();
-    for (const kv of blockKvs) {
-      const r = good<Block>(kv, blockProblem);
-      if (r.ok) blocks.set(r.v.cidr, r.v);
-      else await write(`${kv.key.toString()}: ${r.why}: removed (rebuilt from the attachments)`, [delKey(kv)]);
+    const blocks = await validRecords<Block>(blockKvs, blockProblem, (b) => b.cidr, write);
+    const index = await validRecords<Holder & { ip: string }>(addrKvs, addressProblem, (h) => h.ip, write);
+    const atts = await this.repairAttachments(network, attKvs, blocks, index, write);
+    for (const kv of resKvs) {
+      const r = decodeOrWhy<Reservations>(kv, reservationsProblem);
+      if (!r.ok) await write(`${kv.key.toString()}: ${r.why}: removed; re-add the reservations with strand ipam reserve`, [delKey(kv)]);
     }
-    const index = new Map<string, Holder & { ip: string }>();
-    for (const kv of addrKvs) {
-      const r = good<Holder & { ip: string }>(kv, addressProblem);
-      if (r.ok) index.set(r.v.ip, r.v);
-      else await write(`${kv.key.toString()}: ${r.why}: removed (rebuilt from the attachments)`, [delKey(kv)]);
-    }
+    await this.repairAffinities(network, affKvs, blocks, write);
+    await this.repairIndex(network, atts, index, write, notes);
+    return notes;
+  }
+
+  /** Valid attachments as they are; a damaged one rebuilt from the index and block entries naming it, or removed. */
+  private async repairAttachments(
+    network: string,
+    attKvs: KvPair[],
+    blocks: Map<string, Block>,
+    index: Map<string, Holder & { ip: string }>,
+    write: RepairWrite,
+  ): Promise<Map<string, Attachment>> {
     const atts = new Map<string, Attachment>();
     for (const kv of attKvs) {
-      const r = good<Attachment>(kv, attachmentProblem);
+      const r = decodeOrWhy<Attachment>(kv, attachmentProblem);
       if (r.ok) {
         atts.set(attachmentKey(r.v.containerId, r.v.ifname), r.v);
         continue;
       }
       // the key names the attachment: <dir>/<containerID>/<ifname>
       const [containerId, ifname] = kv.key.toString().slice(this.keys.attachment(network).length).split('/');
-      const ips = new Map<string, { ip: string; block: string; node: string }>();
-      for (const h of index.values()) {
-        if (h.containerId !== containerId || h.ifname !== ifname) continue;
-        const block = [...blocks.values()].find((b) => b.allocations[h.ip] !== undefined)?.cidr;
-        if (block) ips.set(h.ip, { ip: h.ip, block, node: h.node });
-      }
-      for (const b of blocks.values()) {
-        for (const [ip, ref] of Object.entries(b.allocations)) {
-          if (ref.containerId === containerId && ref.ifname === ifname && !ips.has(ip)) ips.set(ip, { ip, block: b.cidr, node: ref.node ?? b.node });
-        }
-      }
-      if (!containerId || !ifname || ips.size === 0) {
+      const ips = addressesNaming(containerId ?? '', ifname ?? '', blocks, index);
+      if (!containerId || !ifname || ips.length === 0) {
         await write(`${kv.key.toString()}: ${r.why}: removed (no index or block entry names it)`, [delKey(kv)]);
         continue;
       }
-      const first = [...ips.values()][0] as { node: string };
       const a: Attachment = {
         network,
         containerId,
         ifname,
-        node: first.node,
-        ips: [...ips.values()].map((e) => ({ ip: e.ip, block: e.block })),
+        node: (ips[0] as { node: string }).node,
+        ips: ips.map((e) => ({ ip: e.ip, block: e.block })),
         created: new Date().toISOString(),
       };
       atts.set(attachmentKey(containerId, ifname), a);
       await write(`${kv.key.toString()}: ${r.why}: rebuilt from the records naming it (${a.ips.map((e) => e.ip).join(',')})`, [putKey(kv.key.toString(), a)]);
     }
-    for (const kv of resKvs) {
-      const r = good<Reservations>(kv, reservationsProblem);
-      if (!r.ok) await write(`${kv.key.toString()}: ${r.why}: removed; re-add the reservations with strand ipam reserve`, [delKey(kv)]);
-    }
-    const affs = new Map<string, KvPair>();
+    return atts;
+  }
+
+  /** An affinity for every block, naming the block's node, and none without a block. */
+  private async repairAffinities(network: string, affKvs: KvPair[], blocks: Map<string, Block>, write: RepairWrite): Promise<void> {
+    const affs = new Set<string>();
     for (const kv of affKvs) {
-      const r = good<Affinity>(kv, affinityProblem);
+      const r = decodeOrWhy<Affinity>(kv, affinityProblem);
       const cidr = blockFromSegment(kv.key.toString().slice(this.keys.affinity(network).length));
+      const owner = blocks.get(cidr)?.node;
       if (!r.ok) await write(`${kv.key.toString()}: ${r.why}: removed`, [delKey(kv)]);
       else if (!blocks.has(cidr)) await write(`affinity ${cidr} (node ${r.v.node}) has no block: removed`, [delKey(kv)]);
-      else if (r.v.node !== blocks.get(cidr)?.node) {
-        await write(`affinity ${cidr} names node ${r.v.node}, its block ${blocks.get(cidr)?.node}: rewritten`, [
-          putKey(kv.key.toString(), { network, cidr, node: blocks.get(cidr)?.node }),
-        ]);
-        affs.set(cidr, kv);
-      } else affs.set(cidr, kv);
+      else {
+        if (r.v.node !== owner) {
+          await write(`affinity ${cidr} names node ${r.v.node}, its block ${owner}: rewritten`, [putKey(kv.key.toString(), { network, cidr, node: owner })]);
+        }
+        affs.add(cidr);
+      }
     }
     for (const b of blocks.values()) {
       if (!affs.has(b.cidr))
@@ -500,7 +543,16 @@ export class EtcdStore implements Store, NodeDirectory {
           putKey(this.keys.affinity(network, b.cidr), { network, cidr: b.cidr, node: b.node }),
         ]);
     }
-    // the address index: exactly the attachments' addresses
+  }
+
+  /** The address index: exactly the attachments' addresses (an address two attachments hold is reported). */
+  private async repairIndex(
+    network: string,
+    atts: Map<string, Attachment>,
+    index: Map<string, Holder & { ip: string }>,
+    write: RepairWrite,
+    notes: string[],
+  ): Promise<void> {
     const wanted = new Map<string, Holder & { ip: string }>();
     for (const a of atts.values()) {
       for (const e of a.ips) {
@@ -529,7 +581,6 @@ export class EtcdStore implements Store, NodeDirectory {
         { del: Buffer.from(this.keys.address(network, a)) },
       ]);
     }
-    return notes;
   }
 
   async nodeRecords(): Promise<Map<string, { rev: number; addresses: string[] }>> {

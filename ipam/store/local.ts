@@ -10,6 +10,7 @@
 // killed at any instant leaves either the old or the new document, never a torn one;
 // one document per network means one rename commits a whole transaction. Readers
 // outside the lock (the admin CLI) always see a complete document.
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   closeSync,
   constants,
@@ -26,14 +27,12 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { LOCK, native, isNativeError } from '../../lib/native/index.ts';
-import { applyOps, docAffinities, docBlocks, docHolders, docReservations, docProblem, emptyDoc, opsNetwork, salvageDoc, type NetworkDoc } from './doc.ts';
-import type { Affinity, Attachment, Block, Holder, RepairOptions, Reservations, Store, Versioned, WriteOp } from './types.ts';
-import { attachmentKey, StoreDamagedError, StoreUnavailableError } from './types.ts';
+import { applyOps, docProblem, emptyDoc, opsNetwork, salvageDoc, type NetworkDoc, DocumentReads } from './doc.ts';
+import type { RepairOptions, Store, WriteOp } from './types.ts';
+import { StoreDamagedError, StoreUnavailableError } from './types.ts';
 
 export const DOC_FILE = 'strand-ipam.json';
 export const LOCK_FILE = 'strand-ipam.lock';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A store document larger than this is refused as damaged (a 10,000-pod network is ~3 MiB). */
 const MAX_DOC_BYTES = 256 * 1024 * 1024;
@@ -160,7 +159,7 @@ export class DataDirError extends Error {
 
 const NOT_A_DIRECTORY = new Set(['ENOTDIR', 'EEXIST', 'ENAMETOOLONG']);
 
-export class LocalStore implements Store {
+export class LocalStore extends DocumentReads implements Store {
   readonly kind = 'local' as const;
   readonly dataDir: string;
   private readonly lockTimeoutMs: number;
@@ -171,6 +170,7 @@ export class LocalStore implements Store {
   private readonly held = new Map<string, NetworkDoc>();
 
   constructor(dataDir: string, opts: LocalStoreOptions = {}) {
+    super();
     this.dataDir = dataDir;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 60_000;
     this.deadline = opts.deadline;
@@ -218,7 +218,7 @@ export class LocalStore implements Store {
     }
   }
 
-  private readDoc(network: string): NetworkDoc {
+  protected readDoc(network: string): NetworkDoc {
     const held = this.held.get(network);
     if (held) return held;
     const file = this.docFile(network);
@@ -273,7 +273,7 @@ export class LocalStore implements Store {
       .sort();
   }
 
-  private docs(network?: string): NetworkDoc[] {
+  protected readDocs(network?: string): NetworkDoc[] {
     return (network === undefined ? this.networks() : [network]).map((n) => this.readDoc(n));
   }
 
@@ -307,35 +307,6 @@ export class LocalStore implements Store {
       this.held.delete(network);
       closeSync(fd); // releases the flock
     }
-  }
-
-  async getAttachment(network: string, containerId: string, ifname: string): Promise<Versioned<Attachment> | undefined> {
-    const a = this.readDoc(network).attachments[attachmentKey(containerId, ifname)];
-    return a && structuredClone(a);
-  }
-
-  async listAttachments(network?: string): Promise<Array<Versioned<Attachment>>> {
-    return this.docs(network).flatMap((d) => Object.values(d.attachments).map((a) => structuredClone(a)));
-  }
-
-  async listAffinities(network?: string): Promise<Affinity[]> {
-    return this.docs(network).flatMap(docAffinities);
-  }
-
-  async getBlocks(network: string, cidrs: readonly string[]): Promise<Array<Versioned<Block>>> {
-    return docBlocks(this.readDoc(network), cidrs);
-  }
-
-  async listBlocks(network?: string): Promise<Array<Versioned<Block>>> {
-    return this.docs(network).flatMap((d) => Object.values(d.blocks).map((b) => structuredClone(b)));
-  }
-
-  async holders(network: string, cidr: string): Promise<Map<string, Holder>> {
-    return docHolders(this.readDoc(network), cidr);
-  }
-
-  async getReservations(network: string): Promise<Versioned<Reservations> | undefined> {
-    return docReservations(this.readDoc(network));
   }
 
   /** Networks with a document (read or not: repair lists damaged ones too). */

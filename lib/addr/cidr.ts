@@ -26,10 +26,6 @@ export class AddressError extends Error {
   }
 }
 
-export function isAddressError(e: unknown): e is AddressError {
-  return e instanceof AddressError;
-}
-
 export function bitsOf(family: Family): number {
   return family === 4 ? 32 : 128;
 }
@@ -117,10 +113,6 @@ export function parseIP(s: string): IPAddr {
   return ip;
 }
 
-export function isIP(s: unknown): s is string {
-  return typeof s === 'string' && tryParseIP(s) !== undefined;
-}
-
 export function ipFamily(s: string): Family | undefined {
   return tryParseIP(s)?.family;
 }
@@ -147,10 +139,6 @@ export function parseCidr(s: string, opts: { strict?: boolean } = {}): Cidr {
     throw new AddressError(s, plain && opts.strict ? 'network (host bits set)' : 'CIDR');
   }
   return c;
-}
-
-export function isCidr(s: unknown): s is string {
-  return typeof s === 'string' && tryParseCidr(s) !== undefined;
 }
 
 // ---------------------------------------------------------------------------------
@@ -265,8 +253,10 @@ export function lastIP(c: Cidr): IPAddr {
   return { family: c.family, value: lastValue(c) };
 }
 
-/** The IPv4 broadcast address; for IPv6 the last address of the prefix. */
-export const broadcast = lastIP;
+/** The values of the network's first and last address ("10.1.0.5/24": 10.1.0.0 and 10.1.0.255). */
+export function bounds(c: Cidr): { lo: bigint; hi: bigint } {
+  return { lo: networkValue(c), hi: lastValue(c) };
+}
 
 /** Number of addresses in the prefix. */
 export function size(c: Cidr): bigint {
@@ -313,7 +303,7 @@ export function findOverlap(list: ReadonlyArray<Cidr | string>): [number, number
   return undefined;
 }
 
-export function compareIP(a: IPAddr, b: IPAddr): number {
+function compareIP(a: IPAddr, b: IPAddr): number {
   if (a.family !== b.family) return a.family - b.family;
   return a.value < b.value ? -1 : a.value > b.value ? 1 : 0;
 }
@@ -323,7 +313,7 @@ export function ipEqual(a: IPAddr | string, b: IPAddr | string): boolean {
 }
 
 /** `ip + n`, or undefined when it leaves the family's address space. */
-export function addIP(ip: IPAddr, n: bigint | number): IPAddr | undefined {
+function addIP(ip: IPAddr, n: bigint | number): IPAddr | undefined {
   const v = ip.value + BigInt(n);
   if (v < 0n || v > maxValue(ip.family)) return undefined;
   return { family: ip.family, value: v };
@@ -335,11 +325,6 @@ export function nextIP(ip: IPAddr): IPAddr | undefined {
 
 export function prevIP(ip: IPAddr): IPAddr | undefined {
   return addIP(ip, -1n);
-}
-
-/** Offset of `ip` from the network address of `c` (may be outside the prefix). */
-export function offsetIn(c: Cidr, ip: IPAddr): bigint {
-  return ip.value - networkValue(c);
 }
 
 /** The n-th address of the prefix (0 = network address), or undefined if outside it. */

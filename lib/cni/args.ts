@@ -1,6 +1,6 @@
 // CNI_ARGS ("K=V;K2=V2"), `args.cni` and `runtimeConfig` accessors.
 import { clip, CniError, Code } from './errors.ts';
-import { macProblem } from './formats.ts';
+import { canonicalMac, macProblem } from '../addr/mac.ts';
 import type { NetConf } from './types.ts';
 
 /**
@@ -108,7 +108,7 @@ export function resolveMac(conf: NetConf, cniArgs: string, own?: { field: string
       const shown = typeof value === 'string' ? JSON.stringify(clip(value, 64)) : typeof value;
       throw new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${shown} ${why}`);
     }
-    mac = (value as string).toLowerCase().replace(/-/g, ':');
+    mac = canonicalMac(value as string);
   }
   return mac;
 }

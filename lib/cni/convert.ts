@@ -13,6 +13,7 @@ import { addrOf, canonicalCidr, canonicalIP, parseCidr, tryParseCidr, tryParseIP
 import { CniError, Code } from './errors.ts';
 import { checkSupported } from './version.ts';
 import { CURRENT_VERSION, type DNS, type Interface, type IPConfig, type Result, type Route, type SpecVersion } from './types.ts';
+import { isObject } from './json.ts';
 
 /** A result (or prevResult) whose shape is wrong. `field` is a dotted path ("ips[0].address"). */
 export class ResultFormatError extends Error {
@@ -83,12 +84,8 @@ export type WireResult = Result020 | Result040 | Result100 | Result;
 
 type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function obj(v: unknown, path: string): Obj {
-  if (!isObj(v)) throw new ResultFormatError(path, 'must be an object');
+  if (!isObject(v)) throw new ResultFormatError(path, 'must be an object');
   return v;
 }
 
@@ -281,7 +278,7 @@ function fmtIP(ip: IPConfig): { interface?: number; address: string; gateway?: s
 }
 
 function assign<T extends object>(target: T, key: string, list: unknown[] | undefined): void {
-  if (list && list.length) (target as Record<string, unknown>)[key] = list;
+  if (list?.length) (target as Record<string, unknown>)[key] = list;
 }
 
 // ---------------------------------------------------------------------------------
@@ -307,7 +304,7 @@ const legacy: Codec = {
       const gw = optIPField(o, 'gateway', key);
       if (gw) ip.gateway = gw;
       ips.push(ip);
-      optArray(o, 'routes', key).forEach((rt, i) => routes.push(parseRoute(rt, `${key}.routes[${i}]`)));
+      for (const [i, rt] of optArray(o, 'routes', key).entries()) routes.push(parseRoute(rt, `${key}.routes[${i}]`));
     }
     nonEmpty(r, 'ips', ips);
     nonEmpty(r, 'routes', routes);
@@ -331,7 +328,9 @@ const legacy: Codec = {
     }
     for (const rt of r.routes ?? []) {
       const target = familyOfCidr(rt.dst) === '4' ? out.ip4 : out.ip6;
-      if (target) (target.routes ??= []).push(fmtRouteBasic(rt));
+      if (!target) continue;
+      target.routes ??= [];
+      target.routes.push(fmtRouteBasic(rt));
     }
     // key order as libcni prints it
     const ordered: Result020 = { cniVersion: version };

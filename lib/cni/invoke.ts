@@ -219,13 +219,7 @@ function clip(b: Buffer, n = 400): string {
  * and returns its stdout. A non-zero exit becomes a CniError: the delegate's own error JSON
  * when it printed one (code kept), else code 104 (DelegateFailed) with its stderr.
  */
-export async function execPlugin(
-  file: string,
-  stdin: Buffer,
-  env: Record<string, string>,
-  opts: DelegateOptions = {},
-  ns?: RequestNamespaces,
-): Promise<Buffer> {
+async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, opts: DelegateOptions = {}, ns?: RequestNamespaces): Promise<Buffer> {
   let outcome: ExecOutcome | undefined;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -304,7 +298,7 @@ async function readShimBuild(path: string): Promise<string | undefined> {
  * The build a strand shim at `path` was made with (its marker), or undefined when the
  * file is not a shim. Cached by device, inode, size and modification time.
  */
-export async function shimBuildOf(path: string): Promise<string | undefined> {
+async function shimBuildOf(path: string): Promise<string | undefined> {
   let key: string;
   try {
     const st = await stat(path);
@@ -351,7 +345,7 @@ export async function inProcessFor(
  * stdin, capturing its stdout and stderr; its exit status and output are then read exactly
  * as an exec'd delegate's are.
  */
-export async function runInProcess(
+async function runInProcess(
   file: string,
   plugin: InProcessPlugin,
   stdin: Buffer,
@@ -426,7 +420,7 @@ async function run(verb: string, pluginType: string, netconf: Buffer | object, a
 }
 
 /** Decodes a delegate's ADD output into the 1.1.0 form (a result without a version has the config's). */
-export function decodeDelegateResult(pluginType: string, stdout: Buffer, conf: Buffer | object): Result {
+function decodeDelegateResult(pluginType: string, stdout: Buffer, conf: Buffer | object): Result {
   let raw: unknown;
   try {
     raw = JSON.parse(stdout.toString('utf8'));

@@ -22,7 +22,7 @@ import { closeSync, fstatSync, openSync, renameSync, statSync, writeSync, consta
 import { dirname } from 'node:path';
 import { isNativeError, LOCK, native } from '../native/index.ts';
 
-export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type LogFormat = 'text' | 'json';
 
@@ -212,5 +212,41 @@ export function createLogger(opts: LoggerOptions): Logger {
     info: (m, e) => write('info', m, e),
     warn: (m, e) => write('warn', m, e),
     error: (m, e) => write('error', m, e),
+  };
+}
+
+/** The phases of one call, for its debug log (see phaseTracer). */
+export interface PhaseTracer {
+  /** Ends the current phase under `name`. */
+  mark(name: string): void;
+  /** Writes one debug line: `msg` and each phase's wall and CPU milliseconds. */
+  done(msg: string): void;
+}
+
+/**
+ * A debug tracer of a call's phases: each mark() ends a phase, done() logs the wall and
+ * CPU milliseconds of every phase since the previous mark (the first, "start", runs from
+ * process start to the tracer's creation) as JSON on one debug line, which bench:bridge
+ * reads. Instrumentation stays here, out of the plugins' steps.
+ */
+export function phaseTracer(log: Logger | undefined): PhaseTracer {
+  const marks: Array<[string, number, number]> = [];
+  const mark = (name: string): void => {
+    const c = process.cpuUsage();
+    marks.push([name, performance.now(), (c.user + c.system) / 1000]);
+  };
+  mark('start');
+  return {
+    mark,
+    done(msg: string): void {
+      const out: Record<string, { wall: number; cpu: number }> = {};
+      let [pw, pc] = [0, 0];
+      const r = (x: number): number => Math.round(x * 100) / 100;
+      for (const [name, w, c] of marks) {
+        out[name] = { wall: r(w - pw), cpu: r(c - pc) };
+        [pw, pc] = [w, c];
+      }
+      log?.debug(msg, out);
+    },
   };
 }

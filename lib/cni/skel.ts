@@ -6,14 +6,14 @@ import { statSync } from 'node:fs';
 import { validateNetConf } from '../../gen/validators.js';
 import { CniError, Code, invalidNetns, toCniError } from './errors.ts';
 import { formatResultJson, isResultFormatError, parseResult } from './convert.ts';
-import { IFNAME_FORBIDDEN } from './formats.ts';
+import { ifNameProblem } from '../addr/ifname.ts';
+import { isContainerId } from './formats.ts';
 import { createLogger, DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_MAX_FILES, defaultLogFile, isLogLevel, type Logger } from './log.ts';
 import { CURRENT_VERSION, SPEC_VERSIONS, VERBS, type NetConf, type Result, type Verb } from './types.ts';
 import { validateWith } from './validate.ts';
 import { checkSupported, checkVerbAllowed, isSupportedVersion, selectVersion, versionInfo } from './version.ts';
+import { checkJsonDepth, isObject } from './json.ts';
 
-export { parseCniArgs } from './args.ts';
-export { convertResult } from './convert.ts';
 export { validateWith } from './validate.ts';
 
 /**
@@ -150,37 +150,24 @@ export const REQUIRED_ENV: Readonly<Record<Verb, readonly string[]>> = {
   VERSION: [],
 };
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
 /** Throws CniError 4 unless `id` is a valid CNI container ID (alphanumeric start, then [A-Za-z0-9_.-]). */
-export function validateContainerId(id: string): void {
-  if (!CONTAINER_ID.test(id)) {
+function validateContainerId(id: string): void {
+  if (!isContainerId(id)) {
     throw new CniError(Code.InvalidEnvironment, 'invalid characters in CNI_CONTAINERID', JSON.stringify(id));
   }
 }
 
-/** Throws CniError 4 unless `name` is a valid Linux interface name (libcni's rules). */
-export function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
-  const bad = (why: string): never => {
-    throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: ${why}`);
-  };
-  if (name.length === 0) bad('interface name is empty');
-  if (Buffer.byteLength(name) > 15) bad('interface name is longer than 15 bytes');
-  if (name === '.' || name === '..') bad('interface name is . or ..');
-  if (IFNAME_FORBIDDEN.test(name)) bad('interface name contains / or : or whitespace');
-}
-
-/** Prints a 1.1.0 result in `version`'s form (libcni's 4-space JSON). */
-export function printResult(result: Result, version: string, out: { write(s: string): void }): void {
-  out.write(`${formatResultJson(result, version)}\n`);
+/**
+ * Throws CniError 4 unless `name` is a valid Linux interface name: libcni's rules and the
+ * kernel's, name templates ("eth%d") refused (lib/addr/ifname.ts).
+ */
+function validateIfName(name: string, variable = 'CNI_IFNAME'): void {
+  const why = ifNameProblem(name);
+  if (why) throw new CniError(Code.InvalidEnvironment, `invalid ${variable}`, `${variable} ${JSON.stringify(name)}: interface name ${why}`);
 }
 
 function isVerb(v: string): v is Verb {
   return (VERBS as readonly string[]).includes(v);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**
@@ -251,80 +238,24 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
     }
   };
   try {
-    if (!cmd) {
-      io.stderr.write(`${spec.about}\nCNI protocol versions supported: ${supported.join(', ')}\n`);
-      throw new CniError(Code.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
-    }
-    if (!isVerb(cmd)) throw new CniError(Code.InvalidEnvironment, `unknown CNI_COMMAND: ${cmd}`);
-    if (cmd === 'VERSION') {
+    const verb = checkCommand(cmd, spec.about, supported, io);
+    if (verb === 'VERSION') {
       // stdin is not read: libcni sends {"cniVersion": ...}, a person at a terminal sends nothing
       io.stdout.write(`${JSON.stringify(versionInfo(supported))}\n`);
       observe(0);
       return 0;
     }
-
-    const missing = REQUIRED_ENV[cmd].filter((k) => !env[k]);
-    if (missing.length) {
-      throw new CniError(Code.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
-    }
-    const needsAttachment = REQUIRED_ENV[cmd].includes('CNI_IFNAME');
-    if (needsAttachment) {
-      validateContainerId(env['CNI_CONTAINERID'] ?? '');
-      validateIfName(env['CNI_IFNAME'] ?? '');
-    }
-
-    let stdinData: Buffer;
-    try {
-      stdinData = await io.stdin();
-    } catch (e) {
-      throw new CniError(Code.IoFailure, 'error reading from stdin', (e as Error).message, { cause: e });
-    }
-    if (stdinData.length > STDIN_LIMIT) {
-      throw new CniError(Code.IoFailure, 'error reading from stdin', `the network config is larger than ${STDIN_LIMIT} bytes`);
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(stdinData.toString('utf8'));
-    } catch (e) {
-      throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', (e as Error).message, { cause: e });
-    }
-    if (!isObject(raw)) {
-      throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', 'the network config must be a JSON object');
-    }
-
-    const version = selectVersion(raw['cniVersion'], raw['cniVersions']);
-    checkSupported(version);
-    if (!supported.includes(version)) {
-      throw new CniError(
-        Code.IncompatibleVersion,
-        'incompatible CNI versions',
-        `config is ${JSON.stringify(version)}, plugin supports ${JSON.stringify(supported)}`,
-      );
-    }
+    const needsAttachment = checkAttachmentEnv(verb, env);
+    const { stdinData, raw } = await readNetConf(io);
+    const version = negotiateVersion(raw, supported);
     errVersion = version;
-    checkVerbAllowed(cmd, version);
-
-    validateWith(validateNetConf, raw);
-    const conf = raw as NetConf;
-    conf.cniVersion = version;
+    checkVerbAllowed(verb, version);
+    const conf = netConfOf(raw, version);
     if (conf.logFile !== undefined || conf.logLevel !== undefined || conf.logFileMaxSize !== undefined || conf.logFileMaxFiles !== undefined) {
       log = requestLogger(spec.name, io, env, conf, context, t0);
     }
-    if (raw['prevResult'] !== undefined) {
-      try {
-        conf.prevResult = parseResult(raw['prevResult'], version);
-      } catch (e) {
-        if (!isResultFormatError(e)) throw e;
-        const field = `prevResult.${e.field}`.replace(/\.$/, '').replace(/\.\[/g, '[');
-        throw new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${e.reason}`, { cause: e });
-      }
-    }
-
     const netns = env['CNI_NETNS'] ?? '';
-    const override = (env['CNI_NETNS_OVERRIDE'] ?? '').toLowerCase();
-    if (needsAttachment && netns && override !== '1' && override !== 'true' && isOwnNetns(netns, io.namespaces)) {
-      throw invalidNetns(netns, "the plugin's own network namespace (plugin's netns and netns from CNI_NETNS should not be the same)");
-    }
+    if (needsAttachment) rejectOwnNetns(netns, env, io.namespaces);
 
     const typed = spec.parseConfig(conf, { env });
     const a: CmdArgs = {
@@ -335,47 +266,151 @@ export async function pluginMain<C extends NetConf>(funcs: PluginFuncs<C>, spec:
       path: (env['CNI_PATH'] ?? '').split(':').filter(Boolean),
       stdinData,
       env,
-      verb: cmd,
+      verb,
       log,
       started,
       ...(io.observer ? { observer: io.observer } : {}),
     };
     if (io.namespaces) a.namespaces = io.namespaces;
-    switch (cmd) {
-      case 'ADD': {
-        const result = await funcs.add(a, typed);
-        const text = formatResultJson(result, version);
-        io.stdout.write(`${text}\n`);
-        break;
-      }
-      case 'DEL':
-        await funcs.del(a, typed);
-        break;
-      case 'CHECK':
-        await funcs.check(a, typed);
-        break;
-      case 'STATUS':
-        await funcs.status(a, typed);
-        break;
-      case 'GC':
-        await funcs.gc(a, typed);
-        break;
-    }
-    log.info(`${cmd} succeeded`);
+    await dispatch(funcs, verb, a, typed, version, io);
+    log.info(`${verb} succeeded`);
     observe(0);
     return 0;
   } catch (e) {
-    const err = toCniError(e);
-    const attachment = env['CNI_CONTAINERID'] || env['CNI_IFNAME'] ? ` ${env['CNI_CONTAINERID'] ?? ''}/${env['CNI_IFNAME'] ?? ''}` : '';
-    const where = `${cmd || '(no CNI_COMMAND)'}${attachment}`;
-    // The full error, stack and causes included, goes to the log; stdout gets only the JSON.
-    log.error(`${where} failed with code ${err.code}: ${err.message}`, err.code === Code.Internal ? err.cause : undefined);
-    try {
-      io.stdout.write(`${JSON.stringify(err.toJSON(isSupportedVersion(errVersion) ? errVersion : CURRENT_VERSION), null, 4)}\n`);
-    } catch (w) {
-      log.error('cannot write the error to stdout', w);
-    }
-    observe(err.code);
+    const code = reportError(e, cmd, env, errVersion, log, io);
+    observe(code);
     return 1;
   }
+}
+
+/** CNI_COMMAND present and a verb (the plugin's about line on stderr when it is absent). */
+function checkCommand(cmd: string, about: string, supported: readonly string[], io: PluginIO): Verb {
+  if (!cmd) {
+    io.stderr.write(`${about}\nCNI protocol versions supported: ${supported.join(', ')}\n`);
+    throw new CniError(Code.InvalidEnvironment, 'required env variables [CNI_COMMAND] missing');
+  }
+  if (!isVerb(cmd)) throw new CniError(Code.InvalidEnvironment, `unknown CNI_COMMAND: ${cmd}`);
+  return cmd;
+}
+
+/** The verb's required variables are set, and CNI_CONTAINERID / CNI_IFNAME valid; whether the verb names an attachment. */
+function checkAttachmentEnv(verb: Exclude<Verb, 'VERSION'>, env: PluginIO['env']): boolean {
+  const missing = REQUIRED_ENV[verb].filter((k) => !env[k]);
+  if (missing.length) {
+    throw new CniError(Code.InvalidEnvironment, `required env variables [${missing.join(',')}] missing`);
+  }
+  const needsAttachment = REQUIRED_ENV[verb].includes('CNI_IFNAME');
+  if (needsAttachment) {
+    validateContainerId(env['CNI_CONTAINERID'] ?? '');
+    validateIfName(env['CNI_IFNAME'] ?? '');
+  }
+  return needsAttachment;
+}
+
+/** stdin, bounded by STDIN_LIMIT and the nesting limit, parsed as a JSON object. */
+async function readNetConf(io: PluginIO): Promise<{ stdinData: Buffer; raw: Record<string, unknown> }> {
+  let stdinData: Buffer;
+  try {
+    stdinData = await io.stdin();
+  } catch (e) {
+    throw new CniError(Code.IoFailure, 'error reading from stdin', (e as Error).message, { cause: e });
+  }
+  if (stdinData.length > STDIN_LIMIT) {
+    throw new CniError(Code.IoFailure, 'error reading from stdin', `the network config is larger than ${STDIN_LIMIT} bytes`);
+  }
+  let raw: unknown;
+  try {
+    checkJsonDepth(stdinData); // before JSON.parse: a nesting bomb never becomes objects
+    raw = JSON.parse(stdinData.toString('utf8'));
+  } catch (e) {
+    throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', (e as Error).message, { cause: e });
+  }
+  if (!isObject(raw)) {
+    throw new CniError(Code.DecodingFailure, 'error unmarshalling network config', 'the network config must be a JSON object');
+  }
+  return { stdinData, raw };
+}
+
+/** The config's version (cniVersion, or the best of cniVersions), known to the spec and supported by this plugin. */
+function negotiateVersion(raw: Record<string, unknown>, supported: readonly string[]): string {
+  const version = selectVersion(raw['cniVersion'], raw['cniVersions']);
+  checkSupported(version);
+  if (!supported.includes(version)) {
+    throw new CniError(
+      Code.IncompatibleVersion,
+      'incompatible CNI versions',
+      `config is ${JSON.stringify(version)}, plugin supports ${JSON.stringify(supported)}`,
+    );
+  }
+  return version;
+}
+
+/** The validated network config at `version`, prevResult parsed into a Result. */
+function netConfOf(raw: Record<string, unknown>, version: string): NetConf {
+  validateWith(validateNetConf, raw);
+  const conf = raw as NetConf;
+  conf.cniVersion = version;
+  if (raw['prevResult'] !== undefined) {
+    try {
+      conf.prevResult = parseResult(raw['prevResult'], version);
+    } catch (e) {
+      if (!isResultFormatError(e)) throw e;
+      const field = `prevResult.${e.field}`.replace(/\.$/, '').replace(/\.\[/g, '[');
+      throw new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${e.reason}`, { cause: e });
+    }
+  }
+  return conf;
+}
+
+/** CNI_NETNS must not be the plugin's own namespace, unless CNI_NETNS_OVERRIDE says so. */
+function rejectOwnNetns(netns: string, env: PluginIO['env'], ns: RequestNamespaces | undefined): void {
+  const override = (env['CNI_NETNS_OVERRIDE'] ?? '').toLowerCase();
+  if (netns && override !== '1' && override !== 'true' && isOwnNetns(netns, ns)) {
+    throw invalidNetns(netns, "the plugin's own network namespace (plugin's netns and netns from CNI_NETNS should not be the same)");
+  }
+}
+
+/** Runs the verb's function; ADD prints its result in the config's version. */
+async function dispatch<C extends NetConf>(
+  funcs: PluginFuncs<C>,
+  verb: Exclude<Verb, 'VERSION'>,
+  a: CmdArgs,
+  typed: C,
+  version: string,
+  io: PluginIO,
+): Promise<void> {
+  switch (verb) {
+    case 'ADD': {
+      const result = await funcs.add(a, typed);
+      io.stdout.write(`${formatResultJson(result, version)}\n`);
+      break;
+    }
+    case 'DEL':
+      await funcs.del(a, typed);
+      break;
+    case 'CHECK':
+      await funcs.check(a, typed);
+      break;
+    case 'STATUS':
+      await funcs.status(a, typed);
+      break;
+    case 'GC':
+      await funcs.gc(a, typed);
+      break;
+  }
+}
+
+/** Logs the failure in full and prints the error JSON (in the config's version when known); returns its code. */
+function reportError(e: unknown, cmd: string, env: PluginIO['env'], errVersion: string, log: Logger, io: PluginIO): number {
+  const err = toCniError(e);
+  const attachment = env['CNI_CONTAINERID'] || env['CNI_IFNAME'] ? ` ${env['CNI_CONTAINERID'] ?? ''}/${env['CNI_IFNAME'] ?? ''}` : '';
+  const where = `${cmd || '(no CNI_COMMAND)'}${attachment}`;
+  // The full error, stack and causes included, goes to the log; stdout gets only the JSON.
+  log.error(`${where} failed with code ${err.code}: ${err.message}`, err.code === Code.Internal ? err.cause : undefined);
+  try {
+    io.stdout.write(`${JSON.stringify(err.toJSON(isSupportedVersion(errVersion) ? errVersion : CURRENT_VERSION), null, 4)}\n`);
+  } catch (w) {
+    log.error('cannot write the error to stdout', w);
+  }
+  return err.code;
 }

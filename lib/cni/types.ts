@@ -78,8 +78,8 @@ export interface GcAttachment {
   ifname: string;
 }
 
-export const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
-export const ATTACHMENTS_KEY = 'cni.dev/attachments';
+const VALID_ATTACHMENTS_KEY = 'cni.dev/valid-attachments';
+const ATTACHMENTS_KEY = 'cni.dev/attachments';
 
 /** A single-plugin network config, as a runtime writes it on stdin. */
 export interface NetConf {
@@ -101,14 +101,6 @@ export interface NetConf {
 export interface VersionInfo {
   cniVersion: string;
   supportedVersions: string[];
-}
-
-/** The error object printed on stdout. */
-export interface ErrorResult {
-  cniVersion: string;
-  code: number;
-  msg: string;
-  details?: string;
 }
 
 /** Valid GC attachments of a GC request (reads both the 1.1.0 key and `cni.dev/attachments`). */

@@ -1,6 +1,7 @@
 // Turns the first error of a compiled (ajv standalone) validator into a CniError 7 that
 // names the offending field in dotted form ("ipam.ranges[0][1].subnet").
 import { CniError, Code } from './errors.ts';
+import { formatProblems } from './formats.ts';
 
 /** The part of an ajv ValidateFunction we use (gen/validators.d.ts declares the same). */
 export interface ValidatorLike {
@@ -69,6 +70,30 @@ function preview(v: unknown): string {
 }
 
 /**
+ * CniError 7 for a field a parser found wrong, in validateWith's form: msg "invalid
+ * config field <field>", details "<field>: <why>".
+ */
+export function invalidField(field: string, why: string): CniError {
+  return new CniError(Code.InvalidNetworkConfig, `invalid config field ${field}`, `${field}: ${why}`);
+}
+
+/**
+ * CniError 7 "<field>: <what>", the form of strand-ipam's and the etcd section's errors
+ * (as host-local words them: "ipam.ranges[0][0].subnet: invalid CIDR ...").
+ */
+export function fieldError(field: string, what: string): CniError {
+  return new CniError(Code.InvalidNetworkConfig, `${field}: ${what}`);
+}
+
+/** `o[key]` as a string: absent, null and "" are undefined; another type is fieldError "<field>.<key>: must be a string". */
+export function optString(o: Record<string, unknown>, key: string, field: string): string | undefined {
+  const v = o[key];
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw fieldError(`${field}.${key}`, 'must be a string');
+  return v;
+}
+
+/**
  * Runs `validator` on `raw`; returns `raw` typed as T when valid, else throws
  * CniError(7, "invalid config field <path>", "<path>: <reason>"). `prefix` is prepended to
  * field names (e.g. "ipam" when validating only the ipam section).
@@ -96,6 +121,11 @@ export function validateWith<T>(validator: ValidatorLike, raw: unknown, prefix: 
   let reason = err.message ?? err.keyword;
   if (err.keyword === 'enum' && Array.isArray(p['allowedValues'])) {
     reason = `must be one of ${p['allowedValues'].map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  if (err.keyword === 'format' && typeof p['format'] === 'string' && Object.hasOwn(formatProblems, p['format'])) {
+    const value = valueAt(raw, segs);
+    const why = typeof value === 'string' ? formatProblems[p['format']]!(value) : undefined;
+    if (why) reason = why;
   }
   // Never echo the value of a credential-like field: the error reaches kubelet's log.
   const secret = [...prefix, ...segs].some((s) => typeof s === 'string' && SECRET_FIELD.test(s));

@@ -36,7 +36,7 @@ export function isSupportedVersion(v: unknown): v is SpecVersion {
 }
 
 /** The lowest config version that allows each verb (ADD, DEL and VERSION: any). */
-export const VERB_MIN_VERSION: Readonly<Record<string, SpecVersion>> = {
+const VERB_MIN_VERSION: Readonly<Record<string, SpecVersion>> = {
   CHECK: '0.4.0',
   STATUS: '1.1.0',
   GC: '1.1.0',

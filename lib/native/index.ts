@@ -70,7 +70,7 @@ export const POLL = { IN: 1, OUT: 2 } as const;
 
 export const LOCK = { SH: 1, EX: 2, NB: 4, UN: 8 } as const;
 
-export const ADDON_ASSET = 'strand_native.node';
+const ADDON_ASSET = 'strand_native.node';
 const DEV_RELATIVE = join('native', 'build', 'Release', ADDON_ASSET);
 
 let loaded: StrandNative | undefined;

@@ -8,7 +8,7 @@ import { isNetlinkError } from './errors.ts';
 import type { Netns } from './netns.ts';
 import { NetlinkSocket } from './socket.ts';
 
-export type { CtEntry, CtTuple } from './codec/index.ts';
+export type { CtEntry } from './codec/index.ts';
 export { IpProto } from './codec/index.ts';
 
 async function withSocket<T>(ns: Netns, fn: (s: NetlinkSocket) => Promise<T>): Promise<T> {
@@ -29,11 +29,6 @@ async function dump(s: NetlinkSocket, version: 4 | 6): Promise<CtEntry[]> {
     if (e && e.version === version) out.push(e);
   }
   return out;
-}
-
-/** Every entry of one family's table. */
-export function listConntrack(ns: Netns, version: 4 | 6): Promise<CtEntry[]> {
-  return withSocket(ns, (s) => dump(s, version));
 }
 
 /**

@@ -9,7 +9,7 @@ for (const [name, value] of Object.entries(constants.errno)) {
   if (!ERRNO_NAMES.has(value)) ERRNO_NAMES.set(value, name);
 }
 
-export function errnoName(errno: number): string {
+function errnoName(errno: number): string {
   return ERRNO_NAMES.get(errno) ?? `E${errno}`;
 }
 

@@ -28,7 +28,9 @@
 // namespace the operation runs in. In DEL paths: `if (isNetlinkError(e, 'ENODEV')) ...`.
 
 import { closeSync, constants as fsConstants, readSync } from 'node:fs';
-import { ipFamily, broadcast as lastAddressOf, formatIP, tryParseCidr } from '../addr/cidr.ts';
+import { formatIP, ipFamily, lastIP, tryParseCidr } from '../addr/cidr.ts';
+import { ifNameProblem, isValidIfName } from '../addr/ifname.ts';
+import { canonicalMac, isMac } from '../addr/mac.ts';
 import {
   AddrFlag,
   type AddrMessage,
@@ -61,11 +63,11 @@ import { errnoOf, fromNative, invalidArgument, isNetlinkError, NetlinkError } fr
 import type { Netns } from './netns.ts';
 import type { DataMessage } from './socket.ts';
 
-export { isNetlinkError, NetlinkError } from './errors.ts';
+export { isNetlinkError } from './errors.ts';
 export { Netns } from './netns.ts';
-export { AddrFlag, NeighFlag, NeighState, Protocol, RouteFlag, RouteType, Scope, Table } from './codec/index.ts';
+export { AddrFlag, NeighFlag, NeighState, Protocol, RouteFlag, Scope, Table } from './codec/index.ts';
 export type { BridgeInfo, BridgePortInfo, BridgeVlan, IpvlanInfo, LinkInfo, MacvlanInfo, OperState, VxlanInfo } from './codec/index.ts';
-export type { IpvlanFlag, IpvlanMode, MacvlanMode, NeighFamily } from './codec/index.ts';
+export type { NeighFamily } from './codec/index.ts';
 
 /** A link by index or by name (resolved in the namespace of the operation). */
 export type LinkRef = number | string;
@@ -162,22 +164,20 @@ export interface SetLinkSpec {
   bridgePort?: BridgePortInfo;
 }
 
-/** Kernel interface-name rules: 1-15 bytes, not "." or "..", no '/', ':' or whitespace. */
-export function isValidLinkName(name: string): boolean {
-  const len = Buffer.byteLength(name);
-  return len > 0 && len < 16 && name !== '.' && name !== '..' && !/[/:\s]/.test(name);
-}
-
 function checkName(op: string, name: string): void {
-  if (!isValidLinkName(name)) throw invalidArgument(op, `invalid interface name ${JSON.stringify(name)} (1-15 bytes, no '/', ':' or spaces)`);
+  const why = ifNameProblem(name);
+  if (why) throw invalidArgument(op, `invalid interface name ${JSON.stringify(name)}: it ${why}`);
 }
 
 function checkMtu(op: string, mtu: number | undefined): void {
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 0 || mtu > 0xffffffff)) throw invalidArgument(op, `invalid mtu ${mtu}`);
 }
 
-function checkMac(op: string, mac: string | undefined): void {
-  if (mac !== undefined && !/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) throw invalidArgument(op, `invalid MAC address ${JSON.stringify(mac)}`);
+/** The MAC in the codec's form (lower case, ":"), or undefined; an invalid one is EINVAL. */
+function checkMac(op: string, mac: string | undefined): string | undefined {
+  if (mac === undefined) return undefined;
+  if (!isMac(mac)) throw invalidArgument(op, `invalid MAC address ${JSON.stringify(mac)}`);
+  return canonicalMac(mac);
 }
 
 function toLink(m: LinkMessage): Link {
@@ -246,7 +246,7 @@ export async function linkIndex(ns: Netns, ref: LinkRef, op = 'getLink'): Promis
 
 /** RTM_GETLINK for one link. Throws NetlinkError ENODEV when it does not exist. */
 export async function getLink(ns: Netns, ref: LinkRef): Promise<Link> {
-  if (typeof ref === 'string' && !isValidLinkName(ref)) throw new NetlinkError('getLink', errnoOf('ENODEV'), `invalid interface name ${JSON.stringify(ref)}`);
+  if (typeof ref === 'string' && !isValidIfName(ref)) throw new NetlinkError('getLink', errnoOf('ENODEV'), `invalid interface name ${JSON.stringify(ref)}`);
   const link: LinkMessage = { ...linkSelector(ref), extMask: ExtMask.skipStats };
   const found = linksOf(await requestOne(ns, { kind: 'link', action: 'get', link }, {}, 'getLink'));
   const first = found[0];
@@ -276,10 +276,10 @@ function upFlags(up: boolean | undefined): Pick<LinkMessage, 'flags' | 'change'>
 
 function commonAttrs(op: string, c: LinkCommon): LinkMessage {
   checkMtu(op, c.mtu);
-  checkMac(op, c.mac);
+  const mac = checkMac(op, c.mac);
   const m: LinkMessage = { ...upFlags(c.up) };
   if (c.mtu !== undefined) m.mtu = c.mtu;
-  if (c.mac !== undefined) m.mac = c.mac;
+  if (mac !== undefined) m.mac = mac;
   if (c.txqlen !== undefined) m.txqlen = c.txqlen;
   if (c.alias !== undefined) m.alias = c.alias;
   return m;
@@ -341,7 +341,7 @@ export async function setLink(ns: Netns, ref: LinkRef, spec: SetLinkSpec): Promi
   const op = 'setLink';
   if (spec.name !== undefined) checkName(op, spec.name);
   checkMtu(op, spec.mtu);
-  checkMac(op, spec.mac);
+  const mac = checkMac(op, spec.mac);
   // Renaming needs the index; otherwise the kernel can find the link by its name.
   const needIndex = typeof ref === 'string' && (spec.name !== undefined || spec.bridgePort !== undefined);
   const sel = needIndex ? { index: await linkIndex(ns, ref, op) } : linkSelector(ref);
@@ -359,7 +359,7 @@ export async function setLink(ns: Netns, ref: LinkRef, spec: SetLinkSpec): Promi
   if (change) Object.assign(m, { flags, change });
   if (spec.name !== undefined) m.name = spec.name;
   if (spec.mtu !== undefined) m.mtu = spec.mtu;
-  if (spec.mac !== undefined) m.mac = spec.mac;
+  if (mac !== undefined) m.mac = mac;
   if (spec.txqlen !== undefined) m.txqlen = spec.txqlen;
   if (spec.alias !== undefined) m.alias = spec.alias;
   if (spec.master !== undefined) m.master = spec.master === null ? 0 : await linkIndex(ns, spec.master, op);
@@ -534,7 +534,7 @@ async function addrMessage(ns: Netns, spec: AddrSpec, op: string, forAdd: boolea
       if (spec.broadcast !== undefined) m.broadcast = parseIp(op, 'broadcast', spec.broadcast).ip;
       else if (c.prefixLen < 31) {
         const cidr = tryParseCidr(`${c.ip}/${c.prefixLen}`);
-        if (cidr) m.broadcast = formatIP(lastAddressOf(cidr));
+        if (cidr) m.broadcast = formatIP(lastIP(cidr));
       }
     }
     let flags = 0;
@@ -830,7 +830,7 @@ async function neighMessage(ns: Netns, spec: NeighSpec, op: string, forAdd: bool
   const ip = spec.ip === undefined ? undefined : parseIp(op, 'neighbour address', spec.ip);
   if (!spec.fdb && !ip) throw invalidArgument(op, 'a neighbour entry needs an IP address');
   if (spec.fdb && spec.mac === undefined) throw invalidArgument(op, 'an FDB entry needs a MAC address');
-  checkMac(op, spec.mac);
+  const mac = checkMac(op, spec.mac);
   const m: NeighMessage = {
     family: spec.fdb ? 'bridge' : (ip?.version ?? 4),
     index: await linkIndex(ns, spec.link, op),
@@ -838,7 +838,7 @@ async function neighMessage(ns: Netns, spec: NeighSpec, op: string, forAdd: bool
     flags: spec.flags ?? (spec.fdb ? NeighFlag.self : 0),
   };
   if (ip) m.dst = ip.ip;
-  if (spec.mac !== undefined) m.lladdr = spec.mac;
+  if (mac !== undefined) m.lladdr = mac;
   if (spec.vlan !== undefined) m.vlan = spec.vlan;
   if (spec.vni !== undefined) m.vni = spec.vni;
   if (spec.port !== undefined) m.port = spec.port;

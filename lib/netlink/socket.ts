@@ -30,7 +30,7 @@ import {
 } from './codec/index.ts';
 import { errnoOf, fromNative, invalidArgument, NetlinkError } from './errors.ts';
 
-export const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_TIMEOUT_MS = 5000;
 
 /** Data messages (link/addr/route/neigh) of a reply. */
 export type DataMessage = Extract<RtnlMessage, { action: unknown }>;

@@ -90,6 +90,7 @@ export class StrandMetrics implements RequestObserver {
   constructor(opts: MetricsOptions = {}) {
     this.registry = new Registry();
     const registers = [this.registry];
+    // Long on purpose: one declaration per series, the list docs/metrics.md documents.
     this.cniRequests = new Counter({
       name: 'strand_cni_requests_total',
       help: 'CNI plugin calls served in this process, by plugin, verb and result (success or error).',

@@ -52,7 +52,7 @@ export class ToolError extends Error {
 }
 
 /** How long a tool may run before it is killed (iptables -w can wait long for the xtables lock). */
-export const TOOL_TIMEOUT_MS = 60_000;
+const TOOL_TIMEOUT_MS = 60_000;
 
 /** The tools of one request (toolsFor): nothing here reads process globals. */
 export interface Tools {

@@ -9,6 +9,7 @@
 // via a tentative address would fail); then the routes, a route without a gateway using
 // the first gateway of its family. Nothing here needs an undo of its own: everything lives
 // on the link, and the caller's undo deletes the link.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CniError, Code } from '../cni/errors.ts';
 import type { Logger } from '../cni/log.ts';
 import type { IPConfig, Result, Route } from '../cni/types.ts';
@@ -18,7 +19,7 @@ import * as rtnl from '../netlink/rtnl.ts';
 import { nl } from './link.ts';
 
 /** How long ADD waits for IPv6 duplicate address detection (the reference: 5 s). */
-export const DAD_SETTLE_MS = 5000;
+const DAD_SETTLE_MS = 5000;
 
 export interface PodLink {
   index: number;
@@ -30,7 +31,7 @@ function familyOf(addr: string): 4 | 6 {
 }
 
 /** The result's IPs that belong to interface `ifIndex` of `result.interfaces`. */
-export function ipsFor(result: Result, ifIndex: number): IPConfig[] {
+function ipsFor(result: Result, ifIndex: number): IPConfig[] {
   return (result.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === ifIndex);
 }
 
@@ -48,8 +49,6 @@ async function enableIPv6(ns: Netns, ifName: string, log?: Logger): Promise<void
   }
   await nl(`failed to enable keep_addr_on_down on ${ifName}`, () => rtnl.sysctlSet(ns, `net/ipv6/conf/${ifName}/keep_addr_on_down`, '1'));
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until no IPv6 address on the link is tentative; a failed DAD is an error. */
 export async function settleIPv6(ns: Netns, link: PodLink, timeoutMs = DAD_SETTLE_MS): Promise<void> {

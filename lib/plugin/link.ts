@@ -3,6 +3,7 @@
 // directly inside the pod namespace, forwarding sysctls, waiting for a link to come up.
 // Every helper that changes the host can push its own undo onto an UndoStack.
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CniError, Code, invalidNetns } from '../cni/errors.ts';
 import type { CmdArgs } from '../cni/skel.ts';
 import { isNetlinkError, NetlinkError } from '../netlink/errors.ts';
@@ -99,31 +100,54 @@ export interface BridgeSpec {
 }
 
 /**
+ * The bridge named `spec.name`, made when missing (EEXIST from a concurrent ADD that won
+ * the race is fine); `created` when this call made it.
+ */
+async function findOrCreateBridge(host: Netns, spec: BridgeSpec): Promise<{ link: rtnl.Link; created: boolean }> {
+  // Usually the bridge exists: look first, create only when missing.
+  const found = await nlMaybe(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
+  if (found) return { link: found, created: false };
+  let created = false;
+  try {
+    const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
+    if (spec.mtu) link.mtu = spec.mtu;
+    await rtnl.newLink(host, link);
+    created = true;
+  } catch (e) {
+    if (!isNetlinkError(e, 'EEXIST')) {
+      if (isNetlinkError(e)) throw netlinkFailure(`could not add bridge ${JSON.stringify(spec.name)}`, e);
+      throw e;
+    }
+  }
+  return { link: await nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name)), created };
+}
+
+/**
+ * Undo for a bridge that was there before: put back what this ADD changed on it
+ * (accept_ra, promiscuity, up). Its MAC too: a bridge whose only port leaves again drops
+ * to 00:00:00:00:00:00.
+ */
+function pushBridgeRestore(host: Netns, before: rtnl.Link, change: rtnl.SetLinkSpec, ra: { key: string; before: string | undefined }, undo: UndoStack): void {
+  undo.push(`restore bridge ${before.name}`, async () => {
+    if (ra.before !== undefined && ra.before !== '0') await trySysctl(host, ra.key, ra.before);
+    const back: rtnl.SetLinkSpec = {};
+    if (change.promisc) back.promisc = false;
+    if (change.up) back.up = false;
+    const now = await rtnl.findLink(host, before.index);
+    if (!now) return;
+    if (before.mac && now.mac !== before.mac && (await bridgePorts(host, before.index)).length === 0) back.mac = before.mac;
+    if (Object.keys(back).length) await rtnl.setLink(host, before.index, back);
+  });
+}
+
+/**
  * Makes sure bridge `spec.name` exists and is up (creating it with the given MTU and
  * VLAN filtering), promiscuous when asked, accept_ra off (we own its routes). A link of
  * that name that is not a bridge is an error. When this call created the bridge it pushes
  * an undo that deletes it again, unless other ports have joined it by then.
  */
 export async function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoStack): Promise<rtnl.Link> {
-  let created = false;
-  // Usually the bridge exists: look first, create only when missing (EEXIST from a
-  // concurrent ADD that won the race is fine).
-  let found = await nlMaybe(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
-  if (!found) {
-    try {
-      const link: rtnl.NewLinkSpec = { name: spec.name, info: spec.vlanFiltering ? { kind: 'bridge', vlanFiltering: true } : { kind: 'bridge' } };
-      if (spec.mtu) link.mtu = spec.mtu;
-      await rtnl.newLink(host, link);
-      created = true;
-    } catch (e) {
-      if (!isNetlinkError(e, 'EEXIST')) {
-        if (isNetlinkError(e)) throw netlinkFailure(`could not add bridge ${JSON.stringify(spec.name)}`, e);
-        throw e;
-      }
-    }
-    found = await nl(`could not look up bridge ${JSON.stringify(spec.name)}`, () => rtnl.getLink(host, spec.name));
-  }
-  let br = found;
+  const { link: br, created } = await findOrCreateBridge(host, spec);
   if (created && undo) {
     const index = br.index;
     undo.push(`delete bridge ${spec.name}`, () => deleteBridgeIfUnused(host, index));
@@ -153,23 +177,8 @@ export async function ensureBridge(host: Netns, spec: BridgeSpec, undo?: UndoSta
   if (Object.keys(change).length) {
     await nl(`could not set bridge ${JSON.stringify(spec.name)} up`, () => rtnl.setLink(host, br.index, change));
   }
-  if (!created && undo) {
-    // A bridge that was there before: put back what this ADD changed on it. Its MAC too:
-    // a bridge whose only port leaves again drops to 00:00:00:00:00:00.
-    const before = br;
-    undo.push(`restore bridge ${spec.name}`, async () => {
-      if (raBefore !== undefined && raBefore !== '0') await trySysctl(host, raKey, raBefore);
-      const back: rtnl.SetLinkSpec = {};
-      if (change.promisc) back.promisc = false;
-      if (change.up) back.up = false;
-      const now = await rtnl.findLink(host, before.index);
-      if (!now) return;
-      if (before.mac && now.mac !== before.mac && (await bridgePorts(host, before.index)).length === 0) back.mac = before.mac;
-      if (Object.keys(back).length) await rtnl.setLink(host, before.index, back);
-    });
-  }
-  if (Object.keys(change).length) br = { ...br, up: true, promisc: br.promisc || !!change.promisc };
-  return br;
+  if (!created && undo) pushBridgeRestore(host, br, change, { key: raKey, before: raBefore }, undo);
+  return Object.keys(change).length ? { ...br, up: true, promisc: br.promisc || !!change.promisc } : br;
 }
 
 /** Indexes of the links enslaved to bridge `bridgeIndex`. */
@@ -190,7 +199,7 @@ async function deleteBridgeIfUnused(host: Netns, index: number): Promise<void> {
 // --------------------------------------------------------------------------- veth ----
 
 /** "veth" + 8 random hex digits, as the reference plugins name host-side veths. */
-export function randomVethName(): string {
+function randomVethName(): string {
   return `veth${randomBytes(4).toString('hex')}`;
 }
 
@@ -224,7 +233,7 @@ export async function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?:
     const hostName = spec.hostName ?? randomVethName();
     const peer: rtnl.VethPeerSpec = { name: spec.ifName, netns: pod };
     if (spec.mtu) peer.mtu = spec.mtu;
-    if (spec.mac) peer.mac = spec.mac.toLowerCase().replace(/-/g, ':');
+    if (spec.mac) peer.mac = spec.mac;
     const link: rtnl.NewLinkSpec = { name: hostName, info: { kind: 'veth', peer } };
     if (spec.mtu) link.mtu = spec.mtu;
     if (spec.master !== undefined) link.master = spec.master;
@@ -252,8 +261,9 @@ export async function createVeth(host: Netns, pod: Netns, spec: VethSpec, undo?:
     });
     // We own the routes of the host end: no router advertisements (as the reference).
     await trySysctl(host, `net/ipv6/conf/${hostName}/accept_ra`, '0');
-    const cont = await nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, spec.ifName));
     const hostLink = await nl(`failed to look up ${hostName}`, () => rtnl.getLink(host, hostName));
+    // The container end by the peer index the host end names: the name the kernel gave it.
+    const cont = await nl(`failed to look up ${spec.ifName} in ${pod}`, () => rtnl.getLink(pod, hostLink.parent ?? spec.ifName));
     return { host: hostLink, cont };
   }
 }
@@ -295,8 +305,6 @@ export async function enableForwarding(ns: Netns, family: 4 | 6, undo?: UndoStac
 }
 
 // ----------------------------------------------------------------------- waiting ----
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Waits until link `index` reports operstate up (a veth once both ends are up; the kernel

@@ -5,13 +5,12 @@
 // no lock file has to exist anywhere. Taken by polling with LOCK_NB: the event loop
 // never blocks and in-process contenders cannot deadlock.
 import { closeSync, openSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CniError, Code } from '../cni/errors.ts';
 import { isNativeError, LOCK, native } from '../native/index.ts';
 import type { Netns } from '../netlink/netns.ts';
 
-export const NETNS_LOCK_TIMEOUT_MS = 60_000;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const NETNS_LOCK_TIMEOUT_MS = 60_000;
 
 /**
  * Runs `fn` holding the exclusive lock of `ns`. Waiting longer than `timeoutMs` is

@@ -14,9 +14,7 @@
 
 export type UndoStep = () => void | Promise<void>;
 
-export interface UndoLog {
-  (msg: string): void;
-}
+export type UndoLog = (msg: string) => void;
 
 export class UndoStack {
   private steps: Array<{ what: string; fn: UndoStep }> = [];

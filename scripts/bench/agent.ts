@@ -11,6 +11,7 @@
 // Needs root, dist/ built (scripts/build.sh), etcd and sockperf.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { openEtcdStore } from '../../ipam/store/etcd.ts';
 import { parseEtcdConfig } from '../../ipam/store/etcd-config.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
@@ -18,7 +19,6 @@ import { requireTools, ROUTE_PROTO, SimCluster, type Mode, type PluginKind, type
 
 process.env['STRAND_TEST_PREFIX'] ??= 's9';
 const PORT = 25600;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const { values: opt } = parseArgs({
   options: {

@@ -6,6 +6,7 @@
 //   node scripts/bench/chart.ts bench/results/<date>.json [out.svg] [out.md]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { quantile } from './lib.ts';
+import { isObject } from '../../lib/cni/json.ts';
 
 export interface BenchEntry {
   status: 'ok' | 'failed' | 'missing';
@@ -60,9 +61,8 @@ export interface Model {
 }
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const get = (o: unknown, ...path: string[]): unknown => path.reduce<unknown>((x, k) => (isObj(x) ? x[k] : undefined), o);
+const get = (o: unknown, ...path: string[]): unknown => path.reduce<unknown>((x, k) => (isObject(x) ? x[k] : undefined), o);
 
 function fromSamples(xs: unknown): Dist | undefined {
   if (!Array.isArray(xs) || xs.length === 0 || !xs.every((x) => typeof x === 'number')) return undefined;
@@ -93,9 +93,9 @@ function sideDist(side: unknown, verb: 'add' | 'del'): Dist | undefined {
 /** A bridge-style result is either {strand, reference} or {scenarios: {name: {strand, reference}}}. */
 function scenarios(res: Obj, name: string): Array<[string, Obj]> {
   const sc = res['scenarios'];
-  if (isObj(sc))
+  if (isObject(sc))
     return Object.entries(sc)
-      .filter((e): e is [string, Obj] => isObj(e[1]))
+      .filter((e): e is [string, Obj] => isObject(e[1]))
       .map(([k, v]) => [`${name} (${k})`, v]);
   return [[name, res]];
 }
@@ -474,7 +474,7 @@ export function tableLines(run: BenchRun): Line[] {
   }
   const dp = r('datapath');
   const ratios = get(dp, 'ratios');
-  if (isObj(ratios)) {
+  if (isObject(ratios)) {
     const b = num(ratios['bridgePodVsHost_tcpRr']);
     const mv = num(ratios['macvlanPodVsHost_tcpRr']);
     if (b !== undefined)

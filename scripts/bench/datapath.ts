@@ -31,6 +31,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { takeover } from '../../agent/flat.ts';
 import { Netns } from '../../lib/netlink/netns.ts';
 
@@ -190,8 +191,6 @@ function stopServer(child: ChildProcess): Promise<void> {
     child.kill('SIGTERM');
   });
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function num(re: RegExp, text: string, what: string): number {
   const m = re.exec(text);

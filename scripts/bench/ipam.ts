@@ -211,7 +211,7 @@ if (opts.only !== 'etcd') {
   } finally {
     await daemon.stop();
   }
-  p.forEach((s) => log(fmt(s)));
+  for (const s of p) log(fmt(s));
   const [ours, , ref, , viaDaemon] = p as [Stat, Stat, Stat, Stat, Stat];
   const ratio = ours.p50ms / ref.p50ms;
   const daemonRatio = viaDaemon.p50ms / ref.p50ms;

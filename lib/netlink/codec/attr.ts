@@ -8,7 +8,7 @@ export class CodecError extends Error {
   override readonly name = 'CodecError';
 }
 
-export const align4 = (n: number): number => (n + 3) & ~3;
+const align4 = (n: number): number => (n + 3) & ~3;
 
 export interface Attr {
   /** Attribute type with the nested/byte-order bits masked off. */
@@ -58,11 +58,26 @@ export function formatAttr(type: number, value: Buffer | Buffer[], nested = Arra
 function need(b: Buffer, n: number, what: string): void {
   if (b.length < n) throw new CodecError(`${what}: need ${n} bytes, have ${b.length}`);
 }
-export const u8 = (b: Buffer): number => (need(b, 1, 'u8'), b.readUInt8(0));
-export const u16 = (b: Buffer): number => (need(b, 2, 'u16'), b.readUInt16LE(0));
-export const u32 = (b: Buffer): number => (need(b, 4, 'u32'), b.readUInt32LE(0));
-export const s32 = (b: Buffer): number => (need(b, 4, 's32'), b.readInt32LE(0));
-export const be16 = (b: Buffer): number => (need(b, 2, 'be16'), b.readUInt16BE(0));
+export function u8(b: Buffer): number {
+  need(b, 1, 'u8');
+  return b.readUInt8(0);
+}
+export function u16(b: Buffer): number {
+  need(b, 2, 'u16');
+  return b.readUInt16LE(0);
+}
+export function u32(b: Buffer): number {
+  need(b, 4, 'u32');
+  return b.readUInt32LE(0);
+}
+export function s32(b: Buffer): number {
+  need(b, 4, 's32');
+  return b.readInt32LE(0);
+}
+export function be16(b: Buffer): number {
+  need(b, 2, 'be16');
+  return b.readUInt16BE(0);
+}
 /** A NUL-terminated (or unterminated) string. */
 export const str = (b: Buffer): string => {
   const nul = b.indexOf(0);

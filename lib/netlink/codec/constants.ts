@@ -10,18 +10,15 @@ export const AF_BRIDGE = 7;
 export const AF_INET6 = 10;
 
 export const NLMSG_HDRLEN = 16;
-export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
-export const NLMSG_OVERRUN = 4;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_ECHO = 0x8;
 export const NLM_F_DUMP_INTR = 0x10;
-export const NLM_F_ROOT = 0x100;
-export const NLM_F_MATCH = 0x200;
+const NLM_F_ROOT = 0x100;
+const NLM_F_MATCH = 0x200;
 export const NLM_F_DUMP = NLM_F_ROOT | NLM_F_MATCH;
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
@@ -33,7 +30,7 @@ export const NLM_F_ACK_TLVS = 0x200;
 
 export const NLA_HDRLEN = 4;
 export const NLA_F_NESTED = 0x8000;
-export const NLA_F_NET_BYTEORDER = 0x4000;
+const NLA_F_NET_BYTEORDER = 0x4000;
 export const NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xffff;
 
 export const NLMSGERR_ATTR_MSG = 1;
@@ -227,7 +224,6 @@ export const RTNH_F_ONLINK = 4;
 // ndmsg
 export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
-export const NDA_CACHEINFO = 3;
 export const NDA_PROBES = 4;
 export const NDA_VLAN = 5;
 export const NDA_PORT = 6;

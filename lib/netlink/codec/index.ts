@@ -50,7 +50,7 @@ for (const [kind, actions] of Object.entries(TYPES) as Array<[RtnlKind, Partial<
   for (const [action, type] of Object.entries(actions) as Array<[Action, number]>) BY_TYPE.set(type, [kind, action]);
 }
 
-export function messageType(kind: RtnlKind, action: Action): number {
+function messageType(kind: RtnlKind, action: Action): number {
   const t = TYPES[kind][action];
   if (t === undefined) throw new CodecError(`no ${action} message for ${kind}`);
   return t;

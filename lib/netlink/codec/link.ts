@@ -129,8 +129,6 @@ export interface OtherInfo {
   name: string;
 }
 export type LinkInfo = VethInfo | BridgeInfo | MacvlanInfo | IpvlanInfo | VxlanInfo | DummyInfo | OtherInfo;
-export type LinkKind = LinkInfo['kind'];
-
 /** Port-side data of a link enslaved to a master (IFLA_INFO_SLAVE_*). */
 export type SlaveInfo = { kind: 'bridge'; port: BridgePortInfo } | { kind: 'other'; name: string };
 
@@ -189,7 +187,7 @@ const PORT_FIELDS: Array<[keyof BridgePortInfo, number, 'u8' | 'u16' | 'u32' | '
   ['isolated', K.IFLA_BRPORT_ISOLATED, 'bool'],
 ];
 
-export function parseBridgePort(attrs: Attr[]): BridgePortInfo {
+function parseBridgePort(attrs: Attr[]): BridgePortInfo {
   const out: Record<string, number | boolean> = {};
   for (const a of attrs) {
     const f = PORT_FIELDS.find((x) => x[1] === a.type);
@@ -200,7 +198,7 @@ export function parseBridgePort(attrs: Attr[]): BridgePortInfo {
   return out as BridgePortInfo;
 }
 
-export function formatBridgePort(p: BridgePortInfo): Buffer[] {
+function formatBridgePort(p: BridgePortInfo): Buffer[] {
   const out: Buffer[] = [];
   for (const [key, type, t] of PORT_FIELDS) {
     const v = p[key];
@@ -292,7 +290,7 @@ function keyOf<T extends string>(table: Record<T, number>, v: number, what: stri
   for (const [k, n] of Object.entries(table) as Array<[T, number]>) if (n === v) return k;
   throw new CodecError(`unknown ${what} ${v}`);
 }
-function valueOf<T extends string>(table: Record<T, number>, k: T, what: string): number {
+function codeOf<T extends string>(table: Record<T, number>, k: T, what: string): number {
   const v = table[k];
   if (v === undefined) throw new CodecError(`unknown ${what} "${k}"`);
   return v;
@@ -375,11 +373,11 @@ function formatInfoData(info: LinkInfo): Buffer[] | undefined {
       return out.length ? out : undefined;
     }
     case 'macvlan':
-      return info.mode === undefined ? undefined : [attrU32(K.IFLA_MACVLAN_MODE, valueOf(MACVLAN_MODES, info.mode, 'macvlan mode'))];
+      return info.mode === undefined ? undefined : [attrU32(K.IFLA_MACVLAN_MODE, codeOf(MACVLAN_MODES, info.mode, 'macvlan mode'))];
     case 'ipvlan': {
       const out: Buffer[] = [];
-      if (info.mode !== undefined) out.push(attrU16(K.IFLA_IPVLAN_MODE, valueOf(IPVLAN_MODES, info.mode, 'ipvlan mode')));
-      if (info.flag !== undefined) out.push(attrU16(K.IFLA_IPVLAN_FLAGS, valueOf(IPVLAN_FLAGS, info.flag, 'ipvlan flag')));
+      if (info.mode !== undefined) out.push(attrU16(K.IFLA_IPVLAN_MODE, codeOf(IPVLAN_MODES, info.mode, 'ipvlan mode')));
+      if (info.flag !== undefined) out.push(attrU16(K.IFLA_IPVLAN_FLAGS, codeOf(IPVLAN_FLAGS, info.flag, 'ipvlan flag')));
       return out.length ? out : undefined;
     }
     case 'vxlan': {
@@ -449,7 +447,11 @@ function formatLinkInfo(info: LinkInfo | undefined, slave: SlaveInfo | undefined
 
 // ---- ifinfomsg -----------------------------------------------------------------------
 
-/** Parses struct ifinfomsg and its attributes (the payload of an RTM_*LINK message). */
+/**
+ * Parses struct ifinfomsg and its attributes (the payload of an RTM_*LINK message). Long
+ * on purpose: one case per IFLA_* attribute, a table of the kernel's layout read top to
+ * bottom (as vishvananda/netlink's LinkDeserialize), not steps to name.
+ */
 export function parseLinkMessage(buf: Buffer): { value: LinkMessage; consumed: number } {
   if (buf.length < K.IFINFOMSG_LEN) throw new CodecError(`ifinfomsg truncated (${buf.length} bytes)`);
   const msg: LinkMessage = {

@@ -12,7 +12,6 @@ import {
   NLM_F_DUMP_INTR,
   NLM_F_ECHO,
   NLM_F_EXCL,
-  NLM_F_MULTI,
   NLM_F_REPLACE,
   NLM_F_REQUEST,
   NLMSG_DONE,
@@ -159,6 +158,5 @@ export function parseDonePayload(payload: Buffer): number {
 
 export const isError = (h: NlHeader): boolean => h.type === NLMSG_ERROR;
 export const isDone = (h: NlHeader): boolean => h.type === NLMSG_DONE;
-export const isMultipart = (h: NlHeader): boolean => (h.flags & NLM_F_MULTI) !== 0;
 /** The dump changed while it was being read: its result is inconsistent, retry it. */
 export const isDumpInterrupted = (h: NlHeader): boolean => (h.flags & NLM_F_DUMP_INTR) !== 0;

@@ -191,6 +191,10 @@ function formatMultipath(nhs: readonly RouteNexthop[], ver: 4 | 6): Buffer {
   return formatAttr(K.RTA_MULTIPATH, Buffer.concat(parts), false);
 }
 
+/**
+ * Parses struct rtmsg and its attributes (the payload of an RTM_*ROUTE message). Long on
+ * purpose: one case per RTA_* attribute, a table of the kernel's layout, not steps.
+ */
 export function parseRouteMessage(buf: Buffer): { value: RouteMessage; consumed: number } {
   if (buf.length < K.RTMSG_LEN) throw new CodecError(`rtmsg truncated (${buf.length} bytes)`);
   const m: RouteMessage = {

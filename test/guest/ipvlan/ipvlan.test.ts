@@ -95,7 +95,8 @@ describe.each(SPEC_VERSIONS)('strand-ipvlan l2, spec %s', (version) => {
   // every process counting under emulation.
   const two = version === '1.0.0';
   it(`${two ? 'two pods reach each other and' : 'a pod reaches'} the external namespace; CHECK; DEL twice; nothing leaked`, async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const pods = two ? [addPod(s, 'p1'), addPod(s, 'p2')] : [addPod(s, 'p1')];
     const p1 = pods[0]!;
     const c = conf(s, version);
@@ -133,7 +134,8 @@ describe.each(SPEC_VERSIONS)('strand-ipvlan l2, spec %s', (version) => {
 
 describe('strand-ipvlan l3 and l3s', () => {
   it.each(['l3', 'l3s'])('%s: pods reach each other and the external namespace through the host', async (mode) => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const routed = routedPods(s, 0);
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const c = conf(s, '1.0.0', { mode, ipam: routed.ipam });
@@ -143,6 +145,7 @@ describe('strand-ipvlan l3 and l3s', () => {
     const a1 = resultIPv4('1.0.0', r1.json).split('/')[0]!;
     const a2 = resultIPv4('1.0.0', r2.json).split('/')[0]!;
     expect(pingEventually(p1.ns, a2)).toBe(true);
+    expect(pingEventually(p2.ns, a1)).toBe(true);
     expect(pingEventually(p1.ns, s.extAddr)).toBe(true);
     expect(pingEventually(s.ext, a2)).toBe(true);
     ok(await cni(s, IV, 'CHECK', p1, { ...c, prevResult: r1.json }));
@@ -156,7 +159,8 @@ describe('strand-ipvlan l3 and l3s', () => {
 
 describe('strand-ipvlan chained', () => {
   it('no master, no IPAM: the single interface of prevResult is the master, its IPs go on the pod link', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const prevResult = {
       cniVersion: '1.0.0',
@@ -179,7 +183,8 @@ describe('strand-ipvlan chained', () => {
   });
 
   it('prevResult with two interfaces and no master: code 7', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'm0' }, { name: 'x' }], ips: [] };
     const r = await cni(s, IV, 'ADD', p, { cniVersion: '1.0.0', name: 's8iv', type: 'strand-ipvlan', prevResult });
@@ -192,7 +197,8 @@ describe('strand-ipvlan chained', () => {
 
 describe('strand-ipvlan options and errors', () => {
   it('mtu below the master is set; above it is code 7', async () => {
-    const s = (seg = makeSegment({ masterMtu: 1500 }));
+    seg = makeSegment({ masterMtu: 1500 });
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     ok(await cni(s, IV, 'ADD', p1, conf(s, '1.0.0', { mtu: 1400 })));
     expect(link(p1.ns, 'eth0')!.mtu).toBe(1400);
@@ -203,7 +209,8 @@ describe('strand-ipvlan options and errors', () => {
   });
 
   it('missing master: code 7; existing ifname: code 4; nothing left', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const r1 = await cni(s, IV, 'ADD', p1, conf(s, '1.0.0', { master: 'nosuchlink' }));
     expect(r1.json.code).toBe(7);
@@ -219,7 +226,8 @@ describe('strand-ipvlan options and errors', () => {
   });
 
   it('invalid mode: code 7 naming the field', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const r = await cni(s, IV, 'ADD', p, conf(s, '1.0.0', { mode: 'l4' }));
     expect(r.json.code).toBe(7);
@@ -228,7 +236,8 @@ describe('strand-ipvlan options and errors', () => {
   });
 
   it('linkInContainer: the master lives in the pod namespace', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     ip(['link', 'add', 'pm0', 'type', 'veth', 'peer', 'name', 'e1', 'netns', s.ext], { ns: p.ns });
     ip(['link', 'set', 'pm0', 'up'], { ns: p.ns });
@@ -247,7 +256,8 @@ describe('strand-ipvlan options and errors', () => {
   });
 
   it('STATUS and GC (1.1.0) delegate to IPAM', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const c = conf(s, '1.1.0', { ipam: strandIpam(s) });
     ok(await cni(s, IV, 'ADD', p1, c));
@@ -266,7 +276,8 @@ describe('strand-ipvlan options and errors', () => {
   });
 
   it('a pod cannot reach the host through its own master (ipvlan property), but reaches the segment', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     ip(['addr', 'add', '10.88.0.253/24', 'dev', 'm0'], { ns: s.host });
     const p = addPod(s, 'p1');
     ok(await cni(s, IV, 'ADD', p, conf(s, '1.0.0')));
@@ -277,7 +288,8 @@ describe('strand-ipvlan options and errors', () => {
 
 describe('strand-ipvlan vs reference ipvlan: same kernel state, same result', () => {
   it.each(['l2', 'l3'])('%s', async (mode) => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const pod = addPod(s, 'p');
     const run = (exe: string, type: string, dir: string) =>
       diffRun(s, pod, exe, { cniVersion: '1.0.0', name: 's8diff', type, master: 'm0', mode, ipam: hostLocal(s, { dataDir: join(s.tmp, dir) }) });

@@ -27,6 +27,7 @@ export const DEAD_ETCD_PORT = 24087;
 export type StdinGen =
   | { kind: 'huge-string-field'; field: string; bytes: number }
   | { kind: 'deep-nesting'; field: string; depth: number }
+  | { kind: 'deep-objects'; field: string; depth: number }
   | { kind: 'huge-garbage'; bytes: number }
   | { kind: 'huge-array-field'; field: string; items: number };
 
@@ -37,6 +38,12 @@ export interface Expect {
   mentions?: string[];
   /** The request is hostile but legal: exit 0 and no error (e.g. DEL of nothing). */
   ok?: boolean;
+  /**
+   * Bounds on the answer (issue 16 item 8): the median wall time of three runs in
+   * milliseconds (spawn, stdin and exit included) and the plugin's peak RSS in MiB
+   * (GNU time's maximum resident set size).
+   */
+  within?: { ms: number; rssMiB: number };
 }
 
 export interface BadCase {
@@ -91,6 +98,7 @@ export function caseProblems(c: Record<string, unknown>): string[] {
     if (e.ok === undefined && e.code === undefined) p.push('expect: code (or ok) is required');
     const codes = e.code === undefined ? [] : Array.isArray(e.code) ? e.code : [e.code];
     if (codes.some((x) => !Number.isInteger(x) || x < 1)) p.push('expect.code: positive integers');
+    if (e.within !== undefined && !(e.within.ms > 0 && e.within.rssMiB > 0)) p.push('expect.within: {ms, rssMiB}, both positive');
   }
   if (c['env'] !== undefined) {
     for (const [k, v] of Object.entries(c['env'] as object)) {
@@ -302,6 +310,8 @@ function generate(gen: StdinGen, base: Record<string, unknown>): Buffer {
       return withField(base, gen.field, JSON.stringify('a'.repeat(gen.bytes)));
     case 'deep-nesting':
       return withField(base, gen.field, '['.repeat(gen.depth) + ']'.repeat(gen.depth));
+    case 'deep-objects':
+      return withField(base, gen.field, `${'{"a":'.repeat(gen.depth)}1${'}'.repeat(gen.depth)}`);
     case 'huge-array-field': {
       const items = new Array<string>(gen.items).fill('1').join(',');
       return withField(base, gen.field, `[${items}]`);
@@ -366,15 +376,28 @@ export interface RunResult {
   stderr: string;
   ms: number;
   timedOut: boolean;
+  /** Peak RSS of the plugin in KiB, when run with `measure`. */
+  maxRssKiB?: number;
 }
 
-/** Runs `dist/bin/<plugin>` inside the world's host namespace (nsenter), stdin piped, bounded in time. */
-export function runInHost(w: World, plugin: string, req: Request, timeoutMs = 30_000): Promise<RunResult> {
+/** GNU time (Debian package `time`, scripts/setup.sh): the peak RSS of the process it runs. */
+const GNU_TIME = '/usr/bin/time';
+
+/**
+ * Runs `dist/bin/<plugin>` inside the world's host namespace (nsenter, which execs the
+ * plugin in its own process), stdin piped, bounded in time. With `measure`, under GNU
+ * time, which writes the peak RSS to a file of the world.
+ */
+export function runInHost(w: World, plugin: string, req: Request, timeoutMs = 30_000, measure = false): Promise<RunResult> {
   const exe = join(binDir, plugin);
   if (!existsSync(exe)) throw new Error(`plugin binary missing: ${exe} (run scripts/build.sh)`);
+  if (measure && !existsSync(GNU_TIME)) throw new Error(`${GNU_TIME} missing (Debian package time; scripts/setup.sh installs it)`);
+  const rssFile = join(w.tmp, '.maxrss');
+  const argv = [`--net=/run/netns/${w.hostNs}`, '--', exe];
+  const [cmd, args] = measure ? [GNU_TIME, ['-f', '%M', '-o', rssFile, 'nsenter', ...argv]] : ['nsenter', argv];
   const t0 = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=/run/netns/${w.hostNs}`, '--', exe], { env: req.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: req.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
@@ -392,14 +415,23 @@ export function runInHost(w: World, plugin: string, req: Request, timeoutMs = 30
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({
+      const r: RunResult = {
         code,
         signal,
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
         ms: Number(process.hrtime.bigint() - t0) / 1e6,
         timedOut,
-      });
+      };
+      if (measure) {
+        // GNU time exits with the plugin's status and writes "<KiB>\n" (after a
+        // "Command exited with non-zero status" line when it failed).
+        const lines = existsSync(rssFile) ? readFileSync(rssFile, 'utf8').trim().split('\n') : [];
+        rmSync(rssFile, { force: true });
+        const kib = Number(lines[lines.length - 1]);
+        if (Number.isFinite(kib) && kib > 0) r.maxRssKiB = kib;
+      }
+      resolve(r);
     });
     // The plugin may stop reading early (a validation error before stdin is read): EPIPE is fine.
     child.stdin.on('error', () => {});
@@ -550,9 +582,11 @@ export interface CaseOutcome {
 export async function runCase(w: World, c: BadCase): Promise<CaseOutcome> {
   const request = buildRequest(w, c);
   const before = w.last ?? worldState(w);
-  const result = await runInHost(w, c.plugin, request);
+  const within = c.expect.within;
+  const result = await runInHost(w, c.plugin, request, undefined, within !== undefined);
   const after = worldState(w);
   const problems = judge(result, c.expect);
+  if (within) problems.push(...(await limitProblems(w, c, request, result, within)));
   const changed: string[] = [];
   for (const k of ['host', 'pod', 'data', 'tmp'] as const) {
     // A legal request (DEL of nothing) may create the store's empty directory and lock
@@ -565,6 +599,26 @@ export async function runCase(w: World, c: BadCase): Promise<CaseOutcome> {
   w.dirty = changed.length > 0;
   w.last = w.dirty ? undefined : after;
   return { problems, result, request };
+}
+
+/**
+ * The time and memory bounds of a case: the median wall time of the first run and two
+ * more (the machine may be loaded: one slow run does not fail it), and the largest peak
+ * RSS of the three.
+ */
+async function limitProblems(w: World, c: BadCase, request: Request, first: RunResult, within: { ms: number; rssMiB: number }): Promise<string[]> {
+  const runs = [first, await runInHost(w, c.plugin, request, undefined, true), await runInHost(w, c.plugin, request, undefined, true)];
+  const p: string[] = [];
+  for (const r of runs.slice(1)) p.push(...judge(r, c.expect).map((x) => `repeated run: ${x}`));
+  const ms = runs.map((r) => r.ms).sort((a, b) => a - b)[1]!;
+  if (ms > within.ms) p.push(`median of 3 runs ${ms.toFixed(0)} ms, limit ${within.ms} ms (runs: ${runs.map((r) => r.ms.toFixed(0)).join(', ')})`);
+  const rss = runs.map((r) => r.maxRssKiB);
+  if (rss.some((x) => x === undefined)) p.push('no peak RSS from GNU time');
+  else {
+    const mib = Math.max(...(rss as number[])) / 1024;
+    if (mib > within.rssMiB) p.push(`peak RSS ${mib.toFixed(0)} MiB, limit ${within.rssMiB} MiB`);
+  }
+  return p;
 }
 
 /** Data-dir lines without directories and empty lock files. */
@@ -586,7 +640,7 @@ export function report(id: string, o: CaseOutcome): string {
     ...o.problems.map((x) => `  * ${x}`),
     `  env: ${env}`,
     `  stdin: ${o.request.stdinSummary}`,
-    `  exit ${o.result.code} signal ${o.result.signal} in ${o.result.ms.toFixed(0)} ms`,
+    `  exit ${o.result.code} signal ${o.result.signal} in ${o.result.ms.toFixed(0)} ms${o.result.maxRssKiB ? `, peak RSS ${(o.result.maxRssKiB / 1024).toFixed(0)} MiB` : ''}`,
     `  stdout: ${o.result.stdout.slice(0, 1500)}`,
     `  stderr: ${o.result.stderr.slice(0, 1500)}`,
   ].join('\n');

@@ -5,7 +5,7 @@
 import { expect } from 'vitest';
 import { join } from 'node:path';
 import { normalise, snapshot, waitDadSettled, type Snapshot } from '../../helpers/kstate.ts';
-import { BridgeEnv, ok, REF_BRIDGE, type Attachment, type Conf } from './harness.ts';
+import { type BridgeEnv, ok, REF_BRIDGE, type Attachment, type Conf } from './harness.ts';
 
 export interface Scenario {
   name: string;

@@ -11,7 +11,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { encodeHeader, encodeRequest, HEADER_SIZE, Kind, NetnsState, decodeHeader, decodeNotice } from '../../../daemon/protocol.ts';
 import { SHIM_DIR } from '../../helpers/daemon.ts';
 import { repoRoot } from '../../helpers/run-plugin.ts';
-import { type Call, fdsBackTo, ok, outcomes, settled, shimDir, useWorld, type World } from './harness.ts';
+import { fdsBackTo, ok, outcomes, settled, shimDir, useWorld, type World } from './harness.ts';
 
 const world = useWorld();
 let w: World;

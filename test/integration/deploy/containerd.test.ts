@@ -12,7 +12,7 @@ import { probe, startServerWith } from '../../helpers/hostport.ts';
 import { OUTCOMES } from '../../../daemon/server.ts';
 import { TestDaemon } from '../../helpers/daemon.ts';
 import { NetnsSet } from '../../helpers/netns.ts';
-import { outcomes, settled } from '../daemon/harness.ts';
+import { settled } from '../daemon/harness.ts';
 import { refBinDir, repoRoot } from '../../helpers/run-plugin.ts';
 import { filesMentioning, linkNames, versionOf } from './fixtures.ts';
 import { KubeletPod } from './kubelet.ts';

@@ -33,7 +33,8 @@ const CASES: Array<[string, Record<string, unknown>]> = [
 
 describe('strand-macvlan vs reference macvlan: same kernel state, same result', () => {
   it.each(CASES)('%s', async (_label, patch) => {
-    const s = (seg = makeSegment({ masterMtu: 1500 }));
+    seg = makeSegment({ masterMtu: 1500 });
+    const s = seg;
     const pod = addPod(s, 'p');
     const ref = await through(s, pod, refBin('macvlan'), 'macvlan', patch, join(s.tmp, 'ref'));
     const ours = await through(s, pod, strandBin('strand-macvlan'), 'strand-macvlan', patch, join(s.tmp, 'ours'));

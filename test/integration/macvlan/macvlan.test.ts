@@ -87,7 +87,8 @@ function macvlanMode(ns: string, name: string): unknown {
 
 describe.each(SPEC_VERSIONS)('strand-macvlan, spec %s', (version) => {
   it('two pods reach each other and the external namespace; CHECK; DEL twice; nothing leaked', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p1 = addPod(s, 'p1');
     const p2 = addPod(s, 'p2');
     const c = conf(s, version);
@@ -131,7 +132,8 @@ describe.each(SPEC_VERSIONS)('strand-macvlan, spec %s', (version) => {
   });
 
   it('L2 only with "ipam": {}: link up, no address, interfaces only in the result', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, version, { ipam: {} });
     const r = await cni(s, MV, 'ADD', p, c);
@@ -157,7 +159,8 @@ describe.each(SPEC_VERSIONS)('strand-macvlan, spec %s', (version) => {
 
 describe('strand-macvlan options', () => {
   it('mtu below the master: set on the link', async () => {
-    const s = (seg = makeSegment({ masterMtu: 1500 }));
+    seg = makeSegment({ masterMtu: 1500 });
+    const s = seg;
     const p = addPod(s, 'p1');
     ok(await cni(s, MV, 'ADD', p, conf(s, '1.0.0', { mtu: 1400 })));
     expect(link(p.ns, 'eth0')!.mtu).toBe(1400);
@@ -165,7 +168,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('mac from the config, CNI_ARGS MAC= over it, runtimeConfig.mac over both', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2, p3] = [addPod(s, 'p1'), addPod(s, 'p2'), addPod(s, 'p3')];
     const base = conf(s, '1.0.0', { mac: '02:00:00:00:00:01' });
     const r1 = ok(await cni(s, MV, 'ADD', p1, base));
@@ -178,7 +182,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('no master: the link of the host namespace default route', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     ip(['route', 'add', 'default', 'dev', 'm0'], { ns: s.host });
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0');
@@ -189,7 +194,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('no master and no default route: error 7, nothing created', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0');
     delete c['master'];
@@ -201,7 +207,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('linkInContainer: the master lives in the pod namespace', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     // a second L2 segment whose near end is inside the pod
     ip(['link', 'add', 'pm0', 'type', 'veth', 'peer', 'name', 'e1', 'netns', s.ext], { ns: p.ns });
@@ -224,7 +231,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('mode semantics: bridge pods talk, private pods do not even through a hairpin switch, vepa pods do through it', async () => {
-    const s = (seg = makeSegment({ hairpin: true }));
+    seg = makeSegment({ hairpin: true });
+    const s = seg;
     const cases: Array<[string, boolean]> = [
       ['bridge', true],
       ['private', false],
@@ -250,7 +258,8 @@ describe('strand-macvlan options', () => {
   });
 
   it('passthru: the one pod owns the master, which turns promiscuous', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0', { mode: 'passthru' });
     const r = ok(await cni(s, MV, 'ADD', p, c));
@@ -270,7 +279,8 @@ describe('strand-macvlan options', () => {
 
 describe('strand-macvlan errors leave nothing behind', () => {
   it('missing master: code 7 naming it', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const r = await cni(s, MV, 'ADD', p, conf(s, '1.0.0', { master: 'nosuchlink' }));
     expect(r.code).toBe(1);
@@ -280,7 +290,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('mtu above the master: code 7 naming both', async () => {
-    const s = (seg = makeSegment({ masterMtu: 1500 }));
+    seg = makeSegment({ masterMtu: 1500 });
+    const s = seg;
     const p = addPod(s, 'p1');
     const r = await cni(s, MV, 'ADD', p, conf(s, '1.0.0', { mtu: 9000 }));
     expect(r.code).toBe(1);
@@ -290,7 +301,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('existing interface name in the pod: error, no temporary link, the address released', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'x0'], { ns: p.ns });
     const r = await cni(s, MV, 'ADD', p, conf(s, '1.0.0'));
@@ -308,7 +320,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
     ['mac', { mac: 'zz:zz' }],
     ['linkInContainer', { linkInContainer: 'yes' }],
   ])('invalid %s: code 7 naming the field', async (field, patch) => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const r = await cni(s, MV, 'ADD', p, conf(s, '1.0.0', patch));
     expect(r.code).toBe(1);
@@ -318,7 +331,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('IPAM delegate missing: its error, no link in the pod', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const r = await cni(s, MV, 'ADD', p, conf(s, '1.0.0', { ipam: { type: 's8-no-such-ipam' } }));
     expect(r.code).toBe(1);
@@ -327,7 +341,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('IPAM exhausted for the second pod: the first keeps working, the second has nothing', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const c = conf(s, '1.0.0', {
       ipam: { type: 'host-local', dataDir: dataDir(s), ranges: [[{ subnet: s.subnet, rangeStart: '10.88.0.10', rangeEnd: '10.88.0.10' }]] },
@@ -340,7 +355,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('a route that cannot be added after IPAM: link removed and the address released (undo order)', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0', {
       ipam: { ...hostLocal(s), routes: [{ dst: '10.99.0.0/16', gw: '10.77.0.1' }] },
@@ -351,7 +367,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
   });
 
   it('netns missing: ADD fails, DEL succeeds (and still releases the address)', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0');
     ok(await cni(s, MV, 'ADD', p, c));
@@ -369,7 +386,8 @@ describe('strand-macvlan errors leave nothing behind', () => {
 
 describe('strand-macvlan CHECK, STATUS, GC', () => {
   it('CHECK fails when the address, the route or the mode no longer match', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const p = addPod(s, 'p1');
     const c = conf(s, '1.0.0');
     const r = ok(await cni(s, MV, 'ADD', p, c));
@@ -393,7 +411,8 @@ describe('strand-macvlan CHECK, STATUS, GC', () => {
   });
 
   it('STATUS and GC (1.1.0) delegate to IPAM; GC releases attachments not listed as valid', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const c = conf(s, '1.1.0', { ipam: strandIpam(s) });
     ok(await cni(s, MV, 'ADD', p1, c));
@@ -414,7 +433,8 @@ describe('strand-macvlan CHECK, STATUS, GC', () => {
   });
 
   it('STATUS and GC are refused below 1.1.0', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     for (const verb of ['STATUS', 'GC'] as const) {
       const r = await runStatusOrGc(s, verb, conf(s, '1.0.0'));
       expect(r.code).toBe(1);
@@ -430,7 +450,8 @@ function runStatusOrGc(s: Segment, verb: 'STATUS' | 'GC', c: object) {
 
 describe('strand-macvlan leaves other links alone', () => {
   it('DEL of one pod keeps the other pod and the master untouched', async () => {
-    const s = (seg = makeSegment());
+    seg = makeSegment();
+    const s = seg;
     const [p1, p2] = [addPod(s, 'p1'), addPod(s, 'p2')];
     const c = conf(s, '1.0.0');
     ok(await cni(s, MV, 'ADD', p1, c));

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   AddressError,
+  bounds,
   canonicalCidr,
   canonicalIP,
   contains,
@@ -130,6 +131,23 @@ describe('CIDR', () => {
     expect(size(parseCidr('::/0'))).toBe(1n << 128n);
     expect(formatIP(lastIP(parseCidr('0.0.0.0/0')))).toBe('255.255.255.255');
     expect(formatIP(lastIP(parseCidr('10.0.0.1/32')))).toBe('10.0.0.1');
+  });
+  it('bounds: the first and last address of a subnet, the one rule for subnet ends', () => {
+    const v = (s: string): bigint => parseIP(s).value;
+    expect(bounds(parseCidr('10.1.0.77/26'))).toEqual({ lo: v('10.1.0.64'), hi: v('10.1.0.127') });
+    expect(bounds(parseCidr('10.0.0.1/32'))).toEqual({ lo: v('10.0.0.1'), hi: v('10.0.0.1') });
+    expect(bounds(parseCidr('10.0.0.0/31'))).toEqual({ lo: v('10.0.0.0'), hi: v('10.0.0.1') });
+    expect(bounds(parseCidr('0.0.0.0/0'))).toEqual({ lo: 0n, hi: 0xffffffffn });
+    expect(bounds(parseCidr('::/0'))).toEqual({ lo: 0n, hi: (1n << 128n) - 1n });
+    expect(bounds(parseCidr('fd00:1::5/122'))).toEqual({ lo: v('fd00:1::'), hi: v('fd00:1::3f') });
+    expect(bounds(parseCidr('fd00::1/128'))).toEqual({ lo: v('fd00::1'), hi: v('fd00::1') });
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 }), (ip, prefix) => {
+        const c = { family: 4 as const, ip: BigInt(ip), prefix };
+        const { lo, hi } = bounds(c);
+        return lo === firstIP(c).value && hi === lastIP(c).value && hi - lo + 1n === size(c) && lo <= c.ip && c.ip <= hi;
+      }),
+    );
   });
   it('contains', () => {
     expect(contains('10.1.0.0/24', '10.1.0.255')).toBe(true);

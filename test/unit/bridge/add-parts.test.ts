@@ -97,7 +97,12 @@ describe('UndoStack', () => {
   it('commits on success: nothing is undone', async () => {
     const order: string[] = [];
     const u = new UndoStack(() => {});
-    expect(await u.run(async (s) => (s.push('a', () => void order.push('a')), 42))).toBe(42);
+    expect(
+      await u.run(async (s) => {
+        s.push('a', () => void order.push('a'));
+        return 42;
+      }),
+    ).toBe(42);
     await u.unwind();
     expect(order).toEqual([]);
   });

@@ -244,7 +244,14 @@ describe('errors', () => {
   });
   it("logs the delegate's stderr", async () => {
     let logged = '';
-    const log = createLogger({ name: 't', stderr: { write: (s) => void (logged += s) } });
+    const log = createLogger({
+      name: 't',
+      stderr: {
+        write: (s) => {
+          logged += s;
+        },
+      },
+    });
     await codeOf(delegateDel('fake-ipam', CONF, args({ FAKE_MODE: 'stderr-only' }), { log }));
     expect(logged).toContain('fake-ipam stderr: something broke');
   });
@@ -268,7 +275,14 @@ describe('delegateAddWithRollback', () => {
   });
   it('a failing DEL is logged; the ADD error is what the caller sees', async () => {
     let logged = '';
-    const log = createLogger({ name: 't', stderr: { write: (s) => void (logged += s) } });
+    const log = createLogger({
+      name: 't',
+      stderr: {
+        write: (s) => {
+          logged += s;
+        },
+      },
+    });
     const e = await codeOf(delegateAddWithRollback('fake-ipam', CONF, args({ FAKE_MODE: 'add-and-del-error' }), { log }));
     expect(e.msg).toBe('bad ADD');
     expect(logged).toMatch(/rollback: DEL of fake-ipam after its failed ADD also failed/);

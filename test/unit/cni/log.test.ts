@@ -1,7 +1,7 @@
 // Log lines (lib/cni/log.ts): the request context and elapsed time on every text line,
 // JSON lines for the agent, levels, errors with their causes.
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../../lib/cni/log.ts';
+import { createLogger, phaseTracer } from '../../../lib/cni/log.ts';
 import { parseAgentConfig } from '../../../agent/config.ts';
 
 function capture(opts: Partial<Parameters<typeof createLogger>[0]> = {}): { lines: string[]; log: ReturnType<typeof createLogger> } {
@@ -37,5 +37,29 @@ describe('log lines', () => {
     expect(parseAgentConfig(base, {}).logFormat).toBe('text');
     expect(parseAgentConfig({ ...base, logFormat: 'json' }, {}).logFormat).toBe('json');
     expect(() => parseAgentConfig({ ...base, logFormat: 'xml' }, {})).toThrow(/logFormat: must be text or json/);
+  });
+});
+
+describe('phaseTracer', () => {
+  it('logs each phase since the previous mark as one debug line, start first', async () => {
+    const { lines, log } = capture({ level: 'debug' });
+    const t = phaseTracer(log);
+    await new Promise((r) => setTimeout(r, 20));
+    t.mark('bridge');
+    t.mark('veth');
+    t.done('ADD phases (ms)');
+    expect(lines).toHaveLength(1);
+    const json = JSON.parse(lines[0]!.slice(lines[0]!.indexOf('{'))) as Record<string, { wall: number; cpu: number }>;
+    expect(Object.keys(json)).toEqual(['start', 'bridge', 'veth']);
+    expect(json['bridge']!.wall).toBeGreaterThanOrEqual(15);
+    for (const p of Object.values(json)) expect(p.cpu).toBeGreaterThanOrEqual(0);
+  });
+
+  it('writes nothing below debug', () => {
+    const { lines, log } = capture({ level: 'info' });
+    const t = phaseTracer(log);
+    t.mark('x');
+    t.done('ADD phases (ms)');
+    expect(lines).toEqual([]);
   });
 });

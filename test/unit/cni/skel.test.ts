@@ -77,8 +77,16 @@ async function run(env: Record<string, string | undefined>, stdin: string, o: Ov
       if (o.stdinError) throw o.stdinError;
       return o.stdinBytes ?? Buffer.from(stdin);
     },
-    stdout: { write: (s) => void (stdout += s) },
-    stderr: { write: (s) => void (stderr += s) },
+    stdout: {
+      write: (s) => {
+        stdout += s;
+      },
+    },
+    stderr: {
+      write: (s) => {
+        stderr += s;
+      },
+    },
     ...(o.namespaces ? { namespaces: o.namespaces } : {}),
   });
   let json: unknown;

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateNetConf } from '../../../gen/validators.js';
 import { CniError, Code } from '../../../lib/cni/errors.ts';
-import { formats, isValidIfName } from '../../../lib/cni/formats.ts';
+import { formats } from '../../../lib/cni/formats.ts';
 import { fieldPath, validateWith, type ValidatorLike } from '../../../lib/cni/validate.ts';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -85,10 +85,15 @@ describe('formats', () => {
     expect(formats['cidr-network']('10.0.0.1/24')).toBe(false);
     expect(formats['cidr-network']('10.0.0.0/24')).toBe(true);
     expect(formats.mac('0A:58:0a:01:00:05')).toBe(true);
-    expect(formats.mac('0a-58-0a-01-00-05')).toBe(false);
-    expect(isValidIfName('eth0')).toBe(true);
-    expect(isValidIfName('a'.repeat(16))).toBe(false);
-    expect(isValidIfName('é'.repeat(8))).toBe(false);
+    // one rule with resolveMac and the reference: ":" or "-", one kind per address
+    expect(formats.mac('0a-58-0a-01-00-05')).toBe(true);
+    expect(formats.mac('0a:58-0a:01:00:05')).toBe(false);
+    expect(formats.ifname('eth0')).toBe(true);
+    expect(formats.ifname('a'.repeat(16))).toBe(false);
+    expect(formats.ifname('é'.repeat(8))).toBe(false);
+    expect(formats.ifname('eth%d')).toBe(false);
+    expect(formats['container-id']('a1_b.c-d')).toBe(true);
+    expect(formats['container-id']('-a')).toBe(false);
   });
 });
 

@@ -73,8 +73,16 @@ describe('strand ipam: where the etcd password comes from', () => {
     let out = '';
     let err = '';
     const code = await main(['--etcd-endpoints', '127.0.0.1:24099', '--etcd-username', 'u', '--etcd-password', SECRET, '--etcd-password-file', f, 'ls'], {
-      stdout: { write: (s: string) => void (out += s) },
-      stderr: { write: (s: string) => void (err += s) },
+      stdout: {
+        write: (s: string) => {
+          out += s;
+        },
+      },
+      stderr: {
+        write: (s: string) => {
+          err += s;
+        },
+      },
       env: {},
     });
     expect(code).toBe(2);
@@ -84,7 +92,14 @@ describe('strand ipam: where the etcd password comes from', () => {
 
   it('the help names the safe ways', async () => {
     let out = '';
-    const code = await main(['help'], { stdout: { write: (s: string) => void (out += s) }, stderr: { write: () => undefined } });
+    const code = await main(['help'], {
+      stdout: {
+        write: (s: string) => {
+          out += s;
+        },
+      },
+      stderr: { write: () => undefined },
+    });
     expect(code).toBe(0);
     expect(out).toContain('--etcd-password-file');
     expect(out).toContain(`$${PASSWORD_ENV}`);

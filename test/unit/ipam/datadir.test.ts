@@ -32,7 +32,11 @@ async function run(verb: string, dataDir: string): Promise<{ rc: number; json: {
   const rc = await main({
     env,
     stdin: async () => Buffer.from(JSON.stringify(conf)),
-    stdout: { write: (s: string) => void (out += s) },
+    stdout: {
+      write: (s: string) => {
+        out += s;
+      },
+    },
     stderr: { write: () => undefined },
   });
   return { rc, json: JSON.parse(out || '{}') };

@@ -27,7 +27,10 @@ describe('StorePool', () => {
   it('one store per configuration, shared by concurrent leases; TLS material is part of the key', async () => {
     const pool = new StorePool({ max: 4, idleMs: 60_000 });
     let opened = 0;
-    const open = async (): Promise<Store> => (opened++, new Tracked());
+    const open = async (): Promise<Store> => {
+      opened++;
+      return new Tracked();
+    };
     const [a, b] = await Promise.all([pool.lease(cfg('e1'), open), pool.lease(cfg('e1'), open)]);
     expect(a.store).toBe(b.store);
     const c = await pool.lease(cfg('e1', 'ca-1'), open);

@@ -2,7 +2,7 @@
 // a shell. TypeScript is first turned into plain JavaScript by esbuild (types and most
 // comments gone), then checked with patterns that are deliberately broad: a false
 // alarm costs a look, a miss costs root on every node.
-import { readdirSync, readFileSync } from 'node:fs';
+import { type Dirent, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { transformSync } from 'esbuild';
 
@@ -86,7 +86,7 @@ export function scanSource(ts: string, file = 'input.ts'): Finding[] {
 
 export function listTs(dir: string): string[] {
   const out: string[] = [];
-  let ents;
+  let ents: Dirent[];
   try {
     ents = readdirSync(dir, { withFileTypes: true });
   } catch {
