@@ -4,6 +4,7 @@
 //   strand daemon [--socket PATH] [--max-requests N] [--max-connections N]
 //                 [--request-timeout S] [--read-timeout S] [--max-rss MIB] [--grace S]
 //                 [--log-level LEVEL] [--ipam-data-dir DIR]... [--pending-interval S]
+//                 [--metrics-address HOST:PORT|off]
 //   strand daemon status [--socket PATH]     exit 0 when the socket accepts connections
 //
 // Start-up: warm-up first (the plugins' code paths run a few times, the native addon is
@@ -19,6 +20,7 @@ import type { PluginIO } from '../lib/cni/skel.ts';
 import { native } from '../lib/native/index.ts';
 import { completePendingReleases } from '../ipam/pending.ts';
 import { keepEtcdStores } from '../ipam/store/pool.ts';
+import { type ListenAddress, ListenAddressError, parseListenAddress } from '../lib/observe/server.ts';
 import type { RunPlugin } from './request.ts';
 import { type NsexecHelper, nsexecHelper } from './nsexec.ts';
 import { Daemon, type DaemonOptions } from './server.ts';
@@ -26,11 +28,14 @@ import { Daemon, type DaemonOptions } from './server.ts';
 export const DEFAULT_SOCKET = '/run/strand/cni.sock';
 /** strand-ipam's default dataDir (ipam/config.ts): the DaemonSet mounts it. */
 const DEFAULT_IPAM_DATA_DIR = '/var/lib/cni/networks';
+/** The daemon's observability listener: the node's loopback, beside the agent's 9476. */
+const DEFAULT_DAEMON_METRICS = '127.0.0.1:9477';
 
 const USAGE = `usage: strand daemon [--socket PATH] [--max-requests N] [--max-connections N]
                      [--request-timeout S] [--read-timeout S] [--max-rss MIB]
                      [--grace S] [--log-level debug|info|warn|error]
                      [--ipam-data-dir DIR]... [--pending-interval S]
+                     [--metrics-address HOST:PORT|off]
        strand daemon status [--socket PATH]
 
   --socket           unix socket (default $STRAND_DAEMON_SOCKET or ${DEFAULT_SOCKET});
@@ -47,6 +52,8 @@ const USAGE = `usage: strand daemon [--socket PATH] [--max-requests N] [--max-co
                      recorded while the store could not be used) the daemon completes;
                      repeatable (default ${DEFAULT_IPAM_DATA_DIR})
   --pending-interval seconds between two passes over those journals (default 15; 0: never)
+  --metrics-address  listener of /metrics, /healthz, /readyz (default ${DEFAULT_DAEMON_METRICS};
+                     off: none); docs/metrics.md
 `;
 
 /** What the multi-call entry (cmd/main.ts) gives the daemon. */
@@ -67,7 +74,13 @@ function num(v: string | undefined, name: string, dflt: number, min: number): nu
 export function parseDaemonOptions(
   argv: string[],
   env: PluginIO['env'],
-): Omit<DaemonOptions, 'run' | 'isPlugin' | 'log'> & { graceMs: number; logLevel: string; ipamDataDirs: string[]; pendingIntervalMs: number } {
+): Omit<DaemonOptions, 'run' | 'isPlugin' | 'log'> & {
+  graceMs: number;
+  logLevel: string;
+  ipamDataDirs: string[];
+  pendingIntervalMs: number;
+  metricsAddress: ListenAddress | undefined;
+} {
   const { values, positionals } = parseArgs({
     args: argv,
     strict: true,
@@ -83,6 +96,7 @@ export function parseDaemonOptions(
       'log-level': { type: 'string' },
       'ipam-data-dir': { type: 'string', multiple: true },
       'pending-interval': { type: 'string' },
+      'metrics-address': { type: 'string' },
     },
   });
   void positionals;
@@ -101,7 +115,18 @@ export function parseDaemonOptions(
     logLevel,
     ipamDataDirs: values['ipam-data-dir'] ?? [DEFAULT_IPAM_DATA_DIR],
     pendingIntervalMs: num(values['pending-interval'], 'pending-interval', 15, 0) * 1000,
+    metricsAddress: metricsAddressOf(values['metrics-address'] ?? DEFAULT_DAEMON_METRICS),
   };
+}
+
+function metricsAddressOf(v: string): ListenAddress | undefined {
+  if (v === 'off') return undefined;
+  try {
+    return parseListenAddress(v);
+  } catch (e) {
+    if (e instanceof ListenAddressError) throw new Error(`--metrics-address: ${e.message}`);
+    throw e;
+  }
 }
 
 /** `strand daemon status`: whether the socket accepts a connection within a second. */
@@ -157,6 +182,34 @@ function completePendingEvery(dataDirs: string[], intervalMs: number, log: Logge
   };
 }
 
+/**
+ * /metrics (the request series of the plugin code it runs, its connections' outcomes,
+ * prom-client's process series), /healthz (fails when the socket file is gone or was
+ * replaced: a restart recreates it), /readyz (serving). A listener that cannot be bound
+ * is logged and skipped: serving CNI calls matters more.
+ */
+async function serveObservability(
+  address: ListenAddress,
+  metrics: import('../lib/observe/metrics.ts').StrandMetrics,
+  daemon: Daemon,
+  log: Logger,
+): Promise<{ close(): Promise<void> } | undefined> {
+  const { startObserveServer } = await import('../lib/observe/server.ts');
+  const where = `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  try {
+    const server = await startObserveServer(
+      address,
+      { metrics, liveness: [{ name: 'socket', problem: () => daemon.socketProblem() }], readiness: () => daemon.socketProblem() },
+      log,
+    );
+    log.info(`metrics on http://${where}/metrics, liveness /healthz, readiness /readyz`);
+    return server;
+  } catch (e) {
+    log.error(`cannot listen on ${where} (--metrics-address): no metrics`, e);
+    return undefined;
+  }
+}
+
 export async function main(argv: string[], io: PluginIO, host: DaemonHost): Promise<number> {
   if (argv[0] === 'status') {
     try {
@@ -194,7 +247,16 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   }
   if (!helper) log.warn('no strand-nsexec helper: calls from another network or mount namespace cannot run tools or delegates');
 
-  const daemon = new Daemon({ ...o, run: host.run, isPlugin: host.isPlugin, log, nsexec: helper && { file: helper.file, argv0: helper.argv0 } });
+  const metrics = o.metricsAddress ? new (await import('../lib/observe/metrics.ts')).StrandMetrics() : undefined;
+  const daemon = new Daemon({
+    ...o,
+    run: host.run,
+    isPlugin: host.isPlugin,
+    log,
+    nsexec: helper && { file: helper.file, argv0: helper.argv0 },
+    observer: metrics,
+  });
+  if (metrics) daemon.observe((e) => metrics.daemonConnection(e.outcome, daemon.inFlight));
   // One line per connection: served ones at debug, the others (not run, or failed in
   // the daemon) at info with the reason.
   daemon.observe((e) => {
@@ -211,6 +273,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   }
   log.info(`serving ${o.socket} (pid ${process.pid}, warm-up ${(performance.now() - t0).toFixed(0)} ms)`);
   const pending = completePendingEvery(o.ipamDataDirs, o.pendingIntervalMs, log);
+  const observeServer = o.metricsAddress && metrics ? await serveObservability(o.metricsAddress, metrics, daemon, log) : undefined;
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -219,6 +282,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
   log.info(`${signal}: socket removed, ${daemon.inFlight} requests running, up to ${o.graceMs / 1000} s to finish`);
   const left = await daemon.stop(o.graceMs);
   await pending.stop();
+  await observeServer?.close();
   if (left > 0) log.warn(`${left} requests still running after the grace period: their shims report code 999`);
   await stores.close();
   if (left === 0) helper?.remove(); // abandoned requests may still run it

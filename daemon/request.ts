@@ -4,7 +4,7 @@
 // concurrent requests with different PATH, CNI_PATH or log settings do not see each
 // other's.
 import { statSync } from 'node:fs';
-import type { PluginIO, RequestNamespaces } from '../lib/cni/skel.ts';
+import type { PluginIO, RequestNamespaces, RequestObserver } from '../lib/cni/skel.ts';
 import { envObject, NetnsState, type Request } from './protocol.ts';
 
 /** Runs plugin `name` (strand-bridge...) with `io` and resolves with its exit status: cmd/main.ts's dispatch. */
@@ -56,7 +56,12 @@ function requestNamespaces(req: Request, fds: readonly number[], nsexec: Request
 }
 
 /** The PluginIO of a request, and its captured output. */
-export function requestIO(req: Request, fds: readonly number[], nsexec: RequestNamespaces['nsexec']): { io: PluginIO; answer(exitCode: number): Answer } {
+export function requestIO(
+  req: Request,
+  fds: readonly number[],
+  nsexec: RequestNamespaces['nsexec'],
+  observer?: RequestObserver,
+): { io: PluginIO; answer(exitCode: number): Answer } {
   const out: string[] = [];
   const err: string[] = [];
   const io: PluginIO = {
@@ -66,6 +71,7 @@ export function requestIO(req: Request, fds: readonly number[], nsexec: RequestN
     stderr: { write: (s) => void err.push(s) },
     namespaces: requestNamespaces(req, fds, nsexec),
   };
+  if (observer) io.observer = observer;
   return {
     io,
     answer: (exitCode) => ({ exitCode, stdout: Buffer.from(out.join(''), 'utf8'), stderr: Buffer.from(err.join(''), 'utf8') }),

@@ -16,6 +16,7 @@ import { lstatSync, mkdirSync, chmodSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CniError, Code } from '../lib/cni/errors.ts';
 import type { Logger } from '../lib/cni/log.ts';
+import type { RequestObserver } from '../lib/cni/skel.ts';
 import {
   decodeHeader,
   decodeRequest,
@@ -55,6 +56,8 @@ export interface DaemonOptions {
   log: Logger;
   /** The shim as strand-nsexec, to run tools and delegates in a caller's namespaces (daemon/nsexec.ts). */
   nsexec?: { file: string; argv0: string } | undefined;
+  /** Told of every request the plugin code runs (the metrics of lib/observe). */
+  observer?: RequestObserver | undefined;
 }
 
 export type Outcome =
@@ -180,6 +183,18 @@ export class Daemon {
     process.off('uncaughtException', this.onEscaped);
     process.off('unhandledRejection', this.onEscaped);
     return this.running;
+  }
+
+  /** Why the daemon cannot serve (undefined: it can): not started, stopping, or its socket file gone or replaced. */
+  socketProblem(): string | undefined {
+    if (!this.listener) return 'not listening';
+    if (this.draining) return 'stopping';
+    try {
+      if (lstatSync(this.opts.socket).ino !== this.socketIno) return `${this.opts.socket} was replaced by another process`;
+    } catch {
+      return `${this.opts.socket} was removed: shims cannot reach this daemon`;
+    }
+    return undefined;
   }
 
   /** Unlinks the socket if it is still ours (a newer daemon may have replaced it already). */
@@ -317,7 +332,7 @@ export class Daemon {
    */
   private execute(req: Request, fds: number[]): Promise<{ answer: Answer; outcome: Outcome }> {
     this.running++;
-    const { io, answer } = requestIO(req, fds, this.opts.nsexec);
+    const { io, answer } = requestIO(req, fds, this.opts.nsexec, this.opts.observer);
     return new Promise((resolve) => {
       let finished = false;
       const finish = (a: Answer, outcome: Outcome): void => {

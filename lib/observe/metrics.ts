@@ -60,6 +60,8 @@ export class StrandMetrics implements RequestObserver {
   private readonly cniDuration: Histogram<'plugin' | 'verb' | 'result'>;
   private readonly ipamOps: Counter<'network' | 'op' | 'result'>;
   private readonly ipamOpAddresses: Counter<'network' | 'op'>;
+  private readonly daemonConnections: Counter<'outcome'>;
+  private readonly daemonInFlight: Gauge;
   private readonly etcdDuration: Histogram<'op'>;
   private readonly etcdErrors: Counter<'op'>;
 
@@ -120,6 +122,17 @@ export class StrandMetrics implements RequestObserver {
       name: 'strand_ipam_addresses_total',
       help: 'Addresses allocated or released by the successful strand-ipam operations of this process, by network and op.',
       labelNames: ['network', 'op'],
+      registers,
+    });
+    this.daemonConnections = new Counter({
+      name: 'strand_daemon_connections_total',
+      help: 'Shim connections to strand daemon, by outcome (done, timeout, crashed, lost: run; busy, unsupported, rejected, cancelled, unauthorized: not run, the shim falls back or fails).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.daemonInFlight = new Gauge({
+      name: 'strand_daemon_requests_in_flight',
+      help: 'Requests strand daemon runs now (timed-out ones included until their work settles).',
       registers,
     });
     this.etcdDuration = new Histogram({
@@ -264,6 +277,14 @@ export class StrandMetrics implements RequestObserver {
   ipam(network: string, op: 'allocate' | 'release', ok: boolean, addresses: number): void {
     this.ipamOps.inc({ network, op, result: ok ? 'success' : 'failure' });
     if (ok && addresses > 0) this.ipamOpAddresses.inc({ network, op }, addresses);
+  }
+
+  // ----------------------------------------------------------------- daemon ----
+
+  /** One shim connection's outcome (daemon/server.ts Outcome), and the requests running after it. */
+  daemonConnection(outcome: string, inFlight: number): void {
+    this.daemonConnections.inc({ outcome });
+    this.daemonInFlight.set(inFlight);
   }
 
   // ------------------------------------------------------------------- etcd ----

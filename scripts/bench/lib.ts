@@ -275,7 +275,7 @@ export class BenchDaemon {
   static async start(netns?: string): Promise<BenchDaemon> {
     const d = new BenchDaemon(mkdtempSync(join(tmpdir(), 'strand-bench-daemon-')));
     const strand = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'strand');
-    const argv = [strand, 'daemon', '--socket', d.socket, '--max-requests', '1000', '--max-connections', '4000'];
+    const argv = [strand, 'daemon', '--socket', d.socket, '--max-requests', '1000', '--max-connections', '4000', '--metrics-address', 'off'];
     if (netns) argv.unshift('nsenter', `--net=/run/netns/${netns}`);
     d.proc = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -50,7 +50,9 @@ export class TestDaemon {
   /** Starts it and waits (bounded) until the socket accepts connections. */
   async start(o: DaemonOptions = {}): Promise<this> {
     const staleIno = existsSync(this.socket) ? statSync(this.socket).ino : undefined;
-    const argv = [...(o.command ?? [STRAND]), 'daemon', '--socket', this.socket, '--log-level', 'debug', ...(o.args ?? [])];
+    // no metrics listener unless asked (many test daemons at once would compete for one port)
+    const metrics = (o.args ?? []).some((a) => a.startsWith('--metrics-address')) ? [] : ['--metrics-address', 'off'];
+    const argv = [...(o.command ?? [STRAND]), 'daemon', '--socket', this.socket, '--log-level', 'debug', ...metrics, ...(o.args ?? [])];
     if (o.netns) argv.unshift('/usr/bin/nsenter', `--net=/run/netns/${o.netns}`, '--');
     const [cmd, ...rest] = argv;
     const child = spawn(cmd!, rest, {

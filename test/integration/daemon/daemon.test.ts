@@ -1,7 +1,10 @@
 // strand daemon behind the shim, as a runtime sees it: the built shim (dist/shim/<plugin>)
 // run inside a fresh "host" namespace with CNI env and stdin, the daemon on a private
 // socket. The answers equal the standalone executable's; nothing leaks.
+import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TestDaemon } from '../../helpers/daemon.ts';
+import { freePort } from '../../helpers/etcd.ts';
 import { requireBuilt } from '../ipam/helpers.ts';
 import { fdsBackTo, outcomes, settled, stableStderr, World } from './harness.ts';
 
@@ -122,5 +125,71 @@ describe('served by the daemon', () => {
     expect(del.code, del.stdout + del.stderr).toBe(0);
     expect(await settled(w.daemon, 0)).toEqual([]);
     expect(w.ipamRecords()).toEqual([]);
+  });
+});
+
+describe('observability (--metrics-address)', () => {
+  it('/metrics counts the requests the plugin code ran (CNI calls, IPAM operations, connection outcomes); /healthz and /readyz fail once the socket file is gone', async () => {
+    const port = await freePort();
+    const d = new TestDaemon();
+    try {
+      await d.start({ args: ['--metrics-address', `127.0.0.1:${port}`] });
+      const get = async (path: string): Promise<{ status: number; body: string }> => {
+        const r = await fetch(`http://127.0.0.1:${port}${path}`);
+        return { status: r.status, body: await r.text() };
+      };
+      const env = { STRAND_DAEMON_SOCKET: d.socket, STRAND_SHIM_REQUIRE_DAEMON: '1' };
+      const pod = w.pod('p');
+      const conf = w.conf();
+      expect((await w.verb('ADD', pod, 'c1', conf, { env })).code).toBe(0);
+      expect((await w.verb('DEL', pod, 'c1', conf, { env })).code).toBe(0);
+      const bad = await w.verb('ADD', pod, 'c2', { ...conf, bridge: 'x'.repeat(20) }, { env });
+      expect(bad.code).toBe(1);
+      expect(await settled(d, 3)).toHaveLength(3);
+
+      const m = (await get('/metrics')).body;
+      const sample = (name: string, labels: string): number | undefined => {
+        const line = m.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+        return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+      };
+      expect(sample('strand_cni_requests_total', 'plugin="strand-bridge",verb="ADD",result="success"')).toBe(1);
+      expect(sample('strand_cni_requests_total', 'plugin="strand-bridge",verb="DEL",result="success"')).toBe(1);
+      expect(sample('strand_cni_requests_total', 'plugin="strand-bridge",verb="ADD",result="error"')).toBe(1);
+      expect(sample('strand_cni_request_errors_total', 'plugin="strand-bridge",verb="ADD",code="7"')).toBe(1);
+      // strand-ipam ran in-process inside the bridge's request, with the same observer
+      expect(sample('strand_cni_requests_total', 'plugin="strand-ipam",verb="ADD",result="success"')).toBe(1);
+      expect(sample('strand_ipam_operations_total', `network="${w.prefix}-net",op="allocate",result="success"`)).toBe(1);
+      expect(sample('strand_ipam_operations_total', `network="${w.prefix}-net",op="release",result="success"`)).toBe(1);
+      expect(sample('strand_daemon_connections_total', 'outcome="done"')).toBe(3);
+      expect(m).toMatch(/^process_resident_memory_bytes \d+/m);
+      expect(await get('/healthz')).toEqual({ status: 200, body: 'ok\n' });
+      expect(await get('/readyz')).toEqual({ status: 200, body: 'ok\n' });
+
+      // a socket file someone removed: the shims cannot reach this daemon; a restart recreates it
+      rmSync(d.socket);
+      const h = await get('/healthz');
+      expect(h.status).toBe(503);
+      expect(h.body).toContain('was removed');
+      expect((await get('/readyz')).status).toBe(503);
+    } finally {
+      await d.stop(5000);
+    }
+  });
+
+  it('an address already in use: logged, the daemon serves CNI calls without metrics', async () => {
+    const port = await freePort();
+    const { createServer } = await import('node:net');
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', r));
+    const d = new TestDaemon();
+    try {
+      await d.start({ args: ['--metrics-address', `127.0.0.1:${port}`] });
+      const r = await w.call('strand-bridge', { command: 'VERSION', env: { STRAND_DAEMON_SOCKET: d.socket, STRAND_SHIM_REQUIRE_DAEMON: '1' } }, '');
+      expect(r.code).toBe(0);
+      expect(d.log).toMatch(/cannot listen on 127\.0\.0\.1:\d+ \(--metrics-address\): no metrics/);
+    } finally {
+      await d.stop(5000);
+      squatter.close();
+    }
   });
 });

@@ -331,7 +331,17 @@ describe('DEL never strands a pod', () => {
     // the daemon's background process slot is the agent's (killed after the test)
     agent = spawn(
       'ip',
-      ['netns', 'exec', host, STRAND, 'daemon', `--socket=${join(dir, 'run', 'cni.sock')}`, `--ipam-data-dir=${join(dir, 'nA')}`, '--pending-interval=1'],
+      [
+        'netns',
+        'exec',
+        host,
+        STRAND,
+        'daemon',
+        `--socket=${join(dir, 'run', 'cni.sock')}`,
+        `--ipam-data-dir=${join(dir, 'nA')}`,
+        '--pending-interval=1',
+        '--metrics-address=off',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     agent.stderr?.setEncoding('utf8').on('data', (d: string) => log.push(d));

@@ -217,6 +217,11 @@ describe('manifests: what strand relies on', () => {
     expect(hostPathOf('strand-run')).toBe(DEFAULT_SOCKET.slice(0, DEFAULT_SOCKET.lastIndexOf('/')));
     expect(mounts['cni-bin'].readOnly).toBe(true);
     expect(daemon.readinessProbe.exec.command).toEqual(['/strand', 'daemon', 'status']);
+    // liveness on the daemon's own listener (its default address), not the agent's
+    expect(o.metricsAddress).toEqual({ host: '127.0.0.1', port: 9477 });
+    expect(daemon.livenessProbe.httpGet).toEqual({ host: '127.0.0.1', path: '/healthz', port: o.metricsAddress?.port });
+    expect(daemon.ports.map((p: any) => p.containerPort)).toEqual([9477]);
+    expect(agent.ports.map((p: any) => p.containerPort)).not.toContain(9477);
   });
 
   it('every configMapKeyRef names the strand ConfigMap and a key it has; agent-mode is a mode the agent knows', () => {
