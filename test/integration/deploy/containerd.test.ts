@@ -792,6 +792,8 @@ describe('the daemon container of the DaemonSet, run through the CRI as the kube
           await new Promise((r) => setTimeout(r, 250));
         }
       }
+      // the liveness probe as the kubelet runs it for a host-network pod: from the node
+      expect(httpGetFromNode(host, daemonSpec.livenessProbe.httpGet), pod.logs()).toBe(200);
       await c.waitNetworkReady();
       const nat = (): string => execFileSync('ip', ['netns', 'exec', host, 'iptables-save', '-t', 'nat'], { encoding: 'utf8' });
       const served = await runPods(c, `${prefix}d`, '10.244.', '10.244.0.1');
