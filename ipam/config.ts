@@ -67,7 +67,11 @@ export interface IpamConfig {
   dns?: DNS;
   dataDir: string;
   etcd?: EtcdConfig;
-  /** Block prefix length per family (clamped to each subnet's own prefix). */
+  /**
+   * Block prefix length per family (clamped to each subnet's own prefix); 0: the whole
+   * range is one block (the local store's default: one node uses it, and host-local
+   * hands out addresses in range order).
+   */
   blockSize: Record<Family, number>;
   strictAffinity: boolean;
   /**
@@ -89,6 +93,7 @@ const DEFAULT_GC_GRACE_MS = 10_000;
 const RANGE_FIELDS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway', 'exclude'] as const;
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
+/** Blocks of the etcd store by default (nodes claim blocks); the local store's default is 0: see IpamConfig.blockSize. */
 const DEFAULT_BLOCK_SIZE: Record<Family, number> = { 4: 26, 6: 122 };
 
 function ipValue(s: string, family: Family, field: string): bigint {
@@ -255,8 +260,8 @@ function parseGrace(v: unknown, field: string): number {
   throw fieldError(field, 'must be a duration (milliseconds, or "10s", "500ms", "1m")');
 }
 
-function parseBlockSize(raw: unknown, fam: Family, field: string): number {
-  if (raw === undefined) return DEFAULT_BLOCK_SIZE[fam];
+function parseBlockSize(raw: unknown, fam: Family, field: string, etcd: boolean): number {
+  if (raw === undefined) return etcd ? DEFAULT_BLOCK_SIZE[fam] : 0;
   const bits = bitsOf(fam);
   if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1 || raw > bits) {
     throw fieldError(field, `must be a prefix length between 1 and ${bits}`);
@@ -351,14 +356,15 @@ export function parseIpamConfig(conf: NetConf, opts: ParseOptions = {}): IpamCon
   const requested = opts.ignoreRequested ? [] : assignRequested(sets, collectRequested(conf, envArgs));
 
   const readFiles = opts.readFiles ?? true;
+  const hasEtcd = ipam['etcd'] !== undefined && ipam['etcd'] !== null;
   const cfg: IpamConfig = {
     network: conf.name,
     rangeSets: sets,
     routes: parseRoutes(ipam['routes'], 'ipam.routes'),
     dataDir: optString(ipam, 'dataDir', 'ipam') ?? DEFAULT_DATA_DIR,
     blockSize: {
-      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize'),
-      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6'),
+      4: parseBlockSize(ipam['blockSize'], 4, 'ipam.blockSize', hasEtcd),
+      6: parseBlockSize(ipam['blockSizeV6'], 6, 'ipam.blockSizeV6', hasEtcd),
     },
     requested,
     gcGraceMs: parseGrace(ipam['gcGracePeriod'], 'ipam.gcGracePeriod'),

@@ -101,13 +101,7 @@ export function storeRefOfConf(cfg: IpamConfig, conf: NetConf): StoreRef {
  * `readFiles` false leaves the TLS files and resolvConf unread.
  */
 export function loadConfig(conf: NetConf, cniArgs: string, withRequested: boolean, readFiles = true): IpamConfig {
-  const cfg = parseIpamConfig(conf, { cniArgs, ignoreRequested: !withRequested, readFiles });
-  const ipam = conf.ipam as Record<string, unknown>;
-  if (!cfg.etcd) {
-    if (ipam['blockSize'] === undefined) cfg.blockSize[4] = 0;
-    if (ipam['blockSizeV6'] === undefined) cfg.blockSize[6] = 0;
-  }
-  return cfg;
+  return parseIpamConfig(conf, { cniArgs, ignoreRequested: !withRequested, readFiles });
 }
 
 /** Why a data directory is unusable, by the errno of the failed file operation. */

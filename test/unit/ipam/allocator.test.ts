@@ -98,7 +98,8 @@ describe('allocator over the memory store', () => {
 
   it('blocks: a node claims a /26, claims another when full, releases an empty one but keeps its last', async () => {
     const store = new MemoryStore();
-    const a = alloc({ ranges: [[{ subnet: '10.1.0.0/24' }]] }, { store });
+    // /26 blocks, as the etcd store has by default (the local store's default is one block per range)
+    const a = alloc({ ranges: [[{ subnet: '10.1.0.0/24' }]], blockSize: 26 }, { store });
     for (let i = 0; i < 62; i++) await a.allocate(`c${i}`, 'eth0'); // .2-.63 fill the first block
     expect((await store.listAffinities('net1')).map((x) => x.cidr)).toEqual(['10.1.0.0/26']);
     expect(await ips(a, 'x')).toEqual(['10.1.0.64']);
@@ -112,7 +113,7 @@ describe('allocator over the memory store', () => {
 
   it('blocks: nodes get separate blocks; when none is free a node borrows, unless strictAffinity', async () => {
     const store = new MemoryStore();
-    const r = { ranges: [[{ subnet: '10.1.0.0/25' }]] };
+    const r = { ranges: [[{ subnet: '10.1.0.0/25' }]], blockSize: 26 };
     const a = alloc(r, { store, node: 'a' });
     const b = alloc(r, { store, node: 'b' });
     expect(await ips(a, 'a1')).toEqual(['10.1.0.2']);

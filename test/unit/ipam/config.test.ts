@@ -32,7 +32,11 @@ describe('strand-ipam config (host-local compatible)', () => {
     const c = parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }], [{ subnet: 'fd00::/120' }]] }));
     expect(c.rangeSets.map(rangeSetText)).toEqual(['10.1.0.1-10.1.0.254', 'fd00::1-fd00::ff']);
     expect(c.dataDir).toBe('/var/lib/cni/networks');
-    expect(c.blockSize).toEqual({ 4: 26, 6: 122 });
+    // the local store: one block per range (host-local's order); etcd: /26 and /122 blocks
+    expect(c.blockSize).toEqual({ 4: 0, 6: 0 });
+    const e = parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }]], etcd: { endpoints: ['127.0.0.1:2379'] } }));
+    expect(e.blockSize).toEqual({ 4: 26, 6: 122 });
+    expect(parseIpamConfig(conf({ ranges: [[{ subnet: '10.1.0.0/24' }]], blockSize: 28 })).blockSize[4]).toBe(28);
   });
 
   it('accepts the legacy top-level subnet and prepends ipRanges from runtimeConfig', () => {

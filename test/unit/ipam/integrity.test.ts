@@ -75,7 +75,7 @@ describe('attachments are the truth', () => {
 
   it('repair drops block entries no attachment holds and corrects an attachment naming the wrong block', async () => {
     const store = new MemoryStore();
-    const r = { ranges: [[{ subnet: '10.9.0.0/24' }]] };
+    const r = { ranges: [[{ subnet: '10.9.0.0/24' }]], blockSize: 26 };
     const a = alloc(r, { store });
     await first(a, 'c1');
     const doc = store.rawDoc('net1');
