@@ -4,13 +4,13 @@
 // anywhere unwinds them last-in-first-out (IPAM DEL included), so a failed ADD leaves
 // no veth, no address and no reserved IP behind.
 import { CniError, Code } from '../../lib/cni/errors.ts';
-import { delegateAddWithRollback, delegateDel } from '../../lib/cni/invoke.ts';
 import { phaseTracer } from '../../lib/cni/log.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
-import type { DNS, Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
+import type { Interface, IPConfig, Result, Route } from '../../lib/cni/types.ts';
 import { addrOf, formatIP, network, nextIP, overlaps, parseCidr, tryParseCidr } from '../../lib/addr/cidr.ts';
 import { configureIface } from '../../lib/plugin/ipam-config.ts';
 import { createVeth, enableForwarding, ensureBridge, bridgePorts, nl, openHostNetns, openPodNetns, trySysctl, waitOperUp } from '../../lib/plugin/link.ts';
+import { delegateIpamAdd, resultDns } from '../../lib/plugin/result.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
 import { readPodMtu } from '../../lib/plugin/mtu.ts';
 import { isNetlinkError } from '../../lib/netlink/errors.ts';
@@ -124,10 +124,6 @@ async function ensureGatewayAddr(
   if (pinMac) await nl(`could not set ${dev.name}'s mac`, () => rtnl.setLink(host, dev.index, { mac: pinMac }));
 }
 
-function dnsSet(d: DNS | undefined): d is DNS {
-  return !!d && (d.nameservers !== undefined || d.search !== undefined || d.options !== undefined || !!d.domain);
-}
-
 /** What the steps of one ADD share. */
 interface AddCtx {
   a: CmdArgs;
@@ -197,7 +193,8 @@ export async function cmdAdd(a: CmdArgs, conf: BridgeConf): Promise<Result> {
 
       // 8. the port must be up; then the final MACs
       await finalMacs(c, br, veth, hostIf, brIf);
-      if (dnsSet(conf.dns)) result.dns = conf.dns;
+      const dns = resultDns(conf.dns, result.dns);
+      if (dns) result.dns = dns;
       phases.mark('final');
       phases.done('ADD phases (ms)');
       return result;
@@ -232,17 +229,11 @@ async function addSpoofCheck({ a, undo, tools }: AddCtx, veth: Veth): Promise<vo
 
 /** The IPAM delegate's addresses, routes and DNS into `result`; the gateways they imply. */
 async function addIpam({ a, conf, undo }: AddCtx, ipamType: string, result: Result): Promise<Gateway[]> {
-  const ipam = await delegateAddWithRollback(ipamType, a.stdinData, a);
-  undo.push(`IPAM DEL (${ipamType})`, () => delegateDel(ipamType, a.stdinData, a));
-  if (!ipam.ips?.length) throw new CniError(Code.Internal, 'IPAM plugin returned missing IP config');
-  result.ips = ipam.ips.map((ip): IPConfig => ({ ...ip }));
+  const ipam = await delegateIpamAdd(a, ipamType, undo);
+  result.ips = (ipam.ips ?? []).map((ip): IPConfig => ({ ...ip }));
   result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
   if (ipam.dns) result.dns = ipam.dns;
-  const gateways = calcGateways(result, conf);
-  a.log?.debug(
-    `IPAM ${ipamType}: ${result.ips.map((i) => i.address).join(', ')}${result.routes.length ? `, routes ${result.routes.map((r) => r.dst).join(', ')}` : ''}`,
-  );
-  return gateways;
+  return calcGateways(result, conf);
 }
 
 /** The pod's interface: DAD and ARP sysctls, addresses, up, routes. */

@@ -7,9 +7,10 @@
 //   4. arp_notify/ndisc_notify, addresses, link up, routes (all on the link: step 2's
 //      undo removes them)
 import { CniError, Code } from '../../lib/cni/errors.ts';
-import { delegateAddWithRollback, delegateCheck, delegateDel, delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
+import { delegateCheck, delegateDel, delegateGc, delegateStatus } from '../../lib/cni/invoke.ts';
 import type { CmdArgs } from '../../lib/cni/skel.ts';
-import { CURRENT_VERSION, type DNS, type NetConf, type Result } from '../../lib/cni/types.ts';
+import { CURRENT_VERSION, type NetConf, type Result } from '../../lib/cni/types.ts';
+import { delegateIpamAdd, resultDns } from '../../lib/plugin/result.ts';
 import { UndoStack } from '../../lib/plugin/undo.ts';
 import type { Netns } from '../../lib/netlink/netns.ts';
 import * as rtnl from '../../lib/netlink/rtnl.ts';
@@ -45,10 +46,6 @@ export interface AddSpec {
   addresses: AddressSource;
 }
 
-function isEmptyDns(dns: DNS | undefined): boolean {
-  return !dns || Object.values(dns).every((v) => v === undefined || (Array.isArray(v) && v.length === 0) || v === '');
-}
-
 async function setNotify(pod: Netns, ifName: string, a: CmdArgs): Promise<void> {
   // As the reference: best effort (a kernel without IPv6 has no ndisc_notify).
   for (const key of [`net/ipv4/conf/${ifName}/arp_notify`, `net/ipv6/conf/${ifName}/ndisc_notify`]) {
@@ -82,10 +79,7 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
       if (spec.addresses.from === 'prev') {
         source = spec.addresses.result;
       } else if (type) {
-        source = await delegateAddWithRollback(type, a.stdinData, a);
-        undo.push(`IPAM DEL (${type})`, () => delegateDel(type, a.stdinData, a));
-        if (!source.ips?.length) throw new CniError(Code.DelegateFailed, `IPAM plugin ${type} returned no IP addresses`);
-        a.log?.debug(`IPAM ${type}: ${source.ips.map((i) => i.address).join(', ')}`);
+        source = await delegateIpamAdd(a, type, undo);
       }
 
       if (source) {
@@ -97,9 +91,10 @@ export async function addSublink(a: CmdArgs, conf: SublinkConf, spec: AddSpec): 
       } else {
         await nl(`failed to set ${a.ifName} up`, () => rtnl.setLink(pod, link.index, { up: true }));
       }
-      // The config's DNS when it has one (the reference always uses it), else IPAM's.
-      const dns = isEmptyDns(conf.dns) ? source?.dns : conf.dns;
-      if (!isEmptyDns(dns)) result.dns = dns!;
+      // The config's DNS when it sets any (the reference macvlan/ipvlan always report the
+      // config's, dropping IPAM's), else IPAM's: lib/plugin/result.ts.
+      const dns = resultDns(conf.dns, source?.dns);
+      if (dns) result.dns = dns;
       return result;
     });
   } finally {
