@@ -8,6 +8,7 @@
 //
 // See docs/agent.md and agent/config.ts for the options.
 import { readFileSync } from 'node:fs';
+import { parseLongFlags } from '../lib/cli/flags.ts';
 import type { PluginIO } from '../lib/cni/skel.ts';
 import { createLogger, isLogLevel } from '../lib/cni/log.ts';
 import { passwordOnCommandLineWarning } from '../ipam/store/etcd-config.ts';
@@ -82,27 +83,8 @@ function parseFlags(
   allowed: ReadonlySet<string>,
   bools: ReadonlySet<string>,
 ): { flags: Map<string, string>; bool: Set<string>; rest: string[] } {
-  const flags = new Map<string, string>();
-  const bool = new Set<string>();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (!a.startsWith('--')) {
-      rest.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = a.slice(2, eq === -1 ? undefined : eq);
-    if (bools.has(name) && eq === -1) {
-      bool.add(name);
-      continue;
-    }
-    if (!allowed.has(name)) throw new UsageError(`unknown option ${a}`);
-    const v = eq === -1 ? argv[++i] : a.slice(eq + 1);
-    if (v === undefined) throw new UsageError(`${a} needs a value`);
-    flags.set(name, v);
-  }
-  return { flags, bool, rest };
+  const p = parseLongFlags(argv, allowed, bools, (m) => new UsageError(m));
+  return { flags: p.flags, bool: p.bools, rest: p.rest };
 }
 
 async function status(argv: readonly string[], io: CliIO): Promise<number> {

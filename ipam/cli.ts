@@ -23,6 +23,7 @@
 //
 // Exit status: 0 done, 1 failed or nothing found (show, release), 2 usage error (also a
 // --data-dir that does not exist).
+import { parseLongFlags } from '../lib/cli/flags.ts';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PluginIO } from '../lib/cni/skel.ts';
@@ -166,26 +167,8 @@ export function etcdPassword(flags: ReadonlyMap<string, string>, env: Record<str
 }
 
 function parseArgv(argv: string[]): Opts {
-  const flags = new Map<string, string>();
-  const bools = new Set<string>();
-  const args: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === '-h') bools.add('help');
-    else if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = a.slice(2, eq === -1 ? undefined : eq);
-      if (BOOL_FLAGS.has(name) && eq === -1) {
-        bools.add(name);
-        continue;
-      }
-      if (!VALUE_FLAGS.has(name)) throw new UsageError(`unknown option ${a}`);
-      const v = eq === -1 ? argv[++i] : a.slice(eq + 1);
-      if (v === undefined) throw new UsageError(`${a} needs a value`);
-      flags.set(name, v);
-    } else args.push(a);
-  }
-  return { flags, bools, json: bools.has('json'), args };
+  const { flags, bools, rest } = parseLongFlags(argv, VALUE_FLAGS, BOOL_FLAGS, (m) => new UsageError(m));
+  return { flags, bools, json: bools.has('json'), args: rest };
 }
 
 /** The strand-ipam section of a network config or conflist file, as a NetConf. */
