@@ -229,6 +229,26 @@ describe('DEL never strands a pod', () => {
     });
   }
 
+  it("a node gone with a release pending: `strand ipam node release --force` releases the attachment; the node's journal, if it comes back, finds nothing held", async () => {
+    const conf = bridgeConf('nA', etcdIpam({ requestTimeout: 1500 }));
+    const p1 = newPod(1);
+    const add = await bridge('ADD', p1, conf);
+    expect(add.code, add.stdout + add.stderr).toBe(0);
+    const addr = firstAddress(add.json).split('/')[0] as string;
+    stopEtcd();
+    await expectStrandedNot(p1, conf);
+    contEtcd();
+    const storeFlags = ['--etcd-endpoints', etcd.tcpEndpoint, '--etcd-prefix', `/${nets.prefix}`];
+    const rel = JSON.parse((await cli([...storeFlags, '--json', 'node', 'release', 'nA', '--force'])).out) as { attachmentsReleased: string[] };
+    expect(rel.attachmentsReleased).toEqual([`lfnet ${p1.id}/eth0: ${addr}`]);
+    expect(await withEtcdStore(async (s) => await s.listAttachments('lfnet'))).toEqual([]);
+    // the node back: its journal's entry is completed as "nothing held any more", nothing is released twice
+    const done = await cli([...storeFlags, '--data-dir', join(dir, 'nA'), 'pending', '--complete']);
+    expect(done.code, done.out + done.err).toBe(0);
+    expect(done.out + done.err).toContain('nothing held any more');
+    expect(pendingFiles(join(dir, 'nA'))).toEqual([]);
+  });
+
   it('an ADD of an attachment whose release is pending completes that release first: no completer releases the new allocation later', async () => {
     const conf = bridgeConf('nA', etcdIpam({ requestTimeout: 1500 }));
     const p1 = newPod(1);
