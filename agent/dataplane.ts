@@ -15,6 +15,11 @@ import { describeOp, type Actual, type Op, type PodLink } from './reconcile.ts';
 /** IPv4 / IPv6 underlay encapsulation overhead of VXLAN (outer IP + UDP + VXLAN + Ethernet). */
 const VXLAN_OVERHEAD = { 4: 50, 6: 70 } as const;
 
+/** The VXLAN device's MTU: the configured one, else the underlay's less the overhead of the tunnel's family (its local address). */
+export function vxlanMtu(underlayMtu: number, local: string, configured?: number): number {
+  return configured ?? underlayMtu - VXLAN_OVERHEAD[ipFamily(local) ?? 4];
+}
+
 /** A stable, locally administered unicast MAC for a node's VTEP (same after restarts). */
 export function vtepMacFor(node: string): string {
   const h = createHash('sha256').update(`strand-vtep:${node}`).digest();
@@ -100,8 +105,7 @@ export class Dataplane {
   /** Creates (or checks and repairs) the VXLAN device; returns its settings. */
   async ensureVxlan(cfg: VxlanConfig, underlay: Underlay, node: string): Promise<Vtep> {
     const local = underlay.addresses[0] as string;
-    const fam = ipFamily(local) ?? 4;
-    const mtu = cfg.mtu ?? underlay.link.mtu - VXLAN_OVERHEAD[fam];
+    const mtu = vxlanMtu(underlay.link.mtu, local, cfg.mtu);
     const want: VxlanInfo = { kind: 'vxlan', id: cfg.vni, port: cfg.port, local, dev: underlay.link.index, learning: false };
     let link = await rtnl.findLink(this.ns, cfg.device);
     if (link && link.kind !== 'vxlan') throw new DataplaneError(`${cfg.device} exists and is not a vxlan device; not touching it`);
