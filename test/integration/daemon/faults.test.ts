@@ -158,6 +158,23 @@ describe('version, admission and limits', () => {
     expectClean([pod]);
   });
 
+  it("a shim of another build (the previous version's, during a rolling update) is served; its strand-ipam is not this build's, so it runs as a request of its own, not in-process", async () => {
+    await w.daemon.start();
+    const dir = buildShim(1); // this protocol, build "dev": not the daemon's build
+    const cniPath = `${dir}:${w.tools}`;
+    const pod = w.pod('p');
+    const add = await w.verb('ADD', pod, 'c1', w.conf(), { via: dir, cniPath, env: REQUIRE });
+    expect(ok(add).ips[0].address).toBe('10.98.0.2/24');
+    ok(await w.verb('DEL', pod, 'c1', w.conf(), { via: dir, cniPath, env: REQUIRE }));
+    expect((await settled(w.daemon, 4)).sort()).toEqual([
+      'strand-bridge ADD: done 0',
+      'strand-bridge DEL: done 0',
+      'strand-ipam ADD: done 0',
+      'strand-ipam DEL: done 0',
+    ]);
+    expectClean([pod]);
+  });
+
   it('concurrency cap: the request over --max-requests is told BUSY and runs standalone; both complete', async () => {
     await w.daemon.start({ args: ['--max-requests', '1'] });
     const [p1, p2] = [w.pod('p1'), w.pod('p2')];
