@@ -210,7 +210,8 @@ async function serveObservability(
   }
 }
 
-export async function main(argv: string[], io: PluginIO, host: DaemonHost): Promise<number> {
+/** `strand daemon status`, `--help` and bad options end here with an exit status; otherwise the options. */
+async function commandLine(argv: string[], io: PluginIO): Promise<number | ReturnType<typeof parseDaemonOptions>> {
   if (argv[0] === 'status') {
     try {
       return await status(argv.slice(1), io);
@@ -223,13 +224,27 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
     io.stdout.write(USAGE);
     return 0;
   }
-  let o: ReturnType<typeof parseDaemonOptions>;
   try {
-    o = parseDaemonOptions(argv, io.env);
+    return parseDaemonOptions(argv, io.env);
   } catch (e) {
     io.stderr.write(`strand daemon: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
   }
+}
+
+/** One log line per connection (served ones at debug, the others at info with the reason), and the metrics' count. */
+function observeOutcomes(daemon: Daemon, log: Logger, metrics: import('../lib/observe/metrics.ts').StrandMetrics | undefined): void {
+  if (metrics) daemon.observe((e) => metrics.daemonConnection(e.outcome, daemon.inFlight));
+  daemon.observe((e) => {
+    const line = `request ${e.plugin || '-'} ${e.verb || '-'}: ${e.outcome}${e.exitCode !== undefined ? ` ${e.exitCode}` : ''} in ${e.durationMs.toFixed(1)} ms${e.reason ? ` (${e.reason})` : ''}`;
+    if (e.outcome === 'done') log.debug(line);
+    else log.info(line);
+  });
+}
+
+export async function main(argv: string[], io: PluginIO, host: DaemonHost): Promise<number> {
+  const o = await commandLine(argv, io);
+  if (typeof o === 'number') return o;
   const log = createLogger({ name: 'strand daemon', stderr: io.stderr, level: o.logLevel as 'info' });
   if (process.getuid?.() !== 0) log.warn('not running as root: shims (root) can connect, but plugins will fail to configure networks');
 
@@ -256,14 +271,7 @@ export async function main(argv: string[], io: PluginIO, host: DaemonHost): Prom
     nsexec: helper && { file: helper.file, argv0: helper.argv0 },
     observer: metrics,
   });
-  if (metrics) daemon.observe((e) => metrics.daemonConnection(e.outcome, daemon.inFlight));
-  // One line per connection: served ones at debug, the others (not run, or failed in
-  // the daemon) at info with the reason.
-  daemon.observe((e) => {
-    const line = `request ${e.plugin || '-'} ${e.verb || '-'}: ${e.outcome}${e.exitCode !== undefined ? ` ${e.exitCode}` : ''} in ${e.durationMs.toFixed(1)} ms${e.reason ? ` (${e.reason})` : ''}`;
-    if (e.outcome === 'done') log.debug(line);
-    else log.info(line);
-  });
+  observeOutcomes(daemon, log, metrics);
   try {
     daemon.start();
   } catch (e) {
