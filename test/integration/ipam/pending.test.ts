@@ -97,6 +97,32 @@ describe('DEL never strands a pod', () => {
     stopped = false;
   };
 
+  /** `strand <args>` in the host namespace, in the background slot (killed after the test); its stderr once it logged `ready`. */
+  async function startInHost(args: string[], ready: string): Promise<string[]> {
+    const log: string[] = [];
+    agent = spawn('ip', ['netns', 'exec', host, STRAND, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent.stderr?.setEncoding('utf8').on('data', (d: string) => log.push(d));
+    await waitFor(
+      `strand ${args[0]} ready`,
+      () => log.join('').includes(ready),
+      20_000,
+      () => log.join(''),
+    );
+    return log;
+  }
+
+  /** `who` (its stderr in `log`) completes the pending release of `pod`: journal empty, the attachment gone from etcd. */
+  async function expectCompletedBy(who: string, log: string[], pod: Pod): Promise<void> {
+    await waitFor(
+      `${who} completed the release`,
+      () => pendingFiles(join(dir, 'nA')).length === 0,
+      20_000,
+      () => log.join('').slice(-3000),
+    );
+    expect(log.join('')).toContain(`pending release of lfnet ${pod.id}/eth0`);
+    expect(await withEtcdStore(async (s) => await s.listAttachments('lfnet'))).toEqual([]);
+  }
+
   function bridgeConf(node: string, ipam: Record<string, unknown>): Record<string, unknown> {
     return {
       cniVersion: '1.1.0',
@@ -297,15 +323,9 @@ describe('DEL never strands a pod', () => {
     ip(['addr', 'add', '192.168.250.1/24', 'dev', 'up0'], { ns: host });
     ip(['link', 'set', 'up0', 'up'], { ns: host });
     ip(['link', 'set', 'up1', 'up'], { ns: host });
-    const log: string[] = [];
     const metrics = await freePort();
-    agent = spawn(
-      'ip',
+    const log = await startInHost(
       [
-        'netns',
-        'exec',
-        host,
-        STRAND,
         'agent',
         '--node-name=nA',
         '--node-ip=192.168.250.1',
@@ -317,27 +337,13 @@ describe('DEL never strands a pod', () => {
         `--metrics-address=127.0.0.1:${metrics}`,
         `--ipam-data-dir=${join(dir, 'nA')}`,
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    agent.stderr?.setEncoding('utf8').on('data', (d: string) => log.push(d));
-    await waitFor(
-      'agent synced',
-      () => log.join('').includes('synced at revision'),
-      20_000,
-      () => log.join(''),
+      'synced at revision',
     );
     stopEtcd();
     await expectStrandedNot(p1, conf);
     expect(pendingFiles(join(dir, 'nA'))).toHaveLength(1);
     contEtcd();
-    await waitFor(
-      'the agent completed the release',
-      () => pendingFiles(join(dir, 'nA')).length === 0,
-      20_000,
-      () => log.join('').slice(-3000),
-    );
-    expect(log.join('')).toContain(`pending release of lfnet ${p1.id}/eth0`);
-    expect(await withEtcdStore(async (s) => await s.listAttachments('lfnet'))).toEqual([]);
+    await expectCompletedBy('the agent', log, p1);
   });
 
   it('strand daemon completes pending releases once etcd answers again, with no plugin call (--ipam-data-dir, --pending-interval)', async () => {
@@ -347,42 +353,15 @@ describe('DEL never strands a pod', () => {
     stopEtcd();
     await expectStrandedNot(p1, conf);
     expect(pendingFiles(join(dir, 'nA'))).toHaveLength(1);
-    const log: string[] = [];
-    // the daemon's background process slot is the agent's (killed after the test)
-    agent = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        host,
-        STRAND,
-        'daemon',
-        `--socket=${join(dir, 'run', 'cni.sock')}`,
-        `--ipam-data-dir=${join(dir, 'nA')}`,
-        '--pending-interval=1',
-        '--metrics-address=off',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    agent.stderr?.setEncoding('utf8').on('data', (d: string) => log.push(d));
-    await waitFor(
-      'daemon serving',
-      () => log.join('').includes('serving '),
-      20_000,
-      () => log.join(''),
+    const log = await startInHost(
+      ['daemon', `--socket=${join(dir, 'run', 'cni.sock')}`, `--ipam-data-dir=${join(dir, 'nA')}`, '--pending-interval=1', '--metrics-address=off'],
+      'serving ',
     );
     // etcd still stopped: passes fail and keep the entry
     await sleep(2500);
     expect(pendingFiles(join(dir, 'nA'))).toHaveLength(1);
     contEtcd();
-    await waitFor(
-      'the daemon completed the release',
-      () => pendingFiles(join(dir, 'nA')).length === 0,
-      20_000,
-      () => log.join('').slice(-3000),
-    );
-    expect(log.join('')).toContain(`pending release of lfnet ${p1.id}/eth0`);
-    expect(await withEtcdStore(async (s) => await s.listAttachments('lfnet'))).toEqual([]);
+    await expectCompletedBy('the daemon', log, p1);
   });
 
   // Not on the daemon path: the capability is dropped for the plugin process, and through
